@@ -1,0 +1,3 @@
+from resnet_probe.cli import main
+
+main()

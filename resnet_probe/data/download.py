@@ -1,0 +1,72 @@
+"""Checksummed, atomic downloads into a cache directory.
+
+A file is trusted only after its MD5 matches the published checksum. Downloads go to a
+temporary sibling and are renamed into place after verification, so an interrupted download
+never leaves a half file that a later run would trust.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_CACHE = Path(os.environ.get("RESNET_PROBE_DATA", Path.home() / ".cache" / "resnet-probe"))
+
+
+class ChecksumError(ValueError):
+    """A dataset file on disk does not match its published checksum."""
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    filename: str
+    url: str
+    md5: str
+
+
+def md5sum(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify(path: Path, expected_md5: str) -> None:
+    actual = md5sum(path)
+    if actual != expected_md5:
+        raise ChecksumError(
+            f"checksum mismatch for {str(path)!r}: md5 {actual}, expected {expected_md5}; "
+            f"the file is corrupt or incomplete: delete it and run again to re-download")
+
+
+def fetch(remote: RemoteFile, directory: Path, download: bool = True, progress=None) -> Path:
+    """Return a verified local copy of ``remote`` in ``directory``, downloading if allowed."""
+    path = Path(directory) / remote.filename
+    if path.exists():
+        verify(path, remote.md5)
+        return path
+    if not download:
+        raise FileNotFoundError(f"{str(path)!r} is missing and downloading is off; "
+                                f"put the file there or allow the download")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{remote.filename}.", suffix=".part")
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(remote.url, timeout=60) as response:
+            total = int(response.headers.get("Content-Length") or 0)
+            if progress is not None and total:
+                progress.reset(total=total)
+            while block := response.read(1 << 16):
+                out.write(block)
+                if progress is not None:
+                    progress.update(len(block))
+        verify(tmp, remote.md5)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path

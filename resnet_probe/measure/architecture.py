@@ -1,0 +1,66 @@
+"""The architecture side by side: per stage, its blocks, widths, output size and shortcuts.
+
+Output sizes come from a forward pass on the meta device at the given input size, so they are
+what the model really produces, including the v1/v1.5 stride placement.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from resnet_probe.zoo import ZeroPadShortcut, build_on_meta
+
+
+def architecture_rows(name: str, input_size: int | None = None) -> list[dict[str, Any]]:
+    model = build_on_meta(name).eval()
+    spec = model.spec
+    size = input_size or spec.default_input_size
+    spec.check_input_size(size)
+    shapes: dict[str, tuple[int, ...]] = {}
+    handles = [module.register_forward_hook(
+        lambda m, a, out, key=key: shapes.__setitem__(key, tuple(out.shape)))
+        for key, module in (("stem", model.maxpool if hasattr(model, "maxpool") else model.relu),
+                            *((f"layer{i + 1}", s) for i, s in enumerate(model.stages)))]
+    try:
+        with torch.no_grad():
+            model(torch.empty(1, spec.in_channels, size, size, device="meta"))
+    finally:
+        for handle in handles:
+            handle.remove()
+    stem_kind = "7x7/2 conv + 3x3/2 max-pool" if spec.family == "imagenet" else "3x3 conv"
+    rows = [{"model": name, "stage": "stem", "blocks": 0, "block": stem_kind,
+             "width": spec.stem_width, "out_channels": shapes["stem"][1],
+             "output_size": f"{shapes['stem'][2]}x{shapes['stem'][3]}", "shortcuts": "-",
+             "params": sum(p.numel() for p in (*model.conv1.parameters(),
+                                               *model.bn1.parameters()))}]
+    for index, stage in enumerate(model.stages):
+        shape = shapes[f"layer{index + 1}"]
+        rows.append({
+            "model": name, "stage": f"stage{index + 1}", "blocks": len(stage),
+            "block": spec.block.value, "width": spec.widths[index], "out_channels": shape[1],
+            "output_size": f"{shape[2]}x{shape[3]}", "shortcuts": _shortcuts(stage),
+            "params": sum(p.numel() for p in stage.parameters()),
+        })
+    rows.append({"model": name, "stage": "head", "blocks": 0, "block": "avg-pool + fc",
+                 "width": spec.num_classes, "out_channels": spec.num_classes,
+                 "output_size": "1x1", "shortcuts": "-",
+                 "params": sum(p.numel() for p in model.fc.parameters())})
+    return rows
+
+
+def _shortcuts(stage) -> str:
+    if not stage[0].residual:
+        return "none (plain)"
+    kinds = []
+    for index, block in enumerate(stage):
+        shortcut = block.downsample
+        if shortcut is None:
+            continue
+        kind = "zero-pad identity (A)" if isinstance(shortcut, ZeroPadShortcut) else "1x1 projection"
+        kinds.append(f"{kind} at block {index}")
+    identities = sum(block.downsample is None for block in stage)
+    if identities:
+        kinds.append(f"identity on {identities} block{'s' if identities > 1 else ''}")
+    return "; ".join(kinds)

@@ -1,0 +1,350 @@
+"""Parameters, MACs and FLOPs per module, in every convention side by side.
+
+Counting semantics. One multiply-accumulate (MAC) is one multiply plus one add. The columns:
+
+* ``macs`` -- convention (a): MACs of convolutions and linear layers only (k*k*Cin*Cout*Hout*Wout
+  per conv; in*out per linear; biases not counted). This is what the ResNet paper calls
+  "FLOPs" and what torchvision's docs call "GFLOPS".
+* ``macs_with_elementwise`` -- convention (b): (a) plus the elementwise work, one unit per
+  element: batch norm at inference 1 per output element (a fused scale-and-shift), ReLU 1 per
+  element, residual add 1 per output element, max-pool k*k-1 comparisons per output element,
+  adaptive average pool 1 add per input element.
+* ``flops`` -- convention (c): 2 x ``macs``. This is what torch's FlopCounterMode reports.
+* ``backward_flops`` -- convention (d): FLOPs of the conv and linear backward operators
+  (gradient of input and of weight), measured op by op with FlopCounterMode, not assumed to be
+  2x forward. The first conv computes no input gradient, so the ratio is below 2.
+* ``macs_fvcore_default`` -- what fvcore's FlopCountAnalysis reports by default: (a) plus
+  2 per batch-norm element (eval, affine) plus 1 per adaptive-avg-pool input element.
+
+Everything is counted at inference (BN in eval mode). ``stride_placement`` comes from the spec:
+"3x3" (torchvision v1.5, the default) or "1x1" (the paper's v1); ``macs_v1`` gives the v1 count
+next to it. An operator that executes and has no formula is listed in ``uncounted_operators``
+and marks the row ``partial`` for convention (b); operators that only move data (views, pads,
+slices) cost nothing by definition and are not listed.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import FlopCounterMode, flop_registry
+
+from resnet_probe.zoo import ResNet, ResNetSpec, build_model, build_on_meta
+from resnet_probe.zoo.spec import StridePlacement
+
+aten = torch.ops.aten
+ENGINES = ("torch", "fvcore")
+DEFAULT_ENGINE = "torch"
+
+# Operators that move or allocate data but do no arithmetic.
+DATA_MOVEMENT = {
+    "aten.view", "aten._unsafe_view", "aten.reshape", "aten.t", "aten.transpose",
+    "aten.permute", "aten.detach", "aten.empty", "aten.empty_like", "aten.zeros",
+    "aten.zeros_like", "aten.ones_like", "aten.expand", "aten.clone", "aten.copy_",
+    "aten.slice", "aten.select", "aten.unsqueeze", "aten.squeeze", "aten.constant_pad_nd",
+    "aten.as_strided", "aten.alias", "aten.lift_fresh", "aten._to_copy", "aten.new_empty",
+    "aten.new_zeros", "aten.fill_", "aten.zero_", "aten.flatten", "aten.contiguous",
+}
+
+
+def _numel(shape: Any) -> int:
+    return math.prod(shape)
+
+
+def _batch_norm(input_shape, *args, out_shape=None, **kwargs) -> int:
+    return _numel(input_shape)
+
+
+def _per_output(*args, out_shape=None, **kwargs) -> int:
+    return _numel(out_shape)
+
+
+def _max_pool(input_shape, kernel_size, *args, out_shape=None, **kwargs) -> int:
+    kernel = kernel_size if isinstance(kernel_size, (list, tuple)) else [kernel_size]
+    kernel = list(kernel) * (2 if len(kernel) == 1 else 1)
+    return _numel(out_shape[0]) * (_numel(kernel) - 1)
+
+
+def _mean(input_shape, *args, out_shape=None, **kwargs) -> int:
+    return _numel(input_shape)
+
+
+# Convention (b): elementwise formulas, in one unit per element (see the module docstring).
+ELEMENTWISE_FORMULAS: dict[Any, Callable[..., int]] = {
+    aten.native_batch_norm: _batch_norm,
+    aten._native_batch_norm_legit_no_training: _batch_norm,
+    aten.relu: _per_output,
+    aten.relu_: _per_output,
+    aten.add: _per_output,
+    aten.add_: _per_output,
+    aten.max_pool2d_with_indices: _max_pool,
+    aten.mean: _mean,
+}
+BATCH_NORM_OPS = {"aten.native_batch_norm", "aten._native_batch_norm_legit_no_training"}
+MATMUL_CONV_OPS = {str(op) for op in flop_registry}
+ELEMENTWISE_OPS = {str(op) for op in ELEMENTWISE_FORMULAS}
+
+
+class _OperatorRecorder(TorchDispatchMode):
+    """Notes every operator that runs, so nothing is silently left out of a count."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: set[str] = set()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.seen.add(str(func.overloadpacket))
+        return func(*args, **(kwargs or {}))
+
+
+@dataclass
+class CostResult:
+    """Plain rows; ``results.costs_frames`` turns them into DataFrames."""
+
+    summary: dict[str, Any]
+    modules: list[dict[str, Any]] = field(default_factory=list)
+    operators: list[dict[str, Any]] = field(default_factory=list)
+
+
+def count_costs(
+    model: str | ResNetSpec,
+    input_size: int | None = None,
+    batch_size: int = 1,
+    engine: str = DEFAULT_ENGINE,
+    name: str | None = None,
+) -> CostResult:
+    """Count one model. ``input_size`` defaults to the family's standard (224 or 32)."""
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}; choose one of: {', '.join(ENGINES)}")
+    label = name or (model if isinstance(model, str) else "custom")
+    return count_model_costs(build_on_meta(model), input_size, batch_size, label, engine,
+                             source=model)
+
+
+def count_model_costs(
+    model: ResNet,
+    input_size: int | None = None,
+    batch_size: int = 1,
+    name: str | None = None,
+    engine: str = DEFAULT_ENGINE,
+    source: str | ResNetSpec | None = None,
+) -> CostResult:
+    """Count an already built model (on the meta device for speed, or on CPU)."""
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch size must be a positive integer: batch_size={batch_size!r}")
+    label = name or model.name
+    spec = model.spec
+    size = input_size or spec.default_input_size
+    spec.check_input_size(size)
+    shape = (batch_size, spec.in_channels, size, size)
+
+    started = time.perf_counter()
+    if engine == "torch":
+        forward, backward, seen = _count_with_flop_counter(model, shape)
+    else:
+        forward, seen = _count_with_fvcore(source if source is not None else spec, shape)
+        backward = {}
+    v1_macs = _v1_macs(spec, shape)
+    seconds = time.perf_counter() - started
+
+    modules = _module_rows(model, forward, backward, engine)
+    uncounted = sorted(seen - MATMUL_CONV_OPS - ELEMENTWISE_OPS - DATA_MOVEMENT)
+    totals = {key: _column_total(modules, key)
+              for key in ("params", "trainable_params", "macs", "flops",
+                          "macs_with_elementwise", "macs_fvcore_default")}
+    backward_total = _column_total(modules, "backward_flops")
+    summary = {
+        "model": label, "family": spec.family, "block": spec.block.value,
+        "depth": spec.depth, "shortcut": spec.shortcut,
+        "shortcut_option": spec.shortcut_option.value if spec.shortcut else None,
+        "stride_placement": spec.stride_placement.value,
+        "input_size": size, "batch_size": batch_size, "engine": engine,
+        **totals,
+        "backward_flops": backward_total,
+        "backward_to_forward": (backward_total / totals["flops"]
+                                if backward_total and totals["flops"] else None),
+        "macs_v1": v1_macs if v1_macs is not None else totals["macs"],
+        "partial": bool(uncounted),
+        "uncounted_operators": ";".join(uncounted),
+        "count_seconds": seconds,
+    }
+    operators = _operator_rows(label, forward, backward)
+    for row in modules:
+        row["model"] = label
+    return CostResult(summary=summary, modules=modules, operators=operators)
+
+
+def _count_with_flop_counter(model: ResNet, shape: tuple[int, ...]):
+    was_training = model.training
+    model.eval()
+    x = torch.empty(shape, device=next(model.parameters()).device)
+    recorder = _OperatorRecorder()
+    with FlopCounterMode(display=False, custom_mapping=ELEMENTWISE_FORMULAS) as counter:
+        with recorder:
+            model(x)
+    forward = _strip_root(counter.get_flop_counts())
+    # Backward ops are attributed to modules only when the forward ran under the same counter,
+    # so count forward+backward together and take the forward share out.
+    with FlopCounterMode(display=False) as counter:
+        model(x).sum().backward()
+    both = _strip_root(counter.get_flop_counts())
+    model.zero_grad(set_to_none=True)
+    model.train(was_training)
+    backward = {
+        name: {op: value - forward.get(name, {}).get(op, 0) for op, value in ops.items()}
+        for name, ops in both.items()
+    }
+    return forward, backward, set(recorder.seen)
+
+
+def _column_total(rows: list[dict[str, Any]], key: str) -> int | None:
+    """None when the engine does not measure the column, rather than a silent zero."""
+    values = [row[key] for row in rows]
+    return None if any(v is None for v in values) else sum(values)
+
+
+def _strip_root(counts: dict[str, dict[Any, int]]) -> dict[str, dict[str, int]]:
+    """FlopCounterMode names modules "ResNet.layer1.0.conv1"; use the state_dict-style name."""
+    stripped: dict[str, dict[str, int]] = {}
+    for key, ops in counts.items():
+        if key == "Global":
+            continue
+        _, _, rest = key.partition(".")
+        stripped[rest] = {str(op): count for op, count in ops.items()}
+    return stripped
+
+
+def _count_with_fvcore(model: str | ResNetSpec, shape: tuple[int, ...]):
+    from fvcore.nn import FlopCountAnalysis
+
+    real = build_model(model).eval()
+    analysis = FlopCountAnalysis(real, torch.zeros(shape))
+    analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+    by_module = analysis.by_module_and_operator()
+    # fvcore counts conv/linear in MACs; record them as torch does (2 per MAC) so rows agree.
+    fvcore_to_aten = {"conv": "aten.convolution", "linear": "aten.addmm", "addmm": "aten.addmm",
+                      "batch_norm": "fvcore.batch_norm",
+                      "adaptive_avg_pool2d": "fvcore.adaptive_avg_pool2d"}
+    counts: dict[str, dict[str, int]] = {}
+    for module, ops in by_module.items():
+        converted: dict[str, int] = {}
+        for op, value in ops.items():
+            key = fvcore_to_aten.get(op, f"fvcore.{op}")
+            converted[key] = converted.get(key, 0) + (2 * value if key.startswith("aten") else value)
+        counts[module] = converted
+    seen = {f"fvcore.{op}" for op in analysis.unsupported_ops()}
+    return counts, seen
+
+
+def _v1_macs(spec: ResNetSpec, shape) -> int | None:
+    if spec.stride_placement is StridePlacement.V1 or spec.block.value == "basic":
+        return None  # identical network: basic blocks have one place for the stride
+    v1 = build_on_meta(spec.replace(stride_placement=StridePlacement.V1)).eval()
+    with FlopCounterMode(display=False) as counter:
+        v1(torch.empty(shape, device="meta"))
+    return sum(counter.get_flop_counts()["Global"].values()) // 2
+
+
+def _own_counts(names: list[str], nested: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
+    """A module's counts minus its direct children's: work done in its own forward code."""
+    own = {name: defaultdict(int, nested.get(name, {})) for name in names}
+    for name in names:
+        if not name:
+            continue
+        parent = name.rpartition(".")[0]
+        for op, value in nested.get(name, {}).items():
+            own[parent][op] -= value
+    return {name: {op: v for op, v in ops.items() if v} for name, ops in own.items()}
+
+
+def _module_rows(model: ResNet, forward, backward, engine: str) -> list[dict[str, Any]]:
+    modules = dict(model.named_modules())
+    names = list(modules)
+    own_forward = _own_counts(names, forward)
+    own_backward = _own_counts(names, backward)
+    rows = []
+    for name, module in modules.items():
+        is_leaf = not any(True for _ in module.children())
+        ops = own_forward.get(name, {})
+        if not is_leaf and not ops:
+            continue
+        info = model.layer_info.get(name)
+        params = sum(p.numel() for p in module.parameters(recurse=False))
+        trainable = sum(p.numel() for p in module.parameters(recurse=False) if p.requires_grad)
+        conv_linear = sum(v for op, v in ops.items() if op in MATMUL_CONV_OPS) // 2
+        elementwise = sum(v for op, v in ops.items() if op in ELEMENTWISE_OPS)
+        batch_norm = sum(v for op, v in ops.items() if op in BATCH_NORM_OPS)
+        avg_pool = ops.get("aten.mean", 0)
+        if engine == "torch":
+            fvcore_default = conv_linear + 2 * batch_norm + avg_pool
+            with_elementwise = conv_linear + elementwise
+            backward_flops = sum(v for op, v in own_backward.get(name, {}).items()
+                                 if op in MATMUL_CONV_OPS)
+        else:
+            fvcore_default = conv_linear + sum(v for op, v in ops.items()
+                                               if op.startswith("fvcore."))
+            with_elementwise = backward_flops = None
+        rows.append({
+            "module": name or "(model)",
+            "type": type(module).__name__ + ("" if is_leaf else " (own forward code)"),
+            "stage": info.stage if info else None,
+            "block": info.block_name if info else None,
+            "depth": info.depth if info else None,
+            "role": info.role if info else None,
+            "params": params,
+            "trainable_params": trainable,
+            "macs": conv_linear,
+            "flops": 2 * conv_linear,
+            "macs_with_elementwise": with_elementwise,
+            "macs_fvcore_default": fvcore_default,
+            "backward_flops": backward_flops,
+        })
+    return rows
+
+
+def _operator_rows(label: str, forward, backward) -> list[dict[str, Any]]:
+    rows = []
+    for direction, counts in (("forward", forward), ("backward", backward)):
+        totals: dict[str, int] = defaultdict(int)
+        for name, ops in counts.items():
+            if name == "":
+                for op, value in ops.items():
+                    totals[op] += value
+        for op, value in sorted(totals.items()):
+            if not value:
+                continue
+            if op in MATMUL_CONV_OPS:
+                kind, macs, flops = "conv/linear", value // 2, value
+            else:
+                kind, macs, flops = "elementwise", value, None
+            rows.append({"model": label, "direction": direction, "operator": op,
+                         "kind": kind, "macs": macs, "flops": flops})
+    return rows
+
+
+def resolution_sweep(model: str, sizes: list[int], batch_size: int = 1) -> list[dict[str, Any]]:
+    """Cost against input size: one summary row per size."""
+    return [count_costs(model, input_size=size, batch_size=batch_size).summary for size in sizes]
+
+
+def stage_costs(result: CostResult) -> list[dict[str, Any]]:
+    """Params and MACs per stage, the unit the regression baseline pins."""
+    stages: dict[str, dict[str, int]] = {}
+    for row in result.modules:
+        stage = row["stage"] or "model"
+        totals = stages.setdefault(stage, {"params": 0, "macs": 0})
+        totals["params"] += row["params"]
+        totals["macs"] += row["macs"]
+    return [{"model": result.summary["model"], "stage": s, **v} for s, v in stages.items()]
+
+
+def module_params(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())

@@ -1,0 +1,265 @@
+"""Gradient norms and signal propagation at each depth, at initialization.
+
+Measurement semantics. For each seed a freshly initialized model (BN in train mode, as in the
+first training step) takes one batch and a cross-entropy loss, then one backward pass:
+
+* per weighted layer (conv, linear): ``grad_norm`` = ||dL/dW||_2 and ``grad_to_weight`` =
+  ||dL/dW|| / ||W||;
+* per block output x_l: ``act_grad_norm`` = ||dL/dx_l||_2 over the whole batch, and
+  ``act_std``, the standard deviation of x_l;
+* per model: ``grad_ratio_first_last`` = ||dL/dx_first|| / ||dL/dx_last|| over block outputs,
+  where first is the block nearest the input. Above 1 means gradients grow toward the input
+  (explode), below 1 that they vanish. ``growth_per_layer`` is that ratio spread evenly over
+  the weighted layers between the two blocks (Yang et al. 2019 predict about 1.21 for plain
+  BN-ReLU stacks at init).
+
+Across seeds, results are mean and std. Shattering (Balduzzi et al. 2017): along a line of
+interpolated inputs, the gradient of a random projection of each block output with respect to
+the input is computed at every point, and ``adjacent_correlation`` is the mean Pearson
+correlation of gradients at neighbouring points (1 = smooth, 0 = white noise).
+
+A non-finite loss or gradient is a finding, not a crash: the first module whose forward output
+is non-finite, and the first module (from the output side) whose gradient is, are reported.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from resnet_probe.data import fit_channels, load_dataset
+from resnet_probe.measure.hooks import hooked
+from resnet_probe.measure.latency import Progress
+from resnet_probe.zoo import ResNet, build_model, get_spec
+
+INPUTS = ("data", "random")
+
+
+@dataclass(frozen=True)
+class GradientConfig:
+    batch_size: int = 32
+    seeds: tuple[int, ...] = (0, 1, 2)
+    input_size: int | None = None
+    input: str = "data"  # a batch of the embedded digits, or "random" Gaussian inputs
+    shatter_points: int = 16  # 0 skips the shattering measurement
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.batch_size, int) or self.batch_size < 2:
+            raise ValueError(f"batch size must be at least 2 (BN in train mode needs a batch "
+                             f"statistic): batch_size={self.batch_size!r}")
+        if not self.seeds:
+            raise ValueError("give at least one seed: seeds=()")
+        if self.input not in INPUTS:
+            raise ValueError(f"unknown input {self.input!r}; choose one of: {', '.join(INPUTS)}")
+        if self.shatter_points == 1 or self.shatter_points < 0:
+            raise ValueError(f"shatter_points must be 0 (off) or at least 2: "
+                             f"shatter_points={self.shatter_points}")
+
+
+@dataclass
+class GradientResult:
+    layers: list[dict[str, Any]] = field(default_factory=list)  # per weighted layer, per seed
+    blocks: list[dict[str, Any]] = field(default_factory=list)  # per block output, per seed
+    models: list[dict[str, Any]] = field(default_factory=list)  # one row per model
+    shattering: list[dict[str, Any]] = field(default_factory=list)
+    input_description: str = ""
+
+
+def weighted_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+
+
+def layer_grad_norms(model: ResNet) -> list[dict[str, Any]]:
+    """||dL/dW|| per weighted layer from the .grad already there: cheap enough for a loop."""
+    rows = []
+    for name, module in weighted_layers(model):
+        info = model.layer_info.get(name)
+        weight = module.weight
+        grad_norm = weight.grad.norm().item() if weight.grad is not None else math.nan
+        weight_norm = weight.detach().norm().item()
+        rows.append({"module": name, "stage": info.stage if info else None,
+                     "depth": info.depth if info else None, "role": info.role if info else None,
+                     "grad_norm": grad_norm, "weight_norm": weight_norm,
+                     "grad_to_weight": grad_norm / weight_norm if weight_norm else math.nan})
+    return rows
+
+
+def make_batch(model: ResNet, config: GradientConfig, seed: int) -> tuple[torch.Tensor,
+                                                                         torch.Tensor, str]:
+    spec = model.spec
+    size = config.input_size or spec.default_input_size
+    spec.check_input_size(size)
+    generator = torch.Generator().manual_seed(seed)
+    if config.input == "random":
+        x = torch.randn(config.batch_size, spec.in_channels, size, size, generator=generator)
+        y = torch.randint(0, spec.num_classes, (config.batch_size,), generator=generator)
+        return x, y, f"random N(0,1) inputs at {size}x{size}, random labels"
+    data = load_dataset("digits").resized(size)
+    index = torch.randperm(len(data.train_y), generator=generator)[:config.batch_size]
+    x = fit_channels(data.train_x[index], spec.in_channels)
+    y = data.train_y[index] % spec.num_classes
+    return x, y, f"a batch of {data.description}, at {size}x{size}"
+
+
+def measure_gradients(models: Iterable[str], config: GradientConfig = GradientConfig(),
+                      progress: Progress | None = None) -> GradientResult:
+    result = GradientResult()
+    for name in models:
+        if progress is not None:
+            progress.set_description(f"gradients {name}")
+        per_seed = []
+        for seed in config.seeds:
+            per_seed.append(_one_seed(name, seed, config, result))
+            if progress is not None:
+                progress.update(1)
+        if config.shatter_points:
+            result.shattering.extend(_shattering(name, config.seeds[0], config))
+        result.models.append(_model_row(name, config, per_seed))
+    return result
+
+
+def _one_seed(name: str, seed: int, config: GradientConfig, result: GradientResult
+              ) -> dict[str, Any]:
+    torch.manual_seed(seed)
+    model = build_model(name)
+    x, y, description = make_batch(model, config, seed)
+    result.input_description = description
+    block_rows, findings = run_probe(model, x, y)
+    for row in block_rows:
+        result.blocks.append({"model": name, "seed": seed, **row})
+    for row in layer_grad_norms(model):
+        result.layers.append({"model": name, "seed": seed, **row})
+    first, last = block_rows[0]["act_grad_norm"], block_rows[-1]["act_grad_norm"]
+    ratio = first / last if last else math.inf
+    depth_span = (block_rows[-1]["depth"] - block_rows[0]["depth"]) or 1
+    return {"ratio": ratio, "growth": ratio ** (1 / depth_span) if ratio > 0 else math.nan,
+            "loss": findings["loss"], **findings}
+
+
+def run_probe(model: ResNet, x: torch.Tensor, y: torch.Tensor
+              ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """One forward/backward in train mode, recording block outputs and their gradients."""
+    grads: dict[str, float] = {}
+    stds: dict[str, float] = {}
+    grad_order: list[str] = []
+    nonfinite_forward: list[str] = []
+    nonfinite_grad: list[str] = []
+    blocks = dict(model.blocks())
+
+    def install(session) -> None:
+        for name, module in model.named_modules():
+            if name in blocks:
+                session.add(module.register_forward_hook(_block_hook(name, grads, stds,
+                                                                     grad_order, nonfinite_grad)))
+            if name and not any(True for _ in module.children()):
+                session.add(module.register_forward_hook(_finite_hook(name, nonfinite_forward)))
+
+    with hooked(model, train=True, install=install):
+        loss = F.cross_entropy(model(x), y)
+        if torch.isfinite(loss):
+            loss.backward()
+    rows = []
+    for name in blocks:
+        info = model.layer_info[name]
+        depth = max(v.depth for k, v in model.layer_info.items()
+                    if k.startswith(name + ".") and v.depth is not None)
+        rows.append({"block": name, "stage": info.stage, "depth": depth,
+                     "act_grad_norm": grads.get(name, math.nan), "act_std": stds.get(name)})
+    findings = {
+        "loss": loss.item(),
+        "first_nonfinite_forward": nonfinite_forward[0] if nonfinite_forward else None,
+        "first_nonfinite_gradient": nonfinite_grad[0] if nonfinite_grad else None,
+    }
+    if findings["first_nonfinite_gradient"] is None and not torch.isfinite(loss):
+        findings["first_nonfinite_gradient"] = "(loss)"
+    return rows, findings
+
+
+def _block_hook(name, grads, stds, order, nonfinite):
+    def hook(module, args, output):
+        stds[name] = output.detach().float().std().item()
+        if output.requires_grad:
+            def on_grad(grad):
+                grads[name] = grad.detach().float().norm().item()
+                order.append(name)
+                if not torch.isfinite(grad).all():
+                    nonfinite.append(name)
+            output.register_hook(on_grad)
+    return hook
+
+
+def _finite_hook(name, found):
+    def hook(module, args, output):
+        if not found and not torch.isfinite(output).all():
+            found.append(name)
+    return hook
+
+
+def _model_row(name: str, config: GradientConfig, per_seed: list[dict[str, Any]]
+               ) -> dict[str, Any]:
+    ratios = [s["ratio"] for s in per_seed]
+    growth = [s["growth"] for s in per_seed]
+    finite = [r for r in ratios if math.isfinite(r)]
+    mean = statistics.fmean(finite) if finite else math.nan
+    direction = ("explodes toward the input" if mean > 1.5 else
+                 "vanishes toward the input" if mean < 1 / 1.5 else "stays level")
+    spec = get_spec(name)
+    return {
+        "model": name, "depth": spec.depth, "shortcut": spec.shortcut,
+        "grad_ratio_first_last": mean,
+        "grad_ratio_std": statistics.stdev(finite) if len(finite) > 1 else 0.0,
+        "growth_per_layer": statistics.fmean(growth),
+        "gradient_trend": direction,
+        "seeds": len(per_seed), "batch_size": config.batch_size, "input": config.input,
+        "loss_at_init": statistics.fmean(s["loss"] for s in per_seed),
+        "first_nonfinite_forward": next((s["first_nonfinite_forward"] for s in per_seed
+                                         if s["first_nonfinite_forward"]), None),
+        "first_nonfinite_gradient": next((s["first_nonfinite_gradient"] for s in per_seed
+                                          if s["first_nonfinite_gradient"]), None),
+    }
+
+
+def _shattering(name: str, seed: int, config: GradientConfig) -> list[dict[str, Any]]:
+    torch.manual_seed(seed)
+    model = build_model(name)
+    x, _, _ = make_batch(model, GradientConfig(batch_size=2, seeds=(seed,),
+                                               input_size=config.input_size,
+                                               input=config.input), seed)
+    t = torch.linspace(0, 1, config.shatter_points).view(-1, 1, 1, 1)
+    line = ((1 - t) * x[0:1] + t * x[1:2]).requires_grad_(True)
+    outputs: dict[str, torch.Tensor] = {}
+    blocks = dict(model.blocks())
+
+    def install(session) -> None:
+        for block_name, module in blocks.items():
+            session.add(module.register_forward_hook(
+                lambda m, a, out, block_name=block_name: outputs.__setitem__(block_name, out)))
+
+    rows = []
+    generator = torch.Generator().manual_seed(seed)
+    with hooked(model, train=True, install=install):
+        model(line)
+        names = list(blocks)
+        for index, block_name in enumerate(names):
+            out = outputs[block_name]
+            projection = torch.randn(out.shape[1:], generator=generator)
+            (grad,) = torch.autograd.grad((out * projection).sum(), line,
+                                          retain_graph=index < len(names) - 1)
+            flat = grad.flatten(1)
+            rows.append({"model": name, "block": block_name,
+                         "stage": model.layer_info[block_name].stage, "block_index": index + 1,
+                         "adjacent_correlation": _adjacent_correlation(flat)})
+    return rows
+
+
+def _adjacent_correlation(flat: torch.Tensor) -> float:
+    centered = flat - flat.mean(dim=1, keepdim=True)
+    normed = centered / centered.norm(dim=1, keepdim=True).clamp_min(1e-30)
+    return (normed[:-1] * normed[1:]).sum(dim=1).mean().item()

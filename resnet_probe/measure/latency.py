@@ -1,0 +1,405 @@
+"""Per-module forward and backward latency on CPU and GPU, with the raw samples kept.
+
+Timing semantics. Each leaf module is timed between a pre-hook and a post-hook: on CPU with
+``time.perf_counter``; on CUDA with events recorded in the hooks and read after one synchronize
+at the end of the pass, so no module forces a device sync (DeepSpeed's profiler does, which
+distorts what it measures). Backward times use full backward pre-/post-hooks on the same leaves.
+A module called twice in a pass (torchvision's shared ReLU) is the sum of its calls.
+Passes run in eval mode (batch norm uses running statistics) with in-place ReLUs made
+out-of-place for the hooks; ``warmup`` passes run first and are discarded; ``repeats`` passes
+are kept as raw samples, from which median, IQR and min are derived. A layer is flagged noisy
+when its IQR exceeds ``NOISY_IQR_FRACTION`` of its median.
+
+Overhead is reported, not hidden: the hooked whole-model time sits next to an un-hooked time
+measured in the same run with ``torch.utils.benchmark``, and the sum of per-layer times next to
+the model total. Per-layer throughput counts FLOPs as 2 x conv/linear MACs plus one per element
+for elementwise layers, and bytes as weights + input + output at the run's dtype.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import statistics
+import time
+import warnings
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+import torch
+import torch.utils.benchmark as torch_benchmark
+
+from resnet_probe.measure.costs import count_costs
+from resnet_probe.measure.hooks import HookSession, hooked
+from resnet_probe.zoo import build_model, get_spec
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+DEVICES = ("auto", "cpu", "cuda")
+NOISY_IQR_FRACTION = 0.25
+
+
+class Progress(Protocol):
+    def update(self, n: int = 1) -> Any: ...
+    def set_description(self, desc: str) -> Any: ...
+
+
+@dataclass(frozen=True)
+class LatencyConfig:
+    device: str = "auto"
+    batch_size: int = 1
+    input_size: int | None = None  # None: the family's standard size
+    repeats: int = 20
+    warmup: int = 5
+    dtype: str = "fp32"
+    threads: int | None = None  # None: every core
+    channels_last: bool = False
+    backward: bool = True
+    sweep_batch_sizes: tuple[int, ...] = ()
+    peak_gflops: float | None = None  # None: measured with a large matmul in the same run
+    peak_gbytes_per_s: float | None = None  # None: measured with a large copy
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.repeats, int) or self.repeats < 1:
+            raise ValueError(f"repeats must be a positive integer: repeats={self.repeats!r}")
+        if not isinstance(self.warmup, int) or self.warmup < 0:
+            raise ValueError(f"warmup must be zero or a positive integer: warmup={self.warmup!r}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"unknown dtype {self.dtype!r}; choose one of: {', '.join(DTYPES)}")
+        if self.device not in DEVICES:
+            raise ValueError(f"unknown device {self.device!r}; choose one of: {', '.join(DEVICES)}")
+        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ValueError(f"batch size must be a positive integer: batch_size={self.batch_size!r}")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"threads must be a positive integer: threads={self.threads!r}")
+        for size in self.sweep_batch_sizes:
+            if size < 1:
+                raise ValueError(f"sweep batch sizes must be positive: {self.sweep_batch_sizes}")
+
+
+@dataclass
+class LatencyResult:
+    samples: list[dict[str, Any]] = field(default_factory=list)  # raw, one per pass
+    layers: list[dict[str, Any]] = field(default_factory=list)  # stats per leaf & direction
+    models: list[dict[str, Any]] = field(default_factory=list)  # one row per model
+    sweep: list[dict[str, Any]] = field(default_factory=list)  # images/s per batch size
+    environment: dict[str, Any] = field(default_factory=dict)
+    failures: list[dict[str, Any]] = field(default_factory=list)
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda was asked for, but this machine has no usable CUDA "
+                         "device (torch.cuda.is_available() is False); use --device cpu or auto")
+    return torch.device(device)
+
+
+def check_dtype_supported(dtype: str, device: torch.device) -> None:
+    """Run a tiny conv forward+backward in ``dtype``; a clear error if the device can't."""
+    torch_dtype = DTYPES[dtype]
+    if torch_dtype is torch.float32:
+        return
+    try:
+        conv = torch.nn.Conv2d(3, 4, 3).to(device=device, dtype=torch_dtype)
+        conv(torch.randn(1, 3, 8, 8, device=device, dtype=torch_dtype)).sum().backward()
+    except (RuntimeError, NotImplementedError) as error:
+        raise ValueError(f"dtype {dtype} cannot run on this {device.type} device "
+                         f"({str(error).splitlines()[0]}); use fp32") from None
+
+
+def summarize(samples_ms: list[float]) -> dict[str, Any]:
+    """Median, IQR and min of the raw samples, and the noisy flag."""
+    ordered = sorted(samples_ms)
+    q1, _, q3 = statistics.quantiles(ordered, n=4, method="inclusive") if len(ordered) > 1 \
+        else (ordered[0], ordered[0], ordered[0])
+    median = statistics.median(ordered)
+    iqr = q3 - q1
+    return {"median_ms": median, "iqr_ms": iqr, "min_ms": ordered[0], "samples": len(ordered),
+            "noisy": bool(median > 0 and iqr > NOISY_IQR_FRACTION * median)}
+
+
+class _Timers:
+    """Start/stop marks per (module, direction) for one pass; CPU clock or CUDA events."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.cuda = device.type == "cuda"
+        self.open: dict[tuple[str, str], Any] = {}
+        self.spans: dict[tuple[str, str], list[tuple[Any, Any]]] = defaultdict(list)
+
+    def mark(self) -> Any:
+        if self.cuda:
+            event = torch.cuda.Event(enable_timing=True)
+            event.record()
+            return event
+        return time.perf_counter()
+
+    def start(self, key: tuple[str, str]) -> None:
+        self.open[key] = self.mark()
+
+    def stop(self, key: tuple[str, str]) -> None:
+        self.spans[key].append((self.open.pop(key), self.mark()))
+
+    def read_ms(self) -> dict[tuple[str, str], float]:
+        if self.cuda:
+            torch.cuda.synchronize()
+            return {key: sum(a.elapsed_time(b) for a, b in spans)
+                    for key, spans in self.spans.items()}
+        return {key: sum(b - a for a, b in spans) * 1e3 for key, spans in self.spans.items()}
+
+    def reset(self) -> None:
+        self.open.clear()
+        self.spans.clear()
+
+
+def _install_timing_hooks(timers: _Timers, shapes: dict[str, Any], backward: bool):
+    def install(session: HookSession) -> None:
+        for name, module in session.leaves():
+            def pre(module, args, name=name):
+                timers.start((name, "forward"))
+
+            def post(module, args, output, name=name):
+                timers.stop((name, "forward"))
+                if name not in shapes and args and isinstance(args[0], torch.Tensor):
+                    shapes[name] = (args[0].numel(), output.numel())
+
+            session.add(module.register_forward_pre_hook(pre))
+            session.add(module.register_forward_hook(post))
+            if backward:
+                def back_pre(module, grad_output, name=name):
+                    timers.start((name, "backward"))
+
+                def back_post(module, grad_input, grad_output, name=name):
+                    timers.stop((name, "backward"))
+
+                session.add(module.register_full_backward_pre_hook(back_pre))
+                session.add(module.register_full_backward_hook(back_post))
+    return install
+
+
+def measure_latency(models: list[str], config: LatencyConfig = LatencyConfig(),
+                    progress: Progress | None = None) -> LatencyResult:
+    """Time every leaf of every model. A model that runs out of GPU memory is recorded in
+    ``failures`` and the rows already measured are kept."""
+    device = resolve_device(config.device)
+    check_dtype_supported(config.dtype, device)
+    threads = config.threads or os.cpu_count() or 1
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    result = LatencyResult()
+    try:
+        peak = _peaks(device, config)
+        result.environment = _environment(device, config, threads, peak)
+        for name in models:
+            if progress is not None:
+                progress.set_description(f"latency {name}")
+            try:
+                _measure_model(name, config, device, threads, peak, result, progress)
+            except torch.cuda.OutOfMemoryError as error:
+                result.failures.append({"model": name, "batch_size": config.batch_size,
+                                        "error": f"out of GPU memory: {str(error).splitlines()[0]}"})
+                torch.cuda.empty_cache()
+            for batch in config.sweep_batch_sizes:
+                result.sweep.append(_throughput(name, batch, config, device, threads))
+                if progress is not None:
+                    progress.update(1)
+    finally:
+        torch.set_num_threads(previous_threads)
+    return result
+
+
+def _input(name: str, config: LatencyConfig, device: torch.device, batch: int) -> torch.Tensor:
+    spec = get_spec(name)
+    size = config.input_size or spec.default_input_size
+    spec.check_input_size(size)
+    x = torch.randn(batch, spec.in_channels, size, size, device=device, dtype=DTYPES[config.dtype])
+    return x.to(memory_format=torch.channels_last) if config.channels_last else x
+
+
+def _prepared_model(name: str, config: LatencyConfig, device: torch.device):
+    model = build_model(name).to(device=device, dtype=DTYPES[config.dtype])
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+def _measure_model(name, config, device, threads, peak, result, progress) -> None:
+    model = _prepared_model(name, config, device)
+    x = _input(name, config, device, config.batch_size)
+    timers = _Timers(device)
+    shapes: dict[str, Any] = {}
+    whole: dict[str, list[float]] = defaultdict(list)
+    kept: dict[tuple[str, str], list[float]] = defaultdict(list)
+    with warnings.catch_warnings():
+        # The stem's backward hook fires without input grads by design; that is expected here.
+        warnings.filterwarnings("ignore", message="Full backward hook is firing")
+        with hooked(model, install=_install_timing_hooks(timers, shapes, config.backward)):
+            for index in range(config.warmup + config.repeats):
+                timers.reset()
+                start = timers.mark()
+                out = model(x)
+                end = timers.mark()
+                if config.backward:
+                    loss = out.float().sum()
+                    back_start = timers.mark()
+                    loss.backward()
+                    back_end = timers.mark()
+                    model.zero_grad(set_to_none=True)
+                spans = timers.read_ms()
+                if index < config.warmup:
+                    continue
+                repeat = index - config.warmup
+                whole["hooked_forward"].append(_elapsed_ms(start, end))
+                if config.backward:
+                    whole["hooked_backward"].append(_elapsed_ms(back_start, back_end))
+                for (module, direction), ms in spans.items():
+                    kept[(module, direction)].append(ms)
+                    result.samples.append({"model": name, "module": module,
+                                           "direction": direction, "repeat": repeat, "ms": ms})
+                if progress is not None and repeat == 0:
+                    progress.set_description(f"latency {name}: {config.repeats} repeats")
+    unhooked = _unhooked_forward_ms(model, x, config, threads)
+    costs = {row["module"]: row for row in count_costs(
+        name, input_size=x.shape[-1], batch_size=config.batch_size).modules}
+    element_bytes = torch.finfo(DTYPES[config.dtype]).bits // 8
+    layer_rows = _layer_rows(name, model, kept, costs, shapes, element_bytes, peak)
+    result.layers.extend(layer_rows)
+    result.models.append(_model_row(name, device, config, threads, whole, unhooked, layer_rows))
+    if progress is not None:
+        progress.update(1)
+
+
+def _elapsed_ms(start: Any, end: Any) -> float:
+    if isinstance(start, float):
+        return (end - start) * 1e3
+    return start.elapsed_time(end)  # CUDA events; the pass has already synchronized
+
+
+def _unhooked_forward_ms(model, x, config, threads) -> list[float]:
+    """The same forward (eval mode, autograd on, as in the hooked passes) with no hooks at all,
+    timed by torch.utils.benchmark, which synchronizes CUDA around each measurement."""
+    model.eval()
+    timer = torch_benchmark.Timer("model(x)", globals={"model": model, "x": x},
+                                  num_threads=threads)
+    timer.timeit(max(1, config.warmup))
+    return [timer.timeit(1).median * 1e3 for _ in range(config.repeats)]
+
+
+def _layer_rows(name, model, kept, costs, shapes, element_bytes, peak) -> list[dict[str, Any]]:
+    info = model.layer_info
+    modules = dict(model.named_modules())
+    rows = []
+    for (module, direction), samples in kept.items():
+        stats = summarize(samples)
+        cost = costs.get(module, {})
+        macs = cost.get("macs", 0)
+        elementwise = (cost.get("macs_with_elementwise") or macs) - macs
+        flops = 2 * macs + elementwise
+        if direction == "backward":
+            flops = cost.get("backward_flops") or 0
+        weights = sum(p.numel() for p in modules[module].parameters(recurse=False))
+        activations = sum(shapes.get(module, (0, 0)))
+        moved = (weights + activations) * element_bytes
+        seconds = stats["median_ms"] / 1e3
+        intensity = flops / moved if moved else math.nan
+        achieved = flops / seconds / 1e9 if seconds > 0 else math.nan
+        layer = info.get(module)
+        rows.append({
+            "model": name, "module": module, "type": type(modules[module]).__name__,
+            "stage": layer.stage if layer else None, "depth": layer.depth if layer else None,
+            "direction": direction, **stats,
+            "flops": flops, "bytes_moved": moved, "arithmetic_intensity": intensity,
+            "achieved_gflops_per_s": achieved,
+            "bound": _bound(intensity, peak) if flops else "no arithmetic",
+        })
+    return rows
+
+
+def _bound(intensity: float, peak: dict[str, Any]) -> str:
+    ridge = peak["peak_gflops"] / peak["peak_gbytes_per_s"]
+    return "compute-bound" if intensity >= ridge else "memory-bound"
+
+
+def _model_row(name, device, config, threads, whole, unhooked, layer_rows) -> dict[str, Any]:
+    forward = [r for r in layer_rows if r["direction"] == "forward"]
+    backward = [r for r in layer_rows if r["direction"] == "backward"]
+    hooked_ms = statistics.median(whole["hooked_forward"])
+    unhooked_ms = statistics.median(unhooked)
+    layer_sum = sum(r["median_ms"] for r in forward)
+    return {
+        "model": name, "device": device.type, "dtype": config.dtype, "threads": threads,
+        "batch_size": config.batch_size, "input_size": config.input_size or get_spec(name)
+        .default_input_size, "channels_last": config.channels_last,
+        "forward_ms": unhooked_ms,
+        "backward_ms": statistics.median(whole["hooked_backward"]) if backward else None,
+        "hooked_forward_ms": hooked_ms,
+        "layer_sum_backward_ms": sum(r["median_ms"] for r in backward) if backward else None,
+        "hook_overhead_ratio": hooked_ms / unhooked_ms,
+        "layer_sum_forward_ms": layer_sum,
+        "layer_sum_to_total": layer_sum / hooked_ms,
+        "images_per_s": config.batch_size / (unhooked_ms / 1e3),
+        "noisy_layers": sum(r["noisy"] for r in layer_rows),
+        "repeats": config.repeats, "warmup": config.warmup,
+    }
+
+
+def _throughput(name, batch, config, device, threads) -> dict[str, Any]:
+    row = {"model": name, "batch_size": batch, "device": device.type, "dtype": config.dtype}
+    try:
+        model = _prepared_model(name, config, device).eval()
+        x = _input(name, config, device, batch)
+        timer = torch_benchmark.Timer("model(x)", globals={"model": model, "x": x},
+                                      num_threads=threads)
+        with torch.no_grad():
+            timer.timeit(1)
+            times = [timer.timeit(1).median for _ in range(max(3, config.repeats // 4))]
+        row.update(forward_ms=statistics.median(times) * 1e3,
+                   images_per_s=batch / statistics.median(times), error=None)
+    except torch.cuda.OutOfMemoryError as error:
+        torch.cuda.empty_cache()
+        row.update(forward_ms=None, images_per_s=None,
+                   error=f"out of GPU memory: {str(error).splitlines()[0]}")
+    return row
+
+
+def _peaks(device: torch.device, config: LatencyConfig) -> dict[str, Any]:
+    """Peak compute and bandwidth for the roofline: the user's, or measured here and now."""
+    dtype = DTYPES[config.dtype]
+    source = "given by the user"
+    gflops, gbytes = config.peak_gflops, config.peak_gbytes_per_s
+    if gflops is None:
+        n = 4096 if device.type == "cuda" else 1024
+        a = torch.randn(n, n, device=device, dtype=dtype)
+        seconds = _best_of(lambda: a @ a, device)
+        gflops = 2 * n**3 / seconds / 1e9
+        source = "measured in this run"
+    if gbytes is None:
+        big = torch.empty(64 * 2**20 // 4, device=device, dtype=torch.float32)
+        seconds = _best_of(lambda: big.clone(), device)
+        gbytes = 2 * big.numel() * 4 / seconds / 1e9
+        source = "measured in this run" if config.peak_gflops is None else "mixed"
+    return {"peak_gflops": gflops, "peak_gbytes_per_s": gbytes,
+            "peak_source": source + " (matmul for compute, large copy for bandwidth)"}
+
+
+def _best_of(fn, device: torch.device, tries: int = 5) -> float:
+    best = math.inf
+    for _ in range(tries):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def _environment(device, config, threads, peak) -> dict[str, Any]:
+    name = (torch.cuda.get_device_name(device) if device.type == "cuda"
+            else platform.processor() or platform.machine())
+    return {"device": device.type, "device_name": name, "threads": threads,
+            "torch_version": torch.__version__, "dtype": config.dtype,
+            "channels_last": config.channels_last, **peak, "config": asdict(config)}

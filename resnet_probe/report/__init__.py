@@ -1,0 +1,136 @@
+"""DataFrame -> plotly figures -> one HTML report; console tables.
+
+Each writer saves every table as CSV and JSON in a data folder beside its page, so any figure
+can be rebuilt, and keeps plotly.js in one file beside the reports unless told to inline it.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from resnet_probe.report import figures
+from resnet_probe.report.html import PLOTLY_JS, Section, esc, render_page, write_page
+from resnet_probe.report.sections import (
+    architecture_section,
+    bottleneck_section,
+    costs_section,
+    degradation_section,
+    environment_section,
+    gradients_section,
+    latency_section,
+    summary_section,
+)
+from resnet_probe.results import check_writable_dir, save_table
+
+INDEX = "index.html"
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_")
+
+
+def save_tables(tables: dict[str, pd.DataFrame], directory: Path) -> None:
+    for name, df in tables.items():
+        save_table(df, directory, name)
+
+
+def compare_report_name(models: list[str]) -> str:
+    name = "compare-" + "-vs-".join(slug(m) for m in models)
+    return name if len(name) <= 120 else name[:100] + f"-and-{len(models)}-models"
+
+
+def write_compare_report(result, out_dir: Path, inline_plotly: bool = False) -> Path:
+    out_dir = check_writable_dir(out_dir)
+    name = compare_report_name(result.models)
+    tables = result.tables
+    save_tables(tables, out_dir / f"{name}-data")
+    env = result.environment
+    sections = [
+        summary_section(tables["deltas"], result.notes),
+        architecture_section(tables["architecture"]),
+        costs_section(tables),
+        latency_section(tables, env),
+        gradients_section(tables, env),
+        degradation_section(tables, env),
+        bottleneck_section(tables),
+        environment_section(env),
+    ]
+    subtitle = (f"{esc(' vs '.join(result.models))} — baseline {esc(result.models[0])}. "
+                f"Data for every table: <code>{esc(name)}-data/</code>")
+    page = render_page(f"resnet-probe: {' vs '.join(result.models)}", subtitle, sections,
+                       inline_plotly)
+    path = write_page(out_dir / f"{name}.html", page, inline_plotly)
+    write_index(out_dir)
+    return path
+
+
+def write_degradation_report(tables: dict[str, pd.DataFrame], environment: dict,
+                             out_dir: Path, title: str, inline_plotly: bool = False) -> Path:
+    out_dir = check_writable_dir(out_dir)
+    save_tables(tables, out_dir / "data")
+    sections = [degradation_section(tables, environment, number="1."),
+                environment_section(environment, number="2.")]
+    page = render_page(title, "Training error of plain and residual twins by depth "
+                       "(He et al. 2016, Fig. 6). Data: <code>data/</code>", sections,
+                       inline_plotly)
+    path = write_page(out_dir / "degradation.html", page, inline_plotly)
+    write_index(out_dir.parent if out_dir.parent.exists() else out_dir)
+    return path
+
+
+def write_zoo_report(zoo: pd.DataFrame, bottleneck_rows: pd.DataFrame,
+                     bottleneck_tables: dict[str, pd.DataFrame], environment: dict,
+                     out_dir: Path, inline_plotly: bool = False) -> Path:
+    out_dir = check_writable_dir(out_dir)
+    save_tables({"zoo": zoo, "bottleneck_widths": bottleneck_rows, **bottleneck_tables},
+                out_dir / "zoo-data")
+    variants = Section("variants", "1. Every variant")
+    variants.text("Params and MACs at each family's standard input (224 for ImageNet-style, "
+                  "32 for CIFAR-style), batch 1, in every convention; macs_v1 strides the "
+                  "bottleneck's 1x1 conv as the paper did, macs strides the 3x3 as torchvision "
+                  "does. MACs in G (10⁹).")
+    view = zoo.copy()
+    for column in ("macs", "macs_v1", "macs_fvcore_default", "macs_with_elementwise", "flops",
+                   "backward_flops"):
+        view[f"{column} (G)"] = view.pop(column) / 1e9
+    variants.table(view)
+    depth = Section("depth", "2. Cost vs depth").figure(figures.cost_vs_depth(zoo))
+    widths = Section("widths", "3. Bottleneck vs basic across widths").figure(
+        figures.bottleneck_widths(bottleneck_rows))
+    widths.table(bottleneck_rows)
+    sections = [variants, depth, widths,
+                bottleneck_section(bottleneck_tables, number="4."),
+                environment_section(environment, number="5.")]
+    page = render_page("resnet-probe: the zoo", "Every registered ResNet and plain twin. "
+                       "Data: <code>zoo-data/</code>", sections, inline_plotly)
+    path = write_page(out_dir / "zoo.html", page, inline_plotly)
+    write_index(out_dir)
+    return path
+
+
+def write_index(out_dir: Path) -> Path:
+    """Links to every report under ``out_dir``."""
+    out_dir = Path(out_dir)
+    pages = sorted(p for p in out_dir.rglob("*.html") if p.name != INDEX or p.parent != out_dir)
+    section = Section("reports", "Reports")
+    if pages:
+        items = "".join(f'<li><a href="{esc(p.relative_to(out_dir).as_posix())}">'
+                        f"{esc(p.relative_to(out_dir).as_posix())}</a></li>" for p in pages)
+        section.parts.append(f'<ul class="reports">{items}</ul>')
+    else:
+        section.text("No reports yet: run <code>resnet-probe compare resnet34 plain34</code>.")
+    return write_page(out_dir / INDEX, _index_page(out_dir, section), inline_plotly=True)
+
+
+def _index_page(out_dir: Path, section: Section) -> str:
+    # The index has no figures, so it needs no plotly.js at all.
+    page = render_page("resnet-probe reports", f"Everything under {esc(out_dir)}", [section],
+                       inline_plotly=False)
+    return page.replace(f'<script src="{PLOTLY_JS}"></script>', "")
+
+
+__all__ = ["write_compare_report", "write_degradation_report", "write_index",
+           "write_zoo_report"]

@@ -1,0 +1,185 @@
+"""DataFrame -> plotly figure. Every figure has a title and axis labels with units."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.express as px
+import plotly.graph_objects as go
+
+SMOOTHING_STEPS = 10
+
+
+def stage_macs(stage_costs: pd.DataFrame) -> go.Figure:
+    df = stage_costs.assign(gmacs=stage_costs["macs"] / 1e9)
+    fig = px.bar(df, x="model", y="gmacs", color="stage", barmode="stack",
+                 title="MACs per stage (conv + linear, convention a)")
+    return fig.update_layout(yaxis_title="GMACs", xaxis_title="model")
+
+
+def conventions(conventions: pd.DataFrame) -> go.Figure:
+    df = conventions.dropna(subset=["giga"]).copy()
+    df["convention"] = df["convention"].str.slice(0, 48)
+    fig = px.bar(df, x="convention", y="giga", color="model", barmode="group",
+                 title="One model, six numbers: every counting convention side by side")
+    return fig.update_layout(yaxis_title="G (MACs or FLOPs, see unit column)", xaxis_title="")
+
+
+def layer_macs(layer_costs: pd.DataFrame) -> go.Figure:
+    df = layer_costs[layer_costs["macs"] > 0].assign(mmacs=lambda d: d["macs"] / 1e6)
+    fig = px.bar(df, x="module", y="mmacs", color="model", barmode="group",
+                 hover_data=["stage", "depth", "params"],
+                 title="MACs per layer (conv + linear)")
+    return fig.update_layout(yaxis_title="MMACs", xaxis_title="layer (input → output)")
+
+
+def latency_layers(layers: pd.DataFrame, device: str) -> go.Figure:
+    df = layers.copy()
+    df["iqr_half"] = df["iqr_ms"] / 2
+    fig = px.bar(df, x="module", y="median_ms", color="model", barmode="group",
+                 facet_row="direction", error_y="iqr_half", hover_data=["type", "noisy"],
+                 title=f"Per-layer latency on {device} (median; whiskers ±IQR/2)")
+    fig.update_yaxes(title_text="ms", matches=None)
+    return fig.update_layout(height=650, xaxis_title="layer (input → output)")
+
+
+def latency_stages(layers: pd.DataFrame, device: str) -> go.Figure:
+    df = layers.groupby(["model", "direction", "stage"], as_index=False)["median_ms"].sum()
+    fig = px.bar(df, x="model", y="median_ms", color="stage", facet_col="direction",
+                 barmode="stack", title=f"Time by stage on {device} (sum of layer medians)")
+    return fig.update_yaxes(title_text="ms")
+
+
+def roofline(layers: pd.DataFrame, peak_gflops: float, peak_gbs: float, device: str
+             ) -> go.Figure:
+    df = layers[(layers["flops"] > 0) & (layers["direction"] == "forward")].copy()
+    fig = px.scatter(df, x="arithmetic_intensity", y="achieved_gflops_per_s", color="model",
+                     symbol="bound", hover_data=["module", "type", "median_ms"], log_x=True,
+                     log_y=True, title=f"Roofline of forward layers on {device}")
+    if len(df):
+        lo = max(df["arithmetic_intensity"].min() / 2, 1e-3)
+        hi = df["arithmetic_intensity"].max() * 2
+        xs = np.logspace(np.log10(lo), np.log10(hi), 60)
+        fig.add_trace(go.Scatter(x=xs, y=np.minimum(peak_gflops, peak_gbs * xs), mode="lines",
+                                 name=f"roof: {peak_gflops:.0f} GFLOP/s, {peak_gbs:.1f} GB/s",
+                                 line=dict(color="black", dash="dash")))
+    return fig.update_layout(xaxis_title="arithmetic intensity (FLOP per byte moved)",
+                             yaxis_title="achieved GFLOP/s")
+
+
+def throughput(sweep: pd.DataFrame, device: str) -> go.Figure:
+    df = sweep.dropna(subset=["images_per_s"])
+    fig = px.line(df, x="batch_size", y="images_per_s", color="model", markers=True, log_x=True,
+                  title=f"Forward throughput vs batch size on {device}")
+    return fig.update_layout(xaxis_title="batch size (images)", yaxis_title="images/s")
+
+
+def _mean_std(df: pd.DataFrame, keys: list[str], value: str) -> pd.DataFrame:
+    grouped = df.groupby(keys, as_index=False)[value].agg(["mean", "std"]).reset_index()
+    grouped["std"] = grouped["std"].fillna(0.0)
+    return grouped
+
+
+def _band_figure(stats: pd.DataFrame, x: str, title: str, y_title: str, log_y: bool
+                 ) -> go.Figure:
+    fig = go.Figure()
+    palette = px.colors.qualitative.Plotly
+    for i, (model, group) in enumerate(stats.groupby("model", sort=False)):
+        color = palette[i % len(palette)]
+        group = group.sort_values(x)
+        upper = group["mean"] + group["std"]
+        lower = (group["mean"] - group["std"]).clip(lower=group["mean"] * 0.05)
+        fig.add_trace(go.Scatter(x=list(group[x]) + list(group[x])[::-1],
+                                 y=list(upper) + list(lower)[::-1], fill="toself",
+                                 fillcolor=color, opacity=0.2, line=dict(width=0),
+                                 hoverinfo="skip", showlegend=False, name=f"{model} ±std"))
+        fig.add_trace(go.Scatter(x=group[x], y=group["mean"], mode="lines+markers",
+                                 name=model, line=dict(color=color)))
+    fig.update_layout(title=title, xaxis_title="depth (weighted layers from the input)",
+                      yaxis_title=y_title)
+    if log_y:
+        fig.update_yaxes(type="log")
+    return fig
+
+
+def grad_norm_depth(blocks: pd.DataFrame) -> go.Figure:
+    stats = _mean_std(blocks, ["model", "depth"], "act_grad_norm")
+    return _band_figure(stats, "depth", "Gradient norm ‖∂L/∂x‖ at each block output, at init "
+                        "(mean ± std over seeds)", "‖∂L/∂x‖ (log scale)", log_y=True)
+
+
+def activation_std_depth(blocks: pd.DataFrame) -> go.Figure:
+    stats = _mean_std(blocks, ["model", "depth"], "act_std")
+    return _band_figure(stats, "depth", "Forward activation std at each block output, at init",
+                        "std of block output (log scale)", log_y=True)
+
+
+def shattering(shatter: pd.DataFrame) -> go.Figure:
+    fig = px.line(shatter, x="block_index", y="adjacent_correlation", color="model",
+                  markers=True, title="Shattered gradients: correlation of input-gradients at "
+                  "neighbouring inputs")
+    return fig.update_layout(xaxis_title="block (input → output)",
+                             yaxis_title="mean adjacent correlation (1 = smooth, 0 = noise)")
+
+
+def training_curves(history: pd.DataFrame) -> go.Figure:
+    df = history.sort_values("step").copy()
+    df["smoothed"] = df.groupby(["model", "seed"])["train_error"].transform(
+        lambda s: s.rolling(SMOOTHING_STEPS, min_periods=1).mean())
+    df = df.groupby(["model", "step"], as_index=False)["smoothed"].mean()
+    df["kind"] = np.where(df["model"].str.startswith("plain") | df["model"].str.contains(
+        "shortcut=false"), "plain", "residual")
+    fig = px.line(df, x="step", y="smoothed", color="model", facet_col="kind",
+                  category_orders={"kind": ["plain", "residual"]},
+                  title=f"Training error (train-mode minibatch, {SMOOTHING_STEPS}-step mean; "
+                  "plain left, residual right, same axes)")
+    fig.update_yaxes(title_text="training error", range=[0, 1])
+    return fig.update_xaxes(title_text="step")
+
+
+def eval_curves(evals: pd.DataFrame) -> go.Figure:
+    df = evals.groupby(["model", "step"], as_index=False)[["train_error_eval", "test_error"]].mean()
+    long = df.melt(id_vars=["model", "step"], value_vars=["train_error_eval", "test_error"],
+                   var_name="measure", value_name="error")
+    fig = px.line(long, x="step", y="error", color="model", line_dash="measure", markers=True,
+                  title="Eval-mode error: training set (solid) and test set (dashed)")
+    return fig.update_layout(xaxis_title="step", yaxis_title="error", yaxis_range=[0, 1])
+
+
+def grad_ratio_training(grad_norms: pd.DataFrame) -> go.Figure:
+    main = grad_norms[grad_norms["role"].isin(["main", "stem"])]
+    rows = []
+    for (model, seed, step), group in main.groupby(["model", "seed", "step"]):
+        first = group.loc[group["depth"].idxmin(), "grad_norm"]
+        last = group.loc[group["depth"].idxmax(), "grad_norm"]
+        rows.append({"model": model, "seed": seed, "step": step, "ratio": first / last})
+    df = pd.DataFrame(rows).groupby(["model", "step"], as_index=False)["ratio"].mean()
+    fig = px.line(df, x="step", y="ratio", color="model", markers=True, log_y=True,
+                  title="Weight-gradient norm, first conv / last conv, during training")
+    return fig.update_layout(xaxis_title="step", yaxis_title="‖∇W first‖ / ‖∇W last‖ (log)")
+
+
+def bottleneck(totals: pd.DataFrame) -> go.Figure:
+    df = totals.assign(mmacs=totals["macs"] / 1e6,
+                       label=[f"{r:.1f}× bottleneck" for r in totals["macs_vs_bottleneck"]])
+    fig = px.bar(df, x="design", y="mmacs", text="label",
+                 title="Block cost at the same spatial size: MACs per block")
+    return fig.update_layout(xaxis_title="block design", yaxis_title="MMACs")
+
+
+def cost_vs_depth(zoo: pd.DataFrame) -> go.Figure:
+    df = zoo.assign(gmacs=zoo["macs"] / 1e9,
+                    kind=np.where(zoo["shortcut"], "residual", "plain"))
+    fig = px.line(df.sort_values("depth"), x="depth", y="gmacs", color="family",
+                  line_dash="kind", markers=True, log_x=True, log_y=True,
+                  hover_data=["model", "params"],
+                  title="Cost vs depth at each family's standard input")
+    return fig.update_layout(xaxis_title="depth (weighted layers, log)",
+                             yaxis_title="GMACs (conv+linear, log)")
+
+
+def bottleneck_widths(rows: pd.DataFrame) -> go.Figure:
+    fig = px.line(rows, x="width", y="mmacs", color="design", markers=True, log_y=True,
+                  title="Basic vs bottleneck block cost across widths (56x56)")
+    return fig.update_layout(xaxis_title="inner width d (channels)",
+                             yaxis_title="MMACs per block (log)")

@@ -1,0 +1,251 @@
+"""Report sections shared by the compare, degradation and zoo reports."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from resnet_probe.report import figures
+from resnet_probe.report.html import Section, esc, format_value
+
+GIGA_COLUMNS = {"macs", "macs_v1", "macs_fvcore_default", "macs_with_elementwise", "flops",
+                "backward_flops"}
+
+
+def summary_section(deltas: pd.DataFrame, notes: list[str]) -> Section:
+    section = Section("summary", "1. Summary")
+    baseline = deltas["model"].iloc[0]
+    section.text(f"Baseline: <b>{esc(baseline)}</b> (the first model named). Each Δ% column "
+                 f"is the change against it. MACs and FLOPs are in G (10⁹); the exact counts "
+                 f"are in the data folder.")
+    view = deltas.copy()
+    for column in GIGA_COLUMNS & set(view.columns):
+        view[column] = view[column] / 1e9
+    view = view.rename(columns={c: f"{c} (G)" for c in GIGA_COLUMNS})
+    section.table(view.dropna(axis=1, how="all"))
+    for note in notes:
+        section.note(esc(note))
+    return section
+
+
+def architecture_section(architecture: pd.DataFrame) -> Section:
+    section = Section("architecture", "2. Architecture side by side")
+    section.text("Per stage: blocks × block type, output channels and spatial size at the "
+                 "measured input, and where shortcuts and projections sit.")
+    cells = architecture.assign(cell=architecture.apply(
+        lambda r: (f"{r['blocks']} × {r['block']}, {r['out_channels']} ch, {r['output_size']}; "
+                   f"{r['shortcuts']}") if r["blocks"] else
+        f"{r['block']}, {r['out_channels']} ch, {r['output_size']}", axis=1))
+    return section.table(_ordered_pivot(cells, "stage", "cell"))
+
+
+def costs_section(tables: dict[str, pd.DataFrame]) -> Section:
+    section = Section("costs", "3. Parameters and MACs, every convention reconciled")
+    conventions = tables["conventions"]
+    section.text(
+        "Why ResNet-50 is '3.8G', '4.09G', '4.11G' or '8.2G': the paper strides the 1x1 conv "
+        "(v1) while torchvision strides the 3x3 (v1.5); fvcore adds batch norm; torch's "
+        "FlopCounterMode counts 2 FLOPs per multiply-accumulate. All of them are below, each "
+        "named. Counted at inference (BN in eval mode), batch size 1.")
+    pivot = conventions.pivot_table(index=["convention", "unit", "reported_by"],
+                                    columns="model", values="giga", sort=False).reset_index()
+    pivot = pivot[["convention", "unit", "reported_by",
+                   *dict.fromkeys(conventions["model"])]]
+    section.table(pivot, caption="Values in G (10⁹)")
+    partial = conventions[conventions["partial"]].drop_duplicates("model")
+    for _, row in partial.iterrows():
+        section.note(f"{esc(row['model'])}: convention (b) is partial; operators with no "
+                     f"formula: {esc(row['uncounted_operators'])}")
+    if partial.empty:
+        section.note("Every operator that ran has a formula or only moves data: no count "
+                     "here is partial.", kind="finding")
+    section.figure(figures.conventions(conventions))
+    section.figure(figures.stage_macs(tables["stage_costs"]))
+    stage_view = _ordered_pivot(tables["stage_costs"], "stage", "macs")
+    section.table(stage_view, caption="MACs per stage (exact)")
+    section.figure(figures.layer_macs(tables["layer_costs"]))
+    operators = tables["operators"]
+    section.table(operators.pivot_table(index=["direction", "operator", "kind"],
+                                        columns="model", values="macs", sort=False
+                                        ).reset_index(),
+                  caption="Per operator: MACs for conv/linear; element counts for "
+                          "elementwise operators")
+    return section
+
+
+def _ordered_pivot(df: pd.DataFrame, index: str, values: str) -> pd.DataFrame:
+    """pivot() sorts labels; keep stages in network order and models in the order named."""
+    pivot = df.pivot(index=index, columns="model", values=values)
+    pivot = pivot.reindex(list(dict.fromkeys(df[index])))
+    return pivot[list(dict.fromkeys(df["model"]))].reset_index()
+
+
+def latency_section(tables: dict[str, pd.DataFrame], environment: dict) -> Section:
+    section = Section("latency", "4. Per-layer latency")
+    if "latency_models" not in tables:
+        return section.note("Latency was not measured in this run (--no-latency).")
+    device = environment.get("latency_device", "cpu")
+    device_label = (f"{device.upper()} ({environment.get('latency_device_name')}, "
+                    f"{environment.get('latency_threads')} threads, "
+                    f"{environment.get('latency_dtype')})")
+    section.text(
+        f"Measured on this machine's <b>{esc(device_label)}</b>, torch "
+        f"{esc(environment.get('latency_torch_version'))}. Each leaf is timed between a "
+        f"pre- and a post-hook ({'CUDA events, one synchronize per pass' if device == 'cuda' else 'time.perf_counter'}); "
+        f"medians over the kept repeats, warm-up discarded.")
+    models = tables["latency_models"]
+    overhead = models[["model", "forward_ms", "hooked_forward_ms", "hook_overhead_ratio",
+                       "layer_sum_forward_ms", "layer_sum_to_total", "backward_ms",
+                       "layer_sum_backward_ms", "images_per_s", "noisy_layers"]]
+    section.table(overhead, caption="Overhead: un-hooked forward (torch.utils.benchmark) vs "
+                                    "hooked forward, and per-layer sums vs the model total")
+    if "latency_failures" in tables:
+        section.table(tables["latency_failures"], caption="Runs that failed")
+    layers = tables["latency_layers"]
+    section.figure(figures.latency_layers(layers, device_label))
+    section.figure(figures.latency_stages(layers, device_label))
+    section.figure(figures.roofline(layers, environment["latency_peak_gflops"],
+                                    environment["latency_peak_gbytes_per_s"], device_label))
+    section.text(f"Roof: {environment['latency_peak_gflops']:.0f} GFLOP/s and "
+                 f"{environment['latency_peak_gbytes_per_s']:.1f} GB/s, "
+                 f"{esc(environment['latency_peak_source'])}. A layer left of the ridge "
+                 f"is memory-bound.")
+    if "latency_sweep" in tables and not tables["latency_sweep"].empty:
+        section.figure(figures.throughput(tables["latency_sweep"], device_label))
+    return section
+
+
+def gradients_section(tables: dict[str, pd.DataFrame], environment: dict) -> Section:
+    section = Section("gradients", "5. Gradient norms by depth")
+    if "gradient_models" not in tables:
+        return section.note("Gradients were not measured in this run.")
+    models = tables["gradient_models"]
+    section.text(f"At initialization, BN in train mode, input: "
+                 f"{esc(environment.get('gradient_input', ''))}; seeds "
+                 f"{esc(environment.get('gradient_seeds', ''))}.")
+    section.table(models[["model", "depth", "shortcut", "grad_ratio_first_last",
+                          "grad_ratio_std", "growth_per_layer", "gradient_trend",
+                          "first_nonfinite_forward", "first_nonfinite_gradient"]])
+    section.note(gradient_explanation(models), kind="finding")
+    section.figure(figures.grad_norm_depth(tables["gradient_blocks"]))
+    section.figure(figures.activation_std_depth(tables["gradient_blocks"]))
+    if not tables["shattering"].empty:
+        section.figure(figures.shattering(tables["shattering"]))
+    return section
+
+
+def gradient_explanation(models: pd.DataFrame) -> str:
+    parts = []
+    for _, row in models.iterrows():
+        ratio, growth = row["grad_ratio_first_last"], row["growth_per_layer"]
+        if row["shortcut"]:
+            parts.append(
+                f"In <b>{esc(row['model'])}</b> the first block's gradient is "
+                f"{format_value(ratio)}× the last one's ({format_value(growth)}× per layer): "
+                f"every block adds its identity term, dy/dx = dF/dx + I, so the signal from "
+                f"the loss reaches early layers without passing through every branch.")
+        else:
+            verb = ("explodes" if ratio > 1.5 else "vanishes" if ratio < 1 / 1.5
+                    else "stays level")
+            parts.append(
+                f"In <b>{esc(row['model'])}</b> the gradient {verb} toward the input: the "
+                f"first block sees {format_value(ratio)}× the last block's norm, "
+                f"{format_value(growth)}× per weighted layer (Yang et al. 2019 predict about "
+                f"1.21× per layer for BN-ReLU stacks at init; plain BN nets explode rather "
+                f"than vanish).")
+    return " ".join(parts)
+
+
+def degradation_section(tables: dict[str, pd.DataFrame], environment: dict,
+                        number: str = "6.") -> Section:
+    section = Section("degradation", f"{number} Degradation: training error by depth")
+    if "train_final" not in tables or tables["train_final"].empty:
+        return section.note("No training was run (--no-train); pass --from-degradation DIR "
+                            "to show an earlier `resnet-probe degradation` run.")
+    if "train_dataset" in environment:
+        section.text(f"Data: {esc(environment['train_dataset'])}. Recipe: "
+                     f"{esc(environment.get('train_recipe', ''))}. The primary curve is the "
+                     f"train-mode minibatch error; eval-mode errors are beside it.")
+    finals = tables["train_final"]
+    section.note(degradation_finding(finals), kind="finding")
+    section.figure(figures.training_curves(tables["train_history"]))
+    if not tables["train_evals"].empty:
+        section.figure(figures.eval_curves(tables["train_evals"]))
+    section.table(finals, caption="Final errors (train-mode error averaged over the last "
+                                  "10% of steps; eval-mode errors at the last evaluation)")
+    if "train_gaps" in tables and not tables["train_gaps"].empty:
+        section.table(tables["train_gaps"], caption="Degradation gap: deep minus shallow "
+                                                    "final training error")
+    if "train_grad_norms" in tables and not tables["train_grad_norms"].empty:
+        section.figure(figures.grad_ratio_training(tables["train_grad_norms"]))
+    section.text("These are short runs on small data: the gap they show is slower "
+                 "optimisation of the deeper plain net at this budget. Trained much longer, "
+                 "a deep plain net on data this easy can still reach low training error; the "
+                 "paper's Fig. 6 shows the gap persisting on CIFAR-10 over 64k iterations.")
+    return section
+
+
+def degradation_finding(finals: pd.DataFrame) -> str:
+    """What actually happened, in words, including when the effect did not appear."""
+    means = finals.groupby(["shortcut", "depth"])["final_train_error"].mean()
+    sentences = []
+    for shortcut, kind in ((False, "plain"), (True, "residual")):
+        if shortcut not in means.index.get_level_values(0):
+            continue
+        by_depth = means.loc[shortcut].sort_index()
+        if len(by_depth) < 2:
+            continue
+        shallow, deep = by_depth.index[0], by_depth.index[-1]
+        gap = by_depth.iloc[-1] - by_depth.iloc[0]
+        trend = ("higher" if gap > 0.01 else "lower" if gap < -0.01 else "about the same")
+        sentences.append(f"{kind}: depth {deep} ends with training error "
+                         f"{by_depth.iloc[-1]:.3f} vs {by_depth.iloc[0]:.3f} at depth "
+                         f"{shallow} ({trend}, gap {gap:+.3f}).")
+    if not sentences:
+        return "Only one depth per kind was trained, so no depth gap can be read here."
+    plain_gap = _gap(means, False)
+    residual_gap = _gap(means, True)
+    if not math.isnan(plain_gap) and not math.isnan(residual_gap):
+        if plain_gap > 0.01 and residual_gap <= plain_gap / 2:
+            verdict = ("Degradation observed: the deeper plain net trains worse, the residual "
+                       "twin does not.")
+        elif plain_gap <= 0.01:
+            verdict = ("Degradation did NOT appear at this budget: the deeper plain net "
+                       "trained as well as the shallower one.")
+        else:
+            verdict = ("Mixed result: both plain and residual nets lose accuracy with depth at "
+                       "this budget.")
+        sentences.append(verdict)
+    return " ".join(sentences)
+
+
+def _gap(means: pd.Series, shortcut: bool) -> float:
+    if shortcut not in means.index.get_level_values(0):
+        return math.nan
+    by_depth = means.loc[shortcut].sort_index()
+    return by_depth.iloc[-1] - by_depth.iloc[0] if len(by_depth) > 1 else math.nan
+
+
+def bottleneck_section(tables: dict[str, pd.DataFrame], number: str = "7.") -> Section:
+    section = Section("bottleneck", f"{number} Why bottleneck blocks are cheaper")
+    totals = tables["bottleneck_totals"]
+    rows = tables["bottleneck"]
+    basic = totals.iloc[0]
+    wide = totals.iloc[2]
+    section.text(
+        f"The paper's Fig. 5: a bottleneck block at 4d channels squeezes to d with a 1x1 conv, "
+        f"does the 3x3 at d and expands back. It costs {format_value(totals.iloc[1]['macs'])} "
+        f"MACs, about the same as a basic block at d ({format_value(basic['macs'])}), while "
+        f"a basic block at the full 4d width costs {format_value(wide['macs'])}: "
+        f"{wide['macs_vs_bottleneck']:.1f}× the bottleneck. Each number below was measured on "
+        f"the real block module; the formula column shows k²·Cin·Cout·H·W.")
+    section.table(rows)
+    section.table(totals)
+    return section.figure(figures.bottleneck(totals))
+
+
+def environment_section(environment: dict, number: str = "8.") -> Section:
+    section = Section("environment", f"{number} Environment")
+    rows = pd.DataFrame([{"key": k, "value": str(v)} for k, v in environment.items()])
+    return section.table(rows)

@@ -1,0 +1,181 @@
+"""The degradation experiment: plain and residual twins at several depths, several seeds.
+
+Each (model, seed) run has its own checkpoint under ``OUT/runs/``; result tables are rewritten
+after every run, so an interrupted sweep keeps everything already measured and ``resume=True``
+continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from resnet_probe.data import DEFAULT_DATASET, ImageDataset, load_dataset
+from resnet_probe.measure.latency import Progress
+from resnet_probe.train.loop import (
+    Distributed,
+    NothingToResume,
+    RunResult,
+    TrainConfig,
+    final_metrics,
+    train_run,
+)
+from resnet_probe.zoo import get_spec, list_models
+
+FAMILIES = ("cifar", "imagenet")
+IMAGENET_DEPTHS = {10: "basic", 14: "bottleneck", 18: "basic", 34: "basic", 50: "bottleneck",
+                   101: "bottleneck", 152: "bottleneck"}
+DEFAULT_DEPTHS = {"cifar": (20, 56), "imagenet": (18, 34)}
+
+
+def twin_names(family: str, depth: int) -> tuple[str, str]:
+    """(plain, residual) model names for a depth, validated for the family."""
+    if family == "cifar":
+        if depth < 8 or (depth - 2) % 6:
+            raise ValueError(f"CIFAR-family depth must be 6n+2 (8, 14, 20, 32, 44, 56, 110, ...): "
+                             f"depth={depth}")
+        n = (depth - 2) // 6
+        names = (f"plain{depth}", f"resnet{depth}")
+        if all(name in list_models() for name in names):
+            return names
+        return (f"cifar[layers={n}-{n}-{n},shortcut=false]", f"cifar[layers={n}-{n}-{n}]")
+    if family == "imagenet":
+        if depth not in IMAGENET_DEPTHS:
+            raise ValueError(f"ImageNet-family depth must be one of "
+                             f"{', '.join(map(str, IMAGENET_DEPTHS))}: depth={depth}")
+        return f"plain{depth}", f"resnet{depth}"
+    raise ValueError(f"unknown family {family!r}; choose one of: {', '.join(FAMILIES)}")
+
+
+def fit_dataset_to(dataset: ImageDataset, models: list[str]) -> ImageDataset:
+    """Upscale when a model's stride stack needs more pixels (ImageNet stems need 32)."""
+    needed = max(get_spec(name).total_stride for name in models)
+    return dataset.resized(needed) if dataset.image_size < needed else dataset
+
+
+@dataclass(frozen=True)
+class DegradationConfig:
+    family: str = "cifar"
+    depths: tuple[int, ...] = (20, 56)
+    dataset: str = DEFAULT_DATASET
+    seeds: tuple[int, ...] = (0,)
+    train: TrainConfig = TrainConfig()
+    data_dir: str | None = None
+    models: tuple[str, ...] = ()  # explicit models instead of family/depth twins
+
+    def model_names(self) -> list[str]:
+        if self.models:
+            return list(self.models)
+        if not self.depths:
+            raise ValueError("give at least one depth: depths=()")
+        if not self.seeds:
+            raise ValueError("give at least one seed: seeds=()")
+        names: list[str] = []
+        for depth in self.depths:
+            names.extend(twin_names(self.family, depth))
+        return names
+
+
+@dataclass
+class DegradationResult:
+    runs: list[RunResult] = field(default_factory=list)
+    dataset_description: str = ""
+    config: DegradationConfig | None = None
+
+    def final_rows(self) -> list[dict[str, Any]]:
+        rows = []
+        for run in self.runs:
+            spec = get_spec(run.model)
+            rows.append({"model": run.model, "depth": spec.depth, "shortcut": spec.shortcut,
+                         "seed": run.seed, **final_metrics(run),
+                         "diverged_at": run.diverged_at,
+                         "processes": len(run.samples_per_rank),
+                         "samples_per_rank": ",".join(map(str, run.samples_per_rank))})
+        return rows
+
+    def history_rows(self) -> list[dict[str, Any]]:
+        return [row for run in self.runs for row in run.history]
+
+    def eval_rows(self) -> list[dict[str, Any]]:
+        return [row for run in self.runs for row in run.evals]
+
+    def grad_rows(self) -> list[dict[str, Any]]:
+        return [row for run in self.runs for row in run.grad_norms]
+
+    def gap_rows(self) -> list[dict[str, Any]]:
+        """Deep minus shallow final training error, for plain and residual, across seeds."""
+        finals = self.final_rows()
+        rows = []
+        for shortcut in (False, True):
+            group = [r for r in finals if r["shortcut"] is shortcut]
+            depths = sorted({r["depth"] for r in group})
+            if len(depths) < 2:
+                continue
+            shallow, deep = depths[0], depths[-1]
+            gaps = []
+            for seed in sorted({r["seed"] for r in group}):
+                by_depth = {r["depth"]: r for r in group if r["seed"] == seed}
+                if shallow in by_depth and deep in by_depth:
+                    gaps.append(by_depth[deep]["final_train_error"]
+                                - by_depth[shallow]["final_train_error"])
+            finite = [g for g in gaps if not math.isnan(g)]
+            rows.append({
+                "kind": "residual" if shortcut else "plain",
+                "shallow_depth": shallow, "deep_depth": deep,
+                "gap_mean": statistics.fmean(finite) if finite else math.nan,
+                "gap_std": statistics.stdev(finite) if len(finite) > 1 else 0.0,
+                "seeds": len(finite),
+            })
+        return rows
+
+
+def run_degradation(
+    config: DegradationConfig,
+    out_dir: Path,
+    resume: bool = False,
+    progress: Progress | None = None,
+    on_run_done: Callable[[DegradationResult], None] | None = None,
+    dataset: ImageDataset | None = None,
+) -> DegradationResult:
+    """Train every (model, seed). ``on_run_done`` is called after each run (to save tables)."""
+    names = config.model_names()
+    data = dataset or load_dataset(config.dataset, config.data_dir)
+    data = fit_dataset_to(data, names)
+    runs_dir = Path(out_dir) / "runs"
+    if resume and not any(runs_dir.glob("*.pt")):
+        raise NothingToResume(f"nothing to resume in {str(out_dir)!r}: no checkpoints under "
+                              f"{str(runs_dir)!r}; run without --resume first")
+    result = DegradationResult(dataset_description=data.description, config=config)
+    world = Distributed.from_env()
+    for name in names:
+        for seed in config.seeds:
+            checkpoint = runs_dir / f"{_safe(name)}-seed{seed}.pt"
+            if progress is not None:
+                progress.set_description(f"train {name} seed {seed}")
+            try:
+                run = train_run(name, data, config.train, seed=seed, checkpoint=checkpoint,
+                                resume=resume and checkpoint.exists(), progress=progress)
+            except KeyboardInterrupt:
+                if checkpoint.exists():  # the loop saved its partial history there
+                    result.runs.append(load_run(checkpoint))
+                if on_run_done is not None and world.is_main:
+                    on_run_done(result)
+                raise
+            result.runs.append(run)
+            if on_run_done is not None and world.is_main:
+                on_run_done(result)
+    return result
+
+
+def load_run(checkpoint: Path) -> RunResult:
+    import torch
+
+    return torch.load(checkpoint, map_location="cpu", weights_only=False)["result"]
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)

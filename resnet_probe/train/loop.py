@@ -1,0 +1,309 @@
+"""The training loop behind the degradation experiments.
+
+Defaults follow the paper's CIFAR recipe (SGD, momentum 0.9, lr 0.1, weight decay 1e-4, batch
+128, lr divided by 10 at 50% and 75% of the budget) with the paper's ResNet-110 warm-up (lr 0.01
+for the first steps), which short budgets need: without it resnet56's loss spikes at lr 0.1 and
+it lags far enough to look like residual degradation.
+
+Everything a step uses is a function of (seed, step): the data order comes from a
+DistributedSampler seeded with the run's seed and reshuffled per epoch, and augmentation draws
+from a generator seeded by (seed, step). So a run resumed from a checkpoint ends exactly where an
+uninterrupted run ends, and two processes under torchrun see disjoint shards of each batch.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch.utils.data import DistributedSampler
+
+from resnet_probe.data import ImageDataset, fit_channels
+from resnet_probe.measure.gradients import layer_grad_norms
+from resnet_probe.measure.latency import Progress
+from resnet_probe.results import atomic_write_bytes
+from resnet_probe.zoo import ResNet, build_model
+
+EVAL_SUBSET = 2000  # eval-mode training error on at most this many training images
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 300
+    batch_size: int = 128  # global: split across processes under torchrun
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    milestones: tuple[float, ...] = (0.5, 0.75)  # fractions of the budget where lr *= gamma
+    gamma: float = 0.1
+    warmup_steps: int = 50
+    warmup_lr: float = 0.01
+    eval_every: int = 50
+    grad_norm_every: int = 25
+    checkpoint_every: int = 50
+    augment: bool = False  # pad 4, random crop, horizontal flip (for CIFAR-10)
+    device: str = "cpu"
+    channels_last: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.steps, int) or self.steps < 1:
+            raise ValueError(f"steps must be a positive integer: steps={self.steps!r}")
+        if not isinstance(self.batch_size, int) or self.batch_size < 2:
+            raise ValueError(f"batch size must be at least 2: batch_size={self.batch_size!r}")
+        if not self.lr > 0:
+            raise ValueError(f"learning rate must be positive: lr={self.lr!r}")
+        for name in ("eval_every", "grad_norm_every", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a positive integer: {name}={getattr(self, name)}")
+
+    def lr_at(self, step: int) -> float:
+        if step < self.warmup_steps:
+            return self.warmup_lr
+        passed = sum(step >= fraction * self.steps for fraction in self.milestones)
+        return self.lr * self.gamma**passed
+
+
+@dataclass
+class RunResult:
+    model: str
+    seed: int
+    status: str  # "finished", "diverged", "interrupted"
+    history: list[dict[str, Any]] = field(default_factory=list)  # one row per step
+    evals: list[dict[str, Any]] = field(default_factory=list)  # eval-mode errors
+    grad_norms: list[dict[str, Any]] = field(default_factory=list)  # per layer, every N steps
+    samples_per_rank: list[int] = field(default_factory=list)
+    seconds: float = 0.0
+    diverged_at: int | None = None
+
+
+class NothingToResume(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Distributed:
+    rank: int = 0
+    world_size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @staticmethod
+    def from_env() -> Distributed:
+        if dist.is_available() and dist.is_initialized():
+            return Distributed(dist.get_rank(), dist.get_world_size())
+        return Distributed()
+
+
+def build_for_dataset(name: str, dataset: ImageDataset) -> ResNet:
+    return build_model(name, in_channels=dataset.in_channels, num_classes=dataset.num_classes)
+
+
+def augment_batch(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Pad 4 with zeros, random crop back to size, random horizontal flip (He et al. 2016)."""
+    n, _, h, w = x.shape
+    padded = F.pad(x, (4, 4, 4, 4))
+    dx = torch.randint(0, 9, (n,), generator=generator)
+    dy = torch.randint(0, 9, (n,), generator=generator)
+    flip = torch.rand(n, generator=generator) < 0.5
+    out = torch.empty_like(x)
+    for i in range(n):
+        crop = padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w]
+        out[i] = crop.flip(-1) if flip[i] else crop
+    return out
+
+
+def error_rate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 500
+               ) -> tuple[float, float]:
+    """Eval-mode error and mean loss over (x, y)."""
+    was_training = model.training
+    model.eval()
+    wrong, loss_sum = 0, 0.0
+    with torch.no_grad():
+        for start in range(0, len(y), batch):
+            logits = model(x[start:start + batch])
+            target = y[start:start + batch]
+            wrong += (logits.argmax(1) != target).sum().item()
+            loss_sum += F.cross_entropy(logits, target, reduction="sum").item()
+    model.train(was_training)
+    return wrong / len(y), loss_sum / len(y)
+
+
+def train_run(
+    name: str,
+    dataset: ImageDataset,
+    config: TrainConfig,
+    seed: int = 0,
+    checkpoint: Path | None = None,
+    resume: bool = False,
+    progress: Progress | None = None,
+) -> RunResult:
+    """Train one model; checkpoints go to ``checkpoint`` (atomically) if given."""
+    world = Distributed.from_env()
+    device = torch.device(config.device)
+    torch.manual_seed(seed)
+    model = build_for_dataset(name, dataset)
+    channels = model.spec.in_channels
+    memory_format = torch.channels_last if config.channels_last else torch.preserve_format
+    model = model.to(device=device, memory_format=memory_format)
+    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+                                weight_decay=config.weight_decay)
+    result = RunResult(model=name, seed=seed, status="running")
+    start_step = 0
+    if resume:
+        if checkpoint is None or not checkpoint.exists():
+            raise NothingToResume(f"nothing to resume: no checkpoint at {checkpoint}")
+        state = torch.load(checkpoint, map_location=device, weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start_step = state["step"]
+        result = state["result"]
+        if result.status in ("finished", "diverged"):
+            return result
+        result.status = "running"
+    trained = model
+    if world.world_size > 1:
+        trained = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    per_rank_batch = config.batch_size // world.world_size
+    if per_rank_batch < 1:
+        raise ValueError(f"batch size {config.batch_size} is smaller than the number of "
+                         f"processes {world.world_size}")
+    sampler = DistributedSampler(range(len(dataset.train_y)), num_replicas=world.world_size,
+                                 rank=world.rank, shuffle=True, seed=seed, drop_last=True)
+    steps_per_epoch = max(1, len(sampler) // per_rank_batch)
+    train_x = fit_channels(dataset.train_x, channels).to(device)
+    train_y = dataset.train_y.to(device)
+    test_x = fit_channels(dataset.test_x, channels).to(device)
+    eval_index = torch.randperm(len(train_y), generator=torch.Generator().manual_seed(seed)
+                                )[:EVAL_SUBSET].to(device)
+    order: list[int] = []
+    order_epoch = -1
+    samples_seen = 0
+    started = time.perf_counter() - result.seconds
+
+    def save(status: str) -> None:
+        result.status = status
+        result.seconds = time.perf_counter() - started
+        if checkpoint is not None and world.is_main:
+            _save_checkpoint(checkpoint, model, optimizer, step, result, config)
+
+    step = start_step
+    trained.train()
+    try:
+        while step < config.steps:
+            epoch, position = divmod(step, steps_per_epoch)
+            if epoch != order_epoch:
+                sampler.set_epoch(epoch)
+                order, order_epoch = list(sampler), epoch
+            index = torch.tensor(order[position * per_rank_batch:(position + 1) * per_rank_batch],
+                                 device=device)
+            x, y = train_x[index], train_y[index]
+            if config.augment:
+                x = augment_batch(x.cpu(), torch.Generator().manual_seed(seed * 1_000_003 + step)
+                                  ).to(device)
+            if config.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            for group in optimizer.param_groups:
+                group["lr"] = config.lr_at(step)
+            logits = trained(x)
+            loss = F.cross_entropy(logits, y)
+            if _any_rank(not torch.isfinite(loss).item(), world):
+                result.diverged_at = step
+                step += 1
+                save("diverged")
+                break
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if world.is_main and (step % config.grad_norm_every == 0 or step == config.steps - 1):
+                for row in layer_grad_norms(model):
+                    result.grad_norms.append({"model": name, "seed": seed, "step": step, **row})
+            optimizer.step()
+            samples_seen += len(y)
+            result.history.append({
+                "model": name, "seed": seed, "step": step, "lr": config.lr_at(step),
+                "train_loss": loss.item(),
+                "train_error": (logits.argmax(1) != y).float().mean().item(),
+            })
+            step += 1
+            if world.is_main and (step % config.eval_every == 0 or step == config.steps):
+                train_error, train_loss = error_rate(model, train_x[eval_index],
+                                                     train_y[eval_index])
+                test_error, test_loss = error_rate(model, test_x, dataset.test_y.to(device))
+                result.evals.append({"model": name, "seed": seed, "step": step,
+                                     "train_error_eval": train_error,
+                                     "train_loss_eval": train_loss,
+                                     "test_error": test_error, "test_loss": test_loss})
+            if step % config.checkpoint_every == 0 and step < config.steps:
+                save("running")
+            if progress is not None:
+                progress.update(1)
+        else:
+            result.samples_per_rank = _gather_counts(samples_seen, world, device)
+            save("finished")
+    except KeyboardInterrupt:
+        save("interrupted")
+        raise
+    return result
+
+
+def _any_rank(flag: bool, world: Distributed) -> bool:
+    if world.world_size == 1:
+        return flag
+    tensor = torch.tensor([1.0 if flag else 0.0])
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return bool(tensor.item())
+
+
+def _gather_counts(count: int, world: Distributed, device: torch.device) -> list[int]:
+    if world.world_size == 1:
+        return [count]
+    backend_device = device if dist.get_backend() == "nccl" else torch.device("cpu")
+    counts = [torch.zeros(1, dtype=torch.long, device=backend_device)
+              for _ in range(world.world_size)]
+    dist.all_gather(counts, torch.tensor([count], device=backend_device))
+    return [int(c.item()) for c in counts]
+
+
+def _save_checkpoint(path: Path, model, optimizer, step, result, config) -> None:
+    import io
+    buffer = io.BytesIO()
+    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+                "result": result, "config": asdict(config)}, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def setup_distributed(device: str) -> Distributed:
+    """Join the process group torchrun describes in the environment; single process otherwise."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        backend = "nccl" if device.startswith("cuda") else "gloo"
+        dist.init_process_group(backend=backend)
+        if device.startswith("cuda"):
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    return Distributed.from_env()
+
+
+def final_metrics(result: RunResult, tail_fraction: float = 0.1) -> dict[str, Any]:
+    """Final train-mode error averaged over the last steps (the primary curve), and the last
+    eval-mode train and test errors beside it."""
+    history = result.history
+    tail = history[-max(1, int(len(history) * tail_fraction)):] if history else []
+    last_eval = result.evals[-1] if result.evals else {}
+    return {
+        "final_train_error": (sum(r["train_error"] for r in tail) / len(tail)) if tail else math.nan,
+        "final_train_loss": (sum(r["train_loss"] for r in tail) / len(tail)) if tail else math.nan,
+        "final_train_error_eval": last_eval.get("train_error_eval", math.nan),
+        "final_test_error": last_eval.get("test_error", math.nan),
+        "steps_done": len(history),
+        "status": result.status,
+        "seconds": result.seconds,
+    }

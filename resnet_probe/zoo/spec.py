@@ -1,0 +1,149 @@
+"""The frozen description of one ResNet: every architectural choice is a field.
+
+A variant is a line of data: ``resnet34`` and ``plain34`` differ only in ``shortcut``, and the
+paper's v1 and torchvision's v1.5 differ only in ``stride_placement``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class BlockType(StrEnum):
+    BASIC = "basic"
+    BOTTLENECK = "bottleneck"
+
+
+class ShortcutOption(StrEnum):
+    """The paper's Table 3 options for shortcuts that change shape."""
+
+    A = "A"  # zero-padded identity: no parameters (the paper's CIFAR choice)
+    B = "B"  # 1x1 projection only where the shape changes (torchvision)
+    C = "C"  # 1x1 projection on every block
+
+
+class StridePlacement(StrEnum):
+    """Where a bottleneck block downsamples; basic blocks always stride their first 3x3."""
+
+    V1 = "1x1"  # the paper: stride on the first 1x1 conv
+    V1_5 = "3x3"  # torchvision: stride on the 3x3 conv (more MACs, same parameters)
+
+
+class Stem(StrEnum):
+    IMAGENET = "imagenet"  # 7x7/2 conv + 3x3/2 max-pool
+    CIFAR = "cifar"  # 3x3/1 conv
+
+
+EXPANSION = {BlockType.BASIC: 1, BlockType.BOTTLENECK: 4}
+CONVS_PER_BLOCK = {BlockType.BASIC: 2, BlockType.BOTTLENECK: 3}
+DEFAULT_INPUT_SIZE = {Stem.IMAGENET: 224, Stem.CIFAR: 32}
+
+
+@dataclass(frozen=True)
+class ResNetSpec:
+    """One ResNet (or plain twin). Defaults are torchvision's ImageNet choices."""
+
+    block: BlockType
+    layers: tuple[int, ...]  # blocks per stage
+    widths: tuple[int, ...] = (64, 128, 256, 512)  # bottleneck output is 4x this
+    stem: Stem = Stem.IMAGENET
+    stem_width: int = 64
+    in_channels: int = 3  # 1 for grayscale data such as FashionMNIST or digits
+    num_classes: int = 1000
+    shortcut: bool = True  # False builds the plain twin: no identity add, no projection
+    shortcut_option: ShortcutOption = ShortcutOption.B
+    stride_placement: StridePlacement = StridePlacement.V1_5
+    zero_init_residual: bool = False  # Goyal et al.: last BN of each branch starts at 0
+
+    def __post_init__(self) -> None:
+        # Coerce strings so that specs built from text or JSON compare equal to typed ones.
+        for name, enum in _ENUM_FIELDS.items():
+            value = getattr(self, name)
+            try:
+                object.__setattr__(self, name, enum(value))
+            except ValueError:
+                choices = ", ".join(repr(m.value) for m in enum)
+                raise ValueError(f"{name} must be one of {choices}: {name}={value!r}") from None
+        object.__setattr__(self, "layers", tuple(self.layers))
+        object.__setattr__(self, "widths", tuple(self.widths))
+        self._validate()
+
+    def _validate(self) -> None:
+        if not self.layers:
+            raise ValueError(f"layers must name at least one stage: layers={self.layers}")
+        for count in self.layers:
+            if not isinstance(count, int) or count < 1:
+                raise ValueError(f"every stage needs at least 1 block: layers={self.layers}")
+        if len(self.widths) != len(self.layers):
+            raise ValueError(
+                f"widths needs one entry per stage ({len(self.layers)}): widths={self.widths}"
+            )
+        for name in ("stem_width", "in_channels", "num_classes"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer: {name}={value!r}")
+        for width in self.widths:
+            if not isinstance(width, int) or width < 1:
+                raise ValueError(f"every width must be a positive integer: widths={self.widths}")
+        if self.zero_init_residual and not self.shortcut:
+            raise ValueError(
+                "zero_init_residual=True needs shortcuts: on a plain net it zeroes the signal"
+            )
+
+    @property
+    def family(self) -> str:
+        return self.stem.value
+
+    @property
+    def expansion(self) -> int:
+        return EXPANSION[self.block]
+
+    @property
+    def depth(self) -> int:
+        """Weighted layers on the main path: stem conv + block convs + fc (the paper's count)."""
+        return 2 + CONVS_PER_BLOCK[self.block] * sum(self.layers)
+
+    @property
+    def default_input_size(self) -> int:
+        return DEFAULT_INPUT_SIZE[self.stem]
+
+    @property
+    def total_stride(self) -> int:
+        stem_stride = 4 if self.stem is Stem.IMAGENET else 1
+        return stem_stride * 2 ** (len(self.layers) - 1)
+
+    def replace(self, **overrides: object) -> ResNetSpec:
+        unknown = sorted(set(overrides) - set(field_names()))
+        if unknown:
+            raise ValueError(
+                f"unknown spec field {', '.join(unknown)}; fields are: {', '.join(field_names())}"
+            )
+        return dataclasses.replace(self, **overrides)
+
+    def check_input_size(self, height: int, width: int | None = None) -> None:
+        """Reject inputs whose last stage would see less than one real pixel."""
+        width = height if width is None else width
+        for value in (height, width):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"input size must be a positive integer: input_size={value!r}")
+        if min(height, width) < self.total_stride:
+            raise ValueError(
+                f"input size {height}x{width} is smaller than the network's total stride "
+                f"{self.total_stride} ({self.family} stem and {len(self.layers)} stages); "
+                f"use at least {self.total_stride}x{self.total_stride} "
+                f"(standard: {self.default_input_size})"
+            )
+
+
+_ENUM_FIELDS = {
+    "block": BlockType,
+    "stem": Stem,
+    "shortcut_option": ShortcutOption,
+    "stride_placement": StridePlacement,
+}
+
+
+def field_names() -> list[str]:
+    return [f.name for f in dataclasses.fields(ResNetSpec)]

@@ -1,0 +1,83 @@
+"""CLI basics: --version, list, show, and a clear error for every bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from resnet_probe import __version__
+
+
+def test_version(invoke):
+    result = invoke("--version")
+    assert result.exit_code == 0 and __version__ in result.output
+
+
+def test_python_dash_m_works():
+    out = subprocess.run([sys.executable, "-m", "resnet_probe", "--version"],
+                         capture_output=True, text=True, check=True)
+    assert __version__ in out.stdout
+
+
+def test_list_json_has_names_and_params(invoke, published):
+    result = invoke("list", "--format", "json")
+    assert result.exit_code == 0
+    rows = {row["name"]: row for row in json.loads(result.stdout)}
+    for name, params in published["imagenet_224"]["params"].items():
+        assert rows[name]["params"] == params
+    assert rows["plain56"]["shortcut"] is False and rows["resnet50"]["block"] == "bottleneck"
+
+
+def test_list_table_and_csv(invoke):
+    table = invoke("list", "--include", "resnet5*")
+    assert "resnet50" in table.stdout and "resnet56" in table.stdout
+    assert "plain" not in table.stdout
+    csv = invoke("list", "--format", "csv", "--include", "plain34")
+    assert csv.stdout.splitlines()[0].startswith("name,family,block,depth,shortcut")
+    assert "21623848" in csv.stdout
+
+
+def test_show_prints_torchinfo_summary(invoke):
+    result = invoke("show", "resnet20")
+    assert result.exit_code == 0
+    assert "Total params: 269,722" in result.stdout
+
+
+def test_help_everywhere_has_an_example(invoke):
+    for command in ("list", "show", "flops", "bottleneck", "latency", "gradients",
+                    "degradation", "compare", "report"):
+        result = invoke(command, "--help")
+        assert result.exit_code == 0
+        assert "Example" in result.stdout, command
+
+
+def test_unknown_model_exits_2_with_suggestion(invoke):
+    result = invoke("show", "resnet35")
+    assert result.exit_code == 2
+    assert "'resnet35'" in result.stderr and "did you mean resnet34" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_impossible_spec_shown_without_traceback(invoke):
+    result = invoke("show", "cifar[layers=0-1-1]")
+    assert result.exit_code == 2
+    assert "every stage needs at least 1 block" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_negative_stage_count(invoke):
+    result = invoke("flops", "cifar[layers=3--1-3]")
+    assert result.exit_code == 2 and "layers=" in result.stderr
+
+
+def test_in_channels_zero(invoke):
+    result = invoke("flops", "resnet18[in_channels=0]")
+    assert result.exit_code == 2 and "in_channels=0" in result.stderr
+
+
+def test_input_too_small_for_imagenet_stem(invoke):
+    result = invoke("show", "resnet34", "--input-size", "8")
+    assert result.exit_code == 1
+    assert "8x8 is smaller than the network's total stride 32" in result.stderr
+    assert "Traceback" not in result.output
