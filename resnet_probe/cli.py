@@ -529,7 +529,7 @@ def degradation(family, depths, dataset, data_dir, steps, epochs, seeds, batch_s
 @input_size_option
 @click.option("--no-train", is_flag=True, help="Skip the short training section.")
 @click.option("--train-steps", type=click.IntRange(min=1), default=None,
-              help="Steps per model in the training section [default: 120].")
+              help="Steps per model in the training section [default: 200].")
 @click.option("--from-degradation", type=click.Path(file_okay=False, path_type=Path),
               default=None, help="Reuse an earlier `degradation --out DIR` run for the "
               "training section.")

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -223,12 +224,14 @@ def _strip_root(counts: dict[str, dict[Any, int]]) -> dict[str, dict[str, int]]:
 
 
 def _count_with_fvcore(model: str | ResNetSpec, shape: tuple[int, ...]):
-    from fvcore.nn import FlopCountAnalysis
-
     real = build_model(model).eval()
-    analysis = FlopCountAnalysis(real, torch.zeros(shape))
-    analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
-    by_module = analysis.by_module_and_operator()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fvcore traces with TorchScript
+        from fvcore.nn import FlopCountAnalysis
+
+        analysis = FlopCountAnalysis(real, torch.zeros(shape))
+        analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+        by_module = analysis.by_module_and_operator()
     # fvcore counts conv/linear in MACs; record them as torch does (2 per MAC) so rows agree.
     fvcore_to_aten = {"conv": "aten.convolution", "linear": "aten.addmm", "addmm": "aten.addmm",
                       "batch_norm": "fvcore.batch_norm",

@@ -1,0 +1,230 @@
+"""Static costs: published numbers exactly, hand-derived arithmetic, and invariants."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from resnet_probe.measure.block_cost import block_cost_rows, block_cost_totals
+from resnet_probe.measure.costs import count_costs, count_model_costs, stage_costs
+from resnet_probe.zoo import build_on_meta
+
+
+@pytest.mark.parametrize("name", ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152"])
+def test_torchvision_gmacs_v1_5(name, published):
+    expected = published["imagenet_224"]["gmacs_v1_5_stride_on_3x3"][name]
+    summary = count_costs(name).summary
+    assert round(summary["macs"] / 1e9, 3) == expected
+    assert summary["stride_placement"] == "3x3" and summary["input_size"] == 224
+
+
+@pytest.mark.parametrize("name", ["resnet50", "resnet101", "resnet152"])
+def test_paper_table1_via_v1_stride(name, published):
+    expected = published["imagenet_224"]["gmacs_v1_stride_on_1x1"][name]
+    assert round(count_costs(f"{name}[stride_placement=1x1]").summary["macs"] / 1e9, 3) == expected
+    # macs_v1 on the v1.5 model is the same count, computed alongside.
+    assert round(count_costs(name).summary["macs_v1"] / 1e9, 3) == expected
+
+
+def test_v1_to_v1_5_difference_is_three_transitions():
+    # Published note: +77,070,336 MACs at each of the three stage transitions.
+    summary = count_costs("resnet50").summary
+    assert summary["macs"] - summary["macs_v1"] == 3 * 77_070_336
+
+
+def test_plain34_gmacs():
+    assert round(count_costs("plain34").summary["macs"] / 1e9, 3) == 3.644
+
+
+@pytest.mark.parametrize("depth", [20, 32, 44, 56, 110])
+def test_cifar_option_a_mmacs(depth, published):
+    expected = published["cifar10_32"]["mmacs_option_A"][f"resnet{depth}"]
+    assert round(count_costs(f"resnet{depth}").summary["macs"] / 1e6, 2) == expected
+
+
+@pytest.mark.parametrize("depth", [20, 32, 44, 56])
+def test_cifar_option_b_mmacs(depth, published):
+    expected = published["cifar10_32"]["mmacs_option_B"][f"resnet{depth}"]
+    summary = count_costs(f"resnet{depth}[shortcut_option=B]").summary
+    assert round(summary["macs"] / 1e6, 2) == expected
+
+
+@pytest.mark.parametrize("name", ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152"])
+def test_fvcore_default_reproduced_by_formula(name, published):
+    # fvcore's own total (conv+linear+BN eval+avgpool) from the reference, to the unit.
+    expected = published["imagenet_224"]["fvcore_total_v1_5_incl_batchnorm_eval"][name]
+    assert count_costs(name).summary["macs_fvcore_default"] == expected
+
+
+def test_flops_are_twice_macs_as_torch_counts(published):
+    summary = count_costs("resnet34").summary
+    assert summary["flops"] == 2 * summary["macs"]
+    # The reference's note: torch's FlopCounterMode gives 7,327,522,816 for resnet34.
+    assert summary["flops"] == 7_327_522_816
+
+
+def test_engines_agree_on_conv_linear_macs():
+    for name in ("resnet18", "resnet20[shortcut_option=B]", "resnet14"):
+        torch_rows = count_costs(name).modules
+        fvcore_rows = count_costs(name, engine="fvcore").modules
+        # Per module, wherever either engine counts conv/linear work.
+        assert {r["module"]: r["macs"] for r in torch_rows if r["macs"]} == \
+            {r["module"]: r["macs"] for r in fvcore_rows if r["macs"]}
+        assert sum(r["macs"] for r in torch_rows) == sum(r["macs"] for r in fvcore_rows)
+
+
+def test_fvcore_engine_reports_its_own_total_and_what_it_skipped(published):
+    summary = count_costs("resnet18", engine="fvcore").summary
+    assert summary["macs_fvcore_default"] == \
+        published["imagenet_224"]["fvcore_total_v1_5_incl_batchnorm_eval"]["resnet18"]
+    assert summary["partial"] and "max_pool2d" in summary["uncounted_operators"]
+    assert summary["backward_flops"] is None  # not measured by this engine, never a zero
+
+
+def test_hand_derived_cifar8_counts():
+    # resnet8 (CIFAR, one basic block per stage, option A) at 32x32, batch 1:
+    stem = 3 * 3 * 3 * 16 * 32 * 32                       # 442,368
+    stage1 = 2 * (3 * 3 * 16 * 16 * 32 * 32)              # 4,718,592
+    stage2 = 3 * 3 * 16 * 32 * 16 * 16 + 3 * 3 * 32 * 32 * 16 * 16   # 1,179,648 + 2,359,296
+    stage3 = 3 * 3 * 32 * 64 * 8 * 8 + 3 * 3 * 64 * 64 * 8 * 8       # 1,179,648 + 2,359,296
+    fc = 64 * 10
+    result = count_costs("resnet8")
+    assert result.summary["macs"] == stem + stage1 + stage2 + stage3 + fc == 12_239_488
+    stages = {row["stage"]: row["macs"] for row in stage_costs(result)}
+    assert stages == {"stem": stem, "stage1": stage1, "stage2": stage2, "stage3": stage3,
+                      "head": fc}
+    # Convention (b): BN 1/element, ReLU 1/element, add 1/element, avgpool 1/input element.
+    bn = 16 * 32 * 32 * 3 + 32 * 16 * 16 * 2 + 64 * 8 * 8 * 2   # stem+stage1 BNs, then s2, s3
+    relu = bn                                                    # every BN is followed by a ReLU
+    add = 16 * 32 * 32 + 32 * 16 * 16 + 64 * 8 * 8
+    avgpool = 64 * 8 * 8
+    assert result.summary["macs_with_elementwise"] - result.summary["macs"] == \
+        bn + relu + add + avgpool
+
+
+def test_backward_flops_measured_not_assumed():
+    # Each conv's backward = grad-input + grad-weight = 2x its forward, except the stem conv,
+    # whose input needs no gradient; the fc's backward is two matmuls of its forward size.
+    result = count_costs("resnet8")
+    stem_flops = next(r["flops"] for r in result.modules if r["module"] == "conv1")
+    assert result.summary["backward_flops"] == 2 * result.summary["flops"] - stem_flops
+    assert 1.9 < result.summary["backward_to_forward"] < 2.0
+
+
+@pytest.mark.parametrize("name", ["resnet18", "resnet50", "plain56", "resnet20[shortcut_option=B]"])
+def test_per_layer_sums_equal_totals(name):
+    result = count_costs(name)
+    for column in ("params", "macs", "flops", "macs_with_elementwise", "backward_flops",
+                   "macs_fvcore_default"):
+        assert sum(row[column] for row in result.modules) == result.summary[column]
+    assert sum(row["macs"] for row in stage_costs(result)) == result.summary["macs"]
+    model = build_on_meta(name)
+    assert result.summary["params"] == sum(p.numel() for p in model.parameters())
+
+
+def test_operator_rows_sum_to_totals():
+    result = count_costs("resnet34")
+    forward = [r for r in result.operators if r["direction"] == "forward"]
+    assert sum(r["macs"] for r in forward if r["kind"] == "conv/linear") == result.summary["macs"]
+    backward = [r for r in result.operators if r["direction"] == "backward"]
+    assert sum(r["flops"] for r in backward) == result.summary["backward_flops"]
+
+
+def test_batch_and_input_size_scale_counts():
+    base = count_costs("resnet18").summary["macs"]
+    assert count_costs("resnet18", batch_size=4).summary["macs"] == 4 * base
+    bigger = count_costs("resnet18", input_size=448).summary["macs"]
+    # conv MACs scale with pixels (x4); the fc does not.
+    assert bigger == 4 * (base - 512_000) + 512_000
+
+
+def test_unknown_operator_marks_count_partial():
+    model = build_on_meta("resnet8")
+    model.layer1[0].relu = nn.SiLU()  # no formula for silu
+    result = count_model_costs(model, name="resnet8-silu")
+    assert result.summary["partial"] is True
+    assert "aten.silu" in result.summary["uncounted_operators"]
+    assert not count_costs("resnet8").summary["partial"]
+
+
+def test_bad_inputs():
+    with pytest.raises(ValueError, match="batch_size=0"):
+        count_costs("resnet18", batch_size=0)
+    with pytest.raises(ValueError, match="smaller than the network's total stride"):
+        count_costs("resnet18", input_size=16)
+    with pytest.raises(ValueError, match="unknown engine 'ptflops'"):
+        count_costs("resnet18", engine="ptflops")
+
+
+def test_bottleneck_block_costs_reproduce_fig5(published):
+    rows = block_cost_rows(64, 56)
+    totals = {t["design"]: t for t in block_cost_totals(rows)}
+    ref = published["block_cost_56x56"]
+    assert totals["basic 64-d"]["weights"] == ref["basic_64_to_64"]["weights"] == 73_728
+    assert round(totals["basic 64-d"]["macs"] / 1e6, 1) == ref["basic_64_to_64"]["mmacs"]
+    assert totals["bottleneck 256-d"]["weights"] == ref["bottleneck_256_64_256"]["weights"]
+    assert round(totals["bottleneck 256-d"]["macs"] / 1e6, 1) == \
+        ref["bottleneck_256_64_256"]["mmacs"]
+    assert totals["basic 256-d"]["weights"] == ref["basic_at_256"]["weights"]
+    assert round(totals["basic 256-d"]["macs"] / 1e6) == ref["basic_at_256"]["mmacs"]
+    assert round(totals["basic 256-d"]["macs_vs_bottleneck"], 1) == 16.9
+    for row in rows:  # measured MACs equal the k²·Cin·Cout·H·W the formula column shows
+        k = int(row["kernel"][0])
+        assert row["macs"] == k * k * row["in_channels"] * row["out_channels"] * 56 * 56
+
+
+def test_cli_flops_json_keys(invoke, published):
+    result = invoke("flops", "resnet50", "plain34", "--format", "json")
+    assert result.exit_code == 0
+    rows = json.loads(result.stdout)
+    assert {"model", "params", "macs", "flops"} <= set(rows[0])
+    assert rows[0]["macs"] == 4_089_184_256 and rows[0]["params"] == 25_557_032
+
+
+def test_cli_flops_by_every_granularity(invoke):
+    for by in ("module", "block", "stage", "operator"):
+        result = invoke("flops", "resnet20", "--by", by, "--format", "csv")
+        assert result.exit_code == 0, result.output
+    stage = invoke("flops", "resnet8", "--by", "stage", "--format", "json")
+    assert sum(r["macs"] for r in json.loads(stage.stdout)) == 12_239_488
+    block = invoke("flops", "resnet8", "--by", "block", "--format", "json")
+    assert sum(r["macs"] for r in json.loads(block.stdout)) == 12_239_488
+
+
+def test_cli_resolution_sweep(invoke):
+    result = invoke("flops", "resnet18", "--sweep", "112,224", "--format", "json")
+    rows = json.loads(result.stdout)
+    assert [r["input_size"] for r in rows] == [112, 224]
+    assert rows[1]["macs"] == 1_814_073_344
+
+
+def test_cli_table_names_conventions(invoke):
+    result = invoke("flops", "resnet50")
+    for header in ("macs (G)", "macs_v1 (G)", "macs_fvcore_default (G)", "flops (G)",
+                   "backward_flops (G)", "partial"):
+        assert header in result.stdout
+    assert "4.089" in result.stdout and "3.858" in result.stdout and "4.112" in result.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["flops", "resnet18", "--input-size", "0"], "--input-size"),
+    (["flops", "resnet18", "--input-size", "16"], "smaller than the network's total stride"),
+    (["flops", "resnet18", "--by", "layerz"], "--by"),
+    (["flops", "resnet18", "--engine", "ptflops"], "--engine"),
+    (["flops", "resnet18", "--sweep", "a,b"], "comma-separated integers"),
+    (["flops"], "name at least one MODEL"),
+    (["bottleneck", "--width", "0"], "--width"),
+])
+def test_cli_flops_bad_inputs(invoke, args, message):
+    result = invoke(*args)
+    assert result.exit_code in (1, 2)
+    assert message in result.stderr and "Traceback" not in result.output
+
+
+def test_cli_bottleneck(invoke):
+    result = invoke("bottleneck", "--width", "64", "--size", "56")
+    assert result.exit_code == 0
+    assert "3²·64·64·56·56" in result.stdout and "16.94" in result.stdout

@@ -1,0 +1,244 @@
+"""Latency: structure and statistics, never durations. CUDA paths tested through fake events."""
+
+from __future__ import annotations
+
+import json
+import statistics
+
+import pytest
+import torch
+
+from resnet_probe.measure import latency as latency_module
+from resnet_probe.measure.hooks import ForwardFailed, hooked
+from resnet_probe.measure.latency import (
+    LatencyConfig,
+    _Timers,
+    measure_latency,
+    resolve_device,
+    summarize,
+)
+from resnet_probe.zoo import build_model
+
+FAST = dict(input_size=32, repeats=3, warmup=2, peak_gflops=100.0, peak_gbytes_per_s=10.0)
+
+
+@pytest.fixture(scope="module")
+def result():
+    return measure_latency(["resnet8", "plain8"], LatencyConfig(**FAST, sweep_batch_sizes=(1, 2)))
+
+
+def leaves(name):
+    return {n for n, m in build_model(name).named_modules() if n and not list(m.children())}
+
+
+def test_samples_are_positive_and_counted(result):
+    assert all(s["ms"] > 0 for s in result.samples)
+    per_key = {}
+    for s in result.samples:
+        per_key.setdefault((s["model"], s["module"], s["direction"]), []).append(s["repeat"])
+    assert all(sorted(r) == [0, 1, 2] for r in per_key.values())  # exactly `repeats` kept
+
+
+def test_warmup_passes_are_excluded(monkeypatch):
+    calls = []
+    real_forward = torch.nn.Conv2d.forward
+
+    def counting_forward(self, x):
+        calls.append(1)
+        return real_forward(self, x)
+
+    monkeypatch.setattr(torch.nn.Conv2d, "forward", counting_forward)
+    config = LatencyConfig(**{**FAST, "repeats": 2, "warmup": 3})
+    result = measure_latency(["resnet8"], config)
+    convs = sum(1 for n, m in build_model("resnet8").named_modules()
+                if isinstance(m, torch.nn.Conv2d))
+    hooked_passes = 2 + 3
+    assert len(calls) >= convs * hooked_passes  # warm-up ran...
+    stem = [s for s in result.samples if s["module"] == "conv1" and s["direction"] == "forward"]
+    assert len(stem) == 2  # ...but only the repeats were kept
+
+
+def test_rows_for_every_leaf_in_both_directions(result):
+    for model in ("resnet8", "plain8"):
+        forward = {r["module"] for r in result.layers
+                   if r["model"] == model and r["direction"] == "forward"}
+        backward = {r["module"] for r in result.layers
+                    if r["model"] == model and r["direction"] == "backward"}
+        assert forward == leaves(model)
+        assert backward == leaves(model)
+
+
+def test_statistics_derive_from_raw_samples(result):
+    for row in result.layers[:10]:
+        raw = [s["ms"] for s in result.samples if s["model"] == row["model"]
+               and s["module"] == row["module"] and s["direction"] == row["direction"]]
+        assert row["median_ms"] == statistics.median(raw)
+        assert row["min_ms"] == min(raw)
+        q1, _, q3 = statistics.quantiles(sorted(raw), n=4, method="inclusive")
+        assert row["iqr_ms"] == pytest.approx(q3 - q1)
+
+
+def test_summarize_by_hand():
+    stats = summarize([4.0, 1.0, 3.0, 2.0, 100.0])
+    assert stats["median_ms"] == 3.0 and stats["min_ms"] == 1.0
+    assert stats["iqr_ms"] == 2.0  # quartiles 2 and 4 (inclusive method)
+    assert stats["noisy"] is True  # IQR 2 > 25% of the median 3
+    steady = summarize([10.0, 10.5, 11.0, 10.2, 30.0])  # one outlier moves neither statistic
+    assert steady["median_ms"] == 10.5 and steady["iqr_ms"] == pytest.approx(0.8)
+    assert steady["noisy"] is False
+
+
+def test_model_rows_report_overhead(result):
+    row = next(r for r in result.models if r["model"] == "resnet8")
+    for key in ("model", "device", "forward_ms", "backward_ms", "hooked_forward_ms",
+                "hook_overhead_ratio", "layer_sum_forward_ms", "layer_sum_to_total"):
+        assert row[key] is not None
+    assert row["device"] == "cpu" and row["threads"] >= 1
+    assert row["hook_overhead_ratio"] == row["hooked_forward_ms"] / row["forward_ms"]
+    assert result.environment["peak_source"].startswith("given by the user")
+
+
+def test_sweep_rows(result):
+    assert [(r["model"], r["batch_size"]) for r in result.sweep] == [
+        ("resnet8", 1), ("resnet8", 2), ("plain8", 1), ("plain8", 2)]
+    assert all(r["images_per_s"] > 0 for r in result.sweep)
+
+
+def test_roofline_classification(result):
+    conv = next(r for r in result.layers if r["model"] == "resnet8"
+                and r["module"] == "layer1.0.conv1" and r["direction"] == "forward")
+    # 3*3*16*16*32*32 MACs = 2,359,296 -> 4,718,592 FLOPs; bytes = (weights+in+out) * 4.
+    assert conv["flops"] == 2 * 2_359_296
+    assert conv["bytes_moved"] == (3 * 3 * 16 * 16 + 2 * 16 * 32 * 32) * 4
+    ridge = 100.0 / 10.0
+    expected = "compute-bound" if conv["arithmetic_intensity"] >= ridge else "memory-bound"
+    assert conv["bound"] == expected
+    relu = next(r for r in result.layers if r["module"] == "relu" and r["model"] == "resnet8")
+    assert relu["bound"] == "memory-bound"
+
+
+def test_hooks_removed_and_mode_restored_when_forward_raises():
+    model = build_model("resnet8").train()
+    relus = [m for m in model.modules() if isinstance(m, torch.nn.ReLU)]
+
+    def explode(module, args, output):
+        raise RuntimeError("boom")
+
+    def install(session):
+        session.add(model.layer2[0].conv2.register_forward_hook(explode))
+
+    with pytest.raises(ForwardFailed, match="layer2.0.conv2.*boom"):
+        with hooked(model, train=False, install=install):
+            assert not model.training
+            model(torch.randn(2, 3, 32, 32))
+    assert model.training is True
+    assert all(r.inplace for r in relus)
+    assert all(not m._forward_hooks and not m._forward_pre_hooks and not m._backward_hooks
+               for m in model.modules())
+    model(torch.randn(2, 3, 32, 32))  # runs clean afterwards
+
+
+class FakeEvent:
+    """Stands in for torch.cuda.Event: a fake clock advancing 1 ms per record()."""
+
+    clock = 0.0
+    records = 0
+
+    def __init__(self, enable_timing=False):
+        assert enable_timing
+        self.time = None
+
+    def record(self):
+        FakeEvent.clock += 1.0
+        FakeEvent.records += 1
+        self.time = FakeEvent.clock
+
+    def elapsed_time(self, other):
+        return other.time - self.time
+
+
+def test_cuda_timers_use_events_and_one_synchronize(monkeypatch):
+    syncs = []
+    monkeypatch.setattr(torch.cuda, "Event", FakeEvent)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda *a: syncs.append(1))
+    timers = _Timers(torch.device("cuda"))
+    for name in ("a", "b", "c"):
+        timers.start((name, "forward"))
+        timers.stop((name, "forward"))
+    timers.start(("a", "forward"))  # a shared module called twice: spans add up
+    timers.stop(("a", "forward"))
+    assert syncs == []  # no per-module synchronize
+    spans = timers.read_ms()
+    assert syncs == [1]
+    assert spans == {("a", "forward"): 2.0, ("b", "forward"): 1.0, ("c", "forward"): 1.0}
+
+
+def test_device_cuda_without_cuda_is_clear(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match="no usable CUDA device"):
+        resolve_device("cuda")
+    assert resolve_device("auto").type == "cpu"
+
+
+def test_out_of_memory_keeps_measured_rows(monkeypatch):
+    real = latency_module._measure_model
+
+    def maybe_oom(name, *args):
+        if name == "plain8":
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")
+        return real(name, *args)
+
+    monkeypatch.setattr(latency_module, "_measure_model", maybe_oom)
+    result = measure_latency(["resnet8", "plain8"], LatencyConfig(**FAST))
+    assert [r["model"] for r in result.models] == ["resnet8"]
+    assert result.failures[0]["model"] == "plain8"
+    assert "out of GPU memory" in result.failures[0]["error"]
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(repeats=0), "repeats=0"),
+    (dict(repeats=-3), "repeats=-3"),
+    (dict(warmup=-1), "warmup=-1"),
+    (dict(dtype="fp8"), "unknown dtype 'fp8'"),
+    (dict(device="tpu"), "unknown device 'tpu'"),
+    (dict(batch_size=0), "batch_size=0"),
+])
+def test_config_bad_values(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        LatencyConfig(**kwargs)
+
+
+def test_half_precision_on_a_cpu_that_cannot(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise RuntimeError('"slow_conv2d_cpu" not implemented for \'Half\'')
+
+    monkeypatch.setattr(torch.nn.Conv2d, "forward", refuse)
+    with pytest.raises(ValueError, match="dtype fp16 cannot run on this cpu device"):
+        measure_latency(["resnet8"], LatencyConfig(**{**FAST, "dtype": "fp16"}))
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--repeats", "0"], "--repeats"),
+    (["--repeats", "-2"], "--repeats"),
+    (["--warmup", "-1"], "--warmup"),
+    (["--dtype", "fp8"], "unknown dtype 'fp8'"),
+])
+def test_cli_bad_inputs(invoke, args, message):
+    result = invoke("latency", "resnet8", *args)
+    assert result.exit_code in (1, 2)
+    assert message in result.stderr and "Traceback" not in result.output
+
+
+def test_cli_cuda_without_cuda(invoke, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    result = invoke("latency", "resnet8", "--device", "cuda")
+    assert result.exit_code == 1 and "no usable CUDA device" in result.stderr
+
+
+def test_cli_json_rows(invoke):
+    result = invoke("latency", "resnet8", "--input-size", "32", "--repeats", "2", "--warmup",
+                    "1", "--format", "json", "--threads", "1")
+    assert result.exit_code == 0, result.output
+    row = json.loads(result.stdout)[0]
+    assert {"model", "device", "forward_ms", "backward_ms"} <= set(row)
+    assert row["device"] == "cpu" and row["forward_ms"] > 0 and row["backward_ms"] > 0
