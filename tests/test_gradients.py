@@ -1,0 +1,158 @@
+"""Gradient norms: the identity path carries the gradient; plain nets explode toward the input."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from resnet_probe.measure.gradients import (
+    GradientConfig,
+    _adjacent_correlation,
+    layer_grad_norms,
+    measure_gradients,
+    run_probe,
+)
+from resnet_probe.zoo import build_model
+
+
+def probe(name, size=32, batch=8, seed=0):
+    torch.manual_seed(seed)
+    model = build_model(name)
+    x = torch.randn(batch, 3, size, size)
+    y = torch.randint(0, model.spec.num_classes, (batch,))
+    rows, findings = run_probe(model, x, y)
+    return model, {r["block"]: r["act_grad_norm"] for r in rows}, findings
+
+
+@pytest.mark.parametrize("name, size", [("resnet34[zero_init_residual=true]", 64),
+                                        ("resnet20[zero_init_residual=true]", 32)])
+def test_identity_carries_the_gradient_untouched(name, size):
+    # Zero-initialized branches output 0, so dy/dx = dF/dx + I = I between identity blocks.
+    model, norms, _ = probe(name, size)
+    blocks = [(n, b) for n, b in model.blocks()]
+    checked = 0
+    for (prev, _), (name_b, block_b), (_, block_c) in zip(blocks, blocks[1:], blocks[2:]):
+        if block_b.downsample is None and block_c.downsample is None:
+            assert norms[prev] == pytest.approx(norms[name_b], rel=1e-6), (prev, name_b)
+            checked += 1
+    assert checked >= 3
+
+
+def test_gradient_changes_where_a_projection_sits():
+    model, norms, _ = probe("resnet34[zero_init_residual=true]", 64)
+    # layer2.0 has a 1x1 projection with stride 2: the norm into it differs from the one before.
+    assert norms["layer1.1"] != pytest.approx(norms["layer1.2"], rel=1e-3)
+    assert norms["layer1.0"] == pytest.approx(norms["layer1.1"], rel=1e-6)
+
+
+def test_plain_net_ratio_exceeds_residual_twin():
+    result = measure_gradients(["plain32", "resnet32"],
+                               GradientConfig(batch_size=16, seeds=(0,), shatter_points=0))
+    ratio = {r["model"]: r["grad_ratio_first_last"] for r in result.models}
+    assert ratio["plain32"] > ratio["resnet32"]
+    assert ratio["plain32"] > 1.5  # plain BN nets explode toward the input
+    plain = next(r for r in result.models if r["model"] == "plain32")
+    assert plain["gradient_trend"] == "explodes toward the input"
+
+
+def test_toy_network_norms_by_hand():
+    # y = w2 . (W1 x) with W1 = [[1, 2], [3, 4]], w2 = [1, -1], x = [1, 1]:
+    # h = W1 x = [3, 7]; dL/dw2 = h = [3, 7] -> ||.|| = sqrt(58);
+    # dL/dW1 = w2^T x^T = [[1, 1], [-1, -1]] -> ||.|| = 2.
+    toy = nn.Sequential(nn.Linear(2, 2, bias=False), nn.Linear(2, 1, bias=False))
+    toy.layer_info = {}
+    with torch.no_grad():
+        toy[0].weight.copy_(torch.tensor([[1.0, 2.0], [3.0, 4.0]]))
+        toy[1].weight.copy_(torch.tensor([[1.0, -1.0]]))
+    toy(torch.tensor([[1.0, 1.0]])).sum().backward()
+    rows = {r["module"]: r for r in layer_grad_norms(toy)}
+    assert rows["0"]["grad_norm"] == pytest.approx(2.0)
+    assert rows["1"]["grad_norm"] == pytest.approx(math.sqrt(58))
+    assert rows["0"]["weight_norm"] == pytest.approx(math.sqrt(30))
+    assert rows["1"]["grad_to_weight"] == pytest.approx(math.sqrt(58) / math.sqrt(2))
+
+
+def test_adjacent_correlation_by_hand():
+    same = torch.tensor([[1.0, 2.0, 3.0], [2.0, 4.0, 6.0]])
+    flipped = torch.tensor([[1.0, 2.0, 3.0], [3.0, 2.0, 1.0]])
+    assert _adjacent_correlation(same) == pytest.approx(1.0)
+    assert _adjacent_correlation(flipped) == pytest.approx(-1.0)
+
+
+def test_seeds_make_results_reproducible():
+    config = GradientConfig(batch_size=4, seeds=(3, 4), shatter_points=4)
+    first = measure_gradients(["resnet8"], config)
+    second = measure_gradients(["resnet8"], config)
+    assert first.blocks == second.blocks and first.shattering == second.shattering
+    other = measure_gradients(["resnet8"], GradientConfig(batch_size=4, seeds=(5,),
+                                                          shatter_points=0))
+    assert other.blocks[0]["act_grad_norm"] != first.blocks[0]["act_grad_norm"]
+
+
+def test_nonfinite_is_reported_with_its_layer():
+    torch.manual_seed(0)
+    model = build_model("resnet8")
+    with torch.no_grad():
+        model.layer2[0].conv1.weight[0, 0, 0, 0] = float("inf")
+    _, findings = run_probe(model, torch.randn(4, 3, 32, 32), torch.randint(0, 10, (4,)))
+    assert findings["first_nonfinite_forward"] == "layer2.0.conv1"
+    assert findings["first_nonfinite_gradient"] is not None
+
+
+def test_nonfinite_gradient_found_from_the_output_side():
+    torch.manual_seed(0)
+    model = build_model("resnet8")
+    # A finite forward whose backward turns NaN inside layer3.0: the first block output to
+    # receive a NaN gradient is layer2.0's, the input of layer3.0.
+    model.layer3[0].register_full_backward_hook(
+        lambda module, grad_in, grad_out: (torch.full_like(grad_in[0], float("nan")),))
+    _, findings = run_probe(model, torch.randn(4, 3, 32, 32), torch.randint(0, 10, (4,)))
+    assert findings["first_nonfinite_forward"] is None
+    assert findings["first_nonfinite_gradient"] == "layer2.0"
+
+
+def test_shattering_decays_faster_without_shortcuts():
+    result = measure_gradients(["plain56", "resnet56"],
+                               GradientConfig(batch_size=4, seeds=(0,), shatter_points=8))
+    last = {}
+    for row in result.shattering:
+        last[row["model"]] = row["adjacent_correlation"]
+    assert last["resnet56"] > last["plain56"]
+
+
+def test_random_and_data_inputs_are_named():
+    data = measure_gradients(["resnet8"], GradientConfig(batch_size=4, seeds=(0,),
+                                                         shatter_points=0))
+    noise = measure_gradients(["resnet8"], GradientConfig(batch_size=4, seeds=(0,),
+                                                          shatter_points=0, input="random"))
+    assert "digits" in data.input_description
+    assert "random" in noise.input_description
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(batch_size=1), "batch_size=1"),
+    (dict(seeds=()), "at least one seed"),
+    (dict(input="noise"), "unknown input 'noise'"),
+    (dict(shatter_points=1), "shatter_points"),
+])
+def test_config_bad_values(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        GradientConfig(**kwargs)
+
+
+def test_cli_json_has_ratio(invoke):
+    result = invoke("gradients", "plain8", "resnet8", "--seeds", "0", "--batch-size", "4",
+                    "--shatter-points", "0", "--format", "json")
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    assert [r["model"] for r in rows] == ["plain8", "resnet8"]
+    assert all(r["grad_ratio_first_last"] > 0 for r in rows)
+
+
+def test_cli_bad_seeds(invoke):
+    result = invoke("gradients", "resnet8", "--seeds", "a")
+    assert result.exit_code == 2 and "comma-separated integers" in result.stderr
