@@ -83,7 +83,7 @@ def compare(models: list[str], out: str | Path = "reports", inline_plotly: bool 
     under ``out`` and return a CompareResult whose ``tables`` are DataFrames and whose
     ``report_path`` is the page. ``options`` take CompareOptions' fields (``train=None``
     skips training)."""
-    from resnet_probe.compare import CompareOptions, run_compare
+    from resnet_probe.comparison import CompareOptions, run_compare
     from resnet_probe.report import write_compare_report
 
     result = run_compare(list(models), CompareOptions(**options), out_dir=Path(out))

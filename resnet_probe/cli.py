@@ -451,7 +451,7 @@ def degradation(family, depths, dataset, data_dir, steps, epochs, seeds, batch_s
     """
     import torch
 
-    from resnet_probe.compare import degradation_tables, environment_info, recipe_text
+    from resnet_probe.comparison import degradation_tables, environment_info, recipe_text
     from resnet_probe.data import DATASETS, load_dataset
     from resnet_probe.report import write_degradation_report
     from resnet_probe.results import check_writable_dir, frame
@@ -556,7 +556,7 @@ def compare(models, out, input_size, no_train, train_steps, from_degradation, no
     """
     from dataclasses import replace
 
-    from resnet_probe.compare import (
+    from resnet_probe.comparison import (
         COMPARE_LATENCY,
         COMPARE_TRAIN,
         CompareOptions,
@@ -618,7 +618,7 @@ def report(out, inline_plotly) -> None:
     Example:
       resnet-probe report --out reports
     """
-    from resnet_probe.compare import environment_info
+    from resnet_probe.comparison import environment_info
     from resnet_probe.measure.block_cost import block_cost_rows, block_cost_totals
     from resnet_probe.measure.costs import count_costs
     from resnet_probe.report import write_zoo_report

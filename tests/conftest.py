@@ -33,3 +33,46 @@ def invoke(runner):
     def run(*args: str):
         return runner.invoke(cli, list(args), catch_exceptions=False)
     return run
+
+
+@pytest.fixture(scope="session")
+def tiny_compare(tmp_path_factory):
+    """A complete compare report on tiny models: every section, in seconds."""
+    from resnet_probe import compare
+    from resnet_probe.measure.gradients import GradientConfig
+    from resnet_probe.measure.latency import LatencyConfig
+    from resnet_probe.train.loop import TrainConfig
+
+    out = tmp_path_factory.mktemp("reports")
+    result = compare(
+        ["resnet8", "plain8", "resnet14"], out=out,
+        latency=LatencyConfig(repeats=2, warmup=1, sweep_batch_sizes=(1, 2), input_size=32),
+        gradients=GradientConfig(batch_size=4, seeds=(0, 1), shatter_points=4),
+        train=TrainConfig(steps=8, batch_size=32, eval_every=4, grad_norm_every=4,
+                          checkpoint_every=4, warmup_steps=2), input_size=32)
+    return result, out
+
+
+@pytest.fixture(scope="session")
+def tiny_degradation(tmp_path_factory):
+    from click.testing import CliRunner
+
+    from resnet_probe.cli import cli
+
+    out = tmp_path_factory.mktemp("reports") / "degradation"
+    result = CliRunner().invoke(cli, ["degradation", "--depths", "8,14", "--steps", "6",
+                                      "--batch-size", "32", "--seeds", "0,1", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+@pytest.fixture(scope="session")
+def zoo_report(tmp_path_factory):
+    from click.testing import CliRunner
+
+    from resnet_probe.cli import cli
+
+    out = tmp_path_factory.mktemp("reports")
+    result = CliRunner().invoke(cli, ["report", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    return out

@@ -22,7 +22,8 @@ def conventions(conventions: pd.DataFrame) -> go.Figure:
     df["convention"] = df["convention"].str.slice(0, 48)
     fig = px.bar(df, x="convention", y="giga", color="model", barmode="group",
                  title="One model, six numbers: every counting convention side by side")
-    return fig.update_layout(yaxis_title="G (MACs or FLOPs, see unit column)", xaxis_title="")
+    return fig.update_layout(yaxis_title="G (MACs or FLOPs, see unit column)",
+                             xaxis_title="counting convention")
 
 
 def layer_macs(layer_costs: pd.DataFrame) -> go.Figure:
