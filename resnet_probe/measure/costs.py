@@ -148,12 +148,13 @@ def count_model_costs(
     shape = (batch_size, spec.in_channels, size, size)
 
     started = time.perf_counter()
+    pieces: dict = {}  # shared with the v1 recount, which differs only in strided blocks
     if engine == "torch":
-        forward, backward, seen = _count_with_flop_counter(model, shape)
+        forward, backward, seen = _count_with_flop_counter(model, shape, cache=pieces)
     else:
         forward, seen = _count_with_fvcore(source if source is not None else spec, shape)
         backward = {}
-    v1_macs = _v1_macs(spec, shape)
+    v1_macs = _v1_macs(spec, shape, pieces)
     seconds = time.perf_counter() - started
 
     modules = _module_rows(model, forward, backward, engine)
@@ -183,27 +184,99 @@ def count_model_costs(
     return CostResult(summary=summary, modules=modules, operators=operators)
 
 
-def _count_with_flop_counter(model: ResNet, shape: tuple[int, ...]):
+class _Sequence(nn.Module):
+    """Runs existing modules in order under their own names (the stem, the head)."""
+
+    def __init__(self, modules: dict[str, nn.Module], flatten_at: str | None = None) -> None:
+        super().__init__()
+        for name, module in modules.items():
+            self.add_module(name, module)
+        self.flatten_at = flatten_at
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for name, module in self.named_children():
+            if name == self.flatten_at:
+                x = torch.flatten(x, 1)
+            x = module(x)
+        return x
+
+
+def _pieces(model: ResNet) -> list[tuple[str, nn.Module, bool]]:
+    """(name prefix, module, input needs grad): the network cut at block boundaries."""
+    stem = {n: getattr(model, n) for n in ("conv1", "bn1", "relu", "maxpool") if hasattr(model, n)}
+    pieces: list[tuple[str, nn.Module, bool]] = [("", _Sequence(stem), False)]
+    pieces += [(name, block, True) for name, block in model.blocks()]
+    pieces.append(("", _Sequence({"avgpool": model.avgpool, "fc": model.fc}, flatten_at="fc"),
+                   True))
+    return pieces
+
+
+def _count_with_flop_counter(model: ResNet, shape: tuple[int, ...], backward: bool = True,
+                             cache: dict | None = None):
+    """Count piece by piece: the stem, each block, the head.
+
+    FLOPs depend only on shapes, so a block whose structure (its repr: every conv, BN and
+    shortcut setting) and input shape were already counted is not run again: resnet1202's 600
+    blocks are 6 distinct ones. Within a piece, forward counts are snapshotted before backward
+    runs under the same counter (backward ops are attributed to modules only then). Each piece
+    gets the input-gradient requirement it has inside the whole network.
+    """
     was_training = model.training
     model.eval()
-    x = torch.empty(shape, device=next(model.parameters()).device)
+    device = next(model.parameters()).device
     recorder = _OperatorRecorder()
-    with FlopCounterMode(display=False, custom_mapping=ELEMENTWISE_FORMULAS) as counter:
-        with recorder:
-            model(x)
-    forward = _strip_root(counter.get_flop_counts())
-    # Backward ops are attributed to modules only when the forward ran under the same counter,
-    # so count forward+backward together and take the forward share out.
-    with FlopCounterMode(display=False) as counter:
-        model(x).sum().backward()
-    both = _strip_root(counter.get_flop_counts())
-    model.zero_grad(set_to_none=True)
-    model.train(was_training)
-    backward = {
+    cache = {} if cache is None else cache  # (structure, input shape, grad) -> counts
+    forward: dict[str, dict[str, int]] = {}
+    both: dict[str, dict[str, int]] = {}
+    current = tuple(shape)
+    try:
+        for prefix, piece, needs_grad in _pieces(model):
+            key = (repr(piece), current, needs_grad)
+            if key not in cache or (backward and not cache[key][3]):
+                x = torch.empty(current, device=device, requires_grad=needs_grad)
+                with FlopCounterMode(display=False, custom_mapping=ELEMENTWISE_FORMULAS) as c:
+                    with recorder:
+                        out = piece(x)
+                    piece_forward = _strip_root(c.get_flop_counts())
+                    if backward:
+                        out.sum().backward()
+                piece_both = _strip_root(c.get_flop_counts())
+                cache[key] = (piece_forward, piece_both, tuple(out.shape), backward)
+            piece_forward, piece_both, current, _ = cache[key]
+            for target, counts in ((forward, piece_forward), (both, piece_both)):
+                for name, ops in counts.items():
+                    if prefix and not name:
+                        full = prefix
+                    else:
+                        full = f"{prefix}.{name}" if prefix and name else (prefix or name)
+                    if not full:
+                        continue  # a _Sequence root: its totals are rebuilt below
+                    target[full] = dict(ops)
+    finally:
+        model.zero_grad(set_to_none=True)
+        model.train(was_training)
+    for target in (forward, both):
+        _add_parent_totals(target, model)
+    backward_counts = {
         name: {op: value - forward.get(name, {}).get(op, 0) for op, value in ops.items()}
         for name, ops in both.items()
-    }
-    return forward, backward, set(recorder.seen)
+    } if backward else {}
+    return forward, backward_counts, set(recorder.seen)
+
+
+def _add_parent_totals(counts: dict[str, dict[str, int]], model: ResNet) -> None:
+    """Stage and model entries are the sums of the pieces below them."""
+    blocks = [name for name, _ in model.blocks()]
+    top_level = [name for name in counts if "." not in name] + blocks  # stem, head, blocks
+    root: dict[str, int] = defaultdict(int)
+    stages: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for name in top_level:
+        for op, value in counts[name].items():
+            root[op] += value
+            if name in blocks:
+                stages[name.split(".")[0]][op] += value
+    counts[""] = dict(root)
+    counts.update({stage: dict(ops) for stage, ops in stages.items()})
 
 
 def _column_total(rows: list[dict[str, Any]], key: str) -> int | None:
@@ -247,13 +320,12 @@ def _count_with_fvcore(model: str | ResNetSpec, shape: tuple[int, ...]):
     return counts, seen
 
 
-def _v1_macs(spec: ResNetSpec, shape) -> int | None:
+def _v1_macs(spec: ResNetSpec, shape, cache: dict) -> int | None:
     if spec.stride_placement is StridePlacement.V1 or spec.block.value == "basic":
         return None  # identical network: basic blocks have one place for the stride
-    v1 = build_on_meta(spec.replace(stride_placement=StridePlacement.V1)).eval()
-    with FlopCounterMode(display=False) as counter:
-        v1(torch.empty(shape, device="meta"))
-    return sum(counter.get_flop_counts()["Global"].values()) // 2
+    v1 = build_on_meta(spec.replace(stride_placement=StridePlacement.V1))
+    forward, _, _ = _count_with_flop_counter(v1, shape, backward=False, cache=cache)
+    return sum(v for op, v in forward[""].items() if op in MATMUL_CONV_OPS) // 2
 
 
 def _own_counts(names: list[str], nested: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:

@@ -5,8 +5,9 @@ Timing semantics. Each leaf module is timed between a pre-hook and a post-hook: 
 at the end of the pass, so no module forces a device sync (DeepSpeed's profiler does, which
 distorts what it measures). Backward times use full backward pre-/post-hooks on the same leaves.
 A module called twice in a pass (torchvision's shared ReLU) is the sum of its calls.
-Passes run in eval mode (batch norm uses running statistics) with in-place ReLUs made
-out-of-place for the hooks; ``warmup`` passes run first and are discarded; ``repeats`` passes
+Forward and backward are timed in separate passes, each with only its own hooks (backward hooks
+wrap every module in extra autograd nodes, which would inflate forward times). Passes run in
+eval mode (batch norm uses running statistics) with in-place ReLUs made out-of-place; ``warmup`` passes run first and are discarded; ``repeats`` passes
 are kept as raw samples, from which median, IQR and min are derived. A layer is flagged noisy
 when its IQR exceeds ``NOISY_IQR_FRACTION`` of its median.
 
@@ -154,20 +155,23 @@ class _Timers:
         self.spans.clear()
 
 
-def _install_timing_hooks(timers: _Timers, shapes: dict[str, Any], backward: bool):
+def _install_timing_hooks(timers: _Timers, shapes: dict[str, Any], direction: str):
+    """Hooks for one direction only: backward hooks wrap every module's forward in autograd
+    nodes, which would inflate the forward times they sit beside."""
     def install(session: HookSession) -> None:
         for name, module in session.leaves():
-            def pre(module, args, name=name):
-                timers.start((name, "forward"))
+            if direction == "forward":
+                def pre(module, args, name=name):
+                    timers.start((name, "forward"))
 
-            def post(module, args, output, name=name):
-                timers.stop((name, "forward"))
-                if name not in shapes and args and isinstance(args[0], torch.Tensor):
-                    shapes[name] = (args[0].numel(), output.numel())
+                def post(module, args, output, name=name):
+                    timers.stop((name, "forward"))
+                    if name not in shapes and args and isinstance(args[0], torch.Tensor):
+                        shapes[name] = (args[0].numel(), output.numel())
 
-            session.add(module.register_forward_pre_hook(pre))
-            session.add(module.register_forward_hook(post))
-            if backward:
+                session.add(module.register_forward_pre_hook(pre))
+                session.add(module.register_forward_hook(post))
+            else:
                 def back_pre(module, grad_output, name=name):
                     timers.start((name, "backward"))
 
@@ -228,39 +232,45 @@ def _prepared_model(name: str, config: LatencyConfig, device: torch.device):
 def _measure_model(name, config, device, threads, peak, result, progress) -> None:
     model = _prepared_model(name, config, device)
     x = _input(name, config, device, config.batch_size)
+    # Un-hooked samples are taken half before and half after the hooked passes, so drift on a
+    # shared machine does not land on one side of the overhead ratio.
+    unhooked = _unhooked_forward_ms(model, x, config, threads, config.repeats // 2 or 1)
     timers = _Timers(device)
     shapes: dict[str, Any] = {}
     whole: dict[str, list[float]] = defaultdict(list)
     kept: dict[tuple[str, str], list[float]] = defaultdict(list)
+    directions = ("forward", "backward") if config.backward else ("forward",)
     with warnings.catch_warnings():
         # The stem's backward hook fires without input grads by design; that is expected here.
         warnings.filterwarnings("ignore", message="Full backward hook is firing")
-        with hooked(model, install=_install_timing_hooks(timers, shapes, config.backward)):
-            for index in range(config.warmup + config.repeats):
-                timers.reset()
-                start = timers.mark()
-                out = model(x)
-                end = timers.mark()
-                if config.backward:
-                    loss = out.float().sum()
-                    back_start = timers.mark()
-                    loss.backward()
-                    back_end = timers.mark()
-                    model.zero_grad(set_to_none=True)
-                spans = timers.read_ms()
-                if index < config.warmup:
-                    continue
-                repeat = index - config.warmup
-                whole["hooked_forward"].append(_elapsed_ms(start, end))
-                if config.backward:
-                    whole["hooked_backward"].append(_elapsed_ms(back_start, back_end))
-                for (module, direction), ms in spans.items():
-                    kept[(module, direction)].append(ms)
-                    result.samples.append({"model": name, "module": module,
-                                           "direction": direction, "repeat": repeat, "ms": ms})
-                if progress is not None and repeat == 0:
-                    progress.set_description(f"latency {name}: {config.repeats} repeats")
-    unhooked = _unhooked_forward_ms(model, x, config, threads)
+        for direction in directions:
+            install = _install_timing_hooks(timers, shapes, direction)
+            with hooked(model, install=install):
+                for index in range(config.warmup + config.repeats):
+                    timers.reset()
+                    start = timers.mark()
+                    out = model(x)
+                    end = timers.mark()
+                    if direction == "backward":
+                        loss = out.float().sum()
+                        start = timers.mark()
+                        loss.backward()
+                        end = timers.mark()
+                        model.zero_grad(set_to_none=True)
+                    spans = timers.read_ms()
+                    if index < config.warmup:
+                        continue
+                    repeat = index - config.warmup
+                    whole[f"hooked_{direction}"].append(_elapsed_ms(start, end))
+                    for (module, module_direction), ms in spans.items():
+                        kept[(module, module_direction)].append(ms)
+                        result.samples.append({"model": name, "module": module,
+                                               "direction": module_direction,
+                                               "repeat": repeat, "ms": ms})
+            if progress is not None:
+                progress.set_description(f"latency {name}: {direction} done")
+    unhooked += _unhooked_forward_ms(model, x, config, threads,
+                                     config.repeats - config.repeats // 2)
     costs = {row["module"]: row for row in count_costs(
         name, input_size=x.shape[-1], batch_size=config.batch_size).modules}
     element_bytes = torch.finfo(DTYPES[config.dtype]).bits // 8
@@ -277,14 +287,14 @@ def _elapsed_ms(start: Any, end: Any) -> float:
     return start.elapsed_time(end)  # CUDA events; the pass has already synchronized
 
 
-def _unhooked_forward_ms(model, x, config, threads) -> list[float]:
+def _unhooked_forward_ms(model, x, config, threads, repeats: int) -> list[float]:
     """The same forward (eval mode, autograd on, as in the hooked passes) with no hooks at all,
     timed by torch.utils.benchmark, which synchronizes CUDA around each measurement."""
     model.eval()
     timer = torch_benchmark.Timer("model(x)", globals={"model": model, "x": x},
                                   num_threads=threads)
     timer.timeit(max(1, config.warmup))
-    return [timer.timeit(1).median * 1e3 for _ in range(config.repeats)]
+    return [timer.timeit(1).median * 1e3 for _ in range(repeats)]
 
 
 def _layer_rows(name, model, kept, costs, shapes, element_bytes, peak) -> list[dict[str, Any]]:
