@@ -535,7 +535,8 @@ def degradation(family, depths, dataset, data_dir, steps, epochs, seeds, batch_s
               "training section.")
 @click.option("--no-latency", is_flag=True, help="Skip the latency section.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
-              show_default=True, help="Device for the latency section.")
+              show_default=True, help="Device for the latency and training sections; auto "
+              "picks CUDA when present.")
 @click.option("--inline-plotly", is_flag=True,
               help="Embed plotly.js in the page instead of writing plotly.min.js beside it.")
 @user_errors
@@ -575,9 +576,13 @@ def compare(models, out, input_size, no_train, train_steps, from_degradation, no
     if duplicates:
         raise click.UsageError(f"model {duplicates[0]!r} is named twice; compare distinct "
                                f"models")
+    from resnet_probe.measure.latency import resolve_device
+
     out = check_writable_dir(out)
-    train = None if no_train else (replace(COMPARE_TRAIN, steps=train_steps) if train_steps
-                                   else COMPARE_TRAIN)
+    resolved = resolve_device(device)
+    train_device = f"cuda:{resolved.index or 0}" if resolved.type == "cuda" else "cpu"
+    train = None if no_train else replace(COMPARE_TRAIN, device=train_device,
+                                          steps=train_steps or COMPARE_TRAIN.steps)
     options = CompareOptions(
         input_size=input_size,
         latency=None if no_latency else replace(COMPARE_LATENCY, device=device),

@@ -195,6 +195,24 @@ def test_out_of_memory_keeps_measured_rows(monkeypatch):
     assert "out of GPU memory" in result.failures[0]["error"]
 
 
+def test_out_of_memory_inside_the_forward_is_not_wrapped(monkeypatch):
+    def oom_in_big_models(module, args, output):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 9 GiB")
+
+    real_build = latency_module.build_model
+
+    def build(name):
+        model = real_build(name)
+        if name == "resnet10":
+            model.layer3[0].conv1.register_forward_hook(oom_in_big_models)
+        return model
+
+    monkeypatch.setattr(latency_module, "build_model", build)
+    result = measure_latency(["resnet8", "resnet10"], LatencyConfig(**FAST))
+    assert [r["model"] for r in result.models] == ["resnet8"]
+    assert result.failures[0]["model"] == "resnet10"
+
+
 @pytest.mark.parametrize("kwargs, message", [
     (dict(repeats=0), "repeats=0"),
     (dict(repeats=-3), "repeats=-3"),

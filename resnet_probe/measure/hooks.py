@@ -12,6 +12,7 @@ import contextlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
@@ -51,6 +52,8 @@ def hooked(model: nn.Module, train: bool = False,
             install(session)
         try:
             yield session
+        except torch.cuda.OutOfMemoryError:
+            raise  # callers handle OOM themselves (report it, keep the rows measured so far)
         except Exception as error:
             if session.last_entered is not None and not isinstance(error, ForwardFailed):
                 where = session.last_entered or "(model)"

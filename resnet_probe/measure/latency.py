@@ -19,6 +19,7 @@ for elementwise layers, and bytes as weights + input + output at the run's dtype
 
 from __future__ import annotations
 
+import gc
 import math
 import os
 import platform
@@ -199,12 +200,15 @@ def measure_latency(models: list[str], config: LatencyConfig = LatencyConfig(),
         for name in models:
             if progress is not None:
                 progress.set_description(f"latency {name}")
+            failure = None
             try:
                 _measure_model(name, config, device, threads, peak, result, progress)
             except torch.cuda.OutOfMemoryError as error:
+                failure = f"out of GPU memory: {str(error).splitlines()[0]}"
+            if failure is not None:  # outside `except`, so the traceback's tensors are freed
                 result.failures.append({"model": name, "batch_size": config.batch_size,
-                                        "error": f"out of GPU memory: {str(error).splitlines()[0]}"})
-                torch.cuda.empty_cache()
+                                        "error": failure})
+                _free_device_memory()
             for batch in config.sweep_batch_sizes:
                 result.sweep.append(_throughput(name, batch, config, device, threads))
                 if progress is not None:
@@ -368,10 +372,17 @@ def _throughput(name, batch, config, device, threads) -> dict[str, Any]:
         row.update(forward_ms=statistics.median(times) * 1e3,
                    images_per_s=batch / statistics.median(times), error=None)
     except torch.cuda.OutOfMemoryError as error:
-        torch.cuda.empty_cache()
         row.update(forward_ms=None, images_per_s=None,
                    error=f"out of GPU memory: {str(error).splitlines()[0]}")
+    if row["error"] is not None:
+        _free_device_memory()
     return row
+
+
+def _free_device_memory() -> None:
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def _peaks(device: torch.device, config: LatencyConfig) -> dict[str, Any]:
@@ -386,7 +397,8 @@ def _peaks(device: torch.device, config: LatencyConfig) -> dict[str, Any]:
         gflops = 2 * n**3 / seconds / 1e9
         source = "measured in this run"
     if gbytes is None:
-        big = torch.empty(64 * 2**20 // 4, device=device, dtype=torch.float32)
+        megabytes = 1024 if device.type == "cuda" else 64  # long enough to time on each
+        big = torch.empty(megabytes * 2**20 // 4, device=device, dtype=torch.float32)
         seconds = _best_of(lambda: big.clone(), device)
         gbytes = 2 * big.numel() * 4 / seconds / 1e9
         source = "measured in this run" if config.peak_gflops is None else "mixed"

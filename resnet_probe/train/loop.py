@@ -79,7 +79,8 @@ class RunResult:
     evals: list[dict[str, Any]] = field(default_factory=list)  # eval-mode errors
     grad_norms: list[dict[str, Any]] = field(default_factory=list)  # per layer, every N steps
     samples_per_rank: list[int] = field(default_factory=list)
-    seconds: float = 0.0
+    seconds: float = 0.0  # wall time of the run, evaluations and checkpoints included
+    step_seconds: float = 0.0  # time inside training steps only (throughput)
     diverged_at: int | None = None
 
 
@@ -201,6 +202,7 @@ def train_run(
     trained.train()
     try:
         while step < config.steps:
+            step_started = time.perf_counter()
             epoch, position = divmod(step, steps_per_epoch)
             if epoch != order_epoch:
                 sampler.set_epoch(epoch)
@@ -235,6 +237,7 @@ def train_run(
                 "train_error": (logits.argmax(1) != y).float().mean().item(),
             })
             step += 1
+            result.step_seconds += time.perf_counter() - step_started
             if world.is_main and (step % config.eval_every == 0 or step == config.steps):
                 train_error, train_loss = error_rate(model, train_x[eval_index],
                                                      train_y[eval_index])

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The CUDA checks in one script, for a machine with an NVIDIA GPU and PyTorch installed.
+# Usage: bash benchmarks/gpu_check.sh OUTPUT_DIR
+# Runs: the per-layer timing check (benchmarks/gpu_latency.py), fp16 latency through the CLI,
+# the out-of-memory path (one model fits, one does not), a short degradation run on CUDA, and
+# a compare report whose latency section is measured on the GPU.
+set -u
+out=${1:-gpu-check}
+mkdir -p "$out"
+export PYTHONUNBUFFERED=1
+run() { echo; echo "\$ $*"; "$@"; echo "exit $?"; }
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+run python3 benchmarks/gpu_latency.py --batch-sizes 1,32 --dtypes fp32,bf16
+run python3 -m resnet_probe latency resnet50 --device cuda --dtype fp16 --batch-size 8 \
+    --repeats 10 --format json
+run python3 -m resnet_probe latency resnet8 resnet152 --device cuda --batch-size 6000 \
+    --repeats 2 --warmup 1 --format json
+run python3 -m resnet_probe degradation --device cuda --depths 20,56 --steps 300 \
+    --out /tmp/gpu-degradation --format json
+run python3 -m resnet_probe compare resnet50 plain50 --device cuda --train-steps 150 \
+    --inline-plotly --out /tmp/gpu-compare
+cp /tmp/gpu-compare/compare-resnet50-vs-plain50.html "$out/" 2>/dev/null
+cp /tmp/gpu-compare/compare-resnet50-vs-plain50-data/latency_models.csv "$out/" 2>/dev/null
+cp /tmp/gpu-degradation/data/train_final.csv "$out/gpu_degradation_final.csv" 2>/dev/null
