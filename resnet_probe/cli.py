@@ -162,8 +162,12 @@ def show(model, input_size, depth) -> None:
     summary = torchinfo.summary(build_model(model), input_size=(1, spec.in_channels, size, size),
                                 depth=depth, verbose=0,
                                 col_names=("output_size", "num_params", "mult_adds"))
+    stride = (f", stride on the {spec.stride_placement.value} conv"
+              if spec.block.value == "bottleneck" else "")
+    shortcut = (f"option {spec.shortcut_option.value} shortcuts" if spec.shortcut
+                else "no shortcuts (plain)")
     click.echo(f"{model}: {spec.family}-style, {spec.block.value} blocks {spec.layers}, "
-               f"shortcut={spec.shortcut}, stride on {spec.stride_placement.value}")
+               f"{shortcut}{stride}, depth {spec.depth}, input {size}x{size}")
     click.echo(str(summary))
 
 

@@ -146,10 +146,8 @@ def gradient_explanation(models: pd.DataFrame) -> str:
                 f"every block adds its identity term, dy/dx = dF/dx + I, so the signal from "
                 f"the loss reaches early layers without passing through every branch.")
         else:
-            verb = ("explodes" if ratio > 1.5 else "vanishes" if ratio < 1 / 1.5
-                    else "stays level")
             parts.append(
-                f"In <b>{esc(row['model'])}</b> the gradient {verb} toward the input: the "
+                f"In <b>{esc(row['model'])}</b> the gradient {esc(row['gradient_trend'])}: the "
                 f"first block sees {format_value(ratio)}× the last block's norm, "
                 f"{format_value(growth)}× per weighted layer (Yang et al. 2019 predict about "
                 f"1.21× per layer for BN-ReLU stacks at init; plain BN nets explode rather "
