@@ -54,24 +54,24 @@ def flops(models: list[str], input_size: int | None = None, batch_size: int = 1,
 def latency(models: list[str], by: str = "model", **config) -> pd.DataFrame:
     """Per-model (or ``by="layer"``) latency; ``config`` takes LatencyConfig's fields."""
     from resnet_probe.measure.latency import LatencyConfig, measure_latency
-    from resnet_probe.results import frame
 
     result = measure_latency(list(models), LatencyConfig(**config))
-    tables = {"model": result.models, "layer": result.layers, "sample": result.samples,
-              "sweep": result.sweep}
-    if by not in tables:
-        raise ValueError(f"unknown by={by!r}; choose one of: {', '.join(tables)}")
-    return frame(tables[by])
+    return _pick({"model": result.models, "layer": result.layers, "sample": result.samples,
+                  "sweep": result.sweep}, by)
 
 
 def gradients(models: list[str], by: str = "model", **config) -> pd.DataFrame:
     """Gradient norms at init (``by`` = model, block, layer or shattering)."""
     from resnet_probe.measure.gradients import GradientConfig, measure_gradients
-    from resnet_probe.results import frame
 
     result = measure_gradients(list(models), GradientConfig(**config))
-    tables = {"model": result.models, "block": result.blocks, "layer": result.layers,
-              "shattering": result.shattering}
+    return _pick({"model": result.models, "block": result.blocks, "layer": result.layers,
+                  "shattering": result.shattering}, by)
+
+
+def _pick(tables: dict[str, list[dict]], by: str) -> pd.DataFrame:
+    from resnet_probe.results import frame
+
     if by not in tables:
         raise ValueError(f"unknown by={by!r}; choose one of: {', '.join(tables)}")
     return frame(tables[by])

@@ -16,6 +16,8 @@ import click
 from resnet_probe import __version__
 
 FORMATS = ("table", "csv", "json")
+CONVENTIONS = ("macs", "macs_v1", "macs_fvcore_default", "macs_with_elementwise", "flops",
+               "backward_flops")
 GIGA = (1e9, "G")
 
 
@@ -177,6 +179,10 @@ def show(model, input_size, depth) -> None:
 @click.option("--batch-size", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--by", type=click.Choice(["model", "module", "block", "stage", "operator"]),
               default="model", show_default=True, help="Row granularity.")
+@click.option("--convention", type=click.Choice(["all", *CONVENTIONS]), default="all",
+              show_default=True, help="Show one convention's column: macs (a), "
+              "macs_with_elementwise (b), flops (c), backward_flops (d), macs_v1 (paper "
+              "stride), macs_fvcore_default.")
 @click.option("--engine", type=click.Choice(["torch", "fvcore"]), default="torch",
               show_default=True, help="torch's FlopCounterMode (meta device, counts backward) "
               "or fvcore's FlopCountAnalysis (TorchScript trace).")
@@ -190,8 +196,8 @@ def show(model, input_size, depth) -> None:
               default=None, help="Write (or rewrite) a baseline for MODELS, or for the whole zoo.")
 @format_option
 @user_errors
-def flops(models, input_size, batch_size, by, engine, sweep, check, rtol, update_baseline,
-          fmt) -> None:
+def flops(models, input_size, batch_size, by, convention, engine, sweep, check, rtol,
+          update_baseline, fmt) -> None:
     """Count params, MACs and FLOPs of MODELS in every convention.
 
     \b
@@ -240,13 +246,14 @@ def flops(models, input_size, batch_size, by, engine, sweep, check, rtol, update
              {k: GIGA for k in ("macs", "flops", "macs_with_elementwise", "backward_flops")})
         return
     results = [count_costs(name, input_size, batch_size, engine=engine) for name in models]
+    shown = list(CONVENTIONS) if convention == "all" else [convention]
     if by == "model":
-        emit(frame([r.summary for r in results]), fmt,
-             ["model", "input_size", "params", "macs", "macs_v1", "macs_fvcore_default",
-              "macs_with_elementwise", "flops", "backward_flops", "partial"],
-             {k: (1e9, f"{k} (G)") for k in ("macs", "macs_v1", "macs_fvcore_default",
-                                            "macs_with_elementwise", "flops",
-                                            "backward_flops")})
+        df = frame([r.summary for r in results])
+        if fmt != "table" and convention != "all":
+            df = df[["model", "input_size", "batch_size", "params", *shown, "partial",
+                     "uncounted_operators"]]
+        emit(df, fmt, ["model", "input_size", "params", *shown, "partial"],
+             {k: (1e9, f"{k} (G)") for k in CONVENTIONS})
     elif by == "module":
         emit(frame([row for r in results for row in r.modules]), fmt,
              ["model", "module", "type", "stage", "depth", "params", "macs",
@@ -308,8 +315,10 @@ def bottleneck(width, size, fmt) -> None:
               help="Roofline peak compute [default: measured with a large matmul].")
 @click.option("--peak-gbs", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Roofline peak bandwidth in GB/s [default: measured with a large copy].")
-@click.option("--by", type=click.Choice(["model", "layer", "sample", "sweep"]), default="model",
-              show_default=True)
+@click.option("--by", type=click.Choice(["model", "layer", "block", "stage", "sample", "sweep"]),
+              default="model", show_default=True,
+              help="Rows: per model, per leaf layer, rolled up per block or stage (sums of "
+                   "layer medians), raw samples, or the batch sweep.")
 @format_option
 @user_errors
 def latency(models, device, batch_size, input_size, repeats, warmup, dtype, threads,
@@ -350,6 +359,12 @@ def latency(models, device, batch_size, input_size, repeats, warmup, dtype, thre
     if by == "layer":
         emit(frame(result.layers), fmt, ["model", "module", "direction", "median_ms", "iqr_ms",
                                          "min_ms", "noisy", "achieved_gflops_per_s", "bound"])
+    elif by in ("block", "stage"):
+        layers = frame(result.layers)
+        key = layers["block"].fillna(layers["stage"]) if by == "block" else layers["stage"]
+        rolled = layers.assign(**{by: key}).groupby(["model", "direction", by], sort=False,
+                                                   as_index=False)["median_ms"].sum()
+        emit(rolled.rename(columns={"median_ms": "sum_of_median_ms"}), fmt)
     elif by == "sample":
         emit(frame(result.samples), fmt)
     elif by == "sweep":
@@ -373,8 +388,10 @@ def latency(models, device, batch_size, input_size, repeats, warmup, dtype, thre
               show_default=True, help="A batch of the embedded digits, or Gaussian noise.")
 @click.option("--shatter-points", type=click.IntRange(min=0), default=16, show_default=True,
               help="Points on the input line for the shattering measure (0 = skip).")
-@click.option("--by", type=click.Choice(["model", "block", "layer", "shattering"]),
-              default="model", show_default=True)
+@click.option("--by", type=click.Choice(["model", "block", "stage", "layer", "shattering"]),
+              default="model", show_default=True,
+              help="Rows: per model, per block output, per stage (mean over its blocks), per "
+                   "weighted layer, or the shattering curve.")
 @format_option
 @user_errors
 def gradients(models, batch_size, seeds, input_size, input_kind, shatter_points, by, fmt
@@ -401,6 +418,11 @@ def gradients(models, batch_size, seeds, input_size, input_kind, shatter_points,
     click.echo(f"input: {result.input_description}", err=True)
     tables = {"model": result.models, "block": result.blocks, "layer": result.layers,
               "shattering": result.shattering}
+    if by == "stage":
+        blocks = frame(result.blocks)
+        emit(blocks.groupby(["model", "stage"], sort=False, as_index=False)[
+            ["act_grad_norm", "act_std"]].mean(), fmt)
+        return
     emit(frame(tables[by]), fmt,
          ["model", "depth", "shortcut", "grad_ratio_first_last", "grad_ratio_std",
           "growth_per_layer", "gradient_trend", "first_nonfinite_forward",

@@ -229,3 +229,11 @@ def test_cli_bottleneck(invoke):
     result = invoke("bottleneck", "--width", "64", "--size", "56")
     assert result.exit_code == 0
     assert "3²·64·64·56·56" in result.stdout and "16.94" in result.stdout
+
+
+def test_cli_convention_choice(invoke):
+    result = invoke("flops", "resnet50", "--convention", "macs_v1", "--format", "json")
+    row = __import__("json").loads(result.stdout)[0]
+    assert row["macs_v1"] == 3_857_973_248 and "flops" not in row
+    bad = invoke("flops", "resnet50", "--convention", "gflops")
+    assert bad.exit_code == 2 and "'gflops'" in bad.stderr and "macs_v1" in bad.stderr

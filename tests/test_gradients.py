@@ -156,3 +156,11 @@ def test_cli_json_has_ratio(invoke):
 def test_cli_bad_seeds(invoke):
     result = invoke("gradients", "resnet8", "--seeds", "a")
     assert result.exit_code == 2 and "comma-separated integers" in result.stderr
+
+
+def test_cli_by_stage(invoke):
+    result = invoke("gradients", "plain8", "--seeds", "0", "--batch-size", "4",
+                    "--shatter-points", "0", "--by", "stage", "--format", "json")
+    rows = json.loads(result.stdout)
+    assert [r["stage"] for r in rows] == ["stage1", "stage2", "stage3"]
+    assert all(r["act_grad_norm"] > 0 for r in rows)

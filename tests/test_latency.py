@@ -260,3 +260,15 @@ def test_cli_json_rows(invoke):
     row = json.loads(result.stdout)[0]
     assert {"model", "device", "forward_ms", "backward_ms"} <= set(row)
     assert row["device"] == "cpu" and row["forward_ms"] > 0 and row["backward_ms"] > 0
+
+
+def test_cli_rollups_sum_layers(invoke):
+    args = ["latency", "resnet8", "--input-size", "32", "--repeats", "2", "--warmup", "1",
+            "--format", "json", "--forward-only"]
+    layers = json.loads(invoke(*args, "--by", "layer").stdout)
+    stages = json.loads(invoke(*args, "--by", "stage").stdout)
+    blocks = json.loads(invoke(*args, "--by", "block").stdout)
+    assert {r["stage"] for r in stages} == {"stem", "stage1", "stage2", "stage3", "head"}
+    assert {r["block"] for r in blocks} >= {"layer1.0", "layer2.0", "layer3.0", "stem", "head"}
+    assert all(r["sum_of_median_ms"] > 0 for r in stages + blocks)
+    assert len(layers) == len(leaves("resnet8"))

@@ -323,6 +323,7 @@ def _layer_rows(name, model, kept, costs, shapes, element_bytes, peak) -> list[d
         rows.append({
             "model": name, "module": module, "type": type(modules[module]).__name__,
             "stage": layer.stage if layer else None, "depth": layer.depth if layer else None,
+            "block": layer.block_name if layer else None,
             "direction": direction, **stats,
             "flops": flops, "bytes_moved": moved, "arithmetic_intensity": intensity,
             "achieved_gflops_per_s": achieved,

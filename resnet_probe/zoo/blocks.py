@@ -50,7 +50,20 @@ def make_shortcut(
     return None
 
 
-class BasicBlock(nn.Module):
+class _Block(nn.Module):
+    """What every block shares: the join of branch and shortcut, which the plain twin skips."""
+
+    residual: bool
+    downsample: nn.Module | None
+    relu: nn.ReLU
+
+    def join(self, branch: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        if self.residual:
+            branch = branch + (x if self.downsample is None else self.downsample(x))
+        return self.relu(branch)
+
+
+class BasicBlock(_Block):
     expansion = 1
 
     def __init__(
@@ -79,13 +92,10 @@ class BasicBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        if self.residual:
-            out = out + (x if self.downsample is None else self.downsample(x))
-        return self.relu(out)
+        return self.join(self.bn2(self.conv2(out)), x)
 
 
-class Bottleneck(nn.Module):
+class Bottleneck(_Block):
     expansion = 4
 
     def __init__(
@@ -120,10 +130,7 @@ class Bottleneck(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
-        if self.residual:
-            out = out + (x if self.downsample is None else self.downsample(x))
-        return self.relu(out)
+        return self.join(self.bn3(self.conv3(out)), x)
 
 
 BLOCK_CLASSES: dict[BlockType, type[BasicBlock] | type[Bottleneck]] = {
