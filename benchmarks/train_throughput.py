@@ -28,7 +28,7 @@ def hand_written(name, data, steps, batch, channels_last) -> float:
     x_all = fit_channels(data.train_x, model.spec.in_channels)
     model.train()
     start = time.perf_counter()
-    for step in range(steps):
+    for _ in range(steps):
         index = torch.randint(0, len(data.train_y), (batch,))
         x, y = x_all[index], data.train_y[index]
         if channels_last:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 from torch import nn
 
 from resnet_probe.measure.block_cost import block_cost_rows, block_cost_totals

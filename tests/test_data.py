@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from resnet_probe.data import ChecksumError, load_dataset
 from resnet_probe.data import cifar10, download, fashion_mnist

@@ -419,7 +419,3 @@ def stage_costs(result: CostResult) -> list[dict[str, Any]]:
         totals["params"] += row["params"]
         totals["macs"] += row["macs"]
     return [{"model": result.summary["model"], "stage": s, **v} for s, v in stages.items()]
-
-
-def module_params(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())

@@ -7,9 +7,10 @@ distorts what it measures). Backward times use full backward pre-/post-hooks on 
 A module called twice in a pass (torchvision's shared ReLU) is the sum of its calls.
 Forward and backward are timed in separate passes, each with only its own hooks (backward hooks
 wrap every module in extra autograd nodes, which would inflate forward times). Passes run in
-eval mode (batch norm uses running statistics) with in-place ReLUs made out-of-place; ``warmup`` passes run first and are discarded; ``repeats`` passes
-are kept as raw samples, from which median, IQR and min are derived. A layer is flagged noisy
-when its IQR exceeds ``NOISY_IQR_FRACTION`` of its median.
+eval mode (batch norm uses running statistics) with in-place ReLUs made out-of-place.
+``warmup`` passes run first and are discarded; ``repeats`` passes are kept as raw samples, from
+which median, IQR and min are derived. A layer is flagged noisy when its IQR exceeds
+``NOISY_IQR_FRACTION`` of its median.
 
 Overhead is reported, not hidden: the hooked whole-model time sits next to an un-hooked time
 measured in the same run with ``torch.utils.benchmark``, and the sum of per-layer times next to

@@ -28,7 +28,7 @@ def console_table(df: pd.DataFrame, columns: list[str] | None = None,
 
     def line(values: list[str]) -> str:
         return "  ".join(v.ljust(w) if i == 0 else v.rjust(w)
-                         for i, (v, w) in enumerate(zip(values, widths)))
+                         for i, (v, w) in enumerate(zip(values, widths, strict=True)))
 
     rule = "  ".join("-" * w for w in widths)
     return "\n".join([line(headers), rule, *(line(r) for r in cells)])

@@ -89,11 +89,13 @@ def latency_section(tables: dict[str, pd.DataFrame], environment: dict) -> Secti
     device_label = (f"{device.upper()} ({environment.get('latency_device_name')}, "
                     f"{environment.get('latency_threads')} threads, "
                     f"{environment.get('latency_dtype')})")
+    clock = ("CUDA events, one synchronize per pass" if device == "cuda"
+             else "time.perf_counter")
     section.text(
         f"Measured on this machine's <b>{esc(device_label)}</b>, torch "
         f"{esc(environment.get('latency_torch_version'))}. Each leaf is timed between a "
-        f"pre- and a post-hook ({'CUDA events, one synchronize per pass' if device == 'cuda' else 'time.perf_counter'}); "
-        f"medians over the kept repeats, warm-up discarded.")
+        f"pre- and a post-hook ({clock}); forward and backward in separate passes; medians "
+        f"over the kept repeats, warm-up discarded.")
     models = tables["latency_models"]
     overhead = models[["model", "forward_ms", "hooked_forward_ms", "hook_overhead_ratio",
                        "layer_sum_forward_ms", "layer_sum_to_total", "backward_ms",
