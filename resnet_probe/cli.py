@@ -59,7 +59,7 @@ def user_errors(fn):
         except click.ClickException:
             raise
         except KeyboardInterrupt:
-            click.echo("\ninterrupted: results recorded so far were kept", err=True)
+            click.echo("\ninterrupted", err=True)
             sys.exit(130)
         except (ValueError, FileNotFoundError, OSError) as error:
             raise click.ClickException(str(error)) from None
@@ -535,6 +535,11 @@ def degradation(family, depths, dataset, data_dir, steps, epochs, seeds, batch_s
     try:
         result = run_degradation(config, out, resume=resume, progress=bar, on_run_done=save,
                                  dataset=data)
+    except KeyboardInterrupt:
+        if world.is_main:
+            click.echo(f"\ninterrupted: every step recorded so far is in {out} "
+                       f"(report, data/, runs/); rerun with --resume to continue", err=True)
+        sys.exit(130)
     finally:
         if bar is not None:
             bar.close()
@@ -627,6 +632,8 @@ def compare(models, out, input_size, no_train, train_steps, from_degradation, no
     click.echo(f"report: {path}")
     for note in result.notes:
         click.echo(f"note: {note}", err=True)
+    if result.interrupted:
+        sys.exit(130)
     deltas = result.tables["deltas"]
     columns = ["model"] + [c for c in ("params", "params_delta_pct", "macs", "macs_delta_pct",
                                        "forward_ms", "forward_ms_delta_pct",

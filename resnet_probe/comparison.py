@@ -61,6 +61,7 @@ class CompareResult:
     notes: list[str] = field(default_factory=list)
     environment: dict[str, Any] = field(default_factory=dict)
     report_path: Path | None = None
+    interrupted: bool = False  # Ctrl-C: the sections measured so far are kept
 
 
 def validate_models(models: list[str], input_size: int | None) -> tuple[int | None, list[str]]:
@@ -124,6 +125,29 @@ def run_compare(models: list[str], options: CompareOptions = CompareOptions(),
         progress.update(1)
 
     environment: dict[str, Any] = {}
+    tables["summary"] = summary
+    try:
+        _measure_sections(list(models), options, input_size, tables, environment, progress,
+                          out_dir)
+    except KeyboardInterrupt:
+        result.interrupted = True
+        result.notes.append("Interrupted (Ctrl-C): this report holds only the sections "
+                            "measured before the interruption.")
+    tables["deltas"] = delta_table(tables["summary"], SUMMARY_COLUMNS)
+    environment.update(environment_info(command_line))
+    result.environment = environment
+    tables["environment"] = frame([{"key": k, "value": str(v)} for k, v in environment.items()])
+    return result
+
+
+def _merge_summary(tables: dict[str, pd.DataFrame], columns: pd.DataFrame) -> None:
+    tables["summary"] = tables["summary"].merge(columns, on="model", how="left")
+
+
+def _measure_sections(models, options, input_size, tables, environment, progress, out_dir
+                      ) -> None:
+    """Latency, gradients and training, each merged into the summary as it completes, so an
+    interruption keeps every finished section."""
     if options.latency is not None:
         config = options.latency
         if input_size is not None:
@@ -137,8 +161,8 @@ def run_compare(models: list[str], options: CompareOptions = CompareOptions(),
             tables["latency_failures"] = frame(latency.failures)
         environment.update({f"latency_{k}": v for k, v in latency.environment.items()
                             if k != "config"})
-        summary = summary.merge(tables["latency_models"][
-            ["model", "forward_ms", "backward_ms", "images_per_s"]], on="model", how="left")
+        _merge_summary(tables, tables["latency_models"][
+            ["model", "forward_ms", "backward_ms", "images_per_s"]])
 
     if options.gradients is not None:
         config = options.gradients
@@ -151,8 +175,7 @@ def run_compare(models: list[str], options: CompareOptions = CompareOptions(),
         tables["shattering"] = frame(gradients.shattering)
         environment["gradient_input"] = gradients.input_description
         environment["gradient_seeds"] = list(config.seeds)
-        summary = summary.merge(tables["gradient_models"][["model", "grad_ratio_first_last"]],
-                                on="model", how="left")
+        _merge_summary(tables, tables["gradient_models"][["model", "grad_ratio_first_last"]])
 
     if options.degradation_dir is not None:
         tables.update(load_degradation_tables(options.degradation_dir))
@@ -169,14 +192,7 @@ def run_compare(models: list[str], options: CompareOptions = CompareOptions(),
     if "train_final" in tables:
         finals = tables["train_final"].groupby("model", as_index=False)[
             ["final_train_error", "final_test_error"]].mean()
-        summary = summary.merge(finals, on="model", how="left")
-
-    tables["summary"] = summary
-    tables["deltas"] = delta_table(summary, SUMMARY_COLUMNS)
-    environment.update(environment_info(command_line))
-    result.environment = environment
-    tables["environment"] = frame([{"key": k, "value": str(v)} for k, v in environment.items()])
-    return result
+        _merge_summary(tables, finals)
 
 
 def convention_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:

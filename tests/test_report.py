@@ -176,3 +176,21 @@ def test_mixed_families_share_an_input_size(invoke, tmp_path):
     assert {row["input_size"] for row in summary} == {224}
     too_small = invoke("compare", "resnet20", "resnet10", "--input-size", "16", "--no-train")
     assert too_small.exit_code == 1 and "total stride 32" in too_small.stderr
+
+
+def test_interrupted_compare_writes_a_partial_report(invoke, tmp_path, monkeypatch):
+    from resnet_probe import comparison
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(comparison, "measure_gradients", interrupt)
+    result = invoke("compare", "resnet8", "plain8", "--no-train", "--out", str(tmp_path))
+    assert result.exit_code == 130
+    page = (tmp_path / "compare-resnet8-vs-plain8.html").read_text()
+    assert "Interrupted (Ctrl-C)" in page
+    assert "Per-layer latency" in page and "Gradients were not measured" in page
+    data = tmp_path / "compare-resnet8-vs-plain8-data"
+    assert (data / "latency_layers.csv").exists()
+    summary = json.loads((data / "summary.json").read_text())
+    assert all(row["forward_ms"] > 0 for row in summary)  # the finished section's columns
