@@ -676,12 +676,11 @@ def report(out, inline_plotly) -> None:
             bar.update(1)
     widths = []
     for width in (16, 32, 64, 128, 256, 512):
-        for total in block_cost_totals(block_cost_rows(width, 56)):
-            widths.append({"width": width, "design": total["design"].split(" ")[0] + (
-                " at 4d" if total["design"].startswith("basic") and
-                total["design"] != f"basic {width}-d" else (" at d" if total["design"]
-                                                            .startswith("basic") else " (4d)")),
-                "weights": total["weights"], "mmacs": total["macs"] / 1e6})
+        totals = block_cost_totals(block_cost_rows(width, 56))  # in block_designs' order
+        for label, total in zip(("basic at d", "bottleneck (4d)", "basic at 4d"), totals,
+                                strict=True):
+            widths.append({"width": width, "design": label, "weights": total["weights"],
+                           "mmacs": total["macs"] / 1e6})
     default_rows = block_cost_rows()
     path = write_zoo_report(frame(rows), frame(widths),
                             {"bottleneck": frame(default_rows),

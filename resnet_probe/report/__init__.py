@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from resnet_probe.report import figures
-from resnet_probe.report.html import PLOTLY_JS, Section, esc, render_page, write_page
+from resnet_probe.report.html import Section, esc, render_page, write_page
 from resnet_probe.report.sections import (
     architecture_section,
     bottleneck_section,
@@ -122,14 +122,10 @@ def write_index(out_dir: Path) -> Path:
         section.parts.append(f'<ul class="reports">{items}</ul>')
     else:
         section.text("No reports yet: run <code>resnet-probe compare resnet34 plain34</code>.")
-    return write_page(out_dir / INDEX, _index_page(out_dir, section), inline_plotly=True)
-
-
-def _index_page(out_dir: Path, section: Section) -> str:
-    # The index has no figures, so it needs no plotly.js at all.
+    # The index has no figures, so it loads no plotly.js at all.
     page = render_page("resnet-probe reports", f"Everything under {esc(out_dir)}", [section],
-                       inline_plotly=False)
-    return page.replace(f'<script src="{PLOTLY_JS}"></script>', "")
+                       inline_plotly=False, with_plotly=False)
+    return write_page(out_dir / INDEX, page, inline_plotly=True)
 
 
 __all__ = ["write_compare_report", "write_degradation_report", "write_index",

@@ -22,7 +22,7 @@ def console_table(df: pd.DataFrame, columns: list[str] | None = None,
             headers.append(header)
         else:
             headers.append(column)
-    cells = [[format_value(v.item() if hasattr(v, "item") else v) for v in row]
+    cells = [[format_value(v) for v in row]
              for row in view.itertuples(index=False)]
     widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
 

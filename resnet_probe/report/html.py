@@ -117,11 +117,15 @@ def figure_html(fig: go.Figure) -> str:
         config={"displaylogo": False, "responsive": True}) + "</div>"
 
 
-def render_page(title: str, subtitle: str, sections: list[Section], inline_plotly: bool
-                ) -> str:
+def render_page(title: str, subtitle: str, sections: list[Section], inline_plotly: bool,
+                with_plotly: bool = True) -> str:
     nav = "".join(f'<a href="#{s.anchor}">{esc(s.title)}</a>' for s in sections)
-    script = (f"<script>{get_plotlyjs()}</script>" if inline_plotly
-              else f'<script src="{PLOTLY_JS}"></script>')
+    if not with_plotly:
+        script = ""
+    elif inline_plotly:
+        script = f"<script>{get_plotlyjs()}</script>"
+    else:
+        script = f'<script src="{PLOTLY_JS}"></script>'
     body = "".join(f'<section id="{s.anchor}"><h2>{esc(s.title)}</h2>{"".join(s.parts)}'
                    f"</section>" for s in sections)
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
