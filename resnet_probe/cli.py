@@ -109,9 +109,11 @@ def cli() -> None:
       resnet-probe list                         every model name
       resnet-probe flops resnet50 --by stage    MACs/FLOPs in every convention
 
-    MODEL is a registered name (resnet18..152, plain18..152, resnet20..1202, plain20..1202,
-    tiny resnet8/10/14) or a custom layout BASE[field=value,...], e.g.
-    'resnet50[stride_placement=1x1]' or 'cifar[layers=9-9-9,shortcut=false]'.
+    MODEL is a registered name (resnet18..152, resnet20..1202, tiny resnet8/10/14,
+    resnext50_32x4d, resnext101_32x8d/64x4d, wide_resnet50_2/101_2, resnet50c/50d/101d,
+    preact_resnet110/164/1001, wrn16_8/28_10/40_4, and each one's plain twin: plain34,
+    plain_resnext50_32x4d, wide_plain50_2, ...) or a custom layout BASE[field=value,...],
+    e.g. 'resnet50[stride_placement=1x1]' or 'cifar[layers=9-9-9,shortcut=false]'.
     """
 
 
@@ -121,7 +123,7 @@ def cli() -> None:
 @format_option
 @user_errors
 def list_command(include, exclude, fmt) -> None:
-    """List every model variant with its family, block, depth, shortcut and params.
+    """List every model variant with its family, design, block, depth, shortcut and params.
 
     \b
     Example:
@@ -134,8 +136,8 @@ def list_command(include, exclude, fmt) -> None:
     for name in list_models(include=list(include) or None, exclude=list(exclude) or None):
         spec = get_spec(name)
         model = build_on_meta(name)
-        rows.append({"name": name, "family": spec.family, "block": spec.block.value,
-                     "depth": spec.depth, "shortcut": spec.shortcut,
+        rows.append({"name": name, "family": spec.family, "design": spec.design.value,
+                     "block": spec.block.value, "depth": spec.depth, "shortcut": spec.shortcut,
                      "shortcut_option": spec.shortcut_option.value if spec.shortcut else None,
                      "params": sum(p.numel() for p in model.parameters())})
     emit(frame(rows), fmt)
@@ -168,7 +170,9 @@ def show(model, input_size, depth) -> None:
               if spec.block.value == "bottleneck" else "")
     shortcut = (f"option {spec.shortcut_option.value} shortcuts" if spec.shortcut
                 else "no shortcuts (plain)")
-    click.echo(f"{model}: {spec.family}-style, {spec.block.value} blocks {spec.layers}, "
+    click.echo(f"{model}: {spec.family}-style {spec.design.value}, "
+               f"{'pre-activation ' if spec.preact else ''}{spec.block.value} blocks {spec.layers}"
+               f"{f', {spec.groups}x{spec.width_per_group}d' if spec.groups > 1 else ''}, "
                f"{shortcut}{stride}, depth {spec.depth}, input {size}x{size}")
     click.echo(str(summary))
 
@@ -434,6 +438,8 @@ def gradients(models, batch_size, seeds, input_size, input_kind, shatter_points,
               show_default=True)
 @click.option("--depths", default=None, help="Comma-separated depths [default: 20,56 for "
               "cifar (6n+2), 18,34 for imagenet].")
+@click.option("--preact", is_flag=True, help="Pre-activation twins (He et al. 2016b): "
+              "BN-ReLU before each conv, a clean identity path.")
 @click.option("--dataset", default="digits", show_default=True,
               help="digits (embedded, offline), fashion-mnist or cifar10 (downloaded once).")
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -459,7 +465,7 @@ def gradients(models, batch_size, seeds, input_size, input_kind, shatter_points,
 @click.option("--inline-plotly", is_flag=True, help="Embed plotly.js in the page.")
 @format_option
 @user_errors
-def degradation(family, depths, dataset, data_dir, steps, epochs, seeds, batch_size, lr,
+def degradation(family, depths, preact, dataset, data_dir, steps, epochs, seeds, batch_size, lr,
                 warmup_steps, warmup_lr, augment, device, resume, out, inline_plotly, fmt
                 ) -> None:
     """Train plain and residual twins at each depth and report the degradation problem.
@@ -503,7 +509,7 @@ def degradation(family, depths, dataset, data_dir, steps, epochs, seeds, batch_s
                                  param_hint="--device")
     depth_list = _parse_int_list(depths, "--depths") or DEFAULT_DEPTHS[family]
     seed_list = _parse_int_list(seeds, "--seeds")
-    config = DegradationConfig(family=family, depths=depth_list, dataset=dataset,
+    config = DegradationConfig(family=family, depths=depth_list, dataset=dataset, preact=preact,
                                seeds=seed_list, data_dir=str(data_dir) if data_dir else None)
     names = config.model_names()  # validates depths before any data is loaded
     out = check_writable_dir(out)
@@ -670,17 +676,16 @@ def report(out, inline_plotly) -> None:
         for name in names:
             summary = count_costs(name).summary
             rows.append({key: summary[key] for key in (
-                "model", "family", "block", "depth", "shortcut", "shortcut_option",
+                "model", "family", "design", "block", "depth", "shortcut", "groups",
+                "width_per_group", "widths", "shortcut_option",
                 "input_size", "params", "macs", "macs_v1", "macs_fvcore_default",
                 "macs_with_elementwise", "flops", "backward_flops", "partial")})
             bar.update(1)
     widths = []
     for width in (16, 32, 64, 128, 256, 512):
-        totals = block_cost_totals(block_cost_rows(width, 56))  # in block_designs' order
-        for label, total in zip(("basic at d", "bottleneck (4d)", "basic at 4d"), totals,
-                                strict=True):
-            widths.append({"width": width, "design": label, "weights": total["weights"],
-                           "mmacs": total["macs"] / 1e6})
+        for total in block_cost_totals(block_cost_rows(width, 56)):
+            widths.append({"width": width, "design": total["template"],
+                           "weights": total["weights"], "mmacs": total["macs"] / 1e6})
     default_rows = block_cost_rows()
     path = write_zoo_report(frame(rows), frame(widths),
                             {"bottleneck": frame(default_rows),

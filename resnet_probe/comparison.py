@@ -30,7 +30,7 @@ from resnet_probe.train.degradation import (
     run_degradation,
 )
 from resnet_probe.train.loop import TrainConfig
-from resnet_probe.zoo import get_spec
+from resnet_probe.zoo import get_spec, name_of
 
 SUMMARY_COLUMNS = ["params", "macs", "macs_v1", "macs_fvcore_default", "macs_with_elementwise",
                    "flops", "backward_flops", "forward_ms", "backward_ms", "images_per_s",
@@ -90,13 +90,19 @@ def validate_models(models: list[str], input_size: int | None) -> tuple[int | No
 
 
 def siblings(models: list[str]) -> list[str]:
-    """Shallower references for the training section: the family's shallowest twin."""
+    """Shallower references for the training section: each model's design at the family's
+    shallowest standard layout (resnet20/plain20, resnet18/plain18 for the original design;
+    e.g. preact_resnet110[layers=3-3-3] for a pre-activation net)."""
     extra = []
     for name in models:
         spec = get_spec(name)
-        prefix = "resnet" if spec.shortcut else "plain"
-        reference = f"{prefix}{20 if spec.family == 'cifar' else 18}"
-        if get_spec(reference).depth < spec.depth and reference not in models + extra:
+        layers = (3, 3, 3) if spec.family == "cifar" else (2, 2, 2, 2)
+        if sum(layers) >= sum(spec.layers) or len(layers) != len(spec.layers):
+            continue
+        reference = name_of(spec.replace(layers=layers))
+        if reference is None:
+            reference = f"{name}[layers={'-'.join(map(str, layers))}]"
+        if reference not in models + extra:
             extra.append(reference)
     return extra
 

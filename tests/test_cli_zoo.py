@@ -34,7 +34,7 @@ def test_list_table_and_csv(invoke):
     assert "resnet50" in table.stdout and "resnet56" in table.stdout
     assert "plain" not in table.stdout
     csv = invoke("list", "--format", "csv", "--include", "plain34")
-    assert csv.stdout.splitlines()[0].startswith("name,family,block,depth,shortcut")
+    assert csv.stdout.splitlines()[0].startswith("name,family,design,block,depth,shortcut")
     assert "21623848" in csv.stdout
 
 

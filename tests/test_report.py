@@ -109,7 +109,8 @@ def test_degradation_report(tiny_degradation):
         assert text in html
     finals = json.loads((tiny_degradation / "data" / "train_final.json").read_text())
     assert {(r["model"], r["seed"]) for r in finals} == {
-        (m, s) for m in ("plain8", "resnet8", "plain14", "resnet14") for s in (0, 1)}
+        (m, s) for m in ("plain8", "resnet8", "cifar[layers=2-2-2,shortcut=false]",
+                         "cifar[layers=2-2-2]") for s in (0, 1)}
     gaps = json.loads((tiny_degradation / "data" / "train_gaps.json").read_text())
     assert {g["kind"] for g in gaps} == {"plain", "residual"} and gaps[0]["seeds"] == 2
 

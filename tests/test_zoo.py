@@ -7,6 +7,7 @@ import torch
 
 from resnet_probe.zoo import (
     BasicBlock,
+    BlockType,
     Bottleneck,
     ResNetSpec,
     UnknownModelError,
@@ -80,8 +81,10 @@ def test_plain_block_really_has_no_shortcut(block_cls):
     torch.manual_seed(0)
     channels = 16 if block_cls is BasicBlock else 64
     planes = 16
-    residual = block_cls(channels, planes, residual=True).eval()
-    plain = block_cls(channels, planes, residual=False).eval()
+    spec = ResNetSpec(BlockType.BASIC if block_cls is BasicBlock else BlockType.BOTTLENECK, (1,),
+                      widths=(planes,))
+    residual = block_cls(channels, planes, 1, spec).eval()
+    plain = block_cls(channels, planes, 1, spec.replace(shortcut=False)).eval()
     for block in (residual, plain):
         torch.nn.init.zeros_(block.last_bn.weight)  # branch output becomes bias = 0
     x = torch.randn(2, channels, 8, 8)
@@ -158,8 +161,10 @@ def test_in_channels_and_classes():
 
 def test_list_models_globs():
     assert list_models(include="resnet1*") == ["resnet18", "resnet101", "resnet152", "resnet110",
-                                                "resnet1202", "resnet10", "resnet14"]
-    plain = list_models(include="plain*", exclude=["*1202", "plain8", "plain10", "plain14"])
+                                                "resnet1202", "resnet10", "resnet14",
+                                                "resnet101d"]
+    plain = list_models(include="plain*", exclude=["*1202", "plain8", "plain10", "plain14",
+                                                   "plain_*", "plain5?[cd]", "plain101d"])
     assert plain == ["plain18", "plain34", "plain50", "plain101", "plain152", "plain20",
                      "plain32", "plain44", "plain56", "plain110"]
 

@@ -8,7 +8,8 @@ Counting semantics. One multiply-accumulate (MAC) is one multiply plus one add. 
 * ``macs_with_elementwise`` -- convention (b): (a) plus the elementwise work, one unit per
   element: batch norm at inference 1 per output element (a fused scale-and-shift), ReLU 1 per
   element, residual add 1 per output element, max-pool k*k-1 comparisons per output element,
-  adaptive average pool 1 add per input element.
+  adaptive average pool 1 add per input element, average pool (ResNet-D's shortcut) k*k per
+  output element (each input element once when stride = kernel, as there).
 * ``flops`` -- convention (c): 2 x ``macs``. This is what torch's FlopCounterMode reports.
 * ``backward_flops`` -- convention (d): FLOPs of the conv and linear backward operators
   (gradient of input and of weight), measured op by op with FlopCounterMode, not assumed to be
@@ -74,6 +75,11 @@ def _max_pool(input_shape, kernel_size, *args, out_shape=None, **kwargs) -> int:
     return _numel(out_shape[0]) * (_numel(kernel) - 1)
 
 
+def _avg_pool(input_shape, kernel_size, *args, out_shape=None, **kwargs) -> int:
+    kernel = list(kernel_size) * (2 if len(kernel_size) == 1 else 1)
+    return _numel(out_shape) * _numel(kernel)
+
+
 def _mean(input_shape, *args, out_shape=None, **kwargs) -> int:
     return _numel(input_shape)
 
@@ -87,6 +93,7 @@ ELEMENTWISE_FORMULAS: dict[Any, Callable[..., int]] = {
     aten.add: _per_output,
     aten.add_: _per_output,
     aten.max_pool2d_with_indices: _max_pool,
+    aten.avg_pool2d: _avg_pool,
     aten.mean: _mean,
 }
 BATCH_NORM_OPS = {"aten.native_batch_norm", "aten._native_batch_norm_legit_no_training"}
@@ -164,8 +171,10 @@ def count_model_costs(
                           "macs_with_elementwise", "macs_fvcore_default")}
     backward_total = _column_total(modules, "backward_flops")
     summary = {
-        "model": label, "family": spec.family, "block": spec.block.value,
-        "depth": spec.depth, "shortcut": spec.shortcut,
+        "model": label, "family": spec.family, "design": spec.design.value,
+        "block": spec.block.value, "depth": spec.depth, "shortcut": spec.shortcut,
+        "groups": spec.groups, "width_per_group": spec.width_per_group,
+        "widths": "-".join(map(str, spec.widths)), "preact": spec.preact,
         "shortcut_option": spec.shortcut_option.value if spec.shortcut else None,
         "stride_placement": spec.stride_placement.value,
         "input_size": size, "batch_size": batch_size, "engine": engine,
@@ -203,11 +212,9 @@ class _Sequence(nn.Module):
 
 def _pieces(model: ResNet) -> list[tuple[str, nn.Module, bool]]:
     """(name prefix, module, input needs grad): the network cut at block boundaries."""
-    stem = {n: getattr(model, n) for n in ("conv1", "bn1", "relu", "maxpool") if hasattr(model, n)}
-    pieces: list[tuple[str, nn.Module, bool]] = [("", _Sequence(stem), False)]
+    pieces: list[tuple[str, nn.Module, bool]] = [("", _Sequence(model.stem_modules()), False)]
     pieces += [(name, block, True) for name, block in model.blocks()]
-    pieces.append(("", _Sequence({"avgpool": model.avgpool, "fc": model.fc}, flatten_at="fc"),
-                   True))
+    pieces.append(("", _Sequence(model.head_modules(), flatten_at="fc"), True))
     return pieces
 
 

@@ -212,6 +212,7 @@ def _model_row(name: str, config: GradientConfig, per_seed: list[dict[str, Any]]
     spec = get_spec(name)
     return {
         "model": name, "depth": spec.depth, "shortcut": spec.shortcut,
+        "design": spec.design.value, "preact": spec.preact,
         "grad_ratio_first_last": mean,
         "grad_ratio_std": statistics.stdev(finite) if len(finite) > 1 else 0.0,
         "growth_per_layer": statistics.fmean(growth),

@@ -98,12 +98,21 @@ def write_zoo_report(zoo: pd.DataFrame, bottleneck_rows: pd.DataFrame,
         view[f"{column} (G)"] = view.pop(column) / 1e9
     variants.table(view)
     depth = Section("depth", "2. Cost vs depth").figure(figures.cost_vs_depth(zoo))
-    widths = Section("widths", "3. Bottleneck vs basic across widths").figure(
+    design = Section("design", "3. Depth, width and cardinality against cost")
+    design.text("Each design changes one choice at about the same depth: ResNeXt splits the "
+                "bottleneck's 3x3 into groups (cardinality) at about ResNet's cost; Wide "
+                "ResNets widen instead of deepening; ResNet-C/D change the stem and the "
+                "projection shortcut for a few percent more MACs.")
+    design.figure(figures.cost_by_design(zoo))
+    columns = ["model", "design", "depth", "groups", "width_per_group", "widths", "params",
+               "macs"]
+    design.table(zoo.loc[zoo["shortcut"], columns].sort_values(["design", "depth"]))
+    widths = Section("widths", "4. Bottleneck vs basic across widths").figure(
         figures.bottleneck_widths(bottleneck_rows))
     widths.table(bottleneck_rows)
-    sections = [variants, depth, widths,
-                bottleneck_section(bottleneck_tables, number="4."),
-                environment_section(environment, number="5.")]
+    sections = [variants, depth, design, widths,
+                bottleneck_section(bottleneck_tables, number="5."),
+                environment_section(environment, number="6.")]
     page = render_page("resnet-probe: the zoo", "Every registered ResNet and plain twin. "
                        "Data: <code>zoo-data/</code>", sections, inline_plotly)
     path = write_page(out_dir / "zoo.html", page, inline_plotly)

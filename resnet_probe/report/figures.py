@@ -123,13 +123,14 @@ def shattering(shatter: pd.DataFrame) -> go.Figure:
                              yaxis_title="mean adjacent correlation (1 = smooth, 0 = noise)")
 
 
-def training_curves(history: pd.DataFrame) -> go.Figure:
+def training_curves(history: pd.DataFrame, finals: pd.DataFrame) -> go.Figure:
+    """``finals`` (one row per run) says which models have shortcuts."""
     df = history.sort_values("step").copy()
     df["smoothed"] = df.groupby(["model", "seed"])["train_error"].transform(
         lambda s: s.rolling(SMOOTHING_STEPS, min_periods=1).mean())
     df = df.groupby(["model", "step"], as_index=False)["smoothed"].mean()
-    df["kind"] = np.where(df["model"].str.startswith("plain") | df["model"].str.contains(
-        "shortcut=false"), "plain", "residual")
+    shortcut = finals.drop_duplicates("model").set_index("model")["shortcut"].astype(bool)
+    df["kind"] = np.where(df["model"].map(shortcut), "residual", "plain")
     fig = px.line(df, x="step", y="smoothed", color="model", facet_col="kind",
                   category_orders={"kind": ["plain", "residual"]},
                   title=f"Training error (train-mode minibatch, {SMOOTHING_STEPS}-step mean; "
@@ -169,6 +170,8 @@ def bottleneck(totals: pd.DataFrame) -> go.Figure:
 
 
 def cost_vs_depth(zoo: pd.DataFrame) -> go.Figure:
+    """The depth series: the original design only (other designs change width or stem)."""
+    zoo = zoo[zoo["design"] == "resnet"]
     df = zoo.assign(gmacs=zoo["macs"] / 1e9,
                     kind=np.where(zoo["shortcut"], "residual", "plain"))
     fig = px.line(df.sort_values("depth"), x="depth", y="gmacs", color="family",
@@ -179,8 +182,21 @@ def cost_vs_depth(zoo: pd.DataFrame) -> go.Figure:
                              yaxis_title="GMACs (conv+linear, log)")
 
 
+def cost_by_design(zoo: pd.DataFrame) -> go.Figure:
+    """Depth, width and cardinality against cost: each residual net as params vs MACs."""
+    df = zoo[zoo["shortcut"]].assign(gmacs=lambda d: d["macs"] / 1e9,
+                                     mparams=lambda d: d["params"] / 1e6)
+    fig = px.scatter(df, x="mparams", y="gmacs", color="design", symbol="family",
+                     hover_data=["model", "depth", "groups", "width_per_group", "widths"],
+                     log_x=True, log_y=True, text="model",
+                     title="Depth, width and cardinality against cost (residual nets)")
+    fig.update_traces(textposition="top center", textfont_size=9)
+    return fig.update_layout(xaxis_title="parameters (M, log)",
+                             yaxis_title="GMACs (conv+linear, log)")
+
+
 def bottleneck_widths(rows: pd.DataFrame) -> go.Figure:
     fig = px.line(rows, x="width", y="mmacs", color="design", markers=True, log_y=True,
-                  title="Basic vs bottleneck block cost across widths (56x56)")
+                  title="Basic, bottleneck and ResNeXt block cost across widths (56x56)")
     return fig.update_layout(xaxis_title="inner width d (channels)",
                              yaxis_title="MMACs per block (log)")

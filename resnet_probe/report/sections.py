@@ -130,6 +130,8 @@ def gradients_section(tables: dict[str, pd.DataFrame], environment: dict) -> Sec
                           "grad_ratio_std", "growth_per_layer", "gradient_trend",
                           "first_nonfinite_forward", "first_nonfinite_gradient"]])
     section.note(gradient_explanation(models), kind="finding")
+    if "preact" in models and models["preact"].any():
+        section.note(preact_explanation(models, tables["gradient_blocks"]), kind="finding")
     section.figure(figures.grad_norm_depth(tables["gradient_blocks"]))
     section.figure(figures.activation_std_depth(tables["gradient_blocks"]))
     if not tables["shattering"].empty:
@@ -157,6 +159,26 @@ def gradient_explanation(models: pd.DataFrame) -> str:
     return " ".join(parts)
 
 
+def preact_explanation(models: pd.DataFrame, blocks: pd.DataFrame) -> str:
+    """What He et al. 2016b's clean identity path changes, in this run's numbers."""
+    stream = blocks.groupby(["model", "block"], sort=False)["act_std"].mean()
+    parts = ["In a pre-activation net (He et al. 2016b) nothing sits on the identity path: "
+             "x<sub>l+1</sub> = x<sub>l</sub> + F(x<sub>l</sub>) with no ReLU after the add, so "
+             "the gradient from every later block reaches x<sub>l</sub> unchanged, plus the "
+             "branches' terms. That does not make the first/last ratio small at init: the "
+             "stream is never normalized, its spread grows with every block, and the final "
+             "BN divides the last block's gradient by it."]
+    for _, row in models[models["shortcut"]].iterrows():
+        std = stream.loc[row["model"]]
+        parts.append(f"<b>{esc(row['model'])}</b> ({'pre' if row['preact'] else 'post'}"
+                     f"-activation, depth {row['depth']}): ratio "
+                     f"{format_value(row['grad_ratio_first_last'])} ± "
+                     f"{format_value(row['grad_ratio_std'])} across seeds; block-output std "
+                     f"{format_value(std.iloc[0])} at the first block, "
+                     f"{format_value(std.iloc[-1])} at the last.")
+    return " ".join(parts)
+
+
 def degradation_section(tables: dict[str, pd.DataFrame], environment: dict,
                         number: str = "6.") -> Section:
     section = Section("degradation", f"{number} Degradation: training error by depth")
@@ -169,7 +191,7 @@ def degradation_section(tables: dict[str, pd.DataFrame], environment: dict,
                      f"train-mode minibatch error; eval-mode errors are beside it.")
     finals = tables["train_final"]
     section.note(degradation_finding(finals), kind="finding")
-    section.figure(figures.training_curves(tables["train_history"]))
+    section.figure(figures.training_curves(tables["train_history"], tables["train_final"]))
     if not tables["train_evals"].empty:
         section.figure(figures.eval_curves(tables["train_evals"]))
     section.table(finals, caption="Final errors (train-mode error averaged over the last "
@@ -231,15 +253,26 @@ def bottleneck_section(tables: dict[str, pd.DataFrame], number: str = "7.") -> S
     section = Section("bottleneck", f"{number} Why bottleneck blocks are cheaper")
     totals = tables["bottleneck_totals"]
     rows = tables["bottleneck"]
-    basic = totals.iloc[0]
-    wide = totals.iloc[2]
+    by_template = totals.set_index("template")
+    basic, bottleneck = by_template.loc["basic at d"], by_template.loc["bottleneck at 4d"]
+    wide = by_template.loc["basic at 4d"]
     section.text(
         f"The paper's Fig. 5: a bottleneck block at 4d channels squeezes to d with a 1x1 conv, "
-        f"does the 3x3 at d and expands back. It costs {format_value(totals.iloc[1]['macs'])} "
+        f"does the 3x3 at d and expands back. It costs {format_value(bottleneck['macs'])} "
         f"MACs, about the same as a basic block at d ({format_value(basic['macs'])}), while "
         f"a basic block at the full 4d width costs {format_value(wide['macs'])}: "
         f"{wide['macs_vs_bottleneck']:.1f}× the bottleneck. Each number below was measured on "
-        f"the real block module; the formula column shows k²·Cin·Cout·H·W.")
+        f"the real block module; the formula column shows k²·Cin/groups·Cout·H·W.")
+    resnext = totals[totals["template"].str.startswith("resnext")]
+    if not resnext.empty:
+        row = resnext.iloc[0]
+        section.text(
+            f"ResNeXt (Xie et al. 2017, Table 1) spends the same budget differently: its "
+            f"bottleneck doubles the inner width and splits the 3x3 into groups "
+            f"({row['design']}). It has {format_value(row['weights'])} weights against the "
+            f"bottleneck's {format_value(bottleneck['weights'])} and "
+            f"{row['macs_vs_bottleneck']:.3f}× its MACs: more channels at about equal cost, "
+            f"because a grouped 3x3 costs 1/groups of a dense one.")
     section.table(rows)
     section.table(totals)
     return section.figure(figures.bottleneck(totals))

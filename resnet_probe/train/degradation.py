@@ -24,31 +24,36 @@ from resnet_probe.train.loop import (
     final_metrics,
     train_run,
 )
-from resnet_probe.zoo import get_spec, list_models
+from resnet_probe.zoo import get_spec, name_of
+from resnet_probe.zoo.registry import IMAGENET_LAYERS
 
 FAMILIES = ("cifar", "imagenet")
-IMAGENET_DEPTHS = {10: "basic", 14: "bottleneck", 18: "basic", 34: "basic", 50: "bottleneck",
-                   101: "bottleneck", 152: "bottleneck"}
 DEFAULT_DEPTHS = {"cifar": (20, 56), "imagenet": (18, 34)}
 
 
-def twin_names(family: str, depth: int) -> tuple[str, str]:
-    """(plain, residual) model names for a depth, validated for the family."""
+def twin_names(family: str, depth: int, preact: bool = False) -> tuple[str, str]:
+    """(plain, residual) model names for a depth, validated for the family: registered names
+    where they exist, ``BASE[field=value,...]`` texts otherwise."""
     if family == "cifar":
         if depth < 8 or (depth - 2) % 6:
             raise ValueError(f"CIFAR-family depth must be 6n+2 (8, 14, 20, 32, 44, 56, 110, ...): "
                              f"depth={depth}")
         n = (depth - 2) // 6
-        names = (f"plain{depth}", f"resnet{depth}")
-        if all(name in list_models() for name in names):
-            return names
-        return (f"cifar[layers={n}-{n}-{n},shortcut=false]", f"cifar[layers={n}-{n}-{n}]")
-    if family == "imagenet":
-        if depth not in IMAGENET_DEPTHS:
+        residual = get_spec("resnet20").replace(layers=(n, n, n), preact=preact)
+    elif family == "imagenet":
+        if depth not in IMAGENET_LAYERS:
             raise ValueError(f"ImageNet-family depth must be one of "
-                             f"{', '.join(map(str, IMAGENET_DEPTHS))}: depth={depth}")
-        return f"plain{depth}", f"resnet{depth}"
-    raise ValueError(f"unknown family {family!r}; choose one of: {', '.join(FAMILIES)}")
+                             f"{', '.join(map(str, IMAGENET_LAYERS))}: depth={depth}")
+        residual = get_spec(f"resnet{depth}").replace(preact=preact)
+    else:
+        raise ValueError(f"unknown family {family!r}; choose one of: {', '.join(FAMILIES)}")
+    base = "cifar" if family == "cifar" else f"resnet{depth}"
+    texts = []
+    for spec in (residual.replace(shortcut=False), residual):
+        fields = [f"layers={'-'.join(map(str, spec.layers))}"] if family == "cifar" else []
+        fields += ["preact=true"] * preact + ["shortcut=false"] * (not spec.shortcut)
+        texts.append(name_of(spec) or f"{base}[{','.join(fields)}]")
+    return texts[0], texts[1]
 
 
 def fit_dataset_to(dataset: ImageDataset, models: list[str]) -> ImageDataset:
@@ -66,6 +71,7 @@ class DegradationConfig:
     train: TrainConfig = TrainConfig()
     data_dir: str | None = None
     models: tuple[str, ...] = ()  # explicit models instead of family/depth twins
+    preact: bool = False  # pre-activation twins (He et al. 2016b)
 
     def model_names(self) -> list[str]:
         if self.models:
@@ -76,7 +82,7 @@ class DegradationConfig:
             raise ValueError("give at least one seed: seeds=()")
         names: list[str] = []
         for depth in self.depths:
-            names.extend(twin_names(self.family, depth))
+            names.extend(twin_names(self.family, depth, self.preact))
         return names
 
 

@@ -7,13 +7,22 @@ from resnet_probe.zoo.registry import (
     build_on_meta,
     get_spec,
     list_models,
+    name_of,
+    plain_twin_name,
     register_model,
 )
 from resnet_probe.zoo.resnet import LayerInfo, ResNet
-from resnet_probe.zoo.spec import BlockType, ResNetSpec, ShortcutOption, Stem, StridePlacement
+from resnet_probe.zoo.spec import (
+    BlockType,
+    Design,
+    ResNetSpec,
+    ShortcutOption,
+    Stem,
+    StridePlacement,
+)
 
 __all__ = [
-    "BasicBlock", "BlockType", "Bottleneck", "LayerInfo", "ResNet", "ResNetSpec",
+    "BasicBlock", "BlockType", "Bottleneck", "Design", "LayerInfo", "ResNet", "ResNetSpec",
     "ShortcutOption", "Stem", "StridePlacement", "UnknownModelError", "ZeroPadShortcut",
-    "build_model", "build_on_meta", "get_spec", "list_models", "register_model",
+    "build_model", "build_on_meta", "get_spec", "list_models", "name_of", "plain_twin_name", "register_model",
 ]

@@ -8,6 +8,7 @@ the fields are ResNetSpec's. Stage lists use dashes. Examples::
     cifar[layers=9-9-9]                      ResNet-56 written out
     imagenet[block=bottleneck,layers=3-4-23-3,shortcut=false]
     resnet20[shortcut_option=B,in_channels=1]
+    resnet50[groups=32,width_per_group=4]    ResNeXt-50 32x4d written out
 """
 
 from __future__ import annotations
@@ -78,6 +79,11 @@ def get_spec(name: str) -> ResNetSpec:
     if base_name not in _REGISTRY:
         raise UnknownModelError(base, _close_matches(base))
     return _REGISTRY[base_name].replace(**_parse_fields(match["fields"], name))
+
+
+def name_of(spec: ResNetSpec) -> str | None:
+    """The first registered name whose spec equals ``spec``, if any."""
+    return next((name for name, known in _REGISTRY.items() if known == spec), None)
 
 
 def build_model(name_or_spec: str | ResNetSpec, **overrides: object) -> ResNet:
@@ -151,31 +157,68 @@ def _parse_value(key: str, value: str, type_name: str, whole: str) -> object:
     return value  # enums are checked by ResNetSpec itself
 
 
+def plain_twin_name(name: str) -> str:
+    """The registered name of a residual net's plain twin: "resnet" becomes "plain" (resnet34 ->
+    plain34, wide_resnet50_2 -> wide_plain50_2); a name without it gains "plain_"
+    (resnext50_32x4d -> plain_resnext50_32x4d). Any spec's twin is also NAME[shortcut=false]."""
+    return name.replace("resnet", "plain", 1) if "resnet" in name else f"plain_{name}"
+
+
+IMAGENET_LAYERS = {
+    18: (BlockType.BASIC, (2, 2, 2, 2)),
+    34: (BlockType.BASIC, (3, 4, 6, 3)),
+    50: (BlockType.BOTTLENECK, (3, 4, 6, 3)),
+    101: (BlockType.BOTTLENECK, (3, 4, 23, 3)),
+    152: (BlockType.BOTTLENECK, (3, 8, 36, 3)),
+}
+CIFAR = dict(widths=(16, 32, 64), stem=Stem.CIFAR, stem_width=16, num_classes=10,
+             shortcut_option=ShortcutOption.A)
+
+
+def _register_with_twin(name: str, spec: ResNetSpec) -> None:
+    register_model(name, spec)
+    register_model(plain_twin_name(name), spec.replace(shortcut=False))
+
+
 def _register_zoo() -> None:
-    imagenet_layers = {
-        18: (BlockType.BASIC, (2, 2, 2, 2)),
-        34: (BlockType.BASIC, (3, 4, 6, 3)),
-        50: (BlockType.BOTTLENECK, (3, 4, 6, 3)),
-        101: (BlockType.BOTTLENECK, (3, 4, 23, 3)),
-        152: (BlockType.BOTTLENECK, (3, 8, 36, 3)),
-    }
-    cifar = dict(widths=(16, 32, 64), stem=Stem.CIFAR, stem_width=16, num_classes=10,
-                 shortcut_option=ShortcutOption.A)
-    for prefix, shortcut in (("resnet", True), ("plain", False)):
-        for depth, (block, layers) in imagenet_layers.items():
-            register_model(f"{prefix}{depth}", ResNetSpec(block, layers, shortcut=shortcut))
-    for prefix, shortcut in (("resnet", True), ("plain", False)):
-        for depth in (20, 32, 44, 56, 110, 1202):
-            n = (depth - 2) // 6
-            register_model(f"{prefix}{depth}",
-                           ResNetSpec(BlockType.BASIC, (n, n, n), shortcut=shortcut, **cifar))
+    residual: dict[str, ResNetSpec] = {}
+    for depth, (block, layers) in IMAGENET_LAYERS.items():
+        residual[f"resnet{depth}"] = ResNetSpec(block, layers)
+    for depth in (20, 32, 44, 56, 110, 1202):
+        n = (depth - 2) // 6
+        residual[f"resnet{depth}"] = ResNetSpec(BlockType.BASIC, (n, n, n), **CIFAR)
     # Tiny variants: one block per stage, for fast tests and smoke runs.
-    for prefix, shortcut in (("resnet", True), ("plain", False)):
-        register_model(f"{prefix}8", ResNetSpec(BlockType.BASIC, (1, 1, 1), shortcut=shortcut,
-                                                **cifar))
-        register_model(f"{prefix}10", ResNetSpec(BlockType.BASIC, (1, 1, 1, 1), shortcut=shortcut))
-        register_model(f"{prefix}14", ResNetSpec(BlockType.BOTTLENECK, (1, 1, 1, 1),
-                                                 shortcut=shortcut))
+    residual["resnet8"] = ResNetSpec(BlockType.BASIC, (1, 1, 1), **CIFAR)
+    residual["resnet10"] = ResNetSpec(BlockType.BASIC, (1, 1, 1, 1))
+    residual["resnet14"] = ResNetSpec(BlockType.BOTTLENECK, (1, 1, 1, 1))
+    # The rest of the family. torchvision's and timm's names and layouts.
+    bottleneck50, bottleneck101 = IMAGENET_LAYERS[50][1], IMAGENET_LAYERS[101][1]
+    for name, layers, groups, width_per_group in (
+            ("resnext50_32x4d", bottleneck50, 32, 4), ("resnext101_32x8d", bottleneck101, 32, 8),
+            ("resnext101_64x4d", bottleneck101, 64, 4), ("wide_resnet50_2", bottleneck50, 1, 128),
+            ("wide_resnet101_2", bottleneck101, 1, 128)):
+        residual[name] = ResNetSpec(BlockType.BOTTLENECK, layers, groups=groups,
+                                    width_per_group=width_per_group)
+    residual["resnet50c"] = ResNetSpec(BlockType.BOTTLENECK, bottleneck50, stem=Stem.DEEP)
+    residual["resnet50d"] = residual["resnet50c"].replace(avg_down=True)
+    residual["resnet101d"] = residual["resnet50d"].replace(layers=bottleneck101)
+    # He et al. 2016b (CIFAR): pre-activation; bottleneck nets use 1x1 projections (option B).
+    residual["preact_resnet110"] = residual["resnet110"].replace(preact=True)
+    for depth in (164, 1001):
+        n = (depth - 2) // 9
+        residual[f"preact_resnet{depth}"] = ResNetSpec(
+            BlockType.BOTTLENECK, (n, n, n), preact=True,
+            **{**CIFAR, "shortcut_option": ShortcutOption.B})
+    # Zagoruyko & Komodakis 2016: WRN-d-k, pre-activation basic blocks at 16k/32k/64k
+    # channels, a 1x1 projection where the shape changes; d = 6n+4 counts the stem conv, the
+    # block convs and the three projections.
+    for depth, k in ((16, 8), (28, 10), (40, 4)):
+        n = (depth - 4) // 6
+        residual[f"wrn{depth}_{k}"] = ResNetSpec(
+            BlockType.BASIC, (n, n, n), preact=True,
+            **{**CIFAR, "widths": (16 * k, 32 * k, 64 * k), "shortcut_option": ShortcutOption.B})
+    for name, spec in residual.items():
+        _register_with_twin(name, spec)
 
 
 _register_zoo()

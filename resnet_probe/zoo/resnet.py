@@ -1,9 +1,11 @@
-"""One ResNet class for both families, built from a ResNetSpec.
+"""One ResNet class for every variant, built from a ResNetSpec.
 
 Module names follow torchvision (conv1, bn1, relu, maxpool, layer1..N, avgpool, fc), so a
-torchvision state_dict loads with ``strict=True``. Every module's place in the network
-(stage, block, depth) is recorded in ``model.layer_info`` at build time, so measurements can
-group by stage or depth without parsing names.
+torchvision state_dict loads with ``strict=True``. A deep stem (ResNet-C) makes ``conv1`` a
+Sequential of three convs as timm does; a pre-activation net has no BN-ReLU in the stem (the
+first block's does that) and a ``final_bn``/``final_relu`` before pooling. Every module's place
+in the network (stage, block, depth) is recorded in ``model.layer_info`` at build time, so
+measurements can group by stage or depth without parsing names.
 """
 
 from __future__ import annotations
@@ -13,8 +15,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from resnet_probe.zoo.blocks import BLOCK_CLASSES, BasicBlock, Bottleneck
-from resnet_probe.zoo.spec import BlockType, ResNetSpec, Stem
+from resnet_probe.zoo.blocks import BLOCK_CLASSES, BasicBlock, Bottleneck, conv3x3
+from resnet_probe.zoo.spec import ResNetSpec, Stem
 
 STEM_STAGE = "stem"
 HEAD_STAGE = "head"
@@ -22,7 +24,7 @@ HEAD_STAGE = "head"
 
 @dataclass(frozen=True)
 class LayerInfo:
-    """Where a module sits. ``depth`` counts weighted layers from the input (1 = stem conv)."""
+    """Where a module sits. ``depth`` counts weighted layers from the input (1 = the stem)."""
 
     stage: str  # "stem", "stage1".., "head", or "model" for the root
     role: str  # "model", "stage", "block", "main", "shortcut", "stem", "head"
@@ -36,9 +38,11 @@ class ResNet(nn.Module):
         super().__init__()
         self.spec = spec
         self.name = name or "custom"
-        self.conv1, self.bn1 = self._stem(spec)
-        self.relu = nn.ReLU(inplace=True)
-        if spec.stem is Stem.IMAGENET:
+        self.conv1 = self._stem_conv(spec)
+        if not spec.preact:
+            self.bn1 = nn.BatchNorm2d(spec.stem_width)
+            self.relu = nn.ReLU(inplace=True)
+        if spec.stem is not Stem.CIFAR:
             self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
 
         in_planes = spec.stem_width
@@ -46,10 +50,14 @@ class ResNet(nn.Module):
             stride = 1 if index == 0 else 2
             stage = nn.Sequential()
             for block_index in range(blocks):
-                stage.append(self._block(spec, in_planes, width, stride if block_index == 0 else 1))
+                block_stride = stride if block_index == 0 else 1
+                stage.append(BLOCK_CLASSES[spec.block](in_planes, width, block_stride, spec))
                 in_planes = width * spec.expansion
             self.add_module(f"layer{index + 1}", stage)
 
+        if spec.preact:  # the last block's sum is not normalized or rectified by any block
+            self.final_bn = nn.BatchNorm2d(in_planes)
+            self.final_relu = nn.ReLU(inplace=True)
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.fc = nn.Linear(in_planes, spec.num_classes)
         self._init_weights()
@@ -63,29 +71,39 @@ class ResNet(nn.Module):
         return [(f"layer{s + 1}.{b}", block) for s, stage in enumerate(self.stages)
                 for b, block in enumerate(stage)]
 
+    def stem_modules(self) -> dict[str, nn.Module]:
+        """The modules before the first stage, in the order the forward runs them."""
+        names = ("conv1", "bn1", "relu", "maxpool")
+        return {name: getattr(self, name) for name in names if hasattr(self, name)}
+
+    def head_modules(self) -> dict[str, nn.Module]:
+        """The modules after the last stage, in order; flatten happens before ``fc``."""
+        names = ("final_bn", "final_relu", "avgpool", "fc")
+        return {name: getattr(self, name) for name in names if hasattr(self, name)}
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.relu(self.bn1(self.conv1(x)))
-        if self.spec.stem is Stem.IMAGENET:
-            x = self.maxpool(x)
+        for module in self.stem_modules().values():
+            x = module(x)
         for stage in self.stages:
             x = stage(x)
-        return self.fc(torch.flatten(self.avgpool(x), 1))
+        for name, module in self.head_modules().items():
+            if name == "fc":
+                x = torch.flatten(x, 1)
+            x = module(x)
+        return x
 
     @staticmethod
-    def _stem(spec: ResNetSpec) -> tuple[nn.Conv2d, nn.BatchNorm2d]:
+    def _stem_conv(spec: ResNetSpec) -> nn.Module:
         if spec.stem is Stem.IMAGENET:
-            conv = nn.Conv2d(spec.in_channels, spec.stem_width, 7, stride=2, padding=3, bias=False)
-        else:
-            conv = nn.Conv2d(spec.in_channels, spec.stem_width, 3, stride=1, padding=1, bias=False)
-        return conv, nn.BatchNorm2d(spec.stem_width)
-
-    @staticmethod
-    def _block(spec: ResNetSpec, in_planes: int, width: int, stride: int) -> nn.Module:
-        common = dict(residual=spec.shortcut, shortcut_option=spec.shortcut_option)
-        if spec.block is BlockType.BOTTLENECK:
-            return Bottleneck(in_planes, width, stride,
-                              stride_placement=spec.stride_placement, **common)
-        return BLOCK_CLASSES[spec.block](in_planes, width, stride, **common)
+            return nn.Conv2d(spec.in_channels, spec.stem_width, 7, stride=2, padding=3, bias=False)
+        if spec.stem is Stem.DEEP:
+            half = spec.stem_width // 2
+            return nn.Sequential(
+                conv3x3(spec.in_channels, half, stride=2), nn.BatchNorm2d(half),
+                nn.ReLU(inplace=True),
+                conv3x3(half, half), nn.BatchNorm2d(half), nn.ReLU(inplace=True),
+                conv3x3(half, spec.stem_width))
+        return conv3x3(spec.in_channels, spec.stem_width)
 
     def _init_weights(self) -> None:
         # torchvision's scheme (He et al. 2015 fan-out init), which the paper also uses.
@@ -97,13 +115,13 @@ class ResNet(nn.Module):
                 nn.init.constant_(module.bias, 0)
         if self.spec.zero_init_residual:
             for _, block in self.blocks():
-                nn.init.constant_(block.last_bn.weight, 0)
+                nn.init.constant_(block.branch_end.weight, 0)
 
     def _describe_layers(self) -> dict[str, LayerInfo]:
         info: dict[str, LayerInfo] = {"": LayerInfo(stage="model", role="model")}
-        for name in ("conv1", "bn1", "relu", "maxpool"):
-            if hasattr(self, name):
-                info[name] = LayerInfo(stage=STEM_STAGE, role="stem", depth=1)
+        for stem_name, module in self.stem_modules().items():
+            for child_name, _ in module.named_modules(prefix=stem_name):
+                info[child_name] = LayerInfo(stage=STEM_STAGE, role="stem", depth=1)
         depth = 1
         for s, stage in enumerate(self.stages):
             stage_name = f"stage{s + 1}"
@@ -111,22 +129,22 @@ class ResNet(nn.Module):
             for b, block in enumerate(stage):
                 block_name = f"layer{s + 1}.{b}"
                 info[block_name] = LayerInfo(stage_name, "block", b, block_name)
-                block_info: dict[str, LayerInfo] = {}
-                for child_name, child in block.named_modules():
-                    if not child_name:
+                shortcut: list[str] = []
+                for child_name, child in block.named_modules(prefix=block_name):
+                    if child_name == block_name:
                         continue
-                    full = f"{block_name}.{child_name}"
-                    if child_name.startswith("downsample"):
-                        continue  # filled once the block's last depth is known
+                    if child_name.startswith(f"{block_name}.downsample"):
+                        shortcut.append(child_name)  # rejoins after the block's last conv
+                        continue
                     if isinstance(child, nn.Conv2d):
                         depth += 1
-                    # A BN or ReLU shares the depth of the conv it follows.
-                    block_info[full] = LayerInfo(stage_name, "main", b, block_name, depth)
-                for child_name, _ in block.named_modules():
-                    if child_name.startswith("downsample"):
-                        block_info[f"{block_name}.{child_name}"] = LayerInfo(
-                            stage_name, "shortcut", b, block_name, depth)
-                info.update(block_info)
-        info["avgpool"] = LayerInfo(stage=HEAD_STAGE, role="head", depth=depth)
-        info["fc"] = LayerInfo(stage=HEAD_STAGE, role="head", depth=depth + 1)
+                    # Modules register conv, BN, conv, BN, ..., then the block's one ReLU: a BN
+                    # takes the depth of its pair's conv, the shared ReLU the block's last.
+                    info[child_name] = LayerInfo(stage_name, "main", b, block_name, depth)
+                for child_name in shortcut:
+                    info[child_name] = LayerInfo(stage_name, "shortcut", b, block_name, depth)
+        for head_name in self.head_modules():
+            if head_name == "fc":
+                depth += 1
+            info[head_name] = LayerInfo(stage=HEAD_STAGE, role="head", depth=depth)
         return info

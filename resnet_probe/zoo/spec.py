@@ -33,12 +33,26 @@ class StridePlacement(StrEnum):
 
 class Stem(StrEnum):
     IMAGENET = "imagenet"  # 7x7/2 conv + 3x3/2 max-pool
+    DEEP = "deep"  # ResNet-C (He et al. 2019): three 3x3 convs (stem_width/2, /2, stem_width)
     CIFAR = "cifar"  # 3x3/1 conv
+
+
+class Design(StrEnum):
+    """The design choice a variant is known by; derived from the spec's fields, never stored."""
+
+    RESNET = "resnet"
+    RESNEXT = "resnext"  # grouped 3x3 in the bottleneck (Xie et al. 2017)
+    WIDE = "wide"  # wider than the family's standard (Zagoruyko & Komodakis 2016)
+    PREACT = "preact"  # BN-ReLU before each conv (He et al. 2016b)
+    RESNET_C = "resnet-c"  # deep 3x3 stem (He et al. 2019)
+    RESNET_D = "resnet-d"  # deep stem and average-pooled projection (He et al. 2019)
 
 
 EXPANSION = {BlockType.BASIC: 1, BlockType.BOTTLENECK: 4}
 CONVS_PER_BLOCK = {BlockType.BASIC: 2, BlockType.BOTTLENECK: 3}
-DEFAULT_INPUT_SIZE = {Stem.IMAGENET: 224, Stem.CIFAR: 32}
+STANDARD_WIDTHS = {"imagenet": (64, 128, 256, 512), "cifar": (16, 32, 64)}
+DEFAULT_INPUT_SIZE = {"imagenet": 224, "cifar": 32}
+BASE_WIDTH = 64  # torchvision's width_per_group default: the bottleneck's inner width is planes
 
 
 @dataclass(frozen=True)
@@ -55,7 +69,13 @@ class ResNetSpec:
     shortcut: bool = True  # False builds the plain twin: no identity add, no projection
     shortcut_option: ShortcutOption = ShortcutOption.B
     stride_placement: StridePlacement = StridePlacement.V1_5
-    zero_init_residual: bool = False  # Goyal et al.: last BN of each branch starts at 0
+    zero_init_residual: bool = False  # Goyal et al.: the branch's last BN (conv if preact) is 0
+    # Bottleneck inner width = int(planes * width_per_group / 64) * groups, as in torchvision:
+    # ResNeXt-50 32x4d is groups=32, width_per_group=4; Wide ResNet-50-2 is width_per_group=128.
+    groups: int = 1
+    width_per_group: int = BASE_WIDTH
+    preact: bool = False  # He et al. 2016b: BN-ReLU-conv order, BN-ReLU before pooling
+    avg_down: bool = False  # ResNet-D: 2x2 average pool, then a stride-1 1x1 projection
 
     def __post_init__(self) -> None:
         # Coerce strings so that specs built from text or JSON compare equal to typed ones.
@@ -80,7 +100,7 @@ class ResNetSpec:
             raise ValueError(
                 f"widths needs one entry per stage ({len(self.layers)}): widths={self.widths}"
             )
-        for name in ("stem_width", "in_channels", "num_classes"):
+        for name in ("stem_width", "in_channels", "num_classes", "groups", "width_per_group"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer: {name}={value!r}")
@@ -91,27 +111,63 @@ class ResNetSpec:
             raise ValueError(
                 "zero_init_residual=True needs shortcuts: on a plain net it zeroes the signal"
             )
+        if self.block is BlockType.BASIC and (self.groups, self.width_per_group) != (1, BASE_WIDTH):
+            raise ValueError(
+                f"groups and width_per_group apply to bottleneck blocks only (basic blocks have "
+                f"no inner width; widen them with widths): block=basic, groups={self.groups}, "
+                f"width_per_group={self.width_per_group}"
+            )
+        if self.avg_down and self.shortcut_option is ShortcutOption.A:
+            raise ValueError(
+                "avg_down pools in front of a 1x1 projection, and option A shortcuts have none: "
+                "avg_down=true with shortcut_option=A; use shortcut_option=B or C"
+            )
+        if self.stem is Stem.DEEP and self.stem_width % 2:
+            raise ValueError(f"a deep stem halves stem_width for its first two convs, so it "
+                             f"must be even: stem=deep, stem_width={self.stem_width}")
 
     @property
     def family(self) -> str:
-        return self.stem.value
+        """The dataset family the stem is made for: "imagenet" or "cifar"."""
+        return "cifar" if self.stem is Stem.CIFAR else "imagenet"
+
+    @property
+    def design(self) -> Design:
+        if self.groups > 1:
+            return Design.RESNEXT
+        standard = STANDARD_WIDTHS[self.family]
+        wider = any(w > base for w, base in zip(self.widths, standard, strict=False))
+        if self.width_per_group > BASE_WIDTH or wider:
+            return Design.WIDE
+        if self.preact:
+            return Design.PREACT
+        if self.avg_down:
+            return Design.RESNET_D
+        if self.stem is Stem.DEEP:
+            return Design.RESNET_C
+        return Design.RESNET
 
     @property
     def expansion(self) -> int:
         return EXPANSION[self.block]
 
+    def inner_width(self, planes: int) -> int:
+        """Channels of a bottleneck's grouped 3x3 conv (torchvision's formula)."""
+        return int(planes * (self.width_per_group / BASE_WIDTH)) * self.groups
+
     @property
     def depth(self) -> int:
-        """Weighted layers on the main path: stem conv + block convs + fc (the paper's count)."""
+        """Weighted layers on the main path: stem + block convs + fc (the paper's count; a deep
+        stem counts as one layer, as the names resnet50c/d do)."""
         return 2 + CONVS_PER_BLOCK[self.block] * sum(self.layers)
 
     @property
     def default_input_size(self) -> int:
-        return DEFAULT_INPUT_SIZE[self.stem]
+        return DEFAULT_INPUT_SIZE[self.family]
 
     @property
     def total_stride(self) -> int:
-        stem_stride = 4 if self.stem is Stem.IMAGENET else 1
+        stem_stride = 1 if self.stem is Stem.CIFAR else 4
         return stem_stride * 2 ** (len(self.layers) - 1)
 
     def replace(self, **overrides: object) -> ResNetSpec:
