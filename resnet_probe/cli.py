@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import functools
 import shlex
+import signal
 import sys
+import warnings
 from pathlib import Path
 
 import click
@@ -50,20 +52,54 @@ class ModelName(click.ParamType):
 MODEL = ModelName()
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler or container stop), raised where Ctrl-C would be, so every path
+    that keeps partial results on Ctrl-C keeps them on SIGTERM too."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated()
+
+
+def interrupt_exit(error: KeyboardInterrupt) -> tuple[str, int]:
+    """What to call the interruption and the conventional exit status (128 + signal)."""
+    if isinstance(error, Terminated):
+        return "terminated (SIGTERM)", 128 + signal.SIGTERM
+    return "interrupted", 130
+
+
 def user_errors(fn):
-    """Library ValueErrors are user mistakes: a message and exit 1, never a traceback."""
+    """Library ValueErrors are user mistakes: a message and exit 1, never a traceback. SIGTERM
+    is handled like Ctrl-C; warnings from numerical libraries are reported in our words."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
         try:
-            return fn(*args, **kwargs)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", RuntimeWarning)
+                try:
+                    return fn(*args, **kwargs)
+                finally:
+                    _report_numerical_warnings(caught)
         except click.ClickException:
             raise
-        except KeyboardInterrupt:
-            click.echo("\ninterrupted", err=True)
-            sys.exit(130)
+        except KeyboardInterrupt as error:
+            what, code = interrupt_exit(error)
+            click.echo(f"\n{what}", err=True)
+            sys.exit(code)
         except (ValueError, FileNotFoundError, OSError) as error:
             raise click.ClickException(str(error)) from None
+        finally:
+            signal.signal(signal.SIGTERM, previous)
     return wrapper
+
+
+def _report_numerical_warnings(caught) -> None:
+    messages = sorted({str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)})
+    for message in messages:
+        click.echo(f"note: a numerical library warned \"{message}\" while computing this "
+                   f"output; a statistic over empty or constant values shows as blank (NaN)",
+                   err=True)
 
 
 def emit(df, fmt: str, columns: list[str] | None = None, scale: dict | None = None) -> None:
@@ -156,13 +192,19 @@ def show(model, input_size, depth) -> None:
     Example:
       resnet-probe show resnet50 --input-size 224 --depth 2
     """
+    import torch
     import torchinfo
 
     from resnet_probe.zoo import build_model, get_spec
 
+    from resnet_probe.measure.memory import check_fits
+    from resnet_probe.zoo import build_on_meta
+
     spec = get_spec(model)
     size = input_size or spec.default_input_size
     spec.check_input_size(size)
+    check_fits(build_on_meta(model), (1, spec.in_channels, size, size), torch.device("cpu"),
+               training=False, what=f"showing {model}")
     summary = torchinfo.summary(build_model(model), input_size=(1, spec.in_channels, size, size),
                                 depth=depth, verbose=0,
                                 col_names=("output_size", "num_params", "mult_adds"))
@@ -195,13 +237,16 @@ def show(model, input_size, depth) -> None:
 @click.option("--check", "check", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Compare with a baseline JSON; exit 1 with a diff table on any drift.")
 @click.option("--rtol", type=click.FloatRange(min=0), default=0.0, show_default=True,
-              help="Relative tolerance for --check (0 = exact).")
+              help="Relative tolerance for --check (0 = exact; must be finite).")
 @click.option("--update-baseline", type=click.Path(dir_okay=False, path_type=Path),
-              default=None, help="Write (or rewrite) a baseline for MODELS, or for the whole zoo.")
+              default=None, help="Measure MODELS (default: the whole zoo) and merge them into "
+              "this baseline file, saying which entries were added or replaced.")
+@click.option("--replace", is_flag=True, help="With --update-baseline: start the file afresh "
+              "instead of merging into it.")
 @format_option
 @user_errors
 def flops(models, input_size, batch_size, by, convention, engine, sweep, check, rtol,
-          update_baseline, fmt) -> None:
+          update_baseline, replace, fmt) -> None:
     """Count params, MACs and FLOPs of MODELS in every convention.
 
     \b
@@ -221,12 +266,17 @@ def flops(models, input_size, batch_size, by, convention, engine, sweep, check, 
     from resnet_probe.measure.costs import count_costs, resolution_sweep, stage_costs
     from resnet_probe.results import frame
 
+    if replace and update_baseline is None:
+        raise click.UsageError("--replace goes with --update-baseline FILE")
     if update_baseline is not None:
-        names = list(models) or None
-        if names is None and update_baseline.exists():
+        names = list(models) or None  # none named: the file's own entries, or the whole zoo
+        if names is None and update_baseline.exists() and not replace:
             names = list(regression.load_baseline(update_baseline)["models"])
-        baseline = regression.write_baseline(update_baseline, names)
-        click.echo(f"wrote {update_baseline} ({len(baseline['models'])} models)")
+        update = regression.write_baseline(update_baseline, names, replace)
+        click.echo(f"wrote {update.path}: {len(update.added)} added, {len(update.replaced)} "
+                   f"replaced, {len(update.kept)} kept"
+                   + (f" (added: {', '.join(update.added)})" if update.added else "")
+                   + (f" (replaced: {', '.join(update.replaced)})" if update.replaced else ""))
         return
     if check is not None:
         rows, drifts = regression.check_baseline(check, list(models) or None, rtol)
@@ -354,6 +404,8 @@ def latency(models, device, batch_size, input_size, repeats, warmup, dtype, thre
     bar = progress_bar(len(models) * (1 + len(config.sweep_batch_sizes)), "latency")
     with bar:
         result = measure_latency(list(models), config, bar)
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
     for failure in result.failures:
         click.echo(f"warning: {failure['model']} batch {failure['batch_size']}: "
                    f"{failure['error']} (rows already measured are kept)", err=True)
@@ -459,15 +511,18 @@ def gradients(models, batch_size, seeds, input_size, input_kind, shatter_points,
 @click.option("--augment", is_flag=True, help="Pad-4, random-crop, flip (CIFAR-10 recipe).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
               show_default=True)
-@click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoints.")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoints; "
+              "only a run started with the same arguments (its manifest.json) continues.")
+@click.option("--force-new", is_flag=True, help="With --resume: discard a run whose arguments "
+              "differ and start over.")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("reports/degradation"),
               show_default=True, help="Report, data tables and checkpoints go here.")
 @click.option("--inline-plotly", is_flag=True, help="Embed plotly.js in the page.")
 @format_option
 @user_errors
 def degradation(family, depths, preact, dataset, data_dir, steps, epochs, seeds, batch_size, lr,
-                warmup_steps, warmup_lr, augment, device, resume, out, inline_plotly, fmt
-                ) -> None:
+                warmup_steps, warmup_lr, augment, device, resume, force_new, out, inline_plotly,
+                fmt) -> None:
     """Train plain and residual twins at each depth and report the degradation problem.
 
     \b
@@ -494,6 +549,7 @@ def degradation(family, depths, preact, dataset, data_dir, steps, epochs, seeds,
         run_degradation,
     )
     from resnet_probe.train.loop import TrainConfig, setup_distributed
+    from resnet_probe.train.run_folder import ManifestMismatch
 
     if dataset not in DATASETS:
         raise click.BadParameter(f"unknown dataset {dataset!r}; choose one of: "
@@ -517,13 +573,11 @@ def degradation(family, depths, preact, dataset, data_dir, steps, epochs, seeds,
     data = fit_dataset_to(load_dataset(dataset, data_dir), names)
     if epochs is not None:
         steps = max(1, round(epochs * len(data.train_y) / batch_size))
-    train = TrainConfig(steps=steps or 300, batch_size=batch_size, lr=lr,
-                        warmup_steps=warmup_steps, warmup_lr=warmup_lr, augment=augment,
-                        device=f"cuda:{torch.cuda.current_device()}" if device == "cuda"
-                        else "cpu",
-                        eval_every=max(1, (steps or 300) // 10),
-                        grad_norm_every=max(1, (steps or 300) // 12),
-                        checkpoint_every=max(1, (steps or 300) // 10))
+    try:
+        train = _degradation_recipe(steps, batch_size, lr, warmup_steps, warmup_lr, augment,
+                                    device)
+    except ValueError as error:  # a schedule that cannot take effect is a bad command line
+        raise click.UsageError(str(error)) from None
     config = DegradationConfig(**{**config.__dict__, "train": train})
     environment = {"train_dataset": data.description, "train_recipe": recipe_text(train),
                    "world_size": world.world_size, "seeds": list(seed_list),
@@ -539,13 +593,21 @@ def degradation(family, depths, preact, dataset, data_dir, steps, epochs, seeds,
     total = len(names) * len(seed_list) * train.steps
     bar = progress_bar(total, "degradation") if world.is_main else None
     try:
-        result = run_degradation(config, out, resume=resume, progress=bar, on_run_done=save,
-                                 dataset=data)
-    except KeyboardInterrupt:
+        try:
+            result = run_degradation(config, out, resume=resume, progress=bar,
+                                     on_run_done=save, dataset=data)
+        except ManifestMismatch as mismatch:
+            if not force_new:
+                raise click.UsageError(str(mismatch)) from None
+            click.echo(f"--force-new: {mismatch}; starting over", err=True)
+            result = run_degradation(config, out, resume=False, progress=bar,
+                                     on_run_done=save, dataset=data)
+    except KeyboardInterrupt as error:
+        what, code = interrupt_exit(error)
         if world.is_main:
-            click.echo(f"\ninterrupted: every step recorded so far is in {out} "
+            click.echo(f"\n{what}: every step recorded so far is in {out} "
                        f"(report, data/, runs/); rerun with --resume to continue", err=True)
-        sys.exit(130)
+        sys.exit(code)
     finally:
         if bar is not None:
             bar.close()
@@ -557,6 +619,20 @@ def degradation(family, depths, preact, dataset, data_dir, steps, epochs, seeds,
     emit(finals, fmt, ["model", "depth", "shortcut", "seed", "final_train_error",
                        "final_train_error_eval", "final_test_error", "status", "seconds"]
          if fmt == "table" else None)
+
+
+def _degradation_recipe(steps, batch_size, lr, warmup_steps, warmup_lr, augment, device):
+    import torch
+
+    from resnet_probe.train.loop import TrainConfig
+
+    budget = steps or 300
+    return TrainConfig(steps=budget, batch_size=batch_size, lr=lr, warmup_steps=warmup_steps,
+                       warmup_lr=warmup_lr, augment=augment,
+                       device=f"cuda:{torch.cuda.current_device()}" if device == "cuda"
+                       else "cpu",
+                       eval_every=max(1, budget // 10), grad_norm_every=max(1, budget // 12),
+                       checkpoint_every=max(1, budget // 10))
 
 
 @cli.command()
@@ -639,7 +715,9 @@ def compare(models, out, input_size, no_train, train_steps, from_degradation, no
     for note in result.notes:
         click.echo(f"note: {note}", err=True)
     if result.interrupted:
-        sys.exit(130)
+        what, code = interrupt_exit(result.interruption)
+        click.echo(f"{what}: the report keeps every finished section", err=True)
+        sys.exit(code)
     deltas = result.tables["deltas"]
     columns = ["model"] + [c for c in ("params", "params_delta_pct", "macs", "macs_delta_pct",
                                        "forward_ms", "forward_ms_delta_pct",

@@ -61,7 +61,8 @@ class CompareResult:
     notes: list[str] = field(default_factory=list)
     environment: dict[str, Any] = field(default_factory=dict)
     report_path: Path | None = None
-    interrupted: bool = False  # Ctrl-C: the sections measured so far are kept
+    interrupted: bool = False  # Ctrl-C or SIGTERM: the sections measured so far are kept
+    interruption: KeyboardInterrupt | None = None
 
 
 def validate_models(models: list[str], input_size: int | None) -> tuple[int | None, list[str]]:
@@ -111,6 +112,8 @@ def run_compare(models: list[str], options: CompareOptions = CompareOptions(),
                 progress: Progress | None = None, out_dir: Path | None = None,
                 command_line: str | None = None) -> CompareResult:
     input_size, notes = validate_models(list(models), options.input_size)
+    reused = (load_degradation_tables(options.degradation_dir)  # validated before measuring
+              if options.degradation_dir is not None else None)
     result = CompareResult(models=list(models), notes=notes)
     tables = result.tables
 
@@ -134,11 +137,17 @@ def run_compare(models: list[str], options: CompareOptions = CompareOptions(),
     tables["summary"] = summary
     try:
         _measure_sections(list(models), options, input_size, tables, environment, progress,
-                          out_dir)
-    except KeyboardInterrupt:
-        result.interrupted = True
-        result.notes.append("Interrupted (Ctrl-C): this report holds only the sections "
-                            "measured before the interruption.")
+                          out_dir, reused)
+    except KeyboardInterrupt as error:
+        result.interrupted, result.interruption = True, error
+        finished = [name for name, table in (("latency", "latency_models"),
+                                             ("gradients", "gradient_models"),
+                                             ("training", "train_final")) if table in tables]
+        result.notes.append(
+            f"Interrupted ({'SIGTERM' if type(error).__name__ == 'Terminated' else 'Ctrl-C'}): "
+            f"this report holds the costs and "
+            f"{', '.join(finished) if finished else 'no measured section'}"
+            f"{' (training: the runs recorded so far)' if 'training' in finished else ''}.")
     tables["deltas"] = delta_table(tables["summary"], SUMMARY_COLUMNS)
     environment.update(environment_info(command_line))
     result.environment = environment
@@ -150,8 +159,8 @@ def _merge_summary(tables: dict[str, pd.DataFrame], columns: pd.DataFrame) -> No
     tables["summary"] = tables["summary"].merge(columns, on="model", how="left")
 
 
-def _measure_sections(models, options, input_size, tables, environment, progress, out_dir
-                      ) -> None:
+def _measure_sections(models, options, input_size, tables, environment, progress, out_dir,
+                      reused) -> None:
     """Latency, gradients and training, each merged into the summary as it completes, so an
     interruption keeps every finished section."""
     if options.latency is not None:
@@ -167,6 +176,8 @@ def _measure_sections(models, options, input_size, tables, environment, progress
             tables["latency_failures"] = frame(latency.failures)
         environment.update({f"latency_{k}": v for k, v in latency.environment.items()
                             if k != "config"})
+        result_notes = environment.setdefault("latency_warnings", [])
+        result_notes.extend(latency.warnings)
         _merge_summary(tables, tables["latency_models"][
             ["model", "forward_ms", "backward_ms", "images_per_s"]])
 
@@ -183,18 +194,25 @@ def _measure_sections(models, options, input_size, tables, environment, progress
         environment["gradient_seeds"] = list(config.seeds)
         _merge_summary(tables, tables["gradient_models"][["model", "grad_ratio_first_last"]])
 
-    if options.degradation_dir is not None:
-        tables.update(load_degradation_tables(options.degradation_dir))
+    if reused is not None:
+        tables.update(reused)
     elif options.train is not None:
         trained = list(models) + siblings(list(models))
         dataset = fit_dataset_to(load_dataset("digits"), trained)
-        degradation = run_degradation(
-            DegradationConfig(models=tuple(trained), train=options.train), out_dir=(
-                out_dir or Path("reports")) / ".compare-runs", progress=progress,
-            dataset=dataset)
-        tables.update(degradation_tables(degradation))
-        environment["train_dataset"] = degradation.dataset_description
+        environment["train_dataset"] = dataset.description
         environment["train_recipe"] = recipe_text(options.train)
+        latest: list[DegradationResult] = []  # every finished run, kept if interrupted later
+        try:
+            run_degradation(
+                DegradationConfig(models=tuple(trained), train=options.train), out_dir=(
+                    out_dir or Path("reports")) / ".compare-runs", progress=progress,
+                dataset=dataset, on_run_done=latest.append)
+        except KeyboardInterrupt:
+            environment["train_interrupted"] = True
+            raise
+        finally:
+            if latest and latest[-1].runs:
+                tables.update(degradation_tables(latest[-1]))
     if "train_final" in tables:
         finals = tables["train_final"].groupby("model", as_index=False)[
             ["final_train_error", "final_test_error"]].mean()
@@ -237,14 +255,38 @@ DEGRADATION_TABLES = ("train_history", "train_evals", "train_final", "train_gaps
                       "train_grad_norms")
 
 
+DEGRADATION_COLUMNS = {"train_history": ("model", "seed", "step", "train_error"),
+                       "train_final": ("model", "seed", "shortcut", "final_train_error",
+                                       "status")}
+
+
 def load_degradation_tables(directory: Path) -> dict[str, pd.DataFrame]:
-    directory = Path(directory) / "data"
-    missing = [name for name in DEGRADATION_TABLES if not (directory / f"{name}.json").exists()]
+    """A finished `degradation --out DIR` run's tables; any problem names the file."""
+    data = Path(directory) / "data"
+    missing = [name for name in DEGRADATION_TABLES if not (data / f"{name}.json").exists()]
     if missing:
-        raise ValueError(f"{str(directory)!r} does not hold a finished degradation run "
+        raise ValueError(f"{str(data)!r} does not hold a finished degradation run "
                          f"(missing {', '.join(missing)}); run `resnet-probe degradation "
                          f"--out DIR` first")
-    return {name: load_table(directory / f"{name}.json") for name in DEGRADATION_TABLES}
+    tables = {}
+    for name in DEGRADATION_TABLES:
+        path = data / f"{name}.json"
+        try:
+            tables[name] = load_table(path)
+        except (ValueError, TypeError, UnicodeDecodeError) as error:
+            raise ValueError(f"{str(path)!r} is not a readable table ({error}); rerun "
+                             f"`resnet-probe degradation --out {directory}`") from None
+        needed = [c for c in DEGRADATION_COLUMNS.get(name, ()) if c not in tables[name]]
+        if needed:
+            raise ValueError(f"{str(path)!r} lacks the columns {', '.join(needed)}: it is not "
+                             f"a resnet-probe degradation table")
+    unfinished = tables["train_final"].query("status != 'finished'")
+    if not unfinished.empty:
+        runs = ", ".join(f"{r.model} seed {r.seed} ({r.status})" for r in unfinished.itertuples())
+        raise ValueError(f"{str(directory)!r} holds runs that did not finish: {runs}; "
+                         f"continue it with `resnet-probe degradation --out {directory} "
+                         f"--resume` first")
+    return tables
 
 
 def recipe_text(config: TrainConfig) -> str:

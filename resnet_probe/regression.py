@@ -7,6 +7,7 @@ stage, at each model's recorded input size. Matching is exact unless ``rtol`` re
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,17 +52,33 @@ def measure_baseline_entry(model: str, input_size: int | None = None) -> dict[st
     }
 
 
-def write_baseline(path: str | Path, models: list[str] | None = None) -> dict[str, Any]:
+@dataclass(frozen=True)
+class BaselineUpdate:
+    path: Path
+    added: list[str]
+    replaced: list[str]
+    kept: list[str]  # entries already in the file that this update did not touch
+
+
+def write_baseline(path: str | Path, models: list[str] | None = None,
+                   replace: bool = False) -> BaselineUpdate:
+    """Measure ``models`` (default: the whole zoo) and merge them into the baseline at
+    ``path``; ``replace=True`` starts a new file instead of merging into an existing one."""
+    path = Path(path)
     models = models or list_models()
+    existing = {} if replace or not path.exists() else load_baseline(path)["models"]
+    fresh = {name: measure_baseline_entry(name) for name in models}
     baseline = {
         "format": BASELINE_FORMAT,
         "about": "resnet-probe FLOP baseline: params and conv+linear MACs (convention a, "
                  "1 MAC = 1 multiply-accumulate) per model and stage at batch size 1.",
         "torch_version": torch.__version__,
-        "models": {name: measure_baseline_entry(name) for name in models},
+        "models": {**existing, **fresh},
     }
     atomic_write_text(path, json.dumps(baseline, indent=2) + "\n")
-    return baseline
+    return BaselineUpdate(path, added=[n for n in fresh if n not in existing],
+                          replaced=[n for n in fresh if n in existing],
+                          kept=[n for n in existing if n not in fresh])
 
 
 def load_baseline(path: str | Path) -> dict[str, Any]:
@@ -73,7 +90,12 @@ def load_baseline(path: str | Path) -> dict[str, Any]:
         data = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise BaselineError(f"baseline file {str(path)!r} is not valid JSON: {error}") from None
-    models = data.get("models") if isinstance(data, dict) else None
+    version = data.get("format") if isinstance(data, dict) else None
+    if version != BASELINE_FORMAT:
+        raise BaselineError(f"baseline file {str(path)!r} has format {version!r}; this version "
+                            f"of resnet-probe reads format {BASELINE_FORMAT}. Regenerate it with "
+                            f"`resnet-probe flops --update-baseline {path} --replace`")
+    models = data.get("models")
     if not isinstance(models, dict) or not models:
         raise BaselineError(f"baseline file {str(path)!r} has no \"models\" object; expected "
                             f"{{\"models\": {{name: {{params, macs, stages}}}}}}")
@@ -97,8 +119,8 @@ def check_baseline(
     path: str | Path, models: list[str] | None = None, rtol: float = 0.0
 ) -> tuple[list[dict[str, Any]], list[Drift]]:
     """Compare fresh counts with the baseline. Returns every compared row, and the drifts."""
-    if rtol < 0:
-        raise ValueError(f"rtol must be zero or positive: rtol={rtol}")
+    if not math.isfinite(rtol) or rtol < 0:
+        raise ValueError(f"rtol must be a finite number, zero or positive: rtol={rtol}")
     baseline = load_baseline(path)["models"]
     names = models or list(baseline)
     missing = [name for name in names if name not in baseline]

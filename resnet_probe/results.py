@@ -74,8 +74,11 @@ def delta_table(summary: pd.DataFrame, columns: list[str], key: str = "model") -
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as error:  # name the target, not the hidden temporary file
+        raise OSError(f"cannot write {str(path)!r}: {error.strerror or error}") from None
     umask = os.umask(0)
     os.umask(umask)
     try:
@@ -85,6 +88,9 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+    except OSError as error:
+        Path(tmp).unlink(missing_ok=True)
+        raise OSError(f"cannot write {str(path)!r}: {error.strerror or error}") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -112,7 +118,10 @@ def save_table(df: pd.DataFrame, directory: str | Path, name: str) -> list[Path]
 def load_table(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if path.suffix == ".json":
-        return pd.DataFrame.from_records(json.loads(path.read_text()))
+        rows = json.loads(path.read_text())
+        if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
+            raise ValueError("expected a JSON array of row objects")
+        return pd.DataFrame.from_records(rows)
     return pd.read_csv(path)
 
 

@@ -66,7 +66,7 @@ def test_update_baseline_rewrites(invoke, perturbable, monkeypatch):
     monkeypatch.setitem(zoo_registry._REGISTRY, "my_net", get_spec("resnet8[widths=16-32-72]"))
     assert invoke("flops", "--check", str(perturbable)).exit_code == 1
     result = invoke("flops", "--update-baseline", str(perturbable))
-    assert result.exit_code == 0 and "2 models" in result.stdout
+    assert result.exit_code == 0 and "0 added, 2 replaced, 0 kept" in result.stdout
     assert invoke("flops", "--check", str(perturbable)).exit_code == 0
 
 
@@ -90,9 +90,12 @@ def test_check_only_named_models(invoke, perturbable, monkeypatch):
 @pytest.mark.parametrize("content, message", [
     (None, "does not exist"),
     ("{not json", "is not valid JSON"),
-    ('{"models": {}}', 'has no "models" object'),
-    ('{"models": {"resnet18": {"params": 1}}}', "needs the keys params, macs and stages"),
-    ('{"models": {"resnet35": {"params": 1, "macs": 1, "stages": {}}}}',
+    ('{"models": {"resnet8": {}}}', "has format None"),
+    ('{"format": 2, "models": {"resnet8": {}}}', "has format 2; this version"),
+    ('{"format": 1, "models": {}}', 'has no "models" object'),
+    ('{"format": 1, "models": {"resnet18": {"params": 1}}}',
+     "needs the keys params, macs and stages"),
+    ('{"format": 1, "models": {"resnet35": {"params": 1, "macs": 1, "stages": {}}}}',
      "names models that cannot be built"),
 ])
 def test_bad_baselines(invoke, tmp_path, content, message):

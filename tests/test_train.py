@@ -166,7 +166,7 @@ def test_torchrun_two_cpu_processes(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                "--nproc_per_node", "2", "-m", "resnet_probe", "degradation", "--depths", "8",
-               "--steps", "4", "--batch-size", "16", "--out", str(out), "--format", "json",
+               "--steps", "4", "--warmup-steps", "1", "--batch-size", "16", "--out", str(out), "--format", "json",
                "--device", "cpu"]
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -216,7 +216,7 @@ def test_cli_unwritable_out(invoke, tmp_path):
 
 
 def test_cli_json_rows(invoke, tmp_path):
-    result = invoke("degradation", "--depths", "8", "--steps", "3", "--batch-size", "16",
+    result = invoke("degradation", "--depths", "8", "--steps", "3", "--warmup-steps", "1", "--batch-size", "16",
                     "--out", str(tmp_path), "--format", "json")
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout)

@@ -36,6 +36,7 @@ from torch import nn
 
 from resnet_probe.data import fit_channels, load_dataset
 from resnet_probe.measure.hooks import hooked
+from resnet_probe.measure.memory import check_fits
 from resnet_probe.measure.latency import Progress
 from resnet_probe.zoo import ResNet, build_model, get_spec
 
@@ -96,6 +97,8 @@ def make_batch(model: ResNet, config: GradientConfig, seed: int) -> tuple[torch.
     spec = model.spec
     size = config.input_size or spec.default_input_size
     spec.check_input_size(size)
+    check_fits(model, (config.batch_size, spec.in_channels, size, size), torch.device("cpu"),
+               training=True, what=f"the gradient probe of {model.name}")
     generator = torch.Generator().manual_seed(seed)
     if config.input == "random":
         x = torch.randn(config.batch_size, spec.in_channels, size, size, generator=generator)

@@ -20,6 +20,7 @@ for elementwise layers, and bytes as weights + input + output at the run's dtype
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import math
 import os
@@ -29,6 +30,7 @@ import time
 import warnings
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import torch
@@ -36,7 +38,8 @@ import torch.utils.benchmark as torch_benchmark
 
 from resnet_probe.measure.costs import count_costs
 from resnet_probe.measure.hooks import HookSession, hooked
-from resnet_probe.zoo import build_model, get_spec
+from resnet_probe.measure.memory import check_fits
+from resnet_probe.zoo import build_model, build_on_meta, get_spec
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 DEVICES = ("auto", "cpu", "cuda")
@@ -89,6 +92,7 @@ class LatencyResult:
     sweep: list[dict[str, Any]] = field(default_factory=list)  # images/s per batch size
     environment: dict[str, Any] = field(default_factory=dict)
     failures: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # e.g. a busy machine
 
 
 def resolve_device(device: str) -> torch.device:
@@ -198,6 +202,9 @@ def measure_latency(models: list[str], config: LatencyConfig = LatencyConfig(),
     try:
         peak = _peaks(device, config)
         result.environment = _environment(device, config, threads, peak)
+        busy = busy_warning(result.environment, threads)
+        if busy is not None:
+            result.warnings.append(busy)
         for name in models:
             if progress is not None:
                 progress.set_description(f"latency {name}")
@@ -219,10 +226,14 @@ def measure_latency(models: list[str], config: LatencyConfig = LatencyConfig(),
     return result
 
 
-def _input(name: str, config: LatencyConfig, device: torch.device, batch: int) -> torch.Tensor:
+def _input(name: str, config: LatencyConfig, device: torch.device, batch: int,
+           training: bool) -> torch.Tensor:
+    """The input batch, after checking that the pass it feeds fits in memory."""
     spec = get_spec(name)
     size = config.input_size or spec.default_input_size
     spec.check_input_size(size)
+    check_fits(build_on_meta(name), (batch, spec.in_channels, size, size), device, training,
+               f"timing {name}", element_bytes=torch.finfo(DTYPES[config.dtype]).bits // 8)
     x = torch.randn(batch, spec.in_channels, size, size, device=device, dtype=DTYPES[config.dtype])
     return x.to(memory_format=torch.channels_last) if config.channels_last else x
 
@@ -235,8 +246,8 @@ def _prepared_model(name: str, config: LatencyConfig, device: torch.device):
 
 
 def _measure_model(name, config, device, threads, peak, result, progress) -> None:
+    x = _input(name, config, device, config.batch_size, training=config.backward)
     model = _prepared_model(name, config, device)
-    x = _input(name, config, device, config.batch_size)
     # Un-hooked samples are taken half before and half after the hooked passes, so drift on a
     # shared machine does not land on one side of the overhead ratio.
     unhooked = _unhooked_forward_ms(model, x, config, threads, config.repeats // 2 or 1)
@@ -364,8 +375,8 @@ def _model_row(name, device, config, threads, whole, unhooked, layer_rows) -> di
 def _throughput(name, batch, config, device, threads) -> dict[str, Any]:
     row = {"model": name, "batch_size": batch, "device": device.type, "dtype": config.dtype}
     try:
+        x = _input(name, config, device, batch, training=False)
         model = _prepared_model(name, config, device).eval()
-        x = _input(name, config, device, batch)
         timer = torch_benchmark.Timer("model(x)", globals={"model": model, "x": x},
                                       num_threads=threads)
         with torch.no_grad():
@@ -421,9 +432,33 @@ def _best_of(fn, device: torch.device, tries: int = 5) -> float:
     return best
 
 
+def machine_load() -> dict[str, Any]:
+    """Load average and CPU frequency now, where the platform tells them."""
+    load = {"load_average_1min": None, "cpu_mhz": None, "cores": os.cpu_count()}
+    with contextlib.suppress(OSError, AttributeError):
+        load["load_average_1min"] = os.getloadavg()[0]
+    with contextlib.suppress(OSError, ValueError):
+        mhz = [float(line.split(":")[1]) for line in
+               Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("cpu MHz")]
+        load["cpu_mhz"] = statistics.fmean(mhz) if mhz else None
+    return load
+
+
+def busy_warning(load: dict[str, Any], threads: int) -> str | None:
+    """Rule: the machine is busy when the 1-minute load average, taken before timing, exceeds
+    the number of threads timing uses; other work then shares the cores being measured."""
+    average = load.get("load_average_1min")
+    if average is not None and average > threads:
+        return (f"the machine was busy before timing (1-minute load average {average:.1f} "
+                f"with {threads} thread(s) timing on {load.get('cores')} cores); other work "
+                f"shared the cores, so these times are inflated and unreliable")
+    return None
+
+
 def _environment(device, config, threads, peak) -> dict[str, Any]:
     name = (torch.cuda.get_device_name(device) if device.type == "cuda"
             else platform.processor() or platform.machine())
     return {"device": device.type, "device_name": name, "threads": threads,
             "torch_version": torch.__version__, "dtype": config.dtype,
-            "channels_last": config.channels_last, **peak, "config": asdict(config)}
+            "channels_last": config.channels_last, **peak, **machine_load(),
+            "config": asdict(config)}

@@ -40,6 +40,7 @@ table.data td.text, table.data th:first-child { text-align: left; }
 .figure { margin: 1rem 0; min-height: 300px; }
 .note { background: #fff7e0; border-left: 4px solid #e0a800; padding: .5rem .8rem; }
 .finding { background: #eaf4ea; border-left: 4px solid #3a8a3a; padding: .5rem .8rem; }
+.warning { background: #fdecea; border-left: 4px solid #c0392b; padding: .5rem .8rem; }
 code { background: #f0f2f7; padding: 0 .2rem; }
 header code { background: #39435a; color: #fff; }
 ul.reports li { margin: .3rem 0; }

@@ -85,6 +85,8 @@ def latency_section(tables: dict[str, pd.DataFrame], environment: dict) -> Secti
     section = Section("latency", "4. Per-layer latency")
     if "latency_models" not in tables:
         return section.note("Latency was not measured in this run (--no-latency).")
+    for warning in environment.get("latency_warnings", []):
+        section.note(f"Busy machine: {esc(warning)}.", kind="warning")
     device = environment.get("latency_device", "cpu")
     device_label = (f"{device.upper()} ({environment.get('latency_device_name')}, "
                     f"{environment.get('latency_threads')} threads, "
@@ -183,8 +185,18 @@ def degradation_section(tables: dict[str, pd.DataFrame], environment: dict,
                         number: str = "6.") -> Section:
     section = Section("degradation", f"{number} Degradation: training error by depth")
     if "train_final" not in tables or tables["train_final"].empty:
+        if environment.get("train_interrupted"):
+            return section.note("Training was interrupted before any run recorded a step; "
+                                 "nothing to show.", kind="warning")
         return section.note("No training was run (--no-train); pass --from-degradation DIR "
                             "to show an earlier `resnet-probe degradation` run.")
+    unfinished = tables["train_final"].query("status != 'finished'")
+    if not unfinished.empty:
+        runs = ", ".join(f"{row.model} seed {row.seed} ({row.status} after {row.steps_done} "
+                         f"steps)" for row in unfinished.itertuples())
+        section.note(f"Not every run finished: {esc(runs)}. Their rows and curves show the "
+                     f"steps recorded before they stopped; conclusions below use them as "
+                     f"they are.", kind="warning")
     if "train_dataset" in environment:
         section.text(f"Data: {esc(environment['train_dataset'])}. Recipe: "
                      f"{esc(environment.get('train_recipe', ''))}. The primary curve is the "

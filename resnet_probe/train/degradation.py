@@ -7,6 +7,7 @@ continues where it stopped.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import statistics
 from collections.abc import Callable
@@ -16,12 +17,14 @@ from typing import Any
 
 from resnet_probe.data import DEFAULT_DATASET, ImageDataset, load_dataset
 from resnet_probe.measure.latency import Progress
+from resnet_probe.train import run_folder
 from resnet_probe.train.loop import (
     Distributed,
     NothingToResume,
     RunResult,
     TrainConfig,
     final_metrics,
+    load_checkpoint,
     train_run,
 )
 from resnet_probe.zoo import get_spec, name_of
@@ -99,6 +102,7 @@ class DegradationResult:
             rows.append({"model": run.model, "depth": spec.depth, "shortcut": spec.shortcut,
                          "seed": run.seed, **final_metrics(run),
                          "diverged_at": run.diverged_at,
+                         "diverged_because": run.diverged_because,
                          "processes": len(run.samples_per_rank),
                          "samples_per_rank": ",".join(map(str, run.samples_per_rank))})
         return rows
@@ -151,12 +155,26 @@ def run_degradation(
     names = config.model_names()
     data = dataset or load_dataset(config.dataset, config.data_dir)
     data = fit_dataset_to(data, names)
-    runs_dir = Path(out_dir) / "runs"
-    if resume and not any(runs_dir.glob("*.pt")):
-        raise NothingToResume(f"nothing to resume in {str(out_dir)!r}: no checkpoints under "
-                              f"{str(runs_dir)!r}; run without --resume first")
-    result = DegradationResult(dataset_description=data.description, config=config)
     world = Distributed.from_env()
+    with (run_folder.locked(out_dir) if world.is_main else contextlib.nullcontext()):
+        return _train_all(config, names, data, Path(out_dir), resume, progress, on_run_done,
+                          world)
+
+
+def _train_all(config, names, data, out_dir: Path, resume, progress, on_run_done, world
+               ) -> DegradationResult:
+    runs_dir = out_dir / "runs"
+    wanted = run_folder.manifest(config, data.description)
+    if resume:
+        if not any(runs_dir.glob("*.pt")):
+            raise NothingToResume(f"nothing to resume in {str(out_dir)!r}: no checkpoints "
+                                  f"under {str(runs_dir)!r}; run without --resume first")
+        run_folder.check_resume(out_dir, wanted)
+    elif world.is_main:
+        for stale in runs_dir.glob("*.pt"):  # another run's checkpoints must not be resumed
+            stale.unlink()
+        run_folder.write_manifest(out_dir, wanted)
+    result = DegradationResult(dataset_description=data.description, config=config)
     for name in names:
         for seed in config.seeds:
             checkpoint = runs_dir / f"{_safe(name)}-seed{seed}.pt"
@@ -178,9 +196,7 @@ def run_degradation(
 
 
 def load_run(checkpoint: Path) -> RunResult:
-    import torch
-
-    return torch.load(checkpoint, map_location="cpu", weights_only=False)["result"]
+    return load_checkpoint(checkpoint)["result"]
 
 
 def _safe(name: str) -> str:

@@ -27,11 +27,15 @@ from torch.utils.data import DistributedSampler
 
 from resnet_probe.data import ImageDataset, fit_channels
 from resnet_probe.measure.gradients import layer_grad_norms
+from resnet_probe.measure.memory import check_fits
 from resnet_probe.measure.latency import Progress
 from resnet_probe.results import atomic_write_bytes
 from resnet_probe.zoo import ResNet, build_model
 
 EVAL_SUBSET = 2000  # eval-mode training error on at most this many training images
+# A run has diverged when its loss is not finite or exceeds this multiple of its first loss
+# (cross-entropy at init is about ln(classes); 100x that is far beyond any recovering spike).
+DIVERGENCE_FACTOR = 100.0
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,17 @@ class TrainConfig:
         for name in ("eval_every", "grad_norm_every", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer: {name}={getattr(self, name)}")
+        if self.warmup_steps >= self.steps:
+            raise ValueError(f"the warm-up ({self.warmup_steps} steps at lr {self.warmup_lr}) "
+                             f"takes the whole budget of {self.steps} steps, so lr {self.lr} "
+                             f"would never be used: warmup_steps={self.warmup_steps}, "
+                             f"steps={self.steps}; give fewer warm-up steps or more steps")
+        first_milestone = min(self.milestones, default=1.0) * self.steps
+        if self.warmup_steps > first_milestone:
+            raise ValueError(f"the warm-up ({self.warmup_steps} steps) reaches past the first "
+                             f"lr milestone at step {first_milestone:.0f}, so lr {self.lr} would "
+                             f"never be used: warmup_steps={self.warmup_steps}, "
+                             f"steps={self.steps}; give fewer warm-up steps or more steps")
 
     def lr_at(self, step: int) -> float:
         if step < self.warmup_steps:
@@ -82,6 +97,7 @@ class RunResult:
     seconds: float = 0.0  # wall time of the run, evaluations and checkpoints included
     step_seconds: float = 0.0  # time inside training steps only (throughput)
     diverged_at: int | None = None
+    diverged_because: str | None = None  # "non-finite loss" or "loss above 100x the first"
 
 
 class NothingToResume(ValueError):
@@ -159,14 +175,16 @@ def train_run(
                                 weight_decay=config.weight_decay)
     result = RunResult(model=name, seed=seed, status="running")
     start_step = 0
+    samples_seen = 0
     if resume:
         if checkpoint is None or not checkpoint.exists():
             raise NothingToResume(f"nothing to resume: no checkpoint at {checkpoint}")
-        state = torch.load(checkpoint, map_location=device, weights_only=False)
+        state = load_checkpoint(checkpoint, device)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start_step = state["step"]
         result = state["result"]
+        samples_seen = state.get("samples_seen", 0)
         if result.status in ("finished", "diverged"):
             return result
         result.status = "running"
@@ -179,6 +197,8 @@ def train_run(
     if per_rank_batch < 1:
         raise ValueError(f"batch size {config.batch_size} is smaller than the number of "
                          f"processes {world.world_size}")
+    check_fits(model, (per_rank_batch, channels, *dataset.train_x.shape[-2:]), device,
+               training=True, what=f"training {name}")
     sampler = DistributedSampler(range(len(dataset.train_y)), num_replicas=world.world_size,
                                  rank=world.rank, shuffle=True, seed=seed, drop_last=True)
     steps_per_epoch = max(1, len(sampler) // per_rank_batch)
@@ -189,14 +209,14 @@ def train_run(
                                 )[:EVAL_SUBSET].to(device)
     order: list[int] = []
     order_epoch = -1
-    samples_seen = 0
     started = time.perf_counter() - result.seconds
+    first_loss = result.history[0]["train_loss"] if result.history else None
 
     def save(status: str) -> None:
         result.status = status
         result.seconds = time.perf_counter() - started
         if checkpoint is not None and world.is_main:
-            _save_checkpoint(checkpoint, model, optimizer, step, result, config)
+            _save_checkpoint(checkpoint, model, optimizer, step, result, config, samples_seen)
 
     step = start_step
     trained.train()
@@ -219,8 +239,11 @@ def train_run(
                 group["lr"] = config.lr_at(step)
             logits = trained(x)
             loss = F.cross_entropy(logits, y)
-            if _any_rank(not torch.isfinite(loss).item(), world):
+            first_loss = loss.item() if first_loss is None else first_loss
+            reason = _divergence(loss.item(), first_loss)
+            if _any_rank(reason is not None, world):
                 result.diverged_at = step
+                result.diverged_because = reason or "another process diverged"
                 step += 1
                 save("diverged")
                 break
@@ -259,6 +282,33 @@ def train_run(
     return result
 
 
+def _divergence(loss: float, first_loss: float) -> str | None:
+    if not math.isfinite(loss):
+        return "non-finite loss"
+    if loss > DIVERGENCE_FACTOR * first_loss:
+        return f"loss {loss:.3g} above {DIVERGENCE_FACTOR:g}x the first loss {first_loss:.3g}"
+    return None
+
+
+def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str, Any]:
+    """A checkpoint written by this loop; an unreadable one is named, with the fix."""
+    try:
+        state = torch.load(path, map_location=device, weights_only=False)
+    except Exception as error:  # noqa: BLE001 - torch raises many types for damaged files
+        raise CorruptCheckpoint(
+            f"checkpoint {str(path)!r} is damaged or not a resnet-probe checkpoint "
+            f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else 'empty'}"
+            f"); delete it to retrain that run from step 0") from None
+    if not isinstance(state, dict) or not {"model", "optimizer", "step", "result"} <= set(state):
+        raise CorruptCheckpoint(f"checkpoint {str(path)!r} lacks the model, optimizer, step or "
+                                f"result entries; delete it to retrain that run from step 0")
+    return state
+
+
+class CorruptCheckpoint(ValueError):
+    pass
+
+
 def _any_rank(flag: bool, world: Distributed) -> bool:
     if world.world_size == 1:
         return flag
@@ -277,11 +327,12 @@ def _gather_counts(count: int, world: Distributed, device: torch.device) -> list
     return [int(c.item()) for c in counts]
 
 
-def _save_checkpoint(path: Path, model, optimizer, step, result, config) -> None:
+def _save_checkpoint(path: Path, model, optimizer, step, result, config, samples_seen) -> None:
     import io
     buffer = io.BytesIO()
     torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
-                "result": result, "config": asdict(config)}, buffer)
+                "result": result, "config": asdict(config), "samples_seen": samples_seen},
+               buffer)
     atomic_write_bytes(path, buffer.getvalue())
 
 

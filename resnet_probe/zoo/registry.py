@@ -61,9 +61,15 @@ _FAMILY_BASES = {"imagenet": "resnet18", "cifar": "resnet20"}
 _TEXT_FORM = re.compile(r"^(?P<base>[\w.-]+)\[(?P<fields>[^\]]*)\]$")
 
 
+MAX_NAME_LENGTH = 300  # the longest spec text written out in full is well under 200
+
+
 def get_spec(name: str) -> ResNetSpec:
     """The spec of a registered name or of a ``BASE[field=value,...]`` text."""
     name = name.strip()
+    if len(name) > MAX_NAME_LENGTH:
+        raise ValueError(f"model text is {len(name)} characters long ({name[:40]}...); names "
+                         f"and BASE[field=value,...] texts have at most {MAX_NAME_LENGTH}")
     if name in _REGISTRY:
         return _REGISTRY[name]
     match = _TEXT_FORM.match(name)
@@ -119,7 +125,7 @@ def _close_matches(name: str) -> list[str]:
 
 
 def _split_depth(name: str) -> tuple[str, int | None]:
-    match = re.match(r"^(\D*)(\d+)$", name)
+    match = re.match(r"^(\D*)([0-9]{1,9})$", name)
     return (match[1], int(match[2])) if match else (name, None)
 
 
@@ -135,24 +141,35 @@ def _parse_fields(text: str, whole: str) -> dict[str, object]:
             raise ValueError(
                 f"in {whole!r}: unknown field {key!r}; fields are: {', '.join(field_names())}"
             )
+        if key in fields:
+            raise ValueError(f"in {whole!r}: field {key!r} is given twice; give it once")
         fields[key] = _parse_value(key, value, types[key], whole)
     return fields
+
+
+_ASCII_INT = re.compile(r"[0-9]{1,9}")  # int() would take "１２", "1_000" and 5000 digits
+
+
+def _int(text: str) -> int:
+    if not _ASCII_INT.fullmatch(text):
+        raise ValueError
+    return int(text)
 
 
 def _parse_value(key: str, value: str, type_name: str, whole: str) -> object:
     try:
         if type_name.startswith("tuple"):
-            return tuple(int(v) for v in value.split("-"))
+            return tuple(_int(v) for v in value.split("-"))
         if type_name == "int":
-            return int(value)
+            return _int(value)
         if type_name == "bool":
             lowered = value.lower()
             if lowered not in ("true", "false", "1", "0", "yes", "no"):
                 raise ValueError
             return lowered in ("true", "1", "yes")
     except ValueError:
-        expected = {"int": "an integer", "bool": "true or false"}.get(
-            type_name, "dash-separated integers such as 3-4-6-3")
+        expected = {"int": "an integer of at most 9 ASCII digits", "bool": "true or false"}.get(
+            type_name, "dash-separated integers (ASCII digits) such as 3-4-6-3")
         raise ValueError(f"in {whole!r}: {key}={value!r} is not {expected}") from None
     return value  # enums are checked by ResNetSpec itself
 

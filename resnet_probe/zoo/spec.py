@@ -53,6 +53,10 @@ CONVS_PER_BLOCK = {BlockType.BASIC: 2, BlockType.BOTTLENECK: 3}
 STANDARD_WIDTHS = {"imagenet": (64, 128, 256, 512), "cifar": (16, 32, 64)}
 DEFAULT_INPUT_SIZE = {"imagenet": 224, "cifar": 32}
 BASE_WIDTH = 64  # torchvision's width_per_group default: the bottleneck's inner width is planes
+# Upper bounds: far above every published net (resnet1202 has 200 blocks a stage, wrn28_10 640
+# channels), low enough that a typo cannot build a model that exhausts memory while counting.
+LIMITS = {"stages": 8, "blocks_per_stage": 2048, "channels": 16384, "num_classes": 1_000_000,
+          "input_size": 8192}
 
 
 @dataclass(frozen=True)
@@ -93,9 +97,14 @@ class ResNetSpec:
     def _validate(self) -> None:
         if not self.layers:
             raise ValueError(f"layers must name at least one stage: layers={self.layers}")
+        if len(self.layers) > LIMITS["stages"]:
+            raise ValueError(f"at most {LIMITS['stages']} stages: layers={self.layers}")
         for count in self.layers:
             if not isinstance(count, int) or count < 1:
                 raise ValueError(f"every stage needs at least 1 block: layers={self.layers}")
+            if count > LIMITS["blocks_per_stage"]:
+                raise ValueError(f"at most {LIMITS['blocks_per_stage']} blocks per stage: "
+                                 f"layers={self.layers}")
         if len(self.widths) != len(self.layers):
             raise ValueError(
                 f"widths needs one entry per stage ({len(self.layers)}): widths={self.widths}"
@@ -104,9 +113,15 @@ class ResNetSpec:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer: {name}={value!r}")
+            limit = LIMITS["num_classes" if name == "num_classes" else "channels"]
+            if value > limit:
+                raise ValueError(f"{name} must be at most {limit:,}: {name}={value}")
         for width in self.widths:
             if not isinstance(width, int) or width < 1:
                 raise ValueError(f"every width must be a positive integer: widths={self.widths}")
+            if width * self.expansion > LIMITS["channels"]:
+                raise ValueError(f"every stage's output must have at most {LIMITS['channels']:,} "
+                                 f"channels: widths={self.widths} (x{self.expansion})")
         if self.zero_init_residual and not self.shortcut:
             raise ValueError(
                 "zero_init_residual=True needs shortcuts: on a plain net it zeroes the signal"
@@ -184,6 +199,9 @@ class ResNetSpec:
         for value in (height, width):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"input size must be a positive integer: input_size={value!r}")
+            if value > LIMITS["input_size"]:
+                raise ValueError(f"input size must be at most {LIMITS['input_size']}: "
+                                 f"input_size={value}")
         if min(height, width) < self.total_stride:
             raise ValueError(
                 f"input size {height}x{width} is smaller than the network's total stride "

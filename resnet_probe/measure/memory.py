@@ -1,0 +1,115 @@
+"""Estimate a pass's peak memory before allocating it, and refuse what cannot fit.
+
+Estimation semantics. One forward on the meta device (shapes only, no storage) records every
+leaf module's output. The estimate is the parameters (three copies when training: weights,
+gradients, momentum), the input, and the sum of the leaf outputs, which is what autograd keeps
+for a backward pass (an upper bound for a forward-only pass, which frees them as it goes). It
+ignores allocator slack and workspace, so it is a lower bound on what the OS will be asked for:
+the guard refuses at ``FRACTION_OF_AVAILABLE`` of the available memory, not at all of it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+FRACTION_OF_AVAILABLE = 0.8
+
+
+class MemoryGuardError(ValueError):
+    """The requested pass would not fit; the message names the estimate and a batch that fits."""
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    parameter_bytes: int
+    activation_bytes_per_sample: int
+    batch_size: int
+
+    @property
+    def total_bytes(self) -> int:
+        return self.parameter_bytes + self.activation_bytes_per_sample * self.batch_size
+
+    def largest_batch_within(self, limit_bytes: float) -> int:
+        room = limit_bytes - self.parameter_bytes
+        return max(0, math.floor(room / self.activation_bytes_per_sample))
+
+
+def estimate_peak_bytes(model: nn.Module, input_shape: tuple[int, ...], training: bool,
+                        element_bytes: int = 4) -> MemoryEstimate:
+    """``model`` may live anywhere; a meta copy of its structure is what runs."""
+    meta_model = _meta_copy(model)
+    per_sample = list(input_shape)
+    per_sample[0] = 1
+    outputs = [math.prod(per_sample)]  # the input itself
+    leaves = [m for m in meta_model.modules() if not any(True for _ in m.children())]
+    handles = [leaf.register_forward_hook(
+        lambda module, args, out: outputs.append(out.numel())) for leaf in leaves]
+    try:
+        with torch.no_grad():
+            meta_model.eval()(torch.empty(per_sample, device="meta"))
+    finally:
+        for handle in handles:
+            handle.remove()
+    parameters = sum(p.numel() for p in model.parameters()) * element_bytes
+    return MemoryEstimate(parameter_bytes=parameters * (3 if training else 1),
+                          activation_bytes_per_sample=sum(outputs) * element_bytes,
+                          batch_size=input_shape[0])
+
+
+def available_bytes(device: torch.device) -> tuple[int, str]:
+    """Free memory on ``device`` and where the number comes from."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return free, "torch.cuda.mem_get_info"
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024, "MemAvailable in /proc/meminfo"
+    except OSError:
+        pass
+    try:
+        import psutil
+
+        return psutil.virtual_memory().available, "psutil"
+    except ImportError:
+        return 0, "unknown"
+
+
+def check_fits(model: nn.Module, input_shape: tuple[int, ...], device: torch.device,
+               training: bool, what: str, element_bytes: int = 4) -> MemoryEstimate:
+    """Raise MemoryGuardError when the estimate exceeds the available memory's fraction."""
+    estimate = estimate_peak_bytes(model, input_shape, training, element_bytes)
+    available, source = available_bytes(device)
+    if not available:
+        return estimate  # nothing to compare with: let the allocator decide
+    limit = available * FRACTION_OF_AVAILABLE
+    if estimate.total_bytes > limit:
+        fits = estimate.largest_batch_within(limit)
+        hint = (f"a batch size of at most {fits} would fit" if fits >= 1 else
+                "no batch size fits at this input size; use a smaller input size")
+        raise MemoryGuardError(
+            f"{what} needs about {_gib(estimate.total_bytes)} (batch {estimate.batch_size}, "
+            f"input {'x'.join(map(str, input_shape[1:]))}), more than "
+            f"{FRACTION_OF_AVAILABLE:.0%} of the {_gib(available)} available on "
+            f"{device.type} ({source}); {hint}")
+    return estimate
+
+
+def _gib(count: float) -> str:
+    return f"{count / 2**30:.1f} GiB"
+
+
+def _meta_copy(model: nn.Module) -> nn.Module:
+    spec = getattr(model, "spec", None)
+    if spec is not None:  # a zoo model: rebuilding on meta is cheaper than a deep copy
+        from resnet_probe.zoo import build_on_meta
+
+        return build_on_meta(spec)
+    import copy
+
+    return copy.deepcopy(model).to("meta")

@@ -1,0 +1,114 @@
+"""A training run folder: one writer at a time, and a manifest that a resume must match.
+
+The manifest records everything that changes a result (models, seeds, recipe, data, versions)
+and a hash of it. ``--resume`` continues only a folder whose manifest matches the new command;
+a mismatch names every differing field. The lock is an advisory ``fcntl.flock`` on
+``FOLDER/.lock`` holding the writer's PID, released by the kernel if the process dies.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from resnet_probe.results import atomic_write_text
+
+MANIFEST = "manifest.json"
+MANIFEST_FORMAT = 1
+LOCK = ".lock"
+
+
+class ManifestMismatch(ValueError):
+    """A resume whose arguments differ from the run it would continue."""
+
+
+class RunFolderLocked(ValueError):
+    """Another process is writing into the same run folder."""
+
+
+def manifest(config: Any, dataset_description: str) -> dict[str, Any]:
+    from resnet_probe import __version__
+
+    content = {"config": _json_safe(dataclasses.asdict(config)), "data": dataset_description,
+               "versions": {"resnet-probe": __version__, "torch": torch.__version__}}
+    digest = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
+    return {"format": MANIFEST_FORMAT, **content, "hash": digest}
+
+
+def write_manifest(folder: Path, content: dict[str, Any]) -> Path:
+    return atomic_write_text(Path(folder) / MANIFEST, json.dumps(content, indent=2) + "\n")
+
+
+def check_resume(folder: Path, wanted: dict[str, Any]) -> None:
+    """Raise ManifestMismatch unless ``folder`` holds a run with exactly ``wanted``'s content."""
+    path = Path(folder) / MANIFEST
+    if not path.exists():
+        raise ManifestMismatch(f"{str(folder)!r} has no {MANIFEST}, so what it holds cannot be "
+                               f"checked against this command; rerun without --resume to "
+                               f"start over")
+    try:
+        found = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ManifestMismatch(f"{str(path)!r} is damaged ({error}); rerun without --resume "
+                               f"to start over") from None
+    if not isinstance(found, dict) or found.get("format") != MANIFEST_FORMAT:
+        raise ManifestMismatch(f"{str(path)!r} is not a format-{MANIFEST_FORMAT} resnet-probe "
+                               f"manifest; rerun without --resume to start over")
+    if found.get("hash") == wanted["hash"]:
+        return
+    before, now = _flatten(found), _flatten(wanted)
+    differing = [key for key in sorted(set(before) | set(now))
+                 if key != "hash" and before.get(key) != now.get(key)]
+    details = "; ".join(f"{key}: {before.get(key)!r} in the run, {now.get(key)!r} now"
+                        for key in differing)
+    raise ManifestMismatch(f"--resume would mix two different runs in {str(folder)!r}: "
+                           f"{details}. Resume with the run's own arguments, or pass "
+                           f"--force-new to discard it and start over")
+
+
+@contextlib.contextmanager
+def locked(folder: Path) -> Iterator[None]:
+    import fcntl
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    handle = open(folder / LOCK, "a+")
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            owner = handle.read().strip() or "unknown"
+            raise RunFolderLocked(f"{str(folder)!r} is in use by another resnet-probe run "
+                                  f"(process {owner}); wait for it to finish or choose "
+                                  f"another --out") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        yield
+    finally:
+        handle.close()  # closing releases the lock
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def _json_safe(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
