@@ -44,6 +44,9 @@ from resnet_probe.zoo import build_model, build_on_meta, get_spec
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 DEVICES = ("auto", "cpu", "cuda")
 NOISY_IQR_FRACTION = 0.25
+# A whole-model forward whose IQR across rounds exceeds this fraction of its median is far noisier
+# than an idle machine gives (about 0.02-0.10 here): something else shared the cores.
+BUSY_SPREAD_FRACTION = 0.5
 
 
 class Progress(Protocol):
@@ -205,6 +208,11 @@ def measure_latency(models: list[str], config: LatencyConfig = LatencyConfig(),
         busy = busy_warning(result.environment, threads)
         if busy is not None:
             result.warnings.append(busy)
+        cores = os.cpu_count() or threads
+        if device.type == "cpu" and threads > cores:
+            result.warnings.append(f"{threads} threads on {cores} cores: the extra threads "
+                                   f"time-share cores, so this is not what a {threads}-core "
+                                   f"machine would measure")
         for name in models:
             if progress is not None:
                 progress.set_description(f"latency {name}")
@@ -217,6 +225,9 @@ def measure_latency(models: list[str], config: LatencyConfig = LatencyConfig(),
                 result.failures.append({"model": name, "batch_size": config.batch_size,
                                         "error": failure})
                 _free_device_memory()
+            spread = _spread_warning(name, result.models)
+            if spread is not None:
+                result.warnings.append(spread)
             for batch in config.sweep_batch_sizes:
                 result.sweep.append(_throughput(name, batch, config, device, threads))
                 if progress is not None:
@@ -360,6 +371,7 @@ def _model_row(name, device, config, threads, whole, unhooked, layer_rows) -> di
         "batch_size": config.batch_size, "input_size": config.input_size or get_spec(name)
         .default_input_size, "channels_last": config.channels_last,
         "forward_ms": unhooked_ms,
+        "forward_ms_iqr": summarize(unhooked)["iqr_ms"],
         "backward_ms": statistics.median(whole["hooked_backward"]) if backward else None,
         "hooked_forward_ms": hooked_ms,
         "layer_sum_backward_ms": sum(r["median_ms"] for r in backward) if backward else None,
@@ -442,6 +454,19 @@ def machine_load() -> dict[str, Any]:
                Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("cpu MHz")]
         load["cpu_mhz"] = statistics.fmean(mhz) if mhz else None
     return load
+
+
+def _spread_warning(name: str, models: list[dict[str, Any]]) -> str | None:
+    """Rule: rounds are far noisier than normal when the whole-model forward's IQR exceeds
+    BUSY_SPREAD_FRACTION of its median."""
+    row = next((r for r in models if r["model"] == name), None)
+    if row is None or not row["forward_ms_iqr"]:
+        return None
+    relative = row["forward_ms_iqr"] / row["forward_ms"]
+    if relative > BUSY_SPREAD_FRACTION:
+        return (f"{name}'s forward varied by {relative:.0%} of its median across rounds (IQR), "
+                f"far above an idle machine's spread; its times are unreliable")
+    return None
 
 
 def busy_warning(load: dict[str, Any], threads: int) -> str | None:

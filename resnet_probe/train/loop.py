@@ -36,6 +36,7 @@ EVAL_SUBSET = 2000  # eval-mode training error on at most this many training ima
 # A run has diverged when its loss is not finite or exceeds this multiple of its first loss
 # (cross-entropy at init is about ln(classes); 100x that is far beyond any recovering spike).
 DIVERGENCE_FACTOR = 100.0
+CHECKPOINT_FORMAT = 1
 
 
 @dataclass(frozen=True)
@@ -302,6 +303,10 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str,
     if not isinstance(state, dict) or not {"model", "optimizer", "step", "result"} <= set(state):
         raise CorruptCheckpoint(f"checkpoint {str(path)!r} lacks the model, optimizer, step or "
                                 f"result entries; delete it to retrain that run from step 0")
+    if state.get("format") != CHECKPOINT_FORMAT:
+        raise CorruptCheckpoint(f"checkpoint {str(path)!r} has format {state.get('format')!r}; "
+                                f"this version reads format {CHECKPOINT_FORMAT}; delete it to "
+                                f"retrain that run from step 0")
     return state
 
 
@@ -330,7 +335,8 @@ def _gather_counts(count: int, world: Distributed, device: torch.device) -> list
 def _save_checkpoint(path: Path, model, optimizer, step, result, config, samples_seen) -> None:
     import io
     buffer = io.BytesIO()
-    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+    torch.save({"format": CHECKPOINT_FORMAT, "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(), "step": step,
                 "result": result, "config": asdict(config), "samples_seen": samples_seen},
                buffer)
     atomic_write_bytes(path, buffer.getvalue())
