@@ -37,44 +37,30 @@ from resnet_probe.zoo import (  # noqa: E402
 
 def flops(models: list[str], input_size: int | None = None, batch_size: int = 1,
           by: str = "model", engine: str = "torch") -> pd.DataFrame:
-    """Params, MACs and FLOPs in every convention; ``by`` is "model", "module" or "operator"."""
+    """Params, MACs and FLOPs in every convention; ``by`` is model, module, block, stage or
+    operator (block and stage rows sum the modules, so every view's totals agree)."""
     from resnet_probe.measure.costs import count_costs
-    from resnet_probe.results import frame
+    from resnet_probe.views import cost_view
 
-    results = [count_costs(m, input_size, batch_size, engine=engine) for m in models]
-    if by == "model":
-        return frame([r.summary for r in results])
-    if by == "module":
-        return frame([row for r in results for row in r.modules])
-    if by == "operator":
-        return frame([row for r in results for row in r.operators])
-    raise ValueError(f"unknown by={by!r}; choose model, module or operator")
+    return cost_view([count_costs(m, input_size, batch_size, engine=engine) for m in models], by)
 
 
 def latency(models: list[str], by: str = "model", **config) -> pd.DataFrame:
-    """Per-model (or ``by="layer"``) latency; ``config`` takes LatencyConfig's fields."""
+    """Latency per model, layer, block, stage, raw sample or sweep batch size; ``config``
+    takes LatencyConfig's fields."""
     from resnet_probe.measure.latency import LatencyConfig, measure_latency
+    from resnet_probe.views import latency_view
 
-    result = measure_latency(list(models), LatencyConfig(**config))
-    return _pick({"model": result.models, "layer": result.layers, "sample": result.samples,
-                  "sweep": result.sweep}, by)
+    return latency_view(measure_latency(list(models), LatencyConfig(**config)), by)
 
 
 def gradients(models: list[str], by: str = "model", **config) -> pd.DataFrame:
-    """Gradient norms at init (``by`` = model, block, layer or shattering)."""
+    """Gradient norms at init per model, block, stage, layer, or the shattering curve;
+    ``config`` takes GradientConfig's fields."""
     from resnet_probe.measure.gradients import GradientConfig, measure_gradients
+    from resnet_probe.views import gradient_view
 
-    result = measure_gradients(list(models), GradientConfig(**config))
-    return _pick({"model": result.models, "block": result.blocks, "layer": result.layers,
-                  "shattering": result.shattering}, by)
-
-
-def _pick(tables: dict[str, list[dict]], by: str) -> pd.DataFrame:
-    from resnet_probe.results import frame
-
-    if by not in tables:
-        raise ValueError(f"unknown by={by!r}; choose one of: {', '.join(tables)}")
-    return frame(tables[by])
+    return gradient_view(measure_gradients(list(models), GradientConfig(**config)), by)
 
 
 def compare(models: list[str], out: str | Path = "reports", inline_plotly: bool = False,

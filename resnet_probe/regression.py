@@ -19,7 +19,7 @@ from resnet_probe.results import atomic_write_text
 from resnet_probe.zoo import UnknownModelError, get_spec, list_models
 
 BASELINE_FORMAT = 1
-METRICS = ("params", "macs")
+BASELINE_METRICS = ("params", "macs")  # columns of results.METRICS the baseline pins
 
 
 class BaselineError(ValueError):
@@ -81,6 +81,16 @@ def write_baseline(path: str | Path, models: list[str] | None = None,
                           kept=[n for n in existing if n not in fresh])
 
 
+def update_baseline(path: str | Path, models: list[str] | None = None,
+                    replace: bool = False) -> BaselineUpdate:
+    """Like write_baseline; with no models named, an existing file's own entries are
+    re-measured (the whole zoo for a new file or with ``replace``)."""
+    path = Path(path)
+    if models is None and path.exists() and not replace:
+        models = list(load_baseline(path)["models"])
+    return write_baseline(path, models, replace)
+
+
 def load_baseline(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
@@ -100,7 +110,8 @@ def load_baseline(path: str | Path) -> dict[str, Any]:
         raise BaselineError(f"baseline file {str(path)!r} has no \"models\" object; expected "
                             f"{{\"models\": {{name: {{params, macs, stages}}}}}}")
     for name, entry in models.items():
-        if not isinstance(entry, dict) or not all(k in entry for k in (*METRICS, "stages")):
+        needed = (*BASELINE_METRICS, "stages")
+        if not isinstance(entry, dict) or not all(k in entry for k in needed):
             raise BaselineError(f"baseline entry for {name!r} in {str(path)!r} needs the keys "
                                 f"params, macs and stages")
     unknown = []
@@ -131,10 +142,10 @@ def check_baseline(
     for name in names:
         expected = baseline[name]
         got = measure_baseline_entry(name, expected.get("input_size"))
-        pairs = [("model", metric, expected[metric], got[metric]) for metric in METRICS]
+        pairs = [("model", metric, expected[metric], got[metric]) for metric in BASELINE_METRICS]
         stages = sorted(set(expected["stages"]) | set(got["stages"]))
         for stage in stages:
-            for metric in METRICS:
+            for metric in BASELINE_METRICS:
                 pairs.append((stage, metric, expected["stages"].get(stage, {}).get(metric, 0),
                               got["stages"].get(stage, {}).get(metric, 0)))
         for stage, metric, want, have in pairs:

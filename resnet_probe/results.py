@@ -28,35 +28,82 @@ class Direction(StrEnum):
 
 @dataclass(frozen=True)
 class Metric:
+    """One column's meaning. ``scale`` divides the value for display, under ``header``."""
+
     column: str
     label: str
-    direction: Direction
+    unit: str
+    direction: Direction = Direction.NEUTRAL
+    scale: float = 1.0
+    description: str = ""
+    reported_by: str = ""  # for counting conventions: who quotes numbers this way
+
+    @property
+    def header(self) -> str:
+        prefix = {1e9: "G", 1e6: "M"}.get(self.scale, "")
+        return f"{self.column} ({prefix})" if prefix else self.column
 
 
+G = 1e9
+# The counting conventions, in the order tables show them (measure/costs.py defines each).
+CONVENTIONS = (
+    Metric("macs", "(a) conv+linear MACs, stride on 3x3 (v1.5)", "MACs", Direction.LOWER, G,
+           "multiply-accumulates of convolutions and linear layers",
+           "torchvision docs' GFLOPS; resnet-probe's `macs`"),
+    Metric("macs_v1", "(a) conv+linear MACs, stride on 1x1 (v1)", "MACs", Direction.LOWER, G,
+           "convention (a) with the bottleneck's stride on the first 1x1 conv",
+           "the ResNet paper's Table 1 'FLOPs'"),
+    Metric("macs_fvcore_default", "fvcore default: (a) + 2 per BN element + 1 per avg-pool "
+           "input", "MACs", Direction.LOWER, G, "what fvcore's FlopCountAnalysis reports",
+           "fvcore FlopCountAnalysis total"),
+    Metric("macs_with_elementwise", "(b) (a) + BN, ReLU, residual add, pooling (1 per "
+           "element)", "MACs", Direction.LOWER, G, "convention (a) plus elementwise work",
+           "resnet-probe `macs_with_elementwise`"),
+    Metric("flops", "(c) FLOPs = 2 x (a)", "FLOPs", Direction.LOWER, G,
+           "a multiply and an add per MAC", "torch FlopCounterMode"),
+    Metric("backward_flops", "(d) backward conv+linear FLOPs, measured", "FLOPs",
+           Direction.LOWER, G, "gradient of input and weight, op by op",
+           "torch FlopCounterMode on loss.backward()"),
+)
 METRICS = {m.column: m for m in [
-    Metric("params", "parameters", Direction.LOWER),
-    Metric("trainable_params", "trainable parameters", Direction.LOWER),
-    Metric("macs", "MACs, conv+linear (a)", Direction.LOWER),
-    Metric("macs_with_elementwise", "MACs + elementwise (b)", Direction.LOWER),
-    Metric("flops", "FLOPs = 2×MACs (c)", Direction.LOWER),
-    Metric("backward_flops", "backward FLOPs (d)", Direction.LOWER),
-    Metric("macs_fvcore_default", "fvcore default (conv+linear+BN+avgpool)", Direction.LOWER),
-    Metric("macs_v1", "MACs with v1 stride (1x1)", Direction.LOWER),
-    Metric("forward_ms", "forward ms (median)", Direction.LOWER),
-    Metric("backward_ms", "backward ms (median)", Direction.LOWER),
-    Metric("images_per_s", "images/s", Direction.HIGHER),
-    Metric("grad_ratio_first_last", "grad-norm ratio first/last block", Direction.NEUTRAL),
-    Metric("final_train_error", "final training error", Direction.LOWER),
-    Metric("final_test_error", "final test error", Direction.LOWER),
+    Metric("params", "parameters", "params", Direction.LOWER),
+    Metric("trainable_params", "trainable parameters", "params", Direction.LOWER),
+    *CONVENTIONS,
+    Metric("forward_ms", "forward ms (median)", "ms", Direction.LOWER),
+    Metric("backward_ms", "backward ms (median)", "ms", Direction.LOWER),
+    Metric("images_per_s", "images/s", "images/s", Direction.HIGHER),
+    Metric("grad_ratio_first_last", "grad-norm ratio first/last block", "ratio"),
+    Metric("final_train_error", "final training error", "error", Direction.LOWER),
+    Metric("final_test_error", "final test error", "error", Direction.LOWER),
 ]}
+SUMMARY_COLUMNS = list(METRICS)
+
+
+def display_scales(columns) -> dict[str, tuple[float, str]]:
+    """(divisor, header) for every catalogued column shown scaled: ``macs`` -> "macs (G)"."""
+    return {c: (METRICS[c].scale, METRICS[c].header) for c in columns
+            if c in METRICS and METRICS[c].scale != 1.0}
 
 
 def frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame.from_records(rows)
 
 
+def rollup(df: pd.DataFrame, by: str, values: list[str], how: str = "sum",
+           keys: tuple[str, ...] = ("model",)) -> pd.DataFrame:
+    """Per-layer rows rolled up per ``by`` ("block" or "stage"), in network order. A layer
+    outside every block (stem, head) counts as its own stage under ``by="block"``."""
+    if by not in ("block", "stage"):
+        raise ValueError(f"unknown roll-up {by!r}; choose block or stage")
+    key = df["block"].fillna(df["stage"]) if by == "block" else df["stage"]
+    present = [v for v in values if v in df]
+    grouped = df.assign(**{by: key}).groupby([*keys, by], sort=False, as_index=False)
+    return grouped[present].sum(min_count=1) if how == "sum" else grouped[present].mean()
+
+
 def delta_table(summary: pd.DataFrame, columns: list[str], key: str = "model") -> pd.DataFrame:
-    """Baseline (first row) first, then value and Δ% against it for each column."""
+    """Baseline (first row) first, then value and Δ% against it for each column, and whether
+    the change is better or worse by the metric's direction."""
     baseline = summary.iloc[0]
     out = pd.DataFrame({key: summary[key]})
     for column in columns:
@@ -70,6 +117,16 @@ def delta_table(summary: pd.DataFrame, columns: list[str], key: str = "model") -
         else:
             out[f"{column}_delta_pct"] = math.nan
     return out
+
+
+def change_direction(column: str, delta_pct: float) -> str | None:
+    """"better", "worse" or None (no change, no direction, or not a catalogued metric)."""
+    metric = METRICS.get(column.removesuffix("_delta_pct"))
+    if metric is None or metric.direction is Direction.NEUTRAL or pd.isna(delta_pct) \
+            or delta_pct == 0:
+        return None
+    lower = delta_pct < 0
+    return "better" if lower == (metric.direction is Direction.LOWER) else "worse"
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:

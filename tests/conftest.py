@@ -60,7 +60,8 @@ def tiny_degradation(tmp_path_factory):
     from resnet_probe.cli import cli
 
     out = tmp_path_factory.mktemp("reports") / "degradation"
-    result = CliRunner().invoke(cli, ["degradation", "--depths", "8,14", "--steps", "6", "--warmup-steps", "1",
+    result = CliRunner().invoke(cli, ["degradation", "--depths", "8,14", "--steps", "6",
+                                      "--warmup-steps", "1",
                                       "--batch-size", "32", "--seeds", "0,1", "--out", str(out)])
     assert result.exit_code == 0, result.output
     return out

@@ -78,6 +78,6 @@ def test_in_channels_zero(invoke):
 
 def test_input_too_small_for_imagenet_stem(invoke):
     result = invoke("show", "resnet34", "--input-size", "8")
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # a bad --input-size is a bad command line
     assert "8x8 is smaller than the network's total stride 32" in result.stderr
     assert "Traceback" not in result.output

@@ -13,8 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from resnet_probe.data import ChecksumError, load_dataset
-from resnet_probe.data import cifar10, download, fashion_mnist
+from resnet_probe.data import ChecksumError, cifar10, download, fashion_mnist, load_dataset
 from resnet_probe.data.download import RemoteFile, fetch
 
 

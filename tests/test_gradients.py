@@ -35,7 +35,8 @@ def test_identity_carries_the_gradient_untouched(name, size):
     model, norms, _ = probe(name, size)
     blocks = [(n, b) for n, b in model.blocks()]
     checked = 0
-    for (prev, _), (name_b, block_b), (_, block_c) in zip(blocks, blocks[1:], blocks[2:], strict=False):
+    triples = zip(blocks, blocks[1:], blocks[2:], strict=False)
+    for (prev, _), (name_b, block_b), (_, block_c) in triples:
         if block_b.downsample is None and block_c.downsample is None:
             assert norms[prev] == pytest.approx(norms[name_b], rel=1e-6), (prev, name_b)
             checked += 1

@@ -141,7 +141,7 @@ def test_cli_compare_prints_report_path_first(invoke, tmp_path):
     assert result.exit_code == 0, result.output
     first = result.stdout.splitlines()[0]
     assert first == f"report: {tmp_path / 'compare-resnet8-vs-plain8.html'}"
-    assert "GMACs" in result.stdout
+    assert "macs (G)" in result.stdout
 
 
 @pytest.mark.parametrize("args, message", [
@@ -176,7 +176,7 @@ def test_mixed_families_share_an_input_size(invoke, tmp_path):
                          .read_text())
     assert {row["input_size"] for row in summary} == {224}
     too_small = invoke("compare", "resnet20", "resnet10", "--input-size", "16", "--no-train")
-    assert too_small.exit_code == 1 and "total stride 32" in too_small.stderr
+    assert too_small.exit_code == 2 and "total stride 32" in too_small.stderr
 
 
 def test_interrupted_compare_writes_a_partial_report(invoke, tmp_path, monkeypatch):

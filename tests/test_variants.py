@@ -26,7 +26,6 @@ from resnet_probe.zoo import (
     list_models,
     plain_twin_name,
 )
-from resnet_probe.zoo.blocks import Bottleneck
 
 DATA = Path(__file__).parent / "data"
 PUBLISHED = json.loads((DATA / "published_numbers_variants.json").read_text())

@@ -84,3 +84,22 @@ def _shortcuts(stage) -> str:
     if identities:
         kinds.append(f"identity on {identities} block{'s' if identities > 1 else ''}")
     return "; ".join(kinds)
+
+
+def torchinfo_summary(name: str, input_size: int | None = None, depth: int = 3):
+    """torchinfo's summary of ``name`` at batch 1 (after the memory guard), and the input
+    size used."""
+    import torchinfo
+
+    from resnet_probe.measure.memory import check_fits
+    from resnet_probe.zoo import build_model, get_spec
+
+    spec = get_spec(name)
+    size = input_size or spec.default_input_size
+    spec.check_input_size(size)
+    shape = (1, spec.in_channels, size, size)
+    check_fits(build_on_meta(name), shape, torch.device("cpu"), training=False,
+               what=f"showing {name}")
+    summary = torchinfo.summary(build_model(name), input_size=shape, depth=depth, verbose=0,
+                                col_names=("output_size", "num_params", "mult_adds"))
+    return summary, size

@@ -6,7 +6,8 @@ the bottleneck's cost and spends it on a grouped 3x3: the 32x4d template's inner
 32 groups, at about the same weights and MACs as the 1x64d bottleneck.
 
 Counting semantics: weights are conv weights only (k*k*Cin/groups*Cout; BN and shortcuts
-excluded, as in the paper's Fig. 5 discussion); MACs are k*k*Cin*Cout*H*W at a fixed spatial size with stride 1.
+excluded, as in the paper's Fig. 5 discussion); MACs are k*k*Cin/groups*Cout*H*W at a fixed
+spatial size with stride 1.
 Each row's numbers come from running the real block module under FlopCounterMode on the meta
 device, and the formula column spells out the same product so a reader can check it by hand.
 """

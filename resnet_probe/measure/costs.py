@@ -321,7 +321,8 @@ def _count_with_fvcore(model: str | ResNetSpec, shape: tuple[int, ...]):
         converted: dict[str, int] = {}
         for op, value in ops.items():
             key = fvcore_to_aten.get(op, f"fvcore.{op}")
-            converted[key] = converted.get(key, 0) + (2 * value if key.startswith("aten") else value)
+            per_mac = 2 if key.startswith("aten") else 1
+            converted[key] = converted.get(key, 0) + per_mac * value
         counts[module] = converted
     seen = {f"fvcore.{op}" for op in analysis.unsupported_ops()}
     return counts, seen

@@ -37,7 +37,7 @@ from torch import nn
 from resnet_probe.data import fit_channels, load_dataset
 from resnet_probe.measure.hooks import hooked
 from resnet_probe.measure.memory import check_fits
-from resnet_probe.measure.latency import Progress
+from resnet_probe.progress import Progress
 from resnet_probe.zoo import ResNet, build_model, get_spec
 
 INPUTS = ("data", "random")

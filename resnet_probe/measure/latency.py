@@ -31,27 +31,23 @@ import warnings
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 import torch.utils.benchmark as torch_benchmark
 
+from resnet_probe.device import DEVICES, resolve_device
 from resnet_probe.measure.costs import count_costs
 from resnet_probe.measure.hooks import HookSession, hooked
 from resnet_probe.measure.memory import check_fits
+from resnet_probe.progress import Progress
 from resnet_probe.zoo import build_model, build_on_meta, get_spec
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-DEVICES = ("auto", "cpu", "cuda")
 NOISY_IQR_FRACTION = 0.25
 # A whole-model forward whose IQR across rounds exceeds this fraction of its median is far noisier
 # than an idle machine gives (about 0.02-0.10 here): something else shared the cores.
 BUSY_SPREAD_FRACTION = 0.5
-
-
-class Progress(Protocol):
-    def update(self, n: int = 1) -> Any: ...
-    def set_description(self, desc: str) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -79,7 +75,8 @@ class LatencyConfig:
         if self.device not in DEVICES:
             raise ValueError(f"unknown device {self.device!r}; choose one of: {', '.join(DEVICES)}")
         if not isinstance(self.batch_size, int) or self.batch_size < 1:
-            raise ValueError(f"batch size must be a positive integer: batch_size={self.batch_size!r}")
+            raise ValueError(f"batch size must be a positive integer: "
+                             f"batch_size={self.batch_size!r}")
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"threads must be a positive integer: threads={self.threads!r}")
         for size in self.sweep_batch_sizes:
@@ -96,15 +93,6 @@ class LatencyResult:
     environment: dict[str, Any] = field(default_factory=dict)
     failures: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # e.g. a busy machine
-
-
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda was asked for, but this machine has no usable CUDA "
-                         "device (torch.cuda.is_available() is False); use --device cpu or auto")
-    return torch.device(device)
 
 
 def check_dtype_supported(dtype: str, device: torch.device) -> None:

@@ -21,6 +21,7 @@ from resnet_probe.report.sections import (
     environment_section,
     gradients_section,
     latency_section,
+    scaled,
     summary_section,
 )
 from resnet_probe.results import check_writable_dir, save_table
@@ -47,16 +48,15 @@ def write_compare_report(result, out_dir: Path, inline_plotly: bool = False) -> 
     name = compare_report_name(result.models)
     tables = result.tables
     save_tables(tables, out_dir / f"{name}-data")
-    env = result.environment
     sections = [
         summary_section(tables["deltas"], result.notes),
         architecture_section(tables["architecture"]),
         costs_section(tables),
-        latency_section(tables, env),
-        gradients_section(tables, env),
-        degradation_section(tables, env),
+        latency_section(tables, result.section_environment("latency")),
+        gradients_section(tables, result.section_environment("gradients")),
+        degradation_section(tables, result.section_environment("training")),
         bottleneck_section(tables),
-        environment_section(env),
+        environment_section(result.environment),
     ]
     subtitle = (f"{esc(' vs '.join(result.models))} — baseline {esc(result.models[0])}. "
                 f"Data for every table: <code>{esc(name)}-data/</code>")
@@ -81,22 +81,18 @@ def write_degradation_report(tables: dict[str, pd.DataFrame], environment: dict,
     return path
 
 
-def write_zoo_report(zoo: pd.DataFrame, bottleneck_rows: pd.DataFrame,
-                     bottleneck_tables: dict[str, pd.DataFrame], environment: dict,
-                     out_dir: Path, inline_plotly: bool = False) -> Path:
+def write_zoo_report(census: dict[str, pd.DataFrame], environment: dict, out_dir: Path,
+                     inline_plotly: bool = False) -> Path:
+    """``census`` is what ``census.zoo_census`` returns."""
     out_dir = check_writable_dir(out_dir)
-    save_tables({"zoo": zoo, "bottleneck_widths": bottleneck_rows, **bottleneck_tables},
-                out_dir / "zoo-data")
+    save_tables(census, out_dir / "zoo-data")
+    zoo, bottleneck_rows = census["zoo"], census["bottleneck_widths"]
     variants = Section("variants", "1. Every variant")
     variants.text("Params and MACs at each family's standard input (224 for ImageNet-style, "
                   "32 for CIFAR-style), batch 1, in every convention; macs_v1 strides the "
                   "bottleneck's 1x1 conv as the paper did, macs strides the 3x3 as torchvision "
                   "does. MACs in G (10⁹).")
-    view = zoo.copy()
-    for column in ("macs", "macs_v1", "macs_fvcore_default", "macs_with_elementwise", "flops",
-                   "backward_flops"):
-        view[f"{column} (G)"] = view.pop(column) / 1e9
-    variants.table(view)
+    variants.table(scaled(zoo))
     depth = Section("depth", "2. Cost vs depth").figure(figures.cost_vs_depth(zoo))
     design = Section("design", "3. Depth, width and cardinality against cost")
     design.text("Each design changes one choice at about the same depth: ResNeXt splits the "
@@ -111,7 +107,7 @@ def write_zoo_report(zoo: pd.DataFrame, bottleneck_rows: pd.DataFrame,
         figures.bottleneck_widths(bottleneck_rows))
     widths.table(bottleneck_rows)
     sections = [variants, depth, design, widths,
-                bottleneck_section(bottleneck_tables, number="5."),
+                bottleneck_section(census, number="5."),
                 environment_section(environment, number="6.")]
     page = render_page("resnet-probe: the zoo", "Every registered ResNet and plain twin. "
                        "Data: <code>zoo-data/</code>", sections, inline_plotly)

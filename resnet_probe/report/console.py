@@ -5,14 +5,17 @@ from __future__ import annotations
 import pandas as pd
 
 from resnet_probe.report.html import format_value
+from resnet_probe.results import display_scales
 
 
 def console_table(df: pd.DataFrame, columns: list[str] | None = None,
                   scale: dict[str, tuple[float, str]] | None = None) -> str:
-    """Aligned text table. ``scale`` maps a column to (divisor, new header), e.g. GMACs."""
+    """Aligned text table. ``scale`` maps a column to (divisor, new header); by default the
+    metric catalogue's display scale (``macs`` in G under "macs (G)")."""
     if df.empty:
         return "(no rows)"
     view = df[[c for c in (columns or list(df.columns)) if c in df.columns]].copy()
+    scale = display_scales(view.columns) if scale is None else scale
     headers = []
     for column in view.columns:
         if scale and column in scale:
@@ -32,3 +35,19 @@ def console_table(df: pd.DataFrame, columns: list[str] | None = None,
 
     rule = "  ".join("-" * w for w in widths)
     return "\n".join([line(headers), rule, *(line(r) for r in cells)])
+
+
+def describe_model(name: str, input_size: int) -> str:
+    """One line saying what ``name`` is: family, design, blocks, shortcuts, depth, input."""
+    from resnet_probe.zoo import get_spec
+
+    spec = get_spec(name)
+    stride = (f", stride on the {spec.stride_placement.value} conv"
+              if spec.block.value == "bottleneck" else "")
+    shortcut = (f"option {spec.shortcut_option.value} shortcuts" if spec.shortcut
+                else "no shortcuts (plain)")
+    groups = f", {spec.groups}x{spec.width_per_group}d" if spec.groups > 1 else ""
+    order = "pre-activation " if spec.preact else ""
+    return (f"{name}: {spec.family}-style {spec.design.value}, {order}{spec.block.value} blocks "
+            f"{spec.layers}{groups}, {shortcut}{stride}, depth {spec.depth}, "
+            f"input {input_size}x{input_size}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,6 +41,8 @@ table.data td.text, table.data th:first-child { text-align: left; }
 .figure { margin: 1rem 0; min-height: 300px; }
 .note { background: #fff7e0; border-left: 4px solid #e0a800; padding: .5rem .8rem; }
 .finding { background: #eaf4ea; border-left: 4px solid #3a8a3a; padding: .5rem .8rem; }
+td.better { color: #1e7b34; font-weight: 600; }
+td.worse { color: #b03a2e; font-weight: 600; }
 .warning { background: #fdecea; border-left: 4px solid #c0392b; padding: .5rem .8rem; }
 code { background: #f0f2f7; padding: 0 .2rem; }
 header code { background: #39435a; color: #fff; }
@@ -61,8 +64,9 @@ class Section:
         self.parts.append(f'<p class="{kind}">{text}</p>')
         return self
 
-    def table(self, df: pd.DataFrame, caption: str | None = None) -> Section:
-        self.parts.append(table_html(df, caption))
+    def table(self, df: pd.DataFrame, caption: str | None = None,
+              cell_class: Callable[[str, object], str | None] | None = None) -> Section:
+        self.parts.append(table_html(df, caption, cell_class))
         return self
 
     def figure(self, fig: go.Figure) -> Section:
@@ -91,20 +95,25 @@ def format_value(value: object) -> str:
     return str(value)
 
 
-def table_html(df: pd.DataFrame, caption: str | None = None) -> str:
-    """A plain HTML table (readable without JavaScript), numbers formatted for reading."""
+def table_html(df: pd.DataFrame, caption: str | None = None,
+               cell_class: Callable[[str, object], str | None] | None = None) -> str:
+    """A plain HTML table (readable without JavaScript), numbers formatted for reading;
+    ``cell_class(column, value)`` may add a CSS class to a cell (e.g. better/worse)."""
     head = "".join(f"<th>{esc(c)}</th>" for c in df.columns)
     body = "".join(
-        "<tr>" + "".join(_cell(v) for v in row) + "</tr>" for row in df.itertuples(index=False))
+        "<tr>" + "".join(_cell(v, cell_class(c, v) if cell_class else None)
+                         for c, v in zip(df.columns, row, strict=True)) + "</tr>"
+        for row in df.itertuples(index=False))
     cap = f"<caption>{esc(caption)}</caption>" if caption else ""
     return (f'<div class="table-wrap"><table class="data">{cap}<thead><tr>{head}</tr></thead>'
             f"<tbody>{body}</tbody></table></div>")
 
 
-def _cell(value: object) -> str:
+def _cell(value: object, extra_class: str | None = None) -> str:
     value = _python(value)
     numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
-    return f'<td class="{"num" if numeric else "text"}">{esc(format_value(value))}</td>'
+    classes = ("num" if numeric else "text") + (f" {extra_class}" if extra_class else "")
+    return f'<td class="{classes}">{esc(format_value(value))}</td>'
 
 
 def _python(value: object) -> object:

@@ -8,22 +8,29 @@ import pandas as pd
 
 from resnet_probe.report import figures
 from resnet_probe.report.html import Section, esc, format_value
+from resnet_probe.results import change_direction, display_scales
 
-GIGA_COLUMNS = {"macs", "macs_v1", "macs_fvcore_default", "macs_with_elementwise", "flops",
-                "backward_flops"}
+
+def scaled(df: pd.DataFrame) -> pd.DataFrame:
+    """Catalogued columns divided by their display scale, renamed to say so."""
+    view = df.copy()
+    scales = display_scales(view.columns)
+    for column, (divisor, _) in scales.items():
+        view[column] = view[column] / divisor
+    return view.rename(columns={c: header for c, (_, header) in scales.items()})
 
 
 def summary_section(deltas: pd.DataFrame, notes: list[str]) -> Section:
     section = Section("summary", "1. Summary")
     baseline = deltas["model"].iloc[0]
     section.text(f"Baseline: <b>{esc(baseline)}</b> (the first model named). Each Δ% column "
-                 f"is the change against it. MACs and FLOPs are in G (10⁹); the exact counts "
-                 f"are in the data folder.")
-    view = deltas.copy()
-    for column in GIGA_COLUMNS & set(view.columns):
-        view[column] = view[column] / 1e9
-    view = view.rename(columns={c: f"{c} (G)" for c in GIGA_COLUMNS})
-    section.table(view.dropna(axis=1, how="all"))
+                 f"is the change against it, green where it is better and red where it is "
+                 f"worse by the metric's direction (fewer parameters, MACs and milliseconds, "
+                 f"more images/s, lower error). MACs and FLOPs are in G (10⁹); the exact "
+                 f"counts are in the data folder.")
+    section.table(scaled(deltas).dropna(axis=1, how="all"),
+                  cell_class=lambda column, value: change_direction(column, value)
+                  if column.endswith("_delta_pct") else None)
     for note in notes:
         section.note(esc(note))
     return section
@@ -85,17 +92,17 @@ def latency_section(tables: dict[str, pd.DataFrame], environment: dict) -> Secti
     section = Section("latency", "4. Per-layer latency")
     if "latency_models" not in tables:
         return section.note("Latency was not measured in this run (--no-latency).")
-    for warning in environment.get("latency_warnings", []):
+    for warning in environment.get("warnings", []):
         section.note(f"Busy machine: {esc(warning)}.", kind="warning")
-    device = environment.get("latency_device", "cpu")
-    device_label = (f"{device.upper()} ({environment.get('latency_device_name')}, "
-                    f"{environment.get('latency_threads')} threads, "
-                    f"{environment.get('latency_dtype')})")
+    device = environment.get("device", "cpu")
+    device_label = (f"{device.upper()} ({environment.get('device_name')}, "
+                    f"{environment.get('threads')} threads, "
+                    f"{environment.get('dtype')})")
     clock = ("CUDA events, one synchronize per pass" if device == "cuda"
              else "time.perf_counter")
     section.text(
         f"Measured on this machine's <b>{esc(device_label)}</b>, torch "
-        f"{esc(environment.get('latency_torch_version'))}. Each leaf is timed between a "
+        f"{esc(environment.get('torch_version'))}. Each leaf is timed between a "
         f"pre- and a post-hook ({clock}); forward and backward in separate passes; medians "
         f"over the kept repeats, warm-up discarded.")
     models = tables["latency_models"]
@@ -109,11 +116,11 @@ def latency_section(tables: dict[str, pd.DataFrame], environment: dict) -> Secti
     layers = tables["latency_layers"]
     section.figure(figures.latency_layers(layers, device_label))
     section.figure(figures.latency_stages(layers, device_label))
-    section.figure(figures.roofline(layers, environment["latency_peak_gflops"],
-                                    environment["latency_peak_gbytes_per_s"], device_label))
-    section.text(f"Roof: {environment['latency_peak_gflops']:.0f} GFLOP/s and "
-                 f"{environment['latency_peak_gbytes_per_s']:.1f} GB/s, "
-                 f"{esc(environment['latency_peak_source'])}. A layer left of the ridge "
+    section.figure(figures.roofline(layers, environment["peak_gflops"],
+                                    environment["peak_gbytes_per_s"], device_label))
+    section.text(f"Roof: {environment['peak_gflops']:.0f} GFLOP/s and "
+                 f"{environment['peak_gbytes_per_s']:.1f} GB/s, "
+                 f"{esc(environment['peak_source'])}. A layer left of the ridge "
                  f"is memory-bound.")
     if "latency_sweep" in tables and not tables["latency_sweep"].empty:
         section.figure(figures.throughput(tables["latency_sweep"], device_label))
@@ -126,8 +133,8 @@ def gradients_section(tables: dict[str, pd.DataFrame], environment: dict) -> Sec
         return section.note("Gradients were not measured in this run.")
     models = tables["gradient_models"]
     section.text(f"At initialization, BN in train mode, input: "
-                 f"{esc(environment.get('gradient_input', ''))}; seeds "
-                 f"{esc(environment.get('gradient_seeds', ''))}.")
+                 f"{esc(environment.get('input', ''))}; seeds "
+                 f"{esc(environment.get('seeds', ''))}.")
     section.table(models[["model", "depth", "shortcut", "grad_ratio_first_last",
                           "grad_ratio_std", "growth_per_layer", "gradient_trend",
                           "first_nonfinite_forward", "first_nonfinite_gradient"]])
@@ -185,7 +192,7 @@ def degradation_section(tables: dict[str, pd.DataFrame], environment: dict,
                         number: str = "6.") -> Section:
     section = Section("degradation", f"{number} Degradation: training error by depth")
     if "train_final" not in tables or tables["train_final"].empty:
-        if environment.get("train_interrupted"):
+        if environment.get("interrupted"):
             return section.note("Training was interrupted before any run recorded a step; "
                                  "nothing to show.", kind="warning")
         return section.note("No training was run (--no-train); pass --from-degradation DIR "
@@ -197,9 +204,9 @@ def degradation_section(tables: dict[str, pd.DataFrame], environment: dict,
         section.note(f"Not every run finished: {esc(runs)}. Their rows and curves show the "
                      f"steps recorded before they stopped; conclusions below use them as "
                      f"they are.", kind="warning")
-    if "train_dataset" in environment:
-        section.text(f"Data: {esc(environment['train_dataset'])}. Recipe: "
-                     f"{esc(environment.get('train_recipe', ''))}. The primary curve is the "
+    if "dataset" in environment:
+        section.text(f"Data: {esc(environment['dataset'])}. Recipe: "
+                     f"{esc(recipe_text(environment['recipe']))}. The primary curve is the "
                      f"train-mode minibatch error; eval-mode errors are beside it.")
     finals = tables["train_final"]
     section.note(degradation_finding(finals), kind="finding")
@@ -288,6 +295,16 @@ def bottleneck_section(tables: dict[str, pd.DataFrame], number: str = "7.") -> S
     section.table(rows)
     section.table(totals)
     return section.figure(figures.bottleneck(totals))
+
+
+def recipe_text(recipe: dict) -> str:
+    """A TrainConfig's fields (as stored with a run) in words."""
+    milestones = ", ".join(f"{m:.0%}" for m in recipe["milestones"])
+    return (f"SGD momentum {recipe['momentum']}, lr {recipe['lr']} (warm-up "
+            f"{recipe['warmup_lr']} for {recipe['warmup_steps']} steps, x{recipe['gamma']} at "
+            f"{milestones} of the budget), weight decay {recipe['weight_decay']}, batch "
+            f"{recipe['batch_size']}, {recipe['steps']} steps"
+            f"{', pad-crop-flip augmentation' if recipe['augment'] else ''}")
 
 
 def environment_section(environment: dict, number: str = "8.") -> Section:

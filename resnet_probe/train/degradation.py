@@ -15,8 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from resnet_probe.data import DEFAULT_DATASET, ImageDataset, load_dataset
-from resnet_probe.measure.latency import Progress
+from resnet_probe.errors import InvalidRequest
+from resnet_probe.progress import Progress
+from resnet_probe.results import frame, load_table
 from resnet_probe.train import run_folder
 from resnet_probe.train.loop import (
     Distributed,
@@ -39,17 +43,17 @@ def twin_names(family: str, depth: int, preact: bool = False) -> tuple[str, str]
     where they exist, ``BASE[field=value,...]`` texts otherwise."""
     if family == "cifar":
         if depth < 8 or (depth - 2) % 6:
-            raise ValueError(f"CIFAR-family depth must be 6n+2 (8, 14, 20, 32, 44, 56, 110, ...): "
-                             f"depth={depth}")
+            raise InvalidRequest(f"CIFAR-family depth must be 6n+2 (8, 14, 20, 32, 44, 56, "
+                                 f"110, ...): depth={depth}")
         n = (depth - 2) // 6
         residual = get_spec("resnet20").replace(layers=(n, n, n), preact=preact)
     elif family == "imagenet":
         if depth not in IMAGENET_LAYERS:
-            raise ValueError(f"ImageNet-family depth must be one of "
+            raise InvalidRequest(f"ImageNet-family depth must be one of "
                              f"{', '.join(map(str, IMAGENET_LAYERS))}: depth={depth}")
         residual = get_spec(f"resnet{depth}").replace(preact=preact)
     else:
-        raise ValueError(f"unknown family {family!r}; choose one of: {', '.join(FAMILIES)}")
+        raise InvalidRequest(f"unknown family {family!r}; choose one of: {', '.join(FAMILIES)}")
     base = "cifar" if family == "cifar" else f"resnet{depth}"
     texts = []
     for spec in (residual.replace(shortcut=False), residual):
@@ -57,6 +61,27 @@ def twin_names(family: str, depth: int, preact: bool = False) -> tuple[str, str]
         fields += ["preact=true"] * preact + ["shortcut=false"] * (not spec.shortcut)
         texts.append(name_of(spec) or f"{base}[{','.join(fields)}]")
     return texts[0], texts[1]
+
+
+DEFAULT_STEPS = 300
+
+
+def degradation_recipe(steps: int | None = None, epochs: float | None = None,
+                       train_size: int | None = None, **fields: object) -> TrainConfig:
+    """The degradation recipe for a budget in steps or epochs (default 300 steps); evaluation,
+    gradient-norm logging and checkpoints scale with the budget. ``fields`` are TrainConfig's."""
+    if steps is not None and epochs is not None:
+        raise InvalidRequest(f"give a budget in steps or in epochs, not both: steps={steps}, "
+                         f"epochs={epochs}")
+    if epochs is not None:
+        if train_size is None:
+            raise ValueError("a budget in epochs needs the training set's size")
+        batch_size = int(fields.get("batch_size", TrainConfig.batch_size))
+        steps = max(1, round(epochs * train_size / batch_size))
+    budget = DEFAULT_STEPS if steps is None else steps
+    return TrainConfig(steps=budget, eval_every=max(1, budget // 10),
+                       grad_norm_every=max(1, budget // 12),
+                       checkpoint_every=max(1, budget // 10), **fields)
 
 
 def fit_dataset_to(dataset: ImageDataset, models: list[str]) -> ImageDataset:
@@ -201,3 +226,51 @@ def load_run(checkpoint: Path) -> RunResult:
 
 def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
+
+
+def degradation_tables(result: DegradationResult) -> dict[str, pd.DataFrame]:
+    return {
+        "train_history": frame(result.history_rows()),
+        "train_evals": frame(result.eval_rows()),
+        "train_final": frame(result.final_rows()),
+        "train_gaps": frame(result.gap_rows()),
+        "train_grad_norms": frame(result.grad_rows()),
+    }
+
+
+DEGRADATION_TABLES = ("train_history", "train_evals", "train_final", "train_gaps",
+                      "train_grad_norms")
+
+
+DEGRADATION_COLUMNS = {"train_history": ("model", "seed", "step", "train_error"),
+                       "train_final": ("model", "seed", "shortcut", "final_train_error",
+                                       "status")}
+
+
+def load_degradation_tables(directory: Path) -> dict[str, pd.DataFrame]:
+    """A finished `degradation --out DIR` run's tables; any problem names the file."""
+    data = Path(directory) / "data"
+    missing = [name for name in DEGRADATION_TABLES if not (data / f"{name}.json").exists()]
+    if missing:
+        raise ValueError(f"{str(data)!r} does not hold a finished degradation run "
+                         f"(missing {', '.join(missing)}); run `resnet-probe degradation "
+                         f"--out DIR` first")
+    tables = {}
+    for name in DEGRADATION_TABLES:
+        path = data / f"{name}.json"
+        try:
+            tables[name] = load_table(path)
+        except (ValueError, TypeError, UnicodeDecodeError) as error:
+            raise ValueError(f"{str(path)!r} is not a readable table ({error}); rerun "
+                             f"`resnet-probe degradation --out {directory}`") from None
+        needed = [c for c in DEGRADATION_COLUMNS.get(name, ()) if c not in tables[name]]
+        if needed:
+            raise ValueError(f"{str(path)!r} lacks the columns {', '.join(needed)}: it is not "
+                             f"a resnet-probe degradation table")
+    unfinished = tables["train_final"].query("status != 'finished'")
+    if not unfinished.empty:
+        runs = ", ".join(f"{r.model} seed {r.seed} ({r.status})" for r in unfinished.itertuples())
+        raise ValueError(f"{str(directory)!r} holds runs that did not finish: {runs}; "
+                         f"continue it with `resnet-probe degradation --out {directory} "
+                         f"--resume` first")
+    return tables

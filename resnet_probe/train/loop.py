@@ -26,9 +26,10 @@ import torch.nn.functional as F
 from torch.utils.data import DistributedSampler
 
 from resnet_probe.data import ImageDataset, fit_channels
+from resnet_probe.errors import InvalidRequest
 from resnet_probe.measure.gradients import layer_grad_norms
 from resnet_probe.measure.memory import check_fits
-from resnet_probe.measure.latency import Progress
+from resnet_probe.progress import Progress
 from resnet_probe.results import atomic_write_bytes
 from resnet_probe.zoo import ResNet, build_model
 
@@ -68,13 +69,13 @@ class TrainConfig:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer: {name}={getattr(self, name)}")
         if self.warmup_steps >= self.steps:
-            raise ValueError(f"the warm-up ({self.warmup_steps} steps at lr {self.warmup_lr}) "
+            raise InvalidRequest(f"the warm-up ({self.warmup_steps} steps at lr {self.warmup_lr}) "
                              f"takes the whole budget of {self.steps} steps, so lr {self.lr} "
                              f"would never be used: warmup_steps={self.warmup_steps}, "
                              f"steps={self.steps}; give fewer warm-up steps or more steps")
         first_milestone = min(self.milestones, default=1.0) * self.steps
         if self.warmup_steps > first_milestone:
-            raise ValueError(f"the warm-up ({self.warmup_steps} steps) reaches past the first "
+            raise InvalidRequest(f"the warm-up ({self.warmup_steps} steps) reaches past the first "
                              f"lr milestone at step {first_milestone:.0f}, so lr {self.lr} would "
                              f"never be used: warmup_steps={self.warmup_steps}, "
                              f"steps={self.steps}; give fewer warm-up steps or more steps")
@@ -101,7 +102,7 @@ class RunResult:
     diverged_because: str | None = None  # "non-finite loss" or "loss above 100x the first"
 
 
-class NothingToResume(ValueError):
+class NothingToResume(InvalidRequest):
     pass
 
 
@@ -359,7 +360,8 @@ def final_metrics(result: RunResult, tail_fraction: float = 0.1) -> dict[str, An
     tail = history[-max(1, int(len(history) * tail_fraction)):] if history else []
     last_eval = result.evals[-1] if result.evals else {}
     return {
-        "final_train_error": (sum(r["train_error"] for r in tail) / len(tail)) if tail else math.nan,
+        "final_train_error": (sum(r["train_error"] for r in tail) / len(tail)
+                              if tail else math.nan),
         "final_train_loss": (sum(r["train_loss"] for r in tail) / len(tail)) if tail else math.nan,
         "final_train_error_eval": last_eval.get("train_error_eval", math.nan),
         "final_test_error": last_eval.get("test_error", math.nan),

@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from resnet_probe.errors import InvalidRequest
 from resnet_probe.results import atomic_write_text
 
 MANIFEST = "manifest.json"
@@ -26,7 +27,7 @@ MANIFEST_FORMAT = 1
 LOCK = ".lock"
 
 
-class ManifestMismatch(ValueError):
+class ManifestMismatch(InvalidRequest):
     """A resume whose arguments differ from the run it would continue."""
 
 

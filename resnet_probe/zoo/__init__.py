@@ -5,6 +5,7 @@ from resnet_probe.zoo.registry import (
     UnknownModelError,
     build_model,
     build_on_meta,
+    describe_models,
     get_spec,
     list_models,
     name_of,
@@ -24,5 +25,6 @@ from resnet_probe.zoo.spec import (
 __all__ = [
     "BasicBlock", "BlockType", "Bottleneck", "Design", "LayerInfo", "ResNet", "ResNetSpec",
     "ShortcutOption", "Stem", "StridePlacement", "UnknownModelError", "ZeroPadShortcut",
-    "build_model", "build_on_meta", "get_spec", "list_models", "name_of", "plain_twin_name", "register_model",
+    "build_model", "build_on_meta", "describe_models", "get_spec", "list_models", "name_of",
+    "plain_twin_name", "register_model",
 ]

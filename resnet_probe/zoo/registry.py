@@ -87,13 +87,27 @@ def get_spec(name: str) -> ResNetSpec:
     return _REGISTRY[base_name].replace(**_parse_fields(match["fields"], name))
 
 
+def describe_models(include: str | list[str] | None = None,
+                    exclude: str | list[str] | None = None) -> list[dict[str, object]]:
+    """One row per registered name: family, design, block, depth, shortcut and params."""
+    rows = []
+    for name in list_models(include=include, exclude=exclude):
+        spec = get_spec(name)
+        rows.append({"name": name, "family": spec.family, "design": spec.design.value,
+                     "block": spec.block.value, "depth": spec.depth, "shortcut": spec.shortcut,
+                     "shortcut_option": spec.shortcut_option.value if spec.shortcut else None,
+                     "params": sum(p.numel() for p in build_on_meta(spec).parameters())})
+    return rows
+
+
 def name_of(spec: ResNetSpec) -> str | None:
     """The first registered name whose spec equals ``spec``, if any."""
     return next((name for name, known in _REGISTRY.items() if known == spec), None)
 
 
 def build_model(name_or_spec: str | ResNetSpec, **overrides: object) -> ResNet:
-    """Build a model; ``overrides`` replace spec fields (``build_model("resnet20", in_channels=1)``)."""
+    """Build a model; ``overrides`` replace spec fields, e.g.
+    ``build_model("resnet20", in_channels=1)``."""
     if isinstance(name_or_spec, ResNetSpec):
         spec, name = name_or_spec, "custom"
     else:

@@ -10,6 +10,8 @@ import dataclasses
 from dataclasses import dataclass
 from enum import StrEnum
 
+from resnet_probe.errors import InvalidRequest
+
 
 class BlockType(StrEnum):
     BASIC = "basic"
@@ -198,12 +200,12 @@ class ResNetSpec:
         width = height if width is None else width
         for value in (height, width):
             if not isinstance(value, int) or value < 1:
-                raise ValueError(f"input size must be a positive integer: input_size={value!r}")
+                raise InvalidRequest(f"input size must be a positive integer: input_size={value!r}")
             if value > LIMITS["input_size"]:
-                raise ValueError(f"input size must be at most {LIMITS['input_size']}: "
+                raise InvalidRequest(f"input size must be at most {LIMITS['input_size']}: "
                                  f"input_size={value}")
         if min(height, width) < self.total_stride:
-            raise ValueError(
+            raise InvalidRequest(
                 f"input size {height}x{width} is smaller than the network's total stride "
                 f"{self.total_stride} ({self.family} stem and {len(self.layers)} stages); "
                 f"use at least {self.total_stride}x{self.total_stride} "

@@ -1,0 +1,168 @@
+"""What every command shares: option decorators, parameter types, output, progress, and the
+mapping from failures to exit codes (as pip-tools keeps its options in scripts/options.py).
+
+Exit codes: 0 success; 1 a failed check (flops --check drift) or a problem the library reports
+(a damaged file, a memory guard, a locked folder); 2 a bad command line (click's usage errors,
+an unknown model, a resume whose arguments differ); 130 interrupted by Ctrl-C; 143 by SIGTERM.
+"""
+
+from __future__ import annotations
+
+import functools
+import shlex
+import signal
+import sys
+import warnings
+from pathlib import Path
+
+import click
+
+from resnet_probe.errors import InvalidRequest
+
+EXIT_CHECK_FAILED = 1
+EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 128 + signal.SIGTERM
+FORMATS = ("table", "csv", "json")
+DEVICE_CHOICES = ("auto", "cpu", "cuda")
+
+
+class ModelName(click.ParamType):
+    """A registered name or BASE[field=value,...]; unknown names suggest close matches."""
+
+    name = "MODEL"
+
+    def convert(self, value, param, ctx):
+        from resnet_probe.zoo import get_spec
+
+        try:
+            get_spec(value)
+        except ValueError as error:
+            self.fail(str(error), param, ctx)
+        return value
+
+
+class IntList(click.ParamType):
+    """Comma-separated integers, e.g. 20,56."""
+
+    name = "N,N,..."
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        try:
+            return tuple(int(v) for v in str(value).split(",") if v.strip())
+        except ValueError:
+            self.fail(f"expected comma-separated integers such as 20,56: {value!r}", param, ctx)
+
+
+MODEL = ModelName()
+INT_LIST = IntList()
+
+
+def format_option(fn):
+    return click.option("--format", "fmt", type=click.Choice(FORMATS), default="table",
+                        show_default=True, help="Output: aligned table, CSV, or a JSON array "
+                        "of row objects.")(fn)
+
+
+def input_size_option(fn):
+    return click.option("--input-size", type=click.IntRange(min=1), default=None,
+                        help="Square input side in pixels [default: 224 for ImageNet-style, "
+                             "32 for CIFAR-style].")(fn)
+
+
+def device_option(help_text: str):
+    return click.option("--device", type=click.Choice(DEVICE_CHOICES), default="auto",
+                        show_default=True, help=help_text)
+
+
+def seeds_option(default: str, help_text: str):
+    return click.option("--seeds", type=INT_LIST, default=default, show_default=True,
+                        help=help_text)
+
+
+def out_option(default: Path, help_text: str):
+    return click.option("--out", type=click.Path(path_type=Path), default=default,
+                        show_default=True, help=help_text)
+
+
+def inline_plotly_option(fn):
+    return click.option("--inline-plotly", is_flag=True, help="Embed plotly.js in the page "
+                        "instead of writing plotly.min.js beside it.")(fn)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler or container stop), raised where Ctrl-C would be, so every path
+    that keeps partial results on Ctrl-C keeps them on SIGTERM too."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated()
+
+
+def interrupt_exit(error: KeyboardInterrupt) -> tuple[str, int]:
+    """What to call the interruption and its exit status."""
+    if isinstance(error, Terminated):
+        return "terminated (SIGTERM)", EXIT_TERMINATED
+    return "interrupted", EXIT_INTERRUPTED
+
+
+def user_errors(fn):
+    """An InvalidRequest exits 2 and any other library ValueError or OSError exits 1, each with
+    a message and never a traceback. SIGTERM
+    is handled like Ctrl-C; warnings from numerical libraries are reported in our words."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", RuntimeWarning)
+                try:
+                    return fn(*args, **kwargs)
+                finally:
+                    _report_numerical_warnings(caught)
+        except click.ClickException:
+            raise
+        except InvalidRequest as error:
+            raise click.UsageError(str(error)) from None
+        except KeyboardInterrupt as error:
+            what, code = interrupt_exit(error)
+            click.echo(f"\n{what}", err=True)
+            sys.exit(code)
+        except (ValueError, FileNotFoundError, OSError) as error:
+            raise click.ClickException(str(error)) from None
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+    return wrapper
+
+
+def _report_numerical_warnings(caught) -> None:
+    messages = sorted({str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)})
+    for message in messages:
+        click.echo(f"note: a numerical library warned \"{message}\" while computing this "
+                   f"output; a statistic over empty or constant values shows as blank (NaN)",
+                   err=True)
+
+
+def emit(df, fmt: str, columns: list[str] | None = None) -> None:
+    """The last step: a table (catalogued columns scaled and titled), CSV, or JSON rows."""
+    from resnet_probe.report.console import console_table
+    from resnet_probe.results import to_json_records
+
+    if fmt == "json":
+        click.echo(to_json_records(df))
+    elif fmt == "csv":
+        click.echo(df.to_csv(index=False), nl=False)
+    else:
+        click.echo(console_table(df, columns))
+
+
+def progress_bar(total: int, description: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=description, file=sys.stderr, dynamic_ncols=True,
+                mininterval=0.5)
+
+
+def command_line() -> str:
+    return " ".join(["resnet-probe", *map(shlex.quote, sys.argv[1:])])

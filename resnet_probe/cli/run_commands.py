@@ -1,0 +1,169 @@
+"""Commands that train and report: degradation, compare."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from resnet_probe.cli.options import (
+    INT_LIST,
+    MODEL,
+    command_line,
+    device_option,
+    emit,
+    format_option,
+    inline_plotly_option,
+    input_size_option,
+    interrupt_exit,
+    out_option,
+    progress_bar,
+    seeds_option,
+    user_errors,
+)
+
+
+@click.command()
+@click.option("--family", type=click.Choice(["cifar", "imagenet"]), default="cifar",
+              show_default=True)
+@click.option("--depths", type=INT_LIST, default=None, help="Comma-separated depths "
+              "[default: 20,56 for cifar (6n+2), 18,34 for imagenet].")
+@click.option("--preact", is_flag=True, help="Pre-activation twins (He et al. 2016b): "
+              "BN-ReLU before each conv, a clean identity path.")
+@click.option("--dataset", type=click.Choice(["digits", "fashion-mnist", "cifar10"]),
+              default="digits", show_default=True,
+              help="digits (embedded, offline), fashion-mnist or cifar10 (downloaded once).")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where real datasets live or are downloaded [default: "
+                   "~/.cache/resnet-probe/NAME].")
+@click.option("--steps", type=click.IntRange(min=1), default=None,
+              help="Training steps [default: 300].")
+@click.option("--epochs", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Budget in epochs instead of steps.")
+@seeds_option("0", "Comma-separated seeds.")
+@click.option("--batch-size", type=click.IntRange(min=2), default=128, show_default=True)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=0.1,
+              show_default=True)
+@click.option("--warmup-steps", type=click.IntRange(min=0), default=50, show_default=True,
+              help="Steps at --warmup-lr before --lr (the paper's ResNet-110 trick).")
+@click.option("--warmup-lr", type=click.FloatRange(min=0, min_open=True), default=0.01,
+              show_default=True)
+@click.option("--augment", is_flag=True, help="Pad-4, random-crop, flip (CIFAR-10 recipe).")
+@device_option("auto picks CUDA when present.")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoints; "
+              "only a run started with the same arguments (its manifest.json) continues.")
+@click.option("--force-new", is_flag=True, help="With --resume: discard a run whose arguments "
+              "differ and start over.")
+@out_option(Path("reports/degradation"), "Report, data tables and checkpoints go here.")
+@inline_plotly_option
+@format_option
+@user_errors
+def degradation(family, depths, preact, dataset, data_dir, steps, epochs, seeds, batch_size,
+                lr, warmup_steps, warmup_lr, augment, device, resume, force_new, out,
+                inline_plotly, fmt) -> None:
+    """Train plain and residual twins at each depth and report the degradation problem.
+
+    \b
+    Deeper plain nets reach higher *training* error; residual nets do not (He et al.
+    2016, Fig. 6). Ctrl-C or SIGTERM keeps every result so far; --resume continues.
+
+    \b
+    Examples:
+      resnet-probe degradation                                  (digits, 20 vs 56, ~5 min)
+      resnet-probe degradation --depths 20,32,44,56 --seeds 0,1,2 --steps 600
+      resnet-probe degradation --dataset cifar10 --augment --epochs 10 --device cuda
+      torchrun --nproc_per_node 4 -m resnet_probe degradation --device cuda --seeds 0,1
+    """
+    from resnet_probe.device import training_device
+    from resnet_probe.experiment import DegradationExperiment
+    from resnet_probe.results import frame
+    from resnet_probe.train.run_folder import ManifestMismatch
+
+    if steps is not None and epochs is not None:
+        raise click.UsageError("give --steps or --epochs, not both")
+    experiment = DegradationExperiment.prepare(
+        family=family, depths=depths, preact=preact, dataset=dataset, data_dir=data_dir,
+        seeds=seeds, out=out, command_line=command_line(), inline_plotly=inline_plotly,
+        steps=steps, epochs=epochs, batch_size=batch_size, lr=lr, warmup_steps=warmup_steps,
+        warmup_lr=warmup_lr, augment=augment, device=training_device(device))
+    bar = progress_bar(experiment.total_steps, "degradation") if experiment.is_main else None
+    try:
+        try:
+            result = experiment.run(resume=resume, progress=bar)
+        except ManifestMismatch as mismatch:
+            if not force_new:
+                raise click.UsageError(str(mismatch)) from None
+            click.echo(f"--force-new: {mismatch}; starting over", err=True)
+            result = experiment.run(resume=False, progress=bar)
+    except KeyboardInterrupt as error:
+        what, code = interrupt_exit(error)
+        if experiment.is_main:
+            click.echo(f"\n{what}: every step recorded so far is in {out} "
+                       f"(report, data/, runs/); rerun with --resume to continue", err=True)
+        sys.exit(code)
+    finally:
+        if bar is not None:
+            bar.close()
+    if not experiment.is_main:
+        return
+    click.echo(f"report: {experiment.report_path}", err=True)
+    emit(frame(result.final_rows()), fmt,
+         ["model", "depth", "shortcut", "seed", "final_train_error", "final_train_error_eval",
+          "final_test_error", "status", "seconds"] if fmt == "table" else None)
+
+
+@click.command()
+@click.argument("models", nargs=-1, type=MODEL)
+@out_option(Path("reports"), "Directory for the report and its data folder.")
+@input_size_option
+@click.option("--no-train", is_flag=True, help="Skip the short training section.")
+@click.option("--train-steps", type=click.IntRange(min=1), default=None,
+              help="Steps per model in the training section [default: 200].")
+@click.option("--from-degradation", type=click.Path(file_okay=False, path_type=Path),
+              default=None, help="Reuse an earlier `degradation --out DIR` run for the "
+              "training section.")
+@click.option("--no-latency", is_flag=True, help="Skip the latency section.")
+@device_option("Device for the latency and training sections; auto picks CUDA when present.")
+@inline_plotly_option
+@user_errors
+def compare(models, out, input_size, no_train, train_steps, from_degradation, no_latency,
+            device, inline_plotly) -> None:
+    """Compare MODELS in one HTML report; the first model is the baseline.
+
+    \b
+    Sections: summary with deltas, architecture per stage, params and MACs in every
+    convention, per-layer latency, gradient norms by depth, degradation curves, why
+    bottlenecks are cheaper, environment. Tables go to a data folder beside the report.
+
+    \b
+    Examples:
+      resnet-probe compare resnet34 plain34
+      resnet-probe compare resnet18 resnet34 resnet50 plain34 --no-train
+      resnet-probe compare plain56 resnet56 --from-degradation reports/degradation
+    """
+    from resnet_probe.comparison import CompareOptions, run_compare, validate_models
+    from resnet_probe.report import compare_report_name, write_compare_report
+    from resnet_probe.results import check_writable_dir
+
+    validate_models(list(models), input_size)
+    out = check_writable_dir(out)
+    options = CompareOptions.choose(input_size, device, latency=not no_latency,
+                                    train=not no_train, train_steps=train_steps,
+                                    degradation_dir=from_degradation)
+    with progress_bar(options.progress_total(list(models)), "compare") as bar:
+        result = run_compare(list(models), options, bar, out_dir=out,
+                             command_line=command_line())
+        bar.set_description("writing report")
+        path = write_compare_report(result, out, inline_plotly)
+    click.echo(f"report: {path}")
+    for note in result.notes:
+        click.echo(f"note: {note}", err=True)
+    if result.interrupted:
+        what, code = interrupt_exit(result.interruption)
+        click.echo(f"{what}: the report keeps every finished section", err=True)
+        sys.exit(code)
+    emit(result.tables["deltas"], "table",
+         ["model", "params", "params_delta_pct", "macs", "macs_delta_pct", "forward_ms",
+          "forward_ms_delta_pct", "grad_ratio_first_last", "final_train_error"])
+    click.echo(f"data: {out / (compare_report_name(result.models) + '-data')}")
