@@ -196,7 +196,7 @@ def _degradation_dir(tmp_path: Path, final: object) -> Path:
     ('[{"model": "resnet8", "se', "is not a readable table"),
     ({"not": "rows"}, "is not a readable table"),
     ([{"not": "a degradation row"}], "lacks the columns"),
-    ([{"model": "resnet8", "seed": 0, "shortcut": True, "final_train_error": 0.1,
+    ([{"model": "resnet8", "depth": 8, "seed": 0, "shortcut": True, "final_train_error": 0.1,
        "status": "interrupted"}], "did not finish"),
 ])
 def test_from_degradation_is_validated_before_measuring(tmp_path, monkeypatch, final, message):

@@ -6,6 +6,7 @@ can be rebuilt, and keeps plotly.js in one file beside the reports unless told t
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from resnet_probe.report.sections import (
     scaled,
     summary_section,
 )
-from resnet_probe.results import check_writable_dir, save_table
+from resnet_probe.results import atomic_write_text, check_writable_dir, save_table
 
 INDEX = "index.html"
 
@@ -34,8 +35,13 @@ def slug(text: str) -> str:
 
 
 def save_tables(tables: dict[str, pd.DataFrame], directory: Path) -> None:
+    """Every table as CSV and JSON; a training verdict also as ``verdict.json``, one object."""
     for name, df in tables.items():
         save_table(df, directory, name)
+    if "train_verdict" in tables:
+        verdict = tables["train_verdict"].iloc[0].to_dict()
+        verdict["reasons"] = json.loads(verdict["reasons"])
+        atomic_write_text(directory / "verdict.json", json.dumps(verdict, indent=2) + "\n")
 
 
 def compare_report_name(models: list[str]) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import math
+import json
 
 import pandas as pd
 
@@ -209,7 +209,8 @@ def degradation_section(tables: dict[str, pd.DataFrame], environment: dict,
                      f"{esc(recipe_text(environment['recipe']))}. The primary curve is the "
                      f"train-mode minibatch error; eval-mode errors are beside it.")
     finals = tables["train_final"]
-    section.note(degradation_finding(finals), kind="finding")
+    text, kind = verdict_note(tables)
+    section.note(text, kind=kind)
     section.figure(figures.training_curves(tables["train_history"], tables["train_final"]))
     if not tables["train_evals"].empty:
         section.figure(figures.eval_curves(tables["train_evals"]))
@@ -227,45 +228,18 @@ def degradation_section(tables: dict[str, pd.DataFrame], environment: dict,
     return section
 
 
-def degradation_finding(finals: pd.DataFrame) -> str:
-    """What actually happened, in words, including when the effect did not appear."""
-    means = finals.groupby(["shortcut", "depth"])["final_train_error"].mean()
-    sentences = []
-    for shortcut, kind in ((False, "plain"), (True, "residual")):
-        if shortcut not in means.index.get_level_values(0):
-            continue
-        by_depth = means.loc[shortcut].sort_index()
-        if len(by_depth) < 2:
-            continue
-        shallow, deep = by_depth.index[0], by_depth.index[-1]
-        gap = by_depth.iloc[-1] - by_depth.iloc[0]
-        trend = ("higher" if gap > 0.01 else "lower" if gap < -0.01 else "about the same")
-        sentences.append(f"{kind}: depth {deep} ends with training error "
-                         f"{by_depth.iloc[-1]:.3f} vs {by_depth.iloc[0]:.3f} at depth "
-                         f"{shallow} ({trend}, gap {gap:+.3f}).")
-    if not sentences:
-        return "Only one depth per kind was trained, so no depth gap can be read here."
-    plain_gap = _gap(means, False)
-    residual_gap = _gap(means, True)
-    if not math.isnan(plain_gap) and not math.isnan(residual_gap):
-        if plain_gap > 0.01 and residual_gap <= plain_gap / 2:
-            verdict = ("Degradation observed: the deeper plain net trains worse, the residual "
-                       "twin does not.")
-        elif plain_gap <= 0.01:
-            verdict = ("Degradation did NOT appear at this budget: the deeper plain net "
-                       "trained as well as the shallower one.")
-        else:
-            verdict = ("Mixed result: both plain and residual nets lose accuracy with depth at "
-                       "this budget.")
-        sentences.append(verdict)
-    return " ".join(sentences)
-
-
-def _gap(means: pd.Series, shortcut: bool) -> float:
-    if shortcut not in means.index.get_level_values(0):
-        return math.nan
-    by_depth = means.loc[shortcut].sort_index()
-    return by_depth.iloc[-1] - by_depth.iloc[0] if len(by_depth) > 1 else math.nan
+def verdict_note(tables: dict[str, pd.DataFrame]) -> tuple[str, str]:
+    """The verdict computed in train/verdict.py, in words, and the note kind to show it as."""
+    row = tables["train_verdict"].iloc[0]
+    gaps = [f"{g.kind}: depth {g.deep_depth} ends at training error {g.deep_error:.3f} vs "
+            f"{g.shallow_error:.3f} at depth {g.shallow_depth} (gap {g.gap_mean:+.3f}"
+            + (f" ± {2 * g.gap_se:.3f}, 2 SE over {g.seeds} seeds)." if g.seeds > 1
+               else ", one seed).")
+            for g in tables["train_gaps"].itertuples()] if "train_gaps" in tables else []
+    reasons = "; ".join(json.loads(row["reasons"]))
+    text = (" ".join(gaps) + f" <b>Verdict: {esc(row['verdict'])}</b>: {esc(reasons)}. "
+            f"<small>Rule: {esc(row['rule'])}</small>")
+    return text, ("finding" if row["verdict"] != "inconclusive" else "warning")
 
 
 def bottleneck_section(tables: dict[str, pd.DataFrame], number: str = "7.") -> Section:

@@ -8,10 +8,9 @@ continues where it stopped.
 from __future__ import annotations
 
 import contextlib
-import math
-import statistics
+import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,7 @@ from resnet_probe.train.loop import (
     load_checkpoint,
     train_run,
 )
+from resnet_probe.train.verdict import DegradationVerdict, depth_gaps, judge
 from resnet_probe.zoo import get_spec, name_of
 from resnet_probe.zoo.registry import IMAGENET_LAYERS
 
@@ -119,13 +119,15 @@ class DegradationResult:
     runs: list[RunResult] = field(default_factory=list)
     dataset_description: str = ""
     config: DegradationConfig | None = None
+    num_classes: int = 10  # of the dataset, for the chance error the verdict compares with
 
     def final_rows(self) -> list[dict[str, Any]]:
         rows = []
         for run in self.runs:
             spec = get_spec(run.model)
             rows.append({"model": run.model, "depth": spec.depth, "shortcut": spec.shortcut,
-                         "seed": run.seed, **final_metrics(run),
+                         "seed": run.seed, "chance_error": 1 - 1 / self.num_classes,
+                         **final_metrics(run),
                          "diverged_at": run.diverged_at,
                          "diverged_because": run.diverged_because,
                          "processes": len(run.samples_per_rank),
@@ -143,29 +145,10 @@ class DegradationResult:
 
     def gap_rows(self) -> list[dict[str, Any]]:
         """Deep minus shallow final training error, for plain and residual, across seeds."""
-        finals = self.final_rows()
-        rows = []
-        for shortcut in (False, True):
-            group = [r for r in finals if r["shortcut"] is shortcut]
-            depths = sorted({r["depth"] for r in group})
-            if len(depths) < 2:
-                continue
-            shallow, deep = depths[0], depths[-1]
-            gaps = []
-            for seed in sorted({r["seed"] for r in group}):
-                by_depth = {r["depth"]: r for r in group if r["seed"] == seed}
-                if shallow in by_depth and deep in by_depth:
-                    gaps.append(by_depth[deep]["final_train_error"]
-                                - by_depth[shallow]["final_train_error"])
-            finite = [g for g in gaps if not math.isnan(g)]
-            rows.append({
-                "kind": "residual" if shortcut else "plain",
-                "shallow_depth": shallow, "deep_depth": deep,
-                "gap_mean": statistics.fmean(finite) if finite else math.nan,
-                "gap_std": statistics.stdev(finite) if len(finite) > 1 else 0.0,
-                "seeds": len(finite),
-            })
-        return rows
+        return [asdict(gap) for gap in depth_gaps(self.final_rows())]
+
+    def verdict(self) -> DegradationVerdict:
+        return judge(self.final_rows(), chance_error=1 - 1 / self.num_classes)
 
 
 def run_degradation(
@@ -199,7 +182,8 @@ def _train_all(config, names, data, out_dir: Path, resume, progress, on_run_done
         for stale in runs_dir.glob("*.pt"):  # another run's checkpoints must not be resumed
             stale.unlink()
         run_folder.write_manifest(out_dir, wanted)
-    result = DegradationResult(dataset_description=data.description, config=config)
+    result = DegradationResult(dataset_description=data.description, config=config,
+                               num_classes=data.num_classes)
     for name in names:
         for seed in config.seeds:
             checkpoint = runs_dir / f"{_safe(name)}-seed{seed}.pt"
@@ -228,8 +212,19 @@ def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
 
 
+def verdict_table(verdict: DegradationVerdict) -> pd.DataFrame:
+    """One row: the verdict, its reasons, and the plain and residual gaps it rests on."""
+    row: dict[str, Any] = {"verdict": verdict.verdict.value,
+                           "reasons": json.dumps(verdict.reasons), "rule": verdict.rule}
+    for gap in verdict.gaps:
+        row.update({f"{gap.kind}_gap_mean": gap.gap_mean, f"{gap.kind}_gap_se": gap.gap_se,
+                    f"{gap.kind}_seeds": gap.seeds})
+    return frame([row])
+
+
 def degradation_tables(result: DegradationResult) -> dict[str, pd.DataFrame]:
     return {
+        "train_verdict": verdict_table(result.verdict()),
         "train_history": frame(result.history_rows()),
         "train_evals": frame(result.eval_rows()),
         "train_final": frame(result.final_rows()),
@@ -243,8 +238,8 @@ DEGRADATION_TABLES = ("train_history", "train_evals", "train_final", "train_gaps
 
 
 DEGRADATION_COLUMNS = {"train_history": ("model", "seed", "step", "train_error"),
-                       "train_final": ("model", "seed", "shortcut", "final_train_error",
-                                       "status")}
+                       "train_final": ("model", "depth", "seed", "shortcut",
+                                       "final_train_error", "status")}
 
 
 def load_degradation_tables(directory: Path) -> dict[str, pd.DataFrame]:
@@ -273,4 +268,7 @@ def load_degradation_tables(directory: Path) -> dict[str, pd.DataFrame]:
         raise ValueError(f"{str(directory)!r} holds runs that did not finish: {runs}; "
                          f"continue it with `resnet-probe degradation --out {directory} "
                          f"--resume` first")
+    finals = tables["train_final"]
+    chance = float(finals["chance_error"].iloc[0]) if "chance_error" in finals else 0.9
+    tables["train_verdict"] = verdict_table(judge(finals.to_dict("records"), chance))
     return tables
