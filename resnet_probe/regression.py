@@ -95,7 +95,7 @@ def load_baseline(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise BaselineError(f"baseline file {str(path)!r} does not exist; create it with "
-                            f"`resnet-probe flops --update-baseline {path}`")
+                            f"an update (resnet-probe flops --update-baseline {path})")
     try:
         data = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
@@ -103,8 +103,8 @@ def load_baseline(path: str | Path) -> dict[str, Any]:
     version = data.get("format") if isinstance(data, dict) else None
     if version != BASELINE_FORMAT:
         raise BaselineError(f"baseline file {str(path)!r} has format {version!r}; this version "
-                            f"of resnet-probe reads format {BASELINE_FORMAT}. Regenerate it with "
-                            f"`resnet-probe flops --update-baseline {path} --replace`")
+                            f"of resnet-probe reads format {BASELINE_FORMAT}; regenerate it, "
+                            f"replacing the old file")
     models = data.get("models")
     if not isinstance(models, dict) or not models:
         raise BaselineError(f"baseline file {str(path)!r} has no \"models\" object; expected "
@@ -137,7 +137,7 @@ def check_baseline(
     missing = [name for name in names if name not in baseline]
     if missing:
         raise BaselineError(f"baseline {str(path)!r} has no entry for {', '.join(missing)}; "
-                            f"add it with --update-baseline")
+                            f"add it by updating the baseline")
     rows, drifts = [], []
     for name in names:
         expected = baseline[name]

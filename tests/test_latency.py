@@ -110,11 +110,17 @@ def test_roofline_classification(result):
     # 3*3*16*16*32*32 MACs = 2,359,296 -> 4,718,592 FLOPs; bytes = (weights+in+out) * 4.
     assert conv["flops"] == 2 * 2_359_296
     assert conv["bytes_moved"] == (3 * 3 * 16 * 16 + 2 * 16 * 32 * 32) * 4
-    ridge = 100.0 / 10.0
-    expected = "compute-bound" if conv["arithmetic_intensity"] >= ridge else "memory-bound"
-    assert conv["bound"] == expected
+    from resnet_probe.report.labels import roofline_bound
+
+    # The ridge is 100 GFLOP/s / 10 GB/s = 10 FLOPs per byte; this conv does 2 FLOPs per MAC
+    # on 2,304 weights and 32,768 activations: 4,718,592 / 140,288 = 33.6 FLOPs per byte.
+    assert conv["arithmetic_intensity"] == pytest.approx(4_718_592 / 140_288)
+    assert roofline_bound(conv["flops"], conv["arithmetic_intensity"], 100.0, 10.0) == \
+        "compute-bound"
     relu = next(r for r in result.layers if r["module"] == "relu" and r["model"] == "resnet8")
-    assert relu["bound"] == "memory-bound"
+    # A ReLU does 1 FLOP per element and moves 8 bytes per element: 1/8 < 10.
+    assert roofline_bound(relu["flops"], relu["arithmetic_intensity"], 100.0, 10.0) == \
+        "memory-bound"
 
 
 def test_hooks_removed_and_mode_restored_when_forward_raises():

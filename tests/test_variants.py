@@ -223,8 +223,12 @@ def test_variant_compare_costs_read_well():
     summary = result.tables["summary"].set_index("model")
     assert summary.loc["resnext50_32x4d", "macs"] == REFERENCE["resnext50_32x4d"]["macs_224"]
     assert list(summary["design"]) == ["resnet", "resnext", "wide", "resnet-d"]
-    shortcuts = result.tables["architecture"].set_index(["model", "stage"])["shortcuts"]
-    assert "avg-pool" in shortcuts.loc[("resnet50d", "stage2")]
+    from resnet_probe.report.sections import shortcut_words
+
+    stages = result.tables["architecture"].set_index(["model", "stage"])
+    assert stages.loc[("resnet50d", "stage2"), "shortcut_blocks"] == "pooled-projection@0"
+    assert "2x2 avg-pool + 1x1 projection (D) at block 0; identity on 3 blocks" == \
+        shortcut_words(stages.loc[("resnet50d", "stage2")])
     assert result.tables["deltas"].set_index("model").loc["wide_resnet50_2",
                                                           "params_delta_pct"] > 150
 

@@ -61,6 +61,7 @@ def latency(models, device, batch_size, input_size, repeats, warmup, dtype, thre
       resnet-probe latency resnet50 plain50 --device cuda --dtype bf16 --by layer
     """
     from resnet_probe.measure.latency import LatencyConfig, measure_latency
+    from resnet_probe.report.labels import with_bound
     from resnet_probe.views import latency_view
 
     config = LatencyConfig(device=device, batch_size=batch_size, input_size=input_size,
@@ -83,7 +84,10 @@ def latency(models, device, batch_size, input_size, repeats, warmup, dtype, thre
                "model": ["model", "device", "batch_size", "forward_ms", "backward_ms",
                          "hooked_forward_ms", "hook_overhead_ratio", "layer_sum_to_total",
                          "images_per_s", "noisy_layers"]}.get(by)
-    emit(latency_view(result, by), fmt, columns)
+    view = latency_view(result, by)
+    if by == "layer":
+        view = with_bound(view, env["peak_gflops"], env["peak_gbytes_per_s"])
+    emit(view, fmt, columns)
     if result.failures and not result.models:
         sys.exit(EXIT_CHECK_FAILED)
 
@@ -117,6 +121,7 @@ def gradients(models, batch_size, seeds, input_size, input_kind, shatter_points,
       resnet-probe gradients plain56 resnet56 --seeds 0,1,2
     """
     from resnet_probe.measure.gradients import GradientConfig, measure_gradients
+    from resnet_probe.report.labels import with_gradient_trend
     from resnet_probe.views import gradient_view
 
     config = GradientConfig(batch_size=batch_size, seeds=seeds, input_size=input_size,
@@ -124,7 +129,8 @@ def gradients(models, batch_size, seeds, input_size, input_kind, shatter_points,
     with progress_bar(len(models) * len(seeds), "gradients") as bar:
         result = measure_gradients(models, config, bar)
     click.echo(f"input: {result.input_description}", err=True)
-    emit(gradient_view(result, by), fmt,
+    view = gradient_view(result, by)
+    emit(with_gradient_trend(view) if by == "model" else view, fmt,
          ["model", "depth", "shortcut", "grad_ratio_first_last", "grad_ratio_std",
           "growth_per_layer", "gradient_trend", "first_nonfinite_forward",
           "first_nonfinite_gradient"] if by == "model" else None)

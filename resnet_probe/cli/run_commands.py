@@ -93,7 +93,8 @@ def degradation(family, depths, preact, dataset, data_dir, steps, epochs, seeds,
             result = experiment.run(resume=resume, progress=bar)
         except ManifestMismatch as mismatch:
             if not force_new:
-                raise click.UsageError(str(mismatch)) from None
+                raise click.UsageError(f"{mismatch} (--force-new discards the old run)"
+                                       ) from None
             click.echo(f"--force-new: {mismatch}; starting over", err=True)
             result = experiment.run(resume=False, progress=bar)
     except KeyboardInterrupt as error:

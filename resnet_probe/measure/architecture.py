@@ -1,4 +1,5 @@
-"""The architecture side by side: per stage, its blocks, widths, output size and shortcuts.
+"""The architecture side by side: per stage, its blocks, widths, output size and shortcuts,
+as structured fields (``report.sections`` words them).
 
 Output sizes come from a forward pass on the meta device at the given input size, so they are
 what the model really produces, including the v1/v1.5 stride placement.
@@ -6,11 +7,12 @@ what the model really produces, including the v1/v1.5 stride placement.
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Any
 
 import torch
 
-from resnet_probe.zoo import BlockType, ResNetSpec, Stem, ZeroPadShortcut, build_on_meta
+from resnet_probe.zoo import ZeroPadShortcut, build_on_meta
 
 
 def architecture_rows(name: str, input_size: int | None = None) -> list[dict[str, Any]]:
@@ -29,61 +31,52 @@ def architecture_rows(name: str, input_size: int | None = None) -> list[dict[str
     finally:
         for handle in handles:
             handle.remove()
-    stem_kind = STEM_DESCRIPTIONS[spec.stem] + (" (no BN-ReLU: pre-activation)"
-                                                 if spec.preact else "")
-    rows = [{"model": name, "stage": "stem", "blocks": 0, "block": stem_kind,
+    common = {"model": name, "preact": spec.preact}
+    rows = [{**common, "stage": "stem", "blocks": 0, "block": spec.stem.value,
              "width": spec.stem_width, "out_channels": shapes["stem"][1],
-             "output_size": f"{shapes['stem'][2]}x{shapes['stem'][3]}", "shortcuts": "-",
+             "output_size": f"{shapes['stem'][2]}x{shapes['stem'][3]}",
              "params": sum(p.numel() for m in model.stem_modules().values()
                            for p in m.parameters())}]
     for index, stage in enumerate(model.stages):
         shape = shapes[f"layer{index + 1}"]
         rows.append({
-            "model": name, "stage": f"stage{index + 1}", "blocks": len(stage),
-            "block": _block_text(spec), "width": spec.widths[index], "out_channels": shape[1],
-            "output_size": f"{shape[2]}x{shape[3]}", "shortcuts": _shortcuts(stage),
+            **common, "stage": f"stage{index + 1}", "blocks": len(stage),
+            "block": spec.block.value, "groups": spec.groups,
+            "width_per_group": spec.width_per_group, "width": spec.widths[index],
+            "out_channels": shape[1], "output_size": f"{shape[2]}x{shape[3]}",
+            "shortcut": spec.shortcut, **_shortcut_kinds(stage),
             "params": sum(p.numel() for p in stage.parameters()),
         })
     head = model.head_modules()
-    rows.append({"model": name, "stage": "head", "blocks": 0,
-                 "block": ("BN-ReLU + " if "final_bn" in head else "") + "avg-pool + fc",
+    rows.append({**common, "stage": "head", "blocks": 0, "block": "head",
                  "width": spec.num_classes, "out_channels": spec.num_classes,
-                 "output_size": "1x1", "shortcuts": "-",
+                 "output_size": "1x1",
                  "params": sum(p.numel() for m in head.values() for p in m.parameters())})
     return rows
 
 
-STEM_DESCRIPTIONS = {Stem.IMAGENET: "7x7/2 conv + 3x3/2 max-pool",
-                     Stem.DEEP: "three 3x3 convs (first /2) + 3x3/2 max-pool",
-                     Stem.CIFAR: "3x3 conv"}
+class ShortcutKind(StrEnum):
+    ZERO_PAD = "zero-pad"  # option A
+    PROJECTION = "projection"  # 1x1 conv + BN
+    POOLED_PROJECTION = "pooled-projection"  # ResNet-D: 2x2 avg-pool, 1x1 conv + BN
 
 
-def _block_text(spec: ResNetSpec) -> str:
-    text = ("pre-activation " if spec.preact else "") + spec.block.value
-    if spec.block is BlockType.BOTTLENECK and (spec.groups, spec.width_per_group) != (1, 64):
-        text += f", {spec.groups}x{spec.width_per_group}d grouped 3x3"
-    return text
-
-
-def _shortcuts(stage) -> str:
-    if not stage[0].residual:
-        return "none (plain)"
-    kinds = []
+def _shortcut_kinds(stage) -> dict[str, Any]:
+    """Which blocks of a stage change shape on the shortcut, how, and how many are identity."""
+    changed = []
     for index, block in enumerate(stage):
         shortcut = block.downsample
         if shortcut is None:
             continue
         if isinstance(shortcut, ZeroPadShortcut):
-            kind = "zero-pad identity (A)"
+            kind = ShortcutKind.ZERO_PAD
         elif isinstance(shortcut[0], torch.nn.AvgPool2d):
-            kind = "2x2 avg-pool + 1x1 projection (D)"
+            kind = ShortcutKind.POOLED_PROJECTION
         else:
-            kind = "1x1 projection"
-        kinds.append(f"{kind} at block {index}")
-    identities = sum(block.downsample is None for block in stage)
-    if identities:
-        kinds.append(f"identity on {identities} block{'s' if identities > 1 else ''}")
-    return "; ".join(kinds)
+            kind = ShortcutKind.PROJECTION
+        changed.append(f"{kind.value}@{index}")
+    identities = sum(block.residual and block.downsample is None for block in stage)
+    return {"shortcut_blocks": ";".join(changed), "identity_blocks": identities}
 
 
 def torchinfo_summary(name: str, input_size: int | None = None, depth: int = 3):

@@ -39,6 +39,7 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode, flop_registry
 
+from resnet_probe.measure.hooks import is_leaf
 from resnet_probe.zoo import ResNet, ResNetSpec, build_model, build_on_meta
 from resnet_probe.zoo.spec import StridePlacement
 
@@ -355,9 +356,9 @@ def _module_rows(model: ResNet, forward, backward, engine: str) -> list[dict[str
     own_backward = _own_counts(names, backward)
     rows = []
     for name, module in modules.items():
-        is_leaf = not any(True for _ in module.children())
+        leaf = is_leaf(module)
         ops = own_forward.get(name, {})
-        if not is_leaf and not ops:
+        if not leaf and not ops:
             continue
         info = model.layer_info.get(name)
         params = sum(p.numel() for p in module.parameters(recurse=False))
@@ -377,7 +378,7 @@ def _module_rows(model: ResNet, forward, backward, engine: str) -> list[dict[str
             with_elementwise = backward_flops = None
         rows.append({
             "module": name or "(model)",
-            "type": type(module).__name__ + ("" if is_leaf else " (own forward code)"),
+            "type": type(module).__name__ + ("" if leaf else " (own forward code)"),
             "stage": info.stage if info else None,
             "block": info.block_name if info else None,
             "depth": info.depth if info else None,

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from resnet_probe.data import fit_channels, load_dataset
-from resnet_probe.measure.hooks import hooked
+from resnet_probe.measure.hooks import hooked, is_leaf
 from resnet_probe.measure.memory import check_fits
 from resnet_probe.progress import Progress
 from resnet_probe.zoo import ResNet, build_model, get_spec
@@ -161,7 +161,7 @@ def run_probe(model: ResNet, x: torch.Tensor, y: torch.Tensor
             if name in blocks:
                 session.add(module.register_forward_hook(_block_hook(name, grads, stds,
                                                                      grad_order, nonfinite_grad)))
-            if name and not any(True for _ in module.children()):
+            if name and is_leaf(module):
                 session.add(module.register_forward_hook(_finite_hook(name, nonfinite_forward)))
 
     with hooked(model, train=True, install=install):
@@ -211,7 +211,6 @@ def _model_row(name: str, config: GradientConfig, per_seed: list[dict[str, Any]]
     growth = [s["growth"] for s in per_seed]
     finite = [r for r in ratios if math.isfinite(r)]
     mean = statistics.fmean(finite) if finite else math.nan
-    direction = gradient_trend(statistics.fmean(growth))
     spec = get_spec(name)
     return {
         "model": name, "depth": spec.depth, "shortcut": spec.shortcut,
@@ -219,7 +218,6 @@ def _model_row(name: str, config: GradientConfig, per_seed: list[dict[str, Any]]
         "grad_ratio_first_last": mean,
         "grad_ratio_std": statistics.stdev(finite) if len(finite) > 1 else 0.0,
         "growth_per_layer": statistics.fmean(growth),
-        "gradient_trend": direction,
         "seeds": len(per_seed), "batch_size": config.batch_size, "input": config.input,
         "loss_at_init": statistics.fmean(s["loss"] for s in per_seed),
         "first_nonfinite_forward": next((s["first_nonfinite_forward"] for s in per_seed
@@ -227,19 +225,6 @@ def _model_row(name: str, config: GradientConfig, per_seed: list[dict[str, Any]]
         "first_nonfinite_gradient": next((s["first_nonfinite_gradient"] for s in per_seed
                                           if s["first_nonfinite_gradient"]), None),
     }
-
-
-def gradient_trend(growth_per_layer: float) -> str:
-    """Words for the per-layer growth: plain BN-ReLU stacks sit near 1.2, ResNets near 1.05."""
-    if growth_per_layer >= 1.1:
-        return "explodes toward the input"
-    if growth_per_layer >= 1.02:
-        return "grows mildly toward the input"
-    if growth_per_layer > 1 / 1.02:
-        return "stays level"
-    if growth_per_layer > 1 / 1.1:
-        return "shrinks mildly toward the input"
-    return "vanishes toward the input"
 
 
 def _shattering(name: str, seed: int, config: GradientConfig) -> list[dict[str, Any]]:

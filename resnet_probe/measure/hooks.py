@@ -17,6 +17,11 @@ from torch import nn
 from torch.utils.hooks import RemovableHandle
 
 
+def is_leaf(module: nn.Module) -> bool:
+    """A module with no children: what per-layer measurements time, count and hook."""
+    return next(module.children(), None) is None
+
+
 class ForwardFailed(RuntimeError):
     """The model raised inside a measured pass; names the module reached."""
 
@@ -32,7 +37,7 @@ class HookSession:
 
     def leaves(self) -> list[tuple[str, nn.Module]]:
         return [(name, module) for name, module in self.model.named_modules()
-                if name and not any(True for _ in module.children())]
+                if name and is_leaf(module)]
 
 
 @contextlib.contextmanager

@@ -338,14 +338,8 @@ def _layer_rows(name, model, kept, costs, shapes, element_bytes, peak) -> list[d
             "direction": direction, **stats,
             "flops": flops, "bytes_moved": moved, "arithmetic_intensity": intensity,
             "achieved_gflops_per_s": achieved,
-            "bound": _bound(intensity, peak) if flops else "no arithmetic",
         })
     return rows
-
-
-def _bound(intensity: float, peak: dict[str, Any]) -> str:
-    ridge = peak["peak_gflops"] / peak["peak_gbytes_per_s"]
-    return "compute-bound" if intensity >= ridge else "memory-bound"
 
 
 def _model_row(name, device, config, threads, whole, unhooked, layer_rows) -> dict[str, Any]:

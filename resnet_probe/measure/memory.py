@@ -17,6 +17,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from resnet_probe.measure.hooks import is_leaf
+
 FRACTION_OF_AVAILABLE = 0.8
 
 
@@ -46,7 +48,7 @@ def estimate_peak_bytes(model: nn.Module, input_shape: tuple[int, ...], training
     per_sample = list(input_shape)
     per_sample[0] = 1
     outputs = [math.prod(per_sample)]  # the input itself
-    leaves = [m for m in meta_model.modules() if not any(True for _ in m.children())]
+    leaves = [m for m in meta_model.modules() if is_leaf(m)]
     handles = [leaf.register_forward_hook(
         lambda module, args, out: outputs.append(out.numel())) for leaf in leaves]
     try:

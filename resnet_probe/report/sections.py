@@ -8,6 +8,7 @@ import pandas as pd
 
 from resnet_probe.report import figures
 from resnet_probe.report.html import Section, esc, format_value
+from resnet_probe.report.labels import with_bound, with_gradient_trend
 from resnet_probe.results import change_direction, display_scales
 
 
@@ -40,11 +41,38 @@ def architecture_section(architecture: pd.DataFrame) -> Section:
     section = Section("architecture", "2. Architecture side by side")
     section.text("Per stage: blocks × block type, output channels and spatial size at the "
                  "measured input, and where shortcuts and projections sit.")
-    cells = architecture.assign(cell=architecture.apply(
-        lambda r: (f"{r['blocks']} × {r['block']}, {r['out_channels']} ch, {r['output_size']}; "
-                   f"{r['shortcuts']}") if r["blocks"] else
-        f"{r['block']}, {r['out_channels']} ch, {r['output_size']}", axis=1))
+    cells = architecture.assign(cell=architecture.apply(_architecture_cell, axis=1))
     return section.table(_ordered_pivot(cells, "stage", "cell"))
+
+
+STEM_WORDS = {"imagenet": "7x7/2 conv + 3x3/2 max-pool",
+              "deep": "three 3x3 convs (first /2) + 3x3/2 max-pool", "cifar": "3x3 conv"}
+SHORTCUT_WORDS = {"zero-pad": "zero-pad identity (A)", "projection": "1x1 projection",
+                  "pooled-projection": "2x2 avg-pool + 1x1 projection (D)"}
+
+
+def _architecture_cell(row: pd.Series) -> str:
+    size = f"{row['out_channels']} ch, {row['output_size']}"
+    if row["stage"] == "stem":
+        preact = " (no BN-ReLU: pre-activation)" if row["preact"] else ""
+        return f"{STEM_WORDS[row['block']]}{preact}, {size}"
+    if row["stage"] == "head":
+        return f"{'BN-ReLU + ' if row['preact'] else ''}avg-pool + fc, {size}"
+    block = ("pre-activation " if row["preact"] else "") + row["block"]
+    if row["groups"] > 1 or row["width_per_group"] != 64:
+        block += f", {row['groups']}x{row['width_per_group']}d grouped 3x3"
+    return f"{row['blocks']} × {block}, {size}; {shortcut_words(row)}"
+
+
+def shortcut_words(row: pd.Series) -> str:
+    if not row["shortcut"]:
+        return "none (plain)"
+    parts = [f"{SHORTCUT_WORDS[kind]} at block {index}" for kind, index in
+             (item.split("@") for item in filter(None, str(row["shortcut_blocks"]).split(";")))]
+    identities = int(row["identity_blocks"])
+    if identities:
+        parts.append(f"identity on {identities} block{'s' if identities > 1 else ''}")
+    return "; ".join(parts)
 
 
 def costs_section(tables: dict[str, pd.DataFrame]) -> Section:
@@ -91,7 +119,7 @@ def _ordered_pivot(df: pd.DataFrame, index: str, values: str) -> pd.DataFrame:
 def latency_section(tables: dict[str, pd.DataFrame], environment: dict) -> Section:
     section = Section("latency", "4. Per-layer latency")
     if "latency_models" not in tables:
-        return section.note("Latency was not measured in this run (--no-latency).")
+        return section.note("Latency was not measured in this run.")
     for warning in environment.get("warnings", []):
         section.note(f"Busy machine: {esc(warning)}.", kind="warning")
     device = environment.get("device", "cpu")
@@ -113,7 +141,8 @@ def latency_section(tables: dict[str, pd.DataFrame], environment: dict) -> Secti
                                     "hooked forward, and per-layer sums vs the model total")
     if "latency_failures" in tables:
         section.table(tables["latency_failures"], caption="Runs that failed")
-    layers = tables["latency_layers"]
+    layers = with_bound(tables["latency_layers"], environment["peak_gflops"],
+                        environment["peak_gbytes_per_s"])
     section.figure(figures.latency_layers(layers, device_label))
     section.figure(figures.latency_stages(layers, device_label))
     section.figure(figures.roofline(layers, environment["peak_gflops"],
@@ -131,7 +160,7 @@ def gradients_section(tables: dict[str, pd.DataFrame], environment: dict) -> Sec
     section = Section("gradients", "5. Gradient norms by depth")
     if "gradient_models" not in tables:
         return section.note("Gradients were not measured in this run.")
-    models = tables["gradient_models"]
+    models = with_gradient_trend(tables["gradient_models"])
     section.text(f"At initialization, BN in train mode, input: "
                  f"{esc(environment.get('input', ''))}; seeds "
                  f"{esc(environment.get('seeds', ''))}.")
@@ -195,8 +224,8 @@ def degradation_section(tables: dict[str, pd.DataFrame], environment: dict,
         if environment.get("interrupted"):
             return section.note("Training was interrupted before any run recorded a step; "
                                  "nothing to show.", kind="warning")
-        return section.note("No training was run (--no-train); pass --from-degradation DIR "
-                            "to show an earlier `resnet-probe degradation` run.")
+        return section.note("No training was run in this comparison; an earlier degradation "
+                            "run can be shown here instead (compare --from-degradation DIR).")
     unfinished = tables["train_final"].query("status != 'finished'")
     if not unfinished.empty:
         runs = ", ".join(f"{row.model} seed {row.seed} ({row.status} after {row.steps_done} "

@@ -31,10 +31,10 @@ from resnet_probe.train.loop import (
     train_run,
 )
 from resnet_probe.train.verdict import DegradationVerdict, depth_gaps, judge
-from resnet_probe.zoo import get_spec, name_of
+from resnet_probe.zoo import Family, get_spec, name_of
 from resnet_probe.zoo.registry import IMAGENET_LAYERS
 
-FAMILIES = ("cifar", "imagenet")
+FAMILIES = tuple(family.value for family in Family)
 DEFAULT_DEPTHS = {"cifar": (20, 56), "imagenet": (18, 34)}
 
 
@@ -176,7 +176,7 @@ def _train_all(config, names, data, out_dir: Path, resume, progress, on_run_done
     if resume:
         if not any(runs_dir.glob("*.pt")):
             raise NothingToResume(f"nothing to resume in {str(out_dir)!r}: no checkpoints "
-                                  f"under {str(runs_dir)!r}; run without --resume first")
+                                  f"under {str(runs_dir)!r}; start a fresh run first")
         run_folder.check_resume(out_dir, wanted)
     elif world.is_main:
         for stale in runs_dir.glob("*.pt"):  # another run's checkpoints must not be resumed
@@ -248,8 +248,8 @@ def load_degradation_tables(directory: Path) -> dict[str, pd.DataFrame]:
     missing = [name for name in DEGRADATION_TABLES if not (data / f"{name}.json").exists()]
     if missing:
         raise ValueError(f"{str(data)!r} does not hold a finished degradation run "
-                         f"(missing {', '.join(missing)}); run `resnet-probe degradation "
-                         f"--out DIR` first")
+                         f"(missing {', '.join(missing)}); make one with a degradation run "
+                         f"first")
     tables = {}
     for name in DEGRADATION_TABLES:
         path = data / f"{name}.json"
@@ -257,7 +257,7 @@ def load_degradation_tables(directory: Path) -> dict[str, pd.DataFrame]:
             tables[name] = load_table(path)
         except (ValueError, TypeError, UnicodeDecodeError) as error:
             raise ValueError(f"{str(path)!r} is not a readable table ({error}); rerun "
-                             f"`resnet-probe degradation --out {directory}`") from None
+                             f"the degradation run into {str(directory)!r}") from None
         needed = [c for c in DEGRADATION_COLUMNS.get(name, ()) if c not in tables[name]]
         if needed:
             raise ValueError(f"{str(path)!r} lacks the columns {', '.join(needed)}: it is not "
@@ -266,8 +266,7 @@ def load_degradation_tables(directory: Path) -> dict[str, pd.DataFrame]:
     if not unfinished.empty:
         runs = ", ".join(f"{r.model} seed {r.seed} ({r.status})" for r in unfinished.itertuples())
         raise ValueError(f"{str(directory)!r} holds runs that did not finish: {runs}; "
-                         f"continue it with `resnet-probe degradation --out {directory} "
-                         f"--resume` first")
+                         f"resume it to the end first")
     finals = tables["train_final"]
     chance = float(finals["chance_error"].iloc[0]) if "chance_error" in finals else 0.9
     tables["train_verdict"] = verdict_table(judge(finals.to_dict("records"), chance))

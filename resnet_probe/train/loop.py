@@ -17,6 +17,7 @@ import math
 import os
 import time
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -87,11 +88,18 @@ class TrainConfig:
         return self.lr * self.gamma**passed
 
 
+class RunStatus(StrEnum):
+    RUNNING = "running"
+    FINISHED = "finished"
+    DIVERGED = "diverged"  # non-finite loss or above DIVERGENCE_FACTOR x the first
+    INTERRUPTED = "interrupted"  # Ctrl-C or SIGTERM; the checkpoint resumes it
+
+
 @dataclass
 class RunResult:
     model: str
     seed: int
-    status: str  # "finished", "diverged", "interrupted"
+    status: RunStatus
     history: list[dict[str, Any]] = field(default_factory=list)  # one row per step
     evals: list[dict[str, Any]] = field(default_factory=list)  # eval-mode errors
     grad_norms: list[dict[str, Any]] = field(default_factory=list)  # per layer, every N steps
@@ -175,7 +183,7 @@ def train_run(
     model = model.to(device=device, memory_format=memory_format)
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
                                 weight_decay=config.weight_decay)
-    result = RunResult(model=name, seed=seed, status="running")
+    result = RunResult(model=name, seed=seed, status=RunStatus.RUNNING)
     start_step = 0
     samples_seen = 0
     if resume:
@@ -187,9 +195,9 @@ def train_run(
         start_step = state["step"]
         result = state["result"]
         samples_seen = state.get("samples_seen", 0)
-        if result.status in ("finished", "diverged"):
+        if result.status in (RunStatus.FINISHED, RunStatus.DIVERGED):
             return result
-        result.status = "running"
+        result.status = RunStatus.RUNNING
     trained = model
     if world.world_size > 1:
         trained = torch.nn.parallel.DistributedDataParallel(
@@ -214,7 +222,7 @@ def train_run(
     started = time.perf_counter() - result.seconds
     first_loss = result.history[0]["train_loss"] if result.history else None
 
-    def save(status: str) -> None:
+    def save(status: RunStatus) -> None:
         result.status = status
         result.seconds = time.perf_counter() - started
         if checkpoint is not None and world.is_main:
@@ -247,7 +255,7 @@ def train_run(
                 result.diverged_at = step
                 result.diverged_because = reason or "another process diverged"
                 step += 1
-                save("diverged")
+                save(RunStatus.DIVERGED)
                 break
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -272,14 +280,14 @@ def train_run(
                                      "train_loss_eval": train_loss,
                                      "test_error": test_error, "test_loss": test_loss})
             if step % config.checkpoint_every == 0 and step < config.steps:
-                save("running")
+                save(RunStatus.RUNNING)
             if progress is not None:
                 progress.update(1)
         else:
             result.samples_per_rank = _gather_counts(samples_seen, world, device)
-            save("finished")
+            save(RunStatus.FINISHED)
     except KeyboardInterrupt:
-        save("interrupted")
+        save(RunStatus.INTERRUPTED)
         raise
     return result
 

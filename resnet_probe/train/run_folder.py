@@ -1,7 +1,7 @@
 """A training run folder: one writer at a time, and a manifest that a resume must match.
 
 The manifest records everything that changes a result (models, seeds, recipe, data, versions)
-and a hash of it. ``--resume`` continues only a folder whose manifest matches the new command;
+and a hash of it. A resume continues only a folder whose manifest matches the new request;
 a mismatch names every differing field. The lock is an advisory ``fcntl.flock`` on
 ``FOLDER/.lock`` holding the writer's PID, released by the kernel if the process dies.
 """
@@ -53,16 +53,15 @@ def check_resume(folder: Path, wanted: dict[str, Any]) -> None:
     path = Path(folder) / MANIFEST
     if not path.exists():
         raise ManifestMismatch(f"{str(folder)!r} has no {MANIFEST}, so what it holds cannot be "
-                               f"checked against this command; rerun without --resume to "
-                               f"start over")
+                               f"checked against this request; start a fresh run instead")
     try:
         found = json.loads(path.read_text())
     except (ValueError, UnicodeDecodeError) as error:
-        raise ManifestMismatch(f"{str(path)!r} is damaged ({error}); rerun without --resume "
-                               f"to start over") from None
+        raise ManifestMismatch(f"{str(path)!r} is damaged ({error}); start a fresh run "
+                               f"instead") from None
     if not isinstance(found, dict) or found.get("format") != MANIFEST_FORMAT:
         raise ManifestMismatch(f"{str(path)!r} is not a format-{MANIFEST_FORMAT} resnet-probe "
-                               f"manifest; rerun without --resume to start over")
+                               f"manifest; start a fresh run instead")
     if found.get("hash") == wanted["hash"]:
         return
     before, now = _flatten(found), _flatten(wanted)
@@ -70,9 +69,8 @@ def check_resume(folder: Path, wanted: dict[str, Any]) -> None:
                  if key != "hash" and before.get(key) != now.get(key)]
     details = "; ".join(f"{key}: {before.get(key)!r} in the run, {now.get(key)!r} now"
                         for key in differing)
-    raise ManifestMismatch(f"--resume would mix two different runs in {str(folder)!r}: "
-                           f"{details}. Resume with the run's own arguments, or pass "
-                           f"--force-new to discard it and start over")
+    raise ManifestMismatch(f"resuming would mix two different runs in {str(folder)!r}: "
+                           f"{details}. Resume with the run's own arguments, or start over")
 
 
 @contextlib.contextmanager
@@ -90,7 +88,7 @@ def locked(folder: Path) -> Iterator[None]:
             owner = handle.read().strip() or "unknown"
             raise RunFolderLocked(f"{str(folder)!r} is in use by another resnet-probe run "
                                   f"(process {owner}); wait for it to finish or choose "
-                                  f"another --out") from None
+                                  f"another folder") from None
         handle.seek(0)
         handle.truncate()
         handle.write(str(os.getpid()))

@@ -21,6 +21,8 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from resnet_probe.train.loop import RunStatus
+
 MIN_SEEDS = 2
 MIN_GAP = 0.01  # one digit-image in a hundred: below this a gap is not worth a verdict
 TRAINED_FRACTION = 0.5  # "trained" = final training error below half of chance
@@ -91,7 +93,7 @@ def judge(finals: list[dict[str, Any]], chance_error: float) -> DegradationVerdi
     plain, residual = gaps.get("plain"), gaps.get("residual")
     reasons = []
     unfinished = sorted({f"{r['model']} seed {r['seed']} ({r['status']})" for r in finals
-                         if r["status"] != "finished"})
+                         if r["status"] != RunStatus.FINISHED})
     if unfinished:
         reasons.append(f"runs that did not finish: {', '.join(unfinished)}")
     untrained = sorted({f"{r['model']} seed {r['seed']} ({r['final_train_error']:.3f})"

@@ -16,6 +16,7 @@ from resnet_probe.zoo.resnet import LayerInfo, ResNet
 from resnet_probe.zoo.spec import (
     BlockType,
     Design,
+    Family,
     ResNetSpec,
     ShortcutOption,
     Stem,
@@ -23,8 +24,9 @@ from resnet_probe.zoo.spec import (
 )
 
 __all__ = [
-    "BasicBlock", "BlockType", "Bottleneck", "Design", "LayerInfo", "ResNet", "ResNetSpec",
-    "ShortcutOption", "Stem", "StridePlacement", "UnknownModelError", "ZeroPadShortcut",
+    "BasicBlock", "BlockType", "Bottleneck", "Design", "Family", "LayerInfo", "ResNet",
+    "ResNetSpec", "ShortcutOption", "Stem", "StridePlacement", "UnknownModelError",
+    "ZeroPadShortcut",
     "build_model", "build_on_meta", "describe_models", "get_spec", "list_models", "name_of",
     "plain_twin_name", "register_model",
 ]

@@ -11,6 +11,7 @@ measurements can group by stage or depth without parsing names.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 import torch
 from torch import nn
@@ -22,12 +23,24 @@ STEM_STAGE = "stem"
 HEAD_STAGE = "head"
 
 
+class Role(StrEnum):
+    """What a module does in the network."""
+
+    MODEL = "model"
+    STAGE = "stage"
+    BLOCK = "block"
+    MAIN = "main"  # on a block's residual branch (or the plain path)
+    SHORTCUT = "shortcut"
+    STEM = "stem"
+    HEAD = "head"
+
+
 @dataclass(frozen=True)
 class LayerInfo:
     """Where a module sits. ``depth`` counts weighted layers from the input (1 = the stem)."""
 
     stage: str  # "stem", "stage1".., "head", or "model" for the root
-    role: str  # "model", "stage", "block", "main", "shortcut", "stem", "head"
+    role: Role
     block: int | None = None  # index within its stage
     block_name: str | None = None  # e.g. "layer2.0"
     depth: int | None = None  # for a shortcut: the depth of the conv it rejoins after
@@ -118,17 +131,17 @@ class ResNet(nn.Module):
                 nn.init.constant_(block.branch_end.weight, 0)
 
     def _describe_layers(self) -> dict[str, LayerInfo]:
-        info: dict[str, LayerInfo] = {"": LayerInfo(stage="model", role="model")}
+        info: dict[str, LayerInfo] = {"": LayerInfo(stage="model", role=Role.MODEL)}
         for stem_name, module in self.stem_modules().items():
             for child_name, _ in module.named_modules(prefix=stem_name):
-                info[child_name] = LayerInfo(stage=STEM_STAGE, role="stem", depth=1)
+                info[child_name] = LayerInfo(stage=STEM_STAGE, role=Role.STEM, depth=1)
         depth = 1
         for s, stage in enumerate(self.stages):
             stage_name = f"stage{s + 1}"
-            info[f"layer{s + 1}"] = LayerInfo(stage=stage_name, role="stage")
+            info[f"layer{s + 1}"] = LayerInfo(stage=stage_name, role=Role.STAGE)
             for b, block in enumerate(stage):
                 block_name = f"layer{s + 1}.{b}"
-                info[block_name] = LayerInfo(stage_name, "block", b, block_name)
+                info[block_name] = LayerInfo(stage_name, Role.BLOCK, b, block_name)
                 shortcut: list[str] = []
                 for child_name, child in block.named_modules(prefix=block_name):
                     if child_name == block_name:
@@ -140,11 +153,11 @@ class ResNet(nn.Module):
                         depth += 1
                     # Modules register conv, BN, conv, BN, ..., then the block's one ReLU: a BN
                     # takes the depth of its pair's conv, the shared ReLU the block's last.
-                    info[child_name] = LayerInfo(stage_name, "main", b, block_name, depth)
+                    info[child_name] = LayerInfo(stage_name, Role.MAIN, b, block_name, depth)
                 for child_name in shortcut:
-                    info[child_name] = LayerInfo(stage_name, "shortcut", b, block_name, depth)
+                    info[child_name] = LayerInfo(stage_name, Role.SHORTCUT, b, block_name, depth)
         for head_name in self.head_modules():
             if head_name == "fc":
                 depth += 1
-            info[head_name] = LayerInfo(stage=HEAD_STAGE, role="head", depth=depth)
+            info[head_name] = LayerInfo(stage=HEAD_STAGE, role=Role.HEAD, depth=depth)
         return info

@@ -39,6 +39,13 @@ class Stem(StrEnum):
     CIFAR = "cifar"  # 3x3/1 conv
 
 
+class Family(StrEnum):
+    """The dataset family a stem is made for; it sets the standard input size and widths."""
+
+    IMAGENET = "imagenet"
+    CIFAR = "cifar"
+
+
 class Design(StrEnum):
     """The design choice a variant is known by; derived from the spec's fields, never stored."""
 
@@ -52,8 +59,8 @@ class Design(StrEnum):
 
 EXPANSION = {BlockType.BASIC: 1, BlockType.BOTTLENECK: 4}
 CONVS_PER_BLOCK = {BlockType.BASIC: 2, BlockType.BOTTLENECK: 3}
-STANDARD_WIDTHS = {"imagenet": (64, 128, 256, 512), "cifar": (16, 32, 64)}
-DEFAULT_INPUT_SIZE = {"imagenet": 224, "cifar": 32}
+STANDARD_WIDTHS = {Family.IMAGENET: (64, 128, 256, 512), Family.CIFAR: (16, 32, 64)}
+DEFAULT_INPUT_SIZE = {Family.IMAGENET: 224, Family.CIFAR: 32}
 BASE_WIDTH = 64  # torchvision's width_per_group default: the bottleneck's inner width is planes
 # Upper bounds: far above every published net (resnet1202 has 200 blocks a stage, wrn28_10 640
 # channels), low enough that a typo cannot build a model that exhausts memory while counting.
@@ -144,9 +151,8 @@ class ResNetSpec:
                              f"must be even: stem=deep, stem_width={self.stem_width}")
 
     @property
-    def family(self) -> str:
-        """The dataset family the stem is made for: "imagenet" or "cifar"."""
-        return "cifar" if self.stem is Stem.CIFAR else "imagenet"
+    def family(self) -> Family:
+        return Family.CIFAR if self.stem is Stem.CIFAR else Family.IMAGENET
 
     @property
     def design(self) -> Design:
