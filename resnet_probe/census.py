@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 
 from resnet_probe.measure.block_cost import block_cost_rows, block_cost_totals
-from resnet_probe.measure.costs import count_costs
+from resnet_probe.measure.costs import CostResult, count_costs
 from resnet_probe.progress import Progress
 from resnet_probe.results import frame
 from resnet_probe.zoo import list_models
@@ -18,13 +18,14 @@ ZOO_COLUMNS = ("model", "family", "design", "block", "depth", "shortcut", "group
 CENSUS_WIDTHS = (16, 32, 64, 128, 256, 512)
 
 
-def zoo_census(progress: Progress | None = None) -> dict[str, pd.DataFrame]:
+def zoo_census(progress: Progress | None = None,
+               counted: dict[str, CostResult] | None = None) -> dict[str, pd.DataFrame]:
     """Tables ``zoo`` (one row per registered name at its standard input), ``bottleneck_widths``
     (each block template's cost per width at 56x56), ``bottleneck`` and ``bottleneck_totals``
-    (the paper's Fig. 5 at width 64)."""
+    (the paper's Fig. 5 at width 64). ``counted`` reuses counts already made, by name."""
     rows = []
     for name in list_models():
-        summary = count_costs(name).summary
+        summary = ((counted or {}).get(name) or count_costs(name)).summary
         rows.append({key: summary[key] for key in ZOO_COLUMNS})
         if progress is not None:
             progress.update(1)

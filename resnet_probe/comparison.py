@@ -245,13 +245,16 @@ def costs_section(plan: _Plan) -> SectionResult:
     return SectionResult("costs", tables, summary=frame([c.summary for c in costs]))
 
 
+def _at_shared_size(config, plan: _Plan):
+    """A measurement's config at the comparison's shared input size, if one was chosen."""
+    return config if plan.input_size is None else replace(config, input_size=plan.input_size)
+
+
 def latency_section(plan: _Plan) -> SectionResult | None:
     if plan.options.latency is None:
         return None
-    config = plan.options.latency
-    if plan.input_size is not None:
-        config = replace(config, input_size=plan.input_size)
-    latency = measure_latency(plan.models, config, plan.progress)
+    latency = measure_latency(plan.models, _at_shared_size(plan.options.latency, plan),
+                              plan.progress)
     tables = {"latency_models": frame(latency.models), "latency_layers": frame(latency.layers),
               "latency_samples": frame(latency.samples), "latency_sweep": frame(latency.sweep)}
     if latency.failures:
@@ -265,9 +268,7 @@ def latency_section(plan: _Plan) -> SectionResult | None:
 def gradients_section(plan: _Plan) -> SectionResult | None:
     if plan.options.gradients is None:
         return None
-    config = plan.options.gradients
-    if plan.input_size is not None:
-        config = replace(config, input_size=plan.input_size)
+    config = _at_shared_size(plan.options.gradients, plan)
     gradients = measure_gradients(plan.models, config, plan.progress)
     tables = {"gradient_models": frame(gradients.models),
               "gradient_blocks": frame(gradients.blocks),

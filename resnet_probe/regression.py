@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from resnet_probe.measure.costs import count_costs, stage_costs
+from resnet_probe.measure.costs import CostResult, count_costs, stage_costs
 from resnet_probe.results import atomic_write_text
 from resnet_probe.zoo import UnknownModelError, get_spec, list_models
 
@@ -41,8 +41,12 @@ class Drift:
         return (self.got - self.expected) / self.expected * 100
 
 
-def measure_baseline_entry(model: str, input_size: int | None = None) -> dict[str, Any]:
-    result = count_costs(model, input_size=input_size)
+def measure_baseline_entry(model: str, input_size: int | None = None,
+                           counted: CostResult | None = None) -> dict[str, Any]:
+    """``counted`` reuses a count already made at the same input size."""
+    usable = counted is not None and counted.summary["input_size"] == (
+        input_size or counted.summary["input_size"]) and counted.summary["batch_size"] == 1
+    result = counted if usable else count_costs(model, input_size=input_size)
     return {
         "input_size": result.summary["input_size"],
         "params": result.summary["params"],
@@ -127,9 +131,11 @@ def load_baseline(path: str | Path) -> dict[str, Any]:
 
 
 def check_baseline(
-    path: str | Path, models: list[str] | None = None, rtol: float = 0.0
+    path: str | Path, models: list[str] | None = None, rtol: float = 0.0,
+    counted: dict[str, CostResult] | None = None,
 ) -> tuple[list[dict[str, Any]], list[Drift]]:
-    """Compare fresh counts with the baseline. Returns every compared row, and the drifts."""
+    """Compare fresh counts (or ``counted`` ones, by name) with the baseline. Returns every
+    compared row, and the drifts."""
     if not math.isfinite(rtol) or rtol < 0:
         raise ValueError(f"rtol must be a finite number, zero or positive: rtol={rtol}")
     baseline = load_baseline(path)["models"]
@@ -141,7 +147,8 @@ def check_baseline(
     rows, drifts = [], []
     for name in names:
         expected = baseline[name]
-        got = measure_baseline_entry(name, expected.get("input_size"))
+        got = measure_baseline_entry(name, expected.get("input_size"),
+                                     (counted or {}).get(name))
         pairs = [("model", metric, expected[metric], got[metric]) for metric in BASELINE_METRICS]
         stages = sorted(set(expected["stages"]) | set(got["stages"]))
         for stage in stages:

@@ -68,12 +68,21 @@ def tiny_degradation(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def zoo_report(tmp_path_factory):
-    from click.testing import CliRunner
+def zoo_counts() -> dict:
+    """Every registered model counted once per session (about 15 s), shared by the tests
+    that need the whole zoo."""
+    from resnet_probe.measure.costs import count_costs
+    from resnet_probe.zoo import list_models
 
-    from resnet_probe.cli import cli
+    return {name: count_costs(name) for name in list_models()}
+
+
+@pytest.fixture(scope="session")
+def zoo_report(tmp_path_factory, zoo_counts):
+    from resnet_probe.census import zoo_census
+    from resnet_probe.environment import environment_info
+    from resnet_probe.report import write_zoo_report
 
     out = tmp_path_factory.mktemp("reports")
-    result = CliRunner().invoke(cli, ["report", "--out", str(out)])
-    assert result.exit_code == 0, result.output
+    write_zoo_report(zoo_census(counted=zoo_counts), environment_info(), out)
     return out

@@ -35,3 +35,14 @@ def test_help_shows_the_public_api():
     for name in ("build_model", "list_models", "compare", "flops", "latency", "gradients"):
         assert name in resnet_probe.__all__
         assert f"{name}(" in text
+
+
+def test_readme_convention_table_matches_the_catalogue():
+    from resnet_probe.results import CONVENTIONS
+
+    text = (ROOT / "README.md").read_text()
+    table = text.split("## Why ResNet-50 is")[1].split("\n\n")[2]
+    columns = [line.split("|")[1] for line in table.splitlines()[2:]]
+    assert len(columns) == len(CONVENTIONS)
+    for metric, cell in zip(CONVENTIONS, columns, strict=True):
+        assert f"`{metric.column}`" in cell, (metric.column, cell)

@@ -23,9 +23,16 @@ def test_committed_baseline_covers_the_whole_zoo():
     assert sum(s["params"] for s in entry["stages"].values()) == entry["params"]
 
 
-def test_committed_baseline_passes(invoke):
-    result = invoke("flops", "--check", str(COMMITTED))
-    assert result.exit_code == 0, result.output
+def test_committed_baseline_passes(zoo_counts):
+    rows, drifts = regression.check_baseline(COMMITTED, counted=zoo_counts)
+    assert not drifts and {row["model"] for row in rows} == set(zoo_counts)
+
+
+def test_cli_check_command(invoke, tmp_path):
+    baseline = tmp_path / "b.json"
+    invoke("flops", "--update-baseline", str(baseline), "resnet8", "plain14")
+    result = invoke("flops", "--check", str(baseline))
+    assert result.exit_code == 0 and "2 models, " in result.stdout
     assert "FLOP regression check passed" in result.stdout
 
 
@@ -110,3 +117,13 @@ def test_bad_baselines(invoke, tmp_path, content, message):
 def test_baseline_model_missing(invoke, perturbable):
     result = invoke("flops", "--check", str(perturbable), "resnet50")
     assert result.exit_code == 1 and "has no entry for resnet50" in result.stderr
+
+
+def test_cli_report_command(invoke, tmp_path, monkeypatch):
+    from resnet_probe import census
+
+    monkeypatch.setattr(census, "list_models", lambda: ["resnet8", "plain8"])
+    result = invoke("report", "--out", str(tmp_path))
+    assert result.exit_code == 0 and f"report: {tmp_path / 'zoo.html'}" in result.stdout
+    zoo = json.loads((tmp_path / "zoo-data" / "zoo.json").read_text())
+    assert [row["model"] for row in zoo] == ["resnet8", "plain8"]
