@@ -303,6 +303,9 @@ def training_section(plan: _Plan) -> SectionResult | None:
             raise interruption
         return SectionResult("training", environment=environment)
     tables = degradation_tables(latest[-1])
+    if interruption is None:  # compare cannot resume, so its checkpoints only take space
+        for checkpoint in (plan.out_dir / ".compare-runs" / "runs").glob("*.pt"):
+            checkpoint.unlink()
     return SectionResult("training", tables, environment, _final_errors(tables),
                          interruption=interruption)
 

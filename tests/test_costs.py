@@ -237,3 +237,12 @@ def test_cli_convention_choice(invoke):
     assert row["macs_v1"] == 3_857_973_248 and "flops" not in row
     bad = invoke("flops", "resnet50", "--convention", "gflops")
     assert bad.exit_code == 2 and "'gflops'" in bad.stderr and "macs_v1" in bad.stderr
+
+
+def test_sweep_headers_name_each_convention(invoke):
+    """Each scaled column is titled by its convention, not four columns all titled G."""
+    header = invoke("flops", "resnet8", "--sweep", "32,64").stdout.splitlines()[0].split()
+    for title in ("macs", "macs_v1", "macs_fvcore_default", "macs_with_elementwise", "flops",
+                  "backward_flops"):
+        assert title in header
+    assert header.count("(G)") == 6 and "G" not in header

@@ -320,3 +320,20 @@ def test_a_checkpoint_of_another_format_is_refused(tmp_path):
     torch.save({"model": {}, "optimizer": {}, "step": 0, "result": None}, path)
     with pytest.raises(CorruptCheckpoint, match="has format None"):
         load_checkpoint(path)
+
+
+def test_compare_leaves_no_checkpoints_and_valid_verdict_json(tmp_path):
+    from resnet_probe.comparison import CompareOptions, run_compare
+    from resnet_probe.report import compare_report_name, write_compare_report
+
+    train = TrainConfig(steps=4, batch_size=16, warmup_steps=1, eval_every=4,
+                        grad_norm_every=4, checkpoint_every=2)
+    # Depth 26 gets resnet20/plain20 siblings: a one-seed gap, whose standard error is NaN.
+    result = run_compare(["cifar[layers=4-4-4]", "cifar[layers=4-4-4,shortcut=false]"],
+                         CompareOptions(latency=None, gradients=None, train=train,
+                                        input_size=32), out_dir=tmp_path)
+    write_compare_report(result, tmp_path)
+    assert not list(tmp_path.rglob("*.pt"))
+    text = (tmp_path / f"{compare_report_name(result.models)}-data" / "verdict.json").read_text()
+    verdict = json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} in JSON"))
+    assert verdict["verdict"] == "inconclusive" and verdict["plain_gap_se"] is None

@@ -271,3 +271,26 @@ def test_gradient_report_explains_the_preact_identity_path():
     assert preact.iloc[-1] > preact.iloc[0]  # the un-normalized stream spreads with depth
     text = preact_explanation(frame(result.models), frame(result.blocks))
     assert "pre-activation, depth 20" in text and "post-activation, depth 20" in text
+
+
+def test_new_designs_time_through_the_api():
+    import resnet_probe as rp
+
+    names = ["resnext50_32x4d[layers=1-1-1-1]", "resnet50d[layers=1-1-1-1]",
+             "preact_resnet164[layers=1-1-1]", "wrn16_8[layers=1-1-1,widths=16-32-64]"]
+    rows = rp.latency(names, input_size=64, repeats=2, warmup=1, backward=False,
+                      peak_gflops=100.0, peak_gbytes_per_s=10.0)
+    assert list(rows["model"]) == names and (rows["forward_ms"] > 0).all()
+    stages = rp.latency(names[:1], by="stage", input_size=64, repeats=2, warmup=1,
+                        backward=False, peak_gflops=100.0, peak_gbytes_per_s=10.0)
+    assert list(stages["stage"]) == ["stem", "stage1", "stage2", "stage3", "stage4", "head"]
+
+
+def test_degradation_trains_preact_twins_through_the_cli(invoke, tmp_path):
+    result = invoke("degradation", "--depths", "8", "--preact", "--steps", "3",
+                    "--warmup-steps", "1", "--batch-size", "16", "--out", str(tmp_path),
+                    "--format", "json")
+    assert result.exit_code == 0, result.output
+    models = {row["model"] for row in json.loads(result.stdout)}
+    assert models == {"cifar[layers=1-1-1,preact=true,shortcut=false]",
+                      "cifar[layers=1-1-1,preact=true]"}

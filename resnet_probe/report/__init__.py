@@ -25,7 +25,12 @@ from resnet_probe.report.sections import (
     scaled,
     summary_section,
 )
-from resnet_probe.results import atomic_write_text, check_writable_dir, save_table
+from resnet_probe.results import (
+    atomic_write_text,
+    check_writable_dir,
+    save_table,
+    to_json_records,
+)
 
 INDEX = "index.html"
 
@@ -39,7 +44,7 @@ def save_tables(tables: dict[str, pd.DataFrame], directory: Path) -> None:
     for name, df in tables.items():
         save_table(df, directory, name)
     if "train_verdict" in tables:
-        verdict = tables["train_verdict"].iloc[0].to_dict()
+        (verdict,) = json.loads(to_json_records(tables["train_verdict"]))  # NaN -> null
         verdict["reasons"] = json.loads(verdict["reasons"])
         atomic_write_text(directory / "verdict.json", json.dumps(verdict, indent=2) + "\n")
 
