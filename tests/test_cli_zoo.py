@@ -81,3 +81,4 @@ def test_input_too_small_for_imagenet_stem(invoke):
     assert result.exit_code == 2  # a bad --input-size is a bad command line
     assert "8x8 is smaller than the network's total stride 32" in result.stderr
     assert "Traceback" not in result.output
+

@@ -246,3 +246,10 @@ def test_sweep_headers_name_each_convention(invoke):
                   "backward_flops"):
         assert title in header
     assert header.count("(G)") == 6 and "G" not in header
+
+
+def test_breakdowns_show_exact_counts_to_check_by_hand(invoke):
+    """Summaries scale MACs to G; per-conv, per-stage and per-module rows stay whole numbers."""
+    assert "231,211,008" in invoke("bottleneck").stdout  # 2 x 3²·64·64·56·56
+    stages = invoke("flops", "resnet34", "--by", "stage").stdout
+    assert "118,013,952" in stages and "(G)" not in stages  # the stem: 7²·3·64·112²

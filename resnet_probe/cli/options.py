@@ -144,8 +144,9 @@ def _report_numerical_warnings(caught) -> None:
                    err=True)
 
 
-def emit(df, fmt: str, columns: list[str] | None = None) -> None:
-    """The last step: a table (catalogued columns scaled and titled), CSV, or JSON rows."""
+def emit(df, fmt: str, columns: list[str] | None = None, exact: bool = False) -> None:
+    """The last step: a table (catalogued columns scaled and titled, unless ``exact``: per-row
+    breakdowns show whole counts to check by hand), CSV, or JSON rows."""
     from resnet_probe.report.console import console_table
     from resnet_probe.results import to_json_records
 
@@ -154,7 +155,7 @@ def emit(df, fmt: str, columns: list[str] | None = None) -> None:
     elif fmt == "csv":
         click.echo(df.to_csv(index=False), nl=False)
     else:
-        click.echo(console_table(df, columns))
+        click.echo(console_table(df, columns, scale={} if exact else None))
 
 
 def progress_bar(total: int, description: str):

@@ -22,16 +22,19 @@ from resnet_probe.cli.options import (
     seeds_option,
     user_errors,
 )
+from resnet_probe.data import DATASETS
+from resnet_probe.zoo import Family
 
 
 @click.command()
-@click.option("--family", type=click.Choice(["cifar", "imagenet"]), default="cifar",
+@click.option("--family", type=click.Choice([family.value for family in Family]),
+              default="cifar",
               show_default=True)
 @click.option("--depths", type=INT_LIST, default=None, help="Comma-separated depths "
               "[default: 20,56 for cifar (6n+2), 18,34 for imagenet].")
 @click.option("--preact", is_flag=True, help="Pre-activation twins (He et al. 2016b): "
               "BN-ReLU before each conv, a clean identity path.")
-@click.option("--dataset", type=click.Choice(["digits", "fashion-mnist", "cifar10"]),
+@click.option("--dataset", type=click.Choice(DATASETS),
               default="digits", show_default=True,
               help="digits (embedded, offline), fashion-mnist or cifar10 (downloaded once).")
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,

@@ -149,9 +149,9 @@ def flops(models, input_size, batch_size, by, convention, engine, sweep, check, 
         emit(df, fmt, columns)
     elif by == "module":
         emit(df, fmt, ["model", "module", "type", "stage", "depth", "params", "macs",
-                       "macs_with_elementwise", "backward_flops"])
+                       "macs_with_elementwise", "backward_flops"], exact=True)
     else:
-        emit(df, fmt)
+        emit(df, fmt, exact=True)
 
 
 @click.command()
@@ -173,10 +173,10 @@ def bottleneck(width, size, fmt) -> None:
     from resnet_probe.results import frame
 
     rows = block_cost_rows(width, size)
-    emit(frame(rows), fmt)
+    emit(frame(rows), fmt, exact=True)
     if fmt == "table":
         click.echo()
-        emit(frame(block_cost_totals(rows)), fmt)
+        emit(frame(block_cost_totals(rows)), fmt, exact=True)
 
 
 @click.command()
