@@ -93,3 +93,11 @@ def test_the_measured_default_run_with_three_seeds():
     assert verdict.verdict is Verdict.OBSERVED
     plain = next(g for g in verdict.gaps if g.kind == "plain")
     assert round(plain.gap_mean, 3) == 0.313 and round(2 * plain.gap_se, 3) == 0.137
+
+
+def test_the_stated_rule_names_its_thresholds():
+    from resnet_probe.train import verdict as module
+
+    rule = judge(finals([0.0], [0.1]), CHANCE).rule
+    assert f"MIN_SEEDS ({module.MIN_SEEDS})" in rule and f"MIN_GAP ({module.MIN_GAP})" in rule
+    assert module.TRAINED_FRACTION == 0.75 and "TRAINED_FRACTION, 3/4," in rule

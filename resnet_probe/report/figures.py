@@ -188,9 +188,8 @@ def cost_by_design(zoo: pd.DataFrame) -> go.Figure:
                                      mparams=lambda d: d["params"] / 1e6)
     fig = px.scatter(df, x="mparams", y="gmacs", color="design", symbol="family",
                      hover_data=["model", "depth", "groups", "width_per_group", "widths"],
-                     log_x=True, log_y=True, text="model",
+                     log_x=True, log_y=True,  # names on hover: clustered labels would overlap
                      title="Depth, width and cardinality against cost (residual nets)")
-    fig.update_traces(textposition="top center", textfont_size=9)
     return fig.update_layout(xaxis_title="parameters (M, log)",
                              yaxis_title="GMACs (conv+linear, log)")
 

@@ -112,7 +112,10 @@ def costs_section(tables: dict[str, pd.DataFrame]) -> Section:
 def _ordered_pivot(df: pd.DataFrame, index: str, values: str) -> pd.DataFrame:
     """pivot() sorts labels; keep stages in network order and models in the order named."""
     pivot = df.pivot(index=index, columns="model", values=values)
-    pivot = pivot.reindex(list(dict.fromkeys(df[index])))
+    labels = list(dict.fromkeys(df[index]))
+    if index == "stage":  # models of different depths: stem, stage1..N, head, whatever came first
+        labels.sort(key=lambda s: (s == "head", s != "stem"))
+    pivot = pivot.reindex(labels)
     return pivot[list(dict.fromkeys(df["model"]))].reset_index()
 
 
@@ -266,8 +269,9 @@ def verdict_note(tables: dict[str, pd.DataFrame]) -> tuple[str, str]:
                else ", one seed).")
             for g in tables["train_gaps"].itertuples()] if "train_gaps" in tables else []
     reasons = "; ".join(json.loads(row["reasons"]))
+    rule = " ".join(row["rule"].replace("``", "").split()).replace(" * ", " • ")
     text = (" ".join(gaps) + f" <b>Verdict: {esc(row['verdict'])}</b>: {esc(reasons)}. "
-            f"<small>Rule: {esc(row['rule'])}</small>")
+            f"<small>Rule, {esc(rule)}</small>")
     return text, ("finding" if row["verdict"] != "inconclusive" else "warning")
 
 

@@ -4,11 +4,11 @@ The rule, per kind (plain, residual): pair each seed's deep and shallow runs and
 in final training error (deep minus shallow). Across seeds that gives a mean and a standard
 error (SE = std / sqrt(seeds)). Then:
 
-* ``inconclusive`` when fewer than MIN_SEEDS seeds paired up, when a plain run did not train
-  (its final training error is not below TRAINED_FRACTION of chance, 1 - 1/classes), or when
-  a run did not finish;
-* ``degradation observed`` when the plain gap exceeds both MIN_GAP and 2 SE (outside the seed
-  noise) and the residual gap is at most half the plain gap;
+* ``inconclusive`` when fewer than MIN_SEEDS (2) seeds paired up, when a plain run did not
+  train (its final training error is not below TRAINED_FRACTION, 3/4, of chance error,
+  1 - 1/classes), or when a run did not finish;
+* ``degradation observed`` when the plain gap exceeds both MIN_GAP (0.01) and 2 SE (outside
+  the seed noise) and the residual gap is at most half the plain gap;
 * ``no degradation`` when the plain gap's upper bound, mean + 2 SE, is below MIN_GAP;
 * ``inconclusive`` otherwise (a gap inside the seed noise, or residual nets degrading too).
 """
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -56,13 +56,6 @@ class DegradationVerdict:
     reasons: list[str]
     gaps: list[DepthGap] = field(default_factory=list)
     rule: str = __doc__.split("The rule, ")[1].strip()
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"verdict": self.verdict.value, "reasons": self.reasons,
-                "gaps": [asdict(g) for g in self.gaps],
-                "thresholds": {"min_seeds": MIN_SEEDS, "min_gap": MIN_GAP,
-                               "trained_fraction_of_chance": TRAINED_FRACTION},
-                "rule": self.rule}
 
 
 def depth_gaps(finals: list[dict[str, Any]]) -> list[DepthGap]:
