@@ -29,6 +29,7 @@ from resnet_probe.train.degradation import (
     DegradationConfig,
     DegradationResult,
     degradation_tables,
+    discard_checkpoints,
     fit_dataset_to,
     load_degradation_tables,
     run_degradation,
@@ -304,8 +305,7 @@ def training_section(plan: _Plan) -> SectionResult | None:
         return SectionResult("training", environment=environment)
     tables = degradation_tables(latest[-1])
     if interruption is None:  # compare cannot resume, so its checkpoints only take space
-        for checkpoint in (plan.out_dir / ".compare-runs" / "runs").glob("*.pt"):
-            checkpoint.unlink()
+        discard_checkpoints(plan.out_dir / ".compare-runs")
     return SectionResult("training", tables, environment, _final_errors(tables),
                          interruption=interruption)
 

@@ -107,6 +107,9 @@ def _gib(count: float) -> str:
 
 
 def _meta_copy(model: nn.Module) -> nn.Module:
+    parameters = list(model.parameters())
+    if parameters and all(p.is_meta for p in parameters):
+        return model  # already shapes only: nothing to copy
     spec = getattr(model, "spec", None)
     if spec is not None:  # a zoo model: rebuilding on meta is cheaper than a deep copy
         from resnet_probe.zoo import build_on_meta

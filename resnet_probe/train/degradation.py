@@ -151,6 +151,15 @@ class DegradationResult:
         return judge(self.final_rows(), chance_error=1 - 1 / self.num_classes)
 
 
+RUNS = "runs"  # OUT/runs/NAME-seedN.pt: one checkpoint per (model, seed)
+
+
+def discard_checkpoints(out_dir: Path) -> None:
+    """Delete a run folder's checkpoints (weights and optimizer state), keeping its tables."""
+    for checkpoint in (Path(out_dir) / RUNS).glob("*.pt"):
+        checkpoint.unlink()
+
+
 def run_degradation(
     config: DegradationConfig,
     out_dir: Path,
@@ -171,7 +180,7 @@ def run_degradation(
 
 def _train_all(config, names, data, out_dir: Path, resume, progress, on_run_done, world
                ) -> DegradationResult:
-    runs_dir = out_dir / "runs"
+    runs_dir = out_dir / RUNS
     wanted = run_folder.manifest(config, data.description)
     if resume:
         if not any(runs_dir.glob("*.pt")):
@@ -179,8 +188,7 @@ def _train_all(config, names, data, out_dir: Path, resume, progress, on_run_done
                                   f"under {str(runs_dir)!r}; start a fresh run first")
         run_folder.check_resume(out_dir, wanted)
     elif world.is_main:
-        for stale in runs_dir.glob("*.pt"):  # another run's checkpoints must not be resumed
-            stale.unlink()
+        discard_checkpoints(out_dir)  # another run's checkpoints must not be resumed
         run_folder.write_manifest(out_dir, wanted)
     result = DegradationResult(dataset_description=data.description, config=config,
                                num_classes=data.num_classes)
