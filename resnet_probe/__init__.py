@@ -72,7 +72,11 @@ def compare(models: list[str], out: str | Path = "reports", inline_plotly: bool 
     from resnet_probe.comparison import CompareOptions, run_compare
     from resnet_probe.report import write_compare_report
 
-    result = run_compare(list(models), CompareOptions(**options), out_dir=Path(out))
+    def early_report(partial) -> None:  # on screen while training runs
+        write_compare_report(partial, Path(out), inline_plotly)
+
+    result = run_compare(list(models), CompareOptions(**options), out_dir=Path(out),
+                         before_training=early_report)
     result.report_path = write_compare_report(result, Path(out), inline_plotly)
     return result
 

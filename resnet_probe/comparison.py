@@ -8,6 +8,9 @@ summary columns. ``report.write_compare_report`` renders the result.
 
 from __future__ import annotations
 
+import tempfile
+import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -21,15 +24,18 @@ from resnet_probe.errors import InvalidRequest
 from resnet_probe.measure.architecture import architecture_rows
 from resnet_probe.measure.block_cost import block_cost_rows, block_cost_totals
 from resnet_probe.measure.costs import count_costs, stage_costs
+from resnet_probe.measure.dynamics import DynamicsConfig, measure_dynamics
 from resnet_probe.measure.gradients import GradientConfig, measure_gradients
 from resnet_probe.measure.latency import LatencyConfig, measure_latency
 from resnet_probe.progress import Progress
 from resnet_probe.results import CONVENTIONS, SUMMARY_COLUMNS, delta_table, frame
+from resnet_probe.stats import paired_mean_difference
+from resnet_probe.train.cache import RunCache
 from resnet_probe.train.degradation import (
     DegradationConfig,
     DegradationResult,
+    cache_record,
     degradation_tables,
-    discard_checkpoints,
     fit_dataset_to,
     load_degradation_tables,
     run_degradation,
@@ -37,12 +43,17 @@ from resnet_probe.train.degradation import (
 from resnet_probe.train.loop import TrainConfig
 from resnet_probe.zoo import get_spec, name_of
 
-# Short runs for the compare report; `degradation` has the full recipe. Measured on digits:
-# lr 0.1 right after a 20-step warm-up spikes the loss of 34-layer nets; 0.05 does not.
+# Short runs for the compare report; `degradation` has the full recipe. Measured on digits at
+# 32x32 (2-core CPU): plain34 needs about 200 steps at batch 64 to leave chance behind (at
+# batch 16-32 it sat at 0.75-0.83 after 150-300 steps for lr 0.005-0.1), and an lr drop at half
+# the budget stalls it, so the one drop comes at 3/4. Two seeds: the fewest the verdict takes.
 COMPARE_TRAIN = TrainConfig(steps=200, batch_size=64, lr=0.05, warmup_steps=20,
-                            eval_every=40, grad_norm_every=40, checkpoint_every=40)
+                            milestones=(0.75,), eval_every=200, grad_norm_every=40,
+                            checkpoint_every=50)
+COMPARE_SEEDS = (0, 1)
 COMPARE_LATENCY = LatencyConfig(repeats=10, warmup=3, sweep_batch_sizes=(1, 4, 16))
-COMPARE_GRADIENTS = GradientConfig(batch_size=16, seeds=(0, 1), shatter_points=8)
+COMPARE_GRADIENTS = GradientConfig(batch_size=16, seeds=(0, 1), shatter_points=256,
+                                   shatter_projections=1)
 
 
 @dataclass(frozen=True)
@@ -51,21 +62,29 @@ class CompareOptions:
     latency: LatencyConfig | None = COMPARE_LATENCY  # None skips the section
     gradients: GradientConfig | None = COMPARE_GRADIENTS
     train: TrainConfig | None = COMPARE_TRAIN  # None skips training
+    train_seeds: tuple[int, ...] = COMPARE_SEEDS
+    dynamics: DynamicsConfig | None = DynamicsConfig()  # with the gradients section
     degradation_dir: Path | None = None  # reuse a previous `degradation` run instead
     bottleneck_width: int = 64
     bottleneck_size: int = 56
+    fresh: bool = False  # retrain even where the run cache holds a finished run
 
     @classmethod
     def choose(cls, input_size: int | None = None, device: str = "auto", latency: bool = True,
                train: bool = True, train_steps: int | None = None,
-               degradation_dir: Path | None = None) -> CompareOptions:
+               train_seeds: tuple[int, ...] = COMPARE_SEEDS,
+               degradation_dir: Path | None = None, fresh: bool = False) -> CompareOptions:
         """The defaults with a user's choices applied (what the CLI's flags say)."""
         return cls(
             input_size=input_size,
             latency=replace(COMPARE_LATENCY, device=device) if latency else None,
             train=replace(COMPARE_TRAIN, device=training_device(device),
                           steps=train_steps or COMPARE_TRAIN.steps) if train else None,
-            degradation_dir=degradation_dir)
+            train_seeds=tuple(train_seeds), degradation_dir=degradation_dir, fresh=fresh)
+
+    @property
+    def trains(self) -> bool:
+        return self.train is not None and self.degradation_dir is None
 
     def progress_total(self, models: list[str]) -> int:
         """Progress units run_compare reports: counting, latency per model and batch size,
@@ -75,8 +94,11 @@ class CompareOptions:
             total += len(models) * (1 + len(self.latency.sweep_batch_sizes))
         if self.gradients is not None:
             total += len(models) * len(self.gradients.seeds)
-        if self.train is not None and self.degradation_dir is None:
-            total += (len(models) + len(siblings(models))) * self.train.steps
+            if self.dynamics is not None:
+                total += len(models) * len(self.dynamics.seeds)
+        if self.trains:
+            total += ((len(models) + len(siblings(models))) * len(self.train_seeds)
+                      * self.train.steps)
         return total
 
 
@@ -92,6 +114,9 @@ class SectionResult:
     summary: pd.DataFrame | None = None
     notes: tuple[str, ...] = ()
     interruption: KeyboardInterrupt | None = None
+    # Intervals of the summary's measured differences against the baseline (model, metric,
+    # delta_pct, ci95_low_pct, ci95_high_pct, measurable, change, method).
+    differences: pd.DataFrame | None = None
 
 
 @dataclass
@@ -174,30 +199,54 @@ class _Plan:
     out_dir: Path
     progress: Progress | None
     reused_training: dict[str, pd.DataFrame] | None
+    cache: RunCache
 
 
 def run_compare(models: list[str], options: CompareOptions = CompareOptions(),
                 progress: Progress | None = None, out_dir: Path | None = None,
-                command_line: str | None = None) -> CompareResult:
-    """Run the sections in order; on Ctrl-C or SIGTERM keep every finished one."""
+                command_line: str | None = None,
+                before_training: Callable[[CompareResult], None] | None = None
+                ) -> CompareResult:
+    """Run the sections in order; on Ctrl-C or SIGTERM keep every finished one.
+
+    ``before_training`` receives the result so far, its training section marked in progress,
+    when the fast sections are done and training is about to start (to show a report early).
+    """
     input_size, notes = validate_models(list(models), options.input_size)
     reused = (load_degradation_tables(options.degradation_dir)  # validated before measuring
               if options.degradation_dir is not None else None)
     plan = _Plan(list(models), options, input_size, Path(out_dir or "reports"), progress,
-                 reused)
+                 reused, RunCache(fresh=options.fresh))
     result = CompareResult(models=list(models), notes=notes)
     try:
         for section in SECTIONS:
+            if section is training_section and options.trains and before_training:
+                before_training(_assembled(replace(result, sections={
+                    **result.sections, "training": SectionResult(
+                        "training", environment={"in_progress": True},
+                        notes=(TRAINING_IN_PROGRESS,))}), command_line))
+            started = time.perf_counter()
             part = section(plan)
             if part is None:
                 continue
-            result.sections[part.name] = part
+            result.sections[part.name] = replace(part, environment={
+                **part.environment, "seconds": round(time.perf_counter() - started, 1)})
             if part.interruption is not None:
                 raise part.interruption
     except KeyboardInterrupt as error:
         result.interruption = error
         result.notes.append(interruption_note(error, list(result.sections)))
-    result.notes.extend(note for part in result.sections.values() for note in part.notes)
+    return _assembled(result, command_line)
+
+
+TRAINING_IN_PROGRESS = ("Training in progress: this page is rewritten with the training "
+                        "section when it finishes.")
+
+
+def _assembled(result: CompareResult, command_line: str | None) -> CompareResult:
+    """The result with its sections' notes, the run's environment and the merged tables."""
+    result.notes = result.notes + [note for part in result.sections.values()
+                                   for note in part.notes]
     result.run_environment = environment_info(command_line)
     result.tables = _merged_tables(result)
     return result
@@ -219,8 +268,11 @@ def _merged_tables(result: CompareResult) -> dict[str, pd.DataFrame]:
         if part.summary is not None:
             summary = part.summary if summary is None else summary.merge(
                 part.summary, on="model", how="left")
+    differences = [part.differences for part in result.sections.values()
+                   if part.differences is not None and not part.differences.empty]
+    tables["differences"] = pd.concat(differences, ignore_index=True) if differences else frame([])
     tables["summary"] = summary
-    tables["deltas"] = delta_table(summary, SUMMARY_COLUMNS)
+    tables["deltas"] = delta_table(summary, SUMMARY_COLUMNS, uncertainty=tables["differences"])
     tables["environment"] = frame([{"key": k, "value": str(v)}
                                    for k, v in result.environment.items()])
     return tables
@@ -262,8 +314,10 @@ def latency_section(plan: _Plan) -> SectionResult | None:
         tables["latency_failures"] = frame(latency.failures)
     environment = {k: v for k, v in latency.environment.items() if k != "config"}
     environment["warnings"] = list(latency.warnings)
+    tables["latency_rounds"] = frame(latency.rounds)
     summary = tables["latency_models"][["model", "forward_ms", "backward_ms", "images_per_s"]]
-    return SectionResult("latency", tables, environment, summary)
+    return SectionResult("latency", tables, environment, summary,
+                         differences=frame(latency.comparisons))
 
 
 def gradients_section(plan: _Plan) -> SectionResult | None:
@@ -273,11 +327,20 @@ def gradients_section(plan: _Plan) -> SectionResult | None:
     gradients = measure_gradients(plan.models, config, plan.progress)
     tables = {"gradient_models": frame(gradients.models),
               "gradient_blocks": frame(gradients.blocks),
+              "gradient_stages": frame(gradients.stages),
               "gradient_layers": frame(gradients.layers),
               "shattering": frame(gradients.shattering)}
     environment = {"input": gradients.input_description, "seeds": list(config.seeds)}
+    if plan.options.dynamics is not None:
+        dynamics = measure_dynamics(plan.models, plan.options.dynamics, plan.progress)
+        tables["dynamics_models"] = frame(dynamics.models)
+        tables["dynamics_layers"] = frame(dynamics.layers)
+        environment["dynamics"] = {**asdict(plan.options.dynamics),
+                                   "data": dynamics.data_description}
     summary = tables["gradient_models"][["model", "grad_ratio_first_last"]]
-    return SectionResult("gradients", tables, environment, summary)
+    return SectionResult("gradients", tables, environment, summary,
+                         differences=seed_differences(frame(gradients.seeds), plan.models,
+                                                      "grad_ratio_first_last"))
 
 
 def training_section(plan: _Plan) -> SectionResult | None:
@@ -289,25 +352,56 @@ def training_section(plan: _Plan) -> SectionResult | None:
         return None
     trained = plan.models + siblings(plan.models)
     dataset = fit_dataset_to(load_dataset("digits"), trained)
-    environment = {"dataset": dataset.description, "recipe": asdict(plan.options.train)}
+    environment: dict[str, Any] = {"dataset": dataset.description,
+                                   "recipe": asdict(plan.options.train),
+                                   "seeds": list(plan.options.train_seeds)}
     latest: list[DegradationResult] = []  # after each finished run; kept if interrupted
     interruption = None
-    try:
-        run_degradation(DegradationConfig(models=tuple(trained), train=plan.options.train),
-                        out_dir=plan.out_dir / ".compare-runs", progress=plan.progress,
-                        dataset=dataset, on_run_done=latest.append)
-    except KeyboardInterrupt as error:
-        interruption = error
-        environment["interrupted"] = True
+    # compare cannot resume, so checkpoints live in a temporary folder; finished runs are
+    # kept in the run cache instead, never in the report's folder.
+    with tempfile.TemporaryDirectory(prefix="resnet-probe-compare-") as runs:
+        try:
+            run_degradation(DegradationConfig(models=tuple(trained), train=plan.options.train,
+                                              seeds=plan.options.train_seeds),
+                            out_dir=Path(runs), progress=plan.progress, dataset=dataset,
+                            on_run_done=latest.append, cache=plan.cache)
+        except KeyboardInterrupt as error:
+            interruption = error
+            environment["interrupted"] = True
     if not (latest and latest[-1].runs):
         if interruption is not None:
             raise interruption
         return SectionResult("training", environment=environment)
-    tables = degradation_tables(latest[-1])
-    if interruption is None:  # compare cannot resume, so its checkpoints only take space
-        discard_checkpoints(plan.out_dir / ".compare-runs")
+    done = latest[-1]
+    environment["cache"] = cache_record(done, plan.cache)
+    tables = degradation_tables(done)
     return SectionResult("training", tables, environment, _final_errors(tables),
-                         interruption=interruption)
+                         tuple(done.cache_problems), interruption=interruption,
+                         differences=seed_differences(tables["train_final"], plan.models,
+                                                      "final_train_error"))
+
+
+def seed_differences(per_seed: pd.DataFrame, models: list[str], metric: str) -> pd.DataFrame:
+    """Each model's ``metric`` against the first model's, paired by seed, with a t interval
+    over the seeds both have."""
+    rows = []
+    if per_seed.empty:
+        return frame(rows)
+    values = per_seed.pivot_table(index="seed", columns="model", values=metric)
+    baseline = models[0]
+    for name in models[1:]:
+        if baseline not in values or name not in values:
+            continue
+        paired = values[[baseline, name]].dropna()
+        if paired.empty:
+            continue
+        difference = paired_mean_difference(paired[baseline].tolist(), paired[name].tolist())
+        rows.append({"model": name, "baseline": baseline, "metric": metric,
+                     "baseline_value": paired[baseline].mean(), "value": paired[name].mean(),
+                     "delta_pct": difference.pct, "ci95_low_pct": difference.low_pct,
+                     "ci95_high_pct": difference.high_pct, "measurable": difference.measurable,
+                     "change": difference.text(), "method": difference.method})
+    return frame(rows)
 
 
 def _final_errors(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:

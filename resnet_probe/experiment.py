@@ -12,10 +12,12 @@ from resnet_probe.environment import environment_info
 from resnet_probe.progress import Progress
 from resnet_probe.report import write_degradation_report
 from resnet_probe.results import check_writable_dir
+from resnet_probe.train.cache import RunCache
 from resnet_probe.train.degradation import (
     DEFAULT_DEPTHS,
     DegradationConfig,
     DegradationResult,
+    cache_record,
     degradation_recipe,
     degradation_tables,
     fit_dataset_to,
@@ -32,6 +34,7 @@ class DegradationExperiment:
     environment: dict[str, Any]
     title: str
     world: Distributed
+    cache: RunCache
     inline_plotly: bool = False
 
     @classmethod
@@ -39,7 +42,7 @@ class DegradationExperiment:
                 preact: bool = False, dataset: str = "digits", data_dir: Path | None = None,
                 seeds: tuple[int, ...] = (0,), out: Path = Path("reports/degradation"),
                 command_line: str | None = None, inline_plotly: bool = False,
-                steps: int | None = None, epochs: float | None = None,
+                steps: int | None = None, epochs: float | None = None, fresh: bool = False,
                 **recipe: Any) -> DegradationExperiment:
         """Validate everything before any training; ``recipe`` takes TrainConfig's fields."""
         depths = depths or DEFAULT_DEPTHS[family]
@@ -56,7 +59,8 @@ class DegradationExperiment:
                        **environment_info(command_line)}
         title = (f"resnet-probe degradation: {family}{', pre-activation' if preact else ''}, "
                  f"depths {', '.join(map(str, depths))}")
-        return cls(config, data, out, environment, title, world, inline_plotly)
+        return cls(config, data, out, environment, title, world, RunCache(fresh=fresh),
+                   inline_plotly)
 
     @property
     def is_main(self) -> bool:
@@ -73,8 +77,10 @@ class DegradationExperiment:
     def run(self, resume: bool = False, progress: Progress | None = None
             ) -> DegradationResult:
         return run_degradation(self.config, self.out, resume=resume, progress=progress,
-                               on_run_done=self.write_report, dataset=self.dataset)
+                               on_run_done=self.write_report, dataset=self.dataset,
+                               cache=self.cache)
 
     def write_report(self, result: DegradationResult) -> Path:
-        return write_degradation_report(degradation_tables(result), self.environment, self.out,
+        environment = {**self.environment, "cache": cache_record(result, self.cache)}
+        return write_degradation_report(degradation_tables(result), environment, self.out,
                                         self.title, self.inline_plotly)

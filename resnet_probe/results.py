@@ -101,9 +101,13 @@ def rollup(df: pd.DataFrame, by: str, values: list[str], how: str = "sum",
     return grouped[present].sum(min_count=1) if how == "sum" else grouped[present].mean()
 
 
-def delta_table(summary: pd.DataFrame, columns: list[str], key: str = "model") -> pd.DataFrame:
-    """Baseline (first row) first, then value and Δ% against it for each column, and whether
-    the change is better or worse by the metric's direction."""
+def delta_table(summary: pd.DataFrame, columns: list[str], key: str = "model",
+                uncertainty: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Baseline (first row) first, then value and Δ% against it for each column.
+
+    ``uncertainty`` rows (model, metric, ci95_low_pct, ci95_high_pct, measurable, change) add,
+    for a measured metric, its interval and ``METRIC_change``: the difference in words, "no
+    measurable difference" when the interval spans zero (``resnet_probe.stats``)."""
     baseline = summary.iloc[0]
     out = pd.DataFrame({key: summary[key]})
     for column in columns:
@@ -116,7 +120,30 @@ def delta_table(summary: pd.DataFrame, columns: list[str], key: str = "model") -
             out[f"{column}_delta_pct"] = (summary[column] - base) / base * 100.0
         else:
             out[f"{column}_delta_pct"] = math.nan
+        if uncertainty is None or uncertainty.empty:
+            continue
+        rows = uncertainty[uncertainty["metric"] == column].set_index("model")
+        if rows.empty:
+            continue
+        for source, target in (("ci95_low_pct", "delta_ci95_low"),
+                               ("ci95_high_pct", "delta_ci95_high"), ("measurable", "measurable"),
+                               ("change", "change")):
+            out[f"{column}_{target}"] = out[key].map(rows[source])
+        out.loc[out.index[0], f"{column}_change"] = "baseline"
     return out
+
+
+def measurable_deltas(deltas: pd.DataFrame) -> pd.DataFrame:
+    """The delta table as shown: a Δ% whose interval spans zero is blanked (its ``_change``
+    column says "no measurable difference"), and the interval columns are folded into it."""
+    shown = deltas.copy()
+    for column in [c for c in deltas.columns if c.endswith("_measurable")]:
+        metric = column.removesuffix("_measurable")
+        unmeasurable = shown[column].eq(False)
+        shown.loc[unmeasurable, f"{metric}_delta_pct"] = math.nan
+        shown = shown.drop(columns=[column, f"{metric}_delta_ci95_low",
+                                    f"{metric}_delta_ci95_high"])
+    return shown
 
 
 def change_direction(column: str, delta_pct: float) -> str | None:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import pandas as pd
 
 from resnet_probe.results import CONVENTIONS, frame, rollup
+from resnet_probe.stats import median_interval
 
 COST_COLUMNS = ["params", *(m.column for m in CONVENTIONS)]
 COST_VIEWS = ("model", "module", "block", "stage", "operator")
-LATENCY_VIEWS = ("model", "layer", "block", "stage", "sample", "sweep")
+LATENCY_VIEWS = ("model", "difference", "layer", "block", "stage", "sample", "sweep")
 GRADIENT_VIEWS = ("model", "block", "stage", "layer", "shattering")
+DYNAMICS_VIEWS = ("dynamics", "dynamics_layer")
 
 
 def _check(by: str, views: tuple[str, ...]) -> None:
@@ -30,20 +32,49 @@ def cost_view(results: list, by: str = "model") -> pd.DataFrame:
 
 
 def latency_view(result, by: str = "model") -> pd.DataFrame:
-    """``result`` is a LatencyResult. Block and stage rows sum the layers' medians per
-    direction (``sum_of_median_ms``), which is not the block's own median."""
+    """``result`` is a LatencyResult. Block and stage rows: ``sum_of_median_ms`` sums the
+    layers' medians; ``median_ms`` with its 95% interval is the median over repeats of the
+    block's (stage's) total in each repeat. ``difference``: each model against the first."""
     _check(by, LATENCY_VIEWS)
     if by in ("block", "stage"):
-        return rollup(frame(result.layers), by, ["median_ms"], keys=("model", "direction")
-                      ).rename(columns={"median_ms": "sum_of_median_ms"})
-    return frame({"model": result.models, "layer": result.layers, "sample": result.samples,
+        return _rolled_up_times(result, by)
+    return frame({"model": result.models, "difference": result.comparisons,
+                  "layer": result.layers, "sample": result.samples,
                   "sweep": result.sweep}[by])
 
 
+def _rolled_up_times(result, by: str) -> pd.DataFrame:
+    layers = frame(result.layers)
+    summed = rollup(layers, by, ["median_ms"], keys=("model", "direction")
+                    ).rename(columns={"median_ms": "sum_of_median_ms"})
+    places = layers.assign(block=layers["block"].fillna(layers["stage"]))[
+        ["model", "module", by]]
+    per_repeat = (frame(result.samples).merge(places, on=["model", "module"])
+                  .groupby(["model", "direction", by, "repeat"], sort=False)["ms"].sum())
+    intervals = []
+    for (model, direction, place), totals in per_repeat.groupby(level=[0, 1, 2], sort=False):
+        interval = median_interval(totals.tolist())
+        intervals.append({"model": model, "direction": direction, by: place,
+                          "median_ms": interval.estimate, "ci95_low_ms": interval.low,
+                          "ci95_high_ms": interval.high})
+    return summed.merge(frame(intervals), on=["model", "direction", by], how="left")
+
+
 def gradient_view(result, by: str = "model") -> pd.DataFrame:
-    """``result`` is a GradientResult. Stage rows are the mean over the stage's blocks."""
+    """``result`` is a GradientResult. Stage rows are the mean over the stage's blocks (and
+    over seeds), with the within-stage ratio."""
     _check(by, GRADIENT_VIEWS)
     if by == "stage":
-        return rollup(frame(result.blocks), "stage", ["act_grad_norm", "act_std"], how="mean")
+        means = rollup(frame(result.blocks), "stage", ["act_grad_norm", "join_grad_norm",
+                                                       "act_std", "variance_ratio"], how="mean")
+        within = frame(result.stages).groupby(["model", "stage"], sort=False, as_index=False)[
+            ["blocks", "within_stage_ratio"]].mean()
+        return means.merge(within, on=["model", "stage"], how="left")
     return frame({"model": result.models, "block": result.blocks, "layer": result.layers,
                   "shattering": result.shattering}[by])
+
+
+def dynamics_view(result, by: str = "dynamics") -> pd.DataFrame:
+    """``result`` is a DynamicsResult: per model, seed and recorded step, or per layer too."""
+    _check(by, DYNAMICS_VIEWS)
+    return frame(result.models if by == "dynamics" else result.layers)

@@ -1,12 +1,23 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def run_cache(tmp_path_factory) -> Path:
+    """Tests never read or fill the user's run cache; subprocesses inherit this too."""
+    from resnet_probe.train.cache import CACHE_ENV
+
+    path = tmp_path_factory.mktemp("run-cache")
+    os.environ[CACHE_ENV] = str(path)
+    return path
 
 
 @pytest.fixture(scope="session")
@@ -39,6 +50,7 @@ def invoke(runner):
 def tiny_compare(tmp_path_factory):
     """A complete compare report on tiny models: every section, in seconds."""
     from resnet_probe import compare
+    from resnet_probe.measure.dynamics import DynamicsConfig
     from resnet_probe.measure.gradients import GradientConfig
     from resnet_probe.measure.latency import LatencyConfig
     from resnet_probe.train.loop import TrainConfig
@@ -47,7 +59,8 @@ def tiny_compare(tmp_path_factory):
     result = compare(
         ["resnet8", "plain8", "resnet14"], out=out,
         latency=LatencyConfig(repeats=2, warmup=1, sweep_batch_sizes=(1, 2), input_size=32),
-        gradients=GradientConfig(batch_size=4, seeds=(0, 1), shatter_points=4),
+        gradients=GradientConfig(batch_size=4, seeds=(0, 1), shatter_points=16),
+        dynamics=DynamicsConfig(steps=(0, 1, 2, 5), batch_size=8),
         train=TrainConfig(steps=8, batch_size=32, eval_every=4, grad_norm_every=4,
                           checkpoint_every=4, warmup_steps=2), input_size=32)
     return result, out

@@ -5,17 +5,20 @@ from __future__ import annotations
 import json
 import math
 
+import pandas as pd
 import pytest
 import torch
 from torch import nn
 
 from resnet_probe.measure.gradients import (
     GradientConfig,
-    _adjacent_correlation,
+    lag_correlation,
     layer_grad_norms,
     measure_gradients,
     run_probe,
+    shattering,
 )
+from resnet_probe.report.labels import gradient_trend
 from resnet_probe.zoo import build_model
 
 
@@ -56,10 +59,6 @@ def test_plain_net_ratio_exceeds_residual_twin():
     ratio = {r["model"]: r["grad_ratio_first_last"] for r in result.models}
     assert ratio["plain32"] > ratio["resnet32"]
     assert ratio["plain32"] > 1.5  # plain BN nets explode toward the input
-    from resnet_probe.report.labels import gradient_trend
-
-    plain = next(r for r in result.models if r["model"] == "plain32")
-    assert gradient_trend(plain["growth_per_layer"]) == "explodes toward the input"
 
 
 def test_toy_network_norms_by_hand():
@@ -79,15 +78,51 @@ def test_toy_network_norms_by_hand():
     assert rows["1"]["grad_to_weight"] == pytest.approx(math.sqrt(58) / math.sqrt(2))
 
 
-def test_adjacent_correlation_by_hand():
+def test_lag_correlation_by_hand():
     same = torch.tensor([[1.0, 2.0, 3.0], [2.0, 4.0, 6.0]])
     flipped = torch.tensor([[1.0, 2.0, 3.0], [3.0, 2.0, 1.0]])
-    assert _adjacent_correlation(same) == pytest.approx(1.0)
-    assert _adjacent_correlation(flipped) == pytest.approx(-1.0)
+    assert lag_correlation(same, 1) == pytest.approx(1.0)
+    assert lag_correlation(flipped, 1) == pytest.approx(-1.0)
+    # Rows a, b, a: lag 2 pairs a with a (1); lag 1 pairs a-b and b-a (-1 each).
+    alternating = torch.tensor([[1.0, 2.0, 3.0], [3.0, 2.0, 1.0], [1.0, 2.0, 3.0]])
+    assert lag_correlation(alternating, 2) == pytest.approx(1.0)
+    assert lag_correlation(alternating, 1) == pytest.approx(-1.0)
+    assert lag_correlation(torch.randn(5, 40), 0) == pytest.approx(1.0)
+
+
+@pytest.fixture(scope="module")
+def shattered():
+    config = GradientConfig(seeds=(0, 1), shatter_points=256, shatter_projections=1)
+    return {name: pd.DataFrame(shattering(name, config)) for name in ("plain20", "resnet20")}
+
+
+def test_shattering_grid_has_256_points_and_lag_zero_is_one(shattered):
+    rows = shattered["plain20"]
+    assert (rows["points"] == 256).all() and (rows["samples"] == 2).all()
+    assert set(rows["lag"]) == {0, 1, 2, 4, 8, 16, 32, 64, 128}
+    assert rows.query("lag == 0")["correlation"].tolist() == pytest.approx([1.0] * 3)
+
+
+def test_shattering_correlation_decays_with_lag(shattered):
+    for rows in shattered.values():
+        for _, block in rows.groupby("block"):
+            curve = block.sort_values("lag")["correlation"].tolist()
+            # non-increasing, up to sampling noise
+            assert all(a >= b - 0.02 for a, b in zip(curve, curve[1:], strict=False))
+            assert curve[0] - curve[-1] > 0.3
+
+
+def test_plain_gradients_shatter_faster_than_residual(shattered):
+    def at(name, lag):
+        rows = shattered[name]
+        last_stage = rows[rows["depth"] == rows["depth"].max()]
+        return last_stage.query("lag == @lag")["correlation"].item()
+
+    assert at("plain20", 8) < at("resnet20", 8) - 0.2
 
 
 def test_seeds_make_results_reproducible():
-    config = GradientConfig(batch_size=4, seeds=(3, 4), shatter_points=4)
+    config = GradientConfig(batch_size=4, seeds=(3, 4), shatter_points=8)
     first = measure_gradients(["resnet8"], config)
     second = measure_gradients(["resnet8"], config)
     assert first.blocks == second.blocks and first.shattering == second.shattering
@@ -118,13 +153,42 @@ def test_nonfinite_gradient_found_from_the_output_side():
     assert findings["first_nonfinite_gradient"] == "layer2.0"
 
 
-def test_shattering_decays_faster_without_shortcuts():
-    result = measure_gradients(["plain56", "resnet56"],
-                               GradientConfig(batch_size=4, seeds=(0,), shatter_points=8))
-    last = {}
-    for row in result.shattering:
-        last[row["model"]] = row["adjacent_correlation"]
-    assert last["resnet56"] > last["plain56"]
+def test_gradient_shape_fits_exponential_for_plain_and_power_law_for_residual():
+    result = measure_gradients(["plain20", "resnet20", "plain56", "resnet56"],
+                               GradientConfig(batch_size=16, seeds=(0, 1), shatter_points=0))
+    rows = {r["model"]: r for r in result.models}
+    advantage = {name: row["exp_r2"] - row["power_r2"] for name, row in rows.items()}
+    for depth in (20, 56):
+        assert advantage[f"plain{depth}"] > advantage[f"resnet{depth}"]
+        assert rows[f"plain{depth}"]["better_fit"] == "exponential"
+    label = gradient_trend(rows["resnet20"]["grad_ratio_first_last"],
+                           rows["resnet20"]["better_fit"], rows["resnet20"]["exp_rate_per_layer"],
+                           rows["resnet20"]["power_exponent"])
+    assert "explodes" not in label and label.startswith("grows polynomially")
+    plain = rows["plain56"]
+    assert gradient_trend(plain["grad_ratio_first_last"], plain["better_fit"],
+                          plain["exp_rate_per_layer"], plain["power_exponent"]
+                          ).startswith("explodes exponentially")
+
+
+def test_zero_init_residual_net_passes_gradients_unchanged_through_every_join():
+    result = measure_gradients(["resnet56[zero_init_residual=true]"],
+                               GradientConfig(batch_size=8, seeds=(0,), shatter_points=0))
+    assert [r["within_stage_ratio"] for r in result.stages] == pytest.approx([1.0] * 3)
+    # Option A's zero padding costs nothing here: the whole-net ratio at the joins is 1 too.
+    assert result.models[0]["grad_ratio_first_last"] == pytest.approx(1.0, abs=1e-5)
+    assert all(r["variance_ratio"] == 0 for r in result.blocks)  # the branches output zeros
+
+
+def test_plain_block_variance_ratio_is_output_over_input_variance():
+    # Measured at each block's join; cross-checked against the block-output stds recorded
+    # separately: a plain block's input is the previous block's output.
+    result = measure_gradients(["plain20"], GradientConfig(batch_size=16, seeds=(0,),
+                                                           shatter_points=0))
+    blocks = result.blocks
+    for before, after in zip(blocks, blocks[1:], strict=False):
+        assert after["variance_ratio"] == pytest.approx(
+            after["act_std"] ** 2 / before["act_std"] ** 2, rel=1e-3)
 
 
 def test_random_and_data_inputs_are_named():
@@ -167,3 +231,32 @@ def test_cli_by_stage(invoke):
     rows = json.loads(result.stdout)
     assert [r["stage"] for r in rows] == ["stage1", "stage2", "stage3"]
     assert all(r["act_grad_norm"] > 0 for r in rows)
+
+
+def test_first_steps_inflate_the_plain_nets_early_weights_and_freeze_them():
+    from resnet_probe.measure.dynamics import DynamicsConfig, measure_dynamics
+
+    result = measure_dynamics(["plain56", "resnet56"], DynamicsConfig(steps=(0, 1, 10)))
+    rows = pd.DataFrame(result.models).set_index(["model", "step"])
+    norm = rows["first_layer_weight_norm"]
+    # Init is identical up to the shortcuts, so both first convs start at the same norm.
+    assert norm["plain56", 0] == pytest.approx(norm["resnet56", 0])
+    # Measured: plain56's first conv grows about 60x in one step at lr 0.1, resnet56's 1.03x.
+    assert norm["plain56", 1] / norm["plain56", 0] > 10 * norm["resnet56", 1] / norm[
+        "resnet56", 0]
+    step = rows["first_layer_update_to_weight"]
+    assert step["plain56", 10] < step["plain56", 0] / 100  # the effective step collapses
+    assert rows.loc[("plain56", 0), "grad_ratio_first_last"] > 100 * rows.loc[
+        ("resnet56", 0), "grad_ratio_first_last"]
+    layers = pd.DataFrame(result.layers)
+    assert {"grad_norm", "weight_norm", "grad_to_weight", "update_to_weight"} <= set(layers)
+
+
+def test_gradients_steps_option_prints_the_dynamics(invoke):
+    result = invoke("gradients", "resnet8", "--steps", "0,2", "--seeds", "0", "--format",
+                    "json")
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    assert [r["step"] for r in rows] == [0, 2]
+    bad = invoke("gradients", "resnet8", "--steps", "0,2", "--by", "block")
+    assert bad.exit_code == 2 and "--steps" in bad.output

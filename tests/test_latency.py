@@ -186,14 +186,14 @@ def test_device_cuda_without_cuda_is_clear(monkeypatch):
 
 
 def test_out_of_memory_keeps_measured_rows(monkeypatch):
-    real = latency_module._measure_model
+    real = latency_module._profile_layers
 
     def maybe_oom(name, *args):
         if name == "plain8":
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")
         return real(name, *args)
 
-    monkeypatch.setattr(latency_module, "_measure_model", maybe_oom)
+    monkeypatch.setattr(latency_module, "_profile_layers", maybe_oom)
     result = measure_latency(["resnet8", "plain8"], LatencyConfig(**FAST))
     assert [r["model"] for r in result.models] == ["resnet8"]
     assert result.failures[0]["model"] == "plain8"

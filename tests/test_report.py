@@ -195,3 +195,33 @@ def test_interrupted_compare_writes_a_partial_report(invoke, tmp_path, monkeypat
     assert (data / "latency_layers.csv").exists()
     summary = json.loads((data / "summary.json").read_text())
     assert all(row["forward_ms"] > 0 for row in summary)  # the finished section's columns
+
+
+def test_each_model_keeps_one_colour_in_every_figure_of_a_report(tiny_compare, tmp_path,
+                                                                  monkeypatch):
+    from resnet_probe.report import html, write_compare_report
+
+    result, _ = tiny_compare
+    figures_seen = []
+    real = html.figure_html
+    monkeypatch.setattr(html, "figure_html",
+                        lambda fig: figures_seen.append(fig) or real(fig))
+    write_compare_report(result, tmp_path)
+    colours: dict[str, set[str]] = {}
+    by_model_figures = 0
+    for fig in figures_seen:
+        named = False
+        for trace in fig.data:
+            model = (trace.name or "").split(",")[0]
+            if model not in result.models:
+                continue
+            colour = (trace.line.color if trace.type == "scatter" and trace.mode and
+                      "lines" in trace.mode else trace.marker.color)
+            if isinstance(colour, str):
+                colours.setdefault(model, set()).add(colour)
+                named = True
+        by_model_figures += named
+    assert by_model_figures >= 6  # costs, latency, gradients and training figures
+    assert set(colours) == set(result.models)
+    assert all(len(seen) == 1 for seen in colours.values()), colours
+    assert len({next(iter(seen)) for seen in colours.values()}) == len(result.models)

@@ -18,6 +18,7 @@ from resnet_probe.cli.options import (
     seeds_option,
     user_errors,
 )
+from resnet_probe.views import DYNAMICS_VIEWS, GRADIENT_VIEWS, LATENCY_VIEWS
 
 
 @click.command()
@@ -41,10 +42,10 @@ from resnet_probe.cli.options import (
               help="Roofline peak compute [default: measured with a large matmul].")
 @click.option("--peak-gbs", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Roofline peak bandwidth in GB/s [default: measured with a large copy].")
-@click.option("--by", type=click.Choice(["model", "layer", "block", "stage", "sample", "sweep"]),
-              default="model", show_default=True,
-              help="Rows: per model, per leaf layer, rolled up per block or stage (sums of "
-                   "layer medians), raw samples, or the batch sweep.")
+@click.option("--by", type=click.Choice(LATENCY_VIEWS), default="model", show_default=True,
+              help="Rows: per model (medians with 95% intervals), each model's difference "
+                   "against the first, per leaf layer, per block or stage (with intervals "
+                   "over repeats), raw samples, or the batch sweep.")
 @format_option
 @user_errors
 def latency(models, device, batch_size, input_size, repeats, warmup, dtype, threads,
@@ -53,7 +54,10 @@ def latency(models, device, batch_size, input_size, repeats, warmup, dtype, thre
 
     \b
     Per-layer medians, IQR and min come from raw samples; the un-hooked model time is
-    measured beside the hooked one so the measurement's own overhead is visible.
+    measured beside the hooked one so the measurement's own overhead is visible. Models
+    are timed in interleaved rounds (random order each round); each model's median has a
+    bootstrap 95% interval, and each difference against the first model one paired by
+    round: an interval that spans zero reads "no measurable difference".
 
     \b
     Examples:
@@ -81,13 +85,18 @@ def latency(models, device, batch_size, input_size, repeats, warmup, dtype, thre
                f"dtype {env['dtype']}, torch {env['torch_version']}", err=True)
     columns = {"layer": ["model", "module", "direction", "median_ms", "iqr_ms", "min_ms",
                          "noisy", "achieved_gflops_per_s", "bound"],
-               "model": ["model", "device", "batch_size", "forward_ms", "backward_ms",
-                         "hooked_forward_ms", "hook_overhead_ratio", "layer_sum_to_total",
-                         "images_per_s", "noisy_layers"]}.get(by)
+               "model": ["model", "device", "batch_size", "forward_ms", "forward_ms_ci95_low",
+                         "forward_ms_ci95_high", "backward_ms", "hook_overhead_ratio",
+                         "layer_sum_to_total", "images_per_s", "noisy_layers"],
+               "difference": ["model", "baseline", "metric", "change"]}.get(by)
     view = latency_view(result, by)
     if by == "layer":
         view = with_bound(view, env["peak_gflops"], env["peak_gbytes_per_s"])
     emit(view, fmt, columns)
+    if by == "model" and fmt == "table" and result.comparisons:
+        click.echo()
+        emit(latency_view(result, "difference"), fmt, columns=["model", "baseline", "metric",
+                                                             "change"])
     if result.failures and not result.models:
         sys.exit(EXIT_CHECK_FAILED)
 
@@ -99,30 +108,65 @@ def latency(models, device, batch_size, input_size, repeats, warmup, dtype, thre
 @input_size_option
 @click.option("--input", "input_kind", type=click.Choice(["data", "random"]), default="data",
               show_default=True, help="A batch of the embedded digits, or Gaussian noise.")
-@click.option("--shatter-points", type=click.IntRange(min=0), default=16, show_default=True,
-              help="Points on the input line for the shattering measure (0 = skip).")
-@click.option("--by", type=click.Choice(["model", "block", "stage", "layer", "shattering"]),
-              default="model", show_default=True,
-              help="Rows: per model, per block output, per stage (mean over its blocks), per "
-                   "weighted layer, or the shattering curve.")
+@click.option("--shatter-points", type=click.IntRange(min=0), default=256, show_default=True,
+              help="Points on the 1-D input grid of the shattering measure (0 = skip); "
+                   "correlations are reported at lags up to 128.")
+@click.option("--steps", type=INT_LIST, default=None, metavar="STEPS",
+              help="Gradient dynamics: train each model from init (SGD lr 0.1, batch 32, no "
+                   "warm-up) and record these steps, e.g. 0,1,2,5,10,20,50 [the default for "
+                   "--by dynamics].")
+@click.option("--by", type=click.Choice([*GRADIENT_VIEWS, *DYNAMICS_VIEWS]), default=None,
+              help="Rows: per model, per block output, per stage (mean over its blocks, with "
+                   "the within-stage ratio), per weighted layer, the shattering curve by lag, "
+                   "or the dynamics per step (per layer too) [default: model, or dynamics "
+                   "with --steps].")
 @format_option
 @user_errors
-def gradients(models, batch_size, seeds, input_size, input_kind, shatter_points, by, fmt
-              ) -> None:
+def gradients(models, batch_size, seeds, input_size, input_kind, shatter_points, steps, by,
+              fmt) -> None:
     """Measure gradient norms by depth at initialization, plain vs residual.
 
     \b
-    grad_ratio_first_last = ||dL/dx|| at the first block / at the last block. Plain BN
-    nets grow it exponentially with depth; residual nets grow it far more slowly (e.g.
-    resnet56 about 27, plain56 about 1e4 on the embedded digits).
+    grad_ratio_first_last = ||dL/ds|| at the first block's join / at the last block's
+    (s: the sum before the block's last ReLU). Measured on the embedded digits at batch 16:
+    plain BN nets explode exponentially, about x1.2 per layer (plain20 about 21, plain56
+    about 1.5e4); residual nets grow polynomially, ~depth^-1, with the growth in the first
+    blocks (resnet20 about 6, resnet56 about 25, resnet110 about 47). The trend label comes
+    from whichever of the two fits is better; within-stage ratios set stage transitions
+    apart (a zero-init residual net reads exactly 1).
 
     \b
-    Example:
+    --steps follows the first training steps: the explosion fades within a few steps, but
+    the first updates it drives inflate the early weights (plain56's first conv goes from
+    ||W|| 2.5 to 153 in one step at lr 0.1), after which their effective step ||dW||/||W||
+    collapses under BN: the early layers freeze.
+
+    \b
+    Examples:
       resnet-probe gradients plain56 resnet56 --seeds 0,1,2
+      resnet-probe gradients plain56 resnet56 --steps 0,1,2,5,10,20,50
+      resnet-probe gradients plain20 resnet20 --by shattering --format json
     """
+    from resnet_probe.measure.dynamics import DEFAULT_STEPS, DynamicsConfig, measure_dynamics
     from resnet_probe.measure.gradients import GradientConfig, measure_gradients
     from resnet_probe.report.labels import with_gradient_trend
-    from resnet_probe.views import gradient_view
+    from resnet_probe.views import dynamics_view, gradient_view
+
+    by = by or ("dynamics" if steps else "model")
+    if by in DYNAMICS_VIEWS:
+        dynamics_config = DynamicsConfig(steps=tuple(steps or DEFAULT_STEPS), seeds=seeds)
+        with progress_bar(len(models) * len(seeds), "gradient dynamics") as bar:
+            dynamics = measure_dynamics(list(models), dynamics_config, bar)
+        click.echo(f"data: {dynamics.data_description}; SGD lr {dynamics_config.lr}, batch "
+                   f"{dynamics_config.batch_size}, no warm-up", err=True)
+        emit(dynamics_view(dynamics, by), fmt,
+             ["model", "seed", "step", "loss", "grad_ratio_first_last",
+              "first_layer_weight_norm", "first_layer_grad_to_weight",
+              "first_layer_update_to_weight"] if by == "dynamics" else None)
+        return
+    if steps:
+        raise click.UsageError(f"--steps gives the dynamics views (--by dynamics or "
+                               f"dynamics_layer), not --by {by}")
 
     config = GradientConfig(batch_size=batch_size, seeds=seeds, input_size=input_size,
                             input=input_kind, shatter_points=shatter_points)
@@ -132,5 +176,4 @@ def gradients(models, batch_size, seeds, input_size, input_kind, shatter_points,
     view = gradient_view(result, by)
     emit(with_gradient_trend(view) if by == "model" else view, fmt,
          ["model", "depth", "shortcut", "grad_ratio_first_last", "grad_ratio_std",
-          "growth_per_layer", "gradient_trend", "first_nonfinite_forward",
-          "first_nonfinite_gradient"] if by == "model" else None)
+          "max_within_stage_ratio", "gradient_trend"] if by == "model" else None)

@@ -86,6 +86,11 @@ def out_option(default: Path, help_text: str):
                         show_default=True, help=help_text)
 
 
+def fresh_option(fn):
+    return click.option("--fresh", is_flag=True, help="Retrain every run instead of reusing "
+                        "finished runs from the run cache (`resnet-probe cache info`).")(fn)
+
+
 def inline_plotly_option(fn):
     return click.option("--inline-plotly", is_flag=True, help="Embed plotly.js in the page "
                         "instead of writing plotly.min.js beside it.")(fn)

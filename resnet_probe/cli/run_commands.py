@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from resnet_probe.cli.options import (
     device_option,
     emit,
     format_option,
+    fresh_option,
     inline_plotly_option,
     input_size_option,
     interrupt_exit,
@@ -58,12 +60,13 @@ from resnet_probe.zoo import Family
               "only a run started with the same arguments (its manifest.json) continues.")
 @click.option("--force-new", is_flag=True, help="With --resume: discard a run whose arguments "
               "differ and start over.")
+@fresh_option
 @out_option(Path("reports/degradation"), "Report, data tables and checkpoints go here.")
 @inline_plotly_option
 @format_option
 @user_errors
 def degradation(family, depths, preact, dataset, data_dir, steps, epochs, seeds, batch_size,
-                lr, warmup_steps, warmup_lr, augment, device, resume, force_new, out,
+                lr, warmup_steps, warmup_lr, augment, device, resume, force_new, fresh, out,
                 inline_plotly, fmt) -> None:
     """Train plain and residual twins at each depth and report the degradation problem.
 
@@ -89,7 +92,7 @@ def degradation(family, depths, preact, dataset, data_dir, steps, epochs, seeds,
         family=family, depths=depths, preact=preact, dataset=dataset, data_dir=data_dir,
         seeds=seeds, out=out, command_line=command_line(), inline_plotly=inline_plotly,
         steps=steps, epochs=epochs, batch_size=batch_size, lr=lr, warmup_steps=warmup_steps,
-        warmup_lr=warmup_lr, augment=augment, device=training_device(device))
+        warmup_lr=warmup_lr, augment=augment, device=training_device(device), fresh=fresh)
     bar = progress_bar(experiment.total_steps, "degradation") if experiment.is_main else None
     try:
         try:
@@ -112,6 +115,10 @@ def degradation(family, depths, preact, dataset, data_dir, steps, epochs, seeds,
     if not experiment.is_main:
         return
     click.echo(f"report: {experiment.report_path}", err=True)
+    if result.reused:
+        click.echo(f"reused from the run cache: {', '.join(result.reused)} (--fresh retrains)",
+                   err=True)
+    click.echo(f"run cache: {experiment.cache.usage()}", err=True)
     emit(frame(result.final_rows()), fmt,
          ["model", "depth", "shortcut", "seed", "final_train_error", "final_train_error_eval",
           "final_test_error", "status", "seconds"] if fmt == "table" else None)
@@ -124,15 +131,17 @@ def degradation(family, depths, preact, dataset, data_dir, steps, epochs, seeds,
 @click.option("--no-train", is_flag=True, help="Skip the short training section.")
 @click.option("--train-steps", type=click.IntRange(min=1), default=None,
               help="Steps per model in the training section [default: 200].")
+@seeds_option("0,1", "Seeds of the training section; its verdict needs at least two.")
 @click.option("--from-degradation", type=click.Path(file_okay=False, path_type=Path),
               default=None, help="Reuse an earlier `degradation --out DIR` run for the "
               "training section.")
 @click.option("--no-latency", is_flag=True, help="Skip the latency section.")
 @device_option("Device for the latency and training sections; auto picks CUDA when present.")
+@fresh_option
 @inline_plotly_option
 @user_errors
-def compare(models, out, input_size, no_train, train_steps, from_degradation, no_latency,
-            device, inline_plotly) -> None:
+def compare(models, out, input_size, no_train, train_steps, seeds, from_degradation,
+            no_latency, device, fresh, inline_plotly) -> None:
     """Compare MODELS in one HTML report; the first model is the baseline.
 
     \b
@@ -148,26 +157,42 @@ def compare(models, out, input_size, no_train, train_steps, from_degradation, no
     """
     from resnet_probe.comparison import CompareOptions, run_compare, validate_models
     from resnet_probe.report import compare_report_name, write_compare_report
-    from resnet_probe.results import check_writable_dir
+    from resnet_probe.results import check_writable_dir, measurable_deltas
 
     validate_models(list(models), input_size)
     out = check_writable_dir(out)
     options = CompareOptions.choose(input_size, device, latency=not no_latency,
                                     train=not no_train, train_steps=train_steps,
-                                    degradation_dir=from_degradation)
+                                    train_seeds=seeds, degradation_dir=from_degradation,
+                                    fresh=fresh)
+    click.echo(f"report: {out / (compare_report_name(list(models)) + '.html')}", err=True)
+
+    def early_report(partial) -> None:
+        write_compare_report(partial, out, inline_plotly)
+        bar.write("report written (training in progress; the page is rewritten when it "
+                  "finishes)", file=sys.stderr)
+
     with progress_bar(options.progress_total(list(models)), "compare") as bar:
         result = run_compare(list(models), options, bar, out_dir=out,
-                             command_line=command_line())
+                             command_line=command_line(), before_training=early_report)
         bar.set_description("writing report")
         path = write_compare_report(result, out, inline_plotly)
     click.echo(f"report: {path}")
+    cache = result.section_environment("training").get("cache")
+    if cache:
+        click.echo(f"run cache: {cache['usage']}", err=True)
     for note in result.notes:
         click.echo(f"note: {note}", err=True)
     if result.interrupted:
         what, code = interrupt_exit(result.interruption)
         click.echo(f"{what}: the report keeps every finished section", err=True)
         sys.exit(code)
-    emit(result.tables["deltas"], "table",
+    emit(measurable_deltas(result.tables["deltas"]), "table",
          ["model", "params", "params_delta_pct", "macs", "macs_delta_pct", "forward_ms",
-          "forward_ms_delta_pct", "grad_ratio_first_last", "final_train_error"])
+          "forward_ms_change", "grad_ratio_first_last", "final_train_error",
+          "final_train_error_change"])
+    verdict = result.tables.get("train_verdict")
+    if verdict is not None and not verdict.empty:
+        click.echo(f"training verdict: {verdict['verdict'].iloc[0]} "
+                   f"({'; '.join(json.loads(verdict['reasons'].iloc[0]))})")
     click.echo(f"data: {out / (compare_report_name(result.models) + '-data')}")

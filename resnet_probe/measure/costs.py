@@ -156,13 +156,12 @@ def count_model_costs(
     shape = (batch_size, spec.in_channels, size, size)
 
     started = time.perf_counter()
-    pieces: dict = {}  # shared with the v1 recount, which differs only in strided blocks
     if engine == "torch":
-        forward, backward, seen = _count_with_flop_counter(model, shape, cache=pieces)
+        forward, backward, seen = _count_with_flop_counter(model, shape)
     else:
         forward, seen = _count_with_fvcore(source if source is not None else spec, shape)
         backward = {}
-    v1_macs = _v1_macs(spec, shape, pieces)
+    v1_macs = _v1_macs(spec, shape)
     seconds = time.perf_counter() - started
 
     modules = _module_rows(model, forward, backward, engine)
@@ -203,6 +202,9 @@ class _Sequence(nn.Module):
             self.add_module(name, module)
         self.flatten_at = flatten_at
 
+    def extra_repr(self) -> str:
+        return f"flatten_at={self.flatten_at}"
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for name, module in self.named_children():
             if name == self.flatten_at:
@@ -219,6 +221,12 @@ def _pieces(model: ResNet) -> list[tuple[str, nn.Module, bool]]:
     return pieces
 
 
+# Counts per piece, shared across models: (structure, input shape, grad, device) -> counts.
+# FLOPs depend only on those, and a whole-zoo check meets the same blocks in many models.
+_PIECE_COUNTS: dict = {}
+_PIECE_CACHE_LIMIT = 4096
+
+
 def _count_with_flop_counter(model: ResNet, shape: tuple[int, ...], backward: bool = True,
                              cache: dict | None = None):
     """Count piece by piece: the stem, each block, the head.
@@ -232,16 +240,19 @@ def _count_with_flop_counter(model: ResNet, shape: tuple[int, ...], backward: bo
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    recorder = _OperatorRecorder()
-    cache = {} if cache is None else cache  # (structure, input shape, grad) -> counts
+    seen: set[str] = set()
+    cache = _PIECE_COUNTS if cache is None else cache
+    if len(cache) > _PIECE_CACHE_LIMIT:
+        cache.clear()
     forward: dict[str, dict[str, int]] = {}
     both: dict[str, dict[str, int]] = {}
     current = tuple(shape)
     try:
         for prefix, piece, needs_grad in _pieces(model):
-            key = (repr(piece), current, needs_grad)
+            key = (repr(piece), current, needs_grad, device.type)
             if key not in cache or (backward and not cache[key][3]):
                 x = torch.empty(current, device=device, requires_grad=needs_grad)
+                recorder = _OperatorRecorder()
                 with FlopCounterMode(display=False, custom_mapping=ELEMENTWISE_FORMULAS) as c:
                     with recorder:
                         out = piece(x)
@@ -249,8 +260,10 @@ def _count_with_flop_counter(model: ResNet, shape: tuple[int, ...], backward: bo
                     if backward:
                         out.sum().backward()
                 piece_both = _strip_root(c.get_flop_counts())
-                cache[key] = (piece_forward, piece_both, tuple(out.shape), backward)
-            piece_forward, piece_both, current, _ = cache[key]
+                cache[key] = (piece_forward, piece_both, tuple(out.shape), backward,
+                              frozenset(recorder.seen))
+            piece_forward, piece_both, current, _, piece_ops = cache[key]
+            seen |= piece_ops
             for target, counts in ((forward, piece_forward), (both, piece_both)):
                 for name, ops in counts.items():
                     if prefix and not name:
@@ -269,7 +282,7 @@ def _count_with_flop_counter(model: ResNet, shape: tuple[int, ...], backward: bo
         name: {op: value - forward.get(name, {}).get(op, 0) for op, value in ops.items()}
         for name, ops in both.items()
     } if backward else {}
-    return forward, backward_counts, set(recorder.seen)
+    return forward, backward_counts, seen
 
 
 def _add_parent_totals(counts: dict[str, dict[str, int]], model: ResNet) -> None:
@@ -329,11 +342,11 @@ def _count_with_fvcore(model: str | ResNetSpec, shape: tuple[int, ...]):
     return counts, seen
 
 
-def _v1_macs(spec: ResNetSpec, shape, cache: dict) -> int | None:
+def _v1_macs(spec: ResNetSpec, shape) -> int | None:
     if spec.stride_placement is StridePlacement.V1 or spec.block.value == "basic":
         return None  # identical network: basic blocks have one place for the stride
     v1 = build_on_meta(spec.replace(stride_placement=StridePlacement.V1))
-    forward, _, _ = _count_with_flop_counter(v1, shape, backward=False, cache=cache)
+    forward, _, _ = _count_with_flop_counter(v1, shape, backward=False)
     return sum(v for op, v in forward[""].items() if op in MATMUL_CONV_OPS) // 2
 
 

@@ -13,10 +13,11 @@ first training step) takes one batch and a cross-entropy loss, then one backward
   the weighted layers between the two blocks (Yang et al. 2019 predict about 1.21 for plain
   BN-ReLU stacks at init).
 
-Across seeds, results are mean and std. Shattering (Balduzzi et al. 2017): along a line of
-interpolated inputs, the gradient of a random projection of each block output with respect to
-the input is computed at every point, and ``adjacent_correlation`` is the mean Pearson
-correlation of gradients at neighbouring points (1 = smooth, 0 = white noise).
+Across seeds, results are mean and std. Shattering (Balduzzi et al. 2017): on a 1-D grid of
+interpolated inputs, the gradient of a random projection of a block output with respect to the
+input is computed at every point, and ``correlation`` at each ``lag`` is the mean Pearson
+correlation of gradients that many grid points apart (1 = smooth, 0 = white noise); see
+``shattering``.
 
 A non-finite loss or gradient is a finding, not a crash: the first module whose forward output
 is non-finite, and the first module (from the output side) whose gradient is, are reported.
@@ -30,8 +31,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy import stats as scipy_stats
 from torch import nn
 
 from resnet_probe.data import fit_channels, load_dataset
@@ -49,7 +52,8 @@ class GradientConfig:
     seeds: tuple[int, ...] = (0, 1, 2)
     input_size: int | None = None
     input: str = "data"  # a batch of the embedded digits, or "random" Gaussian inputs
-    shatter_points: int = 16  # 0 skips the shattering measurement
+    shatter_points: int = 256  # points on the 1-D grid; 0 skips the shattering measurement
+    shatter_projections: int = 2  # random projections of each block output, per seed
 
     def __post_init__(self) -> None:
         if not isinstance(self.batch_size, int) or self.batch_size < 2:
@@ -62,6 +66,9 @@ class GradientConfig:
         if self.shatter_points == 1 or self.shatter_points < 0:
             raise ValueError(f"shatter_points must be 0 (off) or at least 2: "
                              f"shatter_points={self.shatter_points}")
+        if self.shatter_projections < 1:
+            raise ValueError(f"shatter_projections must be at least 1: "
+                             f"shatter_projections={self.shatter_projections}")
 
 
 @dataclass
@@ -69,6 +76,8 @@ class GradientResult:
     layers: list[dict[str, Any]] = field(default_factory=list)  # per weighted layer, per seed
     blocks: list[dict[str, Any]] = field(default_factory=list)  # per block output, per seed
     models: list[dict[str, Any]] = field(default_factory=list)  # one row per model
+    seeds: list[dict[str, Any]] = field(default_factory=list)  # whole-net ratio per seed
+    stages: list[dict[str, Any]] = field(default_factory=list)  # within-stage ratio per seed
     shattering: list[dict[str, Any]] = field(default_factory=list)
     input_description: str = ""
 
@@ -120,11 +129,20 @@ def measure_gradients(models: Iterable[str], config: GradientConfig = GradientCo
         per_seed = []
         for seed in config.seeds:
             per_seed.append(_one_seed(name, seed, config, result))
+            result.seeds.append({"model": name, "seed": seed,
+                                 "grad_ratio_first_last": per_seed[-1]["ratio"]})
             if progress is not None:
                 progress.update(1)
         if config.shatter_points:
-            result.shattering.extend(_shattering(name, config.seeds[0], config))
-        result.models.append(_model_row(name, config, per_seed))
+            result.shattering.extend(shattering(name, config))
+        blocks = [r for r in result.blocks if r["model"] == name]
+        stages = within_stage_ratios(blocks)
+        result.stages.extend(stages)
+        fits = growth_fits([r["depth"] for r in blocks], [r["join_grad_norm"] for r in blocks])
+        within = [r["within_stage_ratio"] for r in stages
+                  if r["blocks"] > 1 and math.isfinite(r["within_stage_ratio"])]
+        result.models.append({**_model_row(name, config, per_seed), **fits,
+                              "max_within_stage_ratio": max(within, default=math.nan)})
     return result
 
 
@@ -139,7 +157,7 @@ def _one_seed(name: str, seed: int, config: GradientConfig, result: GradientResu
         result.blocks.append({"model": name, "seed": seed, **row})
     for row in layer_grad_norms(model):
         result.layers.append({"model": name, "seed": seed, **row})
-    first, last = block_rows[0]["act_grad_norm"], block_rows[-1]["act_grad_norm"]
+    first, last = block_rows[0]["join_grad_norm"], block_rows[-1]["join_grad_norm"]
     ratio = first / last if last else math.inf
     depth_span = (block_rows[-1]["depth"] - block_rows[0]["depth"]) or 1
     return {"ratio": ratio, "growth": ratio ** (1 / depth_span) if ratio > 0 else math.nan,
@@ -155,6 +173,7 @@ def run_probe(model: ResNet, x: torch.Tensor, y: torch.Tensor
     nonfinite_forward: list[str] = []
     nonfinite_grad: list[str] = []
     blocks = dict(model.blocks())
+    joins: dict[str, dict[str, float]] = {}
 
     def install(session) -> None:
         for name, module in model.named_modules():
@@ -163,6 +182,8 @@ def run_probe(model: ResNet, x: torch.Tensor, y: torch.Tensor
                                                                      grad_order, nonfinite_grad)))
             if name and is_leaf(module):
                 session.add(module.register_forward_hook(_finite_hook(name, nonfinite_forward)))
+        for name, block in blocks.items():
+            _watch_join(session, name, block, joins.setdefault(name, {}))
 
     with hooked(model, train=True, install=install):
         loss = F.cross_entropy(model(x), y)
@@ -173,8 +194,11 @@ def run_probe(model: ResNet, x: torch.Tensor, y: torch.Tensor
         info = model.layer_info[name]
         depth = max(v.depth for k, v in model.layer_info.items()
                     if k.startswith(name + ".") and v.depth is not None)
+        join = joins.get(name, {})
         rows.append({"block": name, "stage": info.stage, "depth": depth,
-                     "act_grad_norm": grads.get(name, math.nan), "act_std": stds.get(name)})
+                     "act_grad_norm": grads.get(name, math.nan), "act_std": stds.get(name),
+                     "join_grad_norm": join.get("grad_norm", math.nan),
+                     "variance_ratio": join.get("variance_ratio", math.nan)})
     findings = {
         "loss": loss.item(),
         "first_nonfinite_forward": nonfinite_forward[0] if nonfinite_forward else None,
@@ -198,11 +222,81 @@ def _block_hook(name, grads, stds, order, nonfinite):
     return hook
 
 
+def _watch_join(session, name: str, block: nn.Module, record: dict[str, float]) -> None:
+    """The block's join, where shortcut and branch meet: the gradient at the sum before the
+    block's last ReLU (the block output for pre-activation blocks, whose sum is last), and
+    the branch-to-stream variance Var F(x) / Var x of De & Smith (2020); for a block without
+    a shortcut, Var out / Var in. Through an identity block the gradient at the join passes
+    unchanged, which the within-stage ratios rest on."""
+    seen: dict[str, torch.Tensor] = {}
+
+    def remember(key):
+        def hook(module, args, output):
+            seen[key] = args[0] if key == "relu_input" else output
+        return hook
+
+    def after_block(module, args, output):
+        join = output if module.preact else seen["relu_input"]
+        stream = args[0].detach().float().var().item()
+        measured = seen["branch"] if module.residual else output
+        record["variance_ratio"] = (measured.detach().float().var().item() / stream
+                                    if stream else math.nan)
+        if join.requires_grad:
+            join.register_hook(
+                lambda grad: record.__setitem__("grad_norm", grad.detach().float().norm().item()))
+
+    session.add(block.relu.register_forward_hook(remember("relu_input")))
+    session.add(block.branch_end.register_forward_hook(remember("branch")))
+    session.add(block.register_forward_hook(after_block))
+
+
 def _finite_hook(name, found):
     def hook(module, args, output):
         if not found and not torch.isfinite(output).all():
             found.append(name)
     return hook
+
+
+def growth_fits(depths: list[float], norms: list[float]) -> dict[str, float]:
+    """Fit ||dL/ds|| against depth l (weighted layers from the input) two ways, each a
+    straight line in log space with two parameters, so their R² (of log g) compare directly:
+
+    * exponential, log g = a - l log r: a constant factor r per layer toward the input, what
+      plain BN-ReLU stacks show;
+    * power law, log g = a - k log l: g ~ l^-k, growth concentrated in the first layers, what
+      residual nets show when each block adds a shrinking share to the stream's variance.
+
+    ``exp_rate_per_layer`` is r (above 1: growing toward the input); ``power_exponent`` is k.
+    """
+    points = [(d, g) for d, g in zip(depths, norms, strict=True)
+              if math.isfinite(g) and g > 0 and d > 0]
+    if len({d for d, _ in points}) < 3:
+        return {"exp_rate_per_layer": math.nan, "exp_r2": math.nan, "power_exponent": math.nan,
+                "power_r2": math.nan, "better_fit": None}
+    depth = np.array([d for d, _ in points], dtype=float)
+    log_norm = np.log([g for _, g in points])
+    exponential = scipy_stats.linregress(depth, log_norm)
+    power = scipy_stats.linregress(np.log(depth), log_norm)
+    exp_r2, power_r2 = exponential.rvalue ** 2, power.rvalue ** 2
+    return {"exp_rate_per_layer": float(np.exp(-exponential.slope)), "exp_r2": float(exp_r2),
+            "power_exponent": float(-power.slope), "power_r2": float(power_r2),
+            "better_fit": "exponential" if exp_r2 > power_r2 else "power law"}
+
+
+def within_stage_ratios(blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per model, seed and stage: the join gradient at the stage's first block over its last,
+    so the growth inside stages is seen apart from what stage transitions (option A's zero
+    padding, projections) do to the whole-net ratio. 1 for identity blocks."""
+    rows = []
+    keyed: dict[tuple, list[dict[str, Any]]] = {}
+    for row in blocks:
+        keyed.setdefault((row["model"], row["seed"], row["stage"]), []).append(row)
+    for (model, seed, stage), members in keyed.items():
+        members = sorted(members, key=lambda r: r["depth"])
+        first, last = members[0]["join_grad_norm"], members[-1]["join_grad_norm"]
+        rows.append({"model": model, "seed": seed, "stage": stage, "blocks": len(members),
+                     "within_stage_ratio": first / last if last else math.nan})
+    return rows
 
 
 def _model_row(name: str, config: GradientConfig, per_seed: list[dict[str, Any]]
@@ -227,40 +321,81 @@ def _model_row(name: str, config: GradientConfig, per_seed: list[dict[str, Any]]
     }
 
 
-def _shattering(name: str, seed: int, config: GradientConfig) -> list[dict[str, Any]]:
-    torch.manual_seed(seed)
-    model = build_model(name)
-    x, _, _ = make_batch(model, GradientConfig(batch_size=2, seeds=(seed,),
-                                               input_size=config.input_size,
-                                               input=config.input), seed)
-    t = torch.linspace(0, 1, config.shatter_points).view(-1, 1, 1, 1)
-    line = ((1 - t) * x[0:1] + t * x[1:2]).requires_grad_(True)
-    outputs: dict[str, torch.Tensor] = {}
-    blocks = dict(model.blocks())
+SHATTER_LAGS = (0, 1, 2, 4, 8, 16, 32, 64, 128)
 
-    def install(session) -> None:
-        for block_name, module in blocks.items():
-            session.add(module.register_forward_hook(
-                lambda m, a, out, block_name=block_name: outputs.__setitem__(block_name, out)))
 
+def shattering(name: str, config: GradientConfig) -> list[dict[str, Any]]:
+    """Balduzzi et al. (2017), on a 1-D grid: ``shatter_points`` inputs evenly spaced on the
+    segment between two images. For a random projection of a block's output, the gradient
+    with respect to each input is taken; the correlation of the gradients at grid points
+    ``lag`` apart, averaged along the grid, is one sample. Samples come from every seed (a
+    fresh init and image pair each) and ``shatter_projections`` projections; rows give the mean
+    and spread at each lag for the last block of each stage. Lag 0 is 1 by definition; white
+    noise gradients give 0 at every other lag."""
+    samples: dict[tuple[str, int], list[float]] = {}
+    places: dict[str, tuple[str, int]] = {}
+    for seed in config.seeds:
+        for block, stage, depth, grads in _grid_gradients(name, seed, config):
+            places[block] = (stage, depth)
+            for lag in SHATTER_LAGS:
+                if lag < grads.shape[1]:
+                    samples.setdefault((block, lag), []).extend(
+                        lag_correlation(g, lag) for g in grads)
     rows = []
-    generator = torch.Generator().manual_seed(seed)
-    with hooked(model, train=True, install=install):
-        model(line)
-        names = list(blocks)
-        for index, block_name in enumerate(names):
-            out = outputs[block_name]
-            projection = torch.randn(out.shape[1:], generator=generator)
-            (grad,) = torch.autograd.grad((out * projection).sum(), line,
-                                          retain_graph=index < len(names) - 1)
-            flat = grad.flatten(1)
-            rows.append({"model": name, "block": block_name,
-                         "stage": model.layer_info[block_name].stage, "block_index": index + 1,
-                         "adjacent_correlation": _adjacent_correlation(flat)})
+    for (block, lag), values in samples.items():
+        stage, depth = places[block]
+        rows.append({"model": name, "block": block, "stage": stage, "depth": depth,
+                     "lag": lag, "correlation": statistics.fmean(values),
+                     "correlation_std": statistics.stdev(values) if len(values) > 1 else 0.0,
+                     "samples": len(values), "points": config.shatter_points})
     return rows
 
 
-def _adjacent_correlation(flat: torch.Tensor) -> float:
-    centered = flat - flat.mean(dim=1, keepdim=True)
-    normed = centered / centered.norm(dim=1, keepdim=True).clamp_min(1e-30)
-    return (normed[:-1] * normed[1:]).sum(dim=1).mean().item()
+def _grid_gradients(name: str, seed: int, config: GradientConfig):
+    """(block, stage, depth, gradients [projections x points x input size]) for the last block
+    of each stage, at the smallest input the model takes that is at least 32 pixels."""
+    torch.manual_seed(seed)
+    model = build_model(name)
+    size = max(model.spec.total_stride, 32)
+    x, _, _ = make_batch(model, GradientConfig(batch_size=2, seeds=(seed,), input_size=size,
+                                               input=config.input), seed)
+    t = torch.linspace(0, 1, config.shatter_points).view(-1, 1, 1, 1)
+    line = ((1 - t) * x[0:1] + t * x[1:2]).requires_grad_(True)
+    stage_ends: dict[str, str] = {}
+    for block_name, _ in model.blocks():
+        stage_ends[model.layer_info[block_name].stage] = block_name
+    watched = {block: dict(model.blocks())[block] for block in stage_ends.values()}
+    outputs: dict[str, torch.Tensor] = {}
+
+    def install(session) -> None:
+        for block_name, module in watched.items():
+            session.add(module.register_forward_hook(
+                lambda m, a, out, block_name=block_name: outputs.__setitem__(block_name, out)))
+
+    generator = torch.Generator().manual_seed(seed)
+    with hooked(model, train=True, install=install):
+        model(line)
+        names = list(watched)
+        for index, block_name in enumerate(names):
+            out = outputs[block_name]
+            grads = []
+            for projection_index in range(config.shatter_projections):
+                projection = torch.randn(out.shape[1:], generator=generator)
+                last = (index == len(names) - 1
+                        and projection_index == config.shatter_projections - 1)
+                (grad,) = torch.autograd.grad((out * projection).sum(), line,
+                                              retain_graph=not last)
+                grads.append(grad.flatten(1))
+            depth = max(v.depth for k, v in model.layer_info.items()
+                        if k.startswith(block_name + ".") and v.depth is not None)
+            yield block_name, model.layer_info[block_name].stage, depth, torch.stack(grads)
+
+
+def lag_correlation(gradients: torch.Tensor, lag: int) -> float:
+    """Mean Pearson correlation between the gradients at grid points ``lag`` apart
+    (``gradients``: points x input size)."""
+    centered = gradients - gradients.mean(dim=1, keepdim=True)
+    unit = centered / centered.norm(dim=1, keepdim=True).clamp_min(1e-30)
+    if lag == 0:
+        return (unit * unit).sum(dim=1).mean().item()
+    return (unit[:-lag] * unit[lag:]).sum(dim=1).mean().item()

@@ -12,10 +12,16 @@ eval mode (batch norm uses running statistics) with in-place ReLUs made out-of-p
 which median, IQR and min are derived. A layer is flagged noisy when its IQR exceeds
 ``NOISY_IQR_FRACTION`` of its median.
 
-Overhead is reported, not hidden: the hooked whole-model time sits next to an un-hooked time
-measured in the same run with ``torch.utils.benchmark``, and the sum of per-layer times next to
-the model total. Per-layer throughput counts FLOPs as 2 x conv/linear MACs plus one per element
-for elementwise layers, and bytes as weights + input + output at the run's dtype.
+Whole-model times, the ones models are compared by, come from separate un-hooked passes run in
+interleaved rounds: every round times each model once in a fresh random order, so drift on a
+shared machine hits all models alike. Each model's median gets a bootstrap 95% interval, and each
+difference against the first model one paired by round (``resnet_probe.stats``); a difference
+whose interval spans zero is reported as no measurable difference.
+
+Overhead is reported, not hidden: the hooked whole-model time sits next to the un-hooked one,
+and the sum of per-layer times next to the model total. Per-layer throughput counts FLOPs as
+2 x conv/linear MACs plus one per element for elementwise layers, and bytes as weights + input +
+output at the run's dtype.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import gc
 import math
 import os
 import platform
+import random
 import statistics
 import time
 import warnings
@@ -41,6 +48,7 @@ from resnet_probe.measure.costs import count_costs
 from resnet_probe.measure.hooks import HookSession, hooked
 from resnet_probe.measure.memory import check_fits
 from resnet_probe.progress import Progress
+from resnet_probe.stats import Difference, median_difference, median_interval
 from resnet_probe.zoo import build_model, build_on_meta, get_spec
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -89,6 +97,8 @@ class LatencyResult:
     samples: list[dict[str, Any]] = field(default_factory=list)  # raw, one per pass
     layers: list[dict[str, Any]] = field(default_factory=list)  # stats per leaf & direction
     models: list[dict[str, Any]] = field(default_factory=list)  # one row per model
+    rounds: list[dict[str, Any]] = field(default_factory=list)  # interleaved whole passes
+    comparisons: list[dict[str, Any]] = field(default_factory=list)  # vs the first model
     sweep: list[dict[str, Any]] = field(default_factory=list)  # images/s per batch size
     environment: dict[str, Any] = field(default_factory=dict)
     failures: list[dict[str, Any]] = field(default_factory=list)
@@ -201,21 +211,41 @@ def measure_latency(models: list[str], config: LatencyConfig = LatencyConfig(),
             result.warnings.append(f"{threads} threads on {cores} cores: the extra threads "
                                    f"time-share cores, so this is not what a {threads}-core "
                                    f"machine would measure")
+        profiled: dict[str, tuple[torch.nn.Module, torch.Tensor, list, dict]] = {}
         for name in models:
             if progress is not None:
                 progress.set_description(f"latency {name}")
             failure = None
             try:
-                _measure_model(name, config, device, threads, peak, result, progress)
+                profiled[name] = _profile_layers(name, config, device, peak, result)
             except torch.cuda.OutOfMemoryError as error:
                 failure = f"out of GPU memory: {str(error).splitlines()[0]}"
             if failure is not None:  # outside `except`, so the traceback's tensors are freed
                 result.failures.append({"model": name, "batch_size": config.batch_size,
                                         "error": failure})
                 _free_device_memory()
+            if progress is not None:
+                progress.update(1)
+        if progress is not None:
+            progress.set_description("latency: interleaved rounds")
+        rounds, lost = _interleaved_rounds(
+            {name: entry[:2] for name, entry in profiled.items()}, config, device)
+        result.rounds.extend(rounds)
+        for name, error in lost.items():
+            result.failures.append({"model": name, "batch_size": config.batch_size,
+                                    "error": error})
+            del profiled[name]
+        for name, (_, _, layer_rows, whole) in profiled.items():
+            result.models.append(_model_row(name, device, config, threads, whole, layer_rows,
+                                            [r for r in rounds if r["model"] == name]))
             spread = _spread_warning(name, result.models)
             if spread is not None:
                 result.warnings.append(spread)
+        result.comparisons.extend(latency_differences(result.rounds, list(profiled),
+                                                      config.batch_size))
+        del profiled
+        _free_device_memory()
+        for name in models:
             for batch in config.sweep_batch_sizes:
                 result.sweep.append(_throughput(name, batch, config, device, threads))
                 if progress is not None:
@@ -244,12 +274,11 @@ def _prepared_model(name: str, config: LatencyConfig, device: torch.device):
     return model
 
 
-def _measure_model(name, config, device, threads, peak, result, progress) -> None:
+def _profile_layers(name, config, device, peak, result):
+    """Hooked passes: every leaf's forward (and backward) samples. Returns what the
+    interleaved rounds and the model row need: (model, input, layer rows, whole-pass ms)."""
     x = _input(name, config, device, config.batch_size, training=config.backward)
     model = _prepared_model(name, config, device)
-    # Un-hooked samples are taken half before and half after the hooked passes, so drift on a
-    # shared machine does not land on one side of the overhead ratio.
-    unhooked = _unhooked_forward_ms(model, x, config, threads, config.repeats // 2 or 1)
     timers = _Timers(device)
     shapes: dict[str, Any] = {}
     whole: dict[str, list[float]] = defaultdict(list)
@@ -282,34 +311,111 @@ def _measure_model(name, config, device, threads, peak, result, progress) -> Non
                         result.samples.append({"model": name, "module": module,
                                                "direction": module_direction,
                                                "repeat": repeat, "ms": ms})
-            if progress is not None:
-                progress.set_description(f"latency {name}: {direction} done")
-    unhooked += _unhooked_forward_ms(model, x, config, threads,
-                                     config.repeats - config.repeats // 2)
     costs = {row["module"]: row for row in count_costs(
         name, input_size=x.shape[-1], batch_size=config.batch_size).modules}
     element_bytes = torch.finfo(DTYPES[config.dtype]).bits // 8
     layer_rows = _layer_rows(name, model, kept, costs, shapes, element_bytes, peak)
     result.layers.extend(layer_rows)
-    result.models.append(_model_row(name, device, config, threads, whole, unhooked, layer_rows))
-    if progress is not None:
-        progress.update(1)
+    return model, x, layer_rows, whole
+
+
+def _interleaved_rounds(prepared: dict[str, tuple[torch.nn.Module, torch.Tensor]],
+                        config: LatencyConfig, device: torch.device
+                        ) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """Un-hooked whole-model passes in rounds: each round times every model once, in a fresh
+    random order (seeded), so drift on a shared machine hits every model alike and round r of
+    one model pairs with round r of another. A pass is a forward (eval mode, autograd on) and,
+    if asked, the backward of its output, each timed between device synchronizations.
+    Returns the rows and the models dropped for running out of GPU memory (with the error)."""
+    order = list(prepared)
+    shuffle = random.Random(0)
+    rows: list[dict[str, Any]] = []
+    lost: dict[str, str] = {}
+    for round_index in range(-config.warmup, config.repeats):
+        shuffle.shuffle(order)
+        for position, name in enumerate(order):
+            if name in lost:
+                continue
+            try:
+                forward_ms, backward_ms = _timed_pass(*prepared[name], config.backward, device)
+            except torch.cuda.OutOfMemoryError as error:
+                lost[name] = f"out of GPU memory: {str(error).splitlines()[0]}"
+                continue
+            if round_index >= 0:  # warm-up rounds are discarded
+                rows.append({"model": name, "round": round_index, "position": position,
+                             "forward_ms": forward_ms, "backward_ms": backward_ms})
+        if lost:
+            _free_device_memory()
+    return [row for row in rows if row["model"] not in lost], lost
+
+
+def _timed_pass(model: torch.nn.Module, x: torch.Tensor, backward: bool,
+                device: torch.device) -> tuple[float, float | None]:
+    model.eval()
+    _synchronize(device)
+    start = time.perf_counter()
+    out = model(x)
+    _synchronize(device)
+    middle = time.perf_counter()
+    backward_ms = None
+    if backward:
+        out.float().sum().backward()
+        _synchronize(device)
+        backward_ms = (time.perf_counter() - middle) * 1e3
+        model.zero_grad(set_to_none=True)
+    return (middle - start) * 1e3, backward_ms
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def latency_differences(rounds: list[dict[str, Any]], models: list[str], batch_size: int = 1
+                        ) -> list[dict[str, Any]]:
+    """Each model against the first: the change in median forward and backward time and in
+    images/s, with a 95% interval from a bootstrap paired by round."""
+    if len(models) < 2:
+        return []
+    by_model = {name: [r for r in rounds if r["model"] == name] for name in models}
+    baseline = by_model[models[0]]
+    rows = []
+    for name in models[1:]:
+        for metric in ("forward_ms", "backward_ms"):
+            base = [r[metric] for r in baseline]
+            other = [r[metric] for r in by_model[name]]
+            if None in base or None in other:
+                continue
+            difference = median_difference(base, other, paired=True)
+            rows.append({"model": name, "baseline": models[0], "metric": metric,
+                         "baseline_value": statistics.median(base),
+                         "value": statistics.median(other),
+                         "delta_pct": difference.pct, "ci95_low_pct": difference.low_pct,
+                         "ci95_high_pct": difference.high_pct,
+                         "measurable": difference.measurable, "change": difference.text(),
+                         "method": difference.method})
+            if metric == "forward_ms":  # images/s is batch / forward time: the inverse change
+                rows.append(_as_throughput(rows[-1], batch_size))
+    return rows
+
+
+def _as_throughput(row: dict[str, Any], batch_size: int) -> dict[str, Any]:
+    def flip(pct: float) -> float:
+        return (100.0 / (100.0 + pct) - 1) * 100
+
+    difference = Difference(flip(row["delta_pct"]), flip(row["ci95_high_pct"]),
+                            flip(row["ci95_low_pct"]), row["method"])
+    return {**row, "metric": "images_per_s",
+            "baseline_value": batch_size * 1e3 / row["baseline_value"],
+            "value": batch_size * 1e3 / row["value"], "delta_pct": difference.pct,
+            "ci95_low_pct": difference.low_pct, "ci95_high_pct": difference.high_pct,
+            "measurable": difference.measurable, "change": difference.text()}
 
 
 def _elapsed_ms(start: Any, end: Any) -> float:
     if isinstance(start, float):
         return (end - start) * 1e3
     return start.elapsed_time(end)  # CUDA events; the pass has already synchronized
-
-
-def _unhooked_forward_ms(model, x, config, threads, repeats: int) -> list[float]:
-    """The same forward (eval mode, autograd on, as in the hooked passes) with no hooks at all,
-    timed by torch.utils.benchmark, which synchronizes CUDA around each measurement."""
-    model.eval()
-    timer = torch_benchmark.Timer("model(x)", globals={"model": model, "x": x},
-                                  num_threads=threads)
-    timer.timeit(max(1, config.warmup))
-    return [timer.timeit(1).median * 1e3 for _ in range(repeats)]
 
 
 def _layer_rows(name, model, kept, costs, shapes, element_bytes, peak) -> list[dict[str, Any]]:
@@ -342,19 +448,29 @@ def _layer_rows(name, model, kept, costs, shapes, element_bytes, peak) -> list[d
     return rows
 
 
-def _model_row(name, device, config, threads, whole, unhooked, layer_rows) -> dict[str, Any]:
+def _model_row(name, device, config, threads, whole, layer_rows, rounds) -> dict[str, Any]:
     forward = [r for r in layer_rows if r["direction"] == "forward"]
     backward = [r for r in layer_rows if r["direction"] == "backward"]
     hooked_ms = statistics.median(whole["hooked_forward"])
+    unhooked = [r["forward_ms"] for r in rounds]
     unhooked_ms = statistics.median(unhooked)
+    forward_interval = median_interval(unhooked)
+    backward_interval = (median_interval([r["backward_ms"] for r in rounds])
+                         if config.backward else None)
     layer_sum = sum(r["median_ms"] for r in forward)
     return {
         "model": name, "device": device.type, "dtype": config.dtype, "threads": threads,
         "batch_size": config.batch_size, "input_size": config.input_size or get_spec(name)
         .default_input_size, "channels_last": config.channels_last,
         "forward_ms": unhooked_ms,
+        "forward_ms_ci95_low": forward_interval.low,
+        "forward_ms_ci95_high": forward_interval.high,
         "forward_ms_iqr": summarize(unhooked)["iqr_ms"],
-        "backward_ms": statistics.median(whole["hooked_backward"]) if backward else None,
+        "backward_ms": backward_interval.estimate if backward_interval else None,
+        "backward_ms_ci95_low": backward_interval.low if backward_interval else None,
+        "backward_ms_ci95_high": backward_interval.high if backward_interval else None,
+        "hooked_backward_ms": (statistics.median(whole["hooked_backward"]) if backward
+                               else None),
         "hooked_forward_ms": hooked_ms,
         "layer_sum_backward_ms": sum(r["median_ms"] for r in backward) if backward else None,
         "hook_overhead_ratio": hooked_ms / unhooked_ms,

@@ -59,16 +59,18 @@ def write_compare_report(result, out_dir: Path, inline_plotly: bool = False) -> 
     name = compare_report_name(result.models)
     tables = result.tables
     save_tables(tables, out_dir / f"{name}-data")
-    sections = [
-        summary_section(tables["deltas"], result.notes),
-        architecture_section(tables["architecture"]),
-        costs_section(tables),
-        latency_section(tables, result.section_environment("latency")),
-        gradients_section(tables, result.section_environment("gradients")),
-        degradation_section(tables, result.section_environment("training")),
-        bottleneck_section(tables),
-        environment_section(result.environment),
-    ]
+    trained = tables["train_final"]["model"] if "train_final" in tables else []
+    with figures.consistent_colours([*result.models, *trained]):
+        sections = [
+            summary_section(tables["deltas"], result.notes),
+            architecture_section(tables["architecture"]),
+            costs_section(tables),
+            latency_section(tables, result.section_environment("latency")),
+            gradients_section(tables, result.section_environment("gradients")),
+            degradation_section(tables, result.section_environment("training")),
+            bottleneck_section(tables),
+            environment_section(result.environment),
+        ]
     subtitle = (f"{esc(' vs '.join(result.models))} — baseline {esc(result.models[0])}. "
                 f"Data for every table: <code>{esc(name)}-data/</code>")
     page = render_page(f"resnet-probe: {' vs '.join(result.models)}", subtitle, sections,
@@ -82,8 +84,10 @@ def write_degradation_report(tables: dict[str, pd.DataFrame], environment: dict,
                              out_dir: Path, title: str, inline_plotly: bool = False) -> Path:
     out_dir = check_writable_dir(out_dir)
     save_tables(tables, out_dir / "data")
-    sections = [degradation_section(tables, environment, number="1."),
-                environment_section(environment, number="2.")]
+    trained = tables["train_final"]["model"] if "train_final" in tables else []
+    with figures.consistent_colours(trained):
+        sections = [degradation_section(tables, environment, number="1."),
+                    environment_section(environment, number="2.")]
     page = render_page(title, "Training error of plain and residual twins by depth "
                        "(He et al. 2016, Fig. 6). Data: <code>data/</code>", sections,
                        inline_plotly)

@@ -1,6 +1,15 @@
-"""DataFrame -> plotly figure. Every figure has a title and axis labels with units."""
+"""DataFrame -> plotly figure. Every figure has a title and axis labels with units.
+
+Each model keeps one colour across a report: the writer renders its figures inside
+``consistent_colours(models)``, and every figure coloured by model takes its colours from that
+map (models it does not list, e.g. training siblings, get the next palette colours in turn).
+"""
 
 from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Iterator
+from contextvars import ContextVar
 
 import numpy as np
 import pandas as pd
@@ -8,6 +17,33 @@ import plotly.express as px
 import plotly.graph_objects as go
 
 SMOOTHING_STEPS = 10
+PALETTE = px.colors.qualitative.Plotly + px.colors.qualitative.Dark24
+_MODEL_COLOURS: ContextVar[dict[str, str] | None] = ContextVar("model_colours", default=None)
+
+
+@contextlib.contextmanager
+def consistent_colours(models: Iterable[str]) -> Iterator[dict[str, str]]:
+    colours = {model: PALETTE[i % len(PALETTE)] for i, model in enumerate(dict.fromkeys(models))}
+    token = _MODEL_COLOURS.set(colours)
+    try:
+        yield colours
+    finally:
+        _MODEL_COLOURS.reset(token)
+
+
+def model_colours(models: Iterable[str]) -> dict[str, str]:
+    """The colour of each model: from the report's map, extended in order for new models."""
+    colours = _MODEL_COLOURS.get()
+    if colours is None:
+        colours = {}
+    for model in dict.fromkeys(models):
+        if model not in colours:
+            colours[model] = PALETTE[len(colours) % len(PALETTE)]
+    return colours
+
+
+def _by_model(df: pd.DataFrame) -> dict[str, str]:
+    return model_colours(df["model"]) if "model" in df else {}
 
 
 def stage_macs(stage_costs: pd.DataFrame) -> go.Figure:
@@ -20,7 +56,8 @@ def stage_macs(stage_costs: pd.DataFrame) -> go.Figure:
 def conventions(conventions: pd.DataFrame) -> go.Figure:
     df = conventions.dropna(subset=["giga"]).copy()
     df["convention"] = df["convention"].str.slice(0, 48)
-    fig = px.bar(df, x="convention", y="giga", color="model", barmode="group",
+    fig = px.bar(df, x="convention", y="giga", color="model",
+                 color_discrete_map=_by_model(df), barmode="group",
                  title="One model, six numbers: every counting convention side by side")
     return fig.update_layout(yaxis_title="G (MACs or FLOPs, see unit column)",
                              xaxis_title="counting convention")
@@ -28,7 +65,8 @@ def conventions(conventions: pd.DataFrame) -> go.Figure:
 
 def layer_macs(layer_costs: pd.DataFrame) -> go.Figure:
     df = layer_costs[layer_costs["macs"] > 0].assign(mmacs=lambda d: d["macs"] / 1e6)
-    fig = px.bar(df, x="module", y="mmacs", color="model", barmode="group",
+    fig = px.bar(df, x="module", y="mmacs", color="model",
+                 color_discrete_map=_by_model(df), barmode="group",
                  hover_data=["stage", "depth", "params"],
                  title="MACs per layer (conv + linear)")
     return fig.update_layout(yaxis_title="MMACs", xaxis_title="layer (input → output)")
@@ -37,7 +75,8 @@ def layer_macs(layer_costs: pd.DataFrame) -> go.Figure:
 def latency_layers(layers: pd.DataFrame, device: str) -> go.Figure:
     df = layers.copy()
     df["iqr_half"] = df["iqr_ms"] / 2
-    fig = px.bar(df, x="module", y="median_ms", color="model", barmode="group",
+    fig = px.bar(df, x="module", y="median_ms", color="model",
+                 color_discrete_map=_by_model(df), barmode="group",
                  facet_row="direction", error_y="iqr_half", hover_data=["type", "noisy"],
                  title=f"Per-layer latency on {device} (median; whiskers ±IQR/2)")
     fig.update_yaxes(title_text="ms", matches=None)
@@ -55,6 +94,7 @@ def roofline(layers: pd.DataFrame, peak_gflops: float, peak_gbs: float, device: 
              ) -> go.Figure:
     df = layers[(layers["flops"] > 0) & (layers["direction"] == "forward")].copy()
     fig = px.scatter(df, x="arithmetic_intensity", y="achieved_gflops_per_s", color="model",
+                     color_discrete_map=_by_model(df),
                      symbol="bound", hover_data=["module", "type", "median_ms"], log_x=True,
                      log_y=True, title=f"Roofline of forward layers on {device}")
     if len(df):
@@ -70,7 +110,8 @@ def roofline(layers: pd.DataFrame, peak_gflops: float, peak_gbs: float, device: 
 
 def throughput(sweep: pd.DataFrame, device: str) -> go.Figure:
     df = sweep.dropna(subset=["images_per_s"])
-    fig = px.line(df, x="batch_size", y="images_per_s", color="model", markers=True, log_x=True,
+    fig = px.line(df, x="batch_size", y="images_per_s", color="model",
+                  color_discrete_map=_by_model(df), markers=True, log_x=True,
                   title=f"Forward throughput vs batch size on {device}")
     return fig.update_layout(xaxis_title="batch size (images)", yaxis_title="images/s")
 
@@ -84,9 +125,9 @@ def _mean_std(df: pd.DataFrame, keys: list[str], value: str) -> pd.DataFrame:
 def _band_figure(stats: pd.DataFrame, x: str, title: str, y_title: str, log_y: bool
                  ) -> go.Figure:
     fig = go.Figure()
-    palette = px.colors.qualitative.Plotly
-    for i, (model, group) in enumerate(stats.groupby("model", sort=False)):
-        color = palette[i % len(palette)]
+    colours = _by_model(stats)
+    for model, group in stats.groupby("model", sort=False):
+        color = colours[model]
         group = group.sort_values(x)
         upper = group["mean"] + group["std"]
         lower = (group["mean"] - group["std"]).clip(lower=group["mean"] * 0.05)
@@ -116,11 +157,32 @@ def activation_std_depth(blocks: pd.DataFrame) -> go.Figure:
 
 
 def shattering(shatter: pd.DataFrame) -> go.Figure:
-    fig = px.line(shatter, x="block_index", y="adjacent_correlation", color="model",
-                  markers=True, title="Shattered gradients: correlation of input-gradients at "
-                  "neighbouring inputs")
-    return fig.update_layout(xaxis_title="block (input → output)",
-                             yaxis_title="mean adjacent correlation (1 = smooth, 0 = noise)")
+    df = shatter[shatter["lag"] > 0].copy()  # lag 0 is 1 by definition
+    df["block output"] = df["stage"] + " end (depth " + df["depth"].astype(str) + ")"
+    fig = px.line(df, x="lag", y="correlation", color="block output", facet_col="model",
+                  facet_col_wrap=2, error_y="correlation_std", markers=True, log_x=True,
+                  title="Shattered gradients (Balduzzi et al. 2017): correlation of input-"
+                  "gradients at grid points `lag` apart (mean ± std over seeds and "
+                  "projections)")
+    fig.update_yaxes(title_text="correlation", range=[-0.1, 1.05])
+    return fig.update_xaxes(title_text="lag (grid points, log)")
+
+
+def gradient_dynamics(dynamics: pd.DataFrame) -> go.Figure:
+    measures = {"grad_ratio_first_last": "‖∂L/∂s‖ first / last block",
+                "first_layer_weight_norm": "‖W‖ of the first conv",
+                "first_layer_update_to_weight": "effective step ‖ΔW‖/‖W‖, first conv"}
+    df = dynamics.groupby(["model", "step"], as_index=False)[list(measures)].mean()
+    long = df.melt(id_vars=["model", "step"], value_vars=list(measures), var_name="measure",
+                   value_name="value")
+    long["measure"] = long["measure"].map(measures)
+    fig = px.line(long, x="step", y="value", color="model", facet_col="measure",
+                  color_discrete_map=_by_model(long), markers=True, log_y=True,
+                  title="The first training steps (SGD lr 0.1, no warm-up): the gradient "
+                  "explosion fades, the early weights inflate, their effective step collapses")
+    fig.update_yaxes(matches=None, showticklabels=True, title_text="")
+    fig.for_each_annotation(lambda a: a.update(text=a.text.split("=", 1)[-1]))
+    return fig.update_xaxes(title_text="step")
 
 
 def training_curves(history: pd.DataFrame, finals: pd.DataFrame) -> go.Figure:
@@ -131,7 +193,8 @@ def training_curves(history: pd.DataFrame, finals: pd.DataFrame) -> go.Figure:
     df = df.groupby(["model", "step"], as_index=False)["smoothed"].mean()
     shortcut = finals.drop_duplicates("model").set_index("model")["shortcut"].astype(bool)
     df["kind"] = np.where(df["model"].map(shortcut), "residual", "plain")
-    fig = px.line(df, x="step", y="smoothed", color="model", facet_col="kind",
+    fig = px.line(df, x="step", y="smoothed", color="model",
+                  color_discrete_map=_by_model(df), facet_col="kind",
                   category_orders={"kind": ["plain", "residual"]},
                   title=f"Training error (train-mode minibatch, {SMOOTHING_STEPS}-step mean; "
                   "plain left, residual right, same axes)")
@@ -143,7 +206,8 @@ def eval_curves(evals: pd.DataFrame) -> go.Figure:
     df = evals.groupby(["model", "step"], as_index=False)[["train_error_eval", "test_error"]].mean()
     long = df.melt(id_vars=["model", "step"], value_vars=["train_error_eval", "test_error"],
                    var_name="measure", value_name="error")
-    fig = px.line(long, x="step", y="error", color="model", line_dash="measure", markers=True,
+    fig = px.line(long, x="step", y="error", color="model",
+                  color_discrete_map=_by_model(long), line_dash="measure", markers=True,
                   title="Eval-mode error: training set (solid) and test set (dashed)")
     return fig.update_layout(xaxis_title="step", yaxis_title="error", yaxis_range=[0, 1])
 
@@ -156,7 +220,8 @@ def grad_ratio_training(grad_norms: pd.DataFrame) -> go.Figure:
         last = group.loc[group["depth"].idxmax(), "grad_norm"]
         rows.append({"model": model, "seed": seed, "step": step, "ratio": first / last})
     df = pd.DataFrame(rows).groupby(["model", "step"], as_index=False)["ratio"].mean()
-    fig = px.line(df, x="step", y="ratio", color="model", markers=True, log_y=True,
+    fig = px.line(df, x="step", y="ratio", color="model",
+                  color_discrete_map=_by_model(df), markers=True, log_y=True,
                   title="Weight-gradient norm, first conv / last conv, during training")
     return fig.update_layout(xaxis_title="step", yaxis_title="‖∇W first‖ / ‖∇W last‖ (log)")
 

@@ -7,22 +7,26 @@ import math
 
 import pandas as pd
 
-# Per-layer growth of ||dL/dx|| toward the input: thresholds of the words below.
-EXPLODES, GROWS = 1.1, 1.02
+# A whole-net ratio within this factor of 1 either way is called level, whatever fits.
+LEVEL = 2.0
 
 
-def gradient_trend(growth_per_layer: float) -> str:
-    """Rule: per-layer growth >= 1.1 explodes, >= 1.02 grows mildly, within 1.02 either way
-    stays level, down to 1/1.1 shrinks mildly, below that vanishes."""
-    if growth_per_layer >= EXPLODES:
-        return "explodes toward the input"
-    if growth_per_layer >= GROWS:
-        return "grows mildly toward the input"
-    if growth_per_layer > 1 / GROWS:
-        return "stays level"
-    if growth_per_layer > 1 / EXPLODES:
-        return "shrinks mildly toward the input"
-    return "vanishes toward the input"
+def gradient_trend(ratio: float, better_fit: str | None, exp_rate_per_layer: float,
+                   power_exponent: float) -> str:
+    """Rule: a first/last ratio within [1/2, 2] stays level. Otherwise the model that fits
+    ||dL/ds|| against depth better (higher R² in log space, see measure.gradients.growth_fits)
+    names the shape: exponential -> "explodes (vanishes) exponentially, x r per layer"; power
+    law -> "grows (shrinks) polynomially, ~depth^-k"."""
+    if not math.isfinite(ratio) or better_fit is None:
+        return "not measured"
+    if 1 / LEVEL <= ratio <= LEVEL:
+        return f"stays level (x{ratio:.2g} first/last)"
+    toward_input = ratio > 1
+    if better_fit == "exponential":
+        verb = "explodes" if toward_input else "vanishes"
+        return f"{verb} exponentially toward the input (x{exp_rate_per_layer:.3g} per layer)"
+    verb = "grows" if toward_input else "shrinks"
+    return f"{verb} polynomially toward the input (~depth^{-power_exponent:.2g})"
 
 
 def roofline_bound(flops: float, intensity: float, peak_gflops: float,
@@ -35,7 +39,9 @@ def roofline_bound(flops: float, intensity: float, peak_gflops: float,
 
 
 def with_gradient_trend(models: pd.DataFrame) -> pd.DataFrame:
-    return models.assign(gradient_trend=models["growth_per_layer"].map(gradient_trend))
+    return models.assign(gradient_trend=[
+        gradient_trend(r.grad_ratio_first_last, r.better_fit, r.exp_rate_per_layer,
+                       r.power_exponent) for r in models.itertuples()])
 
 
 def with_bound(layers: pd.DataFrame, peak_gflops: float, peak_gbytes_per_s: float

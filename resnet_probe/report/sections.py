@@ -9,7 +9,7 @@ import pandas as pd
 from resnet_probe.report import figures
 from resnet_probe.report.html import Section, esc, format_value
 from resnet_probe.report.labels import with_bound, with_gradient_trend
-from resnet_probe.results import change_direction, display_scales
+from resnet_probe.results import change_direction, display_scales, measurable_deltas
 
 
 def scaled(df: pd.DataFrame) -> pd.DataFrame:
@@ -27,9 +27,12 @@ def summary_section(deltas: pd.DataFrame, notes: list[str]) -> Section:
     section.text(f"Baseline: <b>{esc(baseline)}</b> (the first model named). Each Δ% column "
                  f"is the change against it, green where it is better and red where it is "
                  f"worse by the metric's direction (fewer parameters, MACs and milliseconds, "
-                 f"more images/s, lower error). MACs and FLOPs are in G (10⁹); the exact "
-                 f"counts are in the data folder.")
-    section.table(scaled(deltas).dropna(axis=1, how="all"),
+                 f"more images/s, lower error). Measured quantities carry a 95% interval in "
+                 f"their <i>_change</i> column (times: bootstrap over interleaved rounds; "
+                 f"training: t interval over seeds); a Δ% whose interval spans zero is left "
+                 f"blank and reads \"no measurable difference\". Counts are exact. MACs and "
+                 f"FLOPs are in G (10⁹); the exact counts are in the data folder.")
+    section.table(scaled(measurable_deltas(deltas)).dropna(axis=1, how="all"),
                   cell_class=lambda column, value: change_direction(column, value)
                   if column.endswith("_delta_pct") else None)
     for note in notes:
@@ -167,36 +170,74 @@ def gradients_section(tables: dict[str, pd.DataFrame], environment: dict) -> Sec
     section.text(f"At initialization, BN in train mode, input: "
                  f"{esc(environment.get('input', ''))}; seeds "
                  f"{esc(environment.get('seeds', ''))}.")
+    section.text("‖∂L/∂s‖ is taken at each block's join, the sum of shortcut and branch before "
+                 "the block's last ReLU: through an identity block it passes unchanged. Two "
+                 "models are fitted to it against depth l: exponential (a factor r per layer) "
+                 "and power law (~l^-k); the better fit (R² of log ‖∂L/∂s‖) names the trend. "
+                 "Within-stage ratios leave out what stage transitions do (option A's "
+                 "zero-padding, projections).")
     section.table(models[["model", "depth", "shortcut", "grad_ratio_first_last",
-                          "grad_ratio_std", "growth_per_layer", "gradient_trend",
+                          "grad_ratio_std", "max_within_stage_ratio", "exp_rate_per_layer",
+                          "exp_r2", "power_exponent", "power_r2", "gradient_trend",
                           "first_nonfinite_forward", "first_nonfinite_gradient"]])
     section.note(gradient_explanation(models), kind="finding")
+    if "gradient_stages" in tables and not tables["gradient_stages"].empty:
+        section.table(tables["gradient_stages"].groupby(["model", "stage"], sort=False,
+                                                        as_index=False)
+                      [["blocks", "within_stage_ratio"]].mean(),
+                      caption="Within-stage ratio: join gradient at the stage's first block "
+                              "over its last (mean over seeds)")
     if "preact" in models and models["preact"].any():
         section.note(preact_explanation(models, tables["gradient_blocks"]), kind="finding")
     section.figure(figures.grad_norm_depth(tables["gradient_blocks"]))
     section.figure(figures.activation_std_depth(tables["gradient_blocks"]))
     if not tables["shattering"].empty:
         section.figure(figures.shattering(tables["shattering"]))
+    if "dynamics_models" in tables and not tables["dynamics_models"].empty:
+        section.text("Initialization is not the whole story: the explosion fades within a few "
+                     "steps. What it leaves behind is in the early weights: the first updates "
+                     "inflate ‖W‖, and under BN a conv's output ignores its weights' scale, so "
+                     "its effective step ‖ΔW‖/‖W‖ then collapses and the layer stops learning.")
+        section.note(dynamics_finding(tables["dynamics_models"]), kind="finding")
+        section.figure(figures.gradient_dynamics(tables["dynamics_models"]))
     return section
+
+
+def dynamics_finding(dynamics: pd.DataFrame) -> str:
+    parts = []
+    for model, rows in dynamics.groupby("model", sort=False):
+        mean = rows.groupby("step")[["first_layer_weight_norm",
+                                     "first_layer_update_to_weight"]].mean()
+        first, last = mean.index.min(), mean.index.max()
+        growth = mean.loc[last, "first_layer_weight_norm"] / mean.loc[first,
+                                                                       "first_layer_weight_norm"]
+        parts.append(f"<b>{esc(model)}</b>: first-conv ‖W‖ ×{format_value(growth)} from step "
+                     f"{first} to {last}; effective step "
+                     f"{format_value(mean.loc[first, 'first_layer_update_to_weight'])} → "
+                     f"{format_value(mean.loc[last, 'first_layer_update_to_weight'])}.")
+    return " ".join(parts)
 
 
 def gradient_explanation(models: pd.DataFrame) -> str:
     parts = []
     for _, row in models.iterrows():
-        ratio, growth = row["grad_ratio_first_last"], row["growth_per_layer"]
+        ratio = row["grad_ratio_first_last"]
+        fits = (f"R² {format_value(row['exp_r2'])} exponential vs "
+                f"{format_value(row['power_r2'])} power law")
         if row["shortcut"]:
             parts.append(
-                f"In <b>{esc(row['model'])}</b> the first block's gradient is "
-                f"{format_value(ratio)}× the last one's ({format_value(growth)}× per layer): "
-                f"every block adds its identity term, dy/dx = dF/dx + I, so the signal from "
-                f"the loss reaches early layers without passing through every branch.")
+                f"In <b>{esc(row['model'])}</b> the gradient {esc(row['gradient_trend'])}: the "
+                f"first block sees {format_value(ratio)}× the last one's norm ({fits}). Each "
+                f"block adds its identity term, dy/dx = dF/dx + I, and BN'd branches add a "
+                f"shrinking share to a growing stream, so the growth gathers in the first "
+                f"blocks rather than compounding layer by layer.")
         else:
             parts.append(
                 f"In <b>{esc(row['model'])}</b> the gradient {esc(row['gradient_trend'])}: the "
-                f"first block sees {format_value(ratio)}× the last block's norm, "
-                f"{format_value(growth)}× per weighted layer (Yang et al. 2019 predict about "
-                f"1.21× per layer for BN-ReLU stacks at init; plain BN nets explode rather "
-                f"than vanish).")
+                f"first block sees {format_value(ratio)}× the last block's norm ({fits}). For "
+                f"reference, Yang et al. (2019) derive a rate of ≈√(π/(π−1)) ≈ 1.21 per layer "
+                f"for the gradient norm of wide, fully-connected BN-ReLU nets at large batch; "
+                f"these are convolutional nets at a small batch, outside that setting.")
     return " ".join(parts)
 
 
@@ -224,6 +265,9 @@ def degradation_section(tables: dict[str, pd.DataFrame], environment: dict,
                         number: str = "6.") -> Section:
     section = Section("degradation", f"{number} Degradation: training error by depth")
     if "train_final" not in tables or tables["train_final"].empty:
+        if environment.get("in_progress"):
+            return section.note("Training in progress: this section appears when it "
+                                "finishes (the page is rewritten; reload it).", kind="warning")
         if environment.get("interrupted"):
             return section.note("Training was interrupted before any run recorded a step; "
                                  "nothing to show.", kind="warning")
@@ -236,6 +280,14 @@ def degradation_section(tables: dict[str, pd.DataFrame], environment: dict,
         section.note(f"Not every run finished: {esc(runs)}. Their rows and curves show the "
                      f"steps recorded before they stopped; conclusions below use them as "
                      f"they are.", kind="warning")
+    cache = environment.get("cache") or {}
+    if cache.get("reused"):
+        section.note(f"Reused from the run cache ({esc(cache['path'])}): "
+                     f"{esc(', '.join(cache['reused']))}. These runs finished earlier with the "
+                     f"same model, recipe, data, seed, device and versions; --fresh retrains "
+                     f"them.")
+    for problem in cache.get("problems", []):
+        section.note(esc(problem), kind="warning")
     if "dataset" in environment:
         section.text(f"Data: {esc(environment['dataset'])}. Recipe: "
                      f"{esc(recipe_text(environment['recipe']))}. The primary curve is the "

@@ -19,9 +19,11 @@ import pandas as pd
 from resnet_probe.data import DEFAULT_DATASET, ImageDataset, load_dataset
 from resnet_probe.errors import InvalidRequest
 from resnet_probe.progress import Progress
-from resnet_probe.results import frame, load_table
+from resnet_probe.results import atomic_write_bytes, frame, load_table
 from resnet_probe.train import run_folder
+from resnet_probe.train.cache import RunCache
 from resnet_probe.train.loop import (
+    ENDED,
     Distributed,
     NothingToResume,
     RunResult,
@@ -120,6 +122,8 @@ class DegradationResult:
     dataset_description: str = ""
     config: DegradationConfig | None = None
     num_classes: int = 10  # of the dataset, for the chance error the verdict compares with
+    reused: list[str] = field(default_factory=list)  # "MODEL seed N" taken from the run cache
+    cache_problems: list[str] = field(default_factory=list)  # damaged entries, recomputed
 
     def final_rows(self) -> list[dict[str, Any]]:
         rows = []
@@ -167,19 +171,22 @@ def run_degradation(
     progress: Progress | None = None,
     on_run_done: Callable[[DegradationResult], None] | None = None,
     dataset: ImageDataset | None = None,
+    cache: RunCache | None = None,
 ) -> DegradationResult:
-    """Train every (model, seed). ``on_run_done`` is called after each run (to save tables)."""
+    """Train every (model, seed). ``on_run_done`` is called after each run (to save tables).
+    With a ``cache``, a run finished before with the same content is reused, and every newly
+    finished run is stored there."""
     names = config.model_names()
     data = dataset or load_dataset(config.dataset, config.data_dir)
     data = fit_dataset_to(data, names)
     world = Distributed.from_env()
     with (run_folder.locked(out_dir) if world.is_main else contextlib.nullcontext()):
         return _train_all(config, names, data, Path(out_dir), resume, progress, on_run_done,
-                          world)
+                          world, cache)
 
 
-def _train_all(config, names, data, out_dir: Path, resume, progress, on_run_done, world
-               ) -> DegradationResult:
+def _train_all(config, names, data, out_dir: Path, resume, progress, on_run_done, world,
+               cache: RunCache | None) -> DegradationResult:
     runs_dir = out_dir / RUNS
     wanted = run_folder.manifest(config, data.description)
     if resume:
@@ -195,6 +202,21 @@ def _train_all(config, names, data, out_dir: Path, resume, progress, on_run_done
     for name in names:
         for seed in config.seeds:
             checkpoint = runs_dir / f"{_safe(name)}-seed{seed}.pt"
+            key = content = None
+            if cache is not None:
+                key, content = cache.key(name, data, config.train, seed, world.world_size)
+                cached = cache.lookup(key)
+                result.cache_problems = list(cache.problems)
+                if cached is not None:
+                    if world.is_main:
+                        atomic_write_bytes(checkpoint, cached.read_bytes())  # keep its weights
+                    result.runs.append(load_run(cached))
+                    result.reused.append(f"{name} seed {seed}")
+                    if progress is not None:
+                        progress.update(config.train.steps)
+                    if on_run_done is not None and world.is_main:
+                        on_run_done(result)
+                    continue
             if progress is not None:
                 progress.set_description(f"train {name} seed {seed}")
             try:
@@ -207,9 +229,17 @@ def _train_all(config, names, data, out_dir: Path, resume, progress, on_run_done
                     on_run_done(result)
                 raise
             result.runs.append(run)
+            if cache is not None and world.is_main and run.status in ENDED:
+                cache.store(key, content, checkpoint)
             if on_run_done is not None and world.is_main:
                 on_run_done(result)
     return result
+
+
+def cache_record(result: DegradationResult, cache: RunCache) -> dict[str, Any]:
+    """What the report says about the run cache: where, what was reused, what was damaged."""
+    return {"path": str(cache.path), "reused": list(result.reused),
+            "problems": list(result.cache_problems), "usage": str(cache.usage())}
 
 
 def load_run(checkpoint: Path) -> RunResult:

@@ -38,7 +38,10 @@ EVAL_SUBSET = 2000  # eval-mode training error on at most this many training ima
 # A run has diverged when its loss is not finite or exceeds this multiple of its first loss
 # (cross-entropy at init is about ln(classes); 100x that is far beyond any recovering spike).
 DIVERGENCE_FACTOR = 100.0
-CHECKPOINT_FORMAT = 1
+# Format 2: an ended run's checkpoint keeps its weights in half precision and no optimizer
+# state (it cannot resume, and the analyses of trained nets need no more).
+CHECKPOINT_FORMAT = 2
+READABLE_FORMATS = (1, 2)
 
 
 @dataclass(frozen=True)
@@ -93,6 +96,9 @@ class RunStatus(StrEnum):
     FINISHED = "finished"
     DIVERGED = "diverged"  # non-finite loss or above DIVERGENCE_FACTOR x the first
     INTERRUPTED = "interrupted"  # Ctrl-C or SIGTERM; the checkpoint resumes it
+
+
+ENDED = (RunStatus.FINISHED, RunStatus.DIVERGED)  # final: nothing left to resume
 
 
 @dataclass
@@ -190,13 +196,13 @@ def train_run(
         if checkpoint is None or not checkpoint.exists():
             raise NothingToResume(f"nothing to resume: no checkpoint at {checkpoint}")
         state = load_checkpoint(checkpoint, device)
+        result = state["result"]
+        if result.status in ENDED:
+            return result
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start_step = state["step"]
-        result = state["result"]
         samples_seen = state.get("samples_seen", 0)
-        if result.status in (RunStatus.FINISHED, RunStatus.DIVERGED):
-            return result
         result.status = RunStatus.RUNNING
     trained = model
     if world.world_size > 1:
@@ -309,12 +315,14 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str,
             f"checkpoint {str(path)!r} is damaged or not a resnet-probe checkpoint "
             f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else 'empty'}"
             f"); delete it to retrain that run from step 0") from None
-    if not isinstance(state, dict) or not {"model", "optimizer", "step", "result"} <= set(state):
+    if not isinstance(state, dict) or not {"model", "step", "result"} <= set(state) or (
+            not isinstance(state["result"], RunResult)) or (
+            state["result"].status not in ENDED and "optimizer" not in state):
         raise CorruptCheckpoint(f"checkpoint {str(path)!r} lacks the model, optimizer, step or "
                                 f"result entries; delete it to retrain that run from step 0")
-    if state.get("format") != CHECKPOINT_FORMAT:
+    if state.get("format") not in READABLE_FORMATS:
         raise CorruptCheckpoint(f"checkpoint {str(path)!r} has format {state.get('format')!r}; "
-                                f"this version reads format {CHECKPOINT_FORMAT}; delete it to "
+                                f"this version reads formats {READABLE_FORMATS}; delete it to "
                                 f"retrain that run from step 0")
     return state
 
@@ -343,11 +351,15 @@ def _gather_counts(count: int, world: Distributed, device: torch.device) -> list
 
 def _save_checkpoint(path: Path, model, optimizer, step, result, config, samples_seen) -> None:
     import io
+    state = {"format": CHECKPOINT_FORMAT, "model": model.state_dict(), "step": step,
+             "result": result, "config": asdict(config), "samples_seen": samples_seen}
+    if result.status in ENDED:
+        state["model"] = {key: value.half() if value.is_floating_point() else value
+                          for key, value in state["model"].items()}
+    else:
+        state["optimizer"] = optimizer.state_dict()
     buffer = io.BytesIO()
-    torch.save({"format": CHECKPOINT_FORMAT, "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(), "step": step,
-                "result": result, "config": asdict(config), "samples_seen": samples_seen},
-               buffer)
+    torch.save(state, buffer)
     atomic_write_bytes(path, buffer.getvalue())
 
 

@@ -38,7 +38,7 @@ class RunFolderLocked(ValueError):
 def manifest(config: Any, dataset_description: str) -> dict[str, Any]:
     from resnet_probe import __version__
 
-    content = {"config": _json_safe(dataclasses.asdict(config)), "data": dataset_description,
+    content = {"config": json_safe(dataclasses.asdict(config)), "data": dataset_description,
                "versions": {"resnet-probe": __version__, "torch": torch.__version__}}
     digest = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
     return {"format": MANIFEST_FORMAT, **content, "hash": digest}
@@ -109,5 +109,6 @@ def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def _json_safe(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
+    """``value`` as plain JSON types (tuples become lists, other objects their str)."""
     return json.loads(json.dumps(value, default=str))

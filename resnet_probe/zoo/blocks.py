@@ -91,6 +91,10 @@ class _Block(nn.Module):
         self.downsample = (make_shortcut(spec.shortcut_option, in_planes, out_planes, stride,
                                          spec.avg_down) if spec.shortcut else None)
 
+    def extra_repr(self) -> str:
+        # What forward does beyond the children; the cost counter keys its cache by repr.
+        return f"residual={self.residual}, preact={self.preact}"
+
     @property
     def last_bn(self) -> nn.BatchNorm2d:
         return getattr(self, self._pairs[-1][1])

@@ -13,12 +13,15 @@ the fields are ResNetSpec's. Stage lists use dashes. Examples::
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import fnmatch
 import re
+from collections.abc import Iterator
 
 import torch
+from torch import nn
 
 from resnet_probe.zoo.resnet import ResNet
 from resnet_probe.zoo.spec import BlockType, ResNetSpec, ShortcutOption, Stem, field_names
@@ -119,8 +122,26 @@ def build_model(name_or_spec: str | ResNetSpec, **overrides: object) -> ResNet:
 
 def build_on_meta(name_or_spec: str | ResNetSpec, **overrides: object) -> ResNet:
     """A model with shapes but no storage: for counting, not for running numbers."""
-    with torch.device("meta"):
+    with torch.device("meta"), _no_parameter_init():
         return build_model(name_or_spec, **overrides)
+
+
+_INIT_FUNCTIONS = ("uniform_", "normal_", "constant_", "ones_", "zeros_", "kaiming_uniform_",
+                   "kaiming_normal_")
+
+
+@contextlib.contextmanager
+def _no_parameter_init() -> Iterator[None]:
+    """torch.nn.init as no-ops, as transformers' ``no_init_weights`` does: meta tensors have no
+    values, and initialising them op by op is most of the time a build on meta takes."""
+    saved = {name: getattr(nn.init, name) for name in _INIT_FUNCTIONS}
+    try:
+        for name in _INIT_FUNCTIONS:
+            setattr(nn.init, name, lambda tensor, *args, **kwargs: tensor)
+        yield
+    finally:
+        for name, function in saved.items():
+            setattr(nn.init, name, function)
 
 
 def _close_matches(name: str) -> list[str]:

@@ -120,6 +120,8 @@ class ResNet(nn.Module):
 
     def _init_weights(self) -> None:
         # torchvision's scheme (He et al. 2015 fan-out init), which the paper also uses.
+        if any(p.is_meta for p in self.parameters()):
+            return  # a meta model has shapes only (for counting): nothing to initialise
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")

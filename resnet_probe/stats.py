@@ -1,0 +1,122 @@
+"""Uncertainty for every comparison between measurements.
+
+Timings have many raw samples: their medians get percentile-bootstrap intervals
+(``scipy.stats.bootstrap``), paired by round when the models were timed in interleaved rounds,
+so drift that hits a round hits both sides. Per-seed results (final errors, gradient ratios)
+have a few values: their means get Student-t intervals, paired by seed. A difference whose
+interval contains zero is "no measurable difference"; nothing is labelled from a point estimate.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats as scipy_stats
+
+CONFIDENCE = 0.95
+RESAMPLES = 2000
+NO_DIFFERENCE = "no measurable difference"
+
+
+@dataclass(frozen=True)
+class Interval:
+    estimate: float
+    low: float
+    high: float
+
+    def contains(self, value: float) -> bool:
+        return self.low <= value <= self.high
+
+
+@dataclass(frozen=True)
+class Difference:
+    """``other`` against ``baseline`` in percent, with its confidence interval; ``low`` and
+    ``high`` are NaN when the data cannot give one (a single seed)."""
+
+    pct: float
+    low_pct: float
+    high_pct: float
+    method: str
+
+    @property
+    def known(self) -> bool:
+        return not (math.isnan(self.low_pct) or math.isnan(self.high_pct))
+
+    @property
+    def measurable(self) -> bool:
+        return self.known and not (self.low_pct <= 0.0 <= self.high_pct)
+
+    def text(self) -> str:
+        if not self.known:
+            return f"{self.pct:+.1f}% (no interval: {self.method})"
+        interval = f"95% CI {self.low_pct:+.1f} to {self.high_pct:+.1f}%"
+        if not self.measurable:
+            return f"{NO_DIFFERENCE} ({interval})"
+        return f"{self.pct:+.1f}% ({interval})"
+
+
+def median_interval(samples: list[float], seed: int = 0) -> Interval:
+    values = np.asarray(samples, dtype=float)
+    estimate = float(np.median(values))
+    if len(values) < 2 or np.all(values == values[0]):
+        return Interval(estimate, estimate, estimate)
+    result = scipy_stats.bootstrap((values,), np.median, n_resamples=RESAMPLES,
+                                   confidence_level=CONFIDENCE, method="percentile",
+                                   random_state=np.random.default_rng(seed))
+    return Interval(estimate, float(result.confidence_interval.low),
+                    float(result.confidence_interval.high))
+
+
+def median_difference(baseline: list[float], other: list[float], paired: bool,
+                      seed: int = 0) -> Difference:
+    """median(other) / median(baseline) - 1, in percent; paired resamples rounds together."""
+    base, values = np.asarray(baseline, dtype=float), np.asarray(other, dtype=float)
+    pct = (np.median(values) / np.median(base) - 1) * 100
+
+    def relative(a, b, axis=-1):
+        return (np.median(b, axis=axis) / np.median(a, axis=axis) - 1) * 100
+
+    if min(len(base), len(values)) < 2:
+        return Difference(float(pct), math.nan, math.nan, "one sample")
+    if paired and len(base) != len(values):
+        raise ValueError(f"paired samples need equal counts: {len(base)} vs {len(values)}")
+    result = scipy_stats.bootstrap((base, values), relative, paired=paired, vectorized=True,
+                                   n_resamples=RESAMPLES, confidence_level=CONFIDENCE,
+                                   method="percentile", random_state=np.random.default_rng(seed))
+    interval = result.confidence_interval
+    return Difference(float(pct), float(interval.low), float(interval.high),
+                      "bootstrap of medians, paired by round" if paired else
+                      "bootstrap of medians")
+
+
+def mean_interval(values: list[float]) -> Interval:
+    """Mean with a Student-t interval; NaN bounds for a single value."""
+    mean = statistics.fmean(values)
+    if len(values) < 2:
+        return Interval(mean, math.nan, math.nan)
+    half = _t_half_width(values)
+    return Interval(mean, mean - half, mean + half)
+
+
+def paired_mean_difference(baseline: list[float], other: list[float]) -> Difference:
+    """mean(other - baseline) relative to mean(baseline), in percent, paired by position
+    (seed); a Student-t interval on the paired differences."""
+    if len(baseline) != len(other):
+        raise ValueError(f"paired values need equal counts: {len(baseline)} vs {len(other)}")
+    base_mean = statistics.fmean(baseline)
+    differences = [b - a for a, b in zip(baseline, other, strict=True)]
+    pct = statistics.fmean(differences) / base_mean * 100 if base_mean else math.nan
+    if len(differences) < 2 or not base_mean:
+        return Difference(pct, math.nan, math.nan,
+                          "one seed" if len(differences) < 2 else "zero baseline")
+    half = _t_half_width(differences) / abs(base_mean) * 100
+    return Difference(pct, pct - half, pct + half, f"t interval over {len(differences)} seeds")
+
+
+def _t_half_width(values: list[float]) -> float:
+    n = len(values)
+    quantile = scipy_stats.t.ppf(0.5 + CONFIDENCE / 2, df=n - 1)
+    return float(quantile * statistics.stdev(values) / math.sqrt(n))
