@@ -175,7 +175,8 @@ def test_a_damaged_checkpoint_is_named(invoke, tmp_path, size):
     assert invoke(*TINY_DEGRADATION, "--out", str(out)).exit_code == 0
     checkpoint = next((out / "runs").glob("*.pt"))
     checkpoint.write_bytes(checkpoint.read_bytes()[:size])
-    result = invoke(*TINY_DEGRADATION, "--out", str(out), "--resume")
+    # --fresh: a matching run cache entry would otherwise restore the finished run.
+    result = invoke(*TINY_DEGRADATION, "--out", str(out), "--resume", "--fresh")
     assert result.exit_code == 1
     assert str(checkpoint) in result.stderr and "delete it" in result.stderr
 
@@ -219,7 +220,8 @@ def test_an_interrupted_compare_keeps_finished_training_runs(tmp_path):
 
     train = TrainConfig(steps=6, batch_size=16, warmup_steps=1, eval_every=6,
                         grad_norm_every=6, checkpoint_every=3)
-    options = CompareOptions(latency=None, gradients=None, train=train, input_size=32)
+    options = CompareOptions(latency=None, gradients=None, train=train, input_size=32,
+                             train_seeds=(0,), fresh=True)
     # One update for counting, six for resnet8's run, then Ctrl-C two steps into plain8's.
     result = run_compare(["resnet8", "plain8"], options, progress=_StopAfter(1 + 6 + 2),
                          out_dir=tmp_path)
@@ -331,7 +333,7 @@ def test_compare_leaves_no_checkpoints_and_valid_verdict_json(tmp_path):
     # Depth 26 gets resnet20/plain20 siblings: a one-seed gap, whose standard error is NaN.
     result = run_compare(["cifar[layers=4-4-4]", "cifar[layers=4-4-4,shortcut=false]"],
                          CompareOptions(latency=None, gradients=None, train=train,
-                                        input_size=32), out_dir=tmp_path)
+                                        input_size=32, train_seeds=(0,)), out_dir=tmp_path)
     write_compare_report(result, tmp_path)
     assert not list(tmp_path.rglob("*.pt"))
     text = (tmp_path / f"{compare_report_name(result.models)}-data" / "verdict.json").read_text()

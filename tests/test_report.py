@@ -80,7 +80,8 @@ def test_gradient_explanation_cites_measured_numbers(tiny_compare):
     html = page_text(result.report_path)
     ratio = result.tables["gradient_models"].set_index("model").loc["plain8",
                                                                     "grad_ratio_first_last"]
-    assert "dy/dx = dF/dx + I" in html and "Yang et al. 2019" in html
+    assert "dy/dx = dF/dx + I" in html and "Yang et al. (2019)" in html
+    assert "outside that setting" in html  # the 1.21 rate is cited with its conditions
     assert f"{ratio:.4g}" in html
 
 

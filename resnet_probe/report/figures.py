@@ -182,6 +182,7 @@ def gradient_dynamics(dynamics: pd.DataFrame) -> go.Figure:
                   "explosion fades, the early weights inflate, their effective step collapses")
     fig.update_yaxes(matches=None, showticklabels=True, title_text="")
     fig.for_each_annotation(lambda a: a.update(text=a.text.split("=", 1)[-1]))
+    fig.update_layout(yaxis_title="value (log scale; each panel its own axis)")
     return fig.update_xaxes(title_text="step")
 
 

@@ -315,15 +315,15 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str,
             f"checkpoint {str(path)!r} is damaged or not a resnet-probe checkpoint "
             f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else 'empty'}"
             f"); delete it to retrain that run from step 0") from None
+    if isinstance(state, dict) and state.get("format") not in READABLE_FORMATS:
+        raise CorruptCheckpoint(f"checkpoint {str(path)!r} has format {state.get('format')!r}; "
+                                f"this version reads formats {READABLE_FORMATS}; delete it to "
+                                f"retrain that run from step 0")
     if not isinstance(state, dict) or not {"model", "step", "result"} <= set(state) or (
             not isinstance(state["result"], RunResult)) or (
             state["result"].status not in ENDED and "optimizer" not in state):
         raise CorruptCheckpoint(f"checkpoint {str(path)!r} lacks the model, optimizer, step or "
                                 f"result entries; delete it to retrain that run from step 0")
-    if state.get("format") not in READABLE_FORMATS:
-        raise CorruptCheckpoint(f"checkpoint {str(path)!r} has format {state.get('format')!r}; "
-                                f"this version reads formats {READABLE_FORMATS}; delete it to "
-                                f"retrain that run from step 0")
     return state
 
 
