@@ -50,8 +50,8 @@ from resnet_probe.zoo import get_spec, name_of
 COMPARE_TRAIN = TrainConfig(steps=200, batch_size=64, lr=0.05, warmup_steps=20,
                             milestones=(0.75,), eval_every=200, grad_norm_every=40,
                             checkpoint_every=50)
-COMPARE_SEEDS = (0, 1)
-COMPARE_LATENCY = LatencyConfig(repeats=10, warmup=3, sweep_batch_sizes=(1, 4, 16))
+COMPARE_SEEDS = (0, 1)  # seed 1 runs only while the verdict is still open
+COMPARE_LATENCY = LatencyConfig(repeats=10, warmup=3, sweep_batch_sizes=(1, 8))
 COMPARE_GRADIENTS = GradientConfig(batch_size=16, seeds=(0, 1), shatter_points=256,
                                    shatter_projections=1)
 
@@ -63,7 +63,8 @@ class CompareOptions:
     gradients: GradientConfig | None = COMPARE_GRADIENTS
     train: TrainConfig | None = COMPARE_TRAIN  # None skips training
     train_seeds: tuple[int, ...] = COMPARE_SEEDS
-    dynamics: DynamicsConfig | None = DynamicsConfig()  # with the gradients section
+    # With the gradients section; the blow-up and the freeze show by step 20.
+    dynamics: DynamicsConfig | None = DynamicsConfig(steps=(0, 1, 2, 5, 10, 20))
     degradation_dir: Path | None = None  # reuse a previous `degradation` run instead
     bottleneck_width: int = 64
     bottleneck_size: int = 56
@@ -362,7 +363,8 @@ def training_section(plan: _Plan) -> SectionResult | None:
     with tempfile.TemporaryDirectory(prefix="resnet-probe-compare-") as runs:
         try:
             run_degradation(DegradationConfig(models=tuple(trained), train=plan.options.train,
-                                              seeds=plan.options.train_seeds),
+                                              seeds=plan.options.train_seeds,
+                                              stop_when_settled=True),
                             out_dir=Path(runs), progress=plan.progress, dataset=dataset,
                             on_run_done=latest.append, cache=plan.cache)
         except KeyboardInterrupt as error:
@@ -395,12 +397,14 @@ def seed_differences(per_seed: pd.DataFrame, models: list[str], metric: str) -> 
         paired = values[[baseline, name]].dropna()
         if paired.empty:
             continue
-        difference = paired_mean_difference(paired[baseline].tolist(), paired[name].tolist())
+        difference = paired_mean_difference(paired[baseline].tolist(), paired[name].tolist(),
+                                            absolute=metric.endswith("_error"))
         rows.append({"model": name, "baseline": baseline, "metric": metric,
                      "baseline_value": paired[baseline].mean(), "value": paired[name].mean(),
                      "delta_pct": difference.pct, "ci95_low_pct": difference.low_pct,
                      "ci95_high_pct": difference.high_pct, "measurable": difference.measurable,
-                     "change": difference.text(), "method": difference.method})
+                     "change": difference.text(), "method": difference.method,
+                     "unit": difference.unit or "absolute"})
     return frame(rows)
 
 

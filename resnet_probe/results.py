@@ -105,9 +105,10 @@ def delta_table(summary: pd.DataFrame, columns: list[str], key: str = "model",
                 uncertainty: pd.DataFrame | None = None) -> pd.DataFrame:
     """Baseline (first row) first, then value and Δ% against it for each column.
 
-    ``uncertainty`` rows (model, metric, ci95_low_pct, ci95_high_pct, measurable, change) add,
-    for a measured metric, its interval and ``METRIC_change``: the difference in words, "no
-    measurable difference" when the interval spans zero (``resnet_probe.stats``)."""
+    ``uncertainty`` rows (model, metric, ci95_low_pct, ci95_high_pct, measurable, change,
+    unit) add, for a measured metric, its interval (in percent, or absolute for error rates:
+    the row's ``unit``) and ``METRIC_change``: the difference in words, "no measurable
+    difference" when the interval spans zero (``resnet_probe.stats``)."""
     baseline = summary.iloc[0]
     out = pd.DataFrame({key: summary[key]})
     for column in columns:

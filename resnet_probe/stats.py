@@ -40,6 +40,7 @@ class Difference:
     low_pct: float
     high_pct: float
     method: str
+    unit: str = "%"  # "%" of the baseline, or "" for an absolute difference (error rates)
 
     @property
     def known(self) -> bool:
@@ -50,12 +51,15 @@ class Difference:
         return self.known and not (self.low_pct <= 0.0 <= self.high_pct)
 
     def text(self) -> str:
+        def number(value: float) -> str:
+            return f"{value:+.1f}%" if self.unit == "%" else f"{value:+.3f}"
+
         if not self.known:
-            return f"{self.pct:+.1f}% (no interval: {self.method})"
-        interval = f"95% CI {self.low_pct:+.1f} to {self.high_pct:+.1f}%"
+            return f"{number(self.pct)} (no interval: {self.method})"
+        interval = f"95% CI {number(self.low_pct)} to {number(self.high_pct)}"
         if not self.measurable:
             return f"{NO_DIFFERENCE} ({interval})"
-        return f"{self.pct:+.1f}% ({interval})"
+        return f"{number(self.pct)} ({interval})"
 
 
 def median_interval(samples: list[float], seed: int = 0) -> Interval:
@@ -101,19 +105,24 @@ def mean_interval(values: list[float]) -> Interval:
     return Interval(mean, mean - half, mean + half)
 
 
-def paired_mean_difference(baseline: list[float], other: list[float]) -> Difference:
-    """mean(other - baseline) relative to mean(baseline), in percent, paired by position
-    (seed); a Student-t interval on the paired differences."""
+def paired_mean_difference(baseline: list[float], other: list[float],
+                           absolute: bool = False) -> Difference:
+    """mean(other - baseline), paired by position (seed), relative to mean(baseline) in
+    percent or, with ``absolute``, as is (for error rates, where a percent of a near-zero
+    baseline says little); a Student-t interval on the paired differences."""
     if len(baseline) != len(other):
         raise ValueError(f"paired values need equal counts: {len(baseline)} vs {len(other)}")
     base_mean = statistics.fmean(baseline)
     differences = [b - a for a, b in zip(baseline, other, strict=True)]
-    pct = statistics.fmean(differences) / base_mean * 100 if base_mean else math.nan
-    if len(differences) < 2 or not base_mean:
-        return Difference(pct, math.nan, math.nan,
-                          "one seed" if len(differences) < 2 else "zero baseline")
-    half = _t_half_width(differences) / abs(base_mean) * 100
-    return Difference(pct, pct - half, pct + half, f"t interval over {len(differences)} seeds")
+    scale = 1.0 if absolute else (100 / base_mean if base_mean else math.nan)
+    unit = "" if absolute else "%"
+    estimate = statistics.fmean(differences) * scale
+    if len(differences) < 2 or math.isnan(scale):
+        return Difference(estimate, math.nan, math.nan,
+                          "one seed" if len(differences) < 2 else "zero baseline", unit)
+    half = _t_half_width(differences) * abs(scale)
+    return Difference(estimate, estimate - half, estimate + half,
+                      f"t interval over {len(differences)} seeds", unit)
 
 
 def _t_half_width(values: list[float]) -> float:

@@ -151,8 +151,8 @@ def test_compare_keeps_no_checkpoints_in_the_report_folder_and_reuses_runs(tiny_
     again = compare(["resnet8", "plain8", "resnet14"], out=out, latency=None, gradients=None,
                     train=recipe, input_size=32)
     reused = again.section_environment("training")["cache"]["reused"]
-    assert reused == [f"{model} seed {seed}" for model in ("resnet8", "plain8", "resnet14")
-                      for seed in (0, 1)]
+    trained = result.tables["train_final"]
+    assert reused == [f"{r.model} seed {r.seed}" for r in trained.itertuples()]
     assert (again.tables["train_final"]["final_train_error"].tolist()
             == result.tables["train_final"]["final_train_error"].tolist())
     html = (out / "compare-resnet8-vs-plain8-vs-resnet14.html").read_text()

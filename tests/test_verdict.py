@@ -101,3 +101,29 @@ def test_the_stated_rule_names_its_thresholds():
     rule = judge(finals([0.0], [0.1]), CHANCE).rule
     assert f"MIN_SEEDS ({module.MIN_SEEDS})" in rule and f"MIN_GAP ({module.MIN_GAP})" in rule
     assert module.TRAINED_FRACTION == 0.75 and "TRAINED_FRACTION, 3/4," in rule
+
+
+def test_an_untrained_plain_run_settles_the_verdict_before_more_seeds():
+    from resnet_probe.train.verdict import settled_early
+
+    trained = finals([0.05], [0.30], [0.01], [0.01])
+    assert settled_early(trained, CHANCE) is None  # still open: a second seed runs
+    stuck = finals([0.05], [0.85], [0.01], [0.01])
+    assert "did not train" in settled_early(stuck, CHANCE)
+    assert "did not finish" in settled_early(finals([0.05], [0.3], status="diverged"), CHANCE)
+
+
+def test_compare_stops_after_the_first_seed_once_a_plain_net_did_not_train(tmp_path):
+    from resnet_probe.comparison import CompareOptions, run_compare
+    from resnet_probe.train.loop import TrainConfig
+
+    train = TrainConfig(steps=3, batch_size=16, warmup_steps=1, eval_every=3,
+                        grad_norm_every=3, checkpoint_every=3)  # far too short to train
+    result = run_compare(["resnet8", "plain8"], CompareOptions(
+        latency=None, gradients=None, train=train, input_size=32, train_seeds=(0, 1, 2)),
+        out_dir=tmp_path)
+    finals = result.tables["train_final"]
+    assert set(finals["seed"]) == {0}
+    verdict = result.tables["train_verdict"].iloc[0]
+    assert verdict["verdict"] == "inconclusive"
+    assert "stopped after seed 0, skipping 2 more" in verdict["reasons"]

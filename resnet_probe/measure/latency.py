@@ -393,7 +393,7 @@ def latency_differences(rounds: list[dict[str, Any]], models: list[str], batch_s
                          "delta_pct": difference.pct, "ci95_low_pct": difference.low_pct,
                          "ci95_high_pct": difference.high_pct,
                          "measurable": difference.measurable, "change": difference.text(),
-                         "method": difference.method})
+                         "method": difference.method, "unit": "%"})
             if metric == "forward_ms":  # images/s is batch / forward time: the inverse change
                 rows.append(_as_throughput(rows[-1], batch_size))
     return rows

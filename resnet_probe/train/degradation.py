@@ -32,7 +32,7 @@ from resnet_probe.train.loop import (
     load_checkpoint,
     train_run,
 )
-from resnet_probe.train.verdict import DegradationVerdict, depth_gaps, judge
+from resnet_probe.train.verdict import DegradationVerdict, depth_gaps, judge, settled_early
 from resnet_probe.zoo import Family, get_spec, name_of
 from resnet_probe.zoo.registry import IMAGENET_LAYERS
 
@@ -102,6 +102,8 @@ class DegradationConfig:
     data_dir: str | None = None
     models: tuple[str, ...] = ()  # explicit models instead of family/depth twins
     preact: bool = False  # pre-activation twins (He et al. 2016b)
+    # Skip the remaining seeds once the verdict cannot change (train.verdict.settled_early).
+    stop_when_settled: bool = False
 
     def model_names(self) -> list[str]:
         if self.models:
@@ -124,6 +126,7 @@ class DegradationResult:
     num_classes: int = 10  # of the dataset, for the chance error the verdict compares with
     reused: list[str] = field(default_factory=list)  # "MODEL seed N" taken from the run cache
     cache_problems: list[str] = field(default_factory=list)  # damaged entries, recomputed
+    stopped_early: str | None = None  # why the remaining seeds were skipped
 
     def final_rows(self) -> list[dict[str, Any]]:
         rows = []
@@ -199,41 +202,58 @@ def _train_all(config, names, data, out_dir: Path, resume, progress, on_run_done
         run_folder.write_manifest(out_dir, wanted)
     result = DegradationResult(dataset_description=data.description, config=config,
                                num_classes=data.num_classes)
-    for name in names:
-        for seed in config.seeds:
-            checkpoint = runs_dir / f"{_safe(name)}-seed{seed}.pt"
-            key = content = None
-            if cache is not None:
-                key, content = cache.key(name, data, config.train, seed, world.world_size)
-                cached = cache.lookup(key)
-                result.cache_problems = list(cache.problems)
-                if cached is not None:
-                    if world.is_main:
-                        atomic_write_bytes(checkpoint, cached.read_bytes())  # keep its weights
-                    result.runs.append(load_run(cached))
-                    result.reused.append(f"{name} seed {seed}")
-                    if progress is not None:
-                        progress.update(config.train.steps)
-                    if on_run_done is not None and world.is_main:
-                        on_run_done(result)
-                    continue
+    # Seed by seed, so an interruption or an early stop leaves whole seeds of every model.
+    for position, seed in enumerate(config.seeds):
+        for name in names:
+            _train_one(name, seed, config, data, runs_dir, resume, progress, on_run_done,
+                       world, cache, result)
+        remaining = len(config.seeds) - position - 1
+        if config.stop_when_settled and remaining and world.world_size == 1:
+            reason = settled_early(result.final_rows(), 1 - 1 / result.num_classes)
+            if reason is not None:
+                result.stopped_early = (f"stopped after seed {seed}, skipping {remaining} more: "
+                                        f"{reason}")
+                if progress is not None:
+                    progress.update(remaining * len(names) * config.train.steps)
+                break
+    return result
+
+
+def _train_one(name, seed, config, data, runs_dir, resume, progress, on_run_done, world,
+               cache, result: DegradationResult) -> None:
+    """One (model, seed): from the cache if it holds the run, else trained (and cached)."""
+    checkpoint = runs_dir / f"{_safe(name)}-seed{seed}.pt"
+    key = content = None
+    if cache is not None:
+        key, content = cache.key(name, data, config.train, seed, world.world_size)
+        cached = cache.lookup(key)
+        result.cache_problems = list(cache.problems)
+        if cached is not None:
+            if world.is_main:
+                atomic_write_bytes(checkpoint, cached.read_bytes())  # keep its weights
+            result.runs.append(load_run(cached))
+            result.reused.append(f"{name} seed {seed}")
             if progress is not None:
-                progress.set_description(f"train {name} seed {seed}")
-            try:
-                run = train_run(name, data, config.train, seed=seed, checkpoint=checkpoint,
-                                resume=resume and checkpoint.exists(), progress=progress)
-            except KeyboardInterrupt:
-                if checkpoint.exists():  # the loop saved its partial history there
-                    result.runs.append(load_run(checkpoint))
-                if on_run_done is not None and world.is_main:
-                    on_run_done(result)
-                raise
-            result.runs.append(run)
-            if cache is not None and world.is_main and run.status in ENDED:
-                cache.store(key, content, checkpoint)
+                progress.update(config.train.steps)
             if on_run_done is not None and world.is_main:
                 on_run_done(result)
-    return result
+            return
+    if progress is not None:
+        progress.set_description(f"train {name} seed {seed}")
+    try:
+        run = train_run(name, data, config.train, seed=seed, checkpoint=checkpoint,
+                        resume=resume and checkpoint.exists(), progress=progress)
+    except KeyboardInterrupt:
+        if checkpoint.exists():  # the loop saved its partial history there
+            result.runs.append(load_run(checkpoint))
+        if on_run_done is not None and world.is_main:
+            on_run_done(result)
+        raise
+    result.runs.append(run)
+    if cache is not None and world.is_main and run.status in ENDED:
+        cache.store(key, content, checkpoint)
+    if on_run_done is not None and world.is_main:
+        on_run_done(result)
 
 
 def cache_record(result: DegradationResult, cache: RunCache) -> dict[str, Any]:
@@ -250,10 +270,12 @@ def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
 
 
-def verdict_table(verdict: DegradationVerdict) -> pd.DataFrame:
+def verdict_table(verdict: DegradationVerdict, stopped_early: str | None = None
+                  ) -> pd.DataFrame:
     """One row: the verdict, its reasons, and the plain and residual gaps it rests on."""
+    reasons = verdict.reasons + ([stopped_early] if stopped_early else [])
     row: dict[str, Any] = {"verdict": verdict.verdict.value,
-                           "reasons": json.dumps(verdict.reasons), "rule": verdict.rule}
+                           "reasons": json.dumps(reasons), "rule": verdict.rule}
     for gap in verdict.gaps:
         row.update({f"{gap.kind}_gap_mean": gap.gap_mean, f"{gap.kind}_gap_se": gap.gap_se,
                     f"{gap.kind}_seeds": gap.seeds})
@@ -262,7 +284,7 @@ def verdict_table(verdict: DegradationVerdict) -> pd.DataFrame:
 
 def degradation_tables(result: DegradationResult) -> dict[str, pd.DataFrame]:
     return {
-        "train_verdict": verdict_table(result.verdict()),
+        "train_verdict": verdict_table(result.verdict(), result.stopped_early),
         "train_history": frame(result.history_rows()),
         "train_evals": frame(result.eval_rows()),
         "train_final": frame(result.final_rows()),

@@ -84,6 +84,17 @@ def depth_gaps(finals: list[dict[str, Any]]) -> list[DepthGap]:
     return gaps
 
 
+def settled_early(finals: list[dict[str, Any]], chance_error: float) -> str | None:
+    """Why more seeds cannot change the verdict, or None: once a plain run did not train or a
+    run did not finish, the rule says inconclusive whatever later seeds show."""
+    reasons = judge(finals, chance_error).reasons
+    if any(r.startswith("plain runs that did not train") for r in reasons):
+        return "a plain run did not train, so no later seed can change the verdict"
+    if any(r.startswith("runs that did not finish") for r in reasons):
+        return "a run did not finish, so no later seed can change the verdict"
+    return None
+
+
 def judge(finals: list[dict[str, Any]], chance_error: float) -> DegradationVerdict:
     """``finals`` are final_rows(): model, depth, shortcut, seed, final_train_error, status."""
     gaps = {g.kind: g for g in depth_gaps(finals)}
