@@ -15,6 +15,7 @@ from resnet_probe.results import check_writable_dir
 from resnet_probe.train.cache import RunCache
 from resnet_probe.train.degradation import (
     DEFAULT_DEPTHS,
+    DEFAULT_SEEDS,
     DegradationConfig,
     DegradationResult,
     cache_record,
@@ -40,7 +41,7 @@ class DegradationExperiment:
     @classmethod
     def prepare(cls, family: str = "cifar", depths: tuple[int, ...] | None = None,
                 preact: bool = False, dataset: str = "digits", data_dir: Path | None = None,
-                seeds: tuple[int, ...] = (0,), out: Path = Path("reports/degradation"),
+                seeds: tuple[int, ...] = DEFAULT_SEEDS, out: Path = Path("reports/degradation"),
                 command_line: str | None = None, inline_plotly: bool = False,
                 steps: int | None = None, epochs: float | None = None, fresh: bool = False,
                 **recipe: Any) -> DegradationExperiment:

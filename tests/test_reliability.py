@@ -17,8 +17,8 @@ from torch import nn
 from resnet_probe.measure import memory
 from resnet_probe.train.loop import TrainConfig, _divergence, train_run
 
-TINY_DEGRADATION = ["degradation", "--depths", "8", "--steps", "4", "--warmup-steps", "1",
-                    "--batch-size", "16"]
+TINY_DEGRADATION = ["degradation", "--seeds", "0", "--depths", "8", "--steps", "4",
+                    "--warmup-steps", "1", "--batch-size", "16"]
 
 
 @pytest.mark.parametrize("text,message", [
@@ -117,7 +117,8 @@ def test_a_huge_lr_is_recorded_as_diverged_with_its_step():
 
 
 def test_a_warmup_that_swallows_the_schedule_is_refused(invoke, tmp_path):
-    result = invoke("degradation", "--depths", "8", "--steps", "40", "--out", str(tmp_path))
+    result = invoke("degradation", "--seeds", "0", "--depths", "8", "--steps", "40", "--out",
+                    str(tmp_path))
     assert result.exit_code == 2 and "lr 0.1 would never be used" in result.stderr
     with pytest.raises(ValueError, match="reaches past the first lr milestone"):
         TrainConfig(steps=100, warmup_steps=60)
@@ -253,8 +254,8 @@ def test_two_runs_cannot_share_a_folder(invoke, tmp_path):
 def test_sigterm_is_handled_like_ctrl_c(tmp_path):
     out = tmp_path / "run"
     process = subprocess.Popen(
-        [sys.executable, "-m", "resnet_probe", "degradation", "--depths", "8", "--steps",
-         "1000", "--warmup-steps", "1", "--batch-size", "16", "--out", str(out)],
+        [sys.executable, "-m", "resnet_probe", "degradation", "--seeds", "0", "--depths", "8",
+         "--steps", "1000", "--warmup-steps", "1", "--batch-size", "16", "--out", str(out)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 180  # generous: CI machines are shared
     while not any((out / "runs").glob("*.pt")) and time.monotonic() < deadline:

@@ -96,8 +96,8 @@ def test_nan_run_is_recorded_as_diverged_and_others_continue(digits, tmp_path, m
         return model
 
     monkeypatch.setattr(loop, "build_for_dataset", poisoned)
-    result = run_degradation(DegradationConfig(models=("plain8", "resnet8"), train=TINY),
-                             tmp_path, dataset=digits)
+    result = run_degradation(DegradationConfig(models=("plain8", "resnet8"), seeds=(0,),
+                                               train=TINY), tmp_path, dataset=digits)
     finals = {row["model"]: row for row in result.final_rows()}
     assert finals["plain8"]["status"] == "diverged" and finals["plain8"]["diverged_at"] == 0
     assert finals["resnet8"]["status"] == "finished" and finals["resnet8"]["steps_done"] == 12
@@ -106,13 +106,15 @@ def test_nan_run_is_recorded_as_diverged_and_others_continue(digits, tmp_path, m
 def test_interrupted_sweep_keeps_finished_and_partial_runs(digits, tmp_path):
     saved = []
     with pytest.raises(KeyboardInterrupt):
-        run_degradation(DegradationConfig(models=("resnet8", "plain8"), train=TINY), tmp_path,
+        run_degradation(DegradationConfig(models=("resnet8", "plain8"), seeds=(0,), train=TINY),
+                        tmp_path,
                         progress=StopAt(12 + 5), on_run_done=lambda r: saved.append(
                             [(run.model, run.status, len(run.history)) for run in r.runs]),
                         dataset=digits)
     assert saved[-1] == [("resnet8", "finished", 12), ("plain8", "interrupted", 5)]
-    resumed = run_degradation(DegradationConfig(models=("resnet8", "plain8"), train=TINY),
-                              tmp_path, resume=True, dataset=digits)
+    resumed = run_degradation(DegradationConfig(models=("resnet8", "plain8"), seeds=(0,),
+                                                train=TINY), tmp_path, resume=True,
+                              dataset=digits)
     assert [(r.model, r.status, len(r.history)) for r in resumed.runs] == [
         ("resnet8", "finished", 12), ("plain8", "finished", 12)]
 
@@ -154,7 +156,8 @@ def test_depth_validation():
 def test_short_default_run_shows_plain_degradation(digits, tmp_path):
     # The CI-sized version of the default experiment: only the plain pair, half the budget.
     # Robust at this budget: plain56 trains slower than plain20 (measured gap ~0.2-0.5).
-    config = DegradationConfig(models=("plain20", "plain56"), train=TrainConfig(steps=150))
+    config = DegradationConfig(models=("plain20", "plain56"), seeds=(0,),
+                               train=TrainConfig(steps=150))
     finals = {r["model"]: r for r in run_degradation(config, tmp_path, dataset=digits)
               .final_rows()}
     assert finals["plain56"]["final_train_error"] > finals["plain20"]["final_train_error"] + 0.05

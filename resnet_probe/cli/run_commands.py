@@ -46,7 +46,7 @@ from resnet_probe.zoo import Family
               help="Training steps [default: 300].")
 @click.option("--epochs", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Budget in epochs instead of steps.")
-@seeds_option("0", "Comma-separated seeds.")
+@seeds_option("0,1,2", "Comma-separated seeds; the verdict needs at least two.")
 @click.option("--batch-size", type=click.IntRange(min=2), default=128, show_default=True)
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=0.1,
               show_default=True)
@@ -76,7 +76,7 @@ def degradation(family, depths, preact, dataset, data_dir, steps, epochs, seeds,
 
     \b
     Examples:
-      resnet-probe degradation                                  (digits, 20 vs 56, ~5 min)
+      resnet-probe degradation                        (digits, 20 vs 56, 3 seeds, ~10 min)
       resnet-probe degradation --depths 20,32,44,56 --seeds 0,1,2 --steps 600
       resnet-probe degradation --dataset cifar10 --augment --epochs 10 --device cuda
       torchrun --nproc_per_node 4 -m resnet_probe degradation --device cuda --seeds 0,1

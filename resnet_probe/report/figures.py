@@ -156,6 +156,14 @@ def activation_std_depth(blocks: pd.DataFrame) -> go.Figure:
                         "std of block output (log scale)", log_y=True)
 
 
+def variance_ratio_depth(blocks: pd.DataFrame) -> go.Figure:
+    stats = _mean_std(blocks.dropna(subset=["variance_ratio"]), ["model", "depth"],
+                      "variance_ratio")
+    return _band_figure(stats, "depth", "Branch-to-stream variance Var F(x)/Var x per residual "
+                        "block (De & Smith 2020); output/input variance for plain blocks",
+                        "variance ratio (log scale)", log_y=True)
+
+
 def shattering(shatter: pd.DataFrame) -> go.Figure:
     df = shatter[shatter["lag"] > 0].copy()  # lag 0 is 1 by definition
     df["block output"] = df["stage"] + " end (depth " + df["depth"].astype(str) + ")"

@@ -191,6 +191,12 @@ def gradients_section(tables: dict[str, pd.DataFrame], environment: dict) -> Sec
         section.note(preact_explanation(models, tables["gradient_blocks"]), kind="finding")
     section.figure(figures.grad_norm_depth(tables["gradient_blocks"]))
     section.figure(figures.activation_std_depth(tables["gradient_blocks"]))
+    if "variance_ratio" in tables["gradient_blocks"]:
+        section.text("Why the residual stream stays trainable: each BN'd branch adds about "
+                     "unit variance to a stream whose variance grows block by block, so "
+                     "Var F(x)/Var x falls with depth and each block is close to the identity "
+                     "at init. A plain block has no stream: its output replaces its input.")
+        section.figure(figures.variance_ratio_depth(tables["gradient_blocks"]))
     if not tables["shattering"].empty:
         section.figure(figures.shattering(tables["shattering"]))
     if "dynamics_models" in tables and not tables["dynamics_models"].empty:

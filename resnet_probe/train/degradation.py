@@ -38,6 +38,9 @@ from resnet_probe.zoo.registry import IMAGENET_LAYERS
 
 FAMILIES = tuple(family.value for family in Family)
 DEFAULT_DEPTHS = {"cifar": (20, 56), "imagenet": (18, 34)}
+# Three seeds: the verdict needs two, and a third keeps one odd seed from deciding it. The
+# default held on seeds 3, 4 and 5, which nothing was tuned on (README).
+DEFAULT_SEEDS = (0, 1, 2)
 
 
 def twin_names(family: str, depth: int, preact: bool = False) -> tuple[str, str]:
@@ -97,7 +100,7 @@ class DegradationConfig:
     family: str = "cifar"
     depths: tuple[int, ...] = (20, 56)
     dataset: str = DEFAULT_DATASET
-    seeds: tuple[int, ...] = (0,)
+    seeds: tuple[int, ...] = DEFAULT_SEEDS
     train: TrainConfig = TrainConfig()
     data_dir: str | None = None
     models: tuple[str, ...] = ()  # explicit models instead of family/depth twins
