@@ -55,11 +55,14 @@ def latency(models: list[str], by: str = "model", **config) -> pd.DataFrame:
 
 
 def gradients(models: list[str], by: str = "model", **config) -> pd.DataFrame:
-    """Gradient norms at init per model, block, stage, layer, or the shattering curve;
-    ``config`` takes GradientConfig's fields."""
+    """Gradient norms at init per model, block, stage, layer, or the shattering curve by lag;
+    ``config`` takes GradientConfig's fields. The shattering grid is only computed for
+    ``by="shattering"`` (it costs far more than the rest)."""
     from resnet_probe.measure.gradients import GradientConfig, measure_gradients
     from resnet_probe.views import gradient_view
 
+    if by != "shattering":
+        config = {**config, "shatter_points": 0}
     return gradient_view(measure_gradients(list(models), GradientConfig(**config)), by)
 
 

@@ -253,3 +253,16 @@ def test_breakdowns_show_exact_counts_to_check_by_hand(invoke):
     assert "231,211,008" in invoke("bottleneck").stdout  # 2 x 3²·64·64·56·56
     stages = invoke("flops", "resnet34", "--by", "stage").stdout
     assert "118,013,952" in stages and "(G)" not in stages  # the stem: 7²·3·64·112²
+
+
+def test_counts_shared_across_models_equal_counts_made_alone():
+    from resnet_probe.measure.costs import clear_piece_counts, count_costs
+
+    for name in ("resnet50", "resnet101", "plain56", "preact_resnet164"):
+        count_costs(name)  # fills the shared per-piece counts with their blocks
+    warm = {n: count_costs(n) for n in ("resnet152", "resnet56", "preact_resnet110")}
+    for name, result in warm.items():
+        clear_piece_counts()
+        alone = count_costs(name)
+        assert alone.summary | {"count_seconds": 0} == result.summary | {"count_seconds": 0}
+        assert alone.modules == result.modules and alone.operators == result.operators

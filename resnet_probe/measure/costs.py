@@ -227,6 +227,11 @@ _PIECE_COUNTS: dict = {}
 _PIECE_CACHE_LIMIT = 4096
 
 
+def clear_piece_counts() -> None:
+    """Forget the shared per-piece counts (benchmarks time a model counted on its own)."""
+    _PIECE_COUNTS.clear()
+
+
 def _count_with_flop_counter(model: ResNet, shape: tuple[int, ...], backward: bool = True,
                              cache: dict | None = None):
     """Count piece by piece: the stem, each block, the head.
