@@ -169,7 +169,8 @@ def test_torchrun_two_cpu_processes(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                "--nproc_per_node", "2", "-m", "resnet_probe", "degradation", "--depths", "8",
-               "--steps", "4", "--warmup-steps", "1", "--batch-size", "16", "--out", str(out),
+               "--seeds", "0", "--steps", "4", "--warmup-steps", "1", "--batch-size", "16",
+               "--out", str(out),
                "--format", "json",
                "--device", "cpu"]
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
