@@ -37,19 +37,20 @@ def latency_view(result, by: str = "model") -> pd.DataFrame:
     block's (stage's) total in each repeat. ``difference``: each model against the first."""
     _check(by, LATENCY_VIEWS)
     if by in ("block", "stage"):
-        return _rolled_up_times(result, by)
+        return rolled_up_times(frame(result.layers), frame(result.samples), by)
     return frame({"model": result.models, "difference": result.comparisons,
                   "layer": result.layers, "sample": result.samples,
                   "sweep": result.sweep}[by])
 
 
-def _rolled_up_times(result, by: str) -> pd.DataFrame:
-    layers = frame(result.layers)
+def rolled_up_times(layers: pd.DataFrame, samples: pd.DataFrame, by: str) -> pd.DataFrame:
+    """Per block or stage and direction: the sum of layer medians, and the median over
+    repeats of the per-repeat total with its bootstrap 95% interval."""
     summed = rollup(layers, by, ["median_ms"], keys=("model", "direction")
                     ).rename(columns={"median_ms": "sum_of_median_ms"})
     places = layers.assign(block=layers["block"].fillna(layers["stage"]))[
         ["model", "module", by]]
-    per_repeat = (frame(result.samples).merge(places, on=["model", "module"])
+    per_repeat = (samples.merge(places, on=["model", "module"])
                   .groupby(["model", "direction", by, "repeat"], sort=False)["ms"].sum())
     intervals = []
     for (model, direction, place), totals in per_repeat.groupby(level=[0, 1, 2], sort=False):

@@ -83,10 +83,15 @@ def latency_layers(layers: pd.DataFrame, device: str) -> go.Figure:
     return fig.update_layout(height=650, xaxis_title="layer (input → output)")
 
 
-def latency_stages(layers: pd.DataFrame, device: str) -> go.Figure:
-    df = layers.groupby(["model", "direction", "stage"], as_index=False)["median_ms"].sum()
-    fig = px.bar(df, x="model", y="median_ms", color="stage", facet_col="direction",
-                 barmode="stack", title=f"Time by stage on {device} (sum of layer medians)")
+def latency_stages(stages: pd.DataFrame, device: str) -> go.Figure:
+    """``stages``: views.rolled_up_times by stage (median per-repeat total, 95% interval)."""
+    df = stages.assign(above=stages["ci95_high_ms"] - stages["median_ms"],
+                       below=stages["median_ms"] - stages["ci95_low_ms"])
+    fig = px.bar(df, x="stage", y="median_ms", color="model", barmode="group",
+                 color_discrete_map=_by_model(df), facet_col="direction", error_y="above",
+                 error_y_minus="below",
+                 title=f"Time by stage on {device} (median over repeats of the stage's total; "
+                 f"whiskers: 95% interval)")
     return fig.update_yaxes(title_text="ms")
 
 

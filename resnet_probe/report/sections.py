@@ -10,6 +10,7 @@ from resnet_probe.report import figures
 from resnet_probe.report.html import Section, esc, format_value
 from resnet_probe.report.labels import with_bound, with_gradient_trend
 from resnet_probe.results import change_direction, display_scales, measurable_deltas
+from resnet_probe.views import rolled_up_times
 
 
 def scaled(df: pd.DataFrame) -> pd.DataFrame:
@@ -150,7 +151,9 @@ def latency_section(tables: dict[str, pd.DataFrame], environment: dict) -> Secti
     layers = with_bound(tables["latency_layers"], environment["peak_gflops"],
                         environment["peak_gbytes_per_s"])
     section.figure(figures.latency_layers(layers, device_label))
-    section.figure(figures.latency_stages(layers, device_label))
+    section.figure(figures.latency_stages(
+        rolled_up_times(tables["latency_layers"], tables["latency_samples"], "stage"),
+        device_label))
     section.figure(figures.roofline(layers, environment["peak_gflops"],
                                     environment["peak_gbytes_per_s"], device_label))
     section.text(f"Roof: {environment['peak_gflops']:.0f} GFLOP/s and "
