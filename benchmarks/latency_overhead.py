@@ -1,7 +1,7 @@
 """How much does per-layer timing perturb what it measures? (goal: hooked/un-hooked <= 1.05)
 
 For resnet50 at 224 on CPU, batch 1 and 8, prints side by side from one run:
-  * the un-hooked forward median (torch.utils.benchmark.Timer, no hooks at all),
+  * the un-hooked forward median (the interleaved rounds' forward passes, no hooks at all),
   * the hooked forward median (every leaf timed with perf_counter pre/post hooks),
   * their ratio, and the sum of per-layer medians against the hooked whole-model median.
 Each batch size is measured in several rounds and the median ratio reported, because a shared

@@ -105,7 +105,7 @@ def test_latency_rounds_visit_every_model_once_per_round_in_varying_order():
     rounds = pd.DataFrame(result.rounds)
     assert (rounds.groupby("round")["model"].nunique() == 3).all()
     assert len(rounds) == 3 * 8
-    orders = {tuple(group.sort_values("position")["model"]) for _, group in
+    orders = {tuple(group.sort_values("forward_position")["model"]) for _, group in
               rounds.groupby("round")}
     assert len(orders) > 1  # not always the same order
     compared = pd.DataFrame(result.comparisons)
