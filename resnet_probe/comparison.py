@@ -29,7 +29,7 @@ from resnet_probe.measure.gradients import GradientConfig, measure_gradients
 from resnet_probe.measure.latency import LatencyConfig, measure_latency
 from resnet_probe.progress import Progress
 from resnet_probe.results import CONVENTIONS, SUMMARY_COLUMNS, delta_table, frame
-from resnet_probe.stats import paired_mean_difference
+from resnet_probe.stats import difference_row, paired_mean_difference
 from resnet_probe.train.cache import RunCache
 from resnet_probe.train.degradation import (
     DegradationConfig,
@@ -399,12 +399,8 @@ def seed_differences(per_seed: pd.DataFrame, models: list[str], metric: str) -> 
             continue
         difference = paired_mean_difference(paired[baseline].tolist(), paired[name].tolist(),
                                             absolute=metric.endswith("_error"))
-        rows.append({"model": name, "baseline": baseline, "metric": metric,
-                     "baseline_value": paired[baseline].mean(), "value": paired[name].mean(),
-                     "delta_pct": difference.pct, "ci95_low_pct": difference.low_pct,
-                     "ci95_high_pct": difference.high_pct, "measurable": difference.measurable,
-                     "change": difference.text(), "method": difference.method,
-                     "unit": difference.unit or "absolute"})
+        rows.append(difference_row(name, baseline, metric, paired[baseline].mean(),
+                                   paired[name].mean(), difference))
     return frame(rows)
 
 

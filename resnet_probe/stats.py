@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import statistics
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy import stats as scipy_stats
@@ -60,6 +61,16 @@ class Difference:
         if not self.measurable:
             return f"{NO_DIFFERENCE} ({interval})"
         return f"{number(self.pct)} ({interval})"
+
+
+def difference_row(model: str, baseline: str, metric: str, baseline_value: float,
+                   value: float, difference: Difference) -> dict[str, Any]:
+    """One row of a differences table: what compare's delta table and the CLI read."""
+    return {"model": model, "baseline": baseline, "metric": metric,
+            "baseline_value": baseline_value, "value": value, "delta_pct": difference.pct,
+            "ci95_low_pct": difference.low_pct, "ci95_high_pct": difference.high_pct,
+            "measurable": difference.measurable, "change": difference.text(),
+            "method": difference.method, "unit": difference.unit or "absolute"}
 
 
 def median_interval(samples: list[float], seed: int = 0) -> Interval:

@@ -192,8 +192,7 @@ def run_probe(model: ResNet, x: torch.Tensor, y: torch.Tensor
     rows = []
     for name in blocks:
         info = model.layer_info[name]
-        depth = max(v.depth for k, v in model.layer_info.items()
-                    if k.startswith(name + ".") and v.depth is not None)
+        depth = block_depth(model, name)
         join = joins.get(name, {})
         rows.append({"block": name, "stage": info.stage, "depth": depth,
                      "act_grad_norm": grads.get(name, math.nan), "act_std": stds.get(name),
@@ -207,6 +206,12 @@ def run_probe(model: ResNet, x: torch.Tensor, y: torch.Tensor
     if findings["first_nonfinite_gradient"] is None and not torch.isfinite(loss):
         findings["first_nonfinite_gradient"] = "(loss)"
     return rows, findings
+
+
+def block_depth(model: ResNet, block: str) -> int:
+    """The depth of a block's output: that of its deepest weighted layer."""
+    return max(v.depth for k, v in model.layer_info.items()
+               if k.startswith(block + ".") and v.depth is not None)
 
 
 def _block_hook(name, grads, stds, order, nonfinite):
@@ -386,8 +391,7 @@ def _grid_gradients(name: str, seed: int, config: GradientConfig):
                 (grad,) = torch.autograd.grad((out * projection).sum(), line,
                                               retain_graph=not last)
                 grads.append(grad.flatten(1))
-            depth = max(v.depth for k, v in model.layer_info.items()
-                        if k.startswith(block_name + ".") and v.depth is not None)
+            depth = block_depth(model, block_name)
             yield block_name, model.layer_info[block_name].stage, depth, torch.stack(grads)
 
 

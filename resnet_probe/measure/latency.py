@@ -48,7 +48,7 @@ from resnet_probe.measure.costs import count_costs
 from resnet_probe.measure.hooks import HookSession, hooked
 from resnet_probe.measure.memory import check_fits
 from resnet_probe.progress import Progress
-from resnet_probe.stats import Difference, median_difference, median_interval
+from resnet_probe.stats import Difference, difference_row, median_difference, median_interval
 from resnet_probe.zoo import build_model, build_on_meta, get_spec
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -393,29 +393,23 @@ def latency_differences(rounds: list[dict[str, Any]], models: list[str], batch_s
             if None in base or None in other:
                 continue
             difference = median_difference(base, other, paired=True)
-            rows.append({"model": name, "baseline": models[0], "metric": metric,
-                         "baseline_value": statistics.median(base),
-                         "value": statistics.median(other),
-                         "delta_pct": difference.pct, "ci95_low_pct": difference.low_pct,
-                         "ci95_high_pct": difference.high_pct,
-                         "measurable": difference.measurable, "change": difference.text(),
-                         "method": difference.method, "unit": "%"})
+            base_median, median = statistics.median(base), statistics.median(other)
+            rows.append(difference_row(name, models[0], metric, base_median, median,
+                                       difference))
             if metric == "forward_ms":  # images/s is batch / forward time: the inverse change
-                rows.append(_as_throughput(rows[-1], batch_size))
+                rows.append(difference_row(
+                    name, models[0], "images_per_s", batch_size * 1e3 / base_median,
+                    batch_size * 1e3 / median, _inverse(difference)))
     return rows
 
 
-def _as_throughput(row: dict[str, Any], batch_size: int) -> dict[str, Any]:
+def _inverse(difference: Difference) -> Difference:
+    """The change of 1/x from the change of x (both in percent): an interval's ends swap."""
     def flip(pct: float) -> float:
         return (100.0 / (100.0 + pct) - 1) * 100
 
-    difference = Difference(flip(row["delta_pct"]), flip(row["ci95_high_pct"]),
-                            flip(row["ci95_low_pct"]), row["method"])
-    return {**row, "metric": "images_per_s",
-            "baseline_value": batch_size * 1e3 / row["baseline_value"],
-            "value": batch_size * 1e3 / row["value"], "delta_pct": difference.pct,
-            "ci95_low_pct": difference.low_pct, "ci95_high_pct": difference.high_pct,
-            "measurable": difference.measurable, "change": difference.text()}
+    return Difference(flip(difference.pct), flip(difference.high_pct),
+                      flip(difference.low_pct), difference.method)
 
 
 def _elapsed_ms(start: Any, end: Any) -> float:

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from resnet_probe.data import ImageDataset
-from resnet_probe.train.loop import CorruptCheckpoint, RunResult, TrainConfig, load_checkpoint
+from resnet_probe.train.loop import CorruptCheckpoint, TrainConfig, load_checkpoint
 from resnet_probe.train.run_folder import json_safe
 from resnet_probe.zoo import get_spec
 
@@ -137,10 +137,6 @@ def _check_entry(folder: Path, key: str) -> str | None:
     except CorruptCheckpoint as error:
         return f"damaged ({error})"
     return None
-
-
-def load_cached_run(checkpoint: Path) -> RunResult:
-    return load_checkpoint(checkpoint)["result"]
 
 
 def dataset_fingerprint(dataset: ImageDataset) -> str:
