@@ -35,26 +35,32 @@ from resnet_probe.zoo import (  # noqa: E402
 )
 
 
-def flops(models: list[str], input_size: int | None = None, batch_size: int = 1,
+def flops(models, input_size: int | None = None, batch_size: int = 1,
           by: str = "model", engine: str = "torch") -> pd.DataFrame:
     """Params, MACs and FLOPs in every convention; ``by`` is model, module, block, stage or
-    operator (block and stage rows sum the modules, so every view's totals agree)."""
+    operator (block and stage rows sum the modules, so every view's totals agree).
+    ``models``: one MODEL or a list; each a name, a source text or an nn.Module."""
     from resnet_probe.measure.costs import count_costs
     from resnet_probe.views import cost_view
 
-    return cost_view([count_costs(m, input_size, batch_size, engine=engine) for m in models], by)
+    return cost_view([count_costs(m, input_size, batch_size, engine=engine)
+                      for m in _models(models)], by)
 
 
-def latency(models: list[str], by: str = "model", **config) -> pd.DataFrame:
+def _models(models) -> list:
+    return list(models) if isinstance(models, (list, tuple)) else [models]
+
+
+def latency(models, by: str = "model", **config) -> pd.DataFrame:
     """Latency per model, layer, block, stage, raw sample or sweep batch size; ``config``
     takes LatencyConfig's fields."""
     from resnet_probe.measure.latency import LatencyConfig, measure_latency
     from resnet_probe.views import latency_view
 
-    return latency_view(measure_latency(list(models), LatencyConfig(**config)), by)
+    return latency_view(measure_latency(_models(models), LatencyConfig(**config)), by)
 
 
-def gradients(models: list[str], by: str = "model", **config) -> pd.DataFrame:
+def gradients(models, by: str = "model", **config) -> pd.DataFrame:
     """Gradient norms at init per model, block, stage, layer, or the shattering curve by lag;
     ``config`` takes GradientConfig's fields. The shattering grid is only computed for
     ``by="shattering"`` (it costs far more than the rest)."""
@@ -63,7 +69,7 @@ def gradients(models: list[str], by: str = "model", **config) -> pd.DataFrame:
 
     if by != "shattering":
         config = {**config, "shatter_points": 0}
-    return gradient_view(measure_gradients(list(models), GradientConfig(**config)), by)
+    return gradient_view(measure_gradients(_models(models), GradientConfig(**config)), by)
 
 
 def compare(models: list[str], out: str | Path = "reports", inline_plotly: bool = False,
@@ -84,5 +90,11 @@ def compare(models: list[str], out: str | Path = "reports", inline_plotly: bool 
     return result
 
 
-__all__ = ["ResNet", "ResNetSpec", "UnknownModelError", "__version__", "build_model", "compare",
-           "flops", "get_spec", "gradients", "latency", "list_models", "register_model"]
+from resnet_probe.probes import FlopAnalysis, GradientAnalysis, LatencyAnalysis  # noqa: E402
+from resnet_probe.sources import resolve as resolve_model  # noqa: E402
+from resnet_probe.surgery import plain_twin  # noqa: E402
+
+__all__ = ["FlopAnalysis", "GradientAnalysis", "LatencyAnalysis", "ResNet", "ResNetSpec",
+           "UnknownModelError", "__version__", "build_model", "compare", "flops", "get_spec",
+           "gradients", "latency", "list_models", "plain_twin", "register_model",
+           "resolve_model"]

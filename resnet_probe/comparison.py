@@ -17,6 +17,8 @@ from typing import Any
 
 import pandas as pd
 
+from resnet_probe.analysis import Analysis, AnalysisOptions, explain, explain_cached
+from resnet_probe.analysis.trained import collect, load_trained
 from resnet_probe.data import load_dataset
 from resnet_probe.device import training_device
 from resnet_probe.environment import environment_info
@@ -29,9 +31,11 @@ from resnet_probe.measure.gradients import GradientConfig, measure_gradients
 from resnet_probe.measure.latency import LatencyConfig, measure_latency
 from resnet_probe.progress import Progress
 from resnet_probe.results import CONVENTIONS, SUMMARY_COLUMNS, delta_table, frame
+from resnet_probe.sources import resolve
 from resnet_probe.stats import difference_row, paired_mean_difference
-from resnet_probe.train.cache import RunCache
+from resnet_probe.train.cache import ResultCache, RunCache
 from resnet_probe.train.degradation import (
+    RUNS,
     DegradationConfig,
     DegradationResult,
     cache_record,
@@ -41,7 +45,7 @@ from resnet_probe.train.degradation import (
     run_degradation,
 )
 from resnet_probe.train.loop import TrainConfig
-from resnet_probe.zoo import get_spec, name_of
+from resnet_probe.zoo import name_of
 
 # Short runs for the compare report; `degradation` has the full recipe. Measured on digits at
 # 32x32 (2-core CPU): plain34 needs about 200 steps at batch 64 to leave chance behind (at
@@ -50,6 +54,9 @@ from resnet_probe.zoo import get_spec, name_of
 COMPARE_TRAIN = TrainConfig(steps=200, batch_size=64, lr=0.05, warmup_steps=20,
                             milestones=(0.75,), eval_every=200, grad_norm_every=40,
                             checkpoint_every=50)
+# Lighter than the commands' defaults, to keep the main job fast: fewer lesion draws, an
+# 11-point slice on 256 training images.
+COMPARE_WHY = AnalysisOptions(lesion_samples=5, landscape_points=11, landscape_limit=256)
 COMPARE_SEEDS = (0, 1)  # seed 1 runs only while the verdict is still open
 COMPARE_LATENCY = LatencyConfig(repeats=10, warmup=3, sweep_batch_sizes=(1, 8))
 COMPARE_GRADIENTS = GradientConfig(batch_size=16, seeds=(0, 1), shatter_points=256,
@@ -69,19 +76,22 @@ class CompareOptions:
     bottleneck_width: int = 64
     bottleneck_size: int = 56
     fresh: bool = False  # retrain even where the run cache holds a finished run
+    why: AnalysisOptions | None = COMPARE_WHY  # analyses of the trained nets; None skips
 
     @classmethod
     def choose(cls, input_size: int | None = None, device: str = "auto", latency: bool = True,
                train: bool = True, train_steps: int | None = None,
                train_seeds: tuple[int, ...] = COMPARE_SEEDS,
-               degradation_dir: Path | None = None, fresh: bool = False) -> CompareOptions:
+               degradation_dir: Path | None = None, fresh: bool = False, why: bool = True
+               ) -> CompareOptions:
         """The defaults with a user's choices applied (what the CLI's flags say)."""
         return cls(
             input_size=input_size,
             latency=replace(COMPARE_LATENCY, device=device) if latency else None,
             train=replace(COMPARE_TRAIN, device=training_device(device),
                           steps=train_steps or COMPARE_TRAIN.steps) if train else None,
-            train_seeds=tuple(train_seeds), degradation_dir=degradation_dir, fresh=fresh)
+            train_seeds=tuple(train_seeds), degradation_dir=degradation_dir, fresh=fresh,
+            why=COMPARE_WHY if why else None)
 
     @property
     def trains(self) -> bool:
@@ -98,8 +108,10 @@ class CompareOptions:
             if self.dynamics is not None:
                 total += len(models) * len(self.dynamics.seeds)
         if self.trains:
-            total += ((len(models) + len(siblings(models))) * len(self.train_seeds)
-                      * self.train.steps)
+            nets = (len(models) + len(siblings(models))) * len(self.train_seeds)
+            total += nets * self.train.steps
+            if self.why is not None:
+                total += self.why.work(WHY_ANALYSES, nets)
         return total
 
 
@@ -157,9 +169,9 @@ def validate_models(models: list[str], input_size: int | None) -> tuple[int | No
         if name in seen:
             raise InvalidRequest(f"model {name!r} is named twice; compare distinct models")
         seen.add(name)
-    specs = {name: get_spec(name) for name in models}
+    sources = [resolve(name) for name in models]
     notes = []
-    defaults = {spec.default_input_size for spec in specs.values()}
+    defaults = {source.default_input_size for source in sources}
     if input_size is None and len(defaults) > 1:
         input_size = max(defaults)
         notes.append(f"The models come from different families (standard inputs "
@@ -167,8 +179,16 @@ def validate_models(models: list[str], input_size: int | None) -> tuple[int | No
                      f"measured at the shared size {input_size}x{input_size}. Pass --input-size "
                      f"to choose another.")
     if input_size is not None:
-        for spec in specs.values():
-            spec.check_input_size(input_size)
+        for source in sources:
+            if source.is_zoo:
+                source.spec.check_input_size(input_size)
+    foreign = [source.text for source in sources if not source.is_zoo]
+    if foreign:
+        notes.append(f"Foreign models ({', '.join(foreign)}): their blocks and stages were "
+                     f"found from their graphs; they train on the digits at "
+                     f"{max(32, input_size or 0)}x{max(32, input_size or 0)}, 3 channels, "
+                     f"with no shallower sibling, so the degradation verdict has one depth "
+                     f"to go on.")
     return input_size, notes
 
 
@@ -178,7 +198,10 @@ def siblings(models: list[str]) -> list[str]:
     e.g. preact_resnet110[layers=3-3-3] for a pre-activation net)."""
     extra = []
     for name in models:
-        spec = get_spec(name)
+        source = resolve(name)
+        if not source.is_zoo:
+            continue  # no layout to shorten
+        spec = source.spec
         layers = (3, 3, 3) if spec.family == "cifar" else (2, 2, 2, 2)
         if sum(layers) >= sum(spec.layers) or len(layers) != len(spec.layers):
             continue
@@ -347,7 +370,12 @@ def gradients_section(plan: _Plan) -> SectionResult | None:
 def training_section(plan: _Plan) -> SectionResult | None:
     """A short degradation run on the models and their shallow siblings, or an earlier one."""
     if plan.reused_training is not None:
-        return SectionResult("training", plan.reused_training,
+        tables, environment = dict(plan.reused_training), {}
+        if plan.options.why is not None:
+            why_tables, environment = explain(load_trained(plan.options.degradation_dir),
+                                              WHY_ANALYSES, plan.options.why)
+            tables.update(why_tables)
+        return SectionResult("training", tables, environment,
                              summary=_final_errors(plan.reused_training))
     if plan.options.train is None:
         return None
@@ -367,20 +395,46 @@ def training_section(plan: _Plan) -> SectionResult | None:
                                               stop_when_settled=True),
                             out_dir=Path(runs), progress=plan.progress, dataset=dataset,
                             on_run_done=latest.append, cache=plan.cache)
+            why_tables = _explained(plan, Path(runs), dataset, environment,
+                                    latest[-1].cached_runs if latest else [])
         except KeyboardInterrupt as error:
             interruption = error
             environment["interrupted"] = True
+            why_tables = {}
     if not (latest and latest[-1].runs):
         if interruption is not None:
             raise interruption
         return SectionResult("training", environment=environment)
     done = latest[-1]
     environment["cache"] = cache_record(done, plan.cache)
-    tables = degradation_tables(done)
+    tables = {**degradation_tables(done), **why_tables}
     return SectionResult("training", tables, environment, _final_errors(tables),
                          tuple(done.cache_problems), interruption=interruption,
                          differences=seed_differences(tables["train_final"], plan.models,
                                                       "final_train_error"))
+
+
+WHY_ANALYSES = tuple(Analysis)
+
+
+def _explained(plan: _Plan, runs: Path, dataset, environment: dict[str, Any],
+               cached_runs: list[dict[str, Any]]) -> dict[str, pd.DataFrame]:
+    """The analyses of the nets just trained (their checkpoints are in ``runs``), reused from
+    the cache when the same runs were analysed before; the progress bar is moved past the
+    work the early stop left out."""
+    if plan.options.why is None:
+        return {}
+    nets = collect(sorted((runs / RUNS).glob("*.pt")), dataset, "this comparison's training "
+                   "runs (their final weights)")
+    keys = {(row["model"], row["seed"]): row["cache_key"] for row in cached_runs}
+    tables, why_environment = explain_cached(nets, keys, WHY_ANALYSES, plan.options.why,
+                                             plan.progress,
+                                             ResultCache(fresh=plan.options.fresh))
+    environment.update(why_environment)
+    if plan.progress is not None:
+        planned = len(plan.models + siblings(plan.models)) * len(plan.options.train_seeds)
+        plan.progress.update(plan.options.why.work(WHY_ANALYSES, planned - len(nets.nets)))
+    return tables
 
 
 def seed_differences(per_seed: pd.DataFrame, models: list[str], metric: str) -> pd.DataFrame:

@@ -191,10 +191,10 @@ def test_device_cuda_without_cuda_is_clear(monkeypatch):
 def test_out_of_memory_keeps_measured_rows(monkeypatch):
     real = latency_module._profile_layers
 
-    def maybe_oom(name, *args):
-        if name == "plain8":
+    def maybe_oom(source, *args):
+        if source.text == "plain8":
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")
-        return real(name, *args)
+        return real(source, *args)
 
     monkeypatch.setattr(latency_module, "_profile_layers", maybe_oom)
     result = measure_latency(["resnet8", "plain8"], LatencyConfig(**FAST))
@@ -207,16 +207,9 @@ def test_out_of_memory_inside_the_forward_is_not_wrapped(monkeypatch):
     def oom_in_big_models(module, args, output):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 9 GiB")
 
-    real_build = latency_module.build_model
-
-    def build(name):
-        model = real_build(name)
-        if name == "resnet10":
-            model.layer3[0].conv1.register_forward_hook(oom_in_big_models)
-        return model
-
-    monkeypatch.setattr(latency_module, "build_model", build)
-    result = measure_latency(["resnet8", "resnet10"], LatencyConfig(**FAST))
+    big = build_model("resnet10")  # given as a module: measured as it is, hook included
+    big.layer3[0].conv1.register_forward_hook(oom_in_big_models)
+    result = measure_latency(["resnet8", big], LatencyConfig(**FAST))
     assert [r["model"] for r in result.models] == ["resnet8"]
     assert result.failures[0]["model"] == "resnet10"
 
@@ -280,3 +273,22 @@ def test_cli_rollups_sum_layers(invoke):
     assert {r["block"] for r in blocks} >= {"layer1.0", "layer2.0", "layer3.0", "stem", "head"}
     assert all(r["sum_of_median_ms"] > 0 for r in stages + blocks)
     assert len(layers) == len(leaves("resnet8"))
+
+
+def test_a_model_too_big_for_memory_is_refused_alone(monkeypatch):
+    from resnet_probe.measure import memory
+
+    real = memory.estimate_peak_bytes
+
+    def huge_for_resnet10(model, shape, training, element_bytes=4):
+        estimate = real(model, shape, training, element_bytes)
+        if sum(p.numel() for p in model.parameters()) > 1e6:  # resnet10, not resnet8
+            return memory.MemoryEstimate(estimate.parameter_bytes * 10**6,
+                                         estimate.activation_bytes_per_sample, estimate.batch_size)
+        return estimate
+
+    monkeypatch.setattr(memory, "estimate_peak_bytes", huge_for_resnet10)
+    result = measure_latency(["resnet8", "resnet10"], LatencyConfig(**FAST))
+    assert [r["model"] for r in result.models] == ["resnet8"]
+    assert result.failures[0]["model"] == "resnet10"
+    assert result.failures[0]["error"].startswith("refused before allocating: timing resnet10")

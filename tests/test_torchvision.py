@@ -38,3 +38,84 @@ def test_torchvision_weights_give_identical_logits(torchvision, name):
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         assert torch.equal(ours(x), theirs(x))
+
+
+# --- foreign models through MODEL sources (resnet_probe.sources) -------------------------------
+
+def test_resnext50_from_torchvision_is_counted_as_torchvision_documents(torchvision, invoke):
+    import json
+
+    result = invoke("flops", "torchvision:resnext50_32x4d", "--format", "json")
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads(result.stdout)
+    assert row["params"] == 25_028_904  # torchvision's docs: 25,028,904 params
+    assert round(row["macs"] / 1e9, 2) == 4.23  # and 4.23 GFLOPS (their GFLOPS are MACs)
+    assert row["partial"] is False
+
+
+def test_plain_twin_of_torchvision_resnet50_equals_the_zoos_plain50(torchvision):
+    from resnet_probe.sources import resolve
+
+    torch.manual_seed(0)
+    original = torchvision.models.resnet50().eval()
+    twin = resolve("plain:torchvision:resnet50").build().eval()
+    twin.load_state_dict({k: v for k, v in original.state_dict().items()
+                          if ".downsample." not in k})
+    plain = build_model("plain50").eval()
+    plain.load_state_dict(twin.state_dict(), strict=True)  # the same names, the same shapes
+    assert sum(p.numel() for p in twin.parameters()) == 22_780_456
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(twin(x), plain(x))
+
+
+def test_timm_resnet50d_and_its_plain_twin(torchvision):
+    timm = pytest.importorskip("timm")
+    from resnet_probe.measure.costs import count_costs
+
+    residual = count_costs("timm:resnet50d").summary
+    plain = count_costs("plain:timm:resnet50d").summary
+    model = timm.create_model("resnet50d", pretrained=False)
+    projections = sum(p.numel() for name, p in model.named_parameters()
+                      if ".downsample." in name)
+    assert residual["params"] == sum(p.numel() for p in model.parameters())
+    assert plain["params"] == residual["params"] - projections
+    assert residual["shortcut"] is True and plain["shortcut"] is False
+
+
+def test_a_non_resnet_names_its_uncounted_operators(torchvision):
+    from resnet_probe.measure.costs import count_costs
+
+    result = count_costs("torchvision:mobilenet_v3_small")
+    assert result.summary["partial"] is True
+    assert result.uncounted["aten.hardswish_"] > 0 and "aten.hardsigmoid" in result.uncounted
+    assert result.summary["params"] == 2_542_856  # torchvision's docs
+
+
+def test_compare_torchvision_resnet50_with_its_plain_twin_writes_a_full_report(
+        torchvision, tmp_path):
+    from resnet_probe import compare
+    from resnet_probe.analysis import AnalysisOptions
+    from resnet_probe.measure.dynamics import DynamicsConfig
+    from resnet_probe.measure.gradients import GradientConfig
+    from resnet_probe.measure.latency import LatencyConfig
+    from resnet_probe.train.loop import TrainConfig
+
+    models = ["torchvision:resnet50", "plain:torchvision:resnet50"]
+    result = compare(
+        models, out=tmp_path, input_size=64,
+        latency=LatencyConfig(repeats=2, warmup=1, sweep_batch_sizes=(1,), input_size=64),
+        gradients=GradientConfig(batch_size=4, seeds=(0, 1), shatter_points=8),
+        dynamics=DynamicsConfig(steps=(0, 1), batch_size=4, seeds=(0,)),
+        train=TrainConfig(steps=4, batch_size=8, eval_every=2, grad_norm_every=2,
+                          checkpoint_every=2, warmup_steps=1),
+        why=AnalysisOptions(lesion_samples=1, landscape_points=3, landscape_limit=16))
+    for table in ("summary", "layer_costs", "stage_costs", "latency_models", "gradient_blocks",
+                  "train_final", "landscape"):
+        assert table in result.tables and not result.tables[table].empty, table
+    summary = result.tables["summary"].set_index("model")
+    assert summary.loc["plain:torchvision:resnet50", "params"] == 22_780_456
+    stages = result.tables["stage_costs"]
+    assert set(stages["stage"]) >= {"stem", "stage1", "stage4", "head"}
+    page = result.report_path.read_text()
+    assert "plain:torchvision:resnet50" in page and "Why: lesions" in page

@@ -9,7 +9,13 @@ from __future__ import annotations
 import click
 
 from resnet_probe import __version__
-from resnet_probe.cli import cache_commands, measure_commands, run_commands, zoo_commands
+from resnet_probe.cli import (
+    analysis_commands,
+    cache_commands,
+    measure_commands,
+    run_commands,
+    zoo_commands,
+)
 from resnet_probe.cli.options import Terminated, user_errors
 
 __all__ = ["Terminated", "cli", "main", "user_errors"]
@@ -38,7 +44,8 @@ def cli() -> None:
 for command in (zoo_commands.list_command, zoo_commands.show, zoo_commands.flops,
                 zoo_commands.bottleneck, measure_commands.latency, measure_commands.gradients,
                 run_commands.degradation, run_commands.compare, zoo_commands.report,
-                cache_commands.cache):
+                analysis_commands.lesion, analysis_commands.responses,
+                analysis_commands.landscape, cache_commands.cache):
     cli.add_command(command)
 
 

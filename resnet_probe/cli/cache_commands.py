@@ -23,19 +23,21 @@ def cache() -> None:
 @user_errors
 def info() -> None:
     """Print where the run cache is and the disk it uses."""
-    from resnet_probe.train.cache import RunCache
+    from resnet_probe.train.cache import ResultCache, RunCache
 
     click.echo(f"run cache: {RunCache().usage()}")
+    click.echo(f"analyses of cached runs: {ResultCache().usage()}")
 
 
 @cache.command()
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @user_errors
 def clear(yes: bool) -> None:
-    """Delete every cached run (they are retrained when next needed)."""
-    from resnet_probe.train.cache import RunCache
+    """Delete every cached run and analysis (they are recomputed when next needed)."""
+    from resnet_probe.train.cache import ResultCache, RunCache
 
-    run_cache = RunCache()
+    run_cache, results = RunCache(), ResultCache()
     if not yes:
-        click.confirm(f"delete {run_cache.usage()}?", abort=True)
+        click.confirm(f"delete {run_cache.usage()} and {results.usage()}?", abort=True)
     click.echo(f"freed {run_cache.clear()}")
+    click.echo(f"freed {results.clear()}")

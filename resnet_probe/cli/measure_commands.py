@@ -12,10 +12,12 @@ from resnet_probe.cli.options import (
     MODEL,
     device_option,
     emit,
+    foreign_input_options,
     format_option,
     input_size_option,
     progress_bar,
     seeds_option,
+    sources,
     user_errors,
 )
 from resnet_probe.views import DYNAMICS_VIEWS, GRADIENT_VIEWS, LATENCY_VIEWS
@@ -46,10 +48,12 @@ from resnet_probe.views import DYNAMICS_VIEWS, GRADIENT_VIEWS, LATENCY_VIEWS
               help="Rows: per model (medians with 95% intervals), each model's difference "
                    "against the first, per leaf layer, per block or stage (with intervals "
                    "over repeats), raw samples, or the batch sweep.")
+@foreign_input_options
 @format_option
 @user_errors
 def latency(models, device, batch_size, input_size, repeats, warmup, dtype, threads,
-            channels_last, forward_only, sweep_batch, peak_gflops, peak_gbs, by, fmt) -> None:
+            channels_last, forward_only, sweep_batch, peak_gflops, peak_gbs, by, in_channels,
+            weights, fmt) -> None:
     """Time every layer of MODELS, forward and backward, on CPU or GPU.
 
     \b
@@ -74,7 +78,8 @@ def latency(models, device, batch_size, input_size, repeats, warmup, dtype, thre
                            sweep_batch_sizes=sweep_batch or (), peak_gflops=peak_gflops,
                            peak_gbytes_per_s=peak_gbs)
     with progress_bar(len(models) * (1 + len(config.sweep_batch_sizes)), "latency") as bar:
-        result = measure_latency(list(models), config, bar)
+        result = measure_latency(sources(models, in_channels, weights, input_size), config,
+                                 bar)
     for warning in result.warnings:
         click.echo(f"warning: {warning}", err=True)
     for failure in result.failures:
@@ -120,10 +125,11 @@ def latency(models, device, batch_size, input_size, repeats, warmup, dtype, thre
                    "the within-stage ratio), per weighted layer, the shattering curve by lag, "
                    "or the dynamics per step (per layer too) [default: model, or dynamics "
                    "with --steps].")
+@foreign_input_options
 @format_option
 @user_errors
 def gradients(models, batch_size, seeds, input_size, input_kind, shatter_points, steps, by,
-              fmt) -> None:
+              in_channels, weights, fmt) -> None:
     """Measure gradient norms by depth at initialization, plain vs residual.
 
     \b
@@ -153,6 +159,7 @@ def gradients(models, batch_size, seeds, input_size, input_kind, shatter_points,
     from resnet_probe.views import dynamics_view, gradient_view
 
     by = by or ("dynamics" if steps else "model")
+    models = sources(models, in_channels, weights, input_size)
     if by in DYNAMICS_VIEWS:
         dynamics_config = DynamicsConfig(steps=tuple(steps or DEFAULT_STEPS), seeds=seeds)
         with progress_bar(len(models) * len(seeds), "gradient dynamics") as bar:

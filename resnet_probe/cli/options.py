@@ -27,16 +27,18 @@ DEVICE_CHOICES = ("auto", "cpu", "cuda")
 
 
 class ModelName(click.ParamType):
-    """A registered name or BASE[field=value,...]; unknown names suggest close matches."""
+    """A MODEL as resnet_probe.sources resolves it (zoo name, spec text, torchvision:NAME,
+    timm:NAME, FILE.py:factory, package.module:factory, plain:MODEL); unknown names suggest
+    close matches."""
 
     name = "MODEL"
 
     def convert(self, value, param, ctx):
-        from resnet_probe.zoo import get_spec
+        from resnet_probe.sources import SourceError, resolve
 
         try:
-            get_spec(value)
-        except ValueError as error:
+            resolve(value)
+        except SourceError as error:
             self.fail(str(error), param, ctx)
         return value
 
@@ -71,6 +73,24 @@ def input_size_option(fn):
                              "32 for CIFAR-style].")(fn)
 
 
+def foreign_input_options(fn):
+    """What a foreign model takes, and weights to load into it."""
+    fn = click.option("--weights", type=click.Path(dir_okay=False, path_type=Path),
+                      default=None, help="A local state_dict to load (one MODEL only); "
+                      "nothing is downloaded.")(fn)
+    return click.option("--in-channels", type=click.IntRange(min=1), default=None,
+                        help="Input channels of a foreign model [default: 3].")(fn)
+
+
+def sources(models, in_channels=None, weights=None, input_size=None) -> list:
+    """The command's MODELs resolved once, with what they take."""
+    from resnet_probe.sources import resolve
+
+    if weights is not None and len(models) != 1:
+        raise click.UsageError(f"--weights goes with exactly one MODEL: got {len(models)}")
+    return [resolve(m, in_channels, input_size, weights=weights) for m in models]
+
+
 def device_option(help_text: str):
     return click.option("--device", type=click.Choice(DEVICE_CHOICES), default="auto",
                         show_default=True, help=help_text)
@@ -89,6 +109,12 @@ def out_option(default: Path, help_text: str):
 def fresh_option(fn):
     return click.option("--fresh", is_flag=True, help="Retrain every run instead of reusing "
                         "finished runs from the run cache (`resnet-probe cache info`).")(fn)
+
+
+def no_why_option(fn):
+    return click.option("--no-why", is_flag=True, help="Skip the analyses of the trained nets "
+                        "(lesions, layer responses, loss landscape) and the report's Why "
+                        "part.")(fn)
 
 
 def inline_plotly_option(fn):

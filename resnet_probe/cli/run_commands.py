@@ -19,6 +19,7 @@ from resnet_probe.cli.options import (
     inline_plotly_option,
     input_size_option,
     interrupt_exit,
+    no_why_option,
     out_option,
     progress_bar,
     seeds_option,
@@ -61,13 +62,14 @@ from resnet_probe.zoo import Family
 @click.option("--force-new", is_flag=True, help="With --resume: discard a run whose arguments "
               "differ and start over.")
 @fresh_option
+@no_why_option
 @out_option(Path("reports/degradation"), "Report, data tables and checkpoints go here.")
 @inline_plotly_option
 @format_option
 @user_errors
 def degradation(family, depths, preact, dataset, data_dir, steps, epochs, seeds, batch_size,
-                lr, warmup_steps, warmup_lr, augment, device, resume, force_new, fresh, out,
-                inline_plotly, fmt) -> None:
+                lr, warmup_steps, warmup_lr, augment, device, resume, force_new, fresh, no_why,
+                out, inline_plotly, fmt) -> None:
     """Train plain and residual twins at each depth and report the degradation problem.
 
     \b
@@ -92,7 +94,8 @@ def degradation(family, depths, preact, dataset, data_dir, steps, epochs, seeds,
         family=family, depths=depths, preact=preact, dataset=dataset, data_dir=data_dir,
         seeds=seeds, out=out, command_line=command_line(), inline_plotly=inline_plotly,
         steps=steps, epochs=epochs, batch_size=batch_size, lr=lr, warmup_steps=warmup_steps,
-        warmup_lr=warmup_lr, augment=augment, device=training_device(device), fresh=fresh)
+        warmup_lr=warmup_lr, augment=augment, device=training_device(device), fresh=fresh,
+        why=not no_why)
     bar = progress_bar(experiment.total_steps, "degradation") if experiment.is_main else None
     try:
         try:
@@ -138,10 +141,11 @@ def degradation(family, depths, preact, dataset, data_dir, steps, epochs, seeds,
 @click.option("--no-latency", is_flag=True, help="Skip the latency section.")
 @device_option("Device for the latency and training sections; auto picks CUDA when present.")
 @fresh_option
+@no_why_option
 @inline_plotly_option
 @user_errors
 def compare(models, out, input_size, no_train, train_steps, seeds, from_degradation,
-            no_latency, device, fresh, inline_plotly) -> None:
+            no_latency, device, fresh, no_why, inline_plotly) -> None:
     """Compare MODELS in one HTML report; the first model is the baseline.
 
     \b
@@ -164,7 +168,7 @@ def compare(models, out, input_size, no_train, train_steps, seeds, from_degradat
     options = CompareOptions.choose(input_size, device, latency=not no_latency,
                                     train=not no_train, train_steps=train_steps,
                                     train_seeds=seeds, degradation_dir=from_degradation,
-                                    fresh=fresh)
+                                    fresh=fresh, why=not no_why)
     click.echo(f"report: {out / (compare_report_name(list(models)) + '.html')}", err=True)
 
     def early_report(partial) -> None:

@@ -13,11 +13,13 @@ from resnet_probe.cli.options import (
     MODEL,
     command_line,
     emit,
+    foreign_input_options,
     format_option,
     inline_plotly_option,
     input_size_option,
     out_option,
     progress_bar,
+    sources,
     user_errors,
 )
 from resnet_probe.results import CONVENTIONS
@@ -46,8 +48,9 @@ def list_command(include, exclude, fmt) -> None:
 @input_size_option
 @click.option("--depth", type=click.IntRange(min=1), default=3, show_default=True,
               help="How many levels of nested modules to show.")
+@foreign_input_options
 @user_errors
-def show(model, input_size, depth) -> None:
+def show(model, input_size, depth, in_channels, weights) -> None:
     """Print MODEL's architecture summary (torchinfo): layers, output shapes, params.
 
     \b
@@ -57,8 +60,9 @@ def show(model, input_size, depth) -> None:
     from resnet_probe.measure.architecture import torchinfo_summary
     from resnet_probe.report.console import describe_model
 
-    summary, size = torchinfo_summary(model, input_size, depth)
-    click.echo(describe_model(model, size))
+    (source,) = sources([model], in_channels, weights, input_size)
+    summary, size = torchinfo_summary(source, input_size, depth)
+    click.echo(describe_model(source, size))
     click.echo(str(summary))
 
 
@@ -88,10 +92,11 @@ def show(model, input_size, depth) -> None:
               "entries were added or replaced.")
 @click.option("--replace", is_flag=True, help="With --update-baseline: start the file afresh "
               "instead of merging into it.")
+@foreign_input_options
 @format_option
 @user_errors
 def flops(models, input_size, batch_size, by, convention, engine, sweep, check, rtol,
-          update_baseline, replace, fmt) -> None:
+          update_baseline, replace, in_channels, weights, fmt) -> None:
     """Count params, MACs and FLOPs of MODELS in every convention.
 
     \b
@@ -106,6 +111,8 @@ def flops(models, input_size, batch_size, by, convention, engine, sweep, check, 
       resnet-probe flops resnet34 --by stage --format csv
       resnet-probe flops --check reports/baselines/flops.json      (in CI)
       resnet-probe flops --update-baseline my_baseline.json resnet50 'cifar[layers=5-5-5]'
+      resnet-probe flops torchvision:resnext50_32x4d plain:torchvision:resnet50
+      resnet-probe flops my_model.py:build --in-channels 1 --input-size 28
     """
     from resnet_probe import regression
     from resnet_probe.measure.costs import count_costs, resolution_sweep
@@ -135,6 +142,7 @@ def flops(models, input_size, batch_size, by, convention, engine, sweep, check, 
     if not models:
         raise click.UsageError("name at least one MODEL (or use --check / --update-baseline)")
     shown = [m.column for m in CONVENTIONS] if convention == "all" else [convention]
+    models = sources(models, in_channels, weights, input_size)
     if sweep:
         rows = [row for name in models for row in resolution_sweep(name, list(sweep),
                                                                    batch_size)]

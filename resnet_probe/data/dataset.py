@@ -34,6 +34,18 @@ class ImageDataset:
                             _resize(self.test_x, size), self.test_y, self.num_classes,
                             f"{self.description}, resized to {size}x{size}")
 
+    def with_channels(self, channels: int) -> ImageDataset:
+        """Grayscale repeated to RGB (or RGB averaged), for models with fixed channels."""
+        return _with_channels_impl(self, channels)
+
+
+def _with_channels_impl(dataset: ImageDataset, channels: int) -> ImageDataset:
+    if channels == dataset.in_channels:
+        return dataset
+    return ImageDataset(dataset.name, fit_channels(dataset.train_x, channels), dataset.train_y,
+                        fit_channels(dataset.test_x, channels), dataset.test_y,
+                        dataset.num_classes, f"{dataset.description}, as {channels} channels")
+
 
 def _resize(x: torch.Tensor, size: int) -> torch.Tensor:
     return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)

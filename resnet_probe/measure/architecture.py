@@ -12,11 +12,20 @@ from typing import Any
 
 import torch
 
+from resnet_probe.sources import ModelSource, resolve
+from resnet_probe.surgery import block_modules
 from resnet_probe.zoo import ZeroPadShortcut, build_on_meta
 
 
-def architecture_rows(name: str, input_size: int | None = None) -> list[dict[str, Any]]:
-    model = build_on_meta(name).eval()
+def architecture_rows(model: str | ModelSource, input_size: int | None = None
+                      ) -> list[dict[str, Any]]:
+    """One row per stage (stem and head too); a foreign model's stages are the ones its
+    structure discovery found (blocks between changes of spatial size)."""
+    source = resolve(model)
+    if not source.is_zoo:
+        return _discovered_rows(source, input_size)
+    name = source.text
+    model = build_on_meta(source.spec).eval()
     spec = model.spec
     size = input_size or spec.default_input_size
     spec.check_input_size(size)
@@ -55,6 +64,41 @@ def architecture_rows(name: str, input_size: int | None = None) -> list[dict[str
     return rows
 
 
+def _discovered_rows(source: ModelSource, input_size: int | None) -> list[dict[str, Any]]:
+    model = source.build().eval()
+    info = getattr(model, "layer_info", {})
+    blocks = block_modules(model)
+    outputs: dict[str, tuple[int, ...]] = {}
+    handles = [module.register_forward_hook(
+        lambda m, a, out, key=key: outputs.__setitem__(key, tuple(out.shape)))
+        for key, module in blocks.items()]
+    try:
+        with torch.no_grad():
+            model(source.example(input_size))
+    finally:
+        for handle in handles:
+            handle.remove()
+    parameters = dict(model.named_parameters())
+    stages: dict[str, dict[str, Any]] = {}
+    for key, layer in info.items():
+        if not key or layer.stage == "model":
+            continue
+        row = stages.setdefault(layer.stage, {"model": source.text, "stage": layer.stage,
+                                              "blocks": 0, "params": 0})
+        if key in blocks:
+            row["blocks"] += 1
+            shape = outputs.get(key)
+            if shape is not None and len(shape) == 4:
+                row.update(out_channels=shape[1], output_size=f"{shape[2]}x{shape[3]}")
+    for name, parameter in parameters.items():
+        owner = info.get(name.rpartition(".")[0])
+        if owner is not None and owner.stage in stages:
+            stages[owner.stage]["params"] += parameter.numel()
+    shortcut = not hasattr(model, "residual_blocks")
+    return [{**row, "block": source.kind, "shortcut": shortcut if row["blocks"] else None,
+             "discovered": True} for row in stages.values()]
+
+
 class ShortcutKind(StrEnum):
     ZERO_PAD = "zero-pad"  # option A
     PROJECTION = "projection"  # 1x1 conv + BN
@@ -79,20 +123,22 @@ def _shortcut_kinds(stage) -> dict[str, Any]:
     return {"shortcut_blocks": ";".join(changed), "identity_blocks": identities}
 
 
-def torchinfo_summary(name: str, input_size: int | None = None, depth: int = 3):
-    """torchinfo's summary of ``name`` at batch 1 (after the memory guard), and the input
+def torchinfo_summary(model: str | ModelSource, input_size: int | None = None,
+                      depth: int = 3):
+    """torchinfo's summary of the model at batch 1 (after the memory guard), and the input
     size used."""
     import torchinfo
 
     from resnet_probe.measure.memory import check_fits
-    from resnet_probe.zoo import build_model, get_spec
 
-    spec = get_spec(name)
-    size = input_size or spec.default_input_size
-    spec.check_input_size(size)
-    shape = (1, spec.in_channels, size, size)
-    check_fits(build_on_meta(name), shape, torch.device("cpu"), training=False,
-               what=f"showing {name}")
-    summary = torchinfo.summary(build_model(name), input_size=shape, depth=depth, verbose=0,
+    source = resolve(model)
+    size = input_size or source.default_input_size
+    if source.is_zoo:
+        source.spec.check_input_size(size)
+    shape = (1, source.in_channels, size, size)
+    built = source.build()
+    check_fits(build_on_meta(source.spec) if source.is_zoo else built, shape,
+               torch.device("cpu"), training=False, what=f"showing {source.text}")
+    summary = torchinfo.summary(built, input_size=shape, depth=depth, verbose=0,
                                 col_names=("output_size", "num_params", "mult_adds"))
     return summary, size

@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,7 +40,9 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode, flop_registry
 
 from resnet_probe.measure.hooks import is_leaf
+from resnet_probe.sources import ModelSource, resolve
 from resnet_probe.zoo import ResNet, ResNetSpec, build_model, build_on_meta
+from resnet_probe.zoo.resnet import Role
 from resnet_probe.zoo.spec import StridePlacement
 
 aten = torch.ops.aten
@@ -103,14 +105,14 @@ ELEMENTWISE_OPS = {str(op) for op in ELEMENTWISE_FORMULAS}
 
 
 class _OperatorRecorder(TorchDispatchMode):
-    """Notes every operator that runs, so nothing is silently left out of a count."""
+    """Counts the calls of every operator that runs, so nothing is silently left out."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.seen: set[str] = set()
+        self.calls: Counter[str] = Counter()
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.seen.add(str(func.overloadpacket))
+        self.calls[str(func.overloadpacket)] += 1
         return func(*args, **(kwargs or {}))
 
 
@@ -121,21 +123,104 @@ class CostResult:
     summary: dict[str, Any]
     modules: list[dict[str, Any]] = field(default_factory=list)
     operators: list[dict[str, Any]] = field(default_factory=list)
+    uncounted: dict[str, int] = field(default_factory=dict)  # operator -> calls, no formula
 
 
 def count_costs(
-    model: str | ResNetSpec,
+    model: str | ResNetSpec | nn.Module | ModelSource,
     input_size: int | None = None,
     batch_size: int = 1,
     engine: str = DEFAULT_ENGINE,
     name: str | None = None,
+    in_channels: int | None = None,
 ) -> CostResult:
-    """Count one model. ``input_size`` defaults to the family's standard (224 or 32)."""
+    """Count one model: a zoo name or spec, any MODEL source (sources.py), or an nn.Module.
+    ``input_size`` defaults to the model's standard (224, or 32 for CIFAR-style nets)."""
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; choose one of: {', '.join(ENGINES)}")
-    label = name or (model if isinstance(model, str) else "custom")
-    return count_model_costs(build_on_meta(model), input_size, batch_size, label, engine,
-                             source=model)
+    if isinstance(model, ResNetSpec):
+        label = name or "custom"
+        return count_model_costs(build_on_meta(model), input_size, batch_size, label, engine,
+                                 source=model)
+    source = resolve(model, in_channels, name=name)
+    if source.is_zoo:
+        return count_model_costs(build_on_meta(source.spec), input_size, batch_size,
+                                 name or source.text, engine, source=source.spec)
+    return count_module_costs(source.build(), source.example(input_size, batch_size),
+                              name or source.text, engine, kind=source.kind)
+
+
+def count_module_costs(model: nn.Module, example: torch.Tensor, name: str,
+                       engine: str = DEFAULT_ENGINE, kind: str = "module") -> CostResult:
+    """Count any module on an example input: the whole forward (and backward) under one
+    FlopCounterMode, rows per module with the discovered ``layer_info`` where it has one.
+    The fvcore engine counts this very module."""
+    started = time.perf_counter()
+    if engine == "torch":
+        forward, backward, calls = _count_whole(model, example)
+    else:
+        forward, calls = _count_with_fvcore(model, tuple(example.shape))
+        backward = {}
+    seconds = time.perf_counter() - started
+    modules = _module_rows(model, forward, backward, engine)
+    info = getattr(model, "layer_info", {}) or {}
+    depth = max((i.depth for i in info.values() if i.depth is not None), default=None)
+    blocks = [k for k, i in info.items() if i.role is Role.BLOCK]
+    summary = {"model": name, "family": kind, "design": kind, "block": None,
+               "depth": depth, "shortcut": bool(blocks) and not hasattr(model,
+                                                                        "residual_blocks"),
+               "groups": None, "width_per_group": None, "widths": None, "preact": None,
+               "shortcut_option": None, "stride_placement": None,
+               "input_size": example.shape[-1], "batch_size": example.shape[0],
+               "engine": engine,
+               **_summary_totals(modules, calls, engine), "count_seconds": seconds}
+    summary["macs_v1"] = summary["macs"]
+    for row in modules:
+        row["model"] = name
+    return CostResult(summary, modules, _operator_rows(name, forward, backward),
+                      uncounted_calls(calls))
+
+
+def _count_whole(model: nn.Module, example: torch.Tensor):
+    was_training = model.training
+    model.eval()
+    recorder = _OperatorRecorder()
+    try:
+        with FlopCounterMode(display=False, custom_mapping=ELEMENTWISE_FORMULAS) as counter:
+            with recorder:
+                out = model(example)
+            forward = _strip_root(counter.get_flop_counts())
+            if isinstance(out, torch.Tensor) and out.requires_grad:
+                out.float().sum().backward()
+        both = _strip_root(counter.get_flop_counts())
+    finally:
+        model.zero_grad(set_to_none=True)
+        model.train(was_training)
+    backward = {name: {op: value - forward.get(name, {}).get(op, 0) for op, value in ops.items()}
+                for name, ops in both.items()}
+    return forward, backward, recorder.calls
+
+
+def uncounted_calls(calls: Counter) -> dict[str, int]:
+    """The operators that ran with no formula in any convention, with their call counts."""
+    return {op: n for op, n in sorted(calls.items())
+            if op not in MATMUL_CONV_OPS | ELEMENTWISE_OPS | DATA_MOVEMENT}
+
+
+def _summary_totals(modules: list[dict[str, Any]], calls: Counter, engine: str
+                    ) -> dict[str, Any]:
+    """Model totals from the rows, and what was not counted: each operator with no formula,
+    with how often it ran, marking convention (b) partial."""
+    uncounted = uncounted_calls(calls)
+    totals = {key: _column_total(modules, key)
+              for key in ("params", "trainable_params", "macs", "flops",
+                          "macs_with_elementwise", "macs_fvcore_default")}
+    backward_total = _column_total(modules, "backward_flops")
+    return {**totals, "backward_flops": backward_total,
+            "backward_to_forward": (backward_total / totals["flops"]
+                                    if backward_total and totals["flops"] else None),
+            "partial": bool(uncounted),
+            "uncounted_operators": ";".join(f"{op} x{n}" for op, n in uncounted.items())}
 
 
 def count_model_costs(
@@ -157,19 +242,16 @@ def count_model_costs(
 
     started = time.perf_counter()
     if engine == "torch":
-        forward, backward, seen = _count_with_flop_counter(model, shape)
+        forward, backward, calls = _count_with_flop_counter(model, shape)
     else:
-        forward, seen = _count_with_fvcore(source if source is not None else spec, shape)
+        forward, calls = _count_with_fvcore(build_model(source if source is not None else spec)
+                                            , shape)
         backward = {}
     v1_macs = _v1_macs(spec, shape)
     seconds = time.perf_counter() - started
 
     modules = _module_rows(model, forward, backward, engine)
-    uncounted = sorted(seen - MATMUL_CONV_OPS - ELEMENTWISE_OPS - DATA_MOVEMENT)
-    totals = {key: _column_total(modules, key)
-              for key in ("params", "trainable_params", "macs", "flops",
-                          "macs_with_elementwise", "macs_fvcore_default")}
-    backward_total = _column_total(modules, "backward_flops")
+    totals = _summary_totals(modules, calls, engine)
     summary = {
         "model": label, "family": spec.family, "design": spec.design.value,
         "block": spec.block.value, "depth": spec.depth, "shortcut": spec.shortcut,
@@ -179,18 +261,14 @@ def count_model_costs(
         "stride_placement": spec.stride_placement.value,
         "input_size": size, "batch_size": batch_size, "engine": engine,
         **totals,
-        "backward_flops": backward_total,
-        "backward_to_forward": (backward_total / totals["flops"]
-                                if backward_total and totals["flops"] else None),
         "macs_v1": v1_macs if v1_macs is not None else totals["macs"],
-        "partial": bool(uncounted),
-        "uncounted_operators": ";".join(uncounted),
         "count_seconds": seconds,
     }
     operators = _operator_rows(label, forward, backward)
     for row in modules:
         row["model"] = label
-    return CostResult(summary=summary, modules=modules, operators=operators)
+    return CostResult(summary=summary, modules=modules, operators=operators,
+                      uncounted=uncounted_calls(calls))
 
 
 class _Sequence(nn.Module):
@@ -245,7 +323,7 @@ def _count_with_flop_counter(model: ResNet, shape: tuple[int, ...], backward: bo
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    seen: set[str] = set()
+    calls: Counter[str] = Counter()
     cache = _PIECE_COUNTS if cache is None else cache
     if len(cache) > _PIECE_CACHE_LIMIT:
         cache.clear()
@@ -266,9 +344,9 @@ def _count_with_flop_counter(model: ResNet, shape: tuple[int, ...], backward: bo
                         out.sum().backward()
                 piece_both = _strip_root(c.get_flop_counts())
                 cache[key] = (piece_forward, piece_both, tuple(out.shape), backward,
-                              frozenset(recorder.seen))
-            piece_forward, piece_both, current, _, piece_ops = cache[key]
-            seen |= piece_ops
+                              Counter(recorder.calls))
+            piece_forward, piece_both, current, _, piece_calls = cache[key]
+            calls.update(piece_calls)
             for target, counts in ((forward, piece_forward), (both, piece_both)):
                 for name, ops in counts.items():
                     if prefix and not name:
@@ -287,7 +365,7 @@ def _count_with_flop_counter(model: ResNet, shape: tuple[int, ...], backward: bo
         name: {op: value - forward.get(name, {}).get(op, 0) for op, value in ops.items()}
         for name, ops in both.items()
     } if backward else {}
-    return forward, backward_counts, seen
+    return forward, backward_counts, calls
 
 
 def _add_parent_totals(counts: dict[str, dict[str, int]], model: ResNet) -> None:
@@ -322,8 +400,9 @@ def _strip_root(counts: dict[str, dict[Any, int]]) -> dict[str, dict[str, int]]:
     return stripped
 
 
-def _count_with_fvcore(model: str | ResNetSpec, shape: tuple[int, ...]):
-    real = build_model(model).eval()
+def _count_with_fvcore(model: nn.Module, shape: tuple[int, ...]):
+    """fvcore's FlopCountAnalysis on this very module (on CPU, in eval mode)."""
+    real = model.eval()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # fvcore traces with TorchScript
         from fvcore.nn import FlopCountAnalysis
@@ -343,8 +422,8 @@ def _count_with_fvcore(model: str | ResNetSpec, shape: tuple[int, ...]):
             per_mac = 2 if key.startswith("aten") else 1
             converted[key] = converted.get(key, 0) + per_mac * value
         counts[module] = converted
-    seen = {f"fvcore.{op}" for op in analysis.unsupported_ops()}
-    return counts, seen
+    calls = Counter({f"fvcore.{op}": n for op, n in analysis.unsupported_ops().items()})
+    return counts, calls
 
 
 def _v1_macs(spec: ResNetSpec, shape) -> int | None:
@@ -356,7 +435,20 @@ def _v1_macs(spec: ResNetSpec, shape) -> int | None:
 
 
 def _own_counts(names: list[str], nested: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
-    """A module's counts minus its direct children's: work done in its own forward code."""
+    """A module's counts minus its direct children's: work done in its own forward code. A
+    container that never ran (a traced graph calls its leaves directly) counts as the sum of
+    its children."""
+    nested = dict(nested)
+    for name in sorted(names, key=lambda n: -n.count(".") if n else 1):
+        if name in nested or not name:
+            continue
+        children = [n for n in names if n and n.rpartition(".")[0] == name and n in nested]
+        if children:
+            total: dict[str, int] = defaultdict(int)
+            for child in children:
+                for op, value in nested[child].items():
+                    total[op] += value
+            nested[name] = dict(total)
     own = {name: defaultdict(int, nested.get(name, {})) for name in names}
     for name in names:
         if not name:
@@ -378,7 +470,7 @@ def _module_rows(model: ResNet, forward, backward, engine: str) -> list[dict[str
         ops = own_forward.get(name, {})
         if not leaf and not ops:
             continue
-        info = model.layer_info.get(name)
+        info = getattr(model, "layer_info", {}).get(name)
         params = sum(p.numel() for p in module.parameters(recurse=False))
         trainable = sum(p.numel() for p in module.parameters(recurse=False) if p.requires_grad)
         conv_linear = sum(v for op, v in ops.items() if op in MATMUL_CONV_OPS) // 2
@@ -432,7 +524,8 @@ def _operator_rows(label: str, forward, backward) -> list[dict[str, Any]]:
     return rows
 
 
-def resolution_sweep(model: str, sizes: list[int], batch_size: int = 1) -> list[dict[str, Any]]:
+def resolution_sweep(model: str | ModelSource, sizes: list[int], batch_size: int = 1
+                     ) -> list[dict[str, Any]]:
     """Cost against input size: one summary row per size."""
     return [count_costs(model, input_size=size, batch_size=batch_size).summary for size in sizes]
 

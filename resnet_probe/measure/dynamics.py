@@ -21,9 +21,14 @@ import torch
 import torch.nn.functional as F
 
 from resnet_probe.data import fit_channels, load_dataset
-from resnet_probe.measure.gradients import layer_grad_norms, run_probe, weighted_layers
+from resnet_probe.measure.gradients import (
+    layer_grad_norms,
+    output_classes,
+    run_probe,
+    weighted_layers,
+)
 from resnet_probe.progress import Progress
-from resnet_probe.zoo import build_model
+from resnet_probe.sources import ModelSource, resolve
 
 DEFAULT_STEPS = (0, 1, 2, 5, 10, 20, 50)
 
@@ -54,24 +59,28 @@ class DynamicsResult:
     data_description: str = ""
 
 
-def measure_dynamics(models: list[str], config: DynamicsConfig = DynamicsConfig(),
+def measure_dynamics(models: list[str | ModelSource], config: DynamicsConfig = DynamicsConfig(),
                      progress: Progress | None = None) -> DynamicsResult:
     result = DynamicsResult()
-    for name in models:
+    for source in map(resolve, models):
+        name = source.text
         for seed in config.seeds:
             if progress is not None:
                 progress.set_description(f"gradient dynamics {name} seed {seed}")
-            _train_and_record(name, seed, config, result)
+            _train_and_record(source, seed, config, result)
             if progress is not None:
                 progress.update(1)
     return result
 
 
-def _train_and_record(name: str, seed: int, config: DynamicsConfig,
+def _train_and_record(source: ModelSource, seed: int, config: DynamicsConfig,
                       result: DynamicsResult) -> None:
+    name = source.text
     torch.manual_seed(seed)
-    model = build_model(name)
-    size = max(model.spec.total_stride, 16 if model.spec.family == "cifar" else 32)
+    model = source.build()
+    spec = source.spec
+    size = (max(spec.total_stride, 16 if spec.family == "cifar" else 32) if spec else 32)
+    classes = output_classes(model)
     data = load_dataset("digits").resized(size)
     result.data_description = data.description
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
@@ -81,8 +90,8 @@ def _train_and_record(name: str, seed: int, config: DynamicsConfig,
     first_layer = weighted_layers(model)[0][0]
     for step in range(max(config.steps) + 1):
         index = torch.randint(0, len(data.train_y), (config.batch_size,), generator=generator)
-        x = fit_channels(data.train_x[index], model.spec.in_channels)
-        y = data.train_y[index] % model.spec.num_classes
+        x = fit_channels(data.train_x[index], source.in_channels)
+        y = data.train_y[index] % classes
         optimizer.zero_grad(set_to_none=True)
         if step in recorded:
             blocks, findings = run_probe(model, x, y)  # forward and backward, with hooks
@@ -103,7 +112,8 @@ def _train_and_record(name: str, seed: int, config: DynamicsConfig,
         first = next(r for r in layers if r["module"] == first_layer)
         joins = [b["join_grad_norm"] for b in blocks]
         result.models.append({
-            "model": name, "shortcut": model.spec.shortcut, "seed": seed, "step": step,
+            "model": name, "shortcut": spec.shortcut if spec else source.kind != "plain",
+            "seed": seed, "step": step,
             "loss": findings["loss"],
             "grad_ratio_first_last": joins[0] / joins[-1] if joins[-1] else float("inf"),
             "first_layer": first_layer, "first_layer_weight_norm": first["weight_norm"],

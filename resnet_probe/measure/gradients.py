@@ -41,7 +41,10 @@ from resnet_probe.data import fit_channels, load_dataset
 from resnet_probe.measure.hooks import hooked, is_leaf
 from resnet_probe.measure.memory import check_fits
 from resnet_probe.progress import Progress
-from resnet_probe.zoo import ResNet, build_model, get_spec
+from resnet_probe.sources import ModelSource, resolve
+from resnet_probe.surgery import block_modules
+from resnet_probe.zoo import ResNet
+from resnet_probe.zoo.blocks import _Block
 
 INPUTS = ("data", "random")
 
@@ -86,11 +89,12 @@ def weighted_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return [(n, m) for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
 
 
-def layer_grad_norms(model: ResNet) -> list[dict[str, Any]]:
+def layer_grad_norms(model: nn.Module) -> list[dict[str, Any]]:
     """||dL/dW|| per weighted layer from the .grad already there: cheap enough for a loop."""
     rows = []
+    layer_info = getattr(model, "layer_info", {})
     for name, module in weighted_layers(model):
-        info = model.layer_info.get(name)
+        info = layer_info.get(name)
         weight = module.weight
         grad_norm = weight.grad.norm().item() if weight.grad is not None else math.nan
         weight_norm = weight.detach().norm().item()
@@ -101,56 +105,73 @@ def layer_grad_norms(model: ResNet) -> list[dict[str, Any]]:
     return rows
 
 
-def make_batch(model: ResNet, config: GradientConfig, seed: int) -> tuple[torch.Tensor,
-                                                                         torch.Tensor, str]:
-    spec = model.spec
-    size = config.input_size or spec.default_input_size
-    spec.check_input_size(size)
-    check_fits(model, (config.batch_size, spec.in_channels, size, size), torch.device("cpu"),
-               training=True, what=f"the gradient probe of {model.name}")
+def make_batch(model: nn.Module, config: GradientConfig, seed: int,
+               source: ModelSource | None = None) -> tuple[torch.Tensor, torch.Tensor, str]:
+    source = source or resolve(model)
+    size = config.input_size or source.default_input_size
+    if source.is_zoo:
+        source.spec.check_input_size(size)
+    channels, classes = source.in_channels, output_classes(model)
+    check_fits(model, (config.batch_size, channels, size, size), torch.device("cpu"),
+               training=True, what=f"the gradient probe of {source.text}")
     generator = torch.Generator().manual_seed(seed)
     if config.input == "random":
-        x = torch.randn(config.batch_size, spec.in_channels, size, size, generator=generator)
-        y = torch.randint(0, spec.num_classes, (config.batch_size,), generator=generator)
+        x = torch.randn(config.batch_size, channels, size, size, generator=generator)
+        y = torch.randint(0, classes, (config.batch_size,), generator=generator)
         return x, y, f"random N(0,1) inputs at {size}x{size}, random labels"
     data = load_dataset("digits").resized(size)  # the description says if it was resized
     index = torch.randperm(len(data.train_y), generator=generator)[:config.batch_size]
-    x = fit_channels(data.train_x[index], spec.in_channels)
-    y = data.train_y[index] % spec.num_classes
+    x = fit_channels(data.train_x[index], channels)
+    y = data.train_y[index] % classes
     return x, y, f"a batch of {config.batch_size} from {data.description}"
 
 
-def measure_gradients(models: Iterable[str], config: GradientConfig = GradientConfig(),
+def output_classes(model: nn.Module) -> int:
+    """The classes a model predicts: the spec's, else the last linear layer's outputs."""
+    spec = getattr(model, "spec", None)
+    if spec is not None:
+        return spec.num_classes
+    linear = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    return linear[-1].out_features if linear else 10
+
+
+def measure_gradients(models: Iterable[str | nn.Module | ModelSource],
+                      config: GradientConfig = GradientConfig(),
                       progress: Progress | None = None) -> GradientResult:
+    """Per model (any MODEL source, or an nn.Module) and seed. A foreign model's blocks come
+    from its discovered structure; its join gradient is its block output's (no ReLU to see
+    inside), and an nn.Module given directly is measured as it is for every seed."""
     result = GradientResult()
-    for name in models:
+    sources = {source.text: source for source in map(resolve, models)}
+    for name, source in sources.items():
         if progress is not None:
             progress.set_description(f"gradients {name}")
         per_seed = []
         for seed in config.seeds:
-            per_seed.append(_one_seed(name, seed, config, result))
+            per_seed.append(_one_seed(source, seed, config, result))
             result.seeds.append({"model": name, "seed": seed,
                                  "grad_ratio_first_last": per_seed[-1]["ratio"]})
             if progress is not None:
                 progress.update(1)
         if config.shatter_points:
-            result.shattering.extend(shattering(name, config))
+            result.shattering.extend(shattering(source, config))
         blocks = [r for r in result.blocks if r["model"] == name]
         stages = within_stage_ratios(blocks)
         result.stages.extend(stages)
         fits = growth_fits([r["depth"] for r in blocks], [r["join_grad_norm"] for r in blocks])
         within = [r["within_stage_ratio"] for r in stages
                   if r["blocks"] > 1 and math.isfinite(r["within_stage_ratio"])]
-        result.models.append({**_model_row(name, config, per_seed), **fits,
+        result.models.append({**_model_row(source, config, per_seed), **fits,
                               "max_within_stage_ratio": max(within, default=math.nan)})
     return result
 
 
-def _one_seed(name: str, seed: int, config: GradientConfig, result: GradientResult
+def _one_seed(source: ModelSource, seed: int, config: GradientConfig, result: GradientResult
               ) -> dict[str, Any]:
+    name = source.text
     torch.manual_seed(seed)
-    model = build_model(name)
-    x, y, description = make_batch(model, config, seed)
+    model = source.build()
+    x, y, description = make_batch(model, config, seed, source)
     result.input_description = description
     block_rows, findings = run_probe(model, x, y)
     for row in block_rows:
@@ -172,7 +193,7 @@ def run_probe(model: ResNet, x: torch.Tensor, y: torch.Tensor
     grad_order: list[str] = []
     nonfinite_forward: list[str] = []
     nonfinite_grad: list[str] = []
-    blocks = dict(model.blocks())
+    blocks = block_modules(model)
     joins: dict[str, dict[str, float]] = {}
 
     def install(session) -> None:
@@ -183,7 +204,8 @@ def run_probe(model: ResNet, x: torch.Tensor, y: torch.Tensor
             if name and is_leaf(module):
                 session.add(module.register_forward_hook(_finite_hook(name, nonfinite_forward)))
         for name, block in blocks.items():
-            _watch_join(session, name, block, joins.setdefault(name, {}))
+            if isinstance(block, _Block):  # elsewhere the block output stands for the join
+                _watch_join(session, name, block, joins.setdefault(name, {}))
 
     with hooked(model, train=True, install=install):
         loss = F.cross_entropy(model(x), y)
@@ -196,7 +218,7 @@ def run_probe(model: ResNet, x: torch.Tensor, y: torch.Tensor
         join = joins.get(name, {})
         rows.append({"block": name, "stage": info.stage, "depth": depth,
                      "act_grad_norm": grads.get(name, math.nan), "act_std": stds.get(name),
-                     "join_grad_norm": join.get("grad_norm", math.nan),
+                     "join_grad_norm": join.get("grad_norm", grads.get(name, math.nan)),
                      "variance_ratio": join.get("variance_ratio", math.nan)})
     findings = {
         "loss": loss.item(),
@@ -304,16 +326,18 @@ def within_stage_ratios(blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def _model_row(name: str, config: GradientConfig, per_seed: list[dict[str, Any]]
+def _model_row(source: ModelSource, config: GradientConfig, per_seed: list[dict[str, Any]]
                ) -> dict[str, Any]:
     ratios = [s["ratio"] for s in per_seed]
     growth = [s["growth"] for s in per_seed]
     finite = [r for r in ratios if math.isfinite(r)]
     mean = statistics.fmean(finite) if finite else math.nan
-    spec = get_spec(name)
+    spec = source.spec
     return {
-        "model": name, "depth": spec.depth, "shortcut": spec.shortcut,
-        "design": spec.design.value, "preact": spec.preact,
+        "model": source.text, "depth": spec.depth if spec else None,
+        "shortcut": spec.shortcut if spec else source.kind != "plain",
+        "design": spec.design.value if spec else source.kind,
+        "preact": spec.preact if spec else None,
         "grad_ratio_first_last": mean,
         "grad_ratio_std": statistics.stdev(finite) if len(finite) > 1 else 0.0,
         "growth_per_layer": statistics.fmean(growth),
@@ -329,7 +353,7 @@ def _model_row(name: str, config: GradientConfig, per_seed: list[dict[str, Any]]
 SHATTER_LAGS = (0, 1, 2, 4, 8, 16, 32, 64, 128)
 
 
-def shattering(name: str, config: GradientConfig) -> list[dict[str, Any]]:
+def shattering(source: ModelSource | str, config: GradientConfig) -> list[dict[str, Any]]:
     """Balduzzi et al. (2017), on a 1-D grid: ``shatter_points`` inputs evenly spaced on the
     segment between two images. For a random projection of a block's output, the gradient
     with respect to each input is taken; the correlation of the gradients at grid points
@@ -337,10 +361,12 @@ def shattering(name: str, config: GradientConfig) -> list[dict[str, Any]]:
     fresh init and image pair each) and ``shatter_projections`` projections; rows give the mean
     and spread at each lag for the last block of each stage. Lag 0 is 1 by definition; white
     noise gradients give 0 at every other lag."""
+    source = resolve(source)
+    name = source.text
     samples: dict[tuple[str, int], list[float]] = {}
     places: dict[str, tuple[str, int]] = {}
     for seed in config.seeds:
-        for block, stage, depth, grads in _grid_gradients(name, seed, config):
+        for block, stage, depth, grads in _grid_gradients(source, seed, config):
             places[block] = (stage, depth)
             for lag in SHATTER_LAGS:
                 if lag < grads.shape[1]:
@@ -356,20 +382,21 @@ def shattering(name: str, config: GradientConfig) -> list[dict[str, Any]]:
     return rows
 
 
-def _grid_gradients(name: str, seed: int, config: GradientConfig):
+def _grid_gradients(source: ModelSource, seed: int, config: GradientConfig):
     """(block, stage, depth, gradients [projections x points x input size]) for the last block
     of each stage, at the smallest input the model takes that is at least 32 pixels."""
     torch.manual_seed(seed)
-    model = build_model(name)
-    size = max(model.spec.total_stride, 32)
+    model = source.build()
+    size = max(source.spec.total_stride, 32) if source.is_zoo else 32
     x, _, _ = make_batch(model, GradientConfig(batch_size=2, seeds=(seed,), input_size=size,
-                                               input=config.input), seed)
+                                               input=config.input), seed, source)
     t = torch.linspace(0, 1, config.shatter_points).view(-1, 1, 1, 1)
     line = ((1 - t) * x[0:1] + t * x[1:2]).requires_grad_(True)
+    blocks = block_modules(model)
     stage_ends: dict[str, str] = {}
-    for block_name, _ in model.blocks():
+    for block_name in blocks:
         stage_ends[model.layer_info[block_name].stage] = block_name
-    watched = {block: dict(model.blocks())[block] for block in stage_ends.values()}
+    watched = {block: blocks[block] for block in stage_ends.values()}
     outputs: dict[str, torch.Tensor] = {}
 
     def install(session) -> None:

@@ -42,14 +42,16 @@ from typing import Any
 
 import torch
 import torch.utils.benchmark as torch_benchmark
+from torch import nn
 
 from resnet_probe.device import DEVICES, resolve_device
 from resnet_probe.measure.costs import count_costs
-from resnet_probe.measure.hooks import HookSession, hooked
-from resnet_probe.measure.memory import check_fits
+from resnet_probe.measure.hooks import ForwardFailed, HookSession, hooked
+from resnet_probe.measure.memory import MemoryGuardError, check_fits
 from resnet_probe.progress import Progress
+from resnet_probe.sources import ModelSource, resolve
 from resnet_probe.stats import Difference, difference_row, median_difference, median_interval
-from resnet_probe.zoo import build_model, build_on_meta, get_spec
+from resnet_probe.zoo import build_on_meta
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 NOISY_IQR_FRACTION = 0.25
@@ -190,10 +192,12 @@ def _install_timing_hooks(timers: _Timers, shapes: dict[str, Any], direction: st
     return install
 
 
-def measure_latency(models: list[str], config: LatencyConfig = LatencyConfig(),
+def measure_latency(models: list[str | nn.Module | ModelSource],
+                    config: LatencyConfig = LatencyConfig(),
                     progress: Progress | None = None) -> LatencyResult:
-    """Time every leaf of every model. A model that runs out of GPU memory is recorded in
-    ``failures`` and the rows already measured are kept."""
+    """Time every leaf of every model (any MODEL source, or an nn.Module). A model that runs
+    out of GPU memory is recorded in ``failures`` and the rows already measured are kept."""
+    sources = {source.text: source for source in map(resolve, models)}
     device = resolve_device(config.device)
     check_dtype_supported(config.dtype, device)
     threads = config.threads or os.cpu_count() or 1
@@ -212,14 +216,16 @@ def measure_latency(models: list[str], config: LatencyConfig = LatencyConfig(),
                                    f"time-share cores, so this is not what a {threads}-core "
                                    f"machine would measure")
         profiled: dict[str, tuple[torch.nn.Module, torch.Tensor, list, dict]] = {}
-        for name in models:
+        for name, source in sources.items():
             if progress is not None:
                 progress.set_description(f"latency {name}")
             failure = None
             try:
-                profiled[name] = _profile_layers(name, config, device, peak, result)
+                profiled[name] = _profile_layers(source, config, device, peak, result)
             except torch.cuda.OutOfMemoryError as error:
                 failure = f"out of GPU memory: {str(error).splitlines()[0]}"
+            except MemoryGuardError as error:  # the others are still timed
+                failure = f"refused before allocating: {error}"
             if failure is not None:  # outside `except`, so the traceback's tensors are freed
                 result.failures.append({"model": name, "batch_size": config.batch_size,
                                         "error": failure})
@@ -236,7 +242,8 @@ def measure_latency(models: list[str], config: LatencyConfig = LatencyConfig(),
                                     "error": error})
             del profiled[name]
         for name, (_, _, layer_rows, whole) in profiled.items():
-            result.models.append(_model_row(name, device, config, threads, whole, layer_rows,
+            result.models.append(_model_row(sources[name], device, config, threads, whole,
+                                            layer_rows,
                                             [r for r in rounds if r["model"] == name]))
             spread = _spread_warning(name, result.models)
             if spread is not None:
@@ -245,9 +252,9 @@ def measure_latency(models: list[str], config: LatencyConfig = LatencyConfig(),
                                                       config.batch_size))
         del profiled
         _free_device_memory()
-        for name in models:
+        for source in sources.values():
             for batch in config.sweep_batch_sizes:
-                result.sweep.append(_throughput(name, batch, config, device, threads))
+                result.sweep.append(_throughput(source, batch, config, device, threads))
                 if progress is not None:
                     progress.update(1)
     finally:
@@ -255,30 +262,35 @@ def measure_latency(models: list[str], config: LatencyConfig = LatencyConfig(),
     return result
 
 
-def _input(name: str, config: LatencyConfig, device: torch.device, batch: int,
-           training: bool) -> torch.Tensor:
+def _input(source: ModelSource, config: LatencyConfig, device: torch.device, batch: int,
+           training: bool, model: nn.Module | None = None) -> torch.Tensor:
     """The input batch, after checking that the pass it feeds fits in memory."""
-    spec = get_spec(name)
-    size = config.input_size or spec.default_input_size
-    spec.check_input_size(size)
-    check_fits(build_on_meta(name), (batch, spec.in_channels, size, size), device, training,
-               f"timing {name}", element_bytes=torch.finfo(DTYPES[config.dtype]).bits // 8)
-    x = torch.randn(batch, spec.in_channels, size, size, device=device, dtype=DTYPES[config.dtype])
+    size = config.input_size or source.default_input_size
+    if source.is_zoo:
+        source.spec.check_input_size(size)
+    structure = build_on_meta(source.spec) if source.is_zoo else model or source.build()
+    channels = source.in_channels
+    check_fits(structure, (batch, channels, size, size), device, training,
+               f"timing {source.text}", element_bytes=torch.finfo(DTYPES[config.dtype]).bits // 8)
+    x = torch.randn(batch, channels, size, size, device=device, dtype=DTYPES[config.dtype])
     return x.to(memory_format=torch.channels_last) if config.channels_last else x
 
 
-def _prepared_model(name: str, config: LatencyConfig, device: torch.device):
-    model = build_model(name).to(device=device, dtype=DTYPES[config.dtype])
+def _prepared_model(source: ModelSource, config: LatencyConfig, device: torch.device,
+                    model: nn.Module | None = None):
+    model = (model or source.build()).to(device=device, dtype=DTYPES[config.dtype])
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
     return model
 
 
-def _profile_layers(name, config, device, peak, result):
+def _profile_layers(source: ModelSource, config, device, peak, result):
     """Hooked passes: every leaf's forward (and backward) samples. Returns what the
     interleaved rounds and the model row need: (model, input, layer rows, whole-pass ms)."""
-    x = _input(name, config, device, config.batch_size, training=config.backward)
-    model = _prepared_model(name, config, device)
+    name = source.text
+    built = None if source.is_zoo else source.build()
+    x = _input(source, config, device, config.batch_size, config.backward, built)
+    model = _prepared_model(source, config, device, built)
     timers = _Timers(device)
     shapes: dict[str, Any] = {}
     whole: dict[str, list[float]] = defaultdict(list)
@@ -289,34 +301,51 @@ def _profile_layers(name, config, device, peak, result):
         warnings.filterwarnings("ignore", message="Full backward hook is firing")
         for direction in directions:
             install = _install_timing_hooks(timers, shapes, direction)
-            with hooked(model, install=install):
-                for index in range(config.warmup + config.repeats):
-                    timers.reset()
-                    start = timers.mark()
-                    out = model(x)
-                    end = timers.mark()
-                    if direction == "backward":
-                        loss = out.float().sum()
-                        start = timers.mark()
-                        loss.backward()
-                        end = timers.mark()
-                        model.zero_grad(set_to_none=True)
-                    spans = timers.read_ms()
-                    if index < config.warmup:
-                        continue
-                    repeat = index - config.warmup
-                    whole[f"hooked_{direction}"].append(_elapsed_ms(start, end))
-                    for (module, module_direction), ms in spans.items():
-                        kept[(module, module_direction)].append(ms)
-                        result.samples.append({"model": name, "module": module,
-                                               "direction": module_direction,
-                                               "repeat": repeat, "ms": ms})
+            try:
+                _hooked_passes(model, x, install, direction, config, timers, whole, kept,
+                               result, name)
+            except ForwardFailed as error:
+                if direction != "backward" or "inplace" not in str(error):
+                    raise
+                # Full backward hooks wrap each output in a view; code that then adds in
+                # place (torchvision's `out += identity`) cannot run under them.
+                result.warnings.append(
+                    f"{name}: per-layer backward times skipped: its forward modifies a "
+                    f"hooked module's output in place ({str(error).split(':')[0]}); the "
+                    f"whole-model backward is still timed in the interleaved rounds")
     costs = {row["module"]: row for row in count_costs(
-        name, input_size=x.shape[-1], batch_size=config.batch_size).modules}
+        source, input_size=x.shape[-1], batch_size=config.batch_size).modules}
     element_bytes = torch.finfo(DTYPES[config.dtype]).bits // 8
     layer_rows = _layer_rows(name, model, kept, costs, shapes, element_bytes, peak)
     result.layers.extend(layer_rows)
     return model, x, layer_rows, whole
+
+
+def _hooked_passes(model, x, install, direction, config, timers, whole, kept, result, name):
+    """warmup + repeats hooked passes in one direction; samples go to ``kept`` and
+    ``result.samples``, whole-pass times to ``whole``."""
+    with hooked(model, install=install):
+        for index in range(config.warmup + config.repeats):
+            timers.reset()
+            start = timers.mark()
+            out = model(x)
+            end = timers.mark()
+            if direction == "backward":
+                loss = out.float().sum()
+                start = timers.mark()
+                loss.backward()
+                end = timers.mark()
+                model.zero_grad(set_to_none=True)
+            spans = timers.read_ms()
+            if index < config.warmup:
+                continue
+            repeat = index - config.warmup
+            whole[f"hooked_{direction}"].append(_elapsed_ms(start, end))
+            for (module, module_direction), ms in spans.items():
+                kept[(module, module_direction)].append(ms)
+                result.samples.append({"model": name, "module": module,
+                                       "direction": module_direction,
+                                       "repeat": repeat, "ms": ms})
 
 
 def _interleaved_rounds(prepared: dict[str, tuple[torch.nn.Module, torch.Tensor]],
@@ -419,7 +448,7 @@ def _elapsed_ms(start: Any, end: Any) -> float:
 
 
 def _layer_rows(name, model, kept, costs, shapes, element_bytes, peak) -> list[dict[str, Any]]:
-    info = model.layer_info
+    info = getattr(model, "layer_info", {})
     modules = dict(model.named_modules())
     rows = []
     for (module, direction), samples in kept.items():
@@ -448,7 +477,8 @@ def _layer_rows(name, model, kept, costs, shapes, element_bytes, peak) -> list[d
     return rows
 
 
-def _model_row(name, device, config, threads, whole, layer_rows, rounds) -> dict[str, Any]:
+def _model_row(source, device, config, threads, whole, layer_rows, rounds) -> dict[str, Any]:
+    name = source.text
     forward = [r for r in layer_rows if r["direction"] == "forward"]
     backward = [r for r in layer_rows if r["direction"] == "backward"]
     hooked_ms = statistics.median(whole["hooked_forward"])
@@ -460,8 +490,9 @@ def _model_row(name, device, config, threads, whole, layer_rows, rounds) -> dict
     layer_sum = sum(r["median_ms"] for r in forward)
     return {
         "model": name, "device": device.type, "dtype": config.dtype, "threads": threads,
-        "batch_size": config.batch_size, "input_size": config.input_size or get_spec(name)
-        .default_input_size, "channels_last": config.channels_last,
+        "batch_size": config.batch_size,
+        "input_size": config.input_size or source.default_input_size,
+        "channels_last": config.channels_last,
         "forward_ms": unhooked_ms,
         "forward_ms_ci95_low": forward_interval.low,
         "forward_ms_ci95_high": forward_interval.high,
@@ -482,11 +513,13 @@ def _model_row(name, device, config, threads, whole, layer_rows, rounds) -> dict
     }
 
 
-def _throughput(name, batch, config, device, threads) -> dict[str, Any]:
-    row = {"model": name, "batch_size": batch, "device": device.type, "dtype": config.dtype}
+def _throughput(source, batch, config, device, threads) -> dict[str, Any]:
+    row = {"model": source.text, "batch_size": batch, "device": device.type,
+           "dtype": config.dtype}
     try:
-        x = _input(name, config, device, batch, training=False)
-        model = _prepared_model(name, config, device).eval()
+        built = None if source.is_zoo else source.build()
+        x = _input(source, config, device, batch, False, built)
+        model = _prepared_model(source, config, device, built).eval()
         timer = torch_benchmark.Timer("model(x)", globals={"model": model, "x": x},
                                       num_threads=threads)
         with torch.no_grad():
@@ -497,6 +530,9 @@ def _throughput(name, batch, config, device, threads) -> dict[str, Any]:
     except torch.cuda.OutOfMemoryError as error:
         row.update(forward_ms=None, images_per_s=None,
                    error=f"out of GPU memory: {str(error).splitlines()[0]}")
+    except MemoryGuardError as error:
+        row.update(forward_ms=None, images_per_s=None,
+                   error=f"refused before allocating: {error}")
     if row["error"] is not None:
         _free_device_memory()
     return row

@@ -24,6 +24,7 @@ from resnet_probe.report.sections import (
     latency_section,
     scaled,
     summary_section,
+    why_section,
 )
 from resnet_probe.results import (
     atomic_write_text,
@@ -68,6 +69,7 @@ def write_compare_report(result, out_dir: Path, inline_plotly: bool = False) -> 
             latency_section(tables, result.section_environment("latency")),
             gradients_section(tables, result.section_environment("gradients")),
             degradation_section(tables, result.section_environment("training")),
+            why_section(tables, result.section_environment("training"), number="6b."),
             bottleneck_section(tables),
             environment_section(result.environment),
         ]
@@ -87,12 +89,30 @@ def write_degradation_report(tables: dict[str, pd.DataFrame], environment: dict,
     trained = tables["train_final"]["model"] if "train_final" in tables else []
     with figures.consistent_colours(trained):
         sections = [degradation_section(tables, environment, number="1."),
-                    environment_section(environment, number="2.")]
+                    why_section(tables, environment, number="2."),
+                    environment_section(environment, number="3.")]
     page = render_page(title, "Training error of plain and residual twins by depth "
                        "(He et al. 2016, Fig. 6). Data: <code>data/</code>", sections,
                        inline_plotly)
     path = write_page(out_dir / "degradation.html", page, inline_plotly)
     write_index(out_dir.parent if out_dir.parent.exists() else out_dir)
+    return path
+
+
+def write_analysis_report(tables: dict[str, pd.DataFrame], environment: dict, out_dir: Path,
+                          name: str, title: str, inline_plotly: bool = False) -> Path:
+    """One analysis of trained nets (lesion, responses, landscape) as its own page."""
+    out_dir = check_writable_dir(out_dir)
+    save_tables(tables, out_dir / f"{name}-data")
+    models = [m for key in ("lesion_blocks", "responses", "landscape") if key in tables
+              for m in tables[key]["model"]]
+    with figures.consistent_colours(models):
+        sections = [why_section(tables, environment, number="1."),
+                    environment_section(environment, number="2.")]
+    page = render_page(title, f"Trained nets analysed. Data: <code>{esc(name)}-data/</code>",
+                       sections, inline_plotly)
+    path = write_page(out_dir / f"{name}.html", page, inline_plotly)
+    write_index(out_dir)
     return path
 
 
@@ -148,5 +168,5 @@ def write_index(out_dir: Path) -> Path:
     return write_page(out_dir / INDEX, page, inline_plotly=True)
 
 
-__all__ = ["write_compare_report", "write_degradation_report", "write_index",
-           "write_zoo_report"]
+__all__ = ["write_analysis_report", "write_compare_report", "write_degradation_report",
+           "write_index", "write_zoo_report"]

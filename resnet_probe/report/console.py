@@ -37,11 +37,14 @@ def console_table(df: pd.DataFrame, columns: list[str] | None = None,
     return "\n".join([line(headers), rule, *(line(r) for r in cells)])
 
 
-def describe_model(name: str, input_size: int) -> str:
-    """One line saying what ``name`` is: family, design, blocks, shortcuts, depth, input."""
-    from resnet_probe.zoo import get_spec
-
-    spec = get_spec(name)
+def describe_model(source, input_size: int) -> str:
+    """One line saying what a MODEL (a ModelSource) is: family, design, blocks, shortcuts,
+    depth, input."""
+    spec = source.spec
+    name = source.text
+    if spec is None:
+        return (f"{name}: a {source.kind} model (blocks and stages found from its graph), "
+                f"input {source.in_channels}x{input_size}x{input_size}")
     stride = (f", stride on the {spec.stride_placement.value} conv"
               if spec.block.value == "bottleneck" else "")
     shortcut = (f"option {spec.shortcut_option.value} shortcuts" if spec.shortcut

@@ -278,3 +278,80 @@ def bottleneck_widths(rows: pd.DataFrame) -> go.Figure:
                   title="Basic, bottleneck and ResNeXt block cost across widths (56x56)")
     return fig.update_layout(xaxis_title="inner width d (channels)",
                              yaxis_title="MMACs per block (log)")
+
+
+def _seed_mean(df: pd.DataFrame, keys: list[str], value: str) -> pd.DataFrame:
+    """Mean and std over seeds, as ``value`` and ``value_std``."""
+    stats = df.groupby(keys, as_index=False, sort=False)[value].agg(["mean", "std"])
+    return stats.reset_index().rename(columns={"mean": value, "std": f"{value}_std"}).fillna(
+        {f"{value}_std": 0.0})
+
+
+def lesion_blocks(rows: pd.DataFrame) -> go.Figure:
+    df = rows.dropna(subset=["error"])
+    df = _seed_mean(df, ["model", "block", "downsampling"], "error")
+    df["block kind"] = np.where(df["downsampling"], "downsampling", "keeps shape")
+    fig = px.scatter(df, x="block", y="error", error_y="error_std", color="model",
+                     symbol="block kind", color_discrete_map=_by_model(df),
+                     title="Error with one block deleted (mean ± std over seeds); a plain "
+                     "net's shape-changing blocks cannot be deleted")
+    for model, group in df.groupby("model", sort=False):
+        fig.add_trace(go.Scatter(x=group["block"], y=group["error"], mode="lines",
+                                 line=dict(color=_by_model(df)[model], width=1),
+                                 showlegend=False, hoverinfo="skip"))
+    return fig.update_layout(xaxis_title="deleted block", yaxis_title="test error",
+                             yaxis_range=[0, 1])
+
+
+def lesion_count(rows: pd.DataFrame) -> go.Figure:
+    df = _seed_mean(rows, ["model", "removed"], "error")
+    fig = px.line(df, x="removed", y="error", error_y="error_std", color="model",
+                  color_discrete_map=_by_model(df), markers=True,
+                  title="Error with k random shape-preserving blocks deleted (mean over "
+                  "draws, ± std over seeds)")
+    return fig.update_layout(xaxis_title="blocks deleted (k)", yaxis_title="test error",
+                             yaxis_range=[0, 1])
+
+
+def layer_responses(rows: pd.DataFrame) -> go.Figure:
+    ordered = _seed_mean(rows, ["model", "depth"], "response_std").assign(order="layer order")
+    ordered["position"] = ordered["depth"]
+    ranked = _seed_mean(rows, ["model", "rank"], "response_std").assign(
+        order="sorted by magnitude")
+    ranked["position"] = ranked["rank"]
+    df = pd.concat([ordered, ranked], ignore_index=True)
+    fig = px.line(df, x="position", y="response_std", error_y="response_std_std",
+                  color="model", facet_col="order", color_discrete_map=_by_model(df),
+                  markers=True, title="Std of each 3x3 layer's response (after BN, before the "
+                  "addition or ReLU), trained nets, mean ± std over seeds (He et al. Fig. 7)")
+    fig.for_each_annotation(lambda a: a.update(text=a.text.split("=", 1)[-1]))
+    fig.update_xaxes(matches=None, title_text="")
+    fig.update_xaxes(title_text="depth (weighted layers)", col=1)
+    fig.update_xaxes(title_text="rank (1 = largest)", col=2)
+    return fig.update_yaxes(title_text="response std", col=1)
+
+
+def landscape_slices(rows: pd.DataFrame) -> go.Figure:
+    df = _seed_mean(rows[rows["beta"].isna()], ["model", "alpha"], "loss")
+    fig = px.line(df, x="alpha", y="loss", error_y="loss_std", color="model",
+                  color_discrete_map=_by_model(df), markers=True, log_y=True,
+                  title="Training loss along a filter-normalised random direction around the "
+                  "trained weights (mean ± std over seeds; Li et al. 2018)")
+    return fig.update_layout(xaxis_title="α (step along the direction)",
+                             yaxis_title="cross-entropy loss (log scale)")
+
+
+def landscape_surfaces(rows: pd.DataFrame) -> go.Figure:
+    """The 2-D slices of each model's first seed, as contour panels."""
+    df = rows[rows["beta"].notna()]
+    models = list(dict.fromkeys(df["model"]))
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=1, cols=len(models), subplot_titles=models)
+    for index, model in enumerate(models, start=1):
+        group = df[(df["model"] == model) & (df["seed"] == df[df["model"] == model]["seed"].min())]
+        grid = group.pivot_table(index="beta", columns="alpha", values="loss")
+        fig.add_trace(go.Contour(x=grid.columns, y=grid.index, z=np.log10(grid.to_numpy()),
+                                 showscale=index == 1, colorbar=dict(title="log10 loss"),
+                                 contours_coloring="lines", line_width=1.5), row=1, col=index)
+    return fig.update_layout(title="2-D loss slices (first seed; log10 training loss)")

@@ -56,6 +56,12 @@ SHORTCUT_WORDS = {"zero-pad": "zero-pad identity (A)", "projection": "1x1 projec
 
 
 def _architecture_cell(row: pd.Series) -> str:
+    if row.get("discovered") is True:  # a foreign model: what its graph showed
+        if row["stage"] in ("stem", "head"):
+            return f"{row['stage']}: {row['params']:,} params"
+        shortcut = "residual additions" if row["shortcut"] else "none (plain twin)"
+        return (f"{row['blocks']} blocks found from the graph, {row['out_channels']:.0f} ch, "
+                f"{row['output_size']}; shortcuts: {shortcut}")
     size = f"{row['out_channels']} ch, {row['output_size']}"
     if row["stage"] == "stem":
         preact = " (no BN-ReLU: pre-activation)" if row["preact"] else ""
@@ -379,3 +385,71 @@ def environment_section(environment: dict, number: str = "8.") -> Section:
     section = Section("environment", f"{number} Environment")
     rows = pd.DataFrame([{"key": k, "value": str(v)} for k, v in environment.items()])
     return section.table(rows)
+
+
+WHY_TABLES = ("lesion_blocks", "lesion_count", "responses", "landscape", "landscape_summary",
+              "why_findings")
+
+
+def why_section(tables: dict[str, pd.DataFrame], environment: dict, number: str = "") -> Section:
+    """Why the residual nets train: lesions, layer responses and loss slices on the trained
+    nets, and the papers' three claims tested plain against residual."""
+    section = Section("why", f"{number} Why: lesions, layer responses and loss landscapes of "
+                      f"the trained nets".strip())
+    if not any(name in tables for name in WHY_TABLES):
+        if environment.get("why_skipped"):
+            return section.note(esc(environment["why_skipped"]), kind="warning")
+        return section.note("No trained nets were analysed in this report.")
+    if environment.get("why_data"):
+        reused = (" Reused from the cache of analyses: the same runs, analyses and options "
+                  "were analysed before (--fresh recomputes)." if environment.get("why_reused")
+                  else "")
+        section.text(esc(environment["why_data"] + reused))
+    for skipped in environment.get("why_not_analysed", []):
+        section.note(f"Not analysed: {esc(skipped)}", kind="warning")
+    untrained = environment.get("why_untrained") or []
+    if untrained:
+        section.note(f"These nets did not train (final training error not below the verdict's "
+                     f"bar): {esc(', '.join(untrained))}. Their rows describe a net stuck "
+                     f"near chance, not a trained one.", kind="warning")
+    findings = tables.get("why_findings")
+    if findings is not None and not findings.empty:
+        held = findings["outcome"].eq("holds")
+        kind = "finding" if held.all() else "warning"
+        lines = "; ".join(f"{row.claim} at depth {row.depth}: <b>{esc(row.outcome)}</b> "
+                          f"(mean {row.mean:+.3f}, seeds {row.per_seed})"
+                          for row in findings.itertuples())
+        section.note(f"{lines}. <small>Rule: {esc(environment.get('why_rule', ''))}</small>",
+                     kind=kind)
+        section.table(findings, caption="The papers' claims, tested at this budget")
+    if "lesion_blocks" in tables or "lesion_count" in tables:
+        section.text("<b>Lesions</b> (Veit et al. 2016): a residual block's branch is deleted "
+                     "and its shortcut kept; a plain block is replaced by the identity where "
+                     "its shape allows. If the residual net behaves like an ensemble of "
+                     "shallower paths, one deletion barely moves its error, except at "
+                     "downsampling blocks.")
+    if "lesion_blocks" in tables:
+        section.figure(figures.lesion_blocks(tables["lesion_blocks"]))
+        blocked = tables["lesion_blocks"][tables["lesion_blocks"]["not_deletable_because"]
+                                          .notna()].drop_duplicates(["model", "block"])
+        if not blocked.empty:
+            section.table(blocked[["model", "block", "not_deletable_because"]],
+                          caption="Blocks that cannot be deleted, and why")
+    if "lesion_count" in tables:
+        section.figure(figures.lesion_count(tables["lesion_count"]))
+    if "responses" in tables:
+        section.text("<b>Layer responses</b> (He et al. 2016, Fig. 7): residual functions "
+                     "that stay close to zero give smaller responses than the plain net's "
+                     "layers, which must carry the whole signal.")
+        section.figure(figures.layer_responses(tables["responses"]))
+    if "landscape" in tables:
+        section.text("<b>Loss landscape</b> (Li et al. 2018): the training loss along "
+                     "filter-normalised random directions; a steeper, more chaotic slice is "
+                     "harder to optimise.")
+        section.figure(figures.landscape_slices(tables["landscape"]))
+        if tables["landscape"]["beta"].notna().any():
+            section.figure(figures.landscape_surfaces(tables["landscape"]))
+    if "landscape_summary" in tables:
+        section.table(tables["landscape_summary"], caption="Landscape summary per net: loss "
+                      "at the trained weights, mean rise at ±0.5, curvature along the slice")
+    return section

@@ -27,9 +27,9 @@ from typing import Any
 import torch
 
 from resnet_probe.data import ImageDataset
+from resnet_probe.sources import resolve
 from resnet_probe.train.loop import CorruptCheckpoint, TrainConfig, load_checkpoint
 from resnet_probe.train.run_folder import json_safe
-from resnet_probe.zoo import get_spec
 
 CACHE_ENV = "RESNET_PROBE_CACHE_DIR"
 ENTRY_FORMAT = 1
@@ -51,7 +51,8 @@ class CacheUsage:
     bytes: int
 
     def __str__(self) -> str:
-        return f"{self.entries} runs, {self.bytes / 1e6:.1f} MB in {self.path}"
+        what = "analyses" if self.path.name == "analyses" else "runs"
+        return f"{self.entries} {what}, {self.bytes / 1e6:.1f} MB in {self.path}"
 
 
 class RunCache:
@@ -66,7 +67,7 @@ class RunCache:
             world_size: int = 1) -> tuple[str, dict[str, Any]]:
         from resnet_probe import __version__
 
-        content = {"format": ENTRY_FORMAT, "model": _spec_fields(model),
+        content = {"format": ENTRY_FORMAT, "model": resolve(model).identity(),
                    "recipe": json_safe(dataclasses.asdict(recipe)),
                    "data": {"description": dataset.description,
                             "sha256": dataset_fingerprint(dataset)},
@@ -147,13 +148,60 @@ def dataset_fingerprint(dataset: ImageDataset) -> str:
     return digest.hexdigest()
 
 
-def _spec_fields(model: str) -> dict[str, Any]:
-    return json_safe(dataclasses.asdict(get_spec(model)))
-
-
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+class ResultCache:
+    """Results derived from cached runs (the analyses of trained nets), one JSON file per
+    content key, beside the runs: a rerun of compare skips work whose inputs did not change.
+    A damaged file is named in ``problems``, deleted and recomputed."""
+
+    def __init__(self, root: Path | None = None, fresh: bool = False) -> None:
+        self.path = Path(root or cache_root()) / "analyses"
+        self.fresh = fresh
+        self.problems: list[str] = []
+
+    @staticmethod
+    def key(content: dict[str, Any]) -> str:
+        from resnet_probe import __version__
+
+        content = {**content, "versions": {"torch": torch.__version__,
+                                           "resnet-probe": __version__}}
+        return hashlib.sha256(json.dumps(json_safe(content), sort_keys=True).encode()
+                              ).hexdigest()
+
+    def lookup(self, key: str) -> dict[str, Any] | None:
+        path = self.path / f"{key}.json"
+        if self.fresh or not path.exists():
+            return None
+        try:
+            value = json.loads(path.read_text())
+            if not isinstance(value, dict) or value.get("key") != key:
+                raise ValueError("not an entry for this key")
+        except (ValueError, UnicodeDecodeError) as error:
+            self.problems.append(f"cached analysis {str(path)!r} was damaged ({error}); it "
+                                 f"was deleted and recomputed")
+            path.unlink(missing_ok=True)
+            return None
+        return value
+
+    def store(self, key: str, value: dict[str, Any]) -> Path:
+        from resnet_probe.results import atomic_write_text
+
+        return atomic_write_text(self.path / f"{key}.json",
+                                 json.dumps({**value, "key": key}, default=str))
+
+    def usage(self) -> CacheUsage:
+        files = list(self.path.glob("*.json")) if self.path.exists() else []
+        return CacheUsage(self.path, len(files), sum(f.stat().st_size for f in files))
+
+    def clear(self) -> CacheUsage:
+        freed = self.usage()
+        if self.path.exists():
+            shutil.rmtree(self.path)
+        return freed

@@ -20,6 +20,7 @@ from resnet_probe.data import DEFAULT_DATASET, ImageDataset, load_dataset
 from resnet_probe.errors import InvalidRequest
 from resnet_probe.progress import Progress
 from resnet_probe.results import atomic_write_bytes, frame, load_table
+from resnet_probe.sources import resolve
 from resnet_probe.train import run_folder
 from resnet_probe.train.cache import RunCache
 from resnet_probe.train.loop import (
@@ -90,9 +91,13 @@ def degradation_recipe(steps: int | None = None, epochs: float | None = None,
 
 
 def fit_dataset_to(dataset: ImageDataset, models: list[str]) -> ImageDataset:
-    """Upscale when a model's stride stack needs more pixels (ImageNet stems need 32)."""
-    needed = max(get_spec(name).total_stride for name in models)
-    return dataset.resized(needed) if dataset.image_size < needed else dataset
+    """Upscale when a model's stride stack needs more pixels (ImageNet stems need 32), and
+    give the images the channels a foreign model takes (zoo models adapt to the data)."""
+    sources = [resolve(name) for name in models]
+    needed = max(source.min_input_size for source in sources)
+    dataset = dataset.resized(needed) if dataset.image_size < needed else dataset
+    foreign = {source.in_channels for source in sources if not source.is_zoo}
+    return dataset.with_channels(max(foreign)) if foreign else dataset
 
 
 @dataclass(frozen=True)
@@ -130,12 +135,15 @@ class DegradationResult:
     reused: list[str] = field(default_factory=list)  # "MODEL seed N" taken from the run cache
     cache_problems: list[str] = field(default_factory=list)  # damaged entries, recomputed
     stopped_early: str | None = None  # why the remaining seeds were skipped
+    # (model, seed, dataset, cache_key) of every run the cache holds: the analyses find
+    # a compare's trained weights through them.
+    cached_runs: list[dict[str, Any]] = field(default_factory=list)
 
     def final_rows(self) -> list[dict[str, Any]]:
         rows = []
         for run in self.runs:
-            spec = get_spec(run.model)
-            rows.append({"model": run.model, "depth": spec.depth, "shortcut": spec.shortcut,
+            depth, shortcut = resolve(run.model).traits()
+            rows.append({"model": run.model, "depth": depth, "shortcut": shortcut,
                          "seed": run.seed, "chance_error": 1 - 1 / self.num_classes,
                          **final_metrics(run),
                          "diverged_at": run.diverged_at,
@@ -162,6 +170,7 @@ class DegradationResult:
 
 
 RUNS = "runs"  # OUT/runs/NAME-seedN.pt: one checkpoint per (model, seed)
+TRAIN_RUNS = "train_runs"  # the table naming each run's cache entry
 
 
 def discard_checkpoints(out_dir: Path) -> None:
@@ -232,6 +241,7 @@ def _train_one(name, seed, config, data, runs_dir, resume, progress, on_run_done
         cached = cache.lookup(key)
         result.cache_problems = list(cache.problems)
         if cached is not None:
+            result.cached_runs.append(_cache_row(name, seed, data, key))
             if world.is_main:
                 atomic_write_bytes(checkpoint, cached.read_bytes())  # keep its weights
             result.runs.append(load_run(cached))
@@ -255,8 +265,13 @@ def _train_one(name, seed, config, data, runs_dir, resume, progress, on_run_done
     result.runs.append(run)
     if cache is not None and world.is_main and run.status in ENDED:
         cache.store(key, content, checkpoint)
+        result.cached_runs.append(_cache_row(name, seed, data, key))
     if on_run_done is not None and world.is_main:
         on_run_done(result)
+
+
+def _cache_row(name: str, seed: int, data: ImageDataset, key: str) -> dict[str, Any]:
+    return {"model": name, "seed": seed, "dataset": data.name, "cache_key": key}
 
 
 def cache_record(result: DegradationResult, cache: RunCache) -> dict[str, Any]:
@@ -293,6 +308,7 @@ def degradation_tables(result: DegradationResult) -> dict[str, pd.DataFrame]:
         "train_final": frame(result.final_rows()),
         "train_gaps": frame(result.gap_rows()),
         "train_grad_norms": frame(result.grad_rows()),
+        TRAIN_RUNS: frame(result.cached_runs),
     }
 
 

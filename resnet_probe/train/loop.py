@@ -24,6 +24,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from torch import nn
 from torch.utils.data import DistributedSampler
 
 from resnet_probe.data import ImageDataset, fit_channels
@@ -32,7 +33,7 @@ from resnet_probe.measure.gradients import layer_grad_norms
 from resnet_probe.measure.memory import check_fits
 from resnet_probe.progress import Progress
 from resnet_probe.results import atomic_write_bytes
-from resnet_probe.zoo import ResNet, build_model
+from resnet_probe.sources import resolve
 
 EVAL_SUBSET = 2000  # eval-mode training error on at most this many training images
 # A run has diverged when its loss is not finite or exceeds this multiple of its first loss
@@ -136,8 +137,11 @@ class Distributed:
         return Distributed()
 
 
-def build_for_dataset(name: str, dataset: ImageDataset) -> ResNet:
-    return build_model(name, in_channels=dataset.in_channels, num_classes=dataset.num_classes)
+def build_for_dataset(name: str, dataset: ImageDataset) -> nn.Module:
+    """MODEL built for the dataset's classes and channels (a torchvision model keeps its 3
+    channels: fit_dataset_to gives the data 3)."""
+    return resolve(name).build(num_classes=dataset.num_classes,
+                               in_channels=dataset.in_channels)
 
 
 def augment_batch(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -184,7 +188,7 @@ def train_run(
     device = torch.device(config.device)
     torch.manual_seed(seed)
     model = build_for_dataset(name, dataset)
-    channels = model.spec.in_channels
+    channels = dataset.in_channels
     memory_format = torch.channels_last if config.channels_last else torch.preserve_format
     model = model.to(device=device, memory_format=memory_format)
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,

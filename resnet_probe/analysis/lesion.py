@@ -1,0 +1,115 @@
+"""Lesion study (Veit, Wilber & Belongie 2016): delete blocks of a trained net at test time.
+
+Deleting a residual block removes its branch and keeps its shortcut: the block returns
+``relu(x)`` (post-activation, identity), ``relu(projection(x))`` (downsampling), or the bare
+shortcut in a pre-activation net. A plain block has no shortcut to keep; it is replaced by the
+identity, which exists only where the block keeps its input's shape. A shape-changing plain
+block cannot be deleted, and is listed with that reason rather than skipped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import statistics
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch import nn
+
+from resnet_probe.zoo.blocks import ZeroPadShortcut, _Block
+
+
+def block_table(net: nn.Module) -> list[dict[str, Any]]:
+    """One row per block: its name, stage, whether it downsamples, and why it cannot be
+    deleted (None when it can)."""
+    rows = []
+    for name, block in net.blocks():
+        info = net.layer_info[name]
+        first_conv = getattr(block, block._pairs[0][0])
+        last_conv = getattr(block, block._pairs[-1][0])
+        keeps_shape = block.stride == 1 and first_conv.in_channels == last_conv.out_channels
+        reason = None
+        if not block.residual and not keeps_shape:
+            reason = (f"changes shape ({first_conv.in_channels} -> {last_conv.out_channels} "
+                      f"channels, stride {block.stride}) and has no shortcut to keep, so no "
+                      f"identity can replace it")
+        rows.append({"block": name, "stage": info.stage, "downsampling": not keeps_shape,
+                     "not_deletable_because": reason})
+    return rows
+
+
+def _deleted_forward(block: _Block):
+    """The block's forward with its branch removed (see the module docstring)."""
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        if not block.residual or block.downsample is None:
+            return x if block.preact else block.relu(x)
+        if block.preact and not isinstance(block.downsample, ZeroPadShortcut):
+            x = block.relu(getattr(block, block._pairs[0][1])(x))  # the pre-activated input
+        shortcut = block.downsample(x)
+        return shortcut if block.preact else block.relu(shortcut)
+    return forward
+
+
+@contextlib.contextmanager
+def lesioned(net: nn.Module, names: list[str]) -> Iterator[nn.Module]:
+    """``net`` with the named blocks deleted, restored on exit."""
+    blocks = dict(net.blocks())
+    unknown = [name for name in names if name not in blocks]
+    if unknown:
+        raise ValueError(f"no such block(s): {', '.join(unknown)}; blocks are "
+                         f"{', '.join(blocks)}")
+    deletable = {row["block"]: row["not_deletable_because"] for row in block_table(net)}
+    refused = [f"{name}: {deletable[name]}" for name in names if deletable[name]]
+    if refused:
+        raise ValueError("; ".join(refused))
+    try:
+        for name in names:
+            blocks[name].forward = _deleted_forward(blocks[name])  # instance attribute wins
+        yield net
+    finally:
+        for name in names:
+            blocks[name].__dict__.pop("forward", None)
+
+
+@torch.no_grad()
+def error_on(net: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 512) -> float:
+    net.eval()
+    wrong = sum((net(x[i:i + batch]).argmax(1) != y[i:i + batch]).sum().item()
+                for i in range(0, len(y), batch))
+    return wrong / len(y)
+
+
+def lesion_by_block(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> list[dict[str, Any]]:
+    """Error with each single block deleted; undeletable blocks carry their reason and no
+    error."""
+    baseline = error_on(net, x, y)
+    rows = []
+    for row in block_table(net):
+        error = None
+        if row["not_deletable_because"] is None:
+            with lesioned(net, [row["block"]]):
+                error = error_on(net, x, y)
+        rows.append({**row, "error": error, "baseline_error": baseline})
+    return rows
+
+
+def lesion_by_count(net: nn.Module, x: torch.Tensor, y: torch.Tensor, samples: int = 10,
+                    max_removed: int | None = None, seed: int = 0) -> list[dict[str, Any]]:
+    """Error with k random shape-preserving blocks deleted, for k = 0.. ``max_removed``
+    (default: all of them), each averaged over ``samples`` random choices."""
+    candidates = [row["block"] for row in block_table(net) if not row["downsampling"]]
+    largest = len(candidates) if max_removed is None else min(max_removed, len(candidates))
+    chooser = random.Random(seed)
+    rows = []
+    for removed in range(largest + 1):
+        draws = 1 if removed == 0 else samples
+        errors = []
+        for _ in range(draws):
+            with lesioned(net, chooser.sample(candidates, removed)):
+                errors.append(error_on(net, x, y))
+        rows.append({"removed": removed, "error": statistics.fmean(errors),
+                     "error_std": statistics.stdev(errors) if len(errors) > 1 else 0.0,
+                     "samples": draws, "candidates": len(candidates)})
+    return rows
