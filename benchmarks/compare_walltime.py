@@ -21,7 +21,7 @@ from pathlib import Path
 
 COLD_BUDGET_S = 300
 RERUN_BUDGET_S = 60
-SECTIONS = ("costs", "latency", "gradients", "training")
+SECTIONS = ("costs", "latency", "gradients", "training", "training_why")  # why: inside training
 
 
 def run_once(out: Path, cache: Path) -> tuple[float, int, dict[str, str]]:
@@ -50,11 +50,11 @@ def main() -> int:
         verdict_file = out / "compare-resnet34-vs-plain34-data" / "verdict.json"
         verdict = json.loads(verdict_file.read_text()) if verdict_file.exists() else {}
     print(f"machine: {os.cpu_count()} cores; section split (s):")
-    print(f"{'section':<10} {'cold':>8} {'rerun':>8}")
+    print(f"{'section':<12} {'cold':>8} {'rerun':>8}")
     for section in SECTIONS:
-        print(f"{section:<10} {cold[2].get(f'{section}_seconds', '-'):>8} "
+        print(f"{section:<12} {cold[2].get(f'{section}_seconds', '-'):>8} "
               f"{rerun[2].get(f'{section}_seconds', '-'):>8}")
-    print(f"{'wall':<10} {cold[0]:>8.0f} {rerun[0]:>8.0f}")
+    print(f"{'wall':<12} {cold[0]:>8.0f} {rerun[0]:>8.0f}")
     print(f"==> cold {cold[0]:.0f} s ({'within' if cold[0] <= COLD_BUDGET_S else 'OVER'} "
           f"{COLD_BUDGET_S} s), rerun {rerun[0]:.0f} s ("
           f"{'within' if rerun[0] <= RERUN_BUDGET_S else 'OVER'} {RERUN_BUDGET_S} s), "

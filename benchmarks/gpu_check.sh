@@ -2,8 +2,10 @@
 # The CUDA checks in one script, for a machine with an NVIDIA GPU and PyTorch installed.
 # Usage: bash benchmarks/gpu_check.sh OUTPUT_DIR
 # Runs: the per-layer timing check (benchmarks/gpu_latency.py), fp16 latency through the CLI,
-# the out-of-memory path (one model fits, one does not), a short degradation run on CUDA, and
-# a compare report whose latency section is measured on the GPU.
+# the memory guard (one model fits and is timed, one does not and is refused), a short
+# degradation run on CUDA with its analyses of the trained nets, a compare report whose latency
+# section is measured on the GPU, and, where torchvision and timm import, foreign models and
+# their plain twins on CUDA.
 set -u
 out=${1:-gpu-check}
 mkdir -p "$out"
@@ -19,6 +21,14 @@ run python3 -m resnet_probe degradation --device cuda --depths 20,56 --steps 300
     --out /tmp/gpu-degradation --format json
 run python3 -m resnet_probe compare resnet50 plain50 --device cuda --train-steps 150 \
     --inline-plotly --out /tmp/gpu-compare
+if python3 -c "import torchvision, timm" 2>/dev/null; then
+    run python3 -m resnet_probe flops torchvision:resnext50_32x4d plain:torchvision:resnet50 \
+        timm:resnet50d
+    run python3 -m resnet_probe compare torchvision:resnet50 plain:torchvision:resnet50 \
+        --device cuda --train-steps 100 --out /tmp/gpu-foreign
+    cp /tmp/gpu-foreign/*-data/latency_models.csv "$out/foreign_latency_models.csv" 2>/dev/null
+fi
+cp /tmp/gpu-degradation/data/why_findings.csv "$out/gpu_why_findings.csv" 2>/dev/null
 cp /tmp/gpu-compare/compare-resnet50-vs-plain50.html "$out/" 2>/dev/null
 cp /tmp/gpu-compare/compare-resnet50-vs-plain50-data/latency_models.csv "$out/" 2>/dev/null
 cp /tmp/gpu-degradation/data/train_final.csv "$out/gpu_degradation_final.csv" 2>/dev/null

@@ -72,19 +72,24 @@ def gradients(models, by: str = "model", **config) -> pd.DataFrame:
     return gradient_view(measure_gradients(_models(models), GradientConfig(**config)), by)
 
 
-def compare(models: list[str], out: str | Path = "reports", inline_plotly: bool = False,
+def compare(models: list, out: str | Path = "reports", inline_plotly: bool = False,
             **options):
     """Run every measurement on ``models`` (the first is the baseline), write the HTML report
     under ``out`` and return a CompareResult whose ``tables`` are DataFrames and whose
     ``report_path`` is the page. ``options`` take CompareOptions' fields (``train=None``
     skips training)."""
+    from torch import nn
+
     from resnet_probe.comparison import CompareOptions, run_compare
     from resnet_probe.report import write_compare_report
+    from resnet_probe.sources import given
 
     def early_report(partial) -> None:  # on screen while training runs
         write_compare_report(partial, Path(out), inline_plotly)
 
-    result = run_compare(list(models), CompareOptions(**options), out_dir=Path(out),
+    # An nn.Module is compared under its label (its .name, else its class name).
+    labels = [given(m) if isinstance(m, nn.Module) else m for m in models]
+    result = run_compare(labels, CompareOptions(**options), out_dir=Path(out),
                          before_training=early_report)
     result.report_path = write_compare_report(result, Path(out), inline_plotly)
     return result

@@ -427,10 +427,11 @@ def _explained(plan: _Plan, runs: Path, dataset, environment: dict[str, Any],
     nets = collect(sorted((runs / RUNS).glob("*.pt")), dataset, "this comparison's training "
                    "runs (their final weights)")
     keys = {(row["model"], row["seed"]): row["cache_key"] for row in cached_runs}
+    started = time.perf_counter()
     tables, why_environment = explain_cached(nets, keys, WHY_ANALYSES, plan.options.why,
                                              plan.progress,
                                              ResultCache(fresh=plan.options.fresh))
-    environment.update(why_environment)
+    environment.update(why_environment, why_seconds=round(time.perf_counter() - started, 1))
     if plan.progress is not None:
         planned = len(plan.models + siblings(plan.models)) * len(plan.options.train_seeds)
         plan.progress.update(plan.options.why.work(WHY_ANALYSES, planned - len(nets.nets)))

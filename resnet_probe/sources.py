@@ -56,6 +56,7 @@ class ModelSource:
     fingerprint: dict[str, Any] = field(default_factory=dict)  # what changes the model
     weights: Path | None = None  # a local state_dict loaded into every build
     inner: ModelSource | None = None  # plain:MODEL's MODEL
+    _traits: tuple[int | None, bool] | None = field(default=None, repr=False)
 
     @property
     def min_input_size(self) -> int:
@@ -66,13 +67,12 @@ class ModelSource:
         """(depth in weighted layers, has shortcuts); a foreign model is built to find out."""
         if self.spec is not None:
             return self.spec.depth, self.spec.shortcut
-        if "traits" not in self.fingerprint:
+        if self._traits is None:
             model = self.build()
-            depths = [i.depth for i in getattr(model, "layer_info", {}).values()
-                      if i.depth is not None]
-            self.fingerprint["traits"] = (max(depths, default=None),
-                                          self.kind != "plain" and bool(depths))
-        return self.fingerprint["traits"]
+            info = getattr(model, "layer_info", {})
+            depths = [i.depth for i in info.values() if i.depth is not None]
+            self._traits = (max(depths, default=None), self.kind != "plain" and bool(depths))
+        return self._traits
 
     def identity(self) -> dict[str, Any]:
         """What the run cache keys this model by: the spec, or the source and what it was
@@ -84,8 +84,13 @@ class ModelSource:
             return json.loads(json.dumps(dataclasses.asdict(self.spec), default=str))
         if self.inner is not None:
             return {"plain": self.inner.identity()}
-        return {"source": self.text, **{k: v for k, v in self.fingerprint.items()
-                                        if k != "traits"}}
+        if self.module is not None:  # what the module is and holds, not only its label
+            digest = hashlib.sha256(repr(self.module).encode())
+            for name, tensor in self.module.state_dict().items():
+                digest.update(name.encode())
+                digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+            return {"source": self.text, "module_sha256": digest.hexdigest()}
+        return {"source": self.text, **self.fingerprint}
 
     @property
     def is_zoo(self) -> bool:
@@ -110,6 +115,22 @@ class ModelSource:
         return torch.zeros(batch_size, self.in_channels, size, size)
 
 
+_GIVEN: dict[str, ModelSource] = {}  # nn.Modules handed to the API, by their label
+
+
+def given(model: nn.Module, name: str | None = None) -> str:
+    """Register an nn.Module under a label that resolves back to it, for code that passes
+    MODELs around as text (compare's sections, the training runs they record)."""
+    source = resolve(model, name=name)
+    label, index = source.text, 1
+    while label in _GIVEN and _GIVEN[label].module is not model:
+        index += 1
+        label = f"{source.text}#{index}"
+    source.text = label
+    _GIVEN[label] = source
+    return label
+
+
 def resolve(model: str | nn.Module | ModelSource, in_channels: int | None = None,
             input_size: int | None = None, name: str | None = None,
             weights: Path | None = None) -> ModelSource:
@@ -117,6 +138,8 @@ def resolve(model: str | nn.Module | ModelSource, in_channels: int | None = None
     ``input_size`` say what a foreign model takes (zoo models know)."""
     if isinstance(model, ModelSource):
         return model
+    if isinstance(model, str) and model in _GIVEN:
+        return _GIVEN[model]
     source = _resolve(model, in_channels, input_size, name)
     source.weights = Path(weights) if weights is not None else None
     return source
@@ -232,8 +255,10 @@ def _load_factory(source: ModelSource):
 def _build_foreign(source: ModelSource, num_classes, in_channels) -> nn.Module:
     from resnet_probe.surgery import SurgeryError, discover_structure, plain_twin
 
-    if source.kind == "module":
-        model = source.module
+    if source.kind == "module":  # a copy: measuring or training must not touch the user's
+        import copy
+
+        model = copy.deepcopy(source.module)
     elif source.kind == "plain":
         inner = source.inner
         original = inner.build(num_classes, in_channels)

@@ -246,3 +246,28 @@ def test_torchvision_names_say_what_to_install_when_it_is_missing(invoke):
     else:
         with pytest.raises(SourceError, match="no classification model"):
             resolve("torchvision:resnet51")
+
+
+@pytest.mark.slow
+def test_compare_takes_modules_and_leaves_them_untouched(tmp_path):
+    from resnet_probe.analysis import AnalysisOptions
+    from resnet_probe.measure.dynamics import DynamicsConfig
+    from resnet_probe.measure.gradients import GradientConfig
+    from resnet_probe.measure.latency import LatencyConfig
+    from resnet_probe.train.loop import TrainConfig
+
+    residual, plain = build_model("resnet8"), build_model("plain8")
+    before = {k: v.clone() for k, v in residual.state_dict().items()}
+    result = rp.compare(
+        [residual, plain], out=tmp_path, input_size=32,
+        latency=LatencyConfig(repeats=2, warmup=1, sweep_batch_sizes=(1,), input_size=32),
+        gradients=GradientConfig(batch_size=4, seeds=(0,), shatter_points=8),
+        dynamics=DynamicsConfig(steps=(0, 1), batch_size=4),
+        train=TrainConfig(steps=4, batch_size=16, eval_every=2, grad_norm_every=2,
+                          checkpoint_every=2, warmup_steps=1),
+        why=AnalysisOptions(lesion_samples=1, landscape_points=3, landscape_limit=16))
+    assert result.models == ["resnet8", "plain8"]
+    assert set(result.tables["train_final"]["model"]) == {"resnet8", "plain8"}
+    assert "lesion_blocks" in result.tables
+    assert result.report_path.name == "compare-resnet8-vs-plain8.html"
+    assert all(torch.equal(before[k], v) for k, v in residual.state_dict().items())
