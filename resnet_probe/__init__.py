@@ -78,8 +78,6 @@ def compare(models: list, out: str | Path = "reports", inline_plotly: bool = Fal
     under ``out`` and return a CompareResult whose ``tables`` are DataFrames and whose
     ``report_path`` is the page. ``options`` take CompareOptions' fields (``train=None``
     skips training)."""
-    from torch import nn
-
     from resnet_probe.comparison import CompareOptions, run_compare
     from resnet_probe.report import write_compare_report
     from resnet_probe.sources import given
@@ -88,10 +86,10 @@ def compare(models: list, out: str | Path = "reports", inline_plotly: bool = Fal
         write_compare_report(partial, Path(out), inline_plotly)
 
     # An nn.Module is compared under its label (its .name, else its class name).
-    labels = [given(m) if isinstance(m, nn.Module) else m for m in models]
-    result = run_compare(labels, CompareOptions(**options), out_dir=Path(out),
-                         before_training=early_report)
-    result.report_path = write_compare_report(result, Path(out), inline_plotly)
+    with given(list(models)) as labels:
+        result = run_compare(labels, CompareOptions(**options), out_dir=Path(out),
+                             before_training=early_report)
+        result.report_path = write_compare_report(result, Path(out), inline_plotly)
     return result
 
 

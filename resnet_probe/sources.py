@@ -16,12 +16,14 @@ zoo's) get their block and stage structure discovered from their graph, as ``lay
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import importlib.util
 import inspect
 import json
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -118,17 +120,29 @@ class ModelSource:
 _GIVEN: dict[str, ModelSource] = {}  # nn.Modules handed to the API, by their label
 
 
-def given(model: nn.Module, name: str | None = None) -> str:
-    """Register an nn.Module under a label that resolves back to it, for code that passes
-    MODELs around as text (compare's sections, the training runs they record)."""
-    source = resolve(model, name=name)
-    label, index = source.text, 1
-    while label in _GIVEN and _GIVEN[label].module is not model:
-        index += 1
-        label = f"{source.text}#{index}"
-    source.text = label
-    _GIVEN[label] = source
-    return label
+@contextlib.contextmanager
+def given(models: list) -> Iterator[list[str]]:
+    """Labels for a list of MODELs in which nn.Modules stand beside names: inside the block
+    each module's label (its ``.name``, else its class name) resolves back to it, for code
+    that passes MODELs around as text (compare's sections, the training runs they record).
+    The labels shadow any model of the same name only inside the block."""
+    labels, added = [], []
+    try:
+        for model in models:
+            if not isinstance(model, nn.Module):
+                labels.append(model)
+                continue
+            source = resolve(model)
+            if source.text in _GIVEN:
+                raise SourceError(f"two models are labelled {source.text!r}; give each "
+                                  f"module its own .name")
+            _GIVEN[source.text] = source
+            added.append(source.text)
+            labels.append(source.text)
+        yield labels
+    finally:
+        for label in added:
+            _GIVEN.pop(label, None)
 
 
 def resolve(model: str | nn.Module | ModelSource, in_channels: int | None = None,

@@ -271,3 +271,14 @@ def test_compare_takes_modules_and_leaves_them_untouched(tmp_path):
     assert "lesion_blocks" in result.tables
     assert result.report_path.name == "compare-resnet8-vs-plain8.html"
     assert all(torch.equal(before[k], v) for k, v in residual.state_dict().items())
+    assert resolve("resnet8").is_zoo  # the module's label shadowed the name only inside
+
+
+def test_gradients_of_a_plain_twin_see_its_blocks():
+    import math
+
+    analysis = rp.GradientAnalysis("plain:resnet8", batch_size=4, seeds=(0,))
+    blocks = analysis.by_block()
+    assert blocks["block"].tolist() == ["layer1.0", "layer2.0", "layer3.0"]
+    assert blocks["act_grad_norm"].notna().all()
+    assert math.isfinite(analysis.by_model()["grad_ratio_first_last"].item())

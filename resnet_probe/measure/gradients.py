@@ -198,11 +198,11 @@ def run_probe(model: ResNet, x: torch.Tensor, y: torch.Tensor
 
     def install(session) -> None:
         for name, module in model.named_modules():
-            if name in blocks:
-                session.add(module.register_forward_hook(_block_hook(name, grads, stds,
-                                                                     grad_order, nonfinite_grad)))
             if name and is_leaf(module):
                 session.add(module.register_forward_hook(_finite_hook(name, nonfinite_forward)))
+        for name, block in blocks.items():  # a plain twin's blocks are output markers
+            session.add(block.register_forward_hook(_block_hook(name, grads, stds, grad_order,
+                                                                nonfinite_grad)))
         for name, block in blocks.items():
             if isinstance(block, _Block):  # elsewhere the block output stands for the join
                 _watch_join(session, name, block, joins.setdefault(name, {}))
