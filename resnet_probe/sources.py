@@ -122,17 +122,18 @@ _GIVEN: dict[str, ModelSource] = {}  # nn.Modules handed to the API, by their la
 
 @contextlib.contextmanager
 def given(models: list) -> Iterator[list[str]]:
-    """Labels for a list of MODELs in which nn.Modules stand beside names: inside the block
-    each module's label (its ``.name``, else its class name) resolves back to it, for code
+    """Labels for a list of MODELs in which nn.Modules (or resolved ModelSources) stand
+    beside names: inside the block each one's label (a module's ``.name``, else its class
+    name; a source's text) resolves back to it, for code
     that passes MODELs around as text (compare's sections, the training runs they record).
     The labels shadow any model of the same name only inside the block."""
     labels, added = [], []
     try:
         for model in models:
-            if not isinstance(model, nn.Module):
+            if not isinstance(model, (nn.Module, ModelSource)):
                 labels.append(model)
                 continue
-            source = resolve(model)
+            source = resolve(model)  # a ModelSource keeps what it takes (--in-channels)
             if source.text in _GIVEN:
                 raise SourceError(f"two models are labelled {source.text!r}; give each "
                                   f"module its own .name")

@@ -15,6 +15,7 @@ Stages are runs of blocks between changes of spatial size (found with fx's Shape
 from __future__ import annotations
 
 import operator
+import weakref
 from dataclasses import dataclass
 
 import torch
@@ -39,7 +40,8 @@ class ResidualAdd:
     block: str  # the module owning the add ("" when it is the root's own code)
     branch: str  # fx node names of the two operands
     shortcut: str
-    shortcut_modules: tuple[str, ...]  # projection modules (empty for an identity)
+    shortcut_modules: tuple[str, ...]  # modules on the shortcut (projection, zero-pad)
+    identity: bool  # the shortcut is the block input itself
 
 
 def trace(model: nn.Module) -> fx.GraphModule:
@@ -72,18 +74,19 @@ def residual_adds(graph_module: fx.GraphModule) -> list[ResidualAdd]:
         if not common:
             continue
         start = max(common, key=lambda n: len(ancestors[n]))  # the nearest shared ancestor
-        sides = {}
-        for operand in (a, b):
-            between = (ancestors[operand] | {operand}) - ancestors[start] - {start}
-            sides[operand] = [n for n in between if n.op == "call_module"
-                              and isinstance(modules[n.target], WEIGHTED + (nn.BatchNorm2d,))]
-        branch, shortcut = (a, b) if len(sides[a]) > len(sides[b]) else (b, a)
-        if not any(isinstance(modules[n.target], nn.Conv2d) for n in sides[branch]):
+        between = {operand: (ancestors[operand] | {operand}) - ancestors[start] - {start}
+                   for operand in (a, b)}
+        weighted = {operand: [n for n in nodes if n.op == "call_module" and isinstance(
+            modules[n.target], WEIGHTED + (nn.BatchNorm2d,))] for operand, nodes in
+            between.items()}
+        branch, shortcut = (a, b) if len(weighted[a]) > len(weighted[b]) else (b, a)
+        if not any(isinstance(modules[n.target], nn.Conv2d) for n in weighted[branch]):
             continue
         stack = node.meta.get("nn_module_stack") or {}
-        projection = tuple(sorted(n.target for n in sides[shortcut]))
+        on_shortcut = tuple(sorted(n.target for n in between[shortcut]
+                                   if n.op == "call_module"))
         adds.append(ResidualAdd(node.name, _module_path(stack), branch.name, shortcut.name,
-                                projection))
+                                on_shortcut, identity=shortcut is start))
     return adds
 
 
@@ -125,6 +128,10 @@ def plain_twin(model: nn.Module, example: torch.Tensor | None = None) -> fx.Grap
     graph_module.graph.eliminate_dead_code()
     graph_module.delete_all_unused_submodules()
     blocks = list(dict.fromkeys(add.block for add in adds))
+    # An identity block's input node survives (the branch reads it): the lesion study
+    # replaces such a block by the identity. A projection block has no such input.
+    graph_module.block_inputs = {add.block: add.shortcut if add.identity else None
+                                 for add in adds}
     graph_module.block_outputs = _mark_block_outputs(graph_module, blocks)
     graph_module.recompile()
     graph_module.residual_blocks = blocks  # what the twin's original had
@@ -174,10 +181,63 @@ def _mark_block_outputs(graph_module: fx.GraphModule, blocks: list[str]
     return markers
 
 
+_TRACES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def traced(model: nn.Module) -> fx.GraphModule:
+    """``model`` traced once (kept while the model lives): a GraphModule sharing its modules."""
+    if isinstance(model, fx.GraphModule):
+        return model
+    if model not in _TRACES:
+        _TRACES[model] = trace(model)
+    return _TRACES[model]
+
+
+def deletable_blocks(model: nn.Module) -> dict[str, tuple[bool, str | None]]:
+    """Per block of a foreign model or plain twin: (downsampling, why it cannot be deleted)."""
+    if getattr(model, "block_outputs", None):  # a plain twin: identity blocks only
+        return {block: (source is None, None if source is not None else
+                        "changes shape and has no shortcut to keep, so no identity can "
+                        "replace it")
+                for block, source in model.block_inputs.items()}
+    return {add.block: (not add.identity, None) for add in residual_adds(traced(model))}
+
+
+def lesioned_graph(model: nn.Module, blocks: list[str]) -> fx.GraphModule:
+    """A graph of ``model`` with ``blocks`` deleted, sharing its parameters: each residual
+    add becomes its shortcut operand (the block's branch is gone, its projection kept); in a
+    plain twin an identity-shaped block's output marker reads the block's input instead."""
+    import copy
+
+    source = traced(model)
+    graph = copy.deepcopy(source.graph)
+    nodes = {node.name: node for node in graph.nodes}
+    if getattr(model, "block_outputs", None):
+        for block in blocks:
+            start = model.block_inputs.get(block)
+            if start is None:
+                raise ValueError(f"{block}: {deletable_blocks(model)[block][1]}")
+            marker = next(n for n in graph.nodes if n.op == "call_module"
+                          and n.target == f"{block}.{BLOCK_OUTPUT}")
+            marker.args = (nodes[start],)
+    else:
+        adds = {add.block: add for add in residual_adds(source)}
+        for block in blocks:
+            node = nodes[adds[block].node]
+            node.replace_all_uses_with(nodes[adds[block].shortcut])
+            graph.erase_node(node)
+    lesioned = fx.GraphModule(source, graph)
+    lesioned.graph.eliminate_dead_code()  # the deleted branches (DCE needs the owner)
+    lesioned.recompile()
+    return lesioned
+
+
 def block_modules(model: nn.Module) -> dict[str, nn.Module]:
     """The module whose output is each block's output: the zoo's blocks, a plain twin's
     markers, or the owners of the residual adds found in a foreign model's ``layer_info``."""
-    if hasattr(model, "blocks") and callable(model.blocks):
+    from resnet_probe.zoo import ResNet
+
+    if isinstance(model, ResNet):
         return dict(model.blocks())
     if getattr(model, "block_outputs", None):
         return dict(model.block_outputs)

@@ -282,3 +282,49 @@ def test_gradients_of_a_plain_twin_see_its_blocks():
     assert blocks["block"].tolist() == ["layer1.0", "layer2.0", "layer3.0"]
     assert blocks["act_grad_norm"].notna().all()
     assert math.isfinite(analysis.by_model()["grad_ratio_first_last"].item())
+
+
+def test_lesions_on_the_graph_equal_the_zoos_own_for_every_block():
+    from resnet_probe.analysis.lesion import block_table, lesioned
+    from resnet_probe.surgery import lesioned_graph
+
+    torch.manual_seed(0)
+    model = build_model("resnet20").eval()
+    x = torch.randn(3, 3, 32, 32)
+    for row in block_table(model):  # option A: zero-pad shortcuts at the downsampling blocks
+        with torch.no_grad():
+            on_graph = lesioned_graph(model, [row["block"]])(x)
+            with lesioned(model, [row["block"]]) as deleted:  # the zoo's: forward patched
+                assert torch.equal(on_graph, deleted(x)), row
+
+
+def test_a_plain_twins_lesions_and_responses_match_the_zoos_plain_net():
+    from resnet_probe.analysis.lesion import block_table, lesioned
+    from resnet_probe.analysis.responses import layer_responses
+
+    torch.manual_seed(0)
+    twin = resolve("plain:resnet20").build().eval()
+    plain = build_model("plain20").eval()
+    plain.load_state_dict(twin.state_dict(), strict=True)
+    refusals = lambda net: [(r["block"], r["not_deletable_because"] is None)  # noqa: E731
+                            for r in block_table(net)]
+    assert refusals(twin) == refusals(plain)
+    x = torch.randn(3, 3, 32, 32)
+    with torch.no_grad(), lesioned(twin, ["layer2.1"]) as a, lesioned(plain, ["layer2.1"]) as b:
+        assert torch.equal(a(x), b(x))
+    ours = [(r["layer"], r["response_std"]) for r in layer_responses(twin, x)]
+    theirs = [(r["layer"], r["response_std"]) for r in layer_responses(plain, x)]
+    assert ours == theirs
+
+
+@pytest.mark.slow
+def test_compare_a_user_model_with_its_plain_twin_on_one_channel(invoke, user_file, tmp_path):
+    result = invoke("compare", f"{user_file}:build", f"plain:{user_file}:build",
+                    "--in-channels", "1", "--input-size", "28", "--no-latency",
+                    "--train-steps", "30", "--seeds", "0", "--out", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    data = next(tmp_path.glob("compare-*-data"))
+    summary = json.loads((data / "summary.json").read_text())
+    assert [row["params"] for row in summary] == [USER_PARAMS, USER_PARAMS]
+    lesions = json.loads((data / "lesion_blocks.json").read_text())
+    assert {row["block"] for row in lesions} == {"blocks.0", "blocks.1"}

@@ -109,12 +109,18 @@ def test_compare_torchvision_resnet50_with_its_plain_twin_writes_a_full_report(
         dynamics=DynamicsConfig(steps=(0, 1), batch_size=4, seeds=(0,)),
         train=TrainConfig(steps=4, batch_size=8, eval_every=2, grad_norm_every=2,
                           checkpoint_every=2, warmup_steps=1),
-        why=AnalysisOptions(lesion_samples=1, landscape_points=3, landscape_limit=16))
+        why=AnalysisOptions(limit=32, lesion_views=("block",), landscape_points=3,
+                            landscape_limit=16))
     for table in ("summary", "layer_costs", "stage_costs", "latency_models", "gradient_blocks",
-                  "train_final", "landscape"):
+                  "train_final", "landscape", "lesion_blocks", "responses"):
         assert table in result.tables and not result.tables[table].empty, table
     summary = result.tables["summary"].set_index("model")
     assert summary.loc["plain:torchvision:resnet50", "params"] == 22_780_456
+    lesions = result.tables["lesion_blocks"].set_index("model")
+    twin = lesions.loc["plain:torchvision:resnet50"]
+    # torchvision's 4 projection blocks cannot be deleted from the twin, per seed trained
+    assert twin["not_deletable_because"].notna().sum() == 4 * twin["seed"].nunique()
+    assert lesions.loc["torchvision:resnet50", "error"].notna().all()
     stages = result.tables["stage_costs"]
     assert set(stages["stage"]) >= {"stem", "stage1", "stage4", "head"}
     page = result.report_path.read_text()

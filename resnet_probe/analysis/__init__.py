@@ -36,7 +36,6 @@ from resnet_probe.results import frame, to_json_records
 from resnet_probe.stats import paired_mean_difference
 from resnet_probe.train.cache import ResultCache
 from resnet_probe.train.verdict import TRAINED_FRACTION
-from resnet_probe.zoo import ResNet
 
 
 class Analysis(StrEnum):
@@ -88,11 +87,7 @@ def analyse(runs: TrainedRuns, analyses: tuple[Analysis, ...] = tuple(Analysis),
     for net in runs.nets:
         key = {"model": net.model, "seed": net.seed, "net_depth": net.depth,
                "shortcut": net.shortcut}
-        zoo = isinstance(net.net, ResNet)  # lesions and responses read the zoo's blocks
-        if not zoo:  # keep the progress total true
-            for _ in {Analysis.LESION, Analysis.RESPONSES} & set(analyses):
-                _step(progress)
-        if Analysis.LESION in analyses and zoo:
+        if Analysis.LESION in analyses:
             _describe(progress, "lesions", net)
             if "block" in options.lesion_views:
                 rows.setdefault("lesion_blocks", []).extend(
@@ -103,7 +98,7 @@ def analyse(runs: TrainedRuns, analyses: tuple[Analysis, ...] = tuple(Analysis),
                         net.net, x, y, options.lesion_samples, options.lesion_max_removed,
                         seed=net.seed))
             _step(progress)
-        if Analysis.RESPONSES in analyses and zoo:
+        if Analysis.RESPONSES in analyses:
             _describe(progress, "layer responses", net)
             rows.setdefault("responses", []).extend(
                 {**key, **row} for row in layer_responses(net.net, x))
@@ -146,13 +141,9 @@ def explain(runs: TrainedRuns, analyses: tuple[Analysis, ...] = tuple(Analysis),
     (``why_*`` environment keys: data, nets not analysed, nets that did not train, rule)."""
     tables = analyse(runs, analyses, options, progress)
     tables["why_findings"] = findings(tables)
-    wanted = [a.value for a in analyses if a is not Analysis.LANDSCAPE]
-    foreign = [f"{net.model} seed {net.seed}: {' and '.join(wanted)} need a zoo model's "
-               f"blocks (foreign nets get the landscape only)"
-               for net in runs.nets if wanted and not isinstance(net.net, ResNet)]
     bar = TRAINED_FRACTION * (1 - 1 / runs.dataset.num_classes)
     environment = {"why_data": data_note(runs, options), "why_rule": FINDINGS_RULE,
-                   "why_not_analysed": list(runs.skipped) + foreign,
+                   "why_not_analysed": list(runs.skipped),
                    "why_untrained": [f"{net.model} seed {net.seed} ({net.final_train_error:.3f}"
                                      f" ≥ {bar:.3f})" for net in runs.nets
                                      if net.final_train_error >= bar]}

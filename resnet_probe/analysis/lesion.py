@@ -5,6 +5,10 @@ Deleting a residual block removes its branch and keeps its shortcut: the block r
 shortcut in a pre-activation net. A plain block has no shortcut to keep; it is replaced by the
 identity, which exists only where the block keeps its input's shape. A shape-changing plain
 block cannot be deleted, and is listed with that reason rather than skipped.
+
+Foreign nets (torchvision, timm, user code) and their plain twins are lesioned on their fx
+graph (surgery.py): the residual add becomes its shortcut operand, or a twin's identity-shaped
+block's output reads the block's input, the same deletions by the same block boundaries.
 """
 
 from __future__ import annotations
@@ -18,12 +22,18 @@ from typing import Any
 import torch
 from torch import nn
 
+from resnet_probe.surgery import deletable_blocks, lesioned_graph
+from resnet_probe.zoo import ResNet
 from resnet_probe.zoo.blocks import ZeroPadShortcut, _Block
 
 
 def block_table(net: nn.Module) -> list[dict[str, Any]]:
     """One row per block: its name, stage, whether it downsamples, and why it cannot be
     deleted (None when it can)."""
+    if not isinstance(net, ResNet):
+        return [{"block": block, "stage": net.layer_info[block].stage,
+                 "downsampling": downsampling, "not_deletable_because": reason}
+                for block, (downsampling, reason) in deletable_blocks(net).items()]
     rows = []
     for name, block in net.blocks():
         info = net.layer_info[name]
@@ -54,7 +64,15 @@ def _deleted_forward(block: _Block):
 
 @contextlib.contextmanager
 def lesioned(net: nn.Module, names: list[str]) -> Iterator[nn.Module]:
-    """``net`` with the named blocks deleted, restored on exit."""
+    """``net`` with the named blocks deleted (evaluate what this yields); restored on exit."""
+    if not isinstance(net, ResNet):
+        known = deletable_blocks(net)
+        unknown = [name for name in names if name not in known]
+        if unknown:
+            raise ValueError(f"no such block(s): {', '.join(unknown)}; blocks are "
+                             f"{', '.join(known)}")
+        yield lesioned_graph(net, names).eval()
+        return
     blocks = dict(net.blocks())
     unknown = [name for name in names if name not in blocks]
     if unknown:
@@ -89,8 +107,8 @@ def lesion_by_block(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> list[di
     for row in block_table(net):
         error = None
         if row["not_deletable_because"] is None:
-            with lesioned(net, [row["block"]]):
-                error = error_on(net, x, y)
+            with lesioned(net, [row["block"]]) as deleted:
+                error = error_on(deleted, x, y)
         rows.append({**row, "error": error, "baseline_error": baseline})
     return rows
 
@@ -107,8 +125,8 @@ def lesion_by_count(net: nn.Module, x: torch.Tensor, y: torch.Tensor, samples: i
         draws = 1 if removed == 0 else samples
         errors = []
         for _ in range(draws):
-            with lesioned(net, chooser.sample(candidates, removed)):
-                errors.append(error_on(net, x, y))
+            with lesioned(net, chooser.sample(candidates, removed)) as deleted:
+                errors.append(error_on(deleted, x, y))
         rows.append({"removed": removed, "error": statistics.fmean(errors),
                      "error_std": statistics.stdev(errors) if len(errors) > 1 else 0.0,
                      "samples": draws, "candidates": len(candidates)})

@@ -12,11 +12,28 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import torch.fx as fx
 from torch import nn
+
+from resnet_probe.surgery import traced
+from resnet_probe.zoo import ResNet
 
 
 def response_layers(net: nn.Module) -> list[tuple[str, nn.Module]]:
-    """(name, module whose output is the response) for each 3x3 conv, in forward order."""
+    """(name, module whose output is the response) for each 3x3 conv, in forward order. A
+    foreign net's are read from its fx graph: each BN fed directly by a 3x3 conv."""
+    if not isinstance(net, ResNet):
+        modules = dict(net.named_modules())
+        layers = []
+        for node in traced(net).graph.nodes:
+            if node.op != "call_module" or not isinstance(modules[node.target], nn.BatchNorm2d):
+                continue
+            source = node.args[0]
+            if (isinstance(source, fx.Node) and source.op == "call_module"
+                    and isinstance(modules[source.target], nn.Conv2d)
+                    and modules[source.target].kernel_size == (3, 3)):
+                layers.append((node.target, modules[node.target]))
+        return layers
     layers = []
     stem = net.conv1
     if isinstance(stem, nn.Conv2d) and stem.kernel_size == (3, 3) and hasattr(net, "bn1"):
@@ -47,7 +64,8 @@ def layer_responses(net: nn.Module, x: torch.Tensor) -> list[dict[str, Any]]:
     finally:
         for handle in handles:
             handle.remove()
-    rows = [{"layer": name, "depth": net.layer_info[name].depth,
+    info = getattr(net, "layer_info", {})
+    rows = [{"layer": name, "depth": info[name].depth if name in info else None,
              "response_std": outputs[name].std(unbiased=False).item()}
             for name, _ in layers]
     order = sorted(range(len(rows)), key=lambda i: -rows[i]["response_std"])

@@ -140,12 +140,14 @@ def degradation(family, depths, preact, dataset, data_dir, steps, epochs, seeds,
               "training section.")
 @click.option("--no-latency", is_flag=True, help="Skip the latency section.")
 @device_option("Device for the latency and training sections; auto picks CUDA when present.")
+@click.option("--in-channels", type=click.IntRange(min=1), default=None,
+              help="Input channels of the foreign models [default: 3].")
 @fresh_option
 @no_why_option
 @inline_plotly_option
 @user_errors
 def compare(models, out, input_size, no_train, train_steps, seeds, from_degradation,
-            no_latency, device, fresh, no_why, inline_plotly) -> None:
+            no_latency, device, in_channels, fresh, no_why, inline_plotly) -> None:
     """Compare MODELS in one HTML report; the first model is the baseline.
 
     \b
@@ -162,6 +164,7 @@ def compare(models, out, input_size, no_train, train_steps, seeds, from_degradat
     from resnet_probe.comparison import CompareOptions, run_compare, validate_models
     from resnet_probe.report import compare_report_name, write_compare_report
     from resnet_probe.results import check_writable_dir, measurable_deltas
+    from resnet_probe.sources import given, resolve
 
     validate_models(list(models), input_size)
     out = check_writable_dir(out)
@@ -176,8 +179,11 @@ def compare(models, out, input_size, no_train, train_steps, seeds, from_degradat
         bar.write("report written (training in progress; the page is rewritten when it "
                   "finishes)", file=sys.stderr)
 
-    with progress_bar(options.progress_total(list(models)), "compare") as bar:
-        result = run_compare(list(models), options, bar, out_dir=out,
+    # With --in-channels, each name resolves to a source that remembers it.
+    resolved = [resolve(m, in_channels, input_size) for m in models] if in_channels else models
+    with (progress_bar(options.progress_total(list(models)), "compare") as bar,
+          given(list(resolved)) as labels):
+        result = run_compare(labels, options, bar, out_dir=out,
                              command_line=command_line(), before_training=early_report)
         bar.set_description("writing report")
         path = write_compare_report(result, out, inline_plotly)
