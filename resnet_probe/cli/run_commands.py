@@ -78,7 +78,7 @@ def degradation(family, depths, preact, dataset, data_dir, steps, epochs, seeds,
 
     \b
     Examples:
-      resnet-probe degradation                        (digits, 20 vs 56, 3 seeds, ~10 min)
+      resnet-probe degradation                  (digits, 20 vs 56, 3 seeds, ~14 min on 2 cores)
       resnet-probe degradation --depths 20,32,44,56 --seeds 0,1,2 --steps 600
       resnet-probe degradation --dataset cifar10 --augment --epochs 10 --device cuda
       torchrun --nproc_per_node 4 -m resnet_probe degradation --device cuda --seeds 0,1
