@@ -395,8 +395,9 @@ def training_section(plan: _Plan) -> SectionResult | None:
                                               stop_when_settled=True),
                             out_dir=Path(runs), progress=plan.progress, dataset=dataset,
                             on_run_done=latest.append, cache=plan.cache)
-            why_tables = _explained(plan, Path(runs), dataset, environment,
-                                    latest[-1].cached_runs if latest else [])
+            why_tables, why_environment = _explained(
+                plan, Path(runs), dataset, latest[-1].cached_runs if latest else [])
+            environment.update(why_environment)
         except KeyboardInterrupt as error:
             interruption = error
             environment["interrupted"] = True
@@ -417,13 +418,13 @@ def training_section(plan: _Plan) -> SectionResult | None:
 WHY_ANALYSES = tuple(Analysis)
 
 
-def _explained(plan: _Plan, runs: Path, dataset, environment: dict[str, Any],
-               cached_runs: list[dict[str, Any]]) -> dict[str, pd.DataFrame]:
-    """The analyses of the nets just trained (their checkpoints are in ``runs``), reused from
-    the cache when the same runs were analysed before; the progress bar is moved past the
-    work the early stop left out."""
+def _explained(plan: _Plan, runs: Path, dataset, cached_runs: list[dict[str, Any]]
+               ) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
+    """The analyses of the nets just trained (their checkpoints are in ``runs``) and their
+    environment part, reused from the cache when the same runs were analysed before; the
+    progress bar is moved past the work the early stop left out."""
     if plan.options.why is None:
-        return {}
+        return {}, {}
     nets = collect(sorted((runs / RUNS).glob("*.pt")), dataset, "this comparison's training "
                    "runs (their final weights)")
     keys = {(row["model"], row["seed"]): row["cache_key"] for row in cached_runs}
@@ -431,11 +432,10 @@ def _explained(plan: _Plan, runs: Path, dataset, environment: dict[str, Any],
     tables, why_environment = explain_cached(nets, keys, WHY_ANALYSES, plan.options.why,
                                              plan.progress,
                                              ResultCache(fresh=plan.options.fresh))
-    environment.update(why_environment, why_seconds=round(time.perf_counter() - started, 1))
     if plan.progress is not None:
         planned = len(plan.models + siblings(plan.models)) * len(plan.options.train_seeds)
         plan.progress.update(plan.options.why.work(WHY_ANALYSES, planned - len(nets.nets)))
-    return tables
+    return tables, {**why_environment, "why_seconds": round(time.perf_counter() - started, 1)}
 
 
 def seed_differences(per_seed: pd.DataFrame, models: list[str], metric: str) -> pd.DataFrame:
