@@ -288,19 +288,22 @@ def _seed_mean(df: pd.DataFrame, keys: list[str], value: str) -> pd.DataFrame:
 
 
 def lesion_blocks(rows: pd.DataFrame) -> go.Figure:
-    df = rows.dropna(subset=["error"])
-    df = _seed_mean(df, ["model", "block", "downsampling"], "error")
+    # Each model's blocks by position from the input, so nets of different depths share
+    # an axis; the hover names the block. Undeletable blocks leave a gap in the line.
+    df = _seed_mean(rows, ["model", "block", "downsampling"], "error")
+    df["position"] = df.groupby("model", sort=False).cumcount()
     df["block kind"] = np.where(df["downsampling"], "downsampling", "keeps shape")
-    fig = px.scatter(df, x="block", y="error", error_y="error_std", color="model",
-                     symbol="block kind", color_discrete_map=_by_model(df),
+    fig = px.scatter(df.dropna(subset=["error"]), x="position", y="error", error_y="error_std",
+                     color="model", symbol="block kind", hover_data=["block"],
+                     color_discrete_map=_by_model(df),
                      title="Error with one block deleted (mean ± std over seeds); a plain "
                      "net's shape-changing blocks cannot be deleted")
     for model, group in df.groupby("model", sort=False):
-        fig.add_trace(go.Scatter(x=group["block"], y=group["error"], mode="lines",
+        fig.add_trace(go.Scatter(x=group["position"], y=group["error"], mode="lines",
                                  line=dict(color=_by_model(df)[model], width=1),
                                  showlegend=False, hoverinfo="skip"))
-    return fig.update_layout(xaxis_title="deleted block", yaxis_title="test error",
-                             yaxis_range=[0, 1])
+    return fig.update_layout(xaxis_title="deleted block (position from the input)",
+                             yaxis_title="test error", yaxis_range=[0, 1])
 
 
 def lesion_count(rows: pd.DataFrame) -> go.Figure:
