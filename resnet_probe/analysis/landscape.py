@@ -53,7 +53,7 @@ def landscape(net: nn.Module, x: torch.Tensor, y: torch.Tensor, points: int = 21
               extent: float = 1.0, dims: int = 1, seed: int = 0,
               progress: Progress | None = None) -> list[dict[str, Any]]:
     """Loss and error at θ + α·d1 (+ β·d2) for α, β on a ``points``-point grid over
-    [-extent, extent]. Rows: ``alpha``, ``beta`` (None for 1-D), ``loss``, ``error``."""
+    [-extent, extent]. Rows: ``alpha``, ``beta`` (2-D only), ``loss``, ``error``."""
     if dims not in (1, 2):
         raise ValueError(f"dims must be 1 or 2: {dims}")
     if points < 3 or points % 2 == 0:
@@ -73,8 +73,10 @@ def landscape(net: nn.Module, x: torch.Tensor, y: torch.Tensor, points: int = 21
                     moved = moved + float(beta) * directions[1][name]
                 parameter.copy_(moved)
             loss, error = _loss_and_error(net, x, y)
-            rows.append({"alpha": float(alpha), "beta": None if beta is None else float(beta),
-                         "loss": loss, "error": error})
+            row = {"alpha": float(alpha), "loss": loss, "error": error}
+            if beta is not None:  # 1-D slices have no beta column
+                row["beta"] = float(beta)
+            rows.append(row)
             if progress is not None:
                 progress.update(1)
     finally:
@@ -90,7 +92,7 @@ def slice_summary(rows: list[dict[str, Any]], at: float = 0.5) -> dict[str, Any]
     curvature. For a 2-D grid, ``nonconvexity`` is the median over the grid of
     max(0, -λmin)/|λmax| of the 2x2 finite-difference Hessian (Li et al.'s |λmin/λmax| where
     λmin < 0)."""
-    one_d = [row for row in rows if row["beta"] is None]
+    one_d = [row for row in rows if row.get("beta") is None]
     summary: dict[str, Any] = {}
     if one_d:
         alphas = np.array([row["alpha"] for row in one_d])
@@ -103,7 +105,7 @@ def slice_summary(rows: list[dict[str, Any]], at: float = 0.5) -> dict[str, Any]
                         "curvature_ratio": float(curvature.min() / curvature.max())
                         if curvature.max() > 0 else float("nan"),
                         "concave_fraction": float((curvature < 0).mean())})
-    two_d = [row for row in rows if row["beta"] is not None]
+    two_d = [row for row in rows if row.get("beta") is not None]
     if two_d:
         summary["nonconvexity"] = _grid_nonconvexity(two_d)
         centre_row = min(two_d, key=lambda row: abs(row["alpha"]) + abs(row["beta"]))

@@ -167,7 +167,8 @@ def landscape(run, points, dims, extent, limit, direction_seed, summary, out, in
     if summary:
         emit(tables["landscape_summary"], fmt)
     else:
-        emit(tables["landscape"], fmt, ["model", "seed", "alpha", "beta", "loss", "error"]
+        emit(tables["landscape"], fmt, ["model", "seed", "alpha", *(["beta"] * (dims == 2)),
+                                        "loss", "error"]
              if fmt == "table" else None)
 
 

@@ -335,7 +335,8 @@ def layer_responses(rows: pd.DataFrame) -> go.Figure:
 
 
 def landscape_slices(rows: pd.DataFrame) -> go.Figure:
-    df = _seed_mean(rows[rows["beta"].isna()], ["model", "alpha"], "loss")
+    one_d = rows[rows["beta"].isna()] if "beta" in rows else rows
+    df = _seed_mean(one_d, ["model", "alpha"], "loss")
     fig = px.line(df, x="alpha", y="loss", error_y="loss_std", color="model",
                   color_discrete_map=_by_model(df), markers=True, log_y=True,
                   title="Training loss along a filter-normalised random direction around the "

@@ -447,7 +447,7 @@ def why_section(tables: dict[str, pd.DataFrame], environment: dict, number: str 
                      "filter-normalised random directions; a steeper, more chaotic slice is "
                      "harder to optimise.")
         section.figure(figures.landscape_slices(tables["landscape"]))
-        if tables["landscape"]["beta"].notna().any():
+        if "beta" in tables["landscape"] and tables["landscape"]["beta"].notna().any():
             section.figure(figures.landscape_surfaces(tables["landscape"]))
     if "landscape_summary" in tables:
         section.table(tables["landscape_summary"], caption="Landscape summary per net: loss "
