@@ -427,9 +427,8 @@ def _explained(plan: _Plan, runs: Path, dataset, cached_runs: list[dict[str, Any
         return {}, {}
     nets = collect(sorted((runs / RUNS).glob("*.pt")), dataset, "this comparison's training "
                    "runs (their final weights)")
-    keys = {(row["model"], row["seed"]): row["cache_key"] for row in cached_runs}
     started = time.perf_counter()
-    tables, why_environment = explain_cached(nets, keys, WHY_ANALYSES, plan.options.why,
+    tables, why_environment = explain_cached(nets, cached_runs, WHY_ANALYSES, plan.options.why,
                                              plan.progress,
                                              ResultCache(fresh=plan.options.fresh))
     if plan.progress is not None:

@@ -91,10 +91,8 @@ class DegradationExperiment:
         if self.why is not None and self.is_main:
             nets = collect(sorted((self.out / RUNS).glob("*.pt")), self.dataset,
                            f"degradation run {self.out}")
-            keys = {(row["model"], row["seed"]): row["cache_key"]
-                    for row in result.cached_runs}
             why_tables, why_environment = explain_cached(
-                nets, keys, tuple(Analysis), self.why, progress,
+                nets, result.cached_runs, tuple(Analysis), self.why, progress,
                 ResultCache(fresh=self.cache.fresh))
             self.write_report(result, why_tables, why_environment)
         return result

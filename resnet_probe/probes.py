@@ -32,14 +32,16 @@ class FlopAnalysis:
     def __init__(self, model: Model, inputs: torch.Tensor | tuple[int, ...] | None = None, *,
                  input_size: int | None = None, in_channels: int | None = None,
                  engine: str = DEFAULT_ENGINE, name: str | None = None) -> None:
-        source = resolve(model, in_channels, input_size, name)
         if inputs is None:
-            self.result = count_costs(source, input_size, engine=engine)
-        else:
-            shape = tuple(inputs.shape) if isinstance(inputs, torch.Tensor) else tuple(inputs)
-            built = source.module if source.module is not None else source.build()
-            self.result = count_module_costs(built, torch.zeros(shape), source.text, engine,
-                                             kind=source.kind)
+            self.result = count_costs(resolve(model, in_channels, input_size, name),
+                                      input_size, engine=engine)
+            return
+        shape = tuple(inputs.shape) if isinstance(inputs, torch.Tensor) else tuple(inputs)
+        image = len(shape) == 4  # what the structure discovery feeds: this input's shape
+        source = resolve(model, in_channels or (shape[1] if image else None),
+                         input_size or (shape[-1] if image else None), name)
+        self.result = count_module_costs(source.build(), torch.zeros(shape), source.text,
+                                         engine, kind=source.kind)
 
     def total(self, convention: str = "macs") -> int | None:
         """A model total; None (never a silent zero) where the engine does not measure it."""

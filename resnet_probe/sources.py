@@ -70,10 +70,12 @@ class ModelSource:
         if self.spec is not None:
             return self.spec.depth, self.spec.shortcut
         if self._traits is None:
+            from resnet_probe.surgery import has_shortcuts
+
             model = self.build()
-            info = getattr(model, "layer_info", {})
-            depths = [i.depth for i in info.values() if i.depth is not None]
-            self._traits = (max(depths, default=None), self.kind != "plain" and bool(depths))
+            depths = [i.depth for i in getattr(model, "layer_info", {}).values()
+                      if i.depth is not None]
+            self._traits = (max(depths, default=None), has_shortcuts(model))
         return self._traits
 
     def identity(self) -> dict[str, Any]:
@@ -277,9 +279,8 @@ def _build_foreign(source: ModelSource, num_classes, in_channels) -> nn.Module:
     elif source.kind == "plain":
         inner = source.inner
         original = inner.build(num_classes, in_channels)
-        example = inner.example(source.default_input_size)
-        _runs_on_example(original, inner)
-        model = plain_twin(original, example)
+        model = _naming_the_flags(inner, lambda: plain_twin(
+            original, inner.example(source.default_input_size)))
         model.name = source.text
         return model
     elif source.kind == "torchvision":
@@ -305,11 +306,12 @@ def _build_foreign(source: ModelSource, num_classes, in_channels) -> nn.Module:
                               f"nn.Module")
     model.name = source.text
     if not hasattr(model, "layer_info"):
-        _runs_on_example(model, source)
-        try:
-            model.layer_info = discover_structure(model, source.example())
-        except SurgeryError:
-            model.layer_info = {}  # untraceable, or no residual blocks: per-module rows only
+        try:  # the discovery's shape pass runs the model: it is the input check too
+            model.layer_info = _naming_the_flags(
+                source, lambda: discover_structure(model, source.example()))
+        except SurgeryError:  # untraceable, or no residual blocks: per-module rows only
+            _naming_the_flags(source, lambda: model.eval()(source.example()))
+            model.layer_info = {}
     return model
 
 
@@ -336,17 +338,21 @@ def load_weights(model: nn.Module, path: Path, label: str) -> None:
                           f"{'; '.join(p for p in problems if p)}")
 
 
-def _runs_on_example(model: nn.Module, source: ModelSource) -> None:
-    """Fail now, naming the flags, if the default input does not fit the model."""
-    example = source.example()
+def _naming_the_flags(source: ModelSource, run):
+    """``run()``, where a model meets the source's example input; a failure of that forward
+    is reported naming the flags that say what the model takes. SurgeryError passes."""
+    from resnet_probe.surgery import SurgeryError
+
     try:
         with torch.no_grad():
-            model.eval()(example)
+            return run()
+    except SurgeryError:
+        raise
     except Exception as error:  # noqa: BLE001 - user code can raise anything
         first = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise SourceError(f"{source.text} fails on a {'x'.join(map(str, example.shape))} input "
-                          f"({first}); say what it takes with --input-size and "
-                          f"--in-channels") from None
+        shape = "x".join(map(str, source.example().shape))
+        raise SourceError(f"{source.text} fails on a {shape} input ({first}); say what it "
+                          f"takes with --input-size and --in-channels") from None
 
 
 def _close(name: str, options: list[str]) -> list[str]:

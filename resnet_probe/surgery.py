@@ -232,6 +232,17 @@ def lesioned_graph(model: nn.Module, blocks: list[str]) -> fx.GraphModule:
     return lesioned
 
 
+def has_shortcuts(model: nn.Module) -> bool:
+    """Whether the model adds shortcuts: the zoo's spec says; a foreign model has residual
+    blocks in its discovered structure, and a plain twin records the ones it dropped."""
+    spec = getattr(model, "spec", None)
+    if spec is not None:
+        return spec.shortcut
+    info = getattr(model, "layer_info", {}) or {}
+    return (not hasattr(model, "residual_blocks")
+            and any(i.role is Role.BLOCK for i in info.values()))
+
+
 def block_modules(model: nn.Module) -> dict[str, nn.Module]:
     """The module whose output is each block's output: the zoo's blocks, a plain twin's
     markers, or the owners of the residual adds found in a foreign model's ``layer_info``."""
@@ -290,8 +301,14 @@ def discover_structure(model: nn.Module, example: torch.Tensor,
 
 def _block_output_sizes(graph_module: fx.GraphModule, example: torch.Tensor,
                         adds: list[ResidualAdd]) -> dict[str, tuple]:
-    """Each block's output spatial size (the size after its residual add)."""
-    ShapeProp(graph_module).propagate(example)
+    """Each block's output spatial size (the size after its residual add). The shape pass
+    runs in eval mode without autograd, so it leaves BN's running statistics as they are."""
+    was_training = graph_module.training
+    try:
+        with torch.no_grad():
+            ShapeProp(graph_module.eval()).propagate(example)
+    finally:
+        graph_module.train(was_training)
     nodes = {node.name: node for node in graph_module.graph.nodes}
     sizes: dict[str, tuple] = {}
     for add in adds:

@@ -328,3 +328,11 @@ def test_compare_a_user_model_with_its_plain_twin_on_one_channel(invoke, user_fi
     assert [row["params"] for row in summary] == [USER_PARAMS, USER_PARAMS]
     lesions = json.loads((data / "lesion_blocks.json").read_text())
     assert {row["block"] for row in lesions} == {"blocks.0", "blocks.1"}
+
+
+def test_structure_discovery_leaves_batch_norm_statistics_alone():
+    model = build_model("resnet8")  # train mode, as built
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    discover_structure(model, torch.randn(4, 3, 32, 32))
+    assert model.training
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())

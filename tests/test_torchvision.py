@@ -125,3 +125,14 @@ def test_compare_torchvision_resnet50_with_its_plain_twin_writes_a_full_report(
     assert set(stages["stage"]) >= {"stem", "stage1", "stage4", "head"}
     page = result.report_path.read_text()
     assert "plain:torchvision:resnet50" in page and "Why: lesions" in page
+
+
+def test_flop_analysis_of_a_torchvision_module_finds_its_stages(torchvision):
+    from resnet_probe import FlopAnalysis
+
+    model = torchvision.models.resnet18()
+    analysis = FlopAnalysis(model, torch.zeros(1, 3, 224, 224))
+    stages = analysis.by_stage().set_index("stage")["macs"]
+    assert list(stages.index) == ["stem", "stage1", "stage2", "stage3", "stage4", "head"]
+    assert stages.sum() == analysis.total() == 1_814_073_344
+    assert not hasattr(model, "layer_info")  # measured on a copy; the user's module untouched

@@ -33,7 +33,7 @@ from resnet_probe.analysis.trained import (
 from resnet_probe.errors import InvalidRequest
 from resnet_probe.progress import Progress
 from resnet_probe.results import frame, to_json_records
-from resnet_probe.stats import paired_mean_difference
+from resnet_probe.stats import mean_interval
 from resnet_probe.train.cache import ResultCache
 from resnet_probe.train.verdict import TRAINED_FRACTION
 
@@ -83,6 +83,7 @@ def analyse(runs: TrainedRuns, analyses: tuple[Analysis, ...] = tuple(Analysis),
     """Tables ``lesion_blocks``, ``lesion_count``, ``responses``, ``landscape`` and
     ``landscape_summary`` (those asked for), one row group per (model, seed)."""
     x, y = evaluation_batch(runs.dataset, options.split, options.limit)
+    lx, ly = evaluation_batch(runs.dataset, options.landscape_split, options.landscape_limit)
     rows: dict[str, list[dict[str, Any]]] = {}
     for net in runs.nets:
         key = {"model": net.model, "seed": net.seed, "net_depth": net.depth,
@@ -105,8 +106,6 @@ def analyse(runs: TrainedRuns, analyses: tuple[Analysis, ...] = tuple(Analysis),
             _step(progress)
         if Analysis.LANDSCAPE in analyses:
             _describe(progress, "loss landscape", net)
-            lx, ly = evaluation_batch(runs.dataset, options.landscape_split,
-                                      options.landscape_limit)
             points = landscape(net.net, lx, ly, options.landscape_points,
                                options.landscape_extent, options.landscape_dims,
                                seed=options.direction_seed, progress=progress)
@@ -150,13 +149,14 @@ def explain(runs: TrainedRuns, analyses: tuple[Analysis, ...] = tuple(Analysis),
     return tables, environment
 
 
-def explain_cached(runs: TrainedRuns, run_keys: dict[tuple[str, int], str],
+def explain_cached(runs: TrainedRuns, cached_runs: list[dict[str, Any]],
                    analyses: tuple[Analysis, ...], options: AnalysisOptions,
                    progress: Progress | None, cache: ResultCache
                    ) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
-    """``explain``, reused from ``cache`` when every net is a cached run (``run_keys``: (model,
-    seed) -> run-cache key) and the analyses and options are the same; else computed and
-    stored."""
+    """``explain``, reused from ``cache`` when every net is a cached run (``cached_runs``: the
+    DegradationResult's rows naming each run's cache key) and the analyses and options are
+    the same; else computed and stored."""
+    run_keys = {(row["model"], row["seed"]): row["cache_key"] for row in cached_runs}
     keys = [run_keys.get((net.model, net.seed)) for net in runs.nets]
     if not keys or None in keys:
         return explain(runs, analyses, options, progress)
@@ -248,20 +248,19 @@ def _claim(claim: str, values: pd.Series, expect_positive: bool, already_paired:
             continue
         seeds = sorted(per_seed)
         diffs = [per_seed[s] for s in seeds]
-        difference = paired_mean_difference([0.0] * len(diffs), diffs, absolute=True)
-        if not difference.known:
+        interval = mean_interval(diffs)  # the differences are already paired by seed
+        if math.isnan(interval.low):
             outcome = Outcome.TOO_FEW_SEEDS
-        elif not difference.measurable:
+        elif interval.contains(0.0):
             outcome = Outcome.NOT_MEASURABLE
-        elif (difference.pct > 0) == expect_positive:
+        elif (interval.estimate > 0) == expect_positive:
             outcome = Outcome.HOLDS
         else:
             outcome = Outcome.FAILS
         rows.append({"claim": claim, "depth": int(depth), "seeds": len(seeds),
                      "per_seed": ", ".join(f"{v:+.3f}" for v in diffs),
-                     "mean": difference.pct,
-                     "ci95_low": difference.low_pct if difference.known else math.nan,
-                     "ci95_high": difference.high_pct if difference.known else math.nan,
+                     "mean": interval.estimate, "ci95_low": interval.low,
+                     "ci95_high": interval.high,
                      "spread_std": statistics.stdev(diffs) if len(diffs) > 1 else math.nan,
                      "outcome": outcome.value})
     return rows

@@ -32,9 +32,14 @@ def filter_normalized_direction(net: nn.Module, generator: torch.Generator
             direction[name] = torch.zeros_like(weight)
             continue
         random = torch.randn(weight.shape, generator=generator, dtype=weight.dtype)
-        per_filter = lambda t: t.flatten(1).norm(dim=1).view(-1, *[1] * (t.dim() - 1))  # noqa: E731
-        direction[name] = random * per_filter(weight.detach()) / (per_filter(random) + 1e-10)
+        direction[name] = random * _filter_norms(weight.detach()) / (_filter_norms(random)
+                                                                     + 1e-10)
     return direction
+
+
+def _filter_norms(tensor: torch.Tensor) -> torch.Tensor:
+    """Each filter's (output channel's) norm, shaped to broadcast over the tensor."""
+    return tensor.flatten(1).norm(dim=1).view(-1, *[1] * (tensor.dim() - 1))
 
 
 @torch.no_grad()

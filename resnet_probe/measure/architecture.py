@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from resnet_probe.sources import ModelSource, resolve
-from resnet_probe.surgery import block_modules
+from resnet_probe.surgery import block_modules, has_shortcuts
 from resnet_probe.zoo import ZeroPadShortcut, build_on_meta
 
 
@@ -94,7 +94,7 @@ def _discovered_rows(source: ModelSource, input_size: int | None) -> list[dict[s
         owner = info.get(name.rpartition(".")[0])
         if owner is not None and owner.stage in stages:
             stages[owner.stage]["params"] += parameter.numel()
-    shortcut = not hasattr(model, "residual_blocks")
+    shortcut = has_shortcuts(model)
     return [{**row, "block": source.kind, "shortcut": shortcut if row["blocks"] else None,
              "discovered": True} for row in stages.values()]
 

@@ -41,8 +41,8 @@ from torch.utils.flop_counter import FlopCounterMode, flop_registry
 
 from resnet_probe.measure.hooks import is_leaf
 from resnet_probe.sources import ModelSource, resolve
+from resnet_probe.surgery import has_shortcuts
 from resnet_probe.zoo import ResNet, ResNetSpec, build_model, build_on_meta
-from resnet_probe.zoo.resnet import Role
 from resnet_probe.zoo.spec import StridePlacement
 
 aten = torch.ops.aten
@@ -165,15 +165,13 @@ def count_module_costs(model: nn.Module, example: torch.Tensor, name: str,
     modules = _module_rows(model, forward, backward, engine)
     info = getattr(model, "layer_info", {}) or {}
     depth = max((i.depth for i in info.values() if i.depth is not None), default=None)
-    blocks = [k for k, i in info.items() if i.role is Role.BLOCK]
     summary = {"model": name, "family": kind, "design": kind, "block": None,
-               "depth": depth, "shortcut": bool(blocks) and not hasattr(model,
-                                                                        "residual_blocks"),
+               "depth": depth, "shortcut": has_shortcuts(model),
                "groups": None, "width_per_group": None, "widths": None, "preact": None,
                "shortcut_option": None, "stride_placement": None,
                "input_size": example.shape[-1], "batch_size": example.shape[0],
                "engine": engine,
-               **_summary_totals(modules, calls, engine), "count_seconds": seconds}
+               **_summary_totals(modules, calls), "count_seconds": seconds}
     summary["macs_v1"] = summary["macs"]
     for row in modules:
         row["model"] = name
@@ -207,8 +205,7 @@ def uncounted_calls(calls: Counter) -> dict[str, int]:
             if op not in MATMUL_CONV_OPS | ELEMENTWISE_OPS | DATA_MOVEMENT}
 
 
-def _summary_totals(modules: list[dict[str, Any]], calls: Counter, engine: str
-                    ) -> dict[str, Any]:
+def _summary_totals(modules: list[dict[str, Any]], calls: Counter) -> dict[str, Any]:
     """Model totals from the rows, and what was not counted: each operator with no formula,
     with how often it ran, marking convention (b) partial."""
     uncounted = uncounted_calls(calls)
@@ -251,7 +248,7 @@ def count_model_costs(
     seconds = time.perf_counter() - started
 
     modules = _module_rows(model, forward, backward, engine)
-    totals = _summary_totals(modules, calls, engine)
+    totals = _summary_totals(modules, calls)
     summary = {
         "model": label, "family": spec.family, "design": spec.design.value,
         "block": spec.block.value, "depth": spec.depth, "shortcut": spec.shortcut,

@@ -29,6 +29,7 @@ from resnet_probe.measure.gradients import (
 )
 from resnet_probe.progress import Progress
 from resnet_probe.sources import ModelSource, resolve
+from resnet_probe.surgery import has_shortcuts
 
 DEFAULT_STEPS = (0, 1, 2, 5, 10, 20, 50)
 
@@ -112,7 +113,7 @@ def _train_and_record(source: ModelSource, seed: int, config: DynamicsConfig,
         first = next(r for r in layers if r["module"] == first_layer)
         joins = [b["join_grad_norm"] for b in blocks]
         result.models.append({
-            "model": name, "shortcut": spec.shortcut if spec else source.kind != "plain",
+            "model": name, "shortcut": has_shortcuts(model),
             "seed": seed, "step": step,
             "loss": findings["loss"],
             "grad_ratio_first_last": joins[0] / joins[-1] if joins[-1] else float("inf"),

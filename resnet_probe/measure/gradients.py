@@ -335,7 +335,7 @@ def _model_row(source: ModelSource, config: GradientConfig, per_seed: list[dict[
     spec = source.spec
     return {
         "model": source.text, "depth": spec.depth if spec else None,
-        "shortcut": spec.shortcut if spec else source.kind != "plain",
+        "shortcut": source.traits()[1],
         "design": spec.design.value if spec else source.kind,
         "preact": spec.preact if spec else None,
         "grad_ratio_first_last": mean,
