@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 from torch import nn
 
 from resnet_probe.measure.block_cost import block_cost_rows, block_cost_totals
 from resnet_probe.measure.costs import count_costs, count_model_costs, stage_costs
-from resnet_probe.zoo import build_on_meta
+from resnet_probe.zoo import build_model, build_on_meta, get_spec, list_models
 
 
 @pytest.mark.parametrize("name", ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152"])
@@ -255,14 +256,73 @@ def test_breakdowns_show_exact_counts_to_check_by_hand(invoke):
     assert "118,013,952" in stages and "(G)" not in stages  # the stem: 7²·3·64·112²
 
 
-def test_counts_shared_across_models_equal_counts_made_alone():
-    from resnet_probe.measure.costs import clear_piece_counts, count_costs
+# The 1000+-layer nets repeat resnet110's and preact_resnet164's blocks; dispatching them takes
+# 6 s each, and the baseline check pins their counts.
+@pytest.mark.parametrize("name", [n for n in list_models() if get_spec(n).depth < 1000])
+def test_shape_pass_counts_what_flop_counter_mode_counts(name):
+    """The fast path evaluates torch's formulas on shapes; FlopCounterMode dispatching every
+    operator of the whole net is the independent count. Forward counts agree per module,
+    backward per operator, and every conv's backward is its input gradient plus its weight
+    gradient, each the size of its forward (the stem's input needs no gradient)."""
+    from resnet_probe.measure.costs import _count_whole, uncounted_calls
+    from resnet_probe.measure.formulas import DATA_MOVEMENT
+    from resnet_probe.measure.shape_pass import count_shapes
 
-    for name in ("resnet50", "resnet101", "plain56", "preact_resnet164"):
-        count_costs(name)  # fills the shared per-piece counts with their blocks
-    warm = {n: count_costs(n) for n in ("resnet152", "resnet56", "preact_resnet110")}
-    for name, result in warm.items():
-        clear_piece_counts()
-        alone = count_costs(name)
-        assert alone.summary | {"count_seconds": 0} == result.summary | {"count_seconds": 0}
-        assert alone.modules == result.modules and alone.operators == result.operators
+    spec = get_spec(name)
+    model = build_on_meta(spec)
+    shape = (1, spec.in_channels, spec.default_input_size, spec.default_input_size)
+    forward, backward, calls, *_ = count_shapes(model, shape)
+    expected_forward, expected_backward, dispatched = _count_whole(
+        model, torch.empty(shape, device="meta"))
+
+    def nonzero(counts):
+        return {module: {op: v for op, v in ops.items() if v}
+                for module, ops in counts.items() if any(ops.values())}
+
+    assert forward == nonzero(expected_forward)
+    assert backward[""] == nonzero(expected_backward)[""]
+    # Nothing uncounted either way, and one counted call per counted operator dispatched.
+    assert uncounted_calls(calls) == uncounted_calls(dispatched) == {}
+    assert calls.total() == sum(n for op, n in dispatched.items() if op not in DATA_MOVEMENT)
+    if spec.groups == 1:  # torch's formula counts a grouped weight gradient per group
+        stem_convs = {"conv1", "conv1.0"}
+        for module_name, module in model.named_modules():
+            if isinstance(module, nn.Conv2d):
+                once = forward[module_name]["aten.convolution"]
+                expected = once * (1 if module_name in stem_convs else 2)
+                assert backward[module_name] == {"aten.convolution_backward": expected}
+
+
+def test_a_forward_the_shape_pass_cannot_follow_is_counted_by_flop_counter_mode():
+    """A GELU has no formula: the count falls back to dispatching and names what it missed."""
+    model = build_on_meta(get_spec("resnet8"))
+    model.relu = nn.GELU()
+    result = count_model_costs(model)
+    assert result.summary["macs"] == count_costs("resnet8").summary["macs"]
+    assert result.uncounted == {"aten.gelu": 1} and result.summary["partial"]
+
+
+def test_v1_macs_from_recorded_shapes_equal_counting_the_v1_net():
+    """macs_v1 is arithmetic on the v1.5 count; the independent fact is the v1 net itself."""
+    from resnet_probe.zoo.spec import StridePlacement
+
+    bottlenecks = [n for n in list_models() if get_spec(n).block.value == "bottleneck"
+                   and get_spec(n).depth < 1000]
+    assert len(bottlenecks) > 10
+    for name in bottlenecks:
+        v1 = get_spec(name).replace(stride_placement=StridePlacement.V1)
+        assert count_costs(name).summary["macs_v1"] == count_costs(v1).summary["macs"], name
+
+
+def test_per_module_backward_is_blank_where_flop_counter_mode_misfiles_it():
+    """Counted by FlopCounterMode (a module, not a zoo net), the shortcut conv would carry its
+    block's branch too; the rows leave backward blank and the total still holds."""
+    from resnet_probe.measure.costs import count_module_costs
+
+    model = build_model("resnet18")
+    result = count_module_costs(model, torch.zeros(1, 3, 64, 64), "resnet18-module")
+    zoo = count_costs("resnet18", input_size=64)
+    assert all(row["backward_flops"] is None for row in result.modules)
+    assert result.summary["backward_flops"] == zoo.summary["backward_flops"]
+    downsample = next(r for r in zoo.modules if r["module"] == "layer2.0.downsample.0")
+    assert downsample["backward_flops"] == 2 * downsample["flops"]

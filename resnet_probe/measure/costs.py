@@ -30,78 +30,30 @@ import math
 import time
 import warnings
 from collections import Counter, defaultdict
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils.flop_counter import FlopCounterMode, flop_registry
+from torch.utils.flop_counter import FlopCounterMode
 
+from resnet_probe.measure.formulas import (
+    BATCH_NORM_OPS,
+    DATA_MOVEMENT,
+    ELEMENTWISE_FORMULAS,
+    ELEMENTWISE_OPS,
+    MATMUL_CONV_OPS,
+)
 from resnet_probe.measure.hooks import is_leaf
+from resnet_probe.measure.shape_pass import NoFormula, ShapeCounts, count_shapes
 from resnet_probe.sources import ModelSource, resolve
 from resnet_probe.surgery import has_shortcuts
 from resnet_probe.zoo import ResNet, ResNetSpec, build_model, build_on_meta
 from resnet_probe.zoo.spec import StridePlacement
 
-aten = torch.ops.aten
 ENGINES = ("torch", "fvcore")
 DEFAULT_ENGINE = "torch"
-
-# Operators that move or allocate data but do no arithmetic.
-DATA_MOVEMENT = {
-    "aten.view", "aten._unsafe_view", "aten.reshape", "aten.t", "aten.transpose",
-    "aten.permute", "aten.detach", "aten.empty", "aten.empty_like", "aten.zeros",
-    "aten.zeros_like", "aten.ones_like", "aten.expand", "aten.clone", "aten.copy_",
-    "aten.slice", "aten.select", "aten.unsqueeze", "aten.squeeze", "aten.constant_pad_nd",
-    "aten.as_strided", "aten.alias", "aten.lift_fresh", "aten._to_copy", "aten.new_empty",
-    "aten.new_zeros", "aten.fill_", "aten.zero_", "aten.flatten", "aten.contiguous",
-}
-
-
-def _numel(shape: Any) -> int:
-    return math.prod(shape)
-
-
-def _batch_norm(input_shape, *args, out_shape=None, **kwargs) -> int:
-    return _numel(input_shape)
-
-
-def _per_output(*args, out_shape=None, **kwargs) -> int:
-    return _numel(out_shape)
-
-
-def _max_pool(input_shape, kernel_size, *args, out_shape=None, **kwargs) -> int:
-    kernel = kernel_size if isinstance(kernel_size, (list, tuple)) else [kernel_size]
-    kernel = list(kernel) * (2 if len(kernel) == 1 else 1)
-    return _numel(out_shape[0]) * (_numel(kernel) - 1)
-
-
-def _avg_pool(input_shape, kernel_size, *args, out_shape=None, **kwargs) -> int:
-    kernel = list(kernel_size) * (2 if len(kernel_size) == 1 else 1)
-    return _numel(out_shape) * _numel(kernel)
-
-
-def _mean(input_shape, *args, out_shape=None, **kwargs) -> int:
-    return _numel(input_shape)
-
-
-# Convention (b): elementwise formulas, in one unit per element (see the module docstring).
-ELEMENTWISE_FORMULAS: dict[Any, Callable[..., int]] = {
-    aten.native_batch_norm: _batch_norm,
-    aten._native_batch_norm_legit_no_training: _batch_norm,
-    aten.relu: _per_output,
-    aten.relu_: _per_output,
-    aten.add: _per_output,
-    aten.add_: _per_output,
-    aten.max_pool2d_with_indices: _max_pool,
-    aten.avg_pool2d: _avg_pool,
-    aten.mean: _mean,
-}
-BATCH_NORM_OPS = {"aten.native_batch_norm", "aten._native_batch_norm_legit_no_training"}
-MATMUL_CONV_OPS = {str(op) for op in flop_registry}
-ELEMENTWISE_OPS = {str(op) for op in ELEMENTWISE_FORMULAS}
 
 
 class _OperatorRecorder(TorchDispatchMode):
@@ -162,7 +114,7 @@ def count_module_costs(model: nn.Module, example: torch.Tensor, name: str,
         forward, calls = _count_with_fvcore(model, tuple(example.shape))
         backward = {}
     seconds = time.perf_counter() - started
-    modules = _module_rows(model, forward, backward, engine)
+    modules = _module_rows(model, forward, backward, engine, backward_by_module=False)
     info = getattr(model, "layer_info", {}) or {}
     depth = max((i.depth for i in info.values() if i.depth is not None), default=None)
     summary = {"model": name, "family": kind, "design": kind, "block": None,
@@ -171,7 +123,7 @@ def count_module_costs(model: nn.Module, example: torch.Tensor, name: str,
                "shortcut_option": None, "stride_placement": None,
                "input_size": example.shape[-1], "batch_size": example.shape[0],
                "engine": engine,
-               **_summary_totals(modules, calls), "count_seconds": seconds}
+               **_summary_totals(modules, calls, backward), "count_seconds": seconds}
     summary["macs_v1"] = summary["macs"]
     for row in modules:
         row["model"] = name
@@ -205,14 +157,17 @@ def uncounted_calls(calls: Counter) -> dict[str, int]:
             if op not in MATMUL_CONV_OPS | ELEMENTWISE_OPS | DATA_MOVEMENT}
 
 
-def _summary_totals(modules: list[dict[str, Any]], calls: Counter) -> dict[str, Any]:
-    """Model totals from the rows, and what was not counted: each operator with no formula,
-    with how often it ran, marking convention (b) partial."""
+def _summary_totals(modules: list[dict[str, Any]], calls: Counter,
+                    backward: dict[str, dict[str, int]]) -> dict[str, Any]:
+    """Model totals from the rows (backward from the model's own entry: rows may not carry
+    it), and what was not counted: each operator with no formula, with how often it ran,
+    marking convention (b) partial."""
     uncounted = uncounted_calls(calls)
     totals = {key: _column_total(modules, key)
               for key in ("params", "trainable_params", "macs", "flops",
                           "macs_with_elementwise", "macs_fvcore_default")}
-    backward_total = _column_total(modules, "backward_flops")
+    backward_total = (sum(v for op, v in backward[""].items() if op in MATMUL_CONV_OPS)
+                      if "" in backward else None)
     return {**totals, "backward_flops": backward_total,
             "backward_to_forward": (backward_total / totals["flops"]
                                     if backward_total and totals["flops"] else None),
@@ -238,17 +193,20 @@ def count_model_costs(
     shape = (batch_size, spec.in_channels, size, size)
 
     started = time.perf_counter()
+    counts = None
     if engine == "torch":
-        forward, backward, calls = _count_with_flop_counter(model, shape)
+        counts = count_forward_backward(model, shape)
+        forward, backward, calls = counts.forward, counts.backward, counts.calls
     else:
         forward, calls = _count_with_fvcore(build_model(source if source is not None else spec)
                                             , shape)
         backward = {}
-    v1_macs = _v1_macs(spec, shape)
+    v1_macs = _v1_macs(model, shape, counts)
     seconds = time.perf_counter() - started
 
-    modules = _module_rows(model, forward, backward, engine)
-    totals = _summary_totals(modules, calls)
+    modules = _module_rows(model, forward, backward, engine,
+                           backward_by_module=bool(counts and counts.backward_by_module))
+    totals = _summary_totals(modules, calls, backward)
     summary = {
         "model": label, "family": spec.family, "design": spec.design.value,
         "block": spec.block.value, "depth": spec.depth, "shortcut": spec.shortcut,
@@ -268,116 +226,18 @@ def count_model_costs(
                       uncounted=uncounted_calls(calls))
 
 
-class _Sequence(nn.Module):
-    """Runs existing modules in order under their own names (the stem, the head)."""
-
-    def __init__(self, modules: dict[str, nn.Module], flatten_at: str | None = None) -> None:
-        super().__init__()
-        for name, module in modules.items():
-            self.add_module(name, module)
-        self.flatten_at = flatten_at
-
-    def extra_repr(self) -> str:
-        return f"flatten_at={self.flatten_at}"
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for name, module in self.named_children():
-            if name == self.flatten_at:
-                x = torch.flatten(x, 1)
-            x = module(x)
-        return x
-
-
-def _pieces(model: ResNet) -> list[tuple[str, nn.Module, bool]]:
-    """(name prefix, module, input needs grad): the network cut at block boundaries."""
-    pieces: list[tuple[str, nn.Module, bool]] = [("", _Sequence(model.stem_modules()), False)]
-    pieces += [(name, block, True) for name, block in model.blocks()]
-    pieces.append(("", _Sequence(model.head_modules(), flatten_at="fc"), True))
-    return pieces
-
-
-# Counts per piece, shared across models: (structure, input shape, grad, device) -> counts.
-# FLOPs depend only on those, and a whole-zoo check meets the same blocks in many models.
-_PIECE_COUNTS: dict = {}
-_PIECE_CACHE_LIMIT = 4096
-
-
-def clear_piece_counts() -> None:
-    """Forget the shared per-piece counts (benchmarks time a model counted on its own)."""
-    _PIECE_COUNTS.clear()
-
-
-def _count_with_flop_counter(model: ResNet, shape: tuple[int, ...], backward: bool = True,
-                             cache: dict | None = None):
-    """Count piece by piece: the stem, each block, the head.
-
-    FLOPs depend only on shapes, so a block whose structure (its repr: every conv, BN and
-    shortcut setting) and input shape were already counted is not run again: resnet1202's 600
-    blocks are 6 distinct ones. Within a piece, forward counts are snapshotted before backward
-    runs under the same counter (backward ops are attributed to modules only then). Each piece
-    gets the input-gradient requirement it has inside the whole network.
-    """
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    calls: Counter[str] = Counter()
-    cache = _PIECE_COUNTS if cache is None else cache
-    if len(cache) > _PIECE_CACHE_LIMIT:
-        cache.clear()
-    forward: dict[str, dict[str, int]] = {}
-    both: dict[str, dict[str, int]] = {}
-    current = tuple(shape)
+def count_forward_backward(model: nn.Module, shape: tuple[int, ...]) -> ShapeCounts:
+    """Forward and backward counts per module, and operator calls, for a zoo net: by the
+    shape pass (no dispatch, exact: tests compare it with FlopCounterMode on every zoo
+    model), or under FlopCounterMode when its forward calls something the pass cannot count.
+    Foreign models always go through FlopCounterMode: their code may do work the pass
+    would never see."""
     try:
-        for prefix, piece, needs_grad in _pieces(model):
-            key = (repr(piece), current, needs_grad, device.type)
-            if key not in cache or (backward and not cache[key][3]):
-                x = torch.empty(current, device=device, requires_grad=needs_grad)
-                recorder = _OperatorRecorder()
-                with FlopCounterMode(display=False, custom_mapping=ELEMENTWISE_FORMULAS) as c:
-                    with recorder:
-                        out = piece(x)
-                    piece_forward = _strip_root(c.get_flop_counts())
-                    if backward:
-                        out.sum().backward()
-                piece_both = _strip_root(c.get_flop_counts())
-                cache[key] = (piece_forward, piece_both, tuple(out.shape), backward,
-                              Counter(recorder.calls))
-            piece_forward, piece_both, current, _, piece_calls = cache[key]
-            calls.update(piece_calls)
-            for target, counts in ((forward, piece_forward), (both, piece_both)):
-                for name, ops in counts.items():
-                    if prefix and not name:
-                        full = prefix
-                    else:
-                        full = f"{prefix}.{name}" if prefix and name else (prefix or name)
-                    if not full:
-                        continue  # a _Sequence root: its totals are rebuilt below
-                    target[full] = dict(ops)
-    finally:
-        model.zero_grad(set_to_none=True)
-        model.train(was_training)
-    for target in (forward, both):
-        _add_parent_totals(target, model)
-    backward_counts = {
-        name: {op: value - forward.get(name, {}).get(op, 0) for op, value in ops.items()}
-        for name, ops in both.items()
-    } if backward else {}
-    return forward, backward_counts, calls
-
-
-def _add_parent_totals(counts: dict[str, dict[str, int]], model: ResNet) -> None:
-    """Stage and model entries are the sums of the pieces below them."""
-    blocks = [name for name, _ in model.blocks()]
-    top_level = [name for name in counts if "." not in name] + blocks  # stem, head, blocks
-    root: dict[str, int] = defaultdict(int)
-    stages: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    for name in top_level:
-        for op, value in counts[name].items():
-            root[op] += value
-            if name in blocks:
-                stages[name.split(".")[0]][op] += value
-    counts[""] = dict(root)
-    counts.update({stage: dict(ops) for stage, ops in stages.items()})
+        return count_shapes(model, shape)
+    except NoFormula:
+        device = next(model.parameters()).device
+        return ShapeCounts(*_count_whole(model, torch.empty(shape, device=device)),
+                           conv_outputs={}, backward_by_module=False)
 
 
 def _column_total(rows: list[dict[str, Any]], key: str) -> int | None:
@@ -423,40 +283,62 @@ def _count_with_fvcore(model: nn.Module, shape: tuple[int, ...]):
     return counts, calls
 
 
-def _v1_macs(spec: ResNetSpec, shape) -> int | None:
+def _v1_macs(model: ResNet, shape: tuple[int, ...], counts: ShapeCounts | None) -> int | None:
+    """MACs with the paper's v1 stride placement. v1 strides a bottleneck's 1x1 conv1
+    instead of its 3x3 conv2: conv2's output size is unchanged, and conv1 produces that size
+    instead of its input's, so only conv1's MACs shrink, by the ratio of the two sizes. The
+    arithmetic uses the conv output shapes the count recorded; without them (an engine that
+    records none) the v1 net is built and counted."""
+    spec = model.spec
     if spec.stride_placement is StridePlacement.V1 or spec.block.value == "basic":
         return None  # identical network: basic blocks have one place for the stride
-    v1 = build_on_meta(spec.replace(stride_placement=StridePlacement.V1))
-    forward, _, _ = _count_with_flop_counter(v1, shape, backward=False)
-    return sum(v for op, v in forward[""].items() if op in MATMUL_CONV_OPS) // 2
+    if not counts or not counts.conv_outputs:
+        v1 = build_on_meta(spec.replace(stride_placement=StridePlacement.V1))
+        counts = count_forward_backward(v1, shape)
+        return sum(v for op, v in counts.forward[""].items() if op in MATMUL_CONV_OPS) // 2
+    macs = sum(v for op, v in counts.forward[""].items() if op in MATMUL_CONV_OPS) // 2
+    for name, block in model.blocks():
+        if block.conv2.stride == (1, 1):
+            continue
+        conv1_size = math.prod(counts.conv_outputs[f"{name}.conv1"][2:])
+        conv2_size = math.prod(counts.conv_outputs[f"{name}.conv2"][2:])
+        conv1_macs = counts.forward[f"{name}.conv1"]["aten.convolution"] // 2
+        macs -= conv1_macs // conv1_size * (conv1_size - conv2_size)
+    return macs
 
 
 def _own_counts(names: list[str], nested: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
     """A module's counts minus its direct children's: work done in its own forward code. A
     container that never ran (a traced graph calls its leaves directly) counts as the sum of
     its children."""
+    parents = {name: name.rpartition(".")[0] for name in names if name}
+    children: dict[str, list[str]] = defaultdict(list)
+    for name, parent in parents.items():
+        children[parent].append(name)
     nested = dict(nested)
-    for name in sorted(names, key=lambda n: -n.count(".") if n else 1):
+    for name in sorted(names, key=lambda n: -n.count(".") if n else 1):  # deepest first
         if name in nested or not name:
             continue
-        children = [n for n in names if n and n.rpartition(".")[0] == name and n in nested]
-        if children:
+        ran = [child for child in children[name] if child in nested]
+        if ran:
             total: dict[str, int] = defaultdict(int)
-            for child in children:
+            for child in ran:
                 for op, value in nested[child].items():
                     total[op] += value
             nested[name] = dict(total)
     own = {name: defaultdict(int, nested.get(name, {})) for name in names}
-    for name in names:
-        if not name:
-            continue
-        parent = name.rpartition(".")[0]
+    for name, parent in parents.items():
         for op, value in nested.get(name, {}).items():
             own[parent][op] -= value
     return {name: {op: v for op, v in ops.items() if v} for name, ops in own.items()}
 
 
-def _module_rows(model: ResNet, forward, backward, engine: str) -> list[dict[str, Any]]:
+def _module_rows(model: ResNet, forward, backward, engine: str,
+                 backward_by_module: bool = True) -> list[dict[str, Any]]:
+    """One row per module that has parameters or counts of its own. Backward FLOPs go per
+    module only from the shape pass: FlopCounterMode's module tracker keeps a module open
+    until its input's gradient is complete, so a shortcut conv is also charged its block's
+    whole branch (and the block a negative remainder); those rows leave it blank."""
     modules = dict(model.named_modules())
     names = list(modules)
     own_forward = _own_counts(names, forward)
@@ -477,8 +359,8 @@ def _module_rows(model: ResNet, forward, backward, engine: str) -> list[dict[str
         if engine == "torch":
             fvcore_default = conv_linear + 2 * batch_norm + avg_pool
             with_elementwise = conv_linear + elementwise
-            backward_flops = sum(v for op, v in own_backward.get(name, {}).items()
-                                 if op in MATMUL_CONV_OPS)
+            backward_flops = (sum(v for op, v in own_backward.get(name, {}).items()
+                                  if op in MATMUL_CONV_OPS) if backward_by_module else None)
         else:
             fvcore_default = conv_linear + sum(v for op, v in ops.items()
                                                if op.startswith("fvcore."))
