@@ -72,7 +72,7 @@ def test_statistics_derive_from_raw_samples(result):
     for row in result.layers[:10]:
         raw = [s["ms"] for s in result.samples if s["model"] == row["model"]
                and s["module"] == row["module"] and s["direction"] == row["direction"]]
-        assert len(raw) == row["samples"] == 2
+        assert len(raw) == row["samples"] >= 2
         assert {key: row[key] for key in summarize(raw)} == summarize(raw)
         assert row["min_ms"] <= row["median_ms"] <= max(raw)
 
