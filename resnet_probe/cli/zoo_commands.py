@@ -78,7 +78,7 @@ def show(model, input_size, depth, in_channels, weights) -> None:
               "macs_with_elementwise (b), flops (c), backward_flops (d), macs_v1 (paper "
               "stride), macs_fvcore_default.")
 @click.option("--engine", type=click.Choice(["torch", "fvcore"]), default="torch",
-              show_default=True, help="torch's FlopCounterMode (meta device, counts backward) "
+              show_default=True, help="torch's flop formulas (meta device, counts backward) "
               "or fvcore's FlopCountAnalysis (TorchScript trace).")
 @click.option("--sweep", type=INT_LIST, default=None, metavar="SIZES",
               help="Resolution sweep: comma-separated input sizes, e.g. 128,160,224,320.")

@@ -22,6 +22,10 @@ Everything is counted at inference (BN in eval mode). ``stride_placement`` comes
 next to it. An operator that executes and has no formula is listed in ``uncounted_operators``
 and marks the row ``partial`` for convention (b); operators that only move data (views, pads,
 slices) cost nothing by definition and are not listed.
+
+How: zoo nets by ``shape_pass`` (torch's formulas on shapes, no dispatch); any other model, or
+a zoo net whose forward the pass cannot follow, under ``FlopCounterMode``. Both give the same
+counts (tested on every zoo net); only the shape pass attributes backward to the right module.
 """
 
 from __future__ import annotations
