@@ -326,3 +326,21 @@ def test_per_module_backward_is_blank_where_flop_counter_mode_misfiles_it():
     assert result.summary["backward_flops"] == zoo.summary["backward_flops"]
     downsample = next(r for r in zoo.modules if r["module"] == "layer2.0.downsample.0")
     assert downsample["backward_flops"] == 2 * downsample["flops"]
+
+
+@pytest.mark.parametrize("name, shape", [
+    ("resnet50d", (3, 3, 97, 97)),  # odd sizes: ceil-mode pooling, strided 1x1 rounding
+    ("resnet18", (2, 3, 225, 190)),  # non-square
+    ("cifar[layers=2-2-2,in_channels=1,shortcut_option=A]", (1, 1, 29, 29)),
+    ("preact_resnet164", (2, 3, 33, 33)),
+])
+def test_shape_pass_agrees_off_the_standard_input(name, shape):
+    from resnet_probe.measure.costs import _count_whole
+    from resnet_probe.measure.shape_pass import count_shapes
+
+    model = build_on_meta(name)
+    counts = count_shapes(model, shape)
+    forward, backward, _ = _count_whole(model, torch.empty(shape, device="meta"))
+    assert counts.forward == {m: {op: v for op, v in ops.items() if v}
+                              for m, ops in forward.items() if any(ops.values())}
+    assert counts.backward[""] == {op: v for op, v in backward[""].items() if v}
