@@ -314,18 +314,25 @@ def test_v1_macs_from_recorded_shapes_equal_counting_the_v1_net():
         assert count_costs(name).summary["macs_v1"] == count_costs(v1).summary["macs"], name
 
 
-def test_per_module_backward_is_blank_where_flop_counter_mode_misfiles_it():
+def test_a_modules_backward_goes_per_module_only_where_the_shape_pass_agrees():
     """Counted by FlopCounterMode (a module, not a zoo net), the shortcut conv would carry its
-    block's branch too; the rows leave backward blank and the total still holds."""
+    block's branch too. The shape pass's attribution is used when it reproduces the count
+    exactly; where it cannot follow the forward (a GELU), rows leave backward blank and the
+    total still holds."""
     from resnet_probe.measure.costs import count_module_costs
 
-    model = build_model("resnet18")
-    result = count_module_costs(model, torch.zeros(1, 3, 64, 64), "resnet18-module")
     zoo = count_costs("resnet18", input_size=64)
-    assert all(row["backward_flops"] is None for row in result.modules)
-    assert result.summary["backward_flops"] == zoo.summary["backward_flops"]
+    module = count_module_costs(build_model("resnet18"), torch.zeros(1, 3, 64, 64), "module")
+    by_name = {row["module"]: row["backward_flops"] for row in zoo.modules}
+    assert {row["module"]: row["backward_flops"] for row in module.modules} == by_name
     downsample = next(r for r in zoo.modules if r["module"] == "layer2.0.downsample.0")
     assert downsample["backward_flops"] == 2 * downsample["flops"]
+
+    model = build_model("resnet18")
+    model.relu = nn.GELU()
+    blank = count_module_costs(model, torch.zeros(1, 3, 64, 64), "with GELU")
+    assert all(row["backward_flops"] is None for row in blank.modules)
+    assert blank.summary["backward_flops"] == zoo.summary["backward_flops"]
 
 
 @pytest.mark.parametrize("name, shape", [

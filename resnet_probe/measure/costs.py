@@ -112,13 +112,16 @@ def count_module_costs(model: nn.Module, example: torch.Tensor, name: str,
     FlopCounterMode, rows per module with the discovered ``layer_info`` where it has one.
     The fvcore engine counts this very module."""
     started = time.perf_counter()
+    attributed = None
     if engine == "torch":
         forward, backward, calls = _count_whole(model, example)
+        attributed = _backward_by_module(model, tuple(example.shape), forward, backward)
     else:
         forward, calls = _count_with_fvcore(model, tuple(example.shape))
         backward = {}
     seconds = time.perf_counter() - started
-    modules = _module_rows(model, forward, backward, engine, backward_by_module=False)
+    modules = _module_rows(model, forward, attributed or backward, engine,
+                           backward_by_module=attributed is not None)
     info = getattr(model, "layer_info", {}) or {}
     depth = max((i.depth for i in info.values() if i.depth is not None), default=None)
     summary = {"model": name, "family": kind, "design": kind, "block": None,
@@ -133,6 +136,24 @@ def count_module_costs(model: nn.Module, example: torch.Tensor, name: str,
         row["model"] = name
     return CostResult(summary, modules, _operator_rows(name, forward, backward),
                       uncounted_calls(calls))
+
+
+def _backward_by_module(model: nn.Module, shape: tuple[int, ...], forward, backward):
+    """The shape pass's per-module backward for a foreign model, used only when the pass
+    reproduces FlopCounterMode's count exactly (every module's forward, and backward per
+    operator): then its attribution is the only thing it adds. None otherwise."""
+    try:
+        counts = count_shapes(model, shape)
+    except Exception:  # noqa: BLE001 - foreign code may do anything with the stand-in
+        return None
+
+    def nonzero(ops: dict[str, int]) -> dict[str, int]:
+        return {op: v for op, v in ops.items() if v}
+
+    same_forward = {name: nonzero(ops) for name, ops in forward.items() if nonzero(ops)}
+    if counts.forward != same_forward or counts.backward.get("") != nonzero(backward[""]):
+        return None
+    return counts.backward
 
 
 def _count_whole(model: nn.Module, example: torch.Tensor):
@@ -342,7 +363,8 @@ def _module_rows(model: ResNet, forward, backward, engine: str,
     """One row per module that has parameters or counts of its own. Backward FLOPs go per
     module only from the shape pass: FlopCounterMode's module tracker keeps a module open
     until its input's gradient is complete, so a shortcut conv is also charged its block's
-    whole branch (and the block a negative remainder); those rows leave it blank."""
+    whole branch (and the block a negative remainder); without the pass, rows leave it
+    blank."""
     modules = dict(model.named_modules())
     names = list(modules)
     own_forward = _own_counts(names, forward)
