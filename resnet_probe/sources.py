@@ -45,6 +45,9 @@ class SourceError(InvalidRequest):
     """A MODEL that cannot be resolved: unknown name, missing library, bad factory."""
 
 
+_TRAITS: dict[str, tuple[int | None, bool]] = {}  # identity -> (depth, has shortcuts)
+
+
 @dataclass
 class ModelSource:
     """A resolved MODEL: how to build it, what it takes, and (for the zoo) its spec."""
@@ -69,6 +72,12 @@ class ModelSource:
         """(depth in weighted layers, has shortcuts); a foreign model is built to find out."""
         if self.spec is not None:
             return self.spec.depth, self.spec.shortcut
+        # Tables resolve a MODEL afresh per row; building a torchvision net takes ~0.5 s, so
+        # the answer is kept per source (what identity() keys: library version, file hash).
+        key = json.dumps(self.identity(), sort_keys=True, default=str) if self.module is None \
+            else None
+        if self._traits is None and key in _TRAITS:
+            self._traits = _TRAITS[key]
         if self._traits is None:
             from resnet_probe.surgery import has_shortcuts
 
@@ -76,6 +85,8 @@ class ModelSource:
             depths = [i.depth for i in getattr(model, "layer_info", {}).values()
                       if i.depth is not None]
             self._traits = (max(depths, default=None), has_shortcuts(model))
+            if key is not None:
+                _TRAITS[key] = self._traits
         return self._traits
 
     def identity(self) -> dict[str, Any]:

@@ -336,3 +336,28 @@ def test_structure_discovery_leaves_batch_norm_statistics_alone():
     discover_structure(model, torch.randn(4, 3, 32, 32))
     assert model.training
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_a_foreign_models_traits_are_found_once_per_source(user_file, monkeypatch):
+    """Tables resolve MODEL afresh per row; the model is built for its traits only once."""
+    import resnet_probe.sources as sources
+
+    builds = []
+    real_build = sources._build_foreign
+    monkeypatch.setattr(sources, "_build_foreign",
+                        lambda *args, **kwargs: builds.append(1) or real_build(*args, **kwargs))
+    monkeypatch.setattr(sources, "_TRAITS", {})
+    text = f"{user_file}:build"
+    before = len(builds)
+    assert resolve(text, 1, 28).traits() == resolve(text, 1, 28).traits() == (6, True)
+    assert len(builds) - before == 1
+
+
+def test_a_user_models_backward_goes_to_each_conv(user_file):
+    """Each conv's backward is its input and weight gradients, each the size of its forward;
+    the stem's input needs no gradient."""
+    result = count_costs(f"{user_file}:build", input_size=28, in_channels=1)
+    convs = {row["module"]: row for row in result.modules if row["type"] == "Conv2d"}
+    assert convs["stem"]["backward_flops"] == 2 * STEM_MACS
+    assert [convs[name]["backward_flops"] for name in convs if name != "stem"] == \
+        [4 * BLOCK_CONV_MACS] * 4
