@@ -116,7 +116,13 @@ def test_stride_placement_changes_no_parameter(name):
 
 def test_option_c_projects_every_block():
     model = build_on_meta("resnet20[shortcut_option=C]")
-    assert all(block.downsample is not None for _, block in model.blocks())
+    projections = [block.downsample[0] for _, block in model.blocks()]
+    assert len(projections) == 9 and all(conv.kernel_size == (1, 1) for conv in projections)
+    # 16-16 x3, 16-32 + 32-32 x2, 32-64 + 64-64 x2: option C's extra weights over option B's.
+    extra = 3 * 16 * 16 + 2 * 32 * 32 + 2 * 64 * 64 + 2 * (3 * 16 + 2 * 32 + 2 * 64)
+    params = {option: sum(p.numel() for p in build_on_meta(
+        f"resnet20[shortcut_option={option}]").parameters()) for option in "BC"}
+    assert params["C"] - params["B"] == extra
 
 
 def test_option_a_shortcut_pads_zeros():
