@@ -6,7 +6,9 @@ from pathlib import Path
 
 import click
 
+from resnet_probe.analysis import AnalysisOptions
 from resnet_probe.cli.options import (
+    default_of,
     emit,
     format_option,
     inline_plotly_option,
@@ -28,8 +30,9 @@ def run_argument(fn):
 def split_options(fn):
     fn = click.option("--limit", type=click.IntRange(min=1), default=None,
                       help="Use the first N images of the split [default: all].")(fn)
-    return click.option("--split", type=click.Choice(["test", "train"]), default="test",
-                        show_default=True, help="Which images the nets are evaluated on.")(fn)
+    return click.option("--split", type=click.Choice(["test", "train"]),
+                        default=default_of(AnalysisOptions, "split"), show_default=True,
+                        help="Which images the nets are evaluated on.")(fn)
 
 
 def _analyse(run, analysis, options, out, inline_plotly, title):
@@ -79,7 +82,8 @@ class _Growing:
 @click.option("--by", type=click.Choice(["block", "count"]), default="block",
               show_default=True, help="block: delete each block alone; count: delete k random "
               "shape-preserving blocks.")
-@click.option("--samples", type=click.IntRange(min=1), default=10, show_default=True,
+@click.option("--samples", type=click.IntRange(min=1),
+              default=default_of(AnalysisOptions, "lesion_samples"), show_default=True,
               help="Random draws per k (--by count).")
 @click.option("--max-removed", type=click.IntRange(min=1), default=None,
               help="Largest k (--by count) [default: every shape-preserving block].")
@@ -134,15 +138,20 @@ def responses(run, split, limit, out, inline_plotly, fmt) -> None:
 
 @click.command()
 @run_argument
-@click.option("--points", type=click.IntRange(min=3), default=21, show_default=True,
+@click.option("--points", type=click.IntRange(min=3),
+              default=default_of(AnalysisOptions, "landscape_points"), show_default=True,
               help="Grid points per axis (odd, so the trained weights are on the grid).")
-@click.option("--dims", type=click.IntRange(1, 2), default=1, show_default=True,
+@click.option("--dims", type=click.IntRange(1, 2),
+              default=default_of(AnalysisOptions, "landscape_dims"), show_default=True,
               help="1-D slice or 2-D surface.")
-@click.option("--extent", type=click.FloatRange(min=0, min_open=True), default=1.0,
-              show_default=True, help="The grid spans [-extent, extent] along each direction.")
-@click.option("--limit", type=click.IntRange(min=1), default=512, show_default=True,
+@click.option("--extent", type=click.FloatRange(min=0, min_open=True),
+              default=default_of(AnalysisOptions, "landscape_extent"), show_default=True,
+              help="The grid spans [-extent, extent] along each direction.")
+@click.option("--limit", type=click.IntRange(min=1),
+              default=default_of(AnalysisOptions, "landscape_limit"), show_default=True,
               help="Training images the loss is computed on (a fixed subset).")
-@click.option("--direction-seed", type=int, default=0, show_default=True)
+@click.option("--direction-seed", type=int,
+              default=default_of(AnalysisOptions, "direction_seed"), show_default=True)
 @click.option("--summary", is_flag=True, help="Print one summary row per net instead of "
               "every grid point.")
 @out_option(Path("reports"), "Directory for landscape.html and its data folder.")

@@ -10,6 +10,7 @@ from resnet_probe.cli.options import (
     EXIT_CHECK_FAILED,
     INT_LIST,
     MODEL,
+    default_of,
     device_option,
     emit,
     foreign_input_options,
@@ -20,20 +21,25 @@ from resnet_probe.cli.options import (
     sources,
     user_errors,
 )
+from resnet_probe.measure.gradients import GradientConfig
+from resnet_probe.measure.latency import LatencyConfig
 from resnet_probe.views import DYNAMICS_VIEWS, GRADIENT_VIEWS, LATENCY_VIEWS
 
 
 @click.command()
 @click.argument("models", nargs=-1, required=True, type=MODEL)
 @device_option("auto picks CUDA when present.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1),
+              default=default_of(LatencyConfig, "batch_size"), show_default=True)
 @input_size_option
-@click.option("--repeats", type=click.IntRange(min=1), default=20, show_default=True,
+@click.option("--repeats", type=click.IntRange(min=1),
+              default=default_of(LatencyConfig, "repeats"), show_default=True,
               help="Timed passes kept as raw samples.")
-@click.option("--warmup", type=click.IntRange(min=0), default=5, show_default=True,
+@click.option("--warmup", type=click.IntRange(min=0),
+              default=default_of(LatencyConfig, "warmup"), show_default=True,
               help="Passes run first and discarded.")
-@click.option("--dtype", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32",
-              show_default=True)
+@click.option("--dtype", type=click.Choice(["fp32", "bf16", "fp16"]),
+              default=default_of(LatencyConfig, "dtype"), show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="CPU threads [default: every core].")
 @click.option("--channels-last", is_flag=True, help="Use the channels_last memory format.")
@@ -108,12 +114,16 @@ def latency(models, device, batch_size, input_size, repeats, warmup, dtype, thre
 
 @click.command()
 @click.argument("models", nargs=-1, required=True, type=MODEL)
-@click.option("--batch-size", type=click.IntRange(min=2), default=32, show_default=True)
-@seeds_option("0,1,2", "Comma-separated seeds; results are mean ± std across them.")
+@click.option("--batch-size", type=click.IntRange(min=2),
+              default=default_of(GradientConfig, "batch_size"), show_default=True)
+@seeds_option(default_of(GradientConfig, "seeds"),
+              "Comma-separated seeds; results are mean ± std across them.")
 @input_size_option
-@click.option("--input", "input_kind", type=click.Choice(["data", "random"]), default="data",
-              show_default=True, help="A batch of the embedded digits, or Gaussian noise.")
-@click.option("--shatter-points", type=click.IntRange(min=0), default=256, show_default=True,
+@click.option("--input", "input_kind", type=click.Choice(["data", "random"]),
+              default=default_of(GradientConfig, "input"), show_default=True,
+              help="A batch of the embedded digits, or Gaussian noise.")
+@click.option("--shatter-points", type=click.IntRange(min=0),
+              default=default_of(GradientConfig, "shatter_points"), show_default=True,
               help="Points on the 1-D input grid of --by shattering; correlations are "
                    "reported at lags up to 128.")
 @click.option("--steps", type=INT_LIST, default=None, metavar="STEPS",

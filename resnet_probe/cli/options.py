@@ -8,6 +8,7 @@ an unknown model, a resume whose arguments differ); 130 interrupted by Ctrl-C; 1
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import shlex
 import signal
@@ -96,9 +97,14 @@ def device_option(help_text: str):
                         show_default=True, help=help_text)
 
 
-def seeds_option(default: str, help_text: str):
-    return click.option("--seeds", type=INT_LIST, default=default, show_default=True,
-                        help=help_text)
+def default_of(config: type, name: str):
+    """A library config's default for one field: the CLI shows it and never restates it."""
+    return next(field.default for field in dataclasses.fields(config) if field.name == name)
+
+
+def seeds_option(default: tuple[int, ...], help_text: str):
+    return click.option("--seeds", type=INT_LIST, default=",".join(map(str, default)),
+                        show_default=True, help=help_text)
 
 
 def out_option(default: Path, help_text: str):

@@ -12,6 +12,7 @@ from resnet_probe.cli.options import (
     INT_LIST,
     MODEL,
     command_line,
+    default_of,
     device_option,
     emit,
     format_option,
@@ -25,7 +26,10 @@ from resnet_probe.cli.options import (
     seeds_option,
     user_errors,
 )
+from resnet_probe.comparison import COMPARE_SEEDS
 from resnet_probe.data import DATASETS
+from resnet_probe.train.degradation import DEFAULT_SEEDS
+from resnet_probe.train.loop import TrainConfig
 from resnet_probe.zoo import Family
 
 
@@ -47,14 +51,16 @@ from resnet_probe.zoo import Family
               help="Training steps [default: 300].")
 @click.option("--epochs", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Budget in epochs instead of steps.")
-@seeds_option("0,1,2", "Comma-separated seeds; the verdict needs at least two.")
-@click.option("--batch-size", type=click.IntRange(min=2), default=128, show_default=True)
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=0.1,
-              show_default=True)
-@click.option("--warmup-steps", type=click.IntRange(min=0), default=50, show_default=True,
+@seeds_option(DEFAULT_SEEDS, "Comma-separated seeds; the verdict needs at least two.")
+@click.option("--batch-size", type=click.IntRange(min=2),
+              default=default_of(TrainConfig, "batch_size"), show_default=True)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True),
+              default=default_of(TrainConfig, "lr"), show_default=True)
+@click.option("--warmup-steps", type=click.IntRange(min=0),
+              default=default_of(TrainConfig, "warmup_steps"), show_default=True,
               help="Steps at --warmup-lr before --lr (the paper's ResNet-110 trick).")
-@click.option("--warmup-lr", type=click.FloatRange(min=0, min_open=True), default=0.01,
-              show_default=True)
+@click.option("--warmup-lr", type=click.FloatRange(min=0, min_open=True),
+              default=default_of(TrainConfig, "warmup_lr"), show_default=True)
 @click.option("--augment", is_flag=True, help="Pad-4, random-crop, flip (CIFAR-10 recipe).")
 @device_option("auto picks CUDA when present.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoints; "
@@ -134,7 +140,8 @@ def degradation(family, depths, preact, dataset, data_dir, steps, epochs, seeds,
 @click.option("--no-train", is_flag=True, help="Skip the short training section.")
 @click.option("--train-steps", type=click.IntRange(min=1), default=None,
               help="Steps per model in the training section [default: 200].")
-@seeds_option("0,1", "Seeds of the training section; its verdict needs at least two.")
+@seeds_option(COMPARE_SEEDS, "Seeds of the training section; its verdict needs at least "
+              "two.")
 @click.option("--from-degradation", type=click.Path(file_okay=False, path_type=Path),
               default=None, help="Reuse an earlier `degradation --out DIR` run for the "
               "training section.")

@@ -22,6 +22,7 @@ from resnet_probe.cli.options import (
     sources,
     user_errors,
 )
+from resnet_probe.measure.costs import DEFAULT_ENGINE, ENGINES
 from resnet_probe.results import CONVENTIONS
 
 
@@ -77,7 +78,7 @@ def show(model, input_size, depth, in_channels, weights) -> None:
               default="all", show_default=True, help="Show one convention's column: macs (a), "
               "macs_with_elementwise (b), flops (c), backward_flops (d), macs_v1 (paper "
               "stride), macs_fvcore_default.")
-@click.option("--engine", type=click.Choice(["torch", "fvcore"]), default="torch",
+@click.option("--engine", type=click.Choice(ENGINES), default=DEFAULT_ENGINE,
               show_default=True, help="torch's flop formulas (meta device, counts backward) "
               "or fvcore's FlopCountAnalysis (TorchScript trace).")
 @click.option("--sweep", type=INT_LIST, default=None, metavar="SIZES",
