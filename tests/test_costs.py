@@ -7,10 +7,13 @@ import json
 import pytest
 import torch
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from resnet_probe.measure.block_cost import block_cost_rows, block_cost_totals
 from resnet_probe.measure.costs import count_costs, count_model_costs, stage_costs
 from resnet_probe.zoo import build_model, build_on_meta, get_spec, list_models
+
+aten = torch.ops.aten
 
 
 @pytest.mark.parametrize("name", ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152"])
@@ -112,6 +115,23 @@ def test_backward_flops_measured_not_assumed():
     stem_flops = next(r["flops"] for r in result.modules if r["module"] == "conv1")
     assert result.summary["backward_flops"] == 2 * result.summary["flops"] - stem_flops
     assert 1.9 < result.summary["backward_to_forward"] < 2.0
+
+
+def test_a_grouped_convs_weight_gradient_is_counted_at_its_true_size():
+    """A 3x3 conv, 8 -> 8 channels in 4 groups, on 1x8x5x5: each of its 8*2*9 weights meets
+    each of the 25 output positions once, 3,600 MACs, as in forward; the input gradient is the
+    same size. torch's own formula says 4x for the weight gradient (it reads Cin as 8, not 2)."""
+    from resnet_probe.measure.costs import count_module_costs
+
+    conv = nn.Conv2d(8, 8, 3, padding=1, groups=4, bias=False)
+    x = torch.zeros(1, 8, 5, 5, requires_grad=True)
+    result = count_module_costs(nn.Sequential(conv), x, "grouped")
+    assert result.summary["macs"] == 8 * 2 * 9 * 25 == 3600
+    assert result.summary["backward_flops"] == 2 * (2 * 3600)  # input + weight gradients
+    with FlopCounterMode(display=False) as torch_count:
+        conv(x).sum().backward()
+    assert torch_count.get_flop_counts()["Global"][aten.convolution_backward] == \
+        2 * 3600 + 4 * 2 * 3600
 
 
 @pytest.mark.parametrize("name", ["resnet18", "resnet50", "plain56", "resnet20[shortcut_option=B]"])
@@ -284,13 +304,12 @@ def test_shape_pass_counts_what_flop_counter_mode_counts(name):
     # Nothing uncounted either way, and one counted call per counted operator dispatched.
     assert uncounted_calls(calls) == uncounted_calls(dispatched) == {}
     assert calls.total() == sum(n for op, n in dispatched.items() if op not in DATA_MOVEMENT)
-    if spec.groups == 1:  # torch's formula counts a grouped weight gradient per group
-        stem_convs = {"conv1", "conv1.0"}
-        for module_name, module in model.named_modules():
-            if isinstance(module, nn.Conv2d):
-                once = forward[module_name]["aten.convolution"]
-                expected = once * (1 if module_name in stem_convs else 2)
-                assert backward[module_name] == {"aten.convolution_backward": expected}
+    stem_convs = {"conv1", "conv1.0"}
+    for module_name, module in model.named_modules():
+        if isinstance(module, nn.Conv2d):
+            once = forward[module_name]["aten.convolution"]
+            expected = once * (1 if module_name in stem_convs else 2)
+            assert backward[module_name] == {"aten.convolution_backward": expected}
 
 
 def test_a_forward_the_shape_pass_cannot_follow_is_counted_by_flop_counter_mode():

@@ -45,8 +45,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from resnet_probe.measure.formulas import (
     BATCH_NORM_OPS,
     DATA_MOVEMENT,
-    ELEMENTWISE_FORMULAS,
     ELEMENTWISE_OPS,
+    FORMULAS,
     MATMUL_CONV_OPS,
 )
 from resnet_probe.measure.hooks import is_leaf
@@ -161,7 +161,7 @@ def _count_whole(model: nn.Module, example: torch.Tensor):
     model.eval()
     recorder = _OperatorRecorder()
     try:
-        with FlopCounterMode(display=False, custom_mapping=ELEMENTWISE_FORMULAS) as counter:
+        with FlopCounterMode(display=False, custom_mapping=FORMULAS) as counter:
             with recorder:
                 out = model(example)
             forward = _strip_root(counter.get_flop_counts())

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from torch.utils.flop_counter import flop_registry
+from torch.utils.flop_counter import conv_flop_count, flop_registry
 
 aten = torch.ops.aten
 
@@ -67,6 +67,32 @@ ELEMENTWISE_FORMULAS: dict[Any, Callable[..., int]] = {
     aten.avg_pool2d: _avg_pool,
     aten.mean: _mean,
 }
+
+
+def torch_formula(op: Any) -> Callable[..., int]:
+    """torch's formula itself, without the wrapper that turns tensors into shapes."""
+    formula = flop_registry[op]
+    return getattr(formula, "__wrapped__", formula)
+
+
+def conv_backward(grad_out_shape, x_shape, w_shape, bias, stride, padding, dilation,
+                  transposed, output_padding, groups, output_mask, out_shape=None,
+                  **kwargs) -> int:
+    """Convention (d) for a conv's backward: torch's formula for the input gradient, and the
+    weight gradient at its true size, the forward's multiply-adds (each weight meets each
+    output position once). torch's own weight-gradient formula reads the grouped input as
+    if it were ungrouped, ``groups`` times the work: 46% of resnext50_32x4d's backward."""
+    input_gradient = torch_formula(aten.convolution_backward)(
+        grad_out_shape, x_shape, w_shape, bias, stride, padding, dilation, transposed,
+        output_padding, groups, [output_mask[0], False, False], out_shape=out_shape)
+    weight_gradient = (conv_flop_count(list(x_shape), list(w_shape), list(grad_out_shape),
+                                       transposed) if output_mask[1] else 0)
+    return input_gradient + weight_gradient
+
+
+# Everything counted beyond torch's registry: the mapping given to FlopCounterMode too.
+FORMULAS: dict[Any, Callable[..., int]] = {**ELEMENTWISE_FORMULAS,
+                                           aten.convolution_backward: conv_backward}
 BATCH_NORM_OPS = {"aten.native_batch_norm", "aten._native_batch_norm_legit_no_training"}
 MATMUL_CONV_OPS = {str(op) for op in flop_registry}
 ELEMENTWISE_OPS = {str(op) for op in ELEMENTWISE_FORMULAS}

@@ -4,9 +4,9 @@
 per model however small the net (resnet8's forward takes 1 ms). This pass runs the model's
 forward code with a stand-in that carries only a shape. Each torch function the layers call
 arrives in ``_Shape.__torch_function__`` (the tensor-like protocol), which computes the output
-shape and the operator's count with the very formulas ``FlopCounterMode`` applies
-(``flop_registry`` for conv/linear, ``ELEMENTWISE_FORMULAS`` for the rest), under the aten
-name ``FlopCounterMode`` would record. Nothing is allocated or dispatched.
+shape and the operator's count with the very formulas ``FlopCounterMode`` is given here
+(torch's ``flop_registry``, and ``formulas`` for the rest and for a conv's backward), under the
+aten name ``FlopCounterMode`` would record. Nothing is allocated or dispatched.
 
 It knows the functions a ResNet calls. Anything else raises ``NoFormula`` and the caller
 counts with ``FlopCounterMode`` instead, so a count is never silently incomplete. Tests check
@@ -27,9 +27,8 @@ from torch.nn.modules.module import (
     register_module_forward_hook,
     register_module_forward_pre_hook,
 )
-from torch.utils.flop_counter import flop_registry
 
-from resnet_probe.measure.formulas import ELEMENTWISE_FORMULAS
+from resnet_probe.measure.formulas import ELEMENTWISE_FORMULAS, conv_backward, torch_formula
 
 aten = torch.ops.aten
 Counts = dict[str, dict[str, int]]
@@ -175,17 +174,11 @@ def _elementwise(op: str, *args: Any, out_shape: Any) -> int:
                                                                          out_shape=out_shape)
 
 
-def _torch_formula(op: Any) -> Callable[..., int]:
-    """torch's formula itself, without the wrapper that converts tensors to shapes (a pytree
-    walk per call, most of this pass's time otherwise)."""
-    formula = flop_registry[op]
-    return getattr(formula, "__wrapped__", formula)
-
-
-_CONV = _torch_formula(aten.convolution)
-_CONV_BACKWARD = _torch_formula(aten.convolution_backward)
-_MM = _torch_formula(aten.mm)
-_ADDMM = _torch_formula(aten.addmm)
+# Unwrapped: the wrapper turning tensors into shapes walks a pytree per call, which would be
+# most of this pass's time.
+_CONV = torch_formula(aten.convolution)
+_MM = torch_formula(aten.mm)
+_ADDMM = torch_formula(aten.addmm)
 
 _BACKWARD_OP = {"aten.convolution": "aten.convolution_backward", "aten.addmm": "aten.mm",
                 "aten.mm": "aten.mm"}
@@ -202,9 +195,9 @@ def _conv2d(run: _ShapePass, x: _Shape, weight: torch.Tensor, bias=None, stride=
     geometry = (list(stride), list(padding), list(dilation), False, [0, 0], groups)
     weight_shape = tuple(weight.shape)
     forward = _CONV(x.shape, weight_shape, bias, *geometry, out_shape=out)
-    backward = _CONV_BACKWARD(out, x.shape, weight_shape, None, *geometry,
-                              [x.requires_grad, weight.requires_grad, False],
-                              out_shape=(x.shape, weight_shape, None))
+    backward = conv_backward(out, x.shape, weight_shape, None, *geometry,
+                             [x.requires_grad, weight.requires_grad, False],
+                             out_shape=(x.shape, weight_shape, None))
     run.record("aten.convolution", forward, backward)
     run.conv_outputs[run.stack[-1]] = out
     return _Shape(out, x.requires_grad or weight.requires_grad)
