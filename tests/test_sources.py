@@ -361,3 +361,15 @@ def test_a_user_models_backward_goes_to_each_conv(user_file):
     assert convs["stem"]["backward_flops"] == 2 * STEM_MACS
     assert [convs[name]["backward_flops"] for name in convs if name != "stem"] == \
         [4 * BLOCK_CONV_MACS] * 4
+
+
+def test_a_graph_surgery_twin_gets_its_backward_per_module():
+    """plain:resnet50 is an fx graph (its block-output markers call view_as): the shape pass
+    follows it, reproduces FlopCounterMode's count, and gives every row plain50's backward."""
+    twin = count_costs("plain:resnet50")
+    zoo = {row["module"]: row["backward_flops"] for row in count_costs("plain50").modules}
+    rows = {row["module"]: row["backward_flops"] for row in twin.modules
+            if row["type"] == "Conv2d"}
+    assert rows and all(value is not None for value in rows.values())
+    assert rows == {name: zoo[name] for name in rows}
+    assert twin.summary["backward_flops"] == count_costs("plain50").summary["backward_flops"]

@@ -136,3 +136,24 @@ def test_flop_analysis_of_a_torchvision_module_finds_its_stages(torchvision):
     assert list(stages.index) == ["stem", "stage1", "stage2", "stage3", "stage4", "head"]
     assert stages.sum() == analysis.total() == 1_814_073_344
     assert not hasattr(model, "layer_info")  # measured on a copy; the user's module untouched
+
+
+@pytest.mark.parametrize("name", ["torchvision:resnet50", "torchvision:resnext50_32x4d",
+                                  "plain:torchvision:resnet50", "timm:resnet50d"])
+def test_foreign_resnets_get_their_backward_per_module(torchvision, name):
+    """The shape pass reproduces FlopCounterMode's count on these nets, so its attribution is
+    used: each conv's backward is its input and weight gradients (the stem's input needs
+    none), and the rows add up to the total. The zoo's twin agrees where one exists."""
+    from resnet_probe.measure.costs import count_costs
+
+    result = count_costs(name)
+    convs = [row for row in result.modules if row["type"] == "Conv2d"]
+    assert all(row["backward_flops"] is not None for row in result.modules)
+    first, *rest = convs  # the first conv's input (the image) needs no gradient
+    assert first["backward_flops"] == first["flops"]
+    assert all(row["backward_flops"] == 2 * row["flops"] for row in rest)
+    assert sum(row["backward_flops"] for row in result.modules) == \
+        result.summary["backward_flops"]
+    zoo = {"torchvision:resnet50": "resnet50", "torchvision:resnext50_32x4d": "resnext50_32x4d",
+           "plain:torchvision:resnet50": "plain50", "timm:resnet50d": "resnet50d"}[name]
+    assert result.summary["backward_flops"] == count_costs(zoo).summary["backward_flops"]

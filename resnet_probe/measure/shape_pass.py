@@ -83,6 +83,21 @@ class _Shape:
     def numel(self) -> int:
         return math.prod(self.shape)
 
+    # Tensor methods that only move data (timm's x.flatten(1), fx twins' markers).
+    def flatten(self, start_dim: int = 0, end_dim: int = -1) -> _Shape:
+        return _ShapePass.active.consumed(_flatten, self, start_dim, end_dim)
+
+    def view(self, *shape: int) -> _Shape:
+        return _ShapePass.active.consumed(_reshape, self, *shape)
+
+    reshape = view
+
+    def view_as(self, other: _Shape) -> _Shape:
+        return _ShapePass.active.consumed(_reshape, self, *other.shape)
+
+    def contiguous(self, *args: Any, **kwargs: Any) -> _Shape:
+        return self
+
     def __add__(self, other: Any) -> _Shape:
         return _ShapePass.active.elementwise("aten.add", self, other)
 
@@ -142,6 +157,10 @@ class _ShapePass:
         if len(x.readers) == 1:
             self.forks.append(x)
         x.readers.append(tuple(self.stack))
+
+    def consumed(self, handler: Callable, x: _Shape, *args: Any) -> _Shape:
+        self.consume(x)
+        return handler(self, x, *args)
 
     def gradient_sums(self) -> None:
         """The sums go to the innermost module holding every reader (for a block's input:
@@ -272,6 +291,16 @@ def _flatten(run: _ShapePass, x: _Shape, start_dim: int = 0, end_dim: int = -1) 
     return _Shape(shape, x.requires_grad)
 
 
+def _reshape(run: _ShapePass, x: _Shape, *shape: int) -> _Shape:
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        shape = tuple(shape[0])
+    known = math.prod(size for size in shape if size != -1)
+    resolved = tuple(x.numel() // known if size == -1 else size for size in shape)
+    if math.prod(resolved) != x.numel():
+        raise NoFormula(f"reshape of {x.shape} to {shape}")
+    return _Shape(resolved, x.requires_grad)
+
+
 def _pad(run: _ShapePass, x: _Shape, pad: Sequence[int], mode: str = "constant",
          value: float | None = None) -> _Shape:
     shape = list(x.shape)
@@ -289,7 +318,7 @@ _HANDLERS: dict[Callable, Callable] = {
     F.max_pool2d: _max_pool2d,
     F.avg_pool2d: _avg_pool2d,
     F.adaptive_avg_pool2d: _adaptive_avg_pool2d,
-    torch.flatten: _flatten,
+    torch.flatten: _flatten, torch.reshape: _reshape,
     F.pad: _pad,
 }
 
