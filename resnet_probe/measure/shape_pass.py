@@ -130,7 +130,9 @@ class _Shape:
 class _ShapePass:
     """One pass: the module stack for attribution, and the counts it collects."""
 
-    active: _ShapePass
+    # The pass running now: the stand-in's operators find it here (one pass at a time, as
+    # FlopCounterMode is one mode at a time).
+    active: _ShapePass | None = None
 
     def __init__(self, model: nn.Module) -> None:
         self.names = {id(module): name for name, module in model.named_modules()}
@@ -348,6 +350,7 @@ def count_shapes(model: nn.Module, shape: tuple[int, ...]) -> ShapeCounts:
         if not isinstance(out, _Shape):
             raise NoFormula(f"a forward returning {type(out).__name__}")
     finally:
+        _ShapePass.active = None
         for handle in handles:
             handle.remove()
         for module in training:
