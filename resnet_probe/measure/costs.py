@@ -182,6 +182,11 @@ def uncounted_calls(calls: Counter) -> dict[str, int]:
             if op not in MATMUL_CONV_OPS | ELEMENTWISE_OPS | DATA_MOVEMENT}
 
 
+def _conv_linear_flops(ops: dict[str, int]) -> int:
+    """FLOPs of the conv and linear operators among ``ops`` (2 per MAC)."""
+    return sum(value for op, value in ops.items() if op in MATMUL_CONV_OPS)
+
+
 def _summary_totals(modules: list[dict[str, Any]], calls: Counter,
                     backward: dict[str, dict[str, int]]) -> dict[str, Any]:
     """Model totals from the rows (backward from the model's own entry: rows may not carry
@@ -191,8 +196,7 @@ def _summary_totals(modules: list[dict[str, Any]], calls: Counter,
     totals = {key: _column_total(modules, key)
               for key in ("params", "trainable_params", "macs", "flops",
                           "macs_with_elementwise", "macs_fvcore_default")}
-    backward_total = (sum(v for op, v in backward[""].items() if op in MATMUL_CONV_OPS)
-                      if "" in backward else None)
+    backward_total = _conv_linear_flops(backward[""]) if "" in backward else None
     return {**totals, "backward_flops": backward_total,
             "backward_to_forward": (backward_total / totals["flops"]
                                     if backward_total and totals["flops"] else None),
@@ -319,9 +323,8 @@ def _v1_macs(model: ResNet, shape: tuple[int, ...], counts: ShapeCounts | None) 
         return None  # identical network: basic blocks have one place for the stride
     if not counts or not counts.conv_outputs:
         v1 = build_on_meta(spec.replace(stride_placement=StridePlacement.V1))
-        counts = count_forward_backward(v1, shape)
-        return sum(v for op, v in counts.forward[""].items() if op in MATMUL_CONV_OPS) // 2
-    macs = sum(v for op, v in counts.forward[""].items() if op in MATMUL_CONV_OPS) // 2
+        return _conv_linear_flops(count_forward_backward(v1, shape).forward[""]) // 2
+    macs = _conv_linear_flops(counts.forward[""]) // 2
     for name, block in model.blocks():
         if block.conv2.stride == (1, 1):
             continue
@@ -368,7 +371,7 @@ def _module_rows(model: ResNet, forward, backward, engine: str,
     modules = dict(model.named_modules())
     names = list(modules)
     own_forward = _own_counts(names, forward)
-    own_backward = _own_counts(names, backward)
+    own_backward = _own_counts(names, backward) if backward_by_module else {}
     rows = []
     for name, module in modules.items():
         leaf = is_leaf(module)
@@ -378,15 +381,15 @@ def _module_rows(model: ResNet, forward, backward, engine: str,
         info = getattr(model, "layer_info", {}).get(name)
         params = sum(p.numel() for p in module.parameters(recurse=False))
         trainable = sum(p.numel() for p in module.parameters(recurse=False) if p.requires_grad)
-        conv_linear = sum(v for op, v in ops.items() if op in MATMUL_CONV_OPS) // 2
+        conv_linear = _conv_linear_flops(ops) // 2
         elementwise = sum(v for op, v in ops.items() if op in ELEMENTWISE_OPS)
         batch_norm = sum(v for op, v in ops.items() if op in BATCH_NORM_OPS)
         avg_pool = ops.get("aten.mean", 0)
         if engine == "torch":
             fvcore_default = conv_linear + 2 * batch_norm + avg_pool
             with_elementwise = conv_linear + elementwise
-            backward_flops = (sum(v for op, v in own_backward.get(name, {}).items()
-                                  if op in MATMUL_CONV_OPS) if backward_by_module else None)
+            backward_flops = (_conv_linear_flops(own_backward.get(name, {}))
+                              if backward_by_module else None)
         else:
             fvcore_default = conv_linear + sum(v for op, v in ops.items()
                                                if op.startswith("fvcore."))
