@@ -203,7 +203,7 @@ def test_random_and_data_inputs_are_named():
 @pytest.mark.parametrize("kwargs, message", [
     (dict(batch_size=1), "batch_size=1"),
     (dict(seeds=()), "at least one seed"),
-    (dict(input="noise"), "unknown input 'noise'"),
+    (dict(input="noise"), "input must be one of: data, random: input='noise'"),
     (dict(shatter_points=1), "shatter_points"),
 ])
 def test_config_bad_values(kwargs, message):

@@ -218,8 +218,12 @@ def test_out_of_memory_inside_the_forward_is_not_wrapped(monkeypatch):
     (dict(repeats=0), "repeats=0"),
     (dict(repeats=-3), "repeats=-3"),
     (dict(warmup=-1), "warmup=-1"),
-    (dict(dtype="fp8"), "unknown dtype 'fp8'"),
-    (dict(device="tpu"), "unknown device 'tpu'"),
+    (dict(repeats=2.5), "repeats must be an integer, at least 1: repeats=2.5"),
+    (dict(dtype="fp8"), "dtype must be one of: fp32, bf16, fp16: dtype='fp8'"),
+    (dict(device="tpu"), "device must be one of: auto, cpu, cuda: device='tpu'"),
+    (dict(threads=0), "threads=0"),
+    (dict(sweep_batch_sizes=(8, 0)), r"each at least 1: sweep_batch_sizes=\(8, 0\)"),
+    (dict(peak_gflops=0.0), "above 0: peak_gflops=0.0"),
     (dict(batch_size=0), "batch_size=0"),
 ])
 def test_config_bad_values(kwargs, message):

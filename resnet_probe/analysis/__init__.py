@@ -33,9 +33,12 @@ from resnet_probe.analysis.trained import (
 from resnet_probe.errors import InvalidRequest
 from resnet_probe.progress import Progress
 from resnet_probe.results import frame, to_json_records
+from resnet_probe.settings import check_settings, setting
 from resnet_probe.stats import mean_interval
 from resnet_probe.train.cache import ResultCache
 from resnet_probe.train.verdict import TRAINED_FRACTION
+
+SPLITS = ("test", "train")
 
 
 class Analysis(StrEnum):
@@ -46,30 +49,37 @@ class Analysis(StrEnum):
 
 @dataclass(frozen=True)
 class AnalysisOptions:
-    split: str = "test"  # lesions and responses: the held-out images, as both papers
-    limit: int | None = None  # images of that split (None: all; digits has 297 test)
+    # Lesions and responses: the held-out images, as both papers.
+    split: str = setting("test", "Which images the nets are evaluated on.", choices=SPLITS)
+    limit: int | None = setting(None, "Use the first N images of the split.", minimum=1,
+                                none_means="all")
     lesion_views: tuple[str, ...] = ("block", "count")  # single deletions, k-block curve
-    lesion_samples: int = 10  # random draws per k in the k-block deletion curve
-    lesion_max_removed: int | None = None  # largest k (None: every shape-preserving block)
-    landscape_points: int = 21  # odd, so the grid holds the trained weights
-    landscape_dims: int = 1
-    landscape_extent: float = 1.0
+    lesion_samples: int = setting(10, "Random draws per k in the k-block deletion curve.",
+                                  minimum=1, flag="--samples")
+    lesion_max_removed: int | None = setting(None, "Largest k in the k-block deletion curve.",
+                                             minimum=1, none_means="every shape-preserving "
+                                             "block", flag="--max-removed")
+    landscape_points: int = setting(21, "Grid points per axis (odd, so the trained weights "
+                                    "are on the grid).", minimum=3, flag="--points")
+    landscape_dims: int = setting(1, "1-D slice or 2-D surface.", minimum=1, maximum=2,
+                                  flag="--dims")
+    landscape_extent: float = setting(1.0, "The grid spans [-extent, extent] along each "
+                                      "direction.", above=0, flag="--extent")
     landscape_split: str = "train"  # the training loss, as Li et al. plot
-    landscape_limit: int | None = 512
-    direction_seed: int = 0
+    landscape_limit: int | None = setting(512, "Training images the loss is computed on (a "
+                                          "fixed subset).", minimum=1, none_means="all",
+                                          flag="--limit")
+    direction_seed: int = setting(0, "Seed of the random directions.")
 
     def __post_init__(self) -> None:
-        if self.landscape_points < 3 or self.landscape_points % 2 == 0:
+        check_settings(self)
+        if self.landscape_points % 2 == 0:
             raise InvalidRequest(f"the landscape grid needs an odd number of points, at "
                                  f"least 3, so it holds the trained weights: "
                                  f"points={self.landscape_points}")
-        if self.landscape_dims not in (1, 2):
-            raise InvalidRequest(f"landscape slices are 1-D or 2-D: dims={self.landscape_dims}")
         unknown = set(self.lesion_views) - {"block", "count"}
         if unknown or not self.lesion_views:
             raise InvalidRequest(f"lesion views are 'block' and 'count': {self.lesion_views}")
-        if self.lesion_samples < 1:
-            raise InvalidRequest(f"lesion samples must be at least 1: {self.lesion_samples}")
 
     def work(self, analyses: tuple[Analysis, ...], nets: int) -> int:
         """Progress units: one per net and analysis, plus one per landscape point."""

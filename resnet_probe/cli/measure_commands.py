@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 
 import click
 
@@ -10,56 +11,31 @@ from resnet_probe.cli.options import (
     EXIT_CHECK_FAILED,
     INT_LIST,
     MODEL,
-    default_of,
-    device_option,
+    command,
+    config_options,
     emit,
     foreign_input_options,
     format_option,
-    input_size_option,
     progress_bar,
-    seeds_option,
     sources,
-    user_errors,
 )
 from resnet_probe.measure.gradients import GradientConfig
 from resnet_probe.measure.latency import LatencyConfig
 from resnet_probe.views import DYNAMICS_VIEWS, GRADIENT_VIEWS, LATENCY_VIEWS
 
 
-@click.command()
+@command()
 @click.argument("models", nargs=-1, required=True, type=MODEL)
-@device_option("auto picks CUDA when present.")
-@click.option("--batch-size", type=click.IntRange(min=1),
-              default=default_of(LatencyConfig, "batch_size"), show_default=True)
-@input_size_option
-@click.option("--repeats", type=click.IntRange(min=1),
-              default=default_of(LatencyConfig, "repeats"), show_default=True,
-              help="Timed passes kept as raw samples.")
-@click.option("--warmup", type=click.IntRange(min=0),
-              default=default_of(LatencyConfig, "warmup"), show_default=True,
-              help="Passes run first and discarded.")
-@click.option("--dtype", type=click.Choice(["fp32", "bf16", "fp16"]),
-              default=default_of(LatencyConfig, "dtype"), show_default=True)
-@click.option("--threads", type=click.IntRange(min=1), default=None,
-              help="CPU threads [default: every core].")
-@click.option("--channels-last", is_flag=True, help="Use the channels_last memory format.")
-@click.option("--forward-only", is_flag=True, help="Skip backward timing.")
-@click.option("--sweep-batch", type=INT_LIST, default=None, metavar="SIZES",
-              help="Throughput sweep: comma-separated batch sizes, e.g. 1,8,32.")
-@click.option("--peak-gflops", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Roofline peak compute [default: measured with a large matmul].")
-@click.option("--peak-gbs", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Roofline peak bandwidth in GB/s [default: measured with a large copy].")
+@config_options(LatencyConfig, "device", "batch_size", "input_size", "repeats", "warmup", "dtype",
+                "threads", "channels_last", "backward", "sweep_batch_sizes", "peak_gflops",
+                "peak_gbytes_per_s")
 @click.option("--by", type=click.Choice(LATENCY_VIEWS), default="model", show_default=True,
               help="Rows: per model (medians with 95% intervals), each model's difference "
                    "against the first, per leaf layer, per block or stage (with intervals "
                    "over repeats), raw samples, or the batch sweep.")
 @foreign_input_options
 @format_option
-@user_errors
-def latency(models, device, batch_size, input_size, repeats, warmup, dtype, threads,
-            channels_last, forward_only, sweep_batch, peak_gflops, peak_gbs, by, in_channels,
-            weights, fmt) -> None:
+def latency(models, by, in_channels, weights, fmt, **settings) -> None:
     """Time every layer of MODELS, forward and backward, on CPU or GPU.
 
     \b
@@ -74,26 +50,17 @@ def latency(models, device, batch_size, input_size, repeats, warmup, dtype, thre
       resnet-probe latency resnet50 --batch-size 8 --repeats 30
       resnet-probe latency resnet50 plain50 --device cuda --dtype bf16 --by layer
     """
-    from resnet_probe.measure.latency import LatencyConfig, measure_latency
+    from resnet_probe.measure.latency import measure_latency
+    from resnet_probe.report.console import latency_notes
     from resnet_probe.report.labels import with_bound
     from resnet_probe.views import latency_view
 
-    config = LatencyConfig(device=device, batch_size=batch_size, input_size=input_size,
-                           repeats=repeats, warmup=warmup, dtype=dtype, threads=threads,
-                           channels_last=channels_last, backward=not forward_only,
-                           sweep_batch_sizes=sweep_batch or (), peak_gflops=peak_gflops,
-                           peak_gbytes_per_s=peak_gbs)
+    config = LatencyConfig(**settings)
     with progress_bar(len(models) * (1 + len(config.sweep_batch_sizes)), "latency") as bar:
-        result = measure_latency(sources(models, in_channels, weights, input_size), config,
-                                 bar)
-    for warning in result.warnings:
-        click.echo(f"warning: {warning}", err=True)
-    for failure in result.failures:
-        click.echo(f"warning: {failure['model']} batch {failure['batch_size']}: "
-                   f"{failure['error']} (rows already measured are kept)", err=True)
-    env = result.environment
-    click.echo(f"device: {env['device']} ({env['device_name']}), threads {env['threads']}, "
-               f"dtype {env['dtype']}, torch {env['torch_version']}", err=True)
+        result = measure_latency(sources(models, in_channels, weights, config.input_size),
+                                 config, bar)
+    for note in latency_notes(result):
+        click.echo(note, err=True)
     columns = {"layer": ["model", "module", "direction", "median_ms", "iqr_ms", "min_ms",
                          "noisy", "achieved_gflops_per_s", "bound"],
                "model": ["model", "device", "batch_size", "forward_ms", "forward_ms_ci95_low",
@@ -102,7 +69,8 @@ def latency(models, device, batch_size, input_size, repeats, warmup, dtype, thre
                "difference": ["model", "baseline", "metric", "change"]}.get(by)
     view = latency_view(result, by)
     if by == "layer":
-        view = with_bound(view, env["peak_gflops"], env["peak_gbytes_per_s"])
+        view = with_bound(view, result.environment["peak_gflops"],
+                          result.environment["peak_gbytes_per_s"])
     emit(view, fmt, columns)
     if by == "model" and fmt == "table" and result.comparisons:
         click.echo()
@@ -112,20 +80,9 @@ def latency(models, device, batch_size, input_size, repeats, warmup, dtype, thre
         sys.exit(EXIT_CHECK_FAILED)
 
 
-@click.command()
+@command()
 @click.argument("models", nargs=-1, required=True, type=MODEL)
-@click.option("--batch-size", type=click.IntRange(min=2),
-              default=default_of(GradientConfig, "batch_size"), show_default=True)
-@seeds_option(default_of(GradientConfig, "seeds"),
-              "Comma-separated seeds; results are mean ± std across them.")
-@input_size_option
-@click.option("--input", "input_kind", type=click.Choice(["data", "random"]),
-              default=default_of(GradientConfig, "input"), show_default=True,
-              help="A batch of the embedded digits, or Gaussian noise.")
-@click.option("--shatter-points", type=click.IntRange(min=0),
-              default=default_of(GradientConfig, "shatter_points"), show_default=True,
-              help="Points on the 1-D input grid of --by shattering; correlations are "
-                   "reported at lags up to 128.")
+@config_options(GradientConfig, "batch_size", "seeds", "input_size", "input", "shatter_points")
 @click.option("--steps", type=INT_LIST, default=None, metavar="STEPS",
               help="Gradient dynamics: train each model from init (SGD lr 0.1, batch 32, no "
                    "warm-up) and record these steps, e.g. 0,1,2,5,10,20,50 [the default for "
@@ -137,9 +94,7 @@ def latency(models, device, batch_size, input_size, repeats, warmup, dtype, thre
                    "with --steps].")
 @foreign_input_options
 @format_option
-@user_errors
-def gradients(models, batch_size, seeds, input_size, input_kind, shatter_points, steps, by,
-              in_channels, weights, fmt) -> None:
+def gradients(models, steps, by, in_channels, weights, fmt, **settings) -> None:
     """Measure gradient norms by depth at initialization, plain vs residual.
 
     \b
@@ -164,15 +119,16 @@ def gradients(models, batch_size, seeds, input_size, input_kind, shatter_points,
       resnet-probe gradients plain20 resnet20 --by shattering --format json
     """
     from resnet_probe.measure.dynamics import DEFAULT_STEPS, DynamicsConfig, measure_dynamics
-    from resnet_probe.measure.gradients import GradientConfig, measure_gradients
+    from resnet_probe.measure.gradients import measure_gradients
     from resnet_probe.report.labels import with_gradient_trend
     from resnet_probe.views import dynamics_view, gradient_view
 
     by = by or ("dynamics" if steps else "model")
-    models = sources(models, in_channels, weights, input_size)
+    config = GradientConfig(**settings)
+    models = sources(models, in_channels, weights, config.input_size)
     if by in DYNAMICS_VIEWS:
-        dynamics_config = DynamicsConfig(steps=tuple(steps or DEFAULT_STEPS), seeds=seeds)
-        with progress_bar(len(models) * len(seeds), "gradient dynamics") as bar:
+        dynamics_config = DynamicsConfig(steps=tuple(steps or DEFAULT_STEPS), seeds=config.seeds)
+        with progress_bar(len(models) * len(config.seeds), "gradient dynamics") as bar:
             dynamics = measure_dynamics(list(models), dynamics_config, bar)
         click.echo(f"data: {dynamics.data_description}; SGD lr {dynamics_config.lr}, batch "
                    f"{dynamics_config.batch_size}, no warm-up", err=True)
@@ -185,11 +141,9 @@ def gradients(models, batch_size, seeds, input_size, input_kind, shatter_points,
         raise click.UsageError(f"--steps gives the dynamics views (--by dynamics or "
                                f"dynamics_layer), not --by {by}")
 
-    config = GradientConfig(batch_size=batch_size, seeds=seeds, input_size=input_size,
-                            input=input_kind,
-                            # the grid costs far more than the rest: only when it is shown
-                            shatter_points=shatter_points if by == "shattering" else 0)
-    with progress_bar(len(models) * len(seeds), "gradients") as bar:
+    # The grid costs far more than the rest: only when it is shown.
+    config = replace(config, shatter_points=config.shatter_points * (by == "shattering"))
+    with progress_bar(len(models) * len(config.seeds), "gradients") as bar:
         result = measure_gradients(models, config, bar)
     click.echo(f"input: {result.input_description}", err=True)
     view = gradient_view(result, by)

@@ -69,9 +69,10 @@ def format_option(fn):
 
 
 def input_size_option(fn):
-    return click.option("--input-size", type=click.IntRange(min=1), default=None,
-                        help="Square input side in pixels [default: 224 for ImageNet-style, "
-                             "32 for CIFAR-style].")(fn)
+    from resnet_probe.settings import INPUT_SIZE, Declared
+
+    return _option(Declared("input_size", None, INPUT_SIZE, int, sequence=False,
+                            optional=True), None)(fn)
 
 
 def foreign_input_options(fn):
@@ -100,6 +101,45 @@ def device_option(help_text: str):
 def default_of(config: type, name: str):
     """A library config's default for one field: the CLI shows it and never restates it."""
     return next(field.default for field in dataclasses.fields(config) if field.name == name)
+
+
+def config_options(config: type, *names: str, defaults: object = None):
+    """Options for ``config``'s declared fields (resnet_probe.settings): name, type, range,
+    choices, default and help come from the declaration. ``defaults`` (an instance) overrides
+    the defaults shown, where a command starts from another recipe."""
+    from resnet_probe.settings import declared_fields
+
+    def decorate(fn):
+        for name in reversed(names):
+            fn = _option(declared_fields(config)[name], getattr(defaults, name, None)
+                         if defaults is not None else None)(fn)
+        return fn
+    return decorate
+
+
+def _option(field, default_override):
+    declared = field.setting
+    default = field.default if default_override is None else default_override
+    help_text = declared.help + (f"  [default: {declared.none_means}]"
+                                 if default is None and declared.none_means else "")
+    flag = declared.flag or "--" + field.name.replace("_", "-")
+    if field.kind is bool:
+        return click.option(flag, field.name, is_flag=True, default=default,
+                            show_default="/" in flag, help=help_text)
+    if field.sequence:
+        kind, default = INT_LIST, ",".join(map(str, default))
+    elif declared.choices:
+        kind = click.Choice(declared.choices)
+    elif field.kind in (int, float) and declared.rule():
+        lower = declared.minimum if declared.above is None else declared.above
+        range_type = click.IntRange if field.kind is int else click.FloatRange
+        kind = range_type(min=lower, max=declared.maximum,
+                          **({"min_open": True} if declared.above is not None else {}))
+    else:
+        kind = field.kind
+    return click.option(flag, field.name, type=kind, default=default,
+                        show_default=default is not None and default != "",
+                        metavar=declared.metavar, help=help_text)
 
 
 def seeds_option(default: tuple[int, ...], help_text: str):
@@ -142,6 +182,11 @@ def interrupt_exit(error: KeyboardInterrupt) -> tuple[str, int]:
     if isinstance(error, Terminated):
         return "terminated (SIGTERM)", EXIT_TERMINATED
     return "interrupted", EXIT_INTERRUPTED
+
+
+def command(name: str | None = None):
+    """A click command whose failures exit as ``user_errors`` says."""
+    return lambda fn: click.command(name)(user_errors(fn))
 
 
 def user_errors(fn):
@@ -195,7 +240,7 @@ def emit(df, fmt: str, columns: list[str] | None = None, exact: bool = False) ->
         click.echo(console_table(df, columns, scale={} if exact else None))
 
 
-def progress_bar(total: int, description: str):
+def progress_bar(total: int | None, description: str):
     from tqdm import tqdm
 
     return tqdm(total=total, desc=description, file=sys.stderr, dynamic_ncols=True,

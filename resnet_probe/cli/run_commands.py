@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -11,8 +10,9 @@ import click
 from resnet_probe.cli.options import (
     INT_LIST,
     MODEL,
+    command,
     command_line,
-    default_of,
+    config_options,
     device_option,
     emit,
     format_option,
@@ -24,44 +24,27 @@ from resnet_probe.cli.options import (
     out_option,
     progress_bar,
     seeds_option,
-    user_errors,
 )
-from resnet_probe.comparison import COMPARE_SEEDS
-from resnet_probe.data import DATASETS
-from resnet_probe.train.degradation import DEFAULT_SEEDS
+from resnet_probe.comparison import COMPARE_SEEDS, COMPARE_TRAIN
+from resnet_probe.train.degradation import DEFAULT_DEPTHS, DEFAULT_STEPS, DegradationConfig
 from resnet_probe.train.loop import TrainConfig
-from resnet_probe.zoo import Family
 
 
-@click.command()
-@click.option("--family", type=click.Choice([family.value for family in Family]),
-              default="cifar",
-              show_default=True)
-@click.option("--depths", type=INT_LIST, default=None, help="Comma-separated depths "
-              "[default: 20,56 for cifar (6n+2), 18,34 for imagenet].")
-@click.option("--preact", is_flag=True, help="Pre-activation twins (He et al. 2016b): "
-              "BN-ReLU before each conv, a clean identity path.")
-@click.option("--dataset", type=click.Choice(DATASETS),
-              default="digits", show_default=True,
-              help="digits (embedded, offline), fashion-mnist or cifar10 (downloaded once).")
+@command()
+@config_options(DegradationConfig, "family")
+@click.option("--depths", type=INT_LIST, default=None, help="Comma-separated depths [default: "
+              + ", ".join(f"{','.join(map(str, d))} for {f}" for f, d in DEFAULT_DEPTHS.items())
+              + "].")
+@config_options(DegradationConfig, "preact", "dataset")
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where real datasets live or are downloaded [default: "
                    "~/.cache/resnet-probe/NAME].")
 @click.option("--steps", type=click.IntRange(min=1), default=None,
-              help="Training steps [default: 300].")
+              help=f"Training steps [default: {DEFAULT_STEPS}].")
 @click.option("--epochs", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Budget in epochs instead of steps.")
-@seeds_option(DEFAULT_SEEDS, "Comma-separated seeds; the verdict needs at least two.")
-@click.option("--batch-size", type=click.IntRange(min=2),
-              default=default_of(TrainConfig, "batch_size"), show_default=True)
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True),
-              default=default_of(TrainConfig, "lr"), show_default=True)
-@click.option("--warmup-steps", type=click.IntRange(min=0),
-              default=default_of(TrainConfig, "warmup_steps"), show_default=True,
-              help="Steps at --warmup-lr before --lr (the paper's ResNet-110 trick).")
-@click.option("--warmup-lr", type=click.FloatRange(min=0, min_open=True),
-              default=default_of(TrainConfig, "warmup_lr"), show_default=True)
-@click.option("--augment", is_flag=True, help="Pad-4, random-crop, flip (CIFAR-10 recipe).")
+@config_options(DegradationConfig, "seeds")
+@config_options(TrainConfig, "batch_size", "lr", "warmup_steps", "warmup_lr", "augment")
 @device_option("auto picks CUDA when present.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoints; "
               "only a run started with the same arguments (its manifest.json) continues.")
@@ -72,10 +55,7 @@ from resnet_probe.zoo import Family
 @out_option(Path("reports/degradation"), "Report, data tables and checkpoints go here.")
 @inline_plotly_option
 @format_option
-@user_errors
-def degradation(family, depths, preact, dataset, data_dir, steps, epochs, seeds, batch_size,
-                lr, warmup_steps, warmup_lr, augment, device, resume, force_new, fresh, no_why,
-                out, inline_plotly, fmt) -> None:
+def degradation(device, resume, force_new, no_why, out, fmt, **settings) -> None:
     """Train plain and residual twins at each depth and report the degradation problem.
 
     \b
@@ -94,14 +74,9 @@ def degradation(family, depths, preact, dataset, data_dir, steps, epochs, seeds,
     from resnet_probe.results import frame
     from resnet_probe.train.run_folder import ManifestMismatch
 
-    if steps is not None and epochs is not None:
-        raise click.UsageError("give --steps or --epochs, not both")
     experiment = DegradationExperiment.prepare(
-        family=family, depths=depths, preact=preact, dataset=dataset, data_dir=data_dir,
-        seeds=seeds, out=out, command_line=command_line(), inline_plotly=inline_plotly,
-        steps=steps, epochs=epochs, batch_size=batch_size, lr=lr, warmup_steps=warmup_steps,
-        warmup_lr=warmup_lr, augment=augment, device=training_device(device), fresh=fresh,
-        why=not no_why)
+        out=out, command_line=command_line(), device=training_device(device), why=not no_why,
+        **settings)
     bar = progress_bar(experiment.total_steps, "degradation") if experiment.is_main else None
     try:
         try:
@@ -133,13 +108,13 @@ def degradation(family, depths, preact, dataset, data_dir, steps, epochs, seeds,
           "final_test_error", "status", "seconds"] if fmt == "table" else None)
 
 
-@click.command()
+@command()
 @click.argument("models", nargs=-1, type=MODEL)
 @out_option(Path("reports"), "Directory for the report and its data folder.")
 @input_size_option
 @click.option("--no-train", is_flag=True, help="Skip the short training section.")
-@click.option("--train-steps", type=click.IntRange(min=1), default=None,
-              help="Steps per model in the training section [default: 200].")
+@click.option("--train-steps", type=click.IntRange(min=1), default=COMPARE_TRAIN.steps,
+              show_default=True, help="Steps per model in the training section.")
 @seeds_option(COMPARE_SEEDS, "Seeds of the training section; its verdict needs at least "
               "two.")
 @click.option("--from-degradation", type=click.Path(file_okay=False, path_type=Path),
@@ -152,7 +127,6 @@ def degradation(family, depths, preact, dataset, data_dir, steps, epochs, seeds,
 @fresh_option
 @no_why_option
 @inline_plotly_option
-@user_errors
 def compare(models, out, input_size, no_train, train_steps, seeds, from_degradation,
             no_latency, device, in_channels, fresh, no_why, inline_plotly) -> None:
     """Compare MODELS in one HTML report; the first model is the baseline.
@@ -170,6 +144,7 @@ def compare(models, out, input_size, no_train, train_steps, seeds, from_degradat
     """
     from resnet_probe.comparison import CompareOptions, run_compare, validate_models
     from resnet_probe.report import compare_report_name, write_compare_report
+    from resnet_probe.report.console import describe_verdict
     from resnet_probe.results import check_writable_dir, measurable_deltas
     from resnet_probe.sources import given, resolve
 
@@ -208,8 +183,7 @@ def compare(models, out, input_size, no_train, train_steps, seeds, from_degradat
          ["model", "params", "params_delta_pct", "macs", "macs_delta_pct", "forward_ms",
           "forward_ms_change", "grad_ratio_first_last", "final_train_error",
           "final_train_error_change"])
-    verdict = result.tables.get("train_verdict")
-    if verdict is not None and not verdict.empty:
-        click.echo(f"training verdict: {verdict['verdict'].iloc[0]} "
-                   f"({'; '.join(json.loads(verdict['reasons'].iloc[0]))})")
+    verdict = describe_verdict(result.tables.get("train_verdict"))
+    if verdict:
+        click.echo(verdict)
     click.echo(f"data: {out / (compare_report_name(result.models) + '-data')}")

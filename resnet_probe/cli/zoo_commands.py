@@ -11,6 +11,7 @@ from resnet_probe.cli.options import (
     EXIT_CHECK_FAILED,
     INT_LIST,
     MODEL,
+    command,
     command_line,
     emit,
     foreign_input_options,
@@ -20,17 +21,15 @@ from resnet_probe.cli.options import (
     out_option,
     progress_bar,
     sources,
-    user_errors,
 )
 from resnet_probe.measure.costs import DEFAULT_ENGINE, ENGINES
 from resnet_probe.results import CONVENTIONS
 
 
-@click.command("list")
+@command("list")
 @click.option("--include", multiple=True, help="Glob pattern to keep, e.g. 'plain*'.")
 @click.option("--exclude", multiple=True, help="Glob pattern to drop, e.g. '*1202'.")
 @format_option
-@user_errors
 def list_command(include, exclude, fmt) -> None:
     """List every model variant with its family, design, block, depth, shortcut and params.
 
@@ -44,13 +43,12 @@ def list_command(include, exclude, fmt) -> None:
     emit(frame(describe_models(list(include) or None, list(exclude) or None)), fmt)
 
 
-@click.command()
+@command()
 @click.argument("model", type=MODEL)
 @input_size_option
 @click.option("--depth", type=click.IntRange(min=1), default=3, show_default=True,
               help="How many levels of nested modules to show.")
 @foreign_input_options
-@user_errors
 def show(model, input_size, depth, in_channels, weights) -> None:
     """Print MODEL's architecture summary (torchinfo): layers, output shapes, params.
 
@@ -67,7 +65,7 @@ def show(model, input_size, depth, in_channels, weights) -> None:
     click.echo(str(summary))
 
 
-@click.command()
+@command()
 @click.argument("models", nargs=-1, type=MODEL)
 @input_size_option
 @click.option("--batch-size", type=click.IntRange(min=1), default=1, show_default=True)
@@ -95,7 +93,6 @@ def show(model, input_size, depth, in_channels, weights) -> None:
               "instead of merging into it.")
 @foreign_input_options
 @format_option
-@user_errors
 def flops(models, input_size, batch_size, by, convention, engine, sweep, check, rtol,
           update_baseline, replace, in_channels, weights, fmt) -> None:
     """Count params, MACs and FLOPs of MODELS in every convention.
@@ -117,6 +114,7 @@ def flops(models, input_size, batch_size, by, convention, engine, sweep, check, 
     """
     from resnet_probe import regression
     from resnet_probe.measure.costs import count_costs, resolution_sweep
+    from resnet_probe.report.console import describe_baseline_update, describe_check
     from resnet_probe.results import frame
     from resnet_probe.views import cost_view
 
@@ -124,21 +122,15 @@ def flops(models, input_size, batch_size, by, convention, engine, sweep, check, 
         raise click.UsageError("--replace goes with --update-baseline FILE")
     if update_baseline is not None:
         update = regression.update_baseline(update_baseline, list(models) or None, replace)
-        click.echo(f"wrote {update.path}: {len(update.added)} added, {len(update.replaced)} "
-                   f"replaced, {len(update.kept)} kept"
-                   + (f" (added: {', '.join(update.added)})" if update.added else "")
-                   + (f" (replaced: {', '.join(update.replaced)})" if update.replaced else ""))
+        click.echo(describe_baseline_update(update))
         return
     if check is not None:
         rows, drifts = regression.check_baseline(check, list(models) or None, rtol)
+        click.echo(describe_check(rows, drifts, check, rtol), err=bool(drifts))
         if drifts:
-            click.echo(f"FLOP regression check FAILED against {check}: "
-                       f"{len(drifts)} value(s) drifted (rtol={rtol})", err=True)
             emit(frame([r for r in rows if not r["ok"]]), fmt,
                  ["model", "stage", "metric", "expected", "got", "delta_pct"])
             sys.exit(EXIT_CHECK_FAILED)
-        click.echo(f"FLOP regression check passed: {len({r['model'] for r in rows})} models, "
-                   f"{len(rows)} values match {check} (rtol={rtol})")
         return
     if not models:
         raise click.UsageError("name at least one MODEL (or use --check / --update-baseline)")
@@ -163,13 +155,12 @@ def flops(models, input_size, batch_size, by, convention, engine, sweep, check, 
         emit(df, fmt, exact=True)
 
 
-@click.command()
+@command()
 @click.option("--width", type=click.IntRange(min=1), default=64, show_default=True,
               help="Inner width d: basic at d, bottleneck at 4d (inner d), basic at 4d.")
 @click.option("--size", type=click.IntRange(min=1), default=56, show_default=True,
               help="Spatial size H = W of the feature map.")
 @format_option
-@user_errors
 def bottleneck(width, size, fmt) -> None:
     """Show why bottleneck blocks are cheaper: weights and MACs per conv (paper Fig. 5),
     beside the ResNeXt 32x4d block.
@@ -188,10 +179,9 @@ def bottleneck(width, size, fmt) -> None:
         emit(frame(block_cost_totals(rows)), fmt, exact=True)
 
 
-@click.command()
+@command()
 @out_option(Path("reports"), "Directory for the zoo report and the index page.")
 @inline_plotly_option
-@user_errors
 def report(out, inline_plotly) -> None:
     """Write the zoo report (every variant, cost vs depth, design vs cost, bottleneck vs
     basic) and the index page linking every report in --out.

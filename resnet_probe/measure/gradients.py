@@ -38,9 +38,11 @@ from scipy import stats as scipy_stats
 from torch import nn
 
 from resnet_probe.data import fit_channels, load_dataset
+from resnet_probe.errors import InvalidRequest
 from resnet_probe.measure.hooks import hooked, is_leaf
 from resnet_probe.measure.memory import check_fits
 from resnet_probe.progress import Progress
+from resnet_probe.settings import INPUT_SIZE, check_settings, setting
 from resnet_probe.sources import ModelSource, resolve
 from resnet_probe.surgery import block_modules
 from resnet_probe.zoo import ResNet
@@ -51,27 +53,26 @@ INPUTS = ("data", "random")
 
 @dataclass(frozen=True)
 class GradientConfig:
-    batch_size: int = 32
-    seeds: tuple[int, ...] = (0, 1, 2)
-    input_size: int | None = None
-    input: str = "data"  # a batch of the embedded digits, or "random" Gaussian inputs
-    shatter_points: int = 256  # points on the 1-D grid; 0 skips the shattering measurement
-    shatter_projections: int = 2  # random projections of each block output, per seed
+    # BN in train mode needs a batch statistic, so at least 2.
+    batch_size: int = setting(32, "Images per measured batch.", minimum=2)
+    seeds: tuple[int, ...] = setting((0, 1, 2), "Comma-separated seeds; results are mean ± std "
+                                     "across them.")
+    input_size: int | None = setting(None, INPUT_SIZE)
+    input: str = setting("data", "A batch of the embedded digits, or Gaussian noise.",
+                         choices=INPUTS)
+    shatter_points: int = setting(256, "Points on the 1-D input grid of the shattering "
+                                  "measurement (0 skips it); correlations are reported at "
+                                  "lags up to 128.", minimum=0)
+    shatter_projections: int = setting(2, "Random projections of each block output, per seed.",
+                                       minimum=1)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.batch_size, int) or self.batch_size < 2:
-            raise ValueError(f"batch size must be at least 2 (BN in train mode needs a batch "
-                             f"statistic): batch_size={self.batch_size!r}")
+        check_settings(self)
         if not self.seeds:
-            raise ValueError("give at least one seed: seeds=()")
-        if self.input not in INPUTS:
-            raise ValueError(f"unknown input {self.input!r}; choose one of: {', '.join(INPUTS)}")
-        if self.shatter_points == 1 or self.shatter_points < 0:
-            raise ValueError(f"shatter_points must be 0 (off) or at least 2: "
-                             f"shatter_points={self.shatter_points}")
-        if self.shatter_projections < 1:
-            raise ValueError(f"shatter_projections must be at least 1: "
-                             f"shatter_projections={self.shatter_projections}")
+            raise InvalidRequest("give at least one seed: seeds=()")
+        if self.shatter_points == 1:
+            raise InvalidRequest("shatter_points must be 0 (off) or at least 2: "
+                                 "shatter_points=1")
 
 
 @dataclass

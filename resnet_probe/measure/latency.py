@@ -49,6 +49,7 @@ from resnet_probe.measure.costs import count_costs
 from resnet_probe.measure.hooks import ForwardFailed, HookSession, hooked
 from resnet_probe.measure.memory import MemoryGuardError, check_fits
 from resnet_probe.progress import Progress
+from resnet_probe.settings import INPUT_SIZE, check_settings, setting
 from resnet_probe.sources import ModelSource, resolve
 from resnet_probe.stats import Difference, difference_row, median_difference, median_interval
 from resnet_probe.zoo import build_on_meta
@@ -62,36 +63,27 @@ BUSY_SPREAD_FRACTION = 0.5
 
 @dataclass(frozen=True)
 class LatencyConfig:
-    device: str = "auto"
-    batch_size: int = 1
-    input_size: int | None = None  # None: the family's standard size
-    repeats: int = 20
-    warmup: int = 5
-    dtype: str = "fp32"
-    threads: int | None = None  # None: every core
-    channels_last: bool = False
-    backward: bool = True
-    sweep_batch_sizes: tuple[int, ...] = ()
-    peak_gflops: float | None = None  # None: measured with a large matmul in the same run
-    peak_gbytes_per_s: float | None = None  # None: measured with a large copy
+    device: str = setting("auto", "auto picks CUDA when present.", choices=DEVICES)
+    batch_size: int = setting(1, "Images per timed pass.", minimum=1)
+    input_size: int | None = setting(None, INPUT_SIZE)
+    repeats: int = setting(20, "Timed passes kept as raw samples.", minimum=1)
+    warmup: int = setting(5, "Passes run first and discarded.", minimum=0)
+    dtype: str = setting("fp32", "Precision of weights and inputs.", choices=tuple(DTYPES))
+    threads: int | None = setting(None, "CPU threads.", minimum=1, none_means="every core")
+    channels_last: bool = setting(False, "Use the channels_last memory format.")
+    backward: bool = setting(True, "Time backward too, or the forward only.",
+                             flag="--backward/--forward-only")
+    sweep_batch_sizes: tuple[int, ...] = setting(
+        (), "Throughput sweep: comma-separated batch sizes, e.g. 1,8,32.", minimum=1,
+        flag="--sweep-batch", metavar="SIZES")
+    peak_gflops: float | None = setting(None, "Roofline peak compute in GFLOP/s.", above=0,
+                                        none_means="measured with a large matmul")
+    peak_gbytes_per_s: float | None = setting(None, "Roofline peak bandwidth in GB/s.", above=0,
+                                              none_means="measured with a large copy",
+                                              flag="--peak-gbs")
 
     def __post_init__(self) -> None:
-        if not isinstance(self.repeats, int) or self.repeats < 1:
-            raise ValueError(f"repeats must be a positive integer: repeats={self.repeats!r}")
-        if not isinstance(self.warmup, int) or self.warmup < 0:
-            raise ValueError(f"warmup must be zero or a positive integer: warmup={self.warmup!r}")
-        if self.dtype not in DTYPES:
-            raise ValueError(f"unknown dtype {self.dtype!r}; choose one of: {', '.join(DTYPES)}")
-        if self.device not in DEVICES:
-            raise ValueError(f"unknown device {self.device!r}; choose one of: {', '.join(DEVICES)}")
-        if not isinstance(self.batch_size, int) or self.batch_size < 1:
-            raise ValueError(f"batch size must be a positive integer: "
-                             f"batch_size={self.batch_size!r}")
-        if self.threads is not None and self.threads < 1:
-            raise ValueError(f"threads must be a positive integer: threads={self.threads!r}")
-        for size in self.sweep_batch_sizes:
-            if size < 1:
-                raise ValueError(f"sweep batch sizes must be positive: {self.sweep_batch_sizes}")
+        check_settings(self)
 
 
 @dataclass

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 
 from resnet_probe.report.html import format_value
@@ -54,3 +56,50 @@ def describe_model(source, input_size: int) -> str:
     return (f"{name}: {spec.family}-style {spec.design.value}, {order}{spec.block.value} blocks "
             f"{spec.layers}{groups}, {shortcut}{stride}, depth {spec.depth}, "
             f"input {input_size}x{input_size}")
+
+
+def describe_baseline_update(update) -> str:
+    """One line for a BaselineUpdate: what was written, added, replaced and kept."""
+    line = (f"wrote {update.path}: {len(update.added)} added, {len(update.replaced)} replaced, "
+            f"{len(update.kept)} kept")
+    for what, names in (("added", update.added), ("replaced", update.replaced)):
+        line += f" ({what}: {', '.join(names)})" if names else ""
+    return line
+
+
+def describe_check(rows: list[dict], drifts: list, path, rtol: float) -> str:
+    if drifts:
+        return (f"FLOP regression check FAILED against {path}: {len(drifts)} value(s) drifted "
+                f"(rtol={rtol})")
+    return (f"FLOP regression check passed: {len({r['model'] for r in rows})} models, "
+            f"{len(rows)} values match {path} (rtol={rtol})")
+
+
+def latency_notes(result) -> list[str]:
+    """What a LatencyResult says beside its tables: warnings, failed models, the setting."""
+    env = result.environment
+    return [*(f"warning: {warning}" for warning in result.warnings),
+            *(f"warning: {f['model']} batch {f['batch_size']}: {f['error']} (rows already "
+              f"measured are kept)" for f in result.failures),
+            f"device: {env['device']} ({env['device_name']}), threads {env['threads']}, "
+            f"dtype {env['dtype']}, torch {env['torch_version']}"]
+
+
+def analysis_notes(tables: dict[str, pd.DataFrame], environment: dict) -> list[str]:
+    """The nets left out and why, then each claim's outcome with its evidence."""
+    notes = [*(f"note: not analysed: {skipped}" for skipped in environment["why_not_analysed"]),
+             *(f"note: did not train: {net}" for net in environment["why_untrained"])]
+    for row in tables["why_findings"].itertuples():
+        interval = (f"95% CI {row.ci95_low:+.3f} to {row.ci95_high:+.3f}, "
+                    if row.ci95_low == row.ci95_low else "")  # NaN with one seed
+        notes.append(f"{row.claim}, depth {row.depth}: {row.outcome} (mean {row.mean:+.3f}, "
+                     f"{interval}seeds {row.per_seed})")
+    return notes
+
+
+def describe_verdict(verdict: pd.DataFrame) -> str | None:
+    """The training verdict table's one line, or None where training did not run."""
+    if verdict is None or verdict.empty:
+        return None
+    reasons = "; ".join(json.loads(verdict["reasons"].iloc[0]))
+    return f"training verdict: {verdict['verdict'].iloc[0]} ({reasons})"

@@ -16,10 +16,11 @@ from typing import Any
 
 import pandas as pd
 
-from resnet_probe.data import DEFAULT_DATASET, ImageDataset, load_dataset
+from resnet_probe.data import DATASETS, DEFAULT_DATASET, ImageDataset, load_dataset
 from resnet_probe.errors import InvalidRequest
 from resnet_probe.progress import Progress
 from resnet_probe.results import atomic_write_bytes, frame, load_table
+from resnet_probe.settings import check_settings, setting
 from resnet_probe.sources import resolve
 from resnet_probe.train import run_folder
 from resnet_probe.train.cache import RunCache
@@ -102,16 +103,23 @@ def fit_dataset_to(dataset: ImageDataset, models: list[str]) -> ImageDataset:
 
 @dataclass(frozen=True)
 class DegradationConfig:
-    family: str = "cifar"
-    depths: tuple[int, ...] = (20, 56)
-    dataset: str = DEFAULT_DATASET
-    seeds: tuple[int, ...] = DEFAULT_SEEDS
+    family: str = setting("cifar", "Which twins: CIFAR-style (depth 6n+2) or ImageNet-style.",
+                          choices=FAMILIES)
+    depths: tuple[int, ...] = DEFAULT_DEPTHS["cifar"]
+    dataset: str = setting(DEFAULT_DATASET, "digits (embedded, offline), fashion-mnist or "
+                           "cifar10 (downloaded once).", choices=DATASETS)
+    seeds: tuple[int, ...] = setting(DEFAULT_SEEDS, "Comma-separated seeds; the verdict needs "
+                                     "at least two.")
     train: TrainConfig = TrainConfig()
     data_dir: str | None = None
     models: tuple[str, ...] = ()  # explicit models instead of family/depth twins
-    preact: bool = False  # pre-activation twins (He et al. 2016b)
+    preact: bool = setting(False, "Pre-activation twins (He et al. 2016b): BN-ReLU before "
+                           "each conv, a clean identity path.")
     # Skip the remaining seeds once the verdict cannot change (train.verdict.settled_early).
     stop_when_settled: bool = False
+
+    def __post_init__(self) -> None:
+        check_settings(self)
 
     def model_names(self) -> list[str]:
         if self.models:

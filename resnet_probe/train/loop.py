@@ -33,6 +33,7 @@ from resnet_probe.measure.gradients import layer_grad_norms
 from resnet_probe.measure.memory import check_fits
 from resnet_probe.progress import Progress
 from resnet_probe.results import atomic_write_bytes
+from resnet_probe.settings import check_settings, setting
 from resnet_probe.sources import resolve
 
 EVAL_SUBSET = 2000  # eval-mode training error on at most this many training images
@@ -47,32 +48,26 @@ READABLE_FORMATS = (1, 2)
 
 @dataclass(frozen=True)
 class TrainConfig:
-    steps: int = 300
-    batch_size: int = 128  # global: split across processes under torchrun
-    lr: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
+    steps: int = setting(300, "Training steps.", minimum=1)
+    batch_size: int = setting(128, "Global batch (split across processes under torchrun).",
+                              minimum=2)
+    lr: float = setting(0.1, "Learning rate after the warm-up.", above=0)
+    momentum: float = setting(0.9, "SGD momentum.", minimum=0)
+    weight_decay: float = setting(1e-4, "SGD weight decay.", minimum=0)
     milestones: tuple[float, ...] = (0.5, 0.75)  # fractions of the budget where lr *= gamma
     gamma: float = 0.1
-    warmup_steps: int = 50
-    warmup_lr: float = 0.01
-    eval_every: int = 50
-    grad_norm_every: int = 25
-    checkpoint_every: int = 50
-    augment: bool = False  # pad 4, random crop, horizontal flip (for CIFAR-10)
+    warmup_steps: int = setting(50, "Steps at the warm-up lr before the lr (the paper's "
+                                "ResNet-110 trick).", minimum=0)
+    warmup_lr: float = setting(0.01, "Learning rate of the warm-up steps.", above=0)
+    eval_every: int = setting(50, "Steps between evaluations.", minimum=1)
+    grad_norm_every: int = setting(25, "Steps between gradient-norm records.", minimum=1)
+    checkpoint_every: int = setting(50, "Steps between checkpoints.", minimum=1)
+    augment: bool = setting(False, "Pad-4, random-crop, flip (the CIFAR-10 recipe).")
     device: str = "cpu"
     channels_last: bool = False
 
     def __post_init__(self) -> None:
-        if not isinstance(self.steps, int) or self.steps < 1:
-            raise ValueError(f"steps must be a positive integer: steps={self.steps!r}")
-        if not isinstance(self.batch_size, int) or self.batch_size < 2:
-            raise ValueError(f"batch size must be at least 2: batch_size={self.batch_size!r}")
-        if not self.lr > 0:
-            raise ValueError(f"learning rate must be positive: lr={self.lr!r}")
-        for name in ("eval_every", "grad_norm_every", "checkpoint_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be a positive integer: {name}={getattr(self, name)}")
+        check_settings(self)
         if self.warmup_steps >= self.steps:
             raise InvalidRequest(f"the warm-up ({self.warmup_steps} steps at lr {self.warmup_lr}) "
                              f"takes the whole budget of {self.steps} steps, so lr {self.lr} "
