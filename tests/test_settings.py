@@ -26,7 +26,8 @@ from resnet_probe.train.loop import TrainConfig
     (lambda: AnalysisOptions(split="val"), "split must be one of: test, train: split='val'"),
     (lambda: DegradationConfig(dataset="mnist"),
      "dataset must be one of: digits, fashion-mnist, cifar10: dataset='mnist'"),
-    (lambda: GradientConfig(seeds=(0, "1")), r"seeds must be a tuple of integers: seeds=\(0, '1'\)"),
+    (lambda: GradientConfig(seeds=(0, "1")),
+     r"seeds must be a tuple of integers: seeds=\(0, '1'\)"),
 ])
 def test_a_bad_value_names_the_field_and_what_it_accepts(make, message):
     with pytest.raises(InvalidRequest, match=message):

@@ -19,9 +19,12 @@ from resnet_probe.cli.options import (
     progress_bar,
     sources,
 )
+from resnet_probe.measure.dynamics import DynamicsConfig
 from resnet_probe.measure.gradients import GradientConfig
 from resnet_probe.measure.latency import LatencyConfig
 from resnet_probe.views import DYNAMICS_VIEWS, GRADIENT_VIEWS, LATENCY_VIEWS
+
+DYNAMICS = DynamicsConfig()
 
 
 @command()
@@ -84,9 +87,9 @@ def latency(models, by, in_channels, weights, fmt, **settings) -> None:
 @click.argument("models", nargs=-1, required=True, type=MODEL)
 @config_options(GradientConfig, "batch_size", "seeds", "input_size", "input", "shatter_points")
 @click.option("--steps", type=INT_LIST, default=None, metavar="STEPS",
-              help="Gradient dynamics: train each model from init (SGD lr 0.1, batch 32, no "
-                   "warm-up) and record these steps, e.g. 0,1,2,5,10,20,50 [the default for "
-                   "--by dynamics].")
+              help=f"Gradient dynamics: train each model from init (SGD lr {DYNAMICS.lr}, batch "
+                   f"{DYNAMICS.batch_size}, no warm-up) and record these steps [default for "
+                   f"--by dynamics: {','.join(map(str, DYNAMICS.steps))}].")
 @click.option("--by", type=click.Choice([*GRADIENT_VIEWS, *DYNAMICS_VIEWS]), default=None,
               help="Rows: per model, per block output, per stage (mean over its blocks, with "
                    "the within-stage ratio), per weighted layer, the shattering curve by lag, "
@@ -118,7 +121,7 @@ def gradients(models, steps, by, in_channels, weights, fmt, **settings) -> None:
       resnet-probe gradients plain56 resnet56 --steps 0,1,2,5,10,20,50
       resnet-probe gradients plain20 resnet20 --by shattering --format json
     """
-    from resnet_probe.measure.dynamics import DEFAULT_STEPS, DynamicsConfig, measure_dynamics
+    from resnet_probe.measure.dynamics import measure_dynamics
     from resnet_probe.measure.gradients import measure_gradients
     from resnet_probe.report.labels import with_gradient_trend
     from resnet_probe.views import dynamics_view, gradient_view
@@ -127,7 +130,7 @@ def gradients(models, steps, by, in_channels, weights, fmt, **settings) -> None:
     config = GradientConfig(**settings)
     models = sources(models, in_channels, weights, config.input_size)
     if by in DYNAMICS_VIEWS:
-        dynamics_config = DynamicsConfig(steps=tuple(steps or DEFAULT_STEPS), seeds=config.seeds)
+        dynamics_config = replace(DYNAMICS, steps=steps or DYNAMICS.steps, seeds=config.seeds)
         with progress_bar(len(models) * len(config.seeds), "gradient dynamics") as bar:
             dynamics = measure_dynamics(list(models), dynamics_config, bar)
         click.echo(f"data: {dynamics.data_description}; SGD lr {dynamics_config.lr}, batch "

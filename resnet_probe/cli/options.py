@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 import shlex
 import signal
 import sys
@@ -80,8 +81,14 @@ def foreign_input_options(fn):
     fn = click.option("--weights", type=click.Path(dir_okay=False, path_type=Path),
                       default=None, help="A local state_dict to load (one MODEL only); "
                       "nothing is downloaded.")(fn)
+    return in_channels_option("Input channels of a foreign model")(fn)
+
+
+def in_channels_option(help_text: str):
+    from resnet_probe.sources import ModelSource
+
     return click.option("--in-channels", type=click.IntRange(min=1), default=None,
-                        help="Input channels of a foreign model [default: 3].")(fn)
+                        help=f"{help_text} [default: {default_of(ModelSource, 'in_channels')}].")
 
 
 def sources(models, in_channels=None, weights=None, input_size=None) -> list:
@@ -98,9 +105,12 @@ def device_option(help_text: str):
                         show_default=True, help=help_text)
 
 
-def default_of(config: type, name: str):
-    """A library config's default for one field: the CLI shows it and never restates it."""
-    return next(field.default for field in dataclasses.fields(config) if field.name == name)
+def default_of(owner, name: str):
+    """The library's default for a config field or a function parameter: the CLI shows it and
+    never restates it."""
+    if dataclasses.is_dataclass(owner):
+        return next(field.default for field in dataclasses.fields(owner) if field.name == name)
+    return inspect.signature(owner).parameters[name].default
 
 
 def config_options(config: type, *names: str, defaults: object = None):

@@ -17,6 +17,7 @@ from resnet_probe.cli.options import (
     emit,
     format_option,
     fresh_option,
+    in_channels_option,
     inline_plotly_option,
     input_size_option,
     interrupt_exit,
@@ -122,8 +123,7 @@ def degradation(device, resume, force_new, no_why, out, fmt, **settings) -> None
               "training section.")
 @click.option("--no-latency", is_flag=True, help="Skip the latency section.")
 @device_option("Device for the latency and training sections; auto picks CUDA when present.")
-@click.option("--in-channels", type=click.IntRange(min=1), default=None,
-              help="Input channels of the foreign models [default: 3].")
+@in_channels_option("Input channels of the foreign models")
 @fresh_option
 @no_why_option
 @inline_plotly_option

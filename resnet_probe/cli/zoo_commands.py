@@ -7,12 +7,14 @@ from pathlib import Path
 
 import click
 
+from resnet_probe import regression
 from resnet_probe.cli.options import (
     EXIT_CHECK_FAILED,
     INT_LIST,
     MODEL,
     command,
     command_line,
+    default_of,
     emit,
     foreign_input_options,
     format_option,
@@ -22,7 +24,9 @@ from resnet_probe.cli.options import (
     progress_bar,
     sources,
 )
-from resnet_probe.measure.costs import DEFAULT_ENGINE, ENGINES
+from resnet_probe.measure.architecture import torchinfo_summary
+from resnet_probe.measure.block_cost import block_cost_rows, block_cost_totals
+from resnet_probe.measure.costs import DEFAULT_ENGINE, ENGINES, count_costs, resolution_sweep
 from resnet_probe.results import CONVENTIONS
 
 
@@ -46,7 +50,8 @@ def list_command(include, exclude, fmt) -> None:
 @command()
 @click.argument("model", type=MODEL)
 @input_size_option
-@click.option("--depth", type=click.IntRange(min=1), default=3, show_default=True,
+@click.option("--depth", type=click.IntRange(min=1), show_default=True,
+              default=default_of(torchinfo_summary, "depth"),
               help="How many levels of nested modules to show.")
 @foreign_input_options
 def show(model, input_size, depth, in_channels, weights) -> None:
@@ -56,7 +61,6 @@ def show(model, input_size, depth, in_channels, weights) -> None:
     Example:
       resnet-probe show resnet50 --input-size 224 --depth 2
     """
-    from resnet_probe.measure.architecture import torchinfo_summary
     from resnet_probe.report.console import describe_model
 
     (source,) = sources([model], in_channels, weights, input_size)
@@ -68,7 +72,8 @@ def show(model, input_size, depth, in_channels, weights) -> None:
 @command()
 @click.argument("models", nargs=-1, type=MODEL)
 @input_size_option
-@click.option("--batch-size", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), show_default=True,
+              default=default_of(count_costs, "batch_size"))
 @click.option("--by", type=click.Choice(["model", "module", "block", "stage", "operator"]),
               default="model", show_default=True, help="Row granularity; block and stage rows "
               "sum the modules, so every view's totals agree.")
@@ -83,7 +88,8 @@ def show(model, input_size, depth, in_channels, weights) -> None:
               help="Resolution sweep: comma-separated input sizes, e.g. 128,160,224,320.")
 @click.option("--check", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Compare with a baseline JSON; exit 1 with a diff table on any drift.")
-@click.option("--rtol", type=click.FloatRange(min=0), default=0.0, show_default=True,
+@click.option("--rtol", type=click.FloatRange(min=0), show_default=True,
+              default=default_of(regression.check_baseline, "rtol"),
               help="Relative tolerance for --check (0 = exact; must be finite).")
 @click.option("--update-baseline", type=click.Path(dir_okay=False, path_type=Path),
               default=None, help="Measure MODELS (default: the file's own entries, or the "
@@ -112,8 +118,6 @@ def flops(models, input_size, batch_size, by, convention, engine, sweep, check, 
       resnet-probe flops torchvision:resnext50_32x4d plain:torchvision:resnet50
       resnet-probe flops my_model.py:build --in-channels 1 --input-size 28
     """
-    from resnet_probe import regression
-    from resnet_probe.measure.costs import count_costs, resolution_sweep
     from resnet_probe.report.console import describe_baseline_update, describe_check
     from resnet_probe.results import frame
     from resnet_probe.views import cost_view
@@ -156,9 +160,11 @@ def flops(models, input_size, batch_size, by, convention, engine, sweep, check, 
 
 
 @command()
-@click.option("--width", type=click.IntRange(min=1), default=64, show_default=True,
+@click.option("--width", type=click.IntRange(min=1), show_default=True,
+              default=default_of(block_cost_rows, "width"),
               help="Inner width d: basic at d, bottleneck at 4d (inner d), basic at 4d.")
-@click.option("--size", type=click.IntRange(min=1), default=56, show_default=True,
+@click.option("--size", type=click.IntRange(min=1), show_default=True,
+              default=default_of(block_cost_rows, "size"),
               help="Spatial size H = W of the feature map.")
 @format_option
 def bottleneck(width, size, fmt) -> None:
@@ -169,7 +175,6 @@ def bottleneck(width, size, fmt) -> None:
     Example:
       resnet-probe bottleneck --width 64 --size 56
     """
-    from resnet_probe.measure.block_cost import block_cost_rows, block_cost_totals
     from resnet_probe.results import frame
 
     rows = block_cost_rows(width, size)

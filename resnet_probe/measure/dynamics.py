@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from resnet_probe.data import fit_channels, load_dataset
+from resnet_probe.errors import InvalidRequest
 from resnet_probe.measure.gradients import (
     layer_grad_norms,
     output_classes,
@@ -28,6 +29,7 @@ from resnet_probe.measure.gradients import (
     weighted_layers,
 )
 from resnet_probe.progress import Progress
+from resnet_probe.settings import check_settings, setting
 from resnet_probe.sources import ModelSource, resolve
 from resnet_probe.surgery import has_shortcuts
 
@@ -36,21 +38,19 @@ DEFAULT_STEPS = (0, 1, 2, 5, 10, 20, 50)
 
 @dataclass(frozen=True)
 class DynamicsConfig:
-    steps: tuple[int, ...] = DEFAULT_STEPS  # recorded steps; training runs to the last
-    seeds: tuple[int, ...] = (0,)
-    batch_size: int = 32
-    lr: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
+    steps: tuple[int, ...] = setting(DEFAULT_STEPS, "Recorded steps; training runs to the "
+                                     "last.", minimum=0)
+    seeds: tuple[int, ...] = setting((0,), "Comma-separated seeds.")
+    batch_size: int = setting(32, "Images per step (BN in train mode needs 2).", minimum=2)
+    lr: float = setting(0.1, "Learning rate, with no warm-up.", above=0)
+    momentum: float = setting(0.9, "SGD momentum.", minimum=0)
+    weight_decay: float = setting(1e-4, "SGD weight decay.", minimum=0)
 
     def __post_init__(self) -> None:
-        if not self.steps or min(self.steps) < 0:
-            raise ValueError(f"steps must be non-negative step numbers: steps={self.steps!r}")
-        if not self.seeds:
-            raise ValueError("give at least one seed: seeds=()")
-        if self.batch_size < 2:
-            raise ValueError(f"batch size must be at least 2 (BN in train mode): "
-                             f"batch_size={self.batch_size}")
+        check_settings(self)
+        if not self.steps or not self.seeds:
+            raise InvalidRequest(f"give at least one step and one seed: steps={self.steps!r}, "
+                                 f"seeds={self.seeds!r}")
 
 
 @dataclass
