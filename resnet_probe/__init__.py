@@ -65,11 +65,10 @@ def gradients(models, by: str = "model", **config) -> pd.DataFrame:
     ``config`` takes GradientConfig's fields. The shattering grid is only computed for
     ``by="shattering"`` (it costs far more than the rest)."""
     from resnet_probe.measure.gradients import GradientConfig, measure_gradients
-    from resnet_probe.views import gradient_view
+    from resnet_probe.views import gradient_view, measured_for
 
-    if by != "shattering":
-        config = {**config, "shatter_points": 0}
-    return gradient_view(measure_gradients(_models(models), GradientConfig(**config)), by)
+    config = measured_for(by, GradientConfig(**config))
+    return gradient_view(measure_gradients(_models(models), config), by)
 
 
 def compare(models: list, out: str | Path = "reports", inline_plotly: bool = False,

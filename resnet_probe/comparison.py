@@ -105,11 +105,11 @@ class CompareOptions:
         gradients per model and seed, training per step."""
         total = 1
         if self.latency is not None:
-            total += len(models) * (1 + len(self.latency.sweep_batch_sizes))
+            total += self.latency.work(len(models))
         if self.gradients is not None:
-            total += len(models) * len(self.gradients.seeds)
+            total += self.gradients.work(len(models))
             if self.dynamics is not None:
-                total += len(models) * len(self.dynamics.seeds)
+                total += self.dynamics.work(len(models))
         if self.trains:
             nets = (len(models) + len(siblings(models))) * len(self.train_seeds)
             total += nets * self.train.steps

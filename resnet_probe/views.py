@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pandas as pd
 
 from resnet_probe.results import CONVENTIONS, frame, rollup
@@ -73,6 +75,12 @@ def gradient_view(result, by: str = "model") -> pd.DataFrame:
         return means.merge(within, on=["model", "stage"], how="left")
     return frame({"model": result.models, "block": result.blocks, "layer": result.layers,
                   "shattering": result.shattering}[by])
+
+
+def measured_for(by: str, config):
+    """A GradientConfig for one view: the shattering grid costs far more than the rest, so it
+    is measured only where it is shown."""
+    return config if by == "shattering" else replace(config, shatter_points=0)
 
 
 def dynamics_view(result, by: str = "dynamics") -> pd.DataFrame:

@@ -59,7 +59,7 @@ def latency(models, by, in_channels, weights, fmt, **settings) -> None:
     from resnet_probe.views import latency_view
 
     config = LatencyConfig(**settings)
-    with progress_bar(len(models) * (1 + len(config.sweep_batch_sizes)), "latency") as bar:
+    with progress_bar(config.work(len(models)), "latency") as bar:
         result = measure_latency(sources(models, in_channels, weights, config.input_size),
                                  config, bar)
     for note in latency_notes(result):
@@ -124,14 +124,14 @@ def gradients(models, steps, by, in_channels, weights, fmt, **settings) -> None:
     from resnet_probe.measure.dynamics import measure_dynamics
     from resnet_probe.measure.gradients import measure_gradients
     from resnet_probe.report.labels import with_gradient_trend
-    from resnet_probe.views import dynamics_view, gradient_view
+    from resnet_probe.views import dynamics_view, gradient_view, measured_for
 
     by = by or ("dynamics" if steps else "model")
     config = GradientConfig(**settings)
     models = sources(models, in_channels, weights, config.input_size)
     if by in DYNAMICS_VIEWS:
         dynamics_config = replace(DYNAMICS, steps=steps or DYNAMICS.steps, seeds=config.seeds)
-        with progress_bar(len(models) * len(config.seeds), "gradient dynamics") as bar:
+        with progress_bar(dynamics_config.work(len(models)), "gradient dynamics") as bar:
             dynamics = measure_dynamics(list(models), dynamics_config, bar)
         click.echo(f"data: {dynamics.data_description}; SGD lr {dynamics_config.lr}, batch "
                    f"{dynamics_config.batch_size}, no warm-up", err=True)
@@ -144,9 +144,8 @@ def gradients(models, steps, by, in_channels, weights, fmt, **settings) -> None:
         raise click.UsageError(f"--steps gives the dynamics views (--by dynamics or "
                                f"dynamics_layer), not --by {by}")
 
-    # The grid costs far more than the rest: only when it is shown.
-    config = replace(config, shatter_points=config.shatter_points * (by == "shattering"))
-    with progress_bar(len(models) * len(config.seeds), "gradients") as bar:
+    config = measured_for(by, config)
+    with progress_bar(config.work(len(models)), "gradients") as bar:
         result = measure_gradients(models, config, bar)
     click.echo(f"input: {result.input_description}", err=True)
     view = gradient_view(result, by)

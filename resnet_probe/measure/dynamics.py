@@ -52,6 +52,10 @@ class DynamicsConfig:
             raise InvalidRequest(f"give at least one step and one seed: steps={self.steps!r}, "
                                  f"seeds={self.seeds!r}")
 
+    def work(self, models: int) -> int:
+        """Progress units measure_dynamics reports: one per model and seed."""
+        return models * len(self.seeds)
+
 
 @dataclass
 class DynamicsResult:

@@ -74,6 +74,10 @@ class GradientConfig:
             raise InvalidRequest("shatter_points must be 0 (off) or at least 2: "
                                  "shatter_points=1")
 
+    def work(self, models: int) -> int:
+        """Progress units measure_gradients reports: one per model and seed."""
+        return models * len(self.seeds)
+
 
 @dataclass
 class GradientResult:

@@ -85,6 +85,10 @@ class LatencyConfig:
     def __post_init__(self) -> None:
         check_settings(self)
 
+    def work(self, models: int) -> int:
+        """Progress units measure_latency reports: one per model and batch size."""
+        return models * (1 + len(self.sweep_batch_sizes))
+
 
 @dataclass
 class LatencyResult:
