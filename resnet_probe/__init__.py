@@ -71,23 +71,30 @@ def gradients(models, by: str = "model", **config) -> pd.DataFrame:
     return gradient_view(measure_gradients(_models(models), config), by)
 
 
-def compare(models: list, out: str | Path = "reports", inline_plotly: bool = False,
-            **options):
+def compare(models: list, out: str | Path = "reports", inline_plotly: bool = False, *,
+            options=None, progress=None, command_line: str | None = None,
+            on_early_report=None, **fields):
     """Run every measurement on ``models`` (the first is the baseline), write the HTML report
     under ``out`` and return a CompareResult whose ``tables`` are DataFrames and whose
-    ``report_path`` is the page. ``options`` take CompareOptions' fields (``train=None``
-    skips training)."""
+    ``report_path`` is the page. ``options`` is a CompareOptions, else ``fields`` are its
+    fields (``train=None`` skips training). The report is first written before training
+    starts; ``on_early_report`` is then called with no arguments."""
     from resnet_probe.comparison import CompareOptions, run_compare
     from resnet_probe.report import write_compare_report
     from resnet_probe.sources import given
 
     def early_report(partial) -> None:  # on screen while training runs
         write_compare_report(partial, Path(out), inline_plotly)
+        if on_early_report is not None:
+            on_early_report()
 
     # An nn.Module is compared under its label (its .name, else its class name).
     with given(list(models)) as labels:
-        result = run_compare(labels, CompareOptions(**options), out_dir=Path(out),
+        result = run_compare(labels, options or CompareOptions(**fields), progress,
+                             out_dir=Path(out), command_line=command_line,
                              before_training=early_report)
+        if progress is not None:
+            progress.set_description("writing report")
         result.report_path = write_compare_report(result, Path(out), inline_plotly)
     return result
 

@@ -323,7 +323,9 @@ def test_compare_a_user_model_with_its_plain_twin_on_one_channel(invoke, user_fi
                     "--in-channels", "1", "--input-size", "28", "--no-latency",
                     "--train-steps", "30", "--seeds", "0", "--out", str(tmp_path))
     assert result.exit_code == 0, result.output
+    assert "report written (training in progress" in result.stderr  # the early report
     data = next(tmp_path.glob("compare-*-data"))
+    assert result.stdout.splitlines()[0] == f"report: {data.parent / data.name[:-5]}.html"
     summary = json.loads((data / "summary.json").read_text())
     assert [row["params"] for row in summary] == [USER_PARAMS, USER_PARAMS]
     lesions = json.loads((data / "lesion_blocks.json").read_text())

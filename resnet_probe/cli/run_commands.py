@@ -142,11 +142,12 @@ def compare(models, out, input_size, no_train, train_steps, seeds, from_degradat
       resnet-probe compare resnet18 resnet34 resnet50 plain34 --no-train
       resnet-probe compare plain56 resnet56 --from-degradation reports/degradation
     """
-    from resnet_probe.comparison import CompareOptions, run_compare, validate_models
-    from resnet_probe.report import compare_report_name, write_compare_report
+    import resnet_probe
+    from resnet_probe.comparison import CompareOptions, validate_models
+    from resnet_probe.report import compare_report_name
     from resnet_probe.report.console import describe_verdict
     from resnet_probe.results import check_writable_dir, measurable_deltas
-    from resnet_probe.sources import given, resolve
+    from resnet_probe.sources import resolve
 
     validate_models(list(models), input_size)
     out = check_writable_dir(out)
@@ -156,20 +157,15 @@ def compare(models, out, input_size, no_train, train_steps, seeds, from_degradat
                                     fresh=fresh, why=not no_why)
     click.echo(f"report: {out / (compare_report_name(list(models)) + '.html')}", err=True)
 
-    def early_report(partial) -> None:
-        write_compare_report(partial, out, inline_plotly)
-        bar.write("report written (training in progress; the page is rewritten when it "
-                  "finishes)", file=sys.stderr)
-
     # With --in-channels, each name resolves to a source that remembers it.
     resolved = [resolve(m, in_channels, input_size) for m in models] if in_channels else models
-    with (progress_bar(options.progress_total(list(models)), "compare") as bar,
-          given(list(resolved)) as labels):
-        result = run_compare(labels, options, bar, out_dir=out,
-                             command_line=command_line(), before_training=early_report)
-        bar.set_description("writing report")
-        path = write_compare_report(result, out, inline_plotly)
-    click.echo(f"report: {path}")
+    with progress_bar(options.progress_total(list(models)), "compare") as bar:
+        result = resnet_probe.compare(
+            list(resolved), out, inline_plotly, options=options, progress=bar,
+            command_line=command_line(), on_early_report=lambda: bar.write(
+                "report written (training in progress; the page is rewritten when it "
+                "finishes)", file=sys.stderr))
+    click.echo(f"report: {result.report_path}")
     cache = result.section_environment("training").get("cache")
     if cache:
         click.echo(f"run cache: {cache['usage']}", err=True)
