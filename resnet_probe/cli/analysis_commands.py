@@ -7,15 +7,7 @@ from pathlib import Path
 import click
 
 from resnet_probe.analysis import AnalysisOptions
-from resnet_probe.cli.options import (
-    command,
-    config_options,
-    emit,
-    format_option,
-    inline_plotly_option,
-    out_option,
-    progress_bar,
-)
+from resnet_probe.cli import options
 
 RUN_HELP = ("RUN is a `degradation --out DIR` folder, a compare report (or its -data folder), "
             "or nothing: then the default degradation run (digits, depths 20 and 56, seeds "
@@ -27,22 +19,22 @@ def run_argument(fn):
                           type=click.Path(path_type=Path, exists=False))(fn)
 
 
-split_options = config_options(AnalysisOptions, "split", "limit")
+split_options = options.from_config(AnalysisOptions, "split", "limit")
 
 
-def _analyse(run, analysis, options, out, inline_plotly, title):
+def _analyse(run, analysis, chosen, out, inline_plotly, title):
     """Load the nets, run one analysis with a progress bar, write its report."""
     from resnet_probe.analysis import explain, load_trained
     from resnet_probe.report import write_analysis_report
     from resnet_probe.report.console import analysis_notes
 
     if run is None:
-        with progress_bar(None, "default degradation run") as bar:  # total unknown: a count
+        with options.progress_bar(None, "default degradation run") as bar:  # a count
             runs = load_trained(None, progress=bar)
     else:
         runs = load_trained(run)
-    with progress_bar(options.work((analysis,), len(runs.nets)), analysis.value) as bar:
-        tables, environment = explain(runs, (analysis,), options, bar)
+    with options.progress_bar(chosen.work((analysis,), len(runs.nets)), analysis.value) as bar:
+        tables, environment = explain(runs, (analysis,), chosen, bar)
     path = write_analysis_report(tables, environment, out, analysis.value, title,
                                  inline_plotly)
     click.echo(f"report: {path}", err=True)
@@ -51,16 +43,16 @@ def _analyse(run, analysis, options, out, inline_plotly, title):
     return tables
 
 
-@command()
+@options.command()
 @run_argument
 @click.option("--by", type=click.Choice(["block", "count"]), default="block",
               show_default=True, help="block: delete each block alone; count: delete k random "
               "shape-preserving blocks.")
-@config_options(AnalysisOptions, "lesion_samples", "lesion_max_removed")
+@options.from_config(AnalysisOptions, "lesion_samples", "lesion_max_removed")
 @split_options
-@out_option(Path("reports"), "Directory for lesion.html and its data folder.")
-@inline_plotly_option
-@format_option
+@options.out(Path("reports"), "Directory for lesion.html and its data folder.")
+@options.inline_plotly
+@options.output_format
 def lesion(run, by, out, inline_plotly, fmt, **settings) -> None:
     """Delete blocks of trained nets at test time (Veit et al. 2016).
 
@@ -70,24 +62,24 @@ def lesion(run, by, out, inline_plotly, fmt, **settings) -> None:
     """
     from resnet_probe.analysis import Analysis
 
-    options = AnalysisOptions(lesion_views=(by,), **settings)
-    tables = _analyse(run, Analysis.LESION, options, out, inline_plotly,
+    chosen = AnalysisOptions(lesion_views=(by,), **settings)
+    tables = _analyse(run, Analysis.LESION, chosen, out, inline_plotly,
                       "resnet-probe lesion study")
     if by == "block":
-        emit(tables["lesion_blocks"], fmt, ["model", "seed", "block", "stage", "downsampling",
-                                            "error", "baseline_error", "not_deletable_because"]
-             if fmt == "table" else None)
+        options.emit(tables["lesion_blocks"], fmt, ["model", "seed", "block", "stage",
+                                                    "downsampling", "error", "baseline_error",
+                                                    "not_deletable_because"])
     else:
-        emit(tables["lesion_count"], fmt, ["model", "seed", "removed", "error", "error_std",
-                                           "samples"] if fmt == "table" else None)
+        options.emit(tables["lesion_count"], fmt,
+                     ["model", "seed", "removed", "error", "error_std", "samples"])
 
 
-@command()
+@options.command()
 @run_argument
 @split_options
-@out_option(Path("reports"), "Directory for responses.html and its data folder.")
-@inline_plotly_option
-@format_option
+@options.out(Path("reports"), "Directory for responses.html and its data folder.")
+@options.inline_plotly
+@options.output_format
 def responses(run, out, inline_plotly, fmt, **settings) -> None:
     """Std of each 3x3 layer's response in trained nets (He et al. 2016, Fig. 7).
 
@@ -99,19 +91,19 @@ def responses(run, out, inline_plotly, fmt, **settings) -> None:
 
     tables = _analyse(run, Analysis.RESPONSES, AnalysisOptions(**settings), out,
                       inline_plotly, "resnet-probe layer responses")
-    emit(tables["responses"], fmt, ["model", "seed", "layer", "depth", "response_std", "rank"]
-         if fmt == "table" else None)
+    options.emit(tables["responses"], fmt,
+                 ["model", "seed", "layer", "depth", "response_std", "rank"])
 
 
-@command()
+@options.command()
 @run_argument
-@config_options(AnalysisOptions, "landscape_points", "landscape_dims", "landscape_extent",
+@options.from_config(AnalysisOptions, "landscape_points", "landscape_dims", "landscape_extent",
                 "landscape_limit", "direction_seed")
 @click.option("--summary", is_flag=True, help="Print one summary row per net instead of "
               "every grid point.")
-@out_option(Path("reports"), "Directory for landscape.html and its data folder.")
-@inline_plotly_option
-@format_option
+@options.out(Path("reports"), "Directory for landscape.html and its data folder.")
+@options.inline_plotly
+@options.output_format
 def landscape(run, summary, out, inline_plotly, fmt, **settings) -> None:
     """Loss along filter-normalised random directions around trained weights (Li et al. 2018).
 
@@ -121,14 +113,14 @@ def landscape(run, summary, out, inline_plotly, fmt, **settings) -> None:
     """
     from resnet_probe.analysis import Analysis
 
-    options = AnalysisOptions(**settings)
-    tables = _analyse(run, Analysis.LANDSCAPE, options, out, inline_plotly,
+    chosen = AnalysisOptions(**settings)
+    tables = _analyse(run, Analysis.LANDSCAPE, chosen, out, inline_plotly,
                       "resnet-probe loss landscape")
     if summary:
-        emit(tables["landscape_summary"], fmt)
+        options.emit(tables["landscape_summary"], fmt)
     else:
-        beta = ["beta"] * (options.landscape_dims == 2)
-        emit(tables["landscape"], fmt, ["model", "seed", "alpha", *beta, "loss", "error"])
+        beta = ["beta"] * (chosen.landscape_dims == 2)
+        options.emit(tables["landscape"], fmt, ["model", "seed", "alpha", *beta, "loss", "error"])
 
 
 for analysis_command in (lesion, responses, landscape):

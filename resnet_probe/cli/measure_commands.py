@@ -7,18 +7,7 @@ from dataclasses import replace
 
 import click
 
-from resnet_probe.cli.options import (
-    EXIT_CHECK_FAILED,
-    INT_LIST,
-    MODEL,
-    command,
-    config_options,
-    emit,
-    foreign_input_options,
-    format_option,
-    progress_bar,
-    sources,
-)
+from resnet_probe.cli import options
 from resnet_probe.measure.dynamics import DynamicsConfig
 from resnet_probe.measure.gradients import GradientConfig
 from resnet_probe.measure.latency import LatencyConfig
@@ -27,17 +16,17 @@ from resnet_probe.views import DYNAMICS_VIEWS, GRADIENT_VIEWS, LATENCY_VIEWS
 DYNAMICS = DynamicsConfig()
 
 
-@command()
-@click.argument("models", nargs=-1, required=True, type=MODEL)
-@config_options(LatencyConfig, "device", "batch_size", "input_size", "repeats", "warmup", "dtype",
-                "threads", "channels_last", "backward", "sweep_batch_sizes", "peak_gflops",
-                "peak_gbytes_per_s")
+@options.command()
+@click.argument("models", nargs=-1, required=True, type=options.MODEL)
+@options.from_config(LatencyConfig, "device", "batch_size", "input_size", "repeats", "warmup",
+                     "dtype", "threads", "channels_last", "backward", "sweep_batch_sizes",
+                     "peak_gflops", "peak_gbytes_per_s")
 @click.option("--by", type=click.Choice(LATENCY_VIEWS), default="model", show_default=True,
               help="Rows: per model (medians with 95% intervals), each model's difference "
                    "against the first, per leaf layer, per block or stage (with intervals "
                    "over repeats), raw samples, or the batch sweep.")
-@foreign_input_options
-@format_option
+@options.foreign_inputs
+@options.output_format
 def latency(models, by, in_channels, weights, fmt, **settings) -> None:
     """Time every layer of MODELS, forward and backward, on CPU or GPU.
 
@@ -59,8 +48,8 @@ def latency(models, by, in_channels, weights, fmt, **settings) -> None:
     from resnet_probe.views import latency_view
 
     config = LatencyConfig(**settings)
-    with progress_bar(config.work(len(models)), "latency") as bar:
-        result = measure_latency(sources(models, in_channels, weights, config.input_size),
+    with options.progress_bar(config.work(len(models)), "latency") as bar:
+        result = measure_latency(options.sources(models, in_channels, weights, config.input_size),
                                  config, bar)
     for note in latency_notes(result):
         click.echo(note, err=True)
@@ -74,19 +63,19 @@ def latency(models, by, in_channels, weights, fmt, **settings) -> None:
     if by == "layer":
         view = with_bound(view, result.environment["peak_gflops"],
                           result.environment["peak_gbytes_per_s"])
-    emit(view, fmt, columns)
+    options.emit(view, fmt, columns)
     if by == "model" and fmt == "table" and result.comparisons:
         click.echo()
-        emit(latency_view(result, "difference"), fmt, columns=["model", "baseline", "metric",
-                                                             "change"])
+        options.emit(latency_view(result, "difference"), fmt,
+                     ["model", "baseline", "metric", "change"])
     if result.failures and not result.models:
-        sys.exit(EXIT_CHECK_FAILED)
+        sys.exit(options.EXIT_CHECK_FAILED)
 
 
-@command()
-@click.argument("models", nargs=-1, required=True, type=MODEL)
-@config_options(GradientConfig, "batch_size", "seeds", "input_size", "input", "shatter_points")
-@click.option("--steps", type=INT_LIST, default=None, metavar="STEPS",
+@options.command()
+@click.argument("models", nargs=-1, required=True, type=options.MODEL)
+@options.from_config(GradientConfig, "batch_size", "seeds", "input_size", "input", "shatter_points")
+@click.option("--steps", type=options.INT_LIST, default=None, metavar="STEPS",
               help=f"Gradient dynamics: train each model from init (SGD lr {DYNAMICS.lr}, batch "
                    f"{DYNAMICS.batch_size}, no warm-up) and record these steps [default for "
                    f"--by dynamics: {','.join(map(str, DYNAMICS.steps))}].")
@@ -95,8 +84,8 @@ def latency(models, by, in_channels, weights, fmt, **settings) -> None:
                    "the within-stage ratio), per weighted layer, the shattering curve by lag, "
                    "or the dynamics per step (per layer too) [default: model, or dynamics "
                    "with --steps].")
-@foreign_input_options
-@format_option
+@options.foreign_inputs
+@options.output_format
 def gradients(models, steps, by, in_channels, weights, fmt, **settings) -> None:
     """Measure gradient norms by depth at initialization, plain vs residual.
 
@@ -128,14 +117,14 @@ def gradients(models, steps, by, in_channels, weights, fmt, **settings) -> None:
 
     by = by or ("dynamics" if steps else "model")
     config = GradientConfig(**settings)
-    models = sources(models, in_channels, weights, config.input_size)
+    models = options.sources(models, in_channels, weights, config.input_size)
     if by in DYNAMICS_VIEWS:
         dynamics_config = replace(DYNAMICS, steps=steps or DYNAMICS.steps, seeds=config.seeds)
-        with progress_bar(dynamics_config.work(len(models)), "gradient dynamics") as bar:
+        with options.progress_bar(dynamics_config.work(len(models)), "gradient dynamics") as bar:
             dynamics = measure_dynamics(list(models), dynamics_config, bar)
         click.echo(f"data: {dynamics.data_description}; SGD lr {dynamics_config.lr}, batch "
                    f"{dynamics_config.batch_size}, no warm-up", err=True)
-        emit(dynamics_view(dynamics, by), fmt,
+        options.emit(dynamics_view(dynamics, by), fmt,
              ["model", "seed", "step", "loss", "grad_ratio_first_last",
               "first_layer_weight_norm", "first_layer_grad_to_weight",
               "first_layer_update_to_weight"] if by == "dynamics" else None)
@@ -145,10 +134,10 @@ def gradients(models, steps, by, in_channels, weights, fmt, **settings) -> None:
                                f"dynamics_layer), not --by {by}")
 
     config = measured_for(by, config)
-    with progress_bar(config.work(len(models)), "gradients") as bar:
+    with options.progress_bar(config.work(len(models)), "gradients") as bar:
         result = measure_gradients(models, config, bar)
     click.echo(f"input: {result.input_description}", err=True)
     view = gradient_view(result, by)
-    emit(with_gradient_trend(view) if by == "model" else view, fmt,
+    options.emit(with_gradient_trend(view) if by == "model" else view, fmt,
          ["model", "depth", "shortcut", "grad_ratio_first_last", "grad_ratio_std",
           "max_within_stage_ratio", "gradient_trend"] if by == "model" else None)

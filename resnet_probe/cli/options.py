@@ -63,28 +63,28 @@ MODEL = ModelName()
 INT_LIST = IntList()
 
 
-def format_option(fn):
+def output_format(fn):
     return click.option("--format", "fmt", type=click.Choice(FORMATS), default="table",
                         show_default=True, help="Output: aligned table, CSV, or a JSON array "
                         "of row objects.")(fn)
 
 
-def input_size_option(fn):
+def input_size(fn):
     from resnet_probe.settings import INPUT_SIZE, Declared
 
     return _option(Declared("input_size", None, INPUT_SIZE, int, sequence=False,
                             optional=True), None)(fn)
 
 
-def foreign_input_options(fn):
+def foreign_inputs(fn):
     """What a foreign model takes, and weights to load into it."""
     fn = click.option("--weights", type=click.Path(dir_okay=False, path_type=Path),
                       default=None, help="A local state_dict to load (one MODEL only); "
                       "nothing is downloaded.")(fn)
-    return in_channels_option("Input channels of a foreign model")(fn)
+    return in_channels("Input channels of a foreign model")(fn)
 
 
-def in_channels_option(help_text: str):
+def in_channels(help_text: str):
     from resnet_probe.sources import ModelSource
 
     return click.option("--in-channels", type=click.IntRange(min=1), default=None,
@@ -100,7 +100,7 @@ def sources(models, in_channels=None, weights=None, input_size=None) -> list:
     return [resolve(m, in_channels, input_size, weights=weights) for m in models]
 
 
-def device_option(help_text: str):
+def device(help_text: str):
     return click.option("--device", type=click.Choice(DEVICE_CHOICES), default="auto",
                         show_default=True, help=help_text)
 
@@ -113,7 +113,7 @@ def default_of(owner, name: str):
     return inspect.signature(owner).parameters[name].default
 
 
-def config_options(config: type, *names: str, defaults: object = None):
+def from_config(config: type, *names: str, defaults: object = None):
     """Options for ``config``'s declared fields (resnet_probe.settings): name, type, range,
     choices, default and help come from the declaration. ``defaults`` (an instance) overrides
     the defaults shown, where a command starts from another recipe."""
@@ -152,28 +152,28 @@ def _option(field, default_override):
                         metavar=declared.metavar, help=help_text)
 
 
-def seeds_option(default: tuple[int, ...], help_text: str):
+def seeds(default: tuple[int, ...], help_text: str):
     return click.option("--seeds", type=INT_LIST, default=",".join(map(str, default)),
                         show_default=True, help=help_text)
 
 
-def out_option(default: Path, help_text: str):
+def out(default: Path, help_text: str):
     return click.option("--out", type=click.Path(path_type=Path), default=default,
                         show_default=True, help=help_text)
 
 
-def fresh_option(fn):
+def fresh(fn):
     return click.option("--fresh", is_flag=True, help="Retrain every run instead of reusing "
                         "finished runs from the run cache (`resnet-probe cache info`).")(fn)
 
 
-def no_why_option(fn):
+def no_why(fn):
     return click.option("--no-why", is_flag=True, help="Skip the analyses of the trained nets "
                         "(lesions, layer responses, loss landscape) and the report's Why "
                         "part.")(fn)
 
 
-def inline_plotly_option(fn):
+def inline_plotly(fn):
     return click.option("--inline-plotly", is_flag=True, help="Embed plotly.js in the page "
                         "instead of writing plotly.min.js beside it.")(fn)
 

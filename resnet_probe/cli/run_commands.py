@@ -7,36 +7,20 @@ from pathlib import Path
 
 import click
 
-from resnet_probe.cli.options import (
-    INT_LIST,
-    MODEL,
-    command,
-    command_line,
-    config_options,
-    device_option,
-    emit,
-    format_option,
-    fresh_option,
-    in_channels_option,
-    inline_plotly_option,
-    input_size_option,
-    interrupt_exit,
-    no_why_option,
-    out_option,
-    progress_bar,
-    seeds_option,
-)
+from resnet_probe.cli import options
 from resnet_probe.comparison import COMPARE_SEEDS, COMPARE_TRAIN
 from resnet_probe.train.degradation import DEFAULT_DEPTHS, DEFAULT_STEPS, DegradationConfig
 from resnet_probe.train.loop import TrainConfig
 
+DEFAULT_DEPTHS_TEXT = ", ".join(f"{','.join(map(str, depths))} for {family}"
+                                for family, depths in DEFAULT_DEPTHS.items())
 
-@command()
-@config_options(DegradationConfig, "family")
-@click.option("--depths", type=INT_LIST, default=None, help="Comma-separated depths [default: "
-              + ", ".join(f"{','.join(map(str, d))} for {f}" for f, d in DEFAULT_DEPTHS.items())
-              + "].")
-@config_options(DegradationConfig, "preact", "dataset")
+
+@options.command()
+@options.from_config(DegradationConfig, "family")
+@click.option("--depths", type=options.INT_LIST, default=None,
+              help=f"Comma-separated depths [default: {DEFAULT_DEPTHS_TEXT}].")
+@options.from_config(DegradationConfig, "preact", "dataset")
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where real datasets live or are downloaded [default: "
                    "~/.cache/resnet-probe/NAME].")
@@ -44,18 +28,18 @@ from resnet_probe.train.loop import TrainConfig
               help=f"Training steps [default: {DEFAULT_STEPS}].")
 @click.option("--epochs", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Budget in epochs instead of steps.")
-@config_options(DegradationConfig, "seeds")
-@config_options(TrainConfig, "batch_size", "lr", "warmup_steps", "warmup_lr", "augment")
-@device_option("auto picks CUDA when present.")
+@options.from_config(DegradationConfig, "seeds")
+@options.from_config(TrainConfig, "batch_size", "lr", "warmup_steps", "warmup_lr", "augment")
+@options.device("auto picks CUDA when present.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoints; "
               "only a run started with the same arguments (its manifest.json) continues.")
 @click.option("--force-new", is_flag=True, help="With --resume: discard a run whose arguments "
               "differ and start over.")
-@fresh_option
-@no_why_option
-@out_option(Path("reports/degradation"), "Report, data tables and checkpoints go here.")
-@inline_plotly_option
-@format_option
+@options.fresh
+@options.no_why
+@options.out(Path("reports/degradation"), "Report, data tables and checkpoints go here.")
+@options.inline_plotly
+@options.output_format
 def degradation(device, resume, force_new, no_why, out, fmt, **settings) -> None:
     """Train plain and residual twins at each depth and report the degradation problem.
 
@@ -76,9 +60,10 @@ def degradation(device, resume, force_new, no_why, out, fmt, **settings) -> None
     from resnet_probe.train.run_folder import ManifestMismatch
 
     experiment = DegradationExperiment.prepare(
-        out=out, command_line=command_line(), device=training_device(device), why=not no_why,
-        **settings)
-    bar = progress_bar(experiment.total_steps, "degradation") if experiment.is_main else None
+        out=out, command_line=options.command_line(), device=training_device(device),
+        why=not no_why, **settings)
+    bar = (options.progress_bar(experiment.total_steps, "degradation") if experiment.is_main
+           else None)
     try:
         try:
             result = experiment.run(resume=resume, progress=bar)
@@ -89,7 +74,7 @@ def degradation(device, resume, force_new, no_why, out, fmt, **settings) -> None
             click.echo(f"--force-new: {mismatch}; starting over", err=True)
             result = experiment.run(resume=False, progress=bar)
     except KeyboardInterrupt as error:
-        what, code = interrupt_exit(error)
+        what, code = options.interrupt_exit(error)
         if experiment.is_main:
             click.echo(f"\n{what}: every step recorded so far is in {out} "
                        f"(report, data/, runs/); rerun with --resume to continue", err=True)
@@ -104,29 +89,29 @@ def degradation(device, resume, force_new, no_why, out, fmt, **settings) -> None
         click.echo(f"reused from the run cache: {', '.join(result.reused)} (--fresh retrains)",
                    err=True)
     click.echo(f"run cache: {experiment.cache.usage()}", err=True)
-    emit(frame(result.final_rows()), fmt,
+    options.emit(frame(result.final_rows()), fmt,
          ["model", "depth", "shortcut", "seed", "final_train_error", "final_train_error_eval",
-          "final_test_error", "status", "seconds"] if fmt == "table" else None)
+          "final_test_error", "status", "seconds"])
 
 
-@command()
-@click.argument("models", nargs=-1, type=MODEL)
-@out_option(Path("reports"), "Directory for the report and its data folder.")
-@input_size_option
+@options.command()
+@click.argument("models", nargs=-1, type=options.MODEL)
+@options.out(Path("reports"), "Directory for the report and its data folder.")
+@options.input_size
 @click.option("--no-train", is_flag=True, help="Skip the short training section.")
 @click.option("--train-steps", type=click.IntRange(min=1), default=COMPARE_TRAIN.steps,
               show_default=True, help="Steps per model in the training section.")
-@seeds_option(COMPARE_SEEDS, "Seeds of the training section; its verdict needs at least "
+@options.seeds(COMPARE_SEEDS, "Seeds of the training section; its verdict needs at least "
               "two.")
 @click.option("--from-degradation", type=click.Path(file_okay=False, path_type=Path),
               default=None, help="Reuse an earlier `degradation --out DIR` run for the "
               "training section.")
 @click.option("--no-latency", is_flag=True, help="Skip the latency section.")
-@device_option("Device for the latency and training sections; auto picks CUDA when present.")
-@in_channels_option("Input channels of the foreign models")
-@fresh_option
-@no_why_option
-@inline_plotly_option
+@options.device("Device for the latency and training sections; auto picks CUDA when present.")
+@options.in_channels("Input channels of the foreign models")
+@options.fresh
+@options.no_why
+@options.inline_plotly
 def compare(models, out, input_size, no_train, train_steps, seeds, from_degradation,
             no_latency, device, in_channels, fresh, no_why, inline_plotly) -> None:
     """Compare MODELS in one HTML report; the first model is the baseline.
@@ -151,18 +136,18 @@ def compare(models, out, input_size, no_train, train_steps, seeds, from_degradat
 
     validate_models(list(models), input_size)
     out = check_writable_dir(out)
-    options = CompareOptions.choose(input_size, device, latency=not no_latency,
-                                    train=not no_train, train_steps=train_steps,
+    chosen = CompareOptions.choose(input_size, device, latency=not no_latency,
+                                   train=not no_train, train_steps=train_steps,
                                     train_seeds=seeds, degradation_dir=from_degradation,
                                     fresh=fresh, why=not no_why)
     click.echo(f"report: {out / (compare_report_name(list(models)) + '.html')}", err=True)
 
     # With --in-channels, each name resolves to a source that remembers it.
     resolved = [resolve(m, in_channels, input_size) for m in models] if in_channels else models
-    with progress_bar(options.progress_total(list(models)), "compare") as bar:
+    with options.progress_bar(chosen.progress_total(list(models)), "compare") as bar:
         result = resnet_probe.compare(
-            list(resolved), out, inline_plotly, options=options, progress=bar,
-            command_line=command_line(), on_early_report=lambda: bar.write(
+            list(resolved), out, inline_plotly, options=chosen, progress=bar,
+            command_line=options.command_line(), on_early_report=lambda: bar.write(
                 "report written (training in progress; the page is rewritten when it "
                 "finishes)", file=sys.stderr))
     click.echo(f"report: {result.report_path}")
@@ -172,10 +157,10 @@ def compare(models, out, input_size, no_train, train_steps, seeds, from_degradat
     for note in result.notes:
         click.echo(f"note: {note}", err=True)
     if result.interrupted:
-        what, code = interrupt_exit(result.interruption)
+        what, code = options.interrupt_exit(result.interruption)
         click.echo(f"{what}: the report keeps every finished section", err=True)
         sys.exit(code)
-    emit(measurable_deltas(result.tables["deltas"]), "table",
+    options.emit(measurable_deltas(result.tables["deltas"]), "table",
          ["model", "params", "params_delta_pct", "macs", "macs_delta_pct", "forward_ms",
           "forward_ms_change", "grad_ratio_first_last", "final_train_error",
           "final_train_error_change"])

@@ -8,32 +8,17 @@ from pathlib import Path
 import click
 
 from resnet_probe import regression
-from resnet_probe.cli.options import (
-    EXIT_CHECK_FAILED,
-    INT_LIST,
-    MODEL,
-    command,
-    command_line,
-    default_of,
-    emit,
-    foreign_input_options,
-    format_option,
-    inline_plotly_option,
-    input_size_option,
-    out_option,
-    progress_bar,
-    sources,
-)
+from resnet_probe.cli import options
 from resnet_probe.measure.architecture import torchinfo_summary
 from resnet_probe.measure.block_cost import block_cost_rows, block_cost_totals
 from resnet_probe.measure.costs import DEFAULT_ENGINE, ENGINES, count_costs, resolution_sweep
 from resnet_probe.results import CONVENTIONS
 
 
-@command("list")
+@options.command("list")
 @click.option("--include", multiple=True, help="Glob pattern to keep, e.g. 'plain*'.")
 @click.option("--exclude", multiple=True, help="Glob pattern to drop, e.g. '*1202'.")
-@format_option
+@options.output_format
 def list_command(include, exclude, fmt) -> None:
     """List every model variant with its family, design, block, depth, shortcut and params.
 
@@ -44,18 +29,18 @@ def list_command(include, exclude, fmt) -> None:
     from resnet_probe.results import frame
     from resnet_probe.zoo import describe_models
 
-    emit(frame(describe_models(list(include) or None, list(exclude) or None)), fmt)
+    options.emit(frame(describe_models(list(include) or None, list(exclude) or None)), fmt)
 
 
-@command()
-@click.argument("model", type=MODEL)
-@input_size_option
+@options.command()
+@click.argument("model", type=options.MODEL)
+@options.input_size
 @click.option("--depth", type=click.IntRange(min=1), show_default=True,
-              default=default_of(torchinfo_summary, "depth"),
+              default=options.default_of(torchinfo_summary, "depth"),
               help="How many levels of nested modules to show.")
-@foreign_input_options
+@options.foreign_inputs
 def show(model, input_size, depth, in_channels, weights) -> None:
-    """Print MODEL's architecture summary (torchinfo): layers, output shapes, params.
+    """Print options.MODEL's architecture summary (torchinfo): layers, output shapes, params.
 
     \b
     Example:
@@ -63,17 +48,17 @@ def show(model, input_size, depth, in_channels, weights) -> None:
     """
     from resnet_probe.report.console import describe_model
 
-    (source,) = sources([model], in_channels, weights, input_size)
+    (source,) = options.sources([model], in_channels, weights, input_size)
     summary, size = torchinfo_summary(source, input_size, depth)
     click.echo(describe_model(source, size))
     click.echo(str(summary))
 
 
-@command()
-@click.argument("models", nargs=-1, type=MODEL)
-@input_size_option
+@options.command()
+@click.argument("models", nargs=-1, type=options.MODEL)
+@options.input_size
 @click.option("--batch-size", type=click.IntRange(min=1), show_default=True,
-              default=default_of(count_costs, "batch_size"))
+              default=options.default_of(count_costs, "batch_size"))
 @click.option("--by", type=click.Choice(["model", "module", "block", "stage", "operator"]),
               default="model", show_default=True, help="Row granularity; block and stage rows "
               "sum the modules, so every view's totals agree.")
@@ -84,12 +69,12 @@ def show(model, input_size, depth, in_channels, weights) -> None:
 @click.option("--engine", type=click.Choice(ENGINES), default=DEFAULT_ENGINE,
               show_default=True, help="torch's flop formulas (meta device, counts backward) "
               "or fvcore's FlopCountAnalysis (TorchScript trace).")
-@click.option("--sweep", type=INT_LIST, default=None, metavar="SIZES",
+@click.option("--sweep", type=options.INT_LIST, default=None, metavar="SIZES",
               help="Resolution sweep: comma-separated input sizes, e.g. 128,160,224,320.")
 @click.option("--check", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Compare with a baseline JSON; exit 1 with a diff table on any drift.")
 @click.option("--rtol", type=click.FloatRange(min=0), show_default=True,
-              default=default_of(regression.check_baseline, "rtol"),
+              default=options.default_of(regression.check_baseline, "rtol"),
               help="Relative tolerance for --check (0 = exact; must be finite).")
 @click.option("--update-baseline", type=click.Path(dir_okay=False, path_type=Path),
               default=None, help="Measure MODELS (default: the file's own entries, or the "
@@ -97,8 +82,8 @@ def show(model, input_size, depth, in_channels, weights) -> None:
               "entries were added or replaced.")
 @click.option("--replace", is_flag=True, help="With --update-baseline: start the file afresh "
               "instead of merging into it.")
-@foreign_input_options
-@format_option
+@options.foreign_inputs
+@options.output_format
 def flops(models, input_size, batch_size, by, convention, engine, sweep, check, rtol,
           update_baseline, replace, in_channels, weights, fmt) -> None:
     """Count params, MACs and FLOPs of MODELS in every convention.
@@ -132,18 +117,18 @@ def flops(models, input_size, batch_size, by, convention, engine, sweep, check, 
         rows, drifts = regression.check_baseline(check, list(models) or None, rtol)
         click.echo(describe_check(rows, drifts, check, rtol), err=bool(drifts))
         if drifts:
-            emit(frame([r for r in rows if not r["ok"]]), fmt,
+            options.emit(frame([r for r in rows if not r["ok"]]), fmt,
                  ["model", "stage", "metric", "expected", "got", "delta_pct"])
-            sys.exit(EXIT_CHECK_FAILED)
+            sys.exit(options.EXIT_CHECK_FAILED)
         return
     if not models:
         raise click.UsageError("name at least one MODEL (or use --check / --update-baseline)")
     shown = [m.column for m in CONVENTIONS] if convention == "all" else [convention]
-    models = sources(models, in_channels, weights, input_size)
+    models = options.sources(models, in_channels, weights, input_size)
     if sweep:
         rows = [row for name in models for row in resolution_sweep(name, list(sweep),
                                                                    batch_size)]
-        emit(frame(rows), fmt, ["model", "input_size", "params", *shown])
+        options.emit(frame(rows), fmt, ["model", "input_size", "params", *shown])
         return
     df = cost_view([count_costs(name, input_size, batch_size, engine=engine)
                     for name in models], by)
@@ -151,22 +136,22 @@ def flops(models, input_size, batch_size, by, convention, engine, sweep, check, 
         columns = ["model", "input_size", "params", *shown, "partial"]
         if fmt != "table" and convention != "all":
             df = df[[*columns, "batch_size", "uncounted_operators"]]
-        emit(df, fmt, columns)
+        options.emit(df, fmt, columns)
     elif by == "module":
-        emit(df, fmt, ["model", "module", "type", "stage", "depth", "params", "macs",
+        options.emit(df, fmt, ["model", "module", "type", "stage", "depth", "params", "macs",
                        "macs_with_elementwise", "backward_flops"], exact=True)
     else:
-        emit(df, fmt, exact=True)
+        options.emit(df, fmt, exact=True)
 
 
-@command()
+@options.command()
 @click.option("--width", type=click.IntRange(min=1), show_default=True,
-              default=default_of(block_cost_rows, "width"),
+              default=options.default_of(block_cost_rows, "width"),
               help="Inner width d: basic at d, bottleneck at 4d (inner d), basic at 4d.")
 @click.option("--size", type=click.IntRange(min=1), show_default=True,
-              default=default_of(block_cost_rows, "size"),
+              default=options.default_of(block_cost_rows, "size"),
               help="Spatial size H = W of the feature map.")
-@format_option
+@options.output_format
 def bottleneck(width, size, fmt) -> None:
     """Show why bottleneck blocks are cheaper: weights and MACs per conv (paper Fig. 5),
     beside the ResNeXt 32x4d block.
@@ -178,15 +163,15 @@ def bottleneck(width, size, fmt) -> None:
     from resnet_probe.results import frame
 
     rows = block_cost_rows(width, size)
-    emit(frame(rows), fmt, exact=True)
+    options.emit(frame(rows), fmt, exact=True)
     if fmt == "table":
         click.echo()
-        emit(frame(block_cost_totals(rows)), fmt, exact=True)
+        options.emit(frame(block_cost_totals(rows)), fmt, exact=True)
 
 
-@command()
-@out_option(Path("reports"), "Directory for the zoo report and the index page.")
-@inline_plotly_option
+@options.command()
+@options.out(Path("reports"), "Directory for the zoo report and the index page.")
+@options.inline_plotly
 def report(out, inline_plotly) -> None:
     """Write the zoo report (every variant, cost vs depth, design vs cost, bottleneck vs
     basic) and the index page linking every report in --out.
@@ -202,8 +187,8 @@ def report(out, inline_plotly) -> None:
     from resnet_probe.results import check_writable_dir
 
     out = check_writable_dir(out)
-    with progress_bar(len(zoo.list_models()), "counting the zoo") as bar:
+    with options.progress_bar(len(zoo.list_models()), "counting the zoo") as bar:
         census = zoo_census(bar)
-    path = write_zoo_report(census, environment_info(command_line()), out, inline_plotly)
+    path = write_zoo_report(census, environment_info(options.command_line()), out, inline_plotly)
     click.echo(f"report: {path}")
     click.echo(f"index: {out / 'index.html'}")
