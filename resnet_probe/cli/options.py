@@ -25,7 +25,6 @@ EXIT_CHECK_FAILED = 1
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 128 + signal.SIGTERM
 FORMATS = ("table", "csv", "json")
-DEVICE_CHOICES = ("auto", "cpu", "cuda")
 
 
 class ModelName(click.ParamType):
@@ -73,7 +72,7 @@ def input_size(fn):
     from resnet_probe.settings import INPUT_SIZE, Declared
 
     return _option(Declared("input_size", None, INPUT_SIZE, int, sequence=False,
-                            optional=True), None)(fn)
+                            optional=True))(fn)
 
 
 def foreign_inputs(fn):
@@ -101,7 +100,9 @@ def sources(models, in_channels=None, weights=None, input_size=None) -> list:
 
 
 def device(help_text: str):
-    return click.option("--device", type=click.Choice(DEVICE_CHOICES), default="auto",
+    from resnet_probe.device import DEVICES
+
+    return click.option("--device", type=click.Choice(DEVICES), default="auto",
                         show_default=True, help=help_text)
 
 
@@ -113,23 +114,20 @@ def default_of(owner, name: str):
     return inspect.signature(owner).parameters[name].default
 
 
-def from_config(config: type, *names: str, defaults: object = None):
+def from_config(config: type, *names: str):
     """Options for ``config``'s declared fields (resnet_probe.settings): name, type, range,
-    choices, default and help come from the declaration. ``defaults`` (an instance) overrides
-    the defaults shown, where a command starts from another recipe."""
+    choices, default and help come from the declaration."""
     from resnet_probe.settings import declared_fields
 
     def decorate(fn):
         for name in reversed(names):
-            fn = _option(declared_fields(config)[name], getattr(defaults, name, None)
-                         if defaults is not None else None)(fn)
+            fn = _option(declared_fields(config)[name])(fn)
         return fn
     return decorate
 
 
-def _option(field, default_override):
-    declared = field.setting
-    default = field.default if default_override is None else default_override
+def _option(field):
+    declared, default = field.setting, field.default
     help_text = declared.help + (f"  [default: {declared.none_means}]"
                                  if default is None and declared.none_means else "")
     flag = declared.flag or "--" + field.name.replace("_", "-")
