@@ -26,8 +26,8 @@ from resnet_probe.errors import InvalidRequest
 from resnet_probe.measure.architecture import architecture_rows
 from resnet_probe.measure.block_cost import block_cost_rows, block_cost_totals
 from resnet_probe.measure.costs import count_costs, stage_costs
-from resnet_probe.measure.dynamics import DynamicsConfig, measure_dynamics
-from resnet_probe.measure.gradients import GradientConfig, measure_gradients
+from resnet_probe.measure.dynamics import DynamicsConfig, DynamicsResult, measure_dynamics
+from resnet_probe.measure.gradients import GradientConfig, GradientResult, measure_gradients
 from resnet_probe.measure.latency import LatencyConfig, measure_latency
 from resnet_probe.progress import Progress
 from resnet_probe.results import CONVENTIONS, SUMMARY_COLUMNS, delta_table, frame
@@ -351,15 +351,15 @@ def gradients_section(plan: _Plan) -> SectionResult | None:
     if plan.options.gradients is None:
         return None
     config = _at_shared_size(plan.options.gradients, plan)
-    gradients = measure_gradients(plan.models, config, plan.progress)
+    gradients, dynamics, reused = _measured_at_init(plan, config)
     tables = {"gradient_models": frame(gradients.models),
               "gradient_blocks": frame(gradients.blocks),
               "gradient_stages": frame(gradients.stages),
               "gradient_layers": frame(gradients.layers),
               "shattering": frame(gradients.shattering)}
-    environment = {"input": gradients.input_description, "seeds": list(config.seeds)}
-    if plan.options.dynamics is not None:
-        dynamics = measure_dynamics(plan.models, plan.options.dynamics, plan.progress)
+    environment = {"input": gradients.input_description, "seeds": list(config.seeds),
+                   "reused": reused}
+    if dynamics is not None:
         tables["dynamics_models"] = frame(dynamics.models)
         tables["dynamics_layers"] = frame(dynamics.layers)
         environment["dynamics"] = {**asdict(plan.options.dynamics),
@@ -368,6 +368,35 @@ def gradients_section(plan: _Plan) -> SectionResult | None:
     return SectionResult("gradients", tables, environment, summary,
                          differences=seed_differences(frame(gradients.seeds), plan.models,
                                                       "grad_ratio_first_last"))
+
+
+def _measured_at_init(plan: _Plan, config: GradientConfig
+                      ) -> tuple[GradientResult, DynamicsResult | None, bool]:
+    """Gradients at init and the first steps' dynamics, and whether they were reused. Both are
+    functions of the models, the configs, the embedded data and the versions, so a rerun takes
+    them from the cache of results instead of measuring again (``fresh`` measures)."""
+    dynamics_config = plan.options.dynamics
+    sources = [resolve(model) for model in plan.models]
+    cache = ResultCache(fresh=plan.options.fresh or any(s.weights for s in sources))
+    key = cache.key({"format": 1, "measurement": "gradients at init",
+                     "models": [{"label": s.text, "identity": s.identity(),
+                                 "in_channels": s.in_channels,
+                                 "default_input_size": s.default_input_size} for s in sources],
+                     "gradients": asdict(config),
+                     "dynamics": asdict(dynamics_config) if dynamics_config else None})
+    found = cache.lookup(key)
+    if found is not None:
+        if plan.progress is not None:
+            plan.progress.update(config.work(len(sources)) + (
+                dynamics_config.work(len(sources)) if dynamics_config else 0))
+        return (GradientResult(**found["gradients"]),
+                DynamicsResult(**found["dynamics"]) if found["dynamics"] else None, True)
+    gradients = measure_gradients(plan.models, config, plan.progress)
+    dynamics = (measure_dynamics(plan.models, dynamics_config, plan.progress)
+                if dynamics_config is not None else None)
+    cache.store(key, {"gradients": asdict(gradients),
+                      "dynamics": asdict(dynamics) if dynamics is not None else None})
+    return gradients, dynamics, False
 
 
 def training_section(plan: _Plan) -> SectionResult | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
 import pytest
 import torch
 
@@ -184,3 +185,31 @@ def test_early_report_is_written_before_training_with_a_progress_note(tmp_path):
     assert "Training in progress" in path.read_text()  # on screen while training ran
     write_compare_report(result, tmp_path)
     assert "Training in progress" not in path.read_text()  # rewritten after training
+
+
+def test_a_rerun_reuses_the_gradients_at_init_unless_fresh(tiny_compare, tmp_path):
+    """Gradients at init and the first steps' dynamics depend only on the models, settings,
+    data and versions: a rerun takes them from the cache of results, equal to the last."""
+    from resnet_probe import compare
+    from resnet_probe.measure.dynamics import DynamicsConfig
+    from resnet_probe.measure.gradients import GradientConfig
+
+    first, _ = tiny_compare
+    models = ["resnet8", "plain8", "resnet14"]
+    same = dict(latency=None, train=None, input_size=32,
+                gradients=GradientConfig(batch_size=4, seeds=(0, 1), shatter_points=16),
+                dynamics=DynamicsConfig(steps=(0, 1, 2, 5), batch_size=8))
+    again = compare(models, out=tmp_path, **same)
+    assert again.section_environment("gradients")["reused"] is True
+    for table in ("gradient_models", "gradient_blocks", "gradient_stages", "gradient_layers",
+                  "shattering", "dynamics_models", "dynamics_layers"):
+        pd.testing.assert_frame_equal(again.tables[table], first.tables[table])
+    assert "Reused from the cache of results" in again.report_path.read_text()
+
+    fresh = compare(models, out=tmp_path, fresh=True, **same)
+    assert fresh.section_environment("gradients")["reused"] is False
+    pd.testing.assert_frame_equal(fresh.tables["gradient_blocks"], first.tables["gradient_blocks"])
+    other_seeds = compare(models, out=tmp_path, **{
+        **same, "gradients": GradientConfig(batch_size=4, seeds=(1,), shatter_points=16)})
+    assert other_seeds.section_environment("gradients")["reused"] is False
+    assert set(other_seeds.tables["gradient_blocks"]["seed"]) == {1}

@@ -176,9 +176,12 @@ def gradients_section(tables: dict[str, pd.DataFrame], environment: dict) -> Sec
     if "gradient_models" not in tables:
         return section.note("Gradients were not measured in this run.")
     models = with_gradient_trend(tables["gradient_models"])
+    reused = (" Reused from the cache of results: the same models, settings, data and "
+              "versions were measured before (--fresh measures again)."
+              if environment.get("reused") else "")
     section.text(f"At initialization, BN in train mode, input: "
                  f"{esc(environment.get('input', ''))}; seeds "
-                 f"{esc(environment.get('seeds', ''))}.")
+                 f"{esc(environment.get('seeds', ''))}.{reused}")
     section.text("‖∂L/∂s‖ is taken at each block's join, the sum of shortcut and branch before "
                  "the block's last ReLU: through an identity block it passes unchanged. Two "
                  "models are fitted to it against depth l: exponential (a factor r per layer) "
