@@ -78,7 +78,7 @@ class CompareOptions:
     degradation_dir: Path | None = None  # reuse a previous `degradation` run instead
     bottleneck_width: int = 64
     bottleneck_size: int = 56
-    fresh: bool = False  # retrain even where the run cache holds a finished run
+    fresh: bool = False  # retrain and measure again where the caches hold a result
     why: AnalysisOptions | None = COMPARE_WHY  # analyses of the trained nets; None skips
 
     @classmethod

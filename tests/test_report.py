@@ -190,7 +190,8 @@ def test_interrupted_compare_writes_a_partial_report(invoke, tmp_path, monkeypat
         raise KeyboardInterrupt
 
     monkeypatch.setattr(comparison, "measure_gradients", interrupt)
-    result = invoke("compare", "resnet8", "plain8", "--no-train", "--out", str(tmp_path))
+    result = invoke("compare", "resnet8", "plain8", "--no-train", "--fresh", "--out",
+                    str(tmp_path))  # fresh: measured, not taken from an earlier test's cache
     assert result.exit_code == 130
     page = (tmp_path / "compare-resnet8-vs-plain8.html").read_text()
     assert "Interrupted (Ctrl-C)" in page

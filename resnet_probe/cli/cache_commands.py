@@ -9,7 +9,8 @@ from resnet_probe.cli.options import user_errors
 
 @click.group()
 def cache() -> None:
-    """The run cache: finished training runs that compare and degradation reuse.
+    """The run cache: finished training runs, their analyses and compare's gradients at init,
+    which compare and degradation reuse.
 
     \b
     It lives in $RESNET_PROBE_CACHE_DIR, else $XDG_CACHE_HOME/resnet-probe, else

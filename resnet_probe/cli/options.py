@@ -161,8 +161,9 @@ def out(default: Path, help_text: str):
 
 
 def fresh(fn):
-    return click.option("--fresh", is_flag=True, help="Retrain every run instead of reusing "
-                        "finished runs from the run cache (`resnet-probe cache info`).")(fn)
+    return click.option("--fresh", is_flag=True, help="Retrain and measure again instead of "
+                        "reusing finished runs, analyses and gradients at init from the caches "
+                        "(`resnet-probe cache info`).")(fn)
 
 
 def no_why(fn):
