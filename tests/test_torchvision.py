@@ -86,10 +86,23 @@ def test_timm_resnet50d_and_its_plain_twin(torchvision):
 def test_a_non_resnet_names_its_uncounted_operators(torchvision):
     from resnet_probe.measure.costs import count_costs
 
-    result = count_costs("torchvision:mobilenet_v3_small")
+    result = count_costs("torchvision:convnext_tiny")
     assert result.summary["partial"] is True
-    assert result.uncounted["aten.hardswish_"] > 0 and "aten.hardsigmoid" in result.uncounted
-    assert result.summary["params"] == 2_542_856  # torchvision's docs
+    # Layer norms have no formula: the stem's, 3+3+9+3 blocks', 3 downsamplers' and the head's.
+    assert result.uncounted == {"aten.native_layer_norm": 1 + 18 + 3 + 1}
+    assert result.summary["params"] == 28_589_128  # torchvision's docs
+
+
+def test_attention_gates_and_activations_are_counted(torchvision):
+    """SE gates (sigmoid, multiply) and hard-swish have a formula in convention (b)."""
+    pytest.importorskip("timm")
+    from resnet_probe.measure.costs import count_costs
+
+    for name in ("torchvision:mobilenet_v3_small", "timm:seresnet50"):
+        result = count_costs(name)
+        assert result.summary["partial"] is False and result.uncounted == {}, name
+        assert result.summary["macs_with_elementwise"] > result.summary["macs"]
+    assert count_costs("torchvision:mobilenet_v3_small").summary["params"] == 2_542_856
 
 
 def test_compare_torchvision_resnet50_with_its_plain_twin_writes_a_full_report(

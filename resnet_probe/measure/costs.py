@@ -9,7 +9,9 @@ Counting semantics. One multiply-accumulate (MAC) is one multiply plus one add. 
   element: batch norm at inference 1 per output element (a fused scale-and-shift), ReLU 1 per
   element, residual add 1 per output element, max-pool k*k-1 comparisons per output element,
   adaptive average pool 1 add per input element, average pool (ResNet-D's shortcut) k*k per
-  output element (each input element once when stride = kernel, as there).
+  output element (each input element once when stride = kernel, as there); in attention
+  blocks (SE, ECA, selective kernels), a sum or mean 1 per input element, and a sigmoid,
+  softmax, gating multiply or other activation 1 per output element.
 * ``flops`` -- convention (c): 2 x ``macs``. This is what torch's FlopCounterMode reports.
 * ``backward_flops`` -- convention (d): FLOPs of the conv and linear backward operators
   (gradient of input and of weight), measured op by op with FlopCounterMode, not assumed to be

@@ -23,8 +23,10 @@ DATA_MOVEMENT = {
     "aten.permute", "aten.detach", "aten.empty", "aten.empty_like", "aten.zeros",
     "aten.zeros_like", "aten.ones_like", "aten.expand", "aten.clone", "aten.copy_",
     "aten.slice", "aten.select", "aten.unsqueeze", "aten.squeeze", "aten.constant_pad_nd",
-    "aten.as_strided", "aten.alias", "aten.lift_fresh", "aten._to_copy", "aten.new_empty",
-    "aten.new_zeros", "aten.fill_", "aten.zero_", "aten.flatten", "aten.contiguous",
+    "aten.as_strided", "aten.as_strided_", "aten.alias", "aten.lift_fresh", "aten._to_copy",
+    "aten.new_empty", "aten.new_zeros", "aten.fill_", "aten.zero_", "aten.flatten",
+    "aten.contiguous", "aten.cat", "aten.stack", "aten.split", "aten.split_with_sizes",
+    "aten.unbind", "aten.reflection_pad2d", "aten.replication_pad2d",
 }
 
 
@@ -51,8 +53,15 @@ def _avg_pool(input_shape, kernel_size, *args, out_shape=None, **kwargs) -> int:
     return _numel(out_shape) * _numel(kernel)
 
 
-def _mean(input_shape, *args, out_shape=None, **kwargs) -> int:
+def _per_input(input_shape, *args, out_shape=None, **kwargs) -> int:
     return _numel(input_shape)
+
+
+# Gates and activations of the residual family's attention blocks (SE, ECA, selective
+# kernels) and of timm's nets: one unit per output element, as ReLU.
+_PER_OUTPUT_OPS = (aten.mul, aten.mul_, aten.sigmoid, aten.sigmoid_, aten.silu, aten.silu_,
+                   aten.hardsigmoid, aten.hardsigmoid_, aten.hardswish, aten.hardswish_,
+                   aten.gelu, aten._softmax)
 
 
 # Convention (b): elementwise formulas, in one unit per element (see the module docstring).
@@ -65,7 +74,9 @@ ELEMENTWISE_FORMULAS: dict[Any, Callable[..., int]] = {
     aten.add_: _per_output,
     aten.max_pool2d_with_indices: _max_pool,
     aten.avg_pool2d: _avg_pool,
-    aten.mean: _mean,
+    aten.mean: _per_input,
+    aten.sum: _per_input,
+    **dict.fromkeys(_PER_OUTPUT_OPS, _per_output),
 }
 
 

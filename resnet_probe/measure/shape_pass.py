@@ -151,6 +151,11 @@ class _ShapePass:
             if backward:
                 self.backward[name][_BACKWARD_OP[op]] += backward
 
+    def record_backward(self, op: str, count: int) -> None:
+        """Backward work with no forward counterpart (a linear bias's gradient sum)."""
+        for name in self.stack:
+            self.backward[name][op] += count
+
     def consume(self, x: _Shape) -> None:
         """A read of ``x``. When k operators read it, autograd sums their gradients in
         backward: k - 1 ``aten.add``s of its size."""
@@ -235,6 +240,8 @@ def _linear(run: _ShapePass, x: _Shape, weight: torch.Tensor, bias=None) -> _Sha
     backward = _MM(out, tuple(weight.shape)) if x.requires_grad else 0
     backward += _MM((out[1], batch), x.shape) if weight.requires_grad else 0
     run.record("aten.addmm" if bias is not None else "aten.mm", forward, backward)
+    if bias is not None and bias.requires_grad:  # grad_bias = grad_out.sum(0)
+        run.record_backward("aten.sum", math.prod(out))
     return _Shape(out, x.requires_grad or weight.requires_grad)
 
 
