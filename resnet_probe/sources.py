@@ -126,7 +126,7 @@ class ModelSource:
         return model
 
     def example(self, input_size: int | None = None, batch_size: int = 1) -> torch.Tensor:
-        size = input_size or self.default_input_size
+        size = self.default_input_size if input_size is None else input_size
         return torch.zeros(batch_size, self.in_channels, size, size)
 
 
@@ -166,6 +166,10 @@ def resolve(model: str | nn.Module | ModelSource, in_channels: int | None = None
     ``input_size`` say what a foreign model takes (zoo models know)."""
     if isinstance(model, ModelSource):
         return model
+    for what, value in (("in_channels", in_channels), ("input_size", input_size)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or value < 1):
+            raise InvalidRequest(f"{what} must be a positive integer: {what}={value!r}")
     if isinstance(model, str) and model in _GIVEN:
         return _GIVEN[model]
     source = _resolve(model, in_channels, input_size, name)

@@ -397,3 +397,15 @@ def test_an_se_gate_is_counted_not_left_partial():
     # outputs, and the head's average pool 512 inputs.
     assert costs.summary["macs_with_elementwise"] == 13_968 + 512 + 4 + 8 + 512 + 512
     assert not costs.summary["partial"] and costs.summary["uncounted_operators"] == ""
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(input_size=0), "input_size=0"),  # once silently the default size
+    (dict(input_size=-3), "input_size=-3"),
+    (dict(in_channels=0), "in_channels=0"),
+])
+def test_a_size_that_is_not_positive_is_refused_not_replaced(kwargs, message):
+    from resnet_probe.errors import InvalidRequest
+
+    with pytest.raises(InvalidRequest, match=message):
+        count_costs("resnet8", **kwargs)

@@ -62,6 +62,10 @@ def test_cli_options_show_the_configs_defaults(invoke):
     (["landscape", "--dims", "3"], "--dims"),
     (["degradation", "--lr", "0"], "--lr"),
     (["gradients", "resnet8", "--batch-size", "1"], "--batch-size"),
+    (["latency", "resnet8", "--sweep-batch", "8,0"], "--sweep-batch"),
+    (["gradients", "resnet8", "--steps", "-1,2"], "--steps"),
+    (["flops", "resnet8", "--sweep", "0"], "--sweep"),
+    (["degradation", "--depths", "0,20"], "--depths"),
 ])
 def test_cli_refuses_what_the_declaration_refuses_at_parse_time(invoke, args, option):
     result = invoke(*args)

@@ -75,7 +75,7 @@ def latency(models, by, in_channels, weights, fmt, **settings) -> None:
 @options.command()
 @click.argument("models", nargs=-1, required=True, type=options.MODEL)
 @options.from_config(GradientConfig, "batch_size", "seeds", "input_size", "input", "shatter_points")
-@click.option("--steps", type=options.INT_LIST, default=None, metavar="STEPS",
+@click.option("--steps", type=options.IntList(minimum=0), default=None, metavar="STEPS",
               help=f"Gradient dynamics: train each model from init (SGD lr {DYNAMICS.lr}, batch "
                    f"{DYNAMICS.batch_size}, no warm-up) and record these steps [default for "
                    f"--by dynamics: {','.join(map(str, DYNAMICS.steps))}].")

@@ -45,17 +45,23 @@ class ModelName(click.ParamType):
 
 
 class IntList(click.ParamType):
-    """Comma-separated integers, e.g. 20,56."""
+    """Comma-separated integers, e.g. 20,56, each at least ``minimum`` when one is given."""
 
     name = "N,N,..."
+
+    def __init__(self, minimum: int | None = None) -> None:
+        self.minimum = minimum
 
     def convert(self, value, param, ctx):
         if isinstance(value, tuple):
             return value
         try:
-            return tuple(int(v) for v in str(value).split(",") if v.strip())
+            values = tuple(int(v) for v in str(value).split(",") if v.strip())
         except ValueError:
             self.fail(f"expected comma-separated integers such as 20,56: {value!r}", param, ctx)
+        if self.minimum is not None and any(v < self.minimum for v in values):
+            self.fail(f"each value must be at least {self.minimum}: {value!r}", param, ctx)
+        return values
 
 
 MODEL = ModelName()
@@ -135,7 +141,8 @@ def _option(field):
         return click.option(flag, field.name, is_flag=True, default=default,
                             show_default="/" in flag, help=help_text)
     if field.sequence:
-        kind, default = INT_LIST, ",".join(map(str, default))
+        kind = IntList(None if declared.minimum is None else int(declared.minimum))
+        default = ",".join(map(str, default))
     elif declared.choices:
         kind = click.Choice(declared.choices)
     elif field.kind in (int, float) and declared.rule():

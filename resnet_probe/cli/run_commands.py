@@ -18,7 +18,7 @@ DEFAULT_DEPTHS_TEXT = ", ".join(f"{','.join(map(str, depths))} for {family}"
 
 @options.command()
 @options.from_config(DegradationConfig, "family")
-@click.option("--depths", type=options.INT_LIST, default=None,
+@click.option("--depths", type=options.IntList(minimum=1), default=None,
               help=f"Comma-separated depths [default: {DEFAULT_DEPTHS_TEXT}].")
 @options.from_config(DegradationConfig, "preact", "dataset")
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,

@@ -69,7 +69,7 @@ def show(model, input_size, depth, in_channels, weights) -> None:
 @click.option("--engine", type=click.Choice(ENGINES), default=DEFAULT_ENGINE,
               show_default=True, help="torch's flop formulas (meta device, counts backward) "
               "or fvcore's FlopCountAnalysis (TorchScript trace).")
-@click.option("--sweep", type=options.INT_LIST, default=None, metavar="SIZES",
+@click.option("--sweep", type=options.IntList(minimum=1), default=None, metavar="SIZES",
               help="Resolution sweep: comma-separated input sizes, e.g. 128,160,224,320.")
 @click.option("--check", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Compare with a baseline JSON; exit 1 with a diff table on any drift.")

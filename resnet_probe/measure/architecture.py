@@ -27,7 +27,7 @@ def architecture_rows(model: str | ModelSource, input_size: int | None = None
     name = source.text
     model = build_on_meta(source.spec).eval()
     spec = model.spec
-    size = input_size or spec.default_input_size
+    size = spec.default_input_size if input_size is None else input_size
     spec.check_input_size(size)
     shapes: dict[str, tuple[int, ...]] = {}
     handles = [module.register_forward_hook(
@@ -132,7 +132,7 @@ def torchinfo_summary(model: str | ModelSource, input_size: int | None = None,
     from resnet_probe.measure.memory import check_fits
 
     source = resolve(model)
-    size = input_size or source.default_input_size
+    size = source.default_input_size if input_size is None else input_size
     if source.is_zoo:
         source.spec.check_input_size(size)
     shape = (1, source.in_channels, size, size)

@@ -219,7 +219,7 @@ def count_model_costs(
         raise ValueError(f"batch size must be a positive integer: batch_size={batch_size!r}")
     label = name or model.name
     spec = model.spec
-    size = input_size or spec.default_input_size
+    size = spec.default_input_size if input_size is None else input_size
     spec.check_input_size(size)
     shape = (batch_size, spec.in_channels, size, size)
 
