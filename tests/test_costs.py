@@ -409,3 +409,14 @@ def test_a_size_that_is_not_positive_is_refused_not_replaced(kwargs, message):
 
     with pytest.raises(InvalidRequest, match=message):
         count_costs("resnet8", **kwargs)
+
+
+def test_an_se_gates_backward_goes_to_each_conv():
+    """The shape pass follows the gate (mean, sigmoid, broadcast multiply), so a model with SE
+    blocks keeps its per-module backward. Conv/linear backward, by hand: the stem computes no
+    input gradient (2 * 3*9*8*64 for its weight); fc1 and fc2 2 * 32 each for input and
+    weight; the head 2 * 80 each."""
+    costs = count_costs(_SqueezeExcite(), input_size=8)
+    backward = {row["module"]: row["backward_flops"] for row in costs.modules}
+    assert backward == {"(model)": 0, "stem": 27_648, "fc1": 128, "fc2": 128, "head": 320}
+    assert costs.summary["backward_flops"] == 27_648 + 128 + 128 + 320

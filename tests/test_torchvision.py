@@ -102,6 +102,9 @@ def test_attention_gates_and_activations_are_counted(torchvision):
         result = count_costs(name)
         assert result.summary["partial"] is False and result.uncounted == {}, name
         assert result.summary["macs_with_elementwise"] > result.summary["macs"]
+    # The shape pass follows SE gates: every row keeps its own backward.
+    rows = count_costs("timm:seresnet50").modules
+    assert all(row["backward_flops"] is not None for row in rows)
     assert count_costs("torchvision:mobilenet_v3_small").summary["params"] == 2_542_856
 
 

@@ -8,7 +8,8 @@ shape and the operator's count with the very formulas ``FlopCounterMode`` is giv
 (torch's ``flop_registry``, and ``formulas`` for the rest and for a conv's backward), under the
 aten name ``FlopCounterMode`` would record. Nothing is allocated or dispatched.
 
-It knows the functions a ResNet calls. Anything else raises ``NoFormula`` and the caller
+It knows the functions a ResNet calls, and a squeeze-and-excitation gate's (mean, sigmoid,
+broadcast multiply). Anything else raises ``NoFormula`` and the caller
 counts with ``FlopCounterMode`` instead, so a count is never silently incomplete. Tests check
 that both give identical rows for every zoo model.
 """
@@ -97,6 +98,17 @@ class _Shape:
 
     def contiguous(self, *args: Any, **kwargs: Any) -> _Shape:
         return self
+
+    def mean(self, dim: Any = None, keepdim: bool = False) -> _Shape:
+        return _ShapePass.active.consumed(_mean, self, dim, keepdim)
+
+    def sigmoid(self) -> _Shape:
+        return _ShapePass.active.consumed(_sigmoid, self)
+
+    def __mul__(self, other: Any) -> _Shape:
+        return _ShapePass.active.multiply(self, other)
+
+    __rmul__ = __mul__
 
     def __add__(self, other: Any) -> _Shape:
         return _ShapePass.active.elementwise("aten.add", self, other)
@@ -193,6 +205,29 @@ class _ShapePass:
             raise NoFormula(f"{op} of shapes {first.shape} and {other}")
         self.record(op, _elementwise(op, first.shape, out_shape=first.shape))
         return _Shape(first.shape, first.requires_grad or getattr(second, "requires_grad", False))
+
+
+    def multiply(self, first: _Shape, second: Any) -> _Shape:
+        """``first * second``, broadcast (an SE gate scaling its block's channels). Backward,
+        as autograd: each operand that wants a gradient gets ``grad * other`` (an
+        ``aten.mul`` of the output's size), summed down to its own shape where it was
+        broadcast (an ``aten.sum`` over the output's size)."""
+        operands = [x for x in (first, second) if isinstance(x, _Shape)]
+        for operand in operands:
+            self.consume(operand)
+        shapes = [x.shape for x in operands]
+        try:
+            out = tuple(torch.broadcast_shapes(*shapes))
+        except RuntimeError:
+            raise NoFormula(f"mul of shapes {shapes}") from None
+        size = math.prod(out)
+        self.record("aten.mul", _elementwise("aten.mul", out_shape=out))
+        for operand in operands:
+            if operand.requires_grad:
+                self.record_backward("aten.mul", size)
+                if operand.shape != out:
+                    self.record_backward("aten.sum", size)
+        return _Shape(out, any(x.requires_grad for x in operands))
 
 
 def _elementwise(op: str, *args: Any, out_shape: Any) -> int:
@@ -294,6 +329,20 @@ def _adaptive_avg_pool2d(run: _ShapePass, x: _Shape, output_size) -> _Shape:
     return _Shape(out, x.requires_grad)
 
 
+def _mean(run: _ShapePass, x: _Shape, dim: Any = None, keepdim: bool = False) -> _Shape:
+    dims = range(len(x.shape)) if dim is None else [dim] if isinstance(dim, int) else dim
+    dims = {d % len(x.shape) for d in dims}
+    out = tuple(1 if d in dims else size for d, size in enumerate(x.shape)
+                if keepdim or d not in dims)
+    run.record("aten.mean", _elementwise("aten.mean", x.shape, out_shape=out))
+    return _Shape(out, x.requires_grad)
+
+
+def _sigmoid(run: _ShapePass, x: _Shape) -> _Shape:
+    run.record("aten.sigmoid", _elementwise("aten.sigmoid", out_shape=x.shape))
+    return _Shape(x.shape, x.requires_grad)
+
+
 def _flatten(run: _ShapePass, x: _Shape, start_dim: int = 0, end_dim: int = -1) -> _Shape:
     end = end_dim % len(x.shape)
     shape = (*x.shape[:start_dim], math.prod(x.shape[start_dim:end + 1]), *x.shape[end + 1:])
@@ -328,6 +377,7 @@ _HANDLERS: dict[Callable, Callable] = {
     F.avg_pool2d: _avg_pool2d,
     F.adaptive_avg_pool2d: _adaptive_avg_pool2d,
     torch.flatten: _flatten, torch.reshape: _reshape,
+    torch.mean: _mean, torch.sigmoid: _sigmoid, F.sigmoid: _sigmoid,
     F.pad: _pad,
 }
 
