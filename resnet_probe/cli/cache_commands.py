@@ -27,7 +27,8 @@ def info() -> None:
     from resnet_probe.train.cache import ResultCache, RunCache
 
     click.echo(f"run cache: {RunCache().usage()}")
-    click.echo(f"analyses of cached runs: {ResultCache().usage()}")
+    click.echo(f"cached results (analyses of runs, gradients at init): "
+               f"{ResultCache().usage()}")
 
 
 @cache.command()

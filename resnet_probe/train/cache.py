@@ -51,7 +51,7 @@ class CacheUsage:
     bytes: int
 
     def __str__(self) -> str:
-        what = "analyses" if self.path.name == "analyses" else "runs"
+        what = "results" if self.path.name == "analyses" else "runs"
         return f"{self.entries} {what}, {self.bytes / 1e6:.1f} MB in {self.path}"
 
 
@@ -157,8 +157,9 @@ def _sha256(path: Path) -> str:
 
 
 class ResultCache:
-    """Results derived from cached runs (the analyses of trained nets), one JSON file per
-    content key, beside the runs: a rerun of compare skips work whose inputs did not change.
+    """Deterministic results (the analyses of trained nets, compare's gradients at init), one
+    JSON file per content key, beside the runs: a rerun skips work whose inputs did not
+    change.
     A damaged file is named in ``problems``, deleted and recomputed."""
 
     def __init__(self, root: Path | None = None, fresh: bool = False) -> None:
