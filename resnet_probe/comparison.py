@@ -8,6 +8,7 @@ summary columns. ``report.write_compare_report`` renders the result.
 
 from __future__ import annotations
 
+import hashlib
 import tempfile
 import time
 from collections.abc import Callable
@@ -377,11 +378,14 @@ def _measured_at_init(plan: _Plan, config: GradientConfig
     them from the cache of results instead of measuring again (``fresh`` measures)."""
     dynamics_config = plan.options.dynamics
     sources = [resolve(model) for model in plan.models]
-    cache = ResultCache(fresh=plan.options.fresh or any(s.weights for s in sources))
+    cache = ResultCache(fresh=plan.options.fresh)
     key = cache.key({"format": 1, "measurement": "gradients at init",
                      "models": [{"label": s.text, "identity": s.identity(),
                                  "in_channels": s.in_channels,
-                                 "default_input_size": s.default_input_size} for s in sources],
+                                 "default_input_size": s.default_input_size,
+                                 "weights_sha256": (hashlib.sha256(s.weights.read_bytes())
+                                                    .hexdigest() if s.weights else None)}
+                                for s in sources],
                      "gradients": asdict(config),
                      "dynamics": asdict(dynamics_config) if dynamics_config else None})
     found = cache.lookup(key)

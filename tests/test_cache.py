@@ -213,3 +213,33 @@ def test_a_rerun_reuses_the_gradients_at_init_unless_fresh(tiny_compare, tmp_pat
         **same, "gradients": GradientConfig(batch_size=4, seeds=(1,), shatter_points=16)})
     assert other_seeds.section_environment("gradients")["reused"] is False
     assert set(other_seeds.tables["gradient_blocks"]["seed"]) == {1}
+
+
+def test_gradients_measured_with_loaded_weights_are_kept_apart(tmp_path, monkeypatch):
+    """Loaded weights change the gradients: their digest is part of the key, so a run
+    without them never reads a weighted run's numbers (it once did)."""
+    from resnet_probe.comparison import CompareOptions, _measured_at_init, _Plan
+    from resnet_probe.measure.gradients import GradientConfig
+    from resnet_probe.sources import resolve
+    from resnet_probe.train.cache import CACHE_ENV
+    from resnet_probe.zoo import build_model
+
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))  # an empty cache of results
+    torch.manual_seed(0)
+    model = build_model("resnet8")
+    torch.nn.init.constant_(model.conv1.weight, 0.01)
+    weights = tmp_path / "weights.pt"
+    torch.save(model.state_dict(), weights)
+    config = GradientConfig(batch_size=4, seeds=(0,), shatter_points=0)
+
+    def measure(source):
+        plan = _Plan([source], CompareOptions(dynamics=None), None, tmp_path, None, None,
+                     RunCache())
+        gradients, _, reused = _measured_at_init(plan, config)
+        return gradients.models[0]["grad_ratio_first_last"], reused
+
+    weighted, reused = measure(resolve("resnet8", weights=weights))
+    assert not reused
+    plain, reused = measure(resolve("resnet8"))
+    assert not reused and plain != weighted
+    assert measure(resolve("resnet8", weights=weights)) == (weighted, True)
