@@ -331,26 +331,51 @@ def _build_foreign(source: ModelSource, num_classes, in_channels) -> nn.Module:
 
 
 def load_weights(model: nn.Module, path: Path, label: str) -> None:
-    """A local state_dict into ``model``, strictly: every missing or unexpected key named."""
+    """A local state_dict into ``model``, strictly: every missing or unexpected key, and every
+    tensor whose shape does not fit, named. The file is loaded as data only."""
+    check_weights(model, read_weights(path), path, label, load=True)
+
+
+def read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """The state_dict in a ``--weights`` file (or the ``state_dict`` a training checkpoint
+    wraps), loaded as data only."""
+    from resnet_probe.untrusted import UntrustedFileError, load_tensors
+
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = load_tensors(path, "--weights")
     except FileNotFoundError:
         raise SourceError(f"--weights {str(path)!r}: no such file") from None
-    except Exception as error:  # noqa: BLE001 - torch raises many types for damaged files
-        raise SourceError(f"--weights {str(path)!r} is not a readable state_dict "
-                          f"({type(error).__name__}: {error})") from None
+    except UntrustedFileError as error:
+        raise SourceError(str(error)) from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]  # a training checkpoint wrapping it
-    if not isinstance(state, dict):
+    if not isinstance(state, dict) or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
         raise SourceError(f"--weights {str(path)!r} holds a {type(state).__name__}, not a "
-                          f"state_dict")
-    result = model.load_state_dict(state, strict=False)
-    problems = [f"missing {', '.join(result.missing_keys[:5])}" if result.missing_keys else "",
-                f"unexpected {', '.join(result.unexpected_keys[:5])}"
-                if result.unexpected_keys else ""]
+                          f"state_dict of named tensors")
+    return state
+
+
+def check_weights(model: nn.Module, state: dict[str, torch.Tensor], path: Path, label: str,
+                  load: bool = False) -> None:
+    """Raise SourceError unless ``state`` fits ``model`` key for key and shape for shape (the
+    check needs no storage, so it works on a meta model); with ``load``, copy it in."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    shapes = [f"{k}: {tuple(state[k].shape)} in the file, {tuple(expected[k].shape)} in the "
+              f"model" for k in expected if k in state
+              and tuple(state[k].shape) != tuple(expected[k].shape)]
+    problems = [f"missing {', '.join(missing[:5])}" + (f" (+{len(missing) - 5} more)"
+                                                       if len(missing) > 5 else "")
+                if missing else "",
+                f"unexpected {', '.join(unexpected[:5])}" if unexpected else "",
+                f"shapes differ for {'; '.join(shapes[:5])}" if shapes else ""]
     if any(problems):
         raise SourceError(f"--weights {str(path)!r} does not fit {label}: "
                           f"{'; '.join(p for p in problems if p)}")
+    if load:
+        model.load_state_dict(state, strict=True)
 
 
 def _naming_the_flags(source: ModelSource, run):

@@ -18,7 +18,13 @@ from resnet_probe.train.degradation import (
     run_degradation,
     twin_names,
 )
-from resnet_probe.train.loop import NothingToResume, TrainConfig, augment_batch, train_run
+from resnet_probe.train.loop import (
+    NothingToResume,
+    TrainConfig,
+    augment_batch,
+    load_checkpoint,
+    train_run,
+)
 
 TINY = TrainConfig(steps=12, batch_size=32, lr=0.05, warmup_steps=2, eval_every=6,
                    grad_norm_every=4, checkpoint_every=4)
@@ -67,8 +73,9 @@ def test_resume_ends_where_an_uninterrupted_run_ends(digits, tmp_path):
     checkpoint = tmp_path / "run.pt"
     with pytest.raises(KeyboardInterrupt):
         train_run("resnet8", digits, TINY, seed=1, checkpoint=checkpoint, progress=StopAt(7))
-    saved = torch.load(checkpoint, weights_only=False)
-    assert saved["result"].status == "interrupted" and saved["step"] == 7
+    saved = torch.load(checkpoint, weights_only=True)  # tensors and plain data only
+    assert saved["record"]["status"] == "interrupted" and saved["step"] == 7
+    saved = load_checkpoint(checkpoint)
     assert len(saved["result"].history) == 7  # every step recorded so far was kept
     resumed = train_run("resnet8", digits, TINY, seed=1, checkpoint=checkpoint, resume=True)
     assert resumed.status == "finished"

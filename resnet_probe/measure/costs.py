@@ -53,7 +53,7 @@ from resnet_probe.measure.formulas import (
 )
 from resnet_probe.measure.hooks import is_leaf
 from resnet_probe.measure.shape_pass import NoFormula, ShapeCounts, count_shapes
-from resnet_probe.sources import ModelSource, resolve
+from resnet_probe.sources import ModelSource, check_weights, read_weights, resolve
 from resnet_probe.surgery import has_shortcuts
 from resnet_probe.zoo import ResNet, ResNetSpec, build_model, build_on_meta
 from resnet_probe.zoo.spec import StridePlacement
@@ -102,8 +102,11 @@ def count_costs(
                                  source=model)
     source = resolve(model, in_channels, name=name)
     if source.is_zoo:
-        return count_model_costs(build_on_meta(source.spec), input_size, batch_size,
-                                 name or source.text, engine, source=source.spec)
+        built = build_on_meta(source.spec)
+        if source.weights is not None:  # counts do not depend on them, but they must fit
+            check_weights(built, read_weights(source.weights), source.weights, source.text)
+        return count_model_costs(built, input_size, batch_size, name or source.text, engine,
+                                 source=source.spec)
     return count_module_costs(source.build(), source.example(input_size, batch_size),
                               name or source.text, engine, kind=source.kind)
 

@@ -30,6 +30,7 @@ from resnet_probe.data import ImageDataset
 from resnet_probe.sources import resolve
 from resnet_probe.train.loop import CorruptCheckpoint, TrainConfig, load_checkpoint
 from resnet_probe.train.run_folder import json_safe
+from resnet_probe.untrusted import UnsafeFileError
 
 CACHE_ENV = "RESNET_PROBE_CACHE_DIR"
 ENTRY_FORMAT = 1
@@ -135,6 +136,8 @@ def _check_entry(folder: Path, key: str) -> str | None:
         return f"damaged ({RUN_FILE} does not match its recorded sha256)"
     try:
         load_checkpoint(run_file)
+    except UnsafeFileError as error:
+        return f"unsafe ({error})"
     except CorruptCheckpoint as error:
         return f"damaged ({error})"
     return None

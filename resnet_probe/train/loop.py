@@ -13,6 +13,7 @@ uninterrupted run ends, and two processes under torchrun see disjoint shards of 
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
@@ -35,15 +36,22 @@ from resnet_probe.progress import Progress
 from resnet_probe.results import atomic_write_bytes
 from resnet_probe.settings import check_settings, setting
 from resnet_probe.sources import resolve
+from resnet_probe.untrusted import (
+    UnsafeFileError,
+    UntrustedFileError,
+    checked,
+    load_tensors,
+)
 
 EVAL_SUBSET = 2000  # eval-mode training error on at most this many training images
 # A run has diverged when its loss is not finite or exceeds this multiple of its first loss
 # (cross-entropy at init is about ln(classes); 100x that is far beyond any recovering spike).
 DIVERGENCE_FACTOR = 100.0
-# Format 2: an ended run's checkpoint keeps its weights in half precision and no optimizer
-# state (it cannot resume, and the analyses of trained nets need no more).
-CHECKPOINT_FORMAT = 2
-READABLE_FORMATS = (1, 2)
+# Format 3: only tensors and plain data (the run's record is a dict), so a checkpoint loads with
+# weights_only=True. An ended run's checkpoint keeps its weights in half precision and no
+# optimizer state (it cannot resume, and the analyses of trained nets need no more). Formats 1
+# and 2 pickled the record as a class, which a safe load refuses.
+CHECKPOINT_FORMAT = 3
 
 
 @dataclass(frozen=True)
@@ -110,6 +118,31 @@ class RunResult:
     step_seconds: float = 0.0  # time inside training steps only (throughput)
     diverged_at: int | None = None
     diverged_because: str | None = None  # "non-finite loss" or "loss above 100x the first"
+
+    def record(self) -> dict[str, Any]:
+        """The run as plain data, what a checkpoint stores (enums become their strings)."""
+        return json.loads(json.dumps(asdict(self)))
+
+    @classmethod
+    def from_record(cls, data: Any, where: str) -> RunResult:
+        """A record read from a file, checked field by field (UntrustedFileError names the
+        field)."""
+        record = checked(data, RECORD_FIELDS, where)
+        if record["status"] not in {status.value for status in RunStatus}:
+            raise UntrustedFileError(f"{where}: unknown run status {record['status']!r}")
+        for table in ("history", "evals", "grad_norms"):
+            if not all(isinstance(row, dict) for row in record[table]):
+                raise UntrustedFileError(f"{where}: {table} must be a list of row objects")
+        if not all(isinstance(n, int) for n in record["samples_per_rank"]):
+            raise UntrustedFileError(f"{where}: samples_per_rank must be integers")
+        return cls(**{**{name: record[name] for name in RECORD_FIELDS},
+                      "status": RunStatus(record["status"])})
+
+
+RECORD_FIELDS = {"model": str, "seed": int, "status": str, "history": list, "evals": list,
+                 "grad_norms": list, "samples_per_rank": list, "seconds": float,
+                 "step_seconds": float, "diverged_at": (int, None),
+                 "diverged_because": (str, None)}
 
 
 class NothingToResume(InvalidRequest):
@@ -306,24 +339,31 @@ def _divergence(loss: float, first_loss: float) -> str | None:
 
 
 def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str, Any]:
-    """A checkpoint written by this loop; an unreadable one is named, with the fix."""
+    """A checkpoint written by this loop, loaded as data only (``resnet_probe.untrusted``);
+    its ``result`` is the RunResult its record describes. A damaged, foreign or unsafe file
+    is named, with the fix."""
+    fix = "; delete it to retrain that run from step 0"
     try:
-        state = torch.load(path, map_location=device, weights_only=False)
-    except Exception as error:  # noqa: BLE001 - torch raises many types for damaged files
-        raise CorruptCheckpoint(
-            f"checkpoint {str(path)!r} is damaged or not a resnet-probe checkpoint "
-            f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else 'empty'}"
-            f"); delete it to retrain that run from step 0") from None
-    if isinstance(state, dict) and state.get("format") not in READABLE_FORMATS:
-        raise CorruptCheckpoint(f"checkpoint {str(path)!r} has format {state.get('format')!r}; "
-                                f"this version reads formats {READABLE_FORMATS}; delete it to "
-                                f"retrain that run from step 0")
-    if not isinstance(state, dict) or not {"model", "step", "result"} <= set(state) or (
-            not isinstance(state["result"], RunResult)) or (
-            state["result"].status not in ENDED and "optimizer" not in state):
-        raise CorruptCheckpoint(f"checkpoint {str(path)!r} lacks the model, optimizer, step or "
-                                f"result entries; delete it to retrain that run from step 0")
-    return state
+        state = load_tensors(path, "checkpoint", device)
+    except UnsafeFileError:
+        raise  # refused outright: not a damaged file to skip or retrain past
+    except UntrustedFileError as error:
+        raise CorruptCheckpoint(f"{error}{fix}") from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        found = state.get("format") if isinstance(state, dict) else type(state).__name__
+        raise CorruptCheckpoint(f"checkpoint {str(path)!r} has format {found!r}; this version "
+                                f"reads format {CHECKPOINT_FORMAT}{fix}")
+    if not {"model", "step", "record"} <= set(state) or not isinstance(state["step"], int):
+        raise CorruptCheckpoint(f"checkpoint {str(path)!r} lacks the model, step or record "
+                                f"entries{fix}")
+    try:
+        result = RunResult.from_record(state["record"], f"checkpoint {str(path)!r}")
+    except UntrustedFileError as error:
+        raise CorruptCheckpoint(f"{error}{fix}") from None
+    if result.status not in ENDED and "optimizer" not in state:
+        raise CorruptCheckpoint(f"checkpoint {str(path)!r} of an unfinished run has no "
+                                f"optimizer state{fix}")
+    return {**state, "result": result}
 
 
 class CorruptCheckpoint(ValueError):
@@ -351,7 +391,7 @@ def _gather_counts(count: int, world: Distributed, device: torch.device) -> list
 def _save_checkpoint(path: Path, model, optimizer, step, result, config, samples_seen) -> None:
     import io
     state = {"format": CHECKPOINT_FORMAT, "model": model.state_dict(), "step": step,
-             "result": result, "config": asdict(config), "samples_seen": samples_seen}
+             "record": result.record(), "config": asdict(config), "samples_seen": samples_seen}
     if result.status in ENDED:
         state["model"] = {key: value.half() if value.is_floating_point() else value
                           for key, value in state["model"].items()}
