@@ -23,8 +23,8 @@ from pathlib import Path
 import torch
 import torch.utils.benchmark as torch_benchmark
 
+from resnet_probe.jobs.regression import check_baseline
 from resnet_probe.measure.costs import count_costs, count_model_costs
-from resnet_probe.regression import check_baseline
 from resnet_probe.zoo import build_model, build_on_meta, get_spec, list_models
 
 BASELINE = Path(__file__).parents[1] / "reports" / "baselines" / "flops.json"

@@ -17,7 +17,8 @@ import sys
 
 import torch
 
-from resnet_probe.measure.latency import DTYPES, LatencyConfig, measure_latency
+from resnet_probe.device import DTYPES
+from resnet_probe.measure.latency import LatencyConfig, measure_latency
 from resnet_probe.zoo import build_model
 
 

@@ -23,3 +23,21 @@ def training_device(device: str) -> str:
     """The device string a training run stores: "cpu" or "cuda:N" (the current device)."""
     resolved = resolve_device(device)
     return f"cuda:{torch.cuda.current_device()}" if resolved.type == "cuda" else "cpu"
+
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work (a no-op on CPU), so a clock reading means it ran."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def free_device_memory() -> None:
+    """Give cached GPU memory back after a model ran out of it, so the next one starts clean."""
+    import gc
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

@@ -7,6 +7,7 @@ place, so an interrupted run never leaves a half-written table behind.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import numbers
@@ -87,6 +88,24 @@ def display_scales(columns) -> dict[str, tuple[float, str]]:
 
 def frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame.from_records(rows)
+
+
+def table(name: str) -> Any:
+    """A dataclass field holding a DataFrame saved as ``name.csv`` and ``name.json``: a part
+    declares its tables this way, and ``declared_tables`` walks them."""
+    return dataclasses.field(metadata={"table": name})
+
+
+def declared_tables(part: Any) -> dict[str, pd.DataFrame]:
+    """Every table a part (a dataclass) declares, by saved name, its nested parts' too."""
+    tables: dict[str, pd.DataFrame] = {}
+    for f in dataclasses.fields(part):
+        value = getattr(part, f.name)
+        if "table" in f.metadata:
+            tables[f.metadata["table"]] = value
+        elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+            tables.update(declared_tables(value))
+    return tables
 
 
 def rollup(df: pd.DataFrame, by: str, values: list[str], how: str = "sum",

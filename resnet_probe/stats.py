@@ -1,10 +1,13 @@
-"""Uncertainty for every comparison between measurements.
+"""Uncertainty for every comparison between measurements: the one standard every verdict,
+summary cell, finding and README number uses (``RULE`` states it; reports print it).
 
 Timings have many raw samples: their medians get percentile-bootstrap intervals
 (``scipy.stats.bootstrap``), paired by round when the models were timed in interleaved rounds,
-so drift that hits a round hits both sides. Per-seed results (final errors, gradient ratios)
-have a few values: their means get Student-t intervals, paired by seed. A difference whose
-interval contains zero is "no measurable difference"; nothing is labelled from a point estimate.
+so drift that hits a round hits both sides. Per-seed results (final errors, gradient ratios,
+the analyses of trained nets) have a few values: their means get Student-t intervals with n - 1
+degrees of freedom, on the per-seed differences when two things are compared on the same
+seeds. A difference whose interval contains zero is "no measurable difference"; nothing is
+labelled from a point estimate.
 """
 
 from __future__ import annotations
@@ -20,6 +23,11 @@ from scipy import stats as scipy_stats
 CONFIDENCE = 0.95
 RESAMPLES = 2000
 NO_DIFFERENCE = "no measurable difference"
+RULE = ("Every difference is given with a 95% interval. Over seeds: a Student-t interval with "
+        "n - 1 degrees of freedom on the per-seed (paired) differences, so 3 seeds give "
+        "mean ± 4.30 standard errors. Over timing rounds: a percentile bootstrap of medians, "
+        "paired by round. A difference whose interval contains zero is 'no measurable "
+        "difference'; one seed gives no interval at all.")
 
 
 @dataclass(frozen=True)
@@ -140,3 +148,49 @@ def _t_half_width(values: list[float]) -> float:
     n = len(values)
     quantile = scipy_stats.t.ppf(0.5 + CONFIDENCE / 2, df=n - 1)
     return float(quantile * statistics.stdev(values) / math.sqrt(n))
+
+
+@dataclass(frozen=True)
+class SeedEstimate:
+    """A per-seed quantity (often a paired difference) with its t interval: the form every
+    training comparison is reported in."""
+
+    name: str
+    per_seed: dict[int, float]
+    estimate: float
+    low: float
+    high: float
+
+    @property
+    def seeds(self) -> int:
+        return len(self.per_seed)
+
+    @property
+    def known(self) -> bool:
+        return not (math.isnan(self.low) or math.isnan(self.high))
+
+    @property
+    def above_zero(self) -> bool:
+        return self.known and self.low > 0
+
+    @property
+    def below_zero(self) -> bool:
+        return self.known and self.high < 0
+
+    def text(self, digits: int = 3) -> str:
+        if not self.known:
+            return f"{self.estimate:+.{digits}f} (one seed: no interval)"
+        interval = f"95% CI {self.low:+.{digits}f} to {self.high:+.{digits}f}, {self.seeds} seeds"
+        if not (self.above_zero or self.below_zero):
+            return f"{NO_DIFFERENCE}: {self.estimate:+.{digits}f} ({interval})"
+        return f"{self.estimate:+.{digits}f} ({interval})"
+
+
+def seed_estimate(name: str, per_seed: dict[int, float]) -> SeedEstimate:
+    """The mean over seeds of ``per_seed`` with its Student-t 95% interval."""
+    values = [per_seed[seed] for seed in sorted(per_seed)]
+    if not values:
+        return SeedEstimate(name, {}, math.nan, math.nan, math.nan)
+    interval = mean_interval(values)
+    return SeedEstimate(name, dict(sorted(per_seed.items())), interval.estimate, interval.low,
+                        interval.high)

@@ -81,9 +81,3 @@ def measured_for(by: str, config):
     """A GradientConfig for one view: the shattering grid costs far more than the rest, so it
     is measured only where it is shown."""
     return config if by == "shattering" else replace(config, shatter_points=0)
-
-
-def dynamics_view(result, by: str = "dynamics") -> pd.DataFrame:
-    """``result`` is a DynamicsResult: per model, seed and recorded step, or per layer too."""
-    _check(by, DYNAMICS_VIEWS)
-    return frame(result.models if by == "dynamics" else result.layers)

@@ -13,7 +13,7 @@ DATA = Path(__file__).parent / "data"
 @pytest.fixture(scope="session", autouse=True)
 def run_cache(tmp_path_factory) -> Path:
     """Tests never read or fill the user's run cache; subprocesses inherit this too."""
-    from resnet_probe.train.cache import CACHE_ENV
+    from resnet_probe.cache import CACHE_ENV
 
     path = tmp_path_factory.mktemp("run-cache")
     os.environ[CACHE_ENV] = str(path)
@@ -50,7 +50,7 @@ def invoke(runner):
 def tiny_compare(tmp_path_factory):
     """A complete compare report on tiny models: every section, in seconds."""
     from resnet_probe import compare
-    from resnet_probe.measure.dynamics import DynamicsConfig
+    from resnet_probe.analysis import AnalysisOptions
     from resnet_probe.measure.gradients import GradientConfig
     from resnet_probe.measure.latency import LatencyConfig
     from resnet_probe.train.loop import TrainConfig
@@ -60,9 +60,12 @@ def tiny_compare(tmp_path_factory):
         ["resnet8", "plain8", "resnet14"], out=out,
         latency=LatencyConfig(repeats=2, warmup=1, sweep_batch_sizes=(1, 2), input_size=32),
         gradients=GradientConfig(batch_size=4, seeds=(0, 1), shatter_points=16),
-        dynamics=DynamicsConfig(steps=(0, 1, 2, 5), batch_size=8),
         train=TrainConfig(steps=8, batch_size=32, eval_every=4, grad_norm_every=4,
-                          checkpoint_every=4, warmup_steps=2), input_size=32)
+                          checkpoint_every=4, warmup_steps=2, record_steps=(0, 1, 2, 5)),
+        train_seeds=(0, 1), input_size=32,
+        why=AnalysisOptions(limit=32, lesion_samples=1, landscape_points=3, landscape_limit=32,
+                            landscape_directions=2, hessian_images=8, hessian_iterations=3,
+                            path_images=2, path_samples=1))
     return result, out
 
 
@@ -92,8 +95,8 @@ def zoo_counts() -> dict:
 
 @pytest.fixture(scope="session")
 def zoo_report(tmp_path_factory, zoo_counts):
-    from resnet_probe.census import zoo_census
     from resnet_probe.environment import environment_info
+    from resnet_probe.jobs.census import zoo_census
     from resnet_probe.report import write_zoo_report
 
     out = tmp_path_factory.mktemp("reports")

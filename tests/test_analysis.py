@@ -63,7 +63,7 @@ def test_plain_net_identity_replacement_runs_changes_the_output_and_refuses_shap
     with pytest.raises(ValueError, match="layer3.0: changes shape"):
         with lesioned(net, ["layer3.0"]):
             pass
-    rows = lesion_by_block(net, x, torch.zeros(4, dtype=torch.long))
+    rows = lesion_by_block(net, x, torch.zeros(4, dtype=torch.long), chance=0.9)
     refused = [row for row in rows if row["not_deletable_because"]]
     assert [row["block"] for row in refused] == ["layer2.0", "layer3.0"]
     assert all(row["error"] is None for row in refused)  # listed, never a made-up error
@@ -139,21 +139,35 @@ def test_slice_summary_on_a_parabola_and_a_double_well():
     alphas = [i / 10 for i in range(-10, 11)]
     parabola = [{"alpha": a, "beta": None, "loss": 1 + 2 * a * a} for a in alphas]
     summary = slice_summary(parabola)
-    assert summary["loss_at_0"] == 1
+    assert summary["loss_at_0"] == 1 and summary["directions"] == 1
     assert summary["loss_rise_at_0.5"] == pytest.approx(0.5)
-    assert summary["curvature_ratio"] == pytest.approx(1.0)
+    assert summary["relative_rise"] == pytest.approx(0.5)  # the rise over the loss at 0
+    assert summary["slice_curvature_ratio"] == pytest.approx(1.0)
     assert summary["concave_fraction"] == 0
     well = [{"alpha": a, "beta": None, "loss": (a * a - 0.25) ** 2} for a in alphas]
-    assert slice_summary(well)["curvature_ratio"] < 0  # concave around 0
+    assert slice_summary(well)["slice_curvature_ratio"] < 0  # concave around 0
     bowl = [{"alpha": a, "beta": b, "loss": a * a + b * b} for a in alphas for b in alphas]
-    assert slice_summary(bowl)["nonconvexity"] == pytest.approx(0.0)
+    assert slice_summary(bowl)["slice_hessian_ratio"] == pytest.approx(0.0)
     saddle = [{"alpha": a, "beta": b, "loss": a * a - b * b} for a in alphas for b in alphas]
-    assert slice_summary(saddle)["nonconvexity"] == pytest.approx(1.0)
+    assert slice_summary(saddle)["slice_hessian_ratio"] == pytest.approx(1.0)
 
 
-def _claims(plain: list[float], residual: list[float]) -> pd.DataFrame:
+def test_a_slice_summary_averages_over_directions_with_their_spread():
+    alphas = [i / 4 for i in range(-4, 5)]
+    rows = [{"direction": d, "alpha": a, "beta": None, "loss": 2 + curvature * a * a}
+            for d, curvature in enumerate((1.0, 2.0, 3.0, 4.0, 5.0)) for a in alphas]
+    summary = slice_summary(rows)
+    rises = [c * 0.25 for c in (1.0, 2.0, 3.0, 4.0, 5.0)]  # c * 0.5^2
+    assert summary["directions"] == 5
+    assert summary["loss_rise_at_0.5"] == pytest.approx(sum(rises) / 5)
+    assert summary["loss_rise_at_0.5_std"] == pytest.approx(pd.Series(rises).std())
+    assert summary["relative_rise"] == pytest.approx(sum(rises) / 5 / 2)
+
+
+def _claims(plain: list[float], residual: list[float], plain_loss: float = 0.05
+            ) -> pd.DataFrame:
     rows = [{"model": kind, "seed": seed, "net_depth": 56, "shortcut": kind == "resnet56",
-             "loss_rise_at_0.5": value}
+             "relative_rise": value, "loss_at_0": plain_loss if kind == "plain56" else 0.01}
             for kind, values in (("plain56", plain), ("resnet56", residual))
             for seed, value in enumerate(values)]
     return findings({"landscape_summary": pd.DataFrame(rows)})
@@ -167,7 +181,11 @@ def test_findings_apply_the_stated_rule():
     assert _claims([0.2, 0.3, 0.25], [2.0, 2.4, 2.2]).iloc[0]["outcome"] == Outcome.FAILS
     noisy = _claims([1.0, 0.1, 2.0], [0.5, 0.9, 0.4]).iloc[0]
     assert noisy["outcome"] == Outcome.NOT_MEASURABLE
+    assert "1 of 3 seeds on the opposite side" in noisy["evidence"]
     assert _claims([2.0], [0.2]).iloc[0]["outcome"] == Outcome.TOO_FEW_SEEDS
+    # A plain net that sits at a loss of 1.2 is not at a minimum: its slice proves nothing.
+    far = _claims([2.0, 2.4, 2.2], [0.2, 0.3, 0.25], plain_loss=1.2).iloc[0]
+    assert far["outcome"] == Outcome.INCONCLUSIVE and "loss_at_0 1.200" in far["evidence"]
 
 
 def test_options_reject_a_grid_without_the_trained_point():
@@ -182,9 +200,9 @@ def test_options_reject_a_grid_without_the_trained_point():
 @pytest.mark.slow
 @pytest.mark.parametrize("command, table, columns", [
     (["lesion"], "lesion_blocks", ["model", "block", "stage", "downsampling", "error",
-                                   "baseline_error"]),
+                                   "baseline_error", "relative_rise"]),
     (["lesion", "--by", "count", "--samples", "2"], "lesion_count",
-     ["model", "removed", "error", "error_std"]),
+     ["model", "removed", "error", "error_std", "relative_rise"]),
     (["responses"], "responses", ["model", "layer", "depth", "response_std", "rank"]),
     (["landscape", "--points", "5", "--limit", "64"], "landscape",
      ["model", "alpha", "loss", "error"]),
@@ -203,15 +221,15 @@ def test_commands_on_a_degradation_run(invoke, tiny_degradation, tmp_path, comma
     name = command[0]
     assert (tmp_path / f"{name}.html").exists()
     assert (tmp_path / f"{name}-data" / f"{table}.csv").exists()
-    if table != "lesion_count":  # the claims, per depth (the k-curve tests none)
-        assert "depth 8" in result.stderr and "depth 14" in result.stderr
+    assert "depth 8" in result.stderr and "depth 14" in result.stderr  # the claims
 
 
 @pytest.mark.slow
 def test_degradation_report_has_the_why_section(tiny_degradation):
     page = (tiny_degradation / "degradation.html").read_text()
-    assert "Why: lesions, layer responses and loss landscapes" in page
-    for table in ("lesion_blocks", "lesion_count", "responses", "landscape", "why_findings"):
+    assert "Why: what the trained nets show" in page
+    for table in ("lesion_blocks", "lesion_count", "responses", "landscape", "hessian",
+                  "paths", "why_findings"):
         assert (tiny_degradation / "data" / f"{table}.csv").exists(), table
     findings_table = pd.read_csv(tiny_degradation / "data" / "why_findings.csv")
     assert set(findings_table["depth"]) == {8, 14}
@@ -222,10 +240,11 @@ def test_degradation_report_has_the_why_section(tiny_degradation):
 def test_compare_runs_are_analysed_in_the_report_and_by_the_commands(invoke, tiny_compare,
                                                                      tmp_path):
     result, out = tiny_compare
-    assert {"lesion_blocks", "responses", "landscape", "why_findings"} <= set(result.tables)
+    why = result.training.why
+    assert not why.lesion_blocks.empty and not why.hessian.empty and not why.findings.empty
     data = out / "compare-resnet8-vs-plain8-vs-resnet14-data"
     page = (out / "compare-resnet8-vs-plain8-vs-resnet14.html").read_text()
-    assert "Why: lesions" in page
+    assert "Why: what the trained nets show" in page
     recorded = json.loads((data / "train_runs.json").read_text())
     assert {row["model"] for row in recorded} >= {"resnet8", "plain8", "resnet14"}
     run = invoke("responses", str(data), "--out", str(tmp_path), "--format", "json")

@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 
-from resnet_probe import __version__
+from resnet_probe._version import __version__
 
 
 def test_version(invoke):

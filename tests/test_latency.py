@@ -8,15 +8,11 @@ import statistics
 import pytest
 import torch
 
+from resnet_probe.device import resolve_device
 from resnet_probe.measure import latency as latency_module
 from resnet_probe.measure.hooks import ForwardFailed, hooked
-from resnet_probe.measure.latency import (
-    LatencyConfig,
-    _Timers,
-    measure_latency,
-    resolve_device,
-    summarize,
-)
+from resnet_probe.measure.latency import LatencyConfig, measure_latency, summarize
+from resnet_probe.measure.latency.hooked import _Timers
 from resnet_probe.zoo import build_model
 
 FAST = dict(input_size=32, repeats=3, warmup=2, peak_gflops=100.0, peak_gbytes_per_s=10.0)
@@ -40,16 +36,14 @@ def test_samples_are_positive_and_counted(result):
 
 
 def test_warmup_passes_are_excluded(monkeypatch):
-    from resnet_probe.measure import latency
-
     passes = []  # one timer read per hooked pass, warm-up or kept
-    real_read = latency._Timers.read_ms
+    real_read = _Timers.read_ms
 
     def counting_read(self):
         passes.append(1)
         return real_read(self)
 
-    monkeypatch.setattr(latency._Timers, "read_ms", counting_read)
+    monkeypatch.setattr(_Timers, "read_ms", counting_read)
     config = LatencyConfig(**{**FAST, "repeats": 2, "warmup": 3})
     result = measure_latency(["resnet8"], config)
     assert len(passes) == 2 * (3 + 2)  # forward and backward: 3 warm-up + 2 kept passes each
@@ -112,7 +106,7 @@ def test_roofline_classification(result):
     # 3*3*16*16*32*32 MACs = 2,359,296 -> 4,718,592 FLOPs; bytes = (weights+in+out) * 4.
     assert conv["flops"] == 2 * 2_359_296
     assert conv["bytes_moved"] == (3 * 3 * 16 * 16 + 2 * 16 * 32 * 32) * 4
-    from resnet_probe.report.labels import roofline_bound
+    from resnet_probe.labels import roofline_bound
 
     # The ridge is 100 GFLOP/s / 10 GB/s = 10 FLOPs per byte; this conv does 2 FLOPs per MAC
     # on 2,304 weights and 32,768 activations: 4,718,592 / 140,288 = 33.6 FLOPs per byte.
@@ -189,14 +183,14 @@ def test_device_cuda_without_cuda_is_clear(monkeypatch):
 
 
 def test_out_of_memory_keeps_measured_rows(monkeypatch):
-    real = latency_module._profile_layers
+    real = latency_module.profile_layers
 
     def maybe_oom(source, *args):
         if source.text == "plain8":
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")
         return real(source, *args)
 
-    monkeypatch.setattr(latency_module, "_profile_layers", maybe_oom)
+    monkeypatch.setattr(latency_module, "profile_layers", maybe_oom)
     result = measure_latency(["resnet8", "plain8"], LatencyConfig(**FAST))
     assert [r["model"] for r in result.models] == ["resnet8"]
     assert result.failures[0]["model"] == "plain8"

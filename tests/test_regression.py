@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from resnet_probe import regression
+from resnet_probe.jobs import regression
 from resnet_probe.zoo import get_spec, list_models
 from resnet_probe.zoo import registry as zoo_registry
 
@@ -120,7 +120,7 @@ def test_baseline_model_missing(invoke, perturbable):
 
 
 def test_cli_report_command(invoke, tmp_path, monkeypatch):
-    from resnet_probe import census
+    from resnet_probe.jobs import census
 
     monkeypatch.setattr(census, "list_models", lambda: ["resnet8", "plain8"])
     result = invoke("report", "--out", str(tmp_path))

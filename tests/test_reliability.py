@@ -187,6 +187,7 @@ def test_a_damaged_checkpoint_is_named(invoke, tmp_path, size):
 def _degradation_dir(tmp_path: Path, final: object) -> Path:
     data = tmp_path / "deg" / "data"
     data.mkdir(parents=True)
+    (tmp_path / "deg" / "runs").mkdir()
     for name in ("train_evals", "train_gaps", "train_grad_norms"):
         (data / f"{name}.json").write_text("[]")
     (data / "train_history.json").write_text(json.dumps(
@@ -199,40 +200,35 @@ def _degradation_dir(tmp_path: Path, final: object) -> Path:
 @pytest.mark.parametrize("final,message", [
     ('[{"model": "resnet8", "se', "is not a readable table"),
     ({"not": "rows"}, "is not a readable table"),
-    ([{"not": "a degradation row"}], "lacks the columns"),
+    ([{"not": "a degradation row"}], "the field 'model' is missing"),
     ([{"model": "resnet8", "depth": 8, "seed": 0, "shortcut": True, "final_train_error": 0.1,
        "status": "interrupted"}], "did not finish"),
 ])
-def test_from_degradation_is_validated_before_measuring(tmp_path, monkeypatch, final, message):
-    from resnet_probe import comparison
+def test_from_degradation_is_validated_before_measuring(tmp_path, final, message):
+    """The plan (built before any section runs) loads and checks the earlier run."""
+    from resnet_probe.jobs.compare import CompareOptions, Plan
 
-    def must_not_run(*args, **kwargs):
-        raise AssertionError("measured before validating --from-degradation")
-
-    monkeypatch.setattr(comparison, "count_costs", must_not_run)
     directory = _degradation_dir(tmp_path, final)
     with pytest.raises(ValueError, match=message) as error:
-        comparison.run_compare(["resnet8", "plain8"], comparison.CompareOptions(
-            degradation_dir=directory))
+        Plan.build(["resnet8", "plain8"], CompareOptions(degradation_dir=directory))
     assert "train_final.json" in str(error.value) or str(directory) in str(error.value)
 
 
 def test_an_interrupted_compare_keeps_finished_training_runs(tmp_path):
-    from resnet_probe.comparison import CompareOptions, run_compare
-    from resnet_probe.report import write_compare_report
+    from resnet_probe.jobs.compare import CompareOptions, Plan, ReportTarget, run_compare
 
     train = TrainConfig(steps=6, batch_size=16, warmup_steps=1, eval_every=6,
                         grad_norm_every=6, checkpoint_every=3)
     options = CompareOptions(latency=None, gradients=None, train=train, input_size=32,
-                             train_seeds=(0,), fresh=True)
+                             train_seeds=(0,), fresh=True, why=None)
+    plan = Plan.build(["resnet8", "plain8"], options)
     # One update for counting, six for resnet8's run, then Ctrl-C two steps into plain8's.
-    result = run_compare(["resnet8", "plain8"], options, progress=_StopAfter(1 + 6 + 2),
-                         out_dir=tmp_path)
+    result = run_compare(plan, _StopAfter(1 + 6 + 2), ReportTarget(tmp_path))
     assert result.interrupted
-    finals = result.tables["train_final"].set_index("model")["status"].to_dict()
+    finals = result.training.degradation.final.set_index("model")["status"].to_dict()
     assert finals == {"resnet8": "finished", "plain8": "interrupted"}
     assert "training (training: the runs recorded so far)" in result.notes[-1]
-    html = write_compare_report(result, tmp_path).read_text()
+    html = result.report_path.read_text()
     assert "No training was run" not in html and "Not every run finished" in html
 
 
@@ -261,6 +257,7 @@ def test_sigterm_is_handled_like_ctrl_c(tmp_path):
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 180  # generous: CI machines are shared
     while not any((out / "runs").glob("*.pt")) and time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate()[1]  # it died before training
         time.sleep(0.2)  # the first checkpoint (step 100) proves training is under way
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=60)
@@ -273,14 +270,15 @@ def test_sigterm_is_handled_like_ctrl_c(tmp_path):
 
 def test_a_busy_machine_is_reported(monkeypatch):
     from resnet_probe.measure import latency
+    from resnet_probe.measure.latency import machine
 
-    monkeypatch.setattr(latency, "machine_load",
+    monkeypatch.setattr(machine, "machine_load",
                         lambda: {"load_average_1min": 24.0, "cpu_mhz": None, "cores": 2})
     result = latency.measure_latency(["resnet8"], latency.LatencyConfig(
         repeats=2, warmup=0, backward=False, threads=2))
     assert result.warnings and "load average 24.0" in result.warnings[0]
     assert result.environment["load_average_1min"] == 24.0
-    assert latency.busy_warning({"load_average_1min": 1.5, "cores": 2}, threads=2) is None
+    assert machine.busy_warning({"load_average_1min": 1.5, "cores": 2}, threads=2) is None
 
 
 def test_numerical_warnings_are_reported_in_our_words():
@@ -289,11 +287,12 @@ def test_numerical_warnings_are_reported_in_our_words():
     from click.testing import CliRunner
 
     from resnet_probe.cli import user_errors
+    from resnet_probe.cli.options import echo_result
 
     @click.command()
     @user_errors
     def empty_mean() -> None:
-        click.echo(f"{np.mean(np.array([]))}")
+        echo_result(f"{np.mean(np.array([]))}")
 
     result = CliRunner().invoke(empty_mean, [])
     assert result.exit_code == 0 and result.stdout.strip() == "nan"
@@ -311,7 +310,7 @@ def test_threads_beyond_the_cores_are_flagged():
 
 
 def test_a_noisy_spread_is_flagged():
-    from resnet_probe.measure.latency import _spread_warning
+    from resnet_probe.measure.latency.machine import spread_warning as _spread_warning
 
     rows = [{"model": "m", "forward_ms": 10.0, "forward_ms_iqr": 6.0}]
     assert "varied by 60%" in _spread_warning("m", rows)
@@ -328,17 +327,21 @@ def test_a_checkpoint_of_another_format_is_refused(tmp_path):
 
 
 def test_compare_leaves_no_checkpoints_and_valid_verdict_json(tmp_path):
-    from resnet_probe.comparison import CompareOptions, run_compare
-    from resnet_probe.report import compare_report_name, write_compare_report
+    from resnet_probe.jobs.compare import CompareOptions, Plan, ReportTarget, run_compare
 
     train = TrainConfig(steps=4, batch_size=16, warmup_steps=1, eval_every=4,
                         grad_norm_every=4, checkpoint_every=2)
-    # Depth 26 gets resnet20/plain20 siblings: a one-seed gap, whose standard error is NaN.
-    result = run_compare(["cifar[layers=4-4-4]", "cifar[layers=4-4-4,shortcut=false]"],
-                         CompareOptions(latency=None, gradients=None, train=train,
-                                        input_size=32, train_seeds=(0,)), out_dir=tmp_path)
-    write_compare_report(result, tmp_path)
+    # Depth 26 gets resnet20/plain20 siblings: one seed, so no interval can be given.
+    plan = Plan.build(["cifar[layers=4-4-4]", "cifar[layers=4-4-4,shortcut=false]"],
+                      CompareOptions(latency=None, gradients=None, train=train,
+                                     input_size=32, train_seeds=(0,), why=None))
+    result = run_compare(plan, report=ReportTarget(tmp_path))
     assert not list(tmp_path.rglob("*.pt"))
-    text = (tmp_path / f"{compare_report_name(result.models)}-data" / "verdict.json").read_text()
+    text = (result.report_path.parent / f"{result.report_path.stem}-data" / "verdict.json"
+            ).read_text()
     verdict = json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} in JSON"))
-    assert verdict["verdict"] == "inconclusive" and verdict["plain_gap_se"] is None
+    assert verdict["verdict"] == "inconclusive" and verdict["plain_gap"]["ci95_low"] is None
+    from test_report import check_report_consistency  # all four nets: every comparison checked
+
+    check_report_consistency(result.report_path.parent / f"{result.report_path.stem}-data",
+                             result.report_path)

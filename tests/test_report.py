@@ -1,18 +1,21 @@
-"""The compare, degradation and zoo reports: written, complete, and honest about conventions."""
+"""The compare, degradation and zoo reports: written, complete, consistent with their own
+numbers, and honest about conventions."""
 
 from __future__ import annotations
 
 import json
+import math
 import re
 
 import pandas as pd
 import pytest
 
-from resnet_probe.comparison import SUMMARY_COLUMNS
+from resnet_probe.results import SUMMARY_COLUMNS, declared_tables
 
 SECTION_ORDER = ["1. Summary", "2. Architecture side by side", "3. Parameters and MACs",
                  "4. Per-layer latency", "5. Gradient norms by depth", "6. Degradation",
-                 "7. Why bottleneck blocks are cheaper", "8. Environment"]
+                 "6b. Why", "7. Why bottleneck blocks are cheaper", "8. Environment"]
+T_975 = {1: 12.706205, 2: 4.302653, 3: 3.182446}  # Student t, 97.5th percentile
 
 
 def page_text(path) -> str:
@@ -37,26 +40,32 @@ def test_compare_report_names_every_convention(tiny_compare):
         assert convention in html
 
 
-def test_compare_tables_saved_as_csv_and_json(tiny_compare):
+def test_every_declared_table_is_saved_as_csv_and_json(tiny_compare):
     result, out = tiny_compare
     data = out / "compare-resnet8-vs-plain8-vs-resnet14-data"
-    for name, df in result.tables.items():
-        assert (data / f"{name}.csv").exists(), name
-        rows = json.loads((data / f"{name}.json").read_text())
-        assert len(rows) == len(df), name
+    parts = [result.costs, result.latency, result.gradients, result.training, result.summary]
+    for part in parts:
+        for name, df in declared_tables(part).items():
+            assert (data / f"{name}.csv").exists(), name
+            assert len(json.loads((data / f"{name}.json").read_text())) == len(df), name
     reloaded = pd.read_csv(data / "layer_costs.csv")
-    assert reloaded["macs"].sum() == result.tables["summary"]["macs"].sum()
+    assert reloaded["macs"].sum() == result.costs.summary["macs"].sum()
 
 
-def test_summary_deltas_against_the_first_model(tiny_compare):
+def test_summary_deltas_against_the_first_model_by_hand(tiny_compare):
+    """resnet14 (bottleneck ImageNet-style, one block a stage) against resnet8 (CIFAR-style):
+    their counts differ, so the formula is checked on numbers that are not 0 == 0."""
     result, _ = tiny_compare
-    deltas = result.tables["deltas"].set_index("model")
-    summary = result.tables["summary"].set_index("model")
+    deltas = result.summary.deltas.set_index("model")
+    costs = result.costs.summary.set_index("model")
+    base, other = costs.loc["resnet8"], costs.loc["resnet14"]
+    assert base["params"] != other["params"] and base["macs"] != other["macs"]
     assert deltas.loc["resnet8", "macs_delta_pct"] == 0
-    expected = (summary.loc["plain8", "params"] - summary.loc["resnet8", "params"]) / \
-        summary.loc["resnet8", "params"] * 100
-    assert deltas.loc["plain8", "params_delta_pct"] == pytest.approx(expected)
-    assert set(SUMMARY_COLUMNS) <= set(result.tables["summary"].columns)
+    assert deltas.loc["resnet14", "params_delta_pct"] == pytest.approx(
+        (other["params"] - base["params"]) / base["params"] * 100, rel=1e-12)
+    assert deltas.loc["resnet14", "macs_delta_pct"] == pytest.approx(
+        (other["macs"] - base["macs"]) / base["macs"] * 100, rel=1e-12)
+    assert set(SUMMARY_COLUMNS) - {"trainable_params"} <= set(deltas.columns) | {"model"}
 
 
 def test_report_is_offline_and_tables_are_html(tiny_compare):
@@ -71,7 +80,7 @@ def test_report_is_offline_and_tables_are_html(tiny_compare):
 def test_latency_section_says_cpu_never_gpu(tiny_compare):
     result, _ = tiny_compare
     html = page_text(result.report_path)
-    assert "Measured on this machine's <b>CPU" in html
+    assert "Measured on this machine's <b>CPU" in html and "hooks engine" in html
     section = html.split('id="latency"')[1].split("</section>")[0]
     # Text only: plotly's base64-encoded arrays in <script> can spell "GPU" by chance.
     visible = re.sub(r"<script.*?</script>", "", section, flags=re.DOTALL)
@@ -81,11 +90,11 @@ def test_latency_section_says_cpu_never_gpu(tiny_compare):
 def test_gradient_explanation_cites_measured_numbers(tiny_compare):
     result, _ = tiny_compare
     html = page_text(result.report_path)
-    ratio = result.tables["gradient_models"].set_index("model").loc["plain8",
-                                                                    "grad_ratio_first_last"]
+    ratio = result.gradients.models.set_index("model").loc["plain8", "grad_ratio_first_last"]
     assert "dy/dx = dF/dx + I" in html and "Yang et al. (2019)" in html
     assert "outside that setting" in html  # the 1.21 rate is cited with its conditions
     assert f"{ratio:.4g}" in html
+    assert "Balduzzi-style" in html and "fixed from a batch of 64" in html
 
 
 def test_inline_plotly_flag(tmp_path):
@@ -93,11 +102,10 @@ def test_inline_plotly_flag(tmp_path):
 
     result = compare(["resnet8", "plain8"], out=tmp_path, inline_plotly=True, latency=None,
                      gradients=None, train=None)
+    head = page_text(result.report_path).split("</head>")[0]
+    assert 'src="plotly.min.js"' not in head and len(head) > 1_000_000  # the library inline
     html = page_text(result.report_path)
-    assert "plotly.min.js" not in html.split("</head>")[0] or "src=" not in html.split(
-        "</head>")[0]
-    assert len(html) > 1_000_000
-    assert "Latency was not measured" in html and "No training was run" in html
+    assert "latency was not measured" in html and "no training was run" in html
 
 
 def test_index_links_every_report(tiny_compare):
@@ -109,14 +117,93 @@ def test_index_links_every_report(tiny_compare):
 def test_degradation_report(tiny_degradation):
     html = page_text(tiny_degradation / "degradation.html")
     for text in ("Training error (train-mode minibatch", "Eval-mode error",
-                 "Degradation gap", "Recipe: SGD momentum 0.9"):
+                 "The comparisons the verdict rests on", "Recipe: SGD momentum 0.9",
+                 "Verdict: inconclusive"):
         assert text in html
     finals = json.loads((tiny_degradation / "data" / "train_final.json").read_text())
     assert {(r["model"], r["seed"]) for r in finals} == {
         (m, s) for m in ("plain8", "resnet8", "cifar[layers=2-2-2,shortcut=false]",
                          "cifar[layers=2-2-2]") for s in (0, 1)}
     gaps = json.loads((tiny_degradation / "data" / "train_gaps.json").read_text())
-    assert {g["kind"] for g in gaps} == {"plain", "residual"} and gaps[0]["seeds"] == 2
+    assert {g["comparison"] for g in gaps} == {"plain gap", "residual gap",
+                                               "difference of differences", "twin gap"}
+    assert all(g["seeds"] == 2 for g in gaps)
+
+
+def _t_interval(values):
+    mean = sum(values) / len(values)
+    if len(values) < 2:
+        return mean, math.nan, math.nan
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+    half = T_975[len(values) - 1] * sd / math.sqrt(len(values))
+    return mean, mean - half, mean + half
+
+
+def check_report_consistency(data, page):
+    """Every verdict in a report agrees with the numbers beside it: the verdict's comparisons
+    are recomputed from the final-error table by hand, its outcome from the rule, and the
+    summary's per-model errors from the same table."""
+    from resnet_probe.train.verdict import MIN_GAP, judge
+
+    verdict = json.loads((data / "verdict.json").read_text())
+    finals = json.loads((data / "train_final.json").read_text())
+    errors = {(r["shortcut"], r["depth"], r["seed"]): r["final_train_error"] for r in finals}
+    depths = sorted({r["depth"] for r in finals})
+    shallow, deep = depths[0], depths[-1]
+    all_seeds = sorted({r["seed"] for r in finals})
+
+    def per_seed(*nets):  # {seed: errors of nets} for the seeds where every net ran
+        return {s: [errors[(k, d, s)] for k, d in nets] for s in all_seeds
+                if all((k, d, s) in errors for k, d in nets)}
+
+    # The rule compares only seeds on which all four nets (plain and residual, shallow and
+    # deep) ran; without all four there is no comparison at all.
+    seeds = per_seed((False, deep), (False, shallow), (True, deep), (True, shallow))
+    plain = {s: e[0] - e[1] for s, e in seeds.items()}
+    residual = {s: e[2] - e[3] for s, e in seeds.items()}
+    expected = {"plain_gap": plain, "residual_gap": residual,
+                "difference_of_differences": {s: plain[s] - residual[s] for s in seeds},
+                "twin_gap": {s: e[0] - e[2] for s, e in seeds.items()}}
+    gaps = {row["comparison"].replace(" ", "_"): row
+            for row in json.loads((data / "train_gaps.json").read_text())}
+    for name, by_seed in expected.items():
+        recorded = verdict[name]
+        if not by_seed:
+            assert recorded is None and name not in gaps, name
+            assert verdict["verdict"] == "inconclusive"
+            continue
+        values = list(by_seed.values())
+        mean, low, high = _t_interval(values)
+        assert [recorded["per_seed"][str(s)] for s in by_seed] == pytest.approx(values)
+        assert recorded["mean"] == pytest.approx(mean)
+        if not math.isnan(low):
+            assert (recorded["ci95_low"], recorded["ci95_high"]) == pytest.approx((low, high))
+            assert (gaps[name]["ci95_low"], gaps[name]["ci95_high"]) == pytest.approx(
+                (low, high))
+    chance = finals[0]["chance_error"]
+    assert judge(finals, chance).verdict.value == verdict["verdict"]
+    if verdict["verdict"] == "degradation observed":
+        assert verdict["plain_gap"]["ci95_low"] > 0 and verdict["plain_gap"]["mean"] >= MIN_GAP
+        assert verdict["difference_of_differences"]["ci95_low"] > 0
+        assert verdict["twin_gap"]["ci95_low"] > 0
+    html = page.read_text()
+    assert f"Verdict: {verdict['verdict']}" in html
+    summary = data / "summary.json"
+    if summary.exists():  # a compare report: its first screen uses the same table
+        means = pd.DataFrame(finals).groupby("model")["final_train_error"].mean()
+        for row in json.loads(summary.read_text()):
+            if row["model"] in means and row.get("final_train_error") is not None:
+                assert row["final_train_error"] == pytest.approx(means[row["model"]])
+
+
+def test_the_compare_report_agrees_with_itself(tiny_compare):
+    result, out = tiny_compare
+    check_report_consistency(out / "compare-resnet8-vs-plain8-vs-resnet14-data",
+                             result.report_path)
+
+
+def test_the_degradation_report_agrees_with_itself(tiny_degradation):
+    check_report_consistency(tiny_degradation / "data", tiny_degradation / "degradation.html")
 
 
 def test_compare_reuses_a_degradation_run(tiny_degradation, tmp_path, invoke):
@@ -124,7 +211,8 @@ def test_compare_reuses_a_degradation_run(tiny_degradation, tmp_path, invoke):
                     "--from-degradation", str(tiny_degradation))
     assert result.exit_code == 0, result.output
     html = (tmp_path / "compare-plain14-vs-resnet14.html").read_text()
-    assert "Degradation gap" in html
+    assert "The comparisons the verdict rests on" in html and f"reused from {tiny_degradation}" \
+        in html
 
 
 def test_zoo_report_lists_every_variant(zoo_report):
@@ -143,15 +231,30 @@ def test_cli_compare_prints_report_path_first(invoke, tmp_path):
     result = invoke("compare", "resnet8", "plain8", "--no-train", "--no-latency", "--out",
                     str(tmp_path))
     assert result.exit_code == 0, result.output
-    first = result.stdout.splitlines()[0]
-    assert first == f"report: {tmp_path / 'compare-resnet8-vs-plain8.html'}"
+    report = f"report: {tmp_path / 'compare-resnet8-vs-plain8.html'}"
+    assert result.stderr.splitlines()[0] == report  # before any work starts
+    assert result.stdout.splitlines()[0] == report  # and first among the results
     assert "macs (G)" in result.stdout
+
+
+def test_cli_compare_markdown_goes_to_the_step_summary(invoke, tmp_path, monkeypatch):
+    summary = tmp_path / "summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    result = invoke("compare", "resnet8", "resnet14", "--no-train", "--no-latency", "--out",
+                    str(tmp_path), "--format", "markdown")
+    assert result.exit_code == 0, result.output
+    table = [line for line in result.stdout.splitlines() if line.startswith("|")]
+    assert table[0].startswith("| model | params |") and table[1].startswith("|:---|---:")
+    assert "| resnet14 |" in result.stdout
+    assert summary.read_text().startswith("### resnet-probe compare\n\n| model |")
 
 
 @pytest.mark.parametrize("args, message", [
     (["resnet34"], "at least two models"),
     (["resnet34", "resnet34"], "named twice"),
     (["resnet35", "plain34"], "did you mean resnet34"),
+    (["resnet8", "plain8", "--seeds", "4,4,5"], "4 given more than once"),
+    (["resnet8", "plain8", "--seeds", "4,,5"], "an empty item"),
 ])
 def test_cli_compare_bad_models(invoke, args, message):
     result = invoke("compare", *args)
@@ -176,30 +279,62 @@ def test_mixed_families_share_an_input_size(invoke, tmp_path):
                     "--out", str(tmp_path))
     assert result.exit_code == 0, result.output
     assert "shared size 224x224" in result.stderr
-    summary = json.loads((tmp_path / "compare-resnet20-vs-resnet10-data" / "summary.json")
-                         .read_text())
+    summary = json.loads((tmp_path / "compare-resnet20-vs-resnet10-data" /
+                          "costs_summary.json").read_text())
     assert {row["input_size"] for row in summary} == {224}
     too_small = invoke("compare", "resnet20", "resnet10", "--input-size", "16", "--no-train")
     assert too_small.exit_code == 2 and "total stride 32" in too_small.stderr
 
 
 def test_interrupted_compare_writes_a_partial_report(invoke, tmp_path, monkeypatch):
-    from resnet_probe import comparison
+    from resnet_probe.jobs.compare import gradients
 
     def interrupt(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(comparison, "measure_gradients", interrupt)
+    monkeypatch.setattr(gradients, "measure_gradients", interrupt)
     result = invoke("compare", "resnet8", "plain8", "--no-train", "--fresh", "--out",
                     str(tmp_path))  # fresh: measured, not taken from an earlier test's cache
     assert result.exit_code == 130
     page = (tmp_path / "compare-resnet8-vs-plain8.html").read_text()
     assert "Interrupted (Ctrl-C)" in page
-    assert "Per-layer latency" in page and "Gradients were not measured" in page
+    assert "Per-layer latency" in page and "not reached: the run was interrupted" in page
     data = tmp_path / "compare-resnet8-vs-plain8-data"
     assert (data / "latency_layers.csv").exists()
-    summary = json.loads((data / "summary.json").read_text())
+    summary = json.loads((data / "deltas.json").read_text())
     assert all(row["forward_ms"] > 0 for row in summary)  # the finished section's columns
+
+
+def test_a_failing_section_leaves_the_finished_ones_and_is_named(invoke, tmp_path,
+                                                                 monkeypatch):
+    from resnet_probe.jobs.compare import gradients
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the probe met something it could not handle")
+
+    monkeypatch.setattr(gradients, "measure_gradients", broken)
+    result = invoke("compare", "resnet8", "plain8", "--no-train", "--fresh", "--out",
+                    str(tmp_path))
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "the gradients section failed: RuntimeError: the probe met something" in \
+        result.stderr
+    page = (tmp_path / "compare-resnet8-vs-plain8.html").read_text()
+    assert "This section failed: RuntimeError: the probe met something" in page
+    assert "Per-layer latency" in page and "Parameters and MACs" in page
+    debug = invoke("--debug", "compare", "resnet8", "plain8", "--no-train", "--fresh",
+                   "--out", str(tmp_path))
+    assert "Traceback" in debug.stderr and "broken" in debug.stderr
+
+
+def test_the_first_screen_states_the_verdict_and_the_numbers_with_intervals(tiny_compare):
+    result, _ = tiny_compare
+    html = page_text(result.report_path)
+    summary = html.split('id="summary"')[1].split("</section>")[0]
+    assert "training verdict:" in summary
+    headline = result.summary.headline.set_index("model")
+    low = headline.loc["resnet8", "forward_ms_ci95_low"]
+    assert low == low and f"{low:,.4g}" in summary  # the interval, not just the median
+    assert "All deltas" in summary and "table-wrap scroll" in summary
 
 
 def test_each_model_keeps_one_colour_in_every_figure_of_a_report(tiny_compare, tmp_path,

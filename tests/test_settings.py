@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from resnet_probe.analysis import AnalysisOptions
-from resnet_probe.comparison import COMPARE_TRAIN
 from resnet_probe.errors import InvalidRequest
+from resnet_probe.jobs.compare import COMPARE_TRAIN
 from resnet_probe.measure.gradients import GradientConfig
 from resnet_probe.measure.latency import LatencyConfig
 from resnet_probe.train.degradation import DegradationConfig

@@ -83,14 +83,16 @@ def test_timm_resnet50d_and_its_plain_twin(torchvision):
     assert residual["shortcut"] is True and plain["shortcut"] is False
 
 
-def test_a_non_resnet_names_its_uncounted_operators(torchvision):
+def test_non_resnets_count_every_operator(torchvision):
+    """ConvNeXt's layer norms and Swin's window masks (comparisons) and v2 cosine attention
+    (vector norms) have formulas in convention (b); nothing is left uncounted."""
     from resnet_probe.measure.costs import count_costs
 
-    result = count_costs("torchvision:convnext_tiny")
-    assert result.summary["partial"] is True
-    # Layer norms have no formula: the stem's, 3+3+9+3 blocks', 3 downsamplers' and the head's.
-    assert result.uncounted == {"aten.native_layer_norm": 1 + 18 + 3 + 1}
-    assert result.summary["params"] == 28_589_128  # torchvision's docs
+    convnext = count_costs("torchvision:convnext_tiny")
+    assert convnext.summary["partial"] is False and convnext.uncounted == {}
+    assert convnext.summary["params"] == 28_589_128  # torchvision's docs
+    swin = count_costs("torchvision:swin_v2_t")
+    assert swin.uncounted == {} and swin.summary["macs_with_elementwise"] > swin.summary["macs"]
 
 
 def test_attention_gates_and_activations_are_counted(torchvision):
@@ -112,7 +114,6 @@ def test_compare_torchvision_resnet50_with_its_plain_twin_writes_a_full_report(
         torchvision, tmp_path):
     from resnet_probe import compare
     from resnet_probe.analysis import AnalysisOptions
-    from resnet_probe.measure.dynamics import DynamicsConfig
     from resnet_probe.measure.gradients import GradientConfig
     from resnet_probe.measure.latency import LatencyConfig
     from resnet_probe.train.loop import TrainConfig
@@ -122,25 +123,29 @@ def test_compare_torchvision_resnet50_with_its_plain_twin_writes_a_full_report(
         models, out=tmp_path, input_size=64,
         latency=LatencyConfig(repeats=2, warmup=1, sweep_batch_sizes=(1,), input_size=64),
         gradients=GradientConfig(batch_size=4, seeds=(0, 1), shatter_points=8),
-        dynamics=DynamicsConfig(steps=(0, 1), batch_size=4, seeds=(0,)),
         train=TrainConfig(steps=4, batch_size=8, eval_every=2, grad_norm_every=2,
                           checkpoint_every=2, warmup_steps=1),
+        train_seeds=(0,),
         why=AnalysisOptions(limit=32, lesion_views=("block",), landscape_points=3,
-                            landscape_limit=16))
-    for table in ("summary", "layer_costs", "stage_costs", "latency_models", "gradient_blocks",
-                  "train_final", "landscape", "lesion_blocks", "responses"):
-        assert table in result.tables and not result.tables[table].empty, table
-    summary = result.tables["summary"].set_index("model")
+                            landscape_limit=16, landscape_directions=1, hessian_images=4,
+                            hessian_iterations=2, path_images=2, path_samples=1))
+    assert not result.failures, result.failures
+    for frame_ in (result.costs.summary, result.costs.layers, result.costs.stages,
+                   result.latency.models, result.gradients.blocks,
+                   result.training.degradation.final, result.training.why.landscape,
+                   result.training.why.lesion_blocks, result.training.why.responses):
+        assert not frame_.empty
+    summary = result.costs.summary.set_index("model")
     assert summary.loc["plain:torchvision:resnet50", "params"] == 22_780_456
-    lesions = result.tables["lesion_blocks"].set_index("model")
+    lesions = result.training.why.lesion_blocks.set_index("model")
     twin = lesions.loc["plain:torchvision:resnet50"]
     # torchvision's 4 projection blocks cannot be deleted from the twin, per seed trained
     assert twin["not_deletable_because"].notna().sum() == 4 * twin["seed"].nunique()
     assert lesions.loc["torchvision:resnet50", "error"].notna().all()
-    stages = result.tables["stage_costs"]
-    assert set(stages["stage"]) >= {"stem", "stage1", "stage4", "head"}
+    assert set(result.costs.stages["stage"]) >= {"stem", "stage1", "stage4", "head"}
     page = result.report_path.read_text()
-    assert "plain:torchvision:resnet50" in page and "Why: lesions" in page
+    assert "plain:torchvision:resnet50" in page
+    assert "Why: what the trained nets show" in page and "<b>Lesions</b>" in page
 
 
 def test_flop_analysis_of_a_torchvision_module_finds_its_stages(torchvision):

@@ -95,9 +95,9 @@ def test_resume_without_checkpoint(digits, tmp_path):
 def test_nan_run_is_recorded_as_diverged_and_others_continue(digits, tmp_path, monkeypatch):
     real_build = loop.build_for_dataset
 
-    def poisoned(name, dataset):
-        model = real_build(name, dataset)
-        if name == "plain8":
+    def poisoned(source, dataset):
+        model = real_build(source, dataset)
+        if getattr(source, "text", source) == "plain8":
             with torch.no_grad():
                 model.fc.weight.fill_(float("nan"))
         return model

@@ -216,21 +216,20 @@ def test_bottleneck_command_shows_the_grouped_conv(invoke):
 
 def test_variant_compare_costs_read_well():
     """compare resnet50 resnext50_32x4d wide_resnet50_2 resnet50d: the cost sections."""
-    from resnet_probe.comparison import CompareOptions, run_compare
+    import resnet_probe as rp
+    from resnet_probe.report.costs import shortcut_words
 
     names = ["resnet50", "resnext50_32x4d", "wide_resnet50_2", "resnet50d"]
-    result = run_compare(names, CompareOptions(latency=None, gradients=None, train=None))
-    summary = result.tables["summary"].set_index("model")
+    result = rp.compare(names, out=None, latency=None, gradients=None, train=None)
+    summary = result.costs.summary.set_index("model")
     assert summary.loc["resnext50_32x4d", "macs"] == REFERENCE["resnext50_32x4d"]["macs_224"]
     assert list(summary["design"]) == ["resnet", "resnext", "wide", "resnet-d"]
-    from resnet_probe.report.sections import shortcut_words
-
-    stages = result.tables["architecture"].set_index(["model", "stage"])
+    stages = result.costs.architecture.set_index(["model", "stage"])
     assert stages.loc[("resnet50d", "stage2"), "shortcut_blocks"] == "pooled-projection@0"
     assert "2x2 avg-pool + 1x1 projection (D) at block 0; identity on 3 blocks" == \
         shortcut_words(stages.loc[("resnet50d", "stage2")])
-    assert result.tables["deltas"].set_index("model").loc["wide_resnet50_2",
-                                                          "params_delta_pct"] > 150
+    deltas = result.summary.deltas.set_index("model")
+    assert deltas.loc["wide_resnet50_2", "params_delta_pct"] > 150
 
 
 def test_preact_nets_go_through_gradients_and_training():
@@ -261,7 +260,7 @@ def test_degradation_preact_twins():
 
 def test_gradient_report_explains_the_preact_identity_path():
     from resnet_probe.measure.gradients import GradientConfig, measure_gradients
-    from resnet_probe.report.sections import preact_explanation
+    from resnet_probe.report.gradients import preact_explanation
     from resnet_probe.results import frame
 
     result = measure_gradients(["preact_resnet110[layers=3-3-3]", "resnet20"],

@@ -9,11 +9,19 @@ block cannot be deleted, and is listed with that reason rather than skipped.
 Foreign nets (torchvision, timm, user code) and their plain twins are lesioned on their fx
 graph (surgery.py): the residual add becomes its shortcut operand, or a twin's identity-shaped
 block's output reads the block's input, the same deletions by the same block boundaries.
+
+Every error rise is also given relative to the room the net had: ``relative_rise`` =
+(error - baseline) / (chance - baseline), 0 for no change and 1 for a net sent to chance, so
+a net that trained worse is not favoured by having less to lose. The k-block curve is summed up
+by ``k_half``: the number of deleted blocks (linearly interpolated between the k measured) at
+which the mean relative rise first reaches one half; a curve that never gets there reads the
+largest k measured, flagged by ``k_half_reached``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import random
 import statistics
 from collections.abc import Iterator
@@ -22,7 +30,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from resnet_probe.surgery import deletable_blocks, lesioned_graph
+from resnet_probe.sources.surgery import deletable_blocks, lesioned_graph
 from resnet_probe.zoo import ResNet
 from resnet_probe.zoo.blocks import ZeroPadShortcut, _Block
 
@@ -99,7 +107,17 @@ def error_on(net: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 512)
     return wrong / len(y)
 
 
-def lesion_by_block(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> list[dict[str, Any]]:
+def relative_rise(error: float | None, baseline: float, chance: float) -> float:
+    """(error - baseline) / (chance - baseline); NaN when the net has no room (its own error
+    is at chance) or the block could not be deleted."""
+    room = chance - baseline
+    if error is None or room <= 1e-9:
+        return math.nan
+    return (error - baseline) / room
+
+
+def lesion_by_block(net: nn.Module, x: torch.Tensor, y: torch.Tensor, chance: float
+                    ) -> list[dict[str, Any]]:
     """Error with each single block deleted; undeletable blocks carry their reason and no
     error."""
     baseline = error_on(net, x, y)
@@ -109,25 +127,42 @@ def lesion_by_block(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> list[di
         if row["not_deletable_because"] is None:
             with lesioned(net, [row["block"]]) as deleted:
                 error = error_on(deleted, x, y)
-        rows.append({**row, "error": error, "baseline_error": baseline})
+        rows.append({**row, "error": error, "baseline_error": baseline,
+                     "relative_rise": relative_rise(error, baseline, chance)})
     return rows
 
 
-def lesion_by_count(net: nn.Module, x: torch.Tensor, y: torch.Tensor, samples: int = 10,
-                    max_removed: int | None = None, seed: int = 0) -> list[dict[str, Any]]:
+def lesion_by_count(net: nn.Module, x: torch.Tensor, y: torch.Tensor, chance: float,
+                    samples: int = 10, max_removed: int | None = None, seed: int = 0
+                    ) -> list[dict[str, Any]]:
     """Error with k random shape-preserving blocks deleted, for k = 0.. ``max_removed``
     (default: all of them), each averaged over ``samples`` random choices."""
     candidates = [row["block"] for row in block_table(net) if not row["downsampling"]]
     largest = len(candidates) if max_removed is None else min(max_removed, len(candidates))
     chooser = random.Random(seed)
     rows = []
+    baseline = math.nan
     for removed in range(largest + 1):
         draws = 1 if removed == 0 else samples
         errors = []
         for _ in range(draws):
             with lesioned(net, chooser.sample(candidates, removed)) as deleted:
                 errors.append(error_on(deleted, x, y))
-        rows.append({"removed": removed, "error": statistics.fmean(errors),
+        mean = statistics.fmean(errors)
+        baseline = mean if removed == 0 else baseline
+        rows.append({"removed": removed, "error": mean,
                      "error_std": statistics.stdev(errors) if len(errors) > 1 else 0.0,
+                     "relative_rise": relative_rise(mean, baseline, chance),
                      "samples": draws, "candidates": len(candidates)})
     return rows
+
+
+def k_half(rows: list[dict[str, Any]]) -> tuple[float, bool]:
+    """The k at which the mean relative rise first reaches 1/2, interpolated linearly between
+    the measured k; (largest k, False) when it never does."""
+    points = [(row["removed"], row["relative_rise"]) for row in rows
+              if not math.isnan(row["relative_rise"])]
+    for (k0, r0), (k1, r1) in zip(points, points[1:], strict=False):
+        if r1 >= 0.5 > r0:
+            return k0 + (0.5 - r0) / (r1 - r0) * (k1 - k0), True
+    return (float(points[-1][0]) if points else math.nan), False

@@ -15,7 +15,7 @@ import torch
 import torch.fx as fx
 from torch import nn
 
-from resnet_probe.surgery import traced
+from resnet_probe.sources.surgery import traced
 from resnet_probe.zoo import ResNet
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,9 +19,8 @@ from torch import nn
 
 from resnet_probe.data import ImageDataset, load_dataset
 from resnet_probe.errors import InvalidRequest
-from resnet_probe.progress import Progress
-from resnet_probe.sources import resolve
-from resnet_probe.train.cache import RunCache
+from resnet_probe.progress import NO_PROGRESS, Progress
+from resnet_probe.sources import ModelSource, resolve
 from resnet_probe.train.degradation import (
     RUNS,
     TRAIN_RUNS,
@@ -35,6 +35,7 @@ from resnet_probe.train.loop import (
     final_metrics,
     load_checkpoint,
 )
+from resnet_probe.train.run_cache import RunCache
 from resnet_probe.train.run_folder import MANIFEST
 
 
@@ -60,21 +61,31 @@ class TrainedRuns:
         return list(dict.fromkeys(net.model for net in self.nets))
 
 
-def net_from_checkpoint(path: Path, dataset: ImageDataset) -> TrainedNet | str:
-    """The finished run in ``path``, or why it cannot be analysed."""
+def net_from_checkpoint(path: Path, dataset: ImageDataset,
+                        sources: Mapping[str, ModelSource] | None = None) -> TrainedNet | str:
+    """The finished run in ``path``, or why it cannot be analysed. ``sources`` build the nets
+    by label (a model given as a module has no name to resolve); a label missing from them is
+    resolved as a MODEL text."""
     state = load_checkpoint(path)
     run = state["result"]
     if run.status is not RunStatus.FINISHED:
         return f"{run.model} seed {run.seed} ({run.status}, not finished)"
-    net = build_for_dataset(run.model, dataset)
-    net.load_state_dict({key: value.float() if value.is_floating_point() else value
-                         for key, value in state["model"].items()})
-    depth, shortcut = resolve(run.model).traits()
+    source = (sources or {}).get(run.model) or resolve(run.model)
+    net = build_for_dataset(source, dataset)
+    weights = {key: value.float() if value.is_floating_point() else value
+               for key, value in state["model"].items()}
+    try:
+        net.load_state_dict(weights)
+    except RuntimeError as error:
+        raise CorruptCheckpoint(f"checkpoint {str(path)!r} does not fit {run.model} "
+                                f"({str(error).splitlines()[0]}); delete it to retrain that "
+                                f"run") from None
+    depth, shortcut = (run.depth, run.shortcut) if run.depth is not None else source.traits()
     return TrainedNet(run.model, run.seed, net.eval(), final_metrics(run)["final_train_error"],
-                      shortcut, depth)
+                      bool(shortcut), int(depth or 0))
 
 
-def load_trained(run: Path | None, progress: Progress | None = None,
+def load_trained(run: Path | None, progress: Progress = NO_PROGRESS,
                  cache: RunCache | None = None) -> TrainedRuns:
     """RUN as the analysis commands take it: a degradation folder, a compare report or its
     data folder, or None to train (or reuse from the cache) the default degradation run."""
@@ -97,13 +108,14 @@ def load_trained(run: Path | None, progress: Progress | None = None,
                          f"({TRAIN_RUNS}.json)")
 
 
-def train_default(progress: Progress | None = None, cache: RunCache | None = None,
+def train_default(progress: Progress = NO_PROGRESS, cache: RunCache | None = None,
                   config: DegradationConfig | None = None) -> TrainedRuns:
     """The default degradation run, from the run cache where it holds the runs."""
     from resnet_probe.train.degradation import degradation_recipe
 
     config = config or DegradationConfig(train=degradation_recipe())
-    dataset = fit_dataset_to(load_dataset(config.dataset, config.data_dir), config.model_names())
+    dataset = fit_dataset_to(load_dataset(config.dataset, config.data_dir),
+                             [resolve(name) for name in config.model_names()])
     with tempfile.TemporaryDirectory(prefix="resnet-probe-analysis-") as folder:
         run_degradation(config, Path(folder), progress=progress, dataset=dataset,
                         cache=cache or RunCache())
@@ -123,7 +135,8 @@ def _from_degradation_folder(folder: Path) -> TrainedRuns:
     except (ValueError, KeyError, TypeError) as error:
         raise ValueError(f"{str(folder / MANIFEST)!r} is damaged ({error}); rerun the "
                          f"degradation into {str(folder)!r}") from None
-    dataset = fit_dataset_to(load_dataset(dataset_name, data_dir), names)
+    dataset = fit_dataset_to(load_dataset(dataset_name, data_dir),
+                             [resolve(name) for name in names])
     checkpoints = sorted((folder / RUNS).glob("*.pt"))
     if not checkpoints:
         raise InvalidRequest(f"{str(folder / RUNS)!r} holds no checkpoints (their weights "
@@ -141,10 +154,10 @@ def _from_recorded_keys(folder: Path, cache: RunCache) -> TrainedRuns:
     except (ValueError, KeyError, TypeError, IndexError) as error:
         raise ValueError(f"{str(path)!r} is damaged or empty ({error}); rerun the compare"
                          ) from None
-    dataset = fit_dataset_to(load_dataset(dataset_name), names)
+    dataset = fit_dataset_to(load_dataset(dataset_name), [resolve(name) for name in names])
     checkpoints, missing = [], []
     for row in rows:
-        found = cache.lookup(row["cache_key"])
+        found = cache.checkpoint(row["cache_key"])
         if found is None:
             missing.append(f"{row['model']} seed {row['seed']}")
         else:
@@ -160,11 +173,14 @@ def _from_recorded_keys(folder: Path, cache: RunCache) -> TrainedRuns:
     return runs
 
 
-def collect(checkpoints: list[Path], dataset: ImageDataset, source: str) -> TrainedRuns:
+def collect(checkpoints: list[Path], dataset: ImageDataset, source: str,
+            sources: Mapping[str, ModelSource] | None = None) -> TrainedRuns:
+    """Every finished run among ``checkpoints``; a damaged one is skipped and named, a file
+    that would run code is refused (UnsafeFileError)."""
     nets, skipped = [], []
     for checkpoint in checkpoints:
         try:
-            loaded = net_from_checkpoint(checkpoint, dataset)
+            loaded = net_from_checkpoint(checkpoint, dataset, sources)
         except CorruptCheckpoint as error:
             skipped.append(str(error))
             continue

@@ -8,22 +8,26 @@ from __future__ import annotations
 
 import click
 
-from resnet_probe import __version__
+from resnet_probe._version import __version__
 from resnet_probe.cli import (
     analysis_commands,
     cache_commands,
     measure_commands,
+    options,
     run_commands,
     zoo_commands,
 )
-from resnet_probe.cli.options import Terminated, user_errors
+from resnet_probe.cli.options import user_errors
+from resnet_probe.errors import Terminated
 
 __all__ = ["Terminated", "cli", "main", "user_errors"]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="resnet-probe")
-def cli() -> None:
+@click.option("--debug", is_flag=True, help="On an error, also print its traceback (errors are "
+              "otherwise one line naming the problem).")
+def cli(debug: bool) -> None:
     """Architecture analysis and profiling for ResNets and their plain twins.
 
     \b
@@ -39,13 +43,15 @@ def cli() -> None:
     plain_resnext50_32x4d, wide_plain50_2, ...) or a custom layout BASE[field=value,...],
     e.g. 'resnet50[stride_placement=1x1]' or 'cifar[layers=9-9-9,shortcut=false]'.
     """
+    options.DEBUG.set(debug)
 
 
 for command in (zoo_commands.list_command, zoo_commands.show, zoo_commands.flops,
                 zoo_commands.bottleneck, measure_commands.latency, measure_commands.gradients,
                 run_commands.degradation, run_commands.compare, zoo_commands.report,
                 analysis_commands.lesion, analysis_commands.responses,
-                analysis_commands.landscape, cache_commands.cache):
+                analysis_commands.landscape, analysis_commands.paths,
+                analysis_commands.hessian, cache_commands.cache):
     cli.add_command(command)
 
 

@@ -25,6 +25,7 @@ split_options = options.from_config(AnalysisOptions, "split", "limit")
 def _analyse(run, analysis, chosen, out, inline_plotly, title):
     """Load the nets, run one analysis with a progress bar, write its report."""
     from resnet_probe.analysis import explain, load_trained
+    from resnet_probe.environment import environment_info
     from resnet_probe.report import write_analysis_report
     from resnet_probe.report.console import analysis_notes
 
@@ -34,13 +35,13 @@ def _analyse(run, analysis, chosen, out, inline_plotly, title):
     else:
         runs = load_trained(run)
     with options.progress_bar(chosen.work((analysis,), len(runs.nets)), analysis.value) as bar:
-        tables, environment = explain(runs, (analysis,), chosen, bar)
-    path = write_analysis_report(tables, environment, out, analysis.value, title,
-                                 inline_plotly)
+        part = explain(runs, (analysis,), chosen, bar)
+    environment = environment_info(options.command_line())
+    path = write_analysis_report(part, environment, out, analysis.value, title, inline_plotly)
     click.echo(f"report: {path}", err=True)
-    for note in analysis_notes(tables, environment):
+    for note in analysis_notes(part):
         click.echo(note, err=True)
-    return tables
+    return part
 
 
 @options.command()
@@ -59,19 +60,24 @@ def lesion(run, by, out, inline_plotly, fmt, **settings) -> None:
     \b
     A residual block loses its branch and keeps its shortcut; a plain block is replaced by
     the identity where its shape allows, and is listed with the reason where it does not.
+    relative_rise = (error - own error) / (chance - own error).
+
+    \b
+    Example:
+      resnet-probe lesion reports/degradation --by count --samples 20
     """
     from resnet_probe.analysis import Analysis
 
     chosen = AnalysisOptions(lesion_views=(by,), **settings)
-    tables = _analyse(run, Analysis.LESION, chosen, out, inline_plotly,
-                      "resnet-probe lesion study")
+    part = _analyse(run, Analysis.LESION, chosen, out, inline_plotly,
+                    "resnet-probe lesion study")
     if by == "block":
-        options.emit(tables["lesion_blocks"], fmt, ["model", "seed", "block", "stage",
-                                                    "downsampling", "error", "baseline_error",
-                                                    "not_deletable_because"])
+        options.emit(part.lesion_blocks, fmt, ["model", "seed", "block", "stage",
+                                               "downsampling", "error", "baseline_error",
+                                               "relative_rise", "not_deletable_because"])
     else:
-        options.emit(tables["lesion_count"], fmt,
-                     ["model", "seed", "removed", "error", "error_std", "samples"])
+        options.emit(part.lesion_count, fmt, ["model", "seed", "removed", "error",
+                                              "error_std", "relative_rise", "samples"])
 
 
 @options.command()
@@ -86,19 +92,23 @@ def responses(run, out, inline_plotly, fmt, **settings) -> None:
     \b
     The response is the layer's output after BN and before the addition or ReLU; rank 1 is
     the largest.
+
+    \b
+    Example:
+      resnet-probe responses reports/compare-resnet34-vs-plain34.html --format csv
     """
     from resnet_probe.analysis import Analysis
 
-    tables = _analyse(run, Analysis.RESPONSES, AnalysisOptions(**settings), out,
-                      inline_plotly, "resnet-probe layer responses")
-    options.emit(tables["responses"], fmt,
-                 ["model", "seed", "layer", "depth", "response_std", "rank"])
+    part = _analyse(run, Analysis.RESPONSES, AnalysisOptions(**settings), out,
+                    inline_plotly, "resnet-probe layer responses")
+    options.emit(part.responses, fmt, ["model", "seed", "layer", "depth", "response_std",
+                                       "rank"])
 
 
 @options.command()
 @run_argument
 @options.from_config(AnalysisOptions, "landscape_points", "landscape_dims", "landscape_extent",
-                "landscape_limit", "direction_seed")
+                     "landscape_limit", "landscape_directions", "direction_seed")
 @click.option("--summary", is_flag=True, help="Print one summary row per net instead of "
               "every grid point.")
 @options.out(Path("reports"), "Directory for landscape.html and its data folder.")
@@ -109,19 +119,81 @@ def landscape(run, summary, out, inline_plotly, fmt, **settings) -> None:
 
     \b
     BN is frozen: each point is evaluated in eval mode with the trained running statistics,
-    and biases and BN parameters are not perturbed (Li et al.'s ignore='biasbn').
+    and biases and BN parameters are not perturbed (Li et al.'s ignore='biasbn'). Each net
+    is sliced along --directions directions; the summary averages the rise at ±0.5 over
+    them, relative to the loss at the trained weights.
+
+    \b
+    Example:
+      resnet-probe landscape reports/degradation --directions 8 --summary
     """
     from resnet_probe.analysis import Analysis
 
     chosen = AnalysisOptions(**settings)
-    tables = _analyse(run, Analysis.LANDSCAPE, chosen, out, inline_plotly,
-                      "resnet-probe loss landscape")
+    part = _analyse(run, Analysis.LANDSCAPE, chosen, out, inline_plotly,
+                    "resnet-probe loss landscape")
     if summary:
-        options.emit(tables["landscape_summary"], fmt)
+        options.emit(part.landscape_summary, fmt)
     else:
         beta = ["beta"] * (chosen.landscape_dims == 2)
-        options.emit(tables["landscape"], fmt, ["model", "seed", "alpha", *beta, "loss", "error"])
+        options.emit(part.landscape, fmt, ["model", "seed", "direction", "alpha", *beta,
+                                           "loss", "error"])
 
 
-for analysis_command in (lesion, responses, landscape):
+@options.command()
+@run_argument
+@options.from_config(AnalysisOptions, "path_images", "path_samples")
+@options.out(Path("reports"), "Directory for paths.html and its data folder.")
+@options.inline_plotly
+@options.output_format
+def paths(run, out, inline_plotly, fmt, **settings) -> None:
+    """Effective path lengths of trained residual nets (Veit et al. 2016, Fig. 6).
+
+    \b
+    A net of n blocks holds C(n, k) paths through k branches. The gradient reaching the
+    input through paths of each length is measured by letting it flow through either the
+    branch or the shortcut at each block, with k branches drawn at random. Rows: model,
+    seed, path_length, fraction (of all paths), gradient_magnitude, effective_length.
+
+    \b
+    Example:
+      resnet-probe paths reports/degradation --images 32 --samples 5 --format json
+    """
+    from resnet_probe.analysis import Analysis
+
+    part = _analyse(run, Analysis.PATHS, AnalysisOptions(**settings), out, inline_plotly,
+                    "resnet-probe effective path lengths")
+    options.emit(part.paths, fmt, ["model", "seed", "path_length", "fraction",
+                                   "gradient_magnitude", "effective_length"])
+
+
+@options.command()
+@run_argument
+@options.from_config(AnalysisOptions, "hessian_images", "hessian_iterations")
+@options.out(Path("reports"), "Directory for hessian.html and its data folder.")
+@options.inline_plotly
+@options.output_format
+def hessian(run, out, inline_plotly, fmt, **settings) -> None:
+    """Hessian spectra at the trained weights (Li et al. 2018; pyhessian's approach).
+
+    \b
+    Lanczos on Hessian-vector products of the training loss (BN in eval mode, a fixed batch
+    of training images) gives the largest and smallest eigenvalues; |λmin/λmax| is Li et
+    al.'s non-convexity. Cost: --iterations Hessian-vector products per net, each about two
+    forward-backward passes on --images images. Rows: model, seed, top_eigenvalue,
+    min_max_ratio.
+
+    \b
+    Example:
+      resnet-probe hessian reports/degradation --images 256 --iterations 30
+    """
+    from resnet_probe.analysis import Analysis
+
+    part = _analyse(run, Analysis.HESSIAN, AnalysisOptions(**settings), out, inline_plotly,
+                    "resnet-probe Hessian spectra")
+    options.emit(part.hessian, fmt, ["model", "seed", "top_eigenvalue", "min_eigenvalue",
+                                     "min_max_ratio", "loss", "iterations", "images"])
+
+
+for analysis_command in (lesion, responses, landscape, paths, hessian):
     analysis_command.help = f"{analysis_command.help}\n\n{RUN_HELP}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from resnet_probe.cli import options
 from resnet_probe.cli.options import user_errors
 
 
@@ -24,11 +25,12 @@ def cache() -> None:
 @user_errors
 def info() -> None:
     """Print where the run cache is and the disk it uses."""
-    from resnet_probe.train.cache import ResultCache, RunCache
+    from resnet_probe.cache import results_store
+    from resnet_probe.train.run_cache import RunCache
 
-    click.echo(f"run cache: {RunCache().usage()}")
-    click.echo(f"cached results (analyses of runs, gradients at init): "
-               f"{ResultCache().usage()}")
+    options.echo_result(f"run cache: {RunCache().usage()}")
+    options.echo_result(f"cached results (analyses of runs, gradients at init): "
+               f"{results_store().usage()}")
 
 
 @cache.command()
@@ -36,10 +38,11 @@ def info() -> None:
 @user_errors
 def clear(yes: bool) -> None:
     """Delete every cached run and analysis (they are recomputed when next needed)."""
-    from resnet_probe.train.cache import ResultCache, RunCache
+    from resnet_probe.cache import results_store
+    from resnet_probe.train.run_cache import RunCache
 
-    run_cache, results = RunCache(), ResultCache()
+    run_cache, results = RunCache(), results_store()
     if not yes:
         click.confirm(f"delete {run_cache.usage()} and {results.usage()}?", abort=True)
-    click.echo(f"freed {run_cache.clear()}")
-    click.echo(f"freed {results.clear()}")
+    options.echo_result(f"freed {run_cache.clear()}")
+    options.echo_result(f"freed {results.clear()}")

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import sys
-from dataclasses import replace
 
 import click
 
 from resnet_probe.cli import options
-from resnet_probe.measure.dynamics import DynamicsConfig
 from resnet_probe.measure.gradients import GradientConfig
 from resnet_probe.measure.latency import LatencyConfig
 from resnet_probe.views import DYNAMICS_VIEWS, GRADIENT_VIEWS, LATENCY_VIEWS
 
-DYNAMICS = DynamicsConfig()
+DYNAMICS_STEPS = (0, 1, 2, 5, 10, 20)
 
 
 @options.command()
@@ -42,9 +40,9 @@ def latency(models, by, in_channels, weights, fmt, **settings) -> None:
       resnet-probe latency resnet50 --batch-size 8 --repeats 30
       resnet-probe latency resnet50 plain50 --device cuda --dtype bf16 --by layer
     """
+    from resnet_probe.labels import with_bound
     from resnet_probe.measure.latency import measure_latency
     from resnet_probe.report.console import latency_notes
-    from resnet_probe.report.labels import with_bound
     from resnet_probe.views import latency_view
 
     config = LatencyConfig(**settings)
@@ -65,7 +63,7 @@ def latency(models, by, in_channels, weights, fmt, **settings) -> None:
                           result.environment["peak_gbytes_per_s"])
     options.emit(view, fmt, columns)
     if by == "model" and fmt == "table" and result.comparisons:
-        click.echo()
+        options.echo_result("")
         options.emit(latency_view(result, "difference"), fmt,
                      ["model", "baseline", "metric", "change"])
     if result.failures and not result.models:
@@ -74,15 +72,17 @@ def latency(models, by, in_channels, weights, fmt, **settings) -> None:
 
 @options.command()
 @click.argument("models", nargs=-1, required=True, type=options.MODEL)
-@options.from_config(GradientConfig, "batch_size", "seeds", "input_size", "input", "shatter_points")
+@options.from_config(GradientConfig, "batch_size", "seeds", "input_size", "input",
+                     "shatter_points", "shatter_projections", "head")
 @click.option("--steps", type=options.IntList(minimum=0), default=None, metavar="STEPS",
-              help=f"Gradient dynamics: train each model from init (SGD lr {DYNAMICS.lr}, batch "
-                   f"{DYNAMICS.batch_size}, no warm-up) and record these steps [default for "
-                   f"--by dynamics: {','.join(map(str, DYNAMICS.steps))}].")
+              help=f"The first training steps: train each model in the recipe it is trained "
+                   f"with here (degradation's for CIFAR-style nets, compare's otherwise) and "
+                   f"watch these steps [default for --by dynamics: "
+                   f"{','.join(map(str, DYNAMICS_STEPS))}].")
 @click.option("--by", type=click.Choice([*GRADIENT_VIEWS, *DYNAMICS_VIEWS]), default=None,
               help="Rows: per model, per block output, per stage (mean over its blocks, with "
                    "the within-stage ratio), per weighted layer, the shattering curve by lag, "
-                   "or the dynamics per step (per layer too) [default: model, or dynamics "
+                   "or the first steps per model or per layer [default: model, or dynamics "
                    "with --steps].")
 @options.foreign_inputs
 @options.output_format
@@ -91,43 +91,43 @@ def gradients(models, steps, by, in_channels, weights, fmt, **settings) -> None:
 
     \b
     grad_ratio_first_last = ||dL/ds|| at the first block's join / at the last block's
-    (s: the sum before the block's last ReLU). Measured with the defaults (digits, batch
-    32, seeds 0-2): plain BN nets explode exponentially, about x1.2 per layer (plain56
-    about 9.6e3, plain110 about 2.9e7); residual nets grow polynomially, ~depth^-1.1, with
-    the growth in the first blocks (resnet56 about 24, resnet110 about 46). The trend label
-    comes from whichever of the two fits is better; within-stage ratios set stage
-    transitions apart (a zero-init residual net reads exactly 1).
+    (s: the sum before the block's last ReLU), on the net as training builds it (the
+    digits' 10 classes and channels, the training input size; --head imagenet measures
+    the model's own head instead, labelled). The trend label comes from the fit
+    (exponential or power law) that is better on the seeds, by a t interval; within-stage
+    ratios set stage transitions apart (a zero-init residual net reads exactly 1).
 
     \b
-    --steps follows the first training steps: the explosion fades within a few steps, but
-    the first updates it drives inflate the early weights (plain56's first conv goes from
-    ||W|| 2.5 to 153 in one step at lr 0.1), after which their effective step ||dW||/||W||
-    collapses under BN: the early layers freeze.
+    --steps follows the first training steps of the real recipe: per layer ||dL/dW||/||W||,
+    the effective step lr*||dL/dW||/||W||, and ||dW||/||W|| (which momentum bounds).
 
     \b
     Examples:
       resnet-probe gradients plain56 resnet56 --seeds 0,1,2
-      resnet-probe gradients plain56 resnet56 --steps 0,1,2,5,10,20,50
+      resnet-probe gradients plain56 resnet56 --steps 0,1,2,5,10,20
       resnet-probe gradients plain20 resnet20 --by shattering --format json
     """
-    from resnet_probe.measure.dynamics import measure_dynamics
+    from resnet_probe.labels import with_gradient_trend
     from resnet_probe.measure.gradients import measure_gradients
-    from resnet_probe.report.labels import with_gradient_trend
-    from resnet_probe.views import dynamics_view, gradient_view, measured_for
+    from resnet_probe.train.dynamics import dynamics_summary, measure_recipe_dynamics
+    from resnet_probe.views import gradient_view, measured_for
 
     by = by or ("dynamics" if steps else "model")
     config = GradientConfig(**settings)
     models = options.sources(models, in_channels, weights, config.input_size)
     if by in DYNAMICS_VIEWS:
-        dynamics_config = replace(DYNAMICS, steps=steps or DYNAMICS.steps, seeds=config.seeds)
-        with options.progress_bar(dynamics_config.work(len(models)), "gradient dynamics") as bar:
-            dynamics = measure_dynamics(list(models), dynamics_config, bar)
-        click.echo(f"data: {dynamics.data_description}; SGD lr {dynamics_config.lr}, batch "
-                   f"{dynamics_config.batch_size}, no warm-up", err=True)
-        options.emit(dynamics_view(dynamics, by), fmt,
-             ["model", "seed", "step", "loss", "grad_ratio_first_last",
-              "first_layer_weight_norm", "first_layer_grad_to_weight",
-              "first_layer_update_to_weight"] if by == "dynamics" else None)
+        watched = steps or DYNAMICS_STEPS
+        with options.progress_bar(len(models) * len(config.seeds), "dynamics") as bar:
+            layers, joins, data = measure_recipe_dynamics(list(models), watched,
+                                                          config.seeds, bar)
+        click.echo(f"data: {data}; each model in the recipe it is trained with here",
+                   err=True)
+        if by == "dynamics":
+            options.emit(dynamics_summary(layers), fmt)
+        else:
+            options.emit(layers, fmt, ["model", "seed", "step", "module", "depth", "lr",
+                                       "grad_norm", "weight_norm", "grad_to_weight",
+                                       "effective_step", "update_to_weight"])
         return
     if steps:
         raise click.UsageError(f"--steps gives the dynamics views (--by dynamics or "
@@ -139,5 +139,5 @@ def gradients(models, steps, by, in_channels, weights, fmt, **settings) -> None:
     click.echo(f"input: {result.input_description}", err=True)
     view = gradient_view(result, by)
     options.emit(with_gradient_trend(view) if by == "model" else view, fmt,
-         ["model", "depth", "shortcut", "grad_ratio_first_last", "grad_ratio_std",
-          "max_within_stage_ratio", "gradient_trend"] if by == "model" else None)
+                 ["model", "depth", "shortcut", "grad_ratio_first_last", "grad_ratio_std",
+                  "max_within_stage_ratio", "gradient_trend"] if by == "model" else None)

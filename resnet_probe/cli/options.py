@@ -8,23 +8,35 @@ an unknown model, a resume whose arguments differ); 130 interrupted by Ctrl-C; 1
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 import functools
 import inspect
+import os
 import shlex
 import signal
 import sys
+import traceback
 import warnings
 from pathlib import Path
+from typing import Any
 
 import click
 
-from resnet_probe.errors import InvalidRequest
+from resnet_probe.cache import CacheUnusableWarning
+from resnet_probe.errors import InvalidRequest, Terminated
 
 EXIT_CHECK_FAILED = 1
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 128 + signal.SIGTERM
 FORMATS = ("table", "csv", "json")
+FORMATS_WITH_MARKDOWN = (*FORMATS, "markdown")
+STEP_SUMMARY = "GITHUB_STEP_SUMMARY"
+# Where results go: the real stdout, while the command (and the user code it runs) writes its
+# own stdout to stderr, so nothing can corrupt --format json or csv.
+_RESULTS: contextvars.ContextVar[Any] = contextvars.ContextVar("results", default=None)
+DEBUG: contextvars.ContextVar[bool] = contextvars.ContextVar("debug", default=False)
 
 
 class ModelName(click.ParamType):
@@ -35,17 +47,19 @@ class ModelName(click.ParamType):
     name = "MODEL"
 
     def convert(self, value, param, ctx):
-        from resnet_probe.sources import SourceError, resolve
+        from resnet_probe.sources import resolve
 
         try:
             resolve(value)
-        except SourceError as error:
+        except InvalidRequest as error:  # an unknown name, or the user's code failing
             self.fail(str(error), param, ctx)
         return value
 
 
 class IntList(click.ParamType):
-    """Comma-separated integers, e.g. 20,56, each at least ``minimum`` when one is given."""
+    """Comma-separated distinct integers, e.g. 20,56, each at least ``minimum`` when one is
+    given; an empty string is none. An empty item (``32,,64``) or a repeated value (``0,0``)
+    is refused: a repeated seed would count one run twice."""
 
     name = "N,N,..."
 
@@ -55,10 +69,20 @@ class IntList(click.ParamType):
     def convert(self, value, param, ctx):
         if isinstance(value, tuple):
             return value
+        if not str(value).strip():
+            return ()  # none given (an empty default)
+        items = [item.strip() for item in str(value).split(",")]
+        if not all(items):
+            self.fail(f"an empty item in {value!r}; give comma-separated integers such as "
+                      f"20,56", param, ctx)
         try:
-            values = tuple(int(v) for v in str(value).split(",") if v.strip())
+            values = tuple(int(item) for item in items)
         except ValueError:
             self.fail(f"expected comma-separated integers such as 20,56: {value!r}", param, ctx)
+        repeated = sorted({v for v in values if values.count(v) > 1})
+        if repeated:
+            self.fail(f"{', '.join(map(str, repeated))} given more than once in {value!r}; "
+                      f"each value must be distinct", param, ctx)
         if self.minimum is not None and any(v < self.minimum for v in values):
             self.fail(f"each value must be at least {self.minimum}: {value!r}", param, ctx)
         return values
@@ -72,6 +96,14 @@ def output_format(fn):
     return click.option("--format", "fmt", type=click.Choice(FORMATS), default="table",
                         show_default=True, help="Output: aligned table, CSV, or a JSON array "
                         "of row objects.")(fn)
+
+
+def output_format_with_markdown(fn):
+    return click.option("--format", "fmt", type=click.Choice(FORMATS_WITH_MARKDOWN),
+                        default="table", show_default=True,
+                        help=f"Output: aligned table, CSV, a JSON array of row objects, or a "
+                             f"Markdown table (also appended to ${STEP_SUMMARY} when it is "
+                             f"set, as in GitHub Actions).")(fn)
 
 
 def input_size(fn):
@@ -184,11 +216,6 @@ def inline_plotly(fn):
                         "instead of writing plotly.min.js beside it.")(fn)
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (a scheduler or container stop), raised where Ctrl-C would be, so every path
-    that keeps partial results on Ctrl-C keeps them on SIGTERM too."""
-
-
 def _raise_terminated(signum, frame) -> None:
     raise Terminated()
 
@@ -207,53 +234,109 @@ def command(name: str | None = None):
 
 def user_errors(fn):
     """An InvalidRequest exits 2 and any other library ValueError or OSError exits 1, each with
-    a message and never a traceback. SIGTERM
-    is handled like Ctrl-C; warnings from numerical libraries are reported in our words."""
+    a message and never a traceback (--debug shows one). SIGTERM is handled like Ctrl-C.
+    While the command runs its stdout goes to stderr, so user code that prints cannot corrupt
+    the results; warnings from numerical libraries and an unusable cache are reported once,
+    in our words."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         previous = signal.signal(signal.SIGTERM, _raise_terminated)
+        token = _RESULTS.set(_RESULTS.get() or sys.stdout)
         try:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", RuntimeWarning)
+                warnings.simplefilter("always", CacheUnusableWarning)
                 try:
-                    return fn(*args, **kwargs)
+                    with contextlib.redirect_stdout(sys.stderr):
+                        return fn(*args, **kwargs)
                 finally:
-                    _report_numerical_warnings(caught)
+                    _report_warnings(caught)
         except click.ClickException:
             raise
         except InvalidRequest as error:
+            _debug_details(error)
             raise click.UsageError(str(error)) from None
         except KeyboardInterrupt as error:
             what, code = interrupt_exit(error)
             click.echo(f"\n{what}", err=True)
             sys.exit(code)
         except (ValueError, FileNotFoundError, OSError) as error:
+            _debug_details(error)
             raise click.ClickException(str(error)) from None
+        except Exception as error:  # noqa: BLE001 - a bug: named in one line, not a traceback
+            _debug_details(error)
+            raise click.ClickException(
+                f"internal error in resnet-probe ({type(error).__name__}: {error}); run "
+                f"with --debug for the traceback, and please report it") from None
         finally:
+            _RESULTS.reset(token)
             signal.signal(signal.SIGTERM, previous)
     return wrapper
 
 
-def _report_numerical_warnings(caught) -> None:
-    messages = sorted({str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)})
-    for message in messages:
+def _debug_details(error: BaseException) -> None:
+    if not DEBUG.get():
+        return
+    details = getattr(error, "details", "") or "".join(
+        traceback.format_exception(type(error), error, error.__traceback__))
+    click.echo(details, err=True)
+
+
+def _report_warnings(caught) -> None:
+    numerical = sorted({str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)})
+    for message in numerical:
         click.echo(f"note: a numerical library warned \"{message}\" while computing this "
                    f"output; a statistic over empty or constant values shows as blank (NaN)",
                    err=True)
+    for message in sorted({str(w.message) for w in caught
+                           if issubclass(w.category, CacheUnusableWarning)}):
+        click.echo(f"warning: {message}", err=True)
 
 
-def emit(df, fmt: str, columns: list[str] | None = None, exact: bool = False) -> None:
+def echo_result(text: str) -> None:
+    """A line of the command's result: to the real stdout."""
+    click.echo(text, file=_RESULTS.get() or sys.stdout)
+
+
+def report_failure(failed) -> None:
+    """A compare section that failed (jobs.parts.Failed), named; its traceback with --debug."""
+    click.echo(f"error: the {failed.section} section failed: {failed.error}", err=True)
+    if DEBUG.get() and failed.details:
+        click.echo(failed.details, err=True)
+
+
+def emit(df, fmt: str, columns: list[str] | None = None, exact: bool = False,
+         title: str | None = None) -> None:
     """The last step: a table (catalogued columns scaled and titled, unless ``exact``: per-row
-    breakdowns show whole counts to check by hand), CSV, or JSON rows."""
-    from resnet_probe.report.console import console_table
+    breakdowns show whole counts to check by hand), CSV, JSON rows, or Markdown (appended to
+    $GITHUB_STEP_SUMMARY too, under ``title``, when it is set)."""
+    from resnet_probe.report.console import console_table, markdown_table
     from resnet_probe.results import to_json_records
 
+    out = _RESULTS.get() or sys.stdout
     if fmt == "json":
-        click.echo(to_json_records(df))
+        click.echo(to_json_records(df), file=out)
     elif fmt == "csv":
-        click.echo(df.to_csv(index=False), nl=False)
+        click.echo(df.to_csv(index=False), nl=False, file=out)
+    elif fmt == "markdown":
+        text = markdown_table(df, columns, scale={} if exact else None)
+        click.echo(text, file=out)
+        append_step_summary(text, title)
     else:
-        click.echo(console_table(df, columns, scale={} if exact else None))
+        click.echo(console_table(df, columns, scale={} if exact else None), file=out)
+
+
+def append_step_summary(markdown: str, title: str | None = None) -> None:
+    """Append to the file GitHub Actions names in $GITHUB_STEP_SUMMARY, if any."""
+    path = os.environ.get(STEP_SUMMARY)
+    if not path:
+        return
+    try:
+        with open(path, "a", encoding="utf-8") as handle:
+            handle.write((f"### {title}\n\n" if title else "") + markdown + "\n\n")
+    except OSError as error:
+        click.echo(f"warning: cannot append to ${STEP_SUMMARY} ({path}): "
+                   f"{error.strerror or error}", err=True)
 
 
 def progress_bar(total: int | None, description: str):

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from resnet_probe import regression
 from resnet_probe.cli import options
+from resnet_probe.jobs import regression
 from resnet_probe.measure.architecture import torchinfo_summary
 from resnet_probe.measure.block_cost import block_cost_rows, block_cost_totals
 from resnet_probe.measure.costs import DEFAULT_ENGINE, ENGINES, count_costs, resolution_sweep
@@ -50,8 +50,8 @@ def show(model, input_size, depth, in_channels, weights) -> None:
 
     (source,) = options.sources([model], in_channels, weights, input_size)
     summary, size = torchinfo_summary(source, input_size, depth)
-    click.echo(describe_model(source, size))
-    click.echo(str(summary))
+    options.echo_result(describe_model(source, size))
+    options.echo_result(str(summary))
 
 
 @options.command()
@@ -111,11 +111,15 @@ def flops(models, input_size, batch_size, by, convention, engine, sweep, check, 
         raise click.UsageError("--replace goes with --update-baseline FILE")
     if update_baseline is not None:
         update = regression.update_baseline(update_baseline, list(models) or None, replace)
-        click.echo(describe_baseline_update(update))
+        options.echo_result(describe_baseline_update(update))
         return
     if check is not None:
         rows, drifts = regression.check_baseline(check, list(models) or None, rtol)
-        click.echo(describe_check(rows, drifts, check, rtol), err=bool(drifts))
+        line = describe_check(rows, drifts, check, rtol)
+        if drifts:
+            click.echo(line, err=True)
+        else:
+            options.echo_result(line)
         if drifts:
             options.emit(frame([r for r in rows if not r["ok"]]), fmt,
                  ["model", "stage", "metric", "expected", "got", "delta_pct"])
@@ -165,7 +169,7 @@ def bottleneck(width, size, fmt) -> None:
     rows = block_cost_rows(width, size)
     options.emit(frame(rows), fmt, exact=True)
     if fmt == "table":
-        click.echo()
+        options.echo_result("")
         options.emit(frame(block_cost_totals(rows)), fmt, exact=True)
 
 
@@ -181,8 +185,8 @@ def report(out, inline_plotly) -> None:
       resnet-probe report --out reports
     """
     from resnet_probe import zoo
-    from resnet_probe.census import zoo_census
     from resnet_probe.environment import environment_info
+    from resnet_probe.jobs.census import zoo_census
     from resnet_probe.report import write_zoo_report
     from resnet_probe.results import check_writable_dir
 
@@ -190,5 +194,5 @@ def report(out, inline_plotly) -> None:
     with options.progress_bar(len(zoo.list_models()), "counting the zoo") as bar:
         census = zoo_census(bar)
     path = write_zoo_report(census, environment_info(options.command_line()), out, inline_plotly)
-    click.echo(f"report: {path}")
-    click.echo(f"index: {out / 'index.html'}")
+    options.echo_result(f"report: {path}")
+    options.echo_result(f"index: {out / 'index.html'}")

@@ -14,6 +14,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from resnet_probe.progress import NO_PROGRESS, Progress
+
 DEFAULT_CACHE = Path(os.environ.get("RESNET_PROBE_DATA", Path.home() / ".cache" / "resnet-probe"))
 
 
@@ -44,7 +46,8 @@ def verify(path: Path, expected_md5: str) -> None:
             f"the file is corrupt or incomplete: delete it and run again to re-download")
 
 
-def fetch(remote: RemoteFile, directory: Path, download: bool = True, progress=None) -> Path:
+def fetch(remote: RemoteFile, directory: Path, download: bool = True,
+          progress: Progress = NO_PROGRESS) -> Path:
     """Return a verified local copy of ``remote`` in ``directory``, downloading if allowed."""
     path = Path(directory) / remote.filename
     if path.exists():
@@ -63,8 +66,7 @@ def fetch(remote: RemoteFile, directory: Path, download: bool = True, progress=N
                 progress.reset(total=total)
             while block := response.read(1 << 16):
                 out.write(block)
-                if progress is not None:
-                    progress.update(len(block))
+                progress.update(len(block))
         verify(tmp, remote.md5)
         os.replace(tmp, path)
     finally:

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from resnet_probe.sources import ModelSource, resolve
-from resnet_probe.surgery import block_modules, has_shortcuts
+from resnet_probe.sources.surgery import block_modules, has_shortcuts
 from resnet_probe.zoo import ZeroPadShortcut, build_on_meta
 
 

@@ -54,7 +54,7 @@ from resnet_probe.measure.formulas import (
 from resnet_probe.measure.hooks import is_leaf
 from resnet_probe.measure.shape_pass import NoFormula, ShapeCounts, count_shapes
 from resnet_probe.sources import ModelSource, check_weights, read_weights, resolve
-from resnet_probe.surgery import has_shortcuts
+from resnet_probe.sources.surgery import has_shortcuts
 from resnet_probe.zoo import ResNet, ResNetSpec, build_model, build_on_meta
 from resnet_probe.zoo.spec import StridePlacement
 
@@ -82,6 +82,7 @@ class CostResult:
     modules: list[dict[str, Any]] = field(default_factory=list)
     operators: list[dict[str, Any]] = field(default_factory=list)
     uncounted: dict[str, int] = field(default_factory=dict)  # operator -> calls, no formula
+    memory: list[dict[str, Any]] = field(default_factory=list)  # bytes, per module and total
 
 
 def count_costs(

@@ -1,9 +1,20 @@
 """The formulas every counting path shares: convention (b)'s elementwise units per operator,
-and which aten operators are conv/linear, elementwise, or data movement.
+which aten operators are conv/linear (matmul), elementwise, or data movement, and the units
+fvcore's default count gives each.
 
-Conv and linear formulas are torch's own (``torch.utils.flop_counter.flop_registry``).
-``FlopCounterMode`` applies all of them during dispatch; ``shape_pass`` applies the same
-functions to shapes.
+Conv, linear and matmul formulas are torch's own (``torch.utils.flop_counter.flop_registry``),
+attention included (the CPU flash kernel's, which torch's registry lacks, are added here from
+torch's own SDPA formulas). The counter (``measure.counting``) applies all of them during
+dispatch; ``shape_pass`` applies the same functions to shapes.
+
+Convention (b) per operator: batch norm at inference 1 per element (a fused scale-and-shift);
+layer and group norm 5 per element (mean, variance, normalise, scale, shift; fvcore's
+estimate); activations (ReLU, ReLU6, leaky ReLU, SiLU, GELU, hard-swish, tanh, ...) and gates
+1 per output element; adds, multiplies and comparisons 1 per output element; a vector norm 2
+per input element (square, accumulate); max-pool k*k-1 comparisons per
+output; average pool k*k per output; a mean or adaptive average pool 1 per input element;
+softmax 1 per output; bilinear upsampling 4 per output, nearest 1 per output. Data movement
+(views, copies, padding, concatenation, rolls, gathers by index, masked fills) costs nothing.
 """
 
 from __future__ import annotations
@@ -13,7 +24,12 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from torch.utils.flop_counter import conv_flop_count, flop_registry
+from torch.utils.flop_counter import (
+    conv_flop_count,
+    flop_registry,
+    sdpa_backward_flop_count,
+    sdpa_flop_count,
+)
 
 aten = torch.ops.aten
 
@@ -27,6 +43,14 @@ DATA_MOVEMENT = {
     "aten.new_empty", "aten.new_zeros", "aten.fill_", "aten.zero_", "aten.flatten",
     "aten.contiguous", "aten.cat", "aten.stack", "aten.split", "aten.split_with_sizes",
     "aten.unbind", "aten.reflection_pad2d", "aten.replication_pad2d",
+    # Rearranging or selecting elements is data movement too: a roll shifts them, an index
+    # gathers them, a masked fill writes a constant where a mask says.
+    "aten.roll", "aten.index", "aten.index_select", "aten.masked_fill", "aten.masked_fill_",
+    "aten.gather", "aten.new_empty_strided", "aten.empty_strided", "aten.slice_scatter",
+    "aten.select_scatter", "aten.unfold", "aten.chunk", "aten.repeat", "aten.lift_fresh_copy",
+    "aten.new_ones", "aten.ones", "aten.full", "aten.arange", "aten.scalar_tensor",
+    "aten.detach_", "aten._reshape_alias", "aten.narrow", "aten.squeeze_", "aten.unsqueeze_",
+    "aten.view_as", "aten.t_", "aten.transpose_", "aten.pixel_shuffle",
 }
 
 
@@ -57,11 +81,30 @@ def _per_input(input_shape, *args, out_shape=None, **kwargs) -> int:
     return _numel(input_shape)
 
 
+def _layer_norm(input_shape, *args, out_shape=None, **kwargs) -> int:
+    return 5 * _numel(input_shape)
+
+
+def _bilinear(*args, out_shape=None, **kwargs) -> int:
+    return 4 * _numel(out_shape)
+
+
 # Gates and activations of the residual family's attention blocks (SE, ECA, selective
 # kernels) and of timm's nets: one unit per output element, as ReLU.
 _PER_OUTPUT_OPS = (aten.mul, aten.mul_, aten.sigmoid, aten.sigmoid_, aten.silu, aten.silu_,
                    aten.hardsigmoid, aten.hardsigmoid_, aten.hardswish, aten.hardswish_,
-                   aten.gelu, aten._softmax)
+                   aten.gelu, aten.gelu_, aten._softmax, aten._safe_softmax, aten.hardtanh,
+                   aten.hardtanh_, aten.leaky_relu, aten.leaky_relu_, aten.elu, aten.elu_,
+                   aten.tanh, aten.tanh_, aten.mish, aten.mish_, aten.softplus,
+                   aten._log_softmax, aten.sub, aten.sub_, aten.rsub, aten.div, aten.div_,
+                   aten.neg, aten.exp, aten.pow, aten.sqrt, aten.rsqrt, aten.clamp,
+                   aten.clamp_, aten.clamp_min, aten.clamp_min_, aten.upsample_nearest2d,
+                   # comparisons (a mask built from window ids, a threshold)
+                   aten.eq, aten.ne, aten.lt, aten.le, aten.gt, aten.ge)
+
+
+def _vector_norm(input_shape, *args, out_shape=None, **kwargs) -> int:
+    return 2 * _numel(input_shape)  # a square and an add per element
 
 
 # Convention (b): elementwise formulas, in one unit per element (see the module docstring).
@@ -76,6 +119,12 @@ ELEMENTWISE_FORMULAS: dict[Any, Callable[..., int]] = {
     aten.avg_pool2d: _avg_pool,
     aten.mean: _per_input,
     aten.sum: _per_input,
+    aten._adaptive_avg_pool2d: _per_input,
+    aten.native_layer_norm: _layer_norm,
+    aten.native_group_norm: _layer_norm,
+    aten.upsample_bilinear2d: _bilinear,
+    aten.grid_sampler_2d: _bilinear,
+    aten.linalg_vector_norm: _vector_norm,
     **dict.fromkeys(_PER_OUTPUT_OPS, _per_output),
 }
 
@@ -104,9 +153,33 @@ def conv_backward(grad_out_shape, x_shape, w_shape, bias, stride, padding, dilat
     return input_gradient + weight_gradient
 
 
+def _flash_cpu(query, key, value, *args, out_shape=None, **kwargs) -> int:
+    """The CPU flash-attention kernel: torch's SDPA formula (two batched matmuls)."""
+    return sdpa_flop_count(query, key, value)
+
+
+def _flash_cpu_backward(grad_out, query, key, value, *args, out_shape=None, **kwargs) -> int:
+    return sdpa_backward_flop_count(grad_out, query, key, value)
+
+
+# Attention kernels torch's registry has no formula for, counted like its other SDPA kernels.
+ATTENTION_FORMULAS: dict[Any, Callable[..., int]] = {
+    aten._scaled_dot_product_flash_attention_for_cpu: _flash_cpu,
+    aten._scaled_dot_product_flash_attention_for_cpu_backward: _flash_cpu_backward,
+}
+
 # Everything counted beyond torch's registry: the mapping given to FlopCounterMode too.
 FORMULAS: dict[Any, Callable[..., int]] = {**ELEMENTWISE_FORMULAS,
                                            aten.convolution_backward: conv_backward}
+# What fvcore's FlopCountAnalysis counts by default beyond conv/linear/matmul MACs, as a
+# multiple of convention (b)'s count of the same operator (fvcore/nn/flop_count.py): batch
+# norm 2 per element (1 in (b)), layer and group norm 5 per element (as (b)), adaptive average
+# pool 1 per input element, bilinear upsampling and grid sampling 4 per output, nearest 1.
+# fvcore gives a norm without affine parameters 4 per element; here every norm counts 5.
+FVCORE_UNITS = {"aten.native_batch_norm": 2, "aten._native_batch_norm_legit_no_training": 2,
+                "aten.native_layer_norm": 1, "aten.native_group_norm": 1, "aten.mean": 1,
+                "aten._adaptive_avg_pool2d": 1, "aten.upsample_bilinear2d": 1,
+                "aten.upsample_nearest2d": 1, "aten.grid_sampler_2d": 1}
 BATCH_NORM_OPS = {"aten.native_batch_norm", "aten._native_batch_norm_legit_no_training"}
-MATMUL_CONV_OPS = {str(op) for op in flop_registry}
+MATMUL_CONV_OPS = {str(op) for op in flop_registry} | {str(op) for op in ATTENTION_FORMULAS}
 ELEMENTWISE_OPS = {str(op) for op in ELEMENTWISE_FORMULAS}

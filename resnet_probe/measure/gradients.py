@@ -25,9 +25,10 @@ is non-finite, and the first module (from the output side) whose gradient is, ar
 
 from __future__ import annotations
 
+import contextlib
 import math
 import statistics
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,14 +42,18 @@ from resnet_probe.data import fit_channels, load_dataset
 from resnet_probe.errors import InvalidRequest
 from resnet_probe.measure.hooks import hooked, is_leaf
 from resnet_probe.measure.memory import check_fits
-from resnet_probe.progress import Progress
+from resnet_probe.modes import in_mode
+from resnet_probe.progress import NO_PROGRESS, Progress
 from resnet_probe.settings import INPUT_SIZE, check_settings, setting
 from resnet_probe.sources import ModelSource, resolve
-from resnet_probe.surgery import block_modules
+from resnet_probe.sources.surgery import block_modules
+from resnet_probe.stats import seed_estimate
 from resnet_probe.zoo import ResNet
 from resnet_probe.zoo.blocks import _Block
 
 INPUTS = ("data", "random")
+HEADS = ("trained", "imagenet")
+BN_STATISTICS_IMAGES = 64  # the data batch that fixes BN statistics for shattering
 
 
 @dataclass(frozen=True)
@@ -65,6 +70,10 @@ class GradientConfig:
                                   "lags up to 128.", minimum=0)
     shatter_projections: int = setting(2, "Random projections of each block output, per seed.",
                                        minimum=1)
+    head: str = setting("trained", "trained: the net as training builds it (the digits' 10 "
+                        "classes and channels, the training input size); imagenet: the "
+                        "model's own head (1000 classes for ImageNet-style nets) at its "
+                        "standard input.", choices=HEADS)
 
     def __post_init__(self) -> None:
         check_settings(self)
@@ -110,25 +119,64 @@ def layer_grad_norms(model: nn.Module) -> list[dict[str, Any]]:
     return rows
 
 
-def make_batch(model: nn.Module, config: GradientConfig, seed: int,
-               source: ModelSource | None = None) -> tuple[torch.Tensor, torch.Tensor, str]:
-    source = source or resolve(model)
-    size = config.input_size or source.default_input_size
+@dataclass(frozen=True)
+class ProbeSetting:
+    """The net a probe measures and the batch it feeds: as the training section builds and
+    trains it (``head="trained"``), or the model's own head at its standard input."""
+
+    num_classes: int | None  # None: the model's own
+    in_channels: int | None
+    size: int
+
+    def build(self, source: ModelSource) -> nn.Module:
+        return source.build(num_classes=self.num_classes, in_channels=self.in_channels)
+
+    def describe(self, source: ModelSource) -> str:
+        if self.num_classes is None:
+            return (f"the model's own head (labelled: not the trained net) at "
+                    f"{self.size}x{self.size}")
+        return (f"the net as the training section trains it: {self.num_classes} classes, "
+                f"{self.size}x{self.size} input")
+
+
+def probe_setting(source: ModelSource, config: GradientConfig) -> ProbeSetting:
+    if config.head == "imagenet":
+        size = config.input_size or source.default_input_size
+        setting_ = ProbeSetting(None, None, size)
+    else:
+        digits = load_dataset("digits")
+        size = config.input_size or max(digits.image_size, source.min_input_size)
+        channels = digits.in_channels if source.is_zoo else None  # zoo nets take the data's
+        setting_ = ProbeSetting(digits.num_classes, channels, size)
     if source.is_zoo:
-        source.spec.check_input_size(size)
-    channels, classes = source.in_channels, output_classes(model)
-    check_fits(model, (config.batch_size, channels, size, size), torch.device("cpu"),
+        source.spec.check_input_size(setting_.size)
+    return setting_
+
+
+def make_batch(model: nn.Module, config: GradientConfig, seed: int,
+               source: ModelSource | None = None, size: int | None = None,
+               batch_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor, str]:
+    source = source or resolve(model)
+    size = size or config.input_size or source.default_input_size
+    batch = batch_size or config.batch_size
+    channels, classes = input_channels(model, source), output_classes(model)
+    check_fits(model, (batch, channels, size, size), torch.device("cpu"),
                training=True, what=f"the gradient probe of {source.text}")
     generator = torch.Generator().manual_seed(seed)
     if config.input == "random":
-        x = torch.randn(config.batch_size, channels, size, size, generator=generator)
-        y = torch.randint(0, classes, (config.batch_size,), generator=generator)
+        x = torch.randn(batch, channels, size, size, generator=generator)
+        y = torch.randint(0, classes, (batch,), generator=generator)
         return x, y, f"random N(0,1) inputs at {size}x{size}, random labels"
     data = load_dataset("digits").resized(size)  # the description says if it was resized
-    index = torch.randperm(len(data.train_y), generator=generator)[:config.batch_size]
+    index = torch.randperm(len(data.train_y), generator=generator)[:batch]
     x = fit_channels(data.train_x[index], channels)
-    y = data.train_y[index] % classes
-    return x, y, f"a batch of {config.batch_size} from {data.description}"
+    y = data.train_y[index] % classes  # the ImageNet head's labels: digit k is class k
+    return x, y, f"a batch of {batch} from {data.description}"
+
+
+def input_channels(model: nn.Module, source: ModelSource) -> int:
+    spec = getattr(model, "spec", None)
+    return spec.in_channels if spec is not None else source.in_channels
 
 
 def output_classes(model: nn.Module) -> int:
@@ -142,28 +190,27 @@ def output_classes(model: nn.Module) -> int:
 
 def measure_gradients(models: Iterable[str | nn.Module | ModelSource],
                       config: GradientConfig = GradientConfig(),
-                      progress: Progress | None = None) -> GradientResult:
+                      progress: Progress = NO_PROGRESS) -> GradientResult:
     """Per model (any MODEL source, or an nn.Module) and seed. A foreign model's blocks come
     from its discovered structure; its join gradient is its block output's (no ReLU to see
     inside), and an nn.Module given directly is measured as it is for every seed."""
     result = GradientResult()
     sources = {source.text: source for source in map(resolve, models)}
     for name, source in sources.items():
-        if progress is not None:
-            progress.set_description(f"gradients {name}")
+        progress.set_description(f"gradients {name}")
         per_seed = []
         for seed in config.seeds:
             per_seed.append(_one_seed(source, seed, config, result))
             result.seeds.append({"model": name, "seed": seed,
                                  "grad_ratio_first_last": per_seed[-1]["ratio"]})
-            if progress is not None:
-                progress.update(1)
+            progress.update(1)
         if config.shatter_points:
             result.shattering.extend(shattering(source, config))
         blocks = [r for r in result.blocks if r["model"] == name]
         stages = within_stage_ratios(blocks)
         result.stages.extend(stages)
         fits = growth_fits([r["depth"] for r in blocks], [r["join_grad_norm"] for r in blocks])
+        fits.update(fit_comparison(blocks))
         within = [r["within_stage_ratio"] for r in stages
                   if r["blocks"] > 1 and math.isfinite(r["within_stage_ratio"])]
         result.models.append({**_model_row(source, config, per_seed), **fits,
@@ -174,10 +221,11 @@ def measure_gradients(models: Iterable[str | nn.Module | ModelSource],
 def _one_seed(source: ModelSource, seed: int, config: GradientConfig, result: GradientResult
               ) -> dict[str, Any]:
     name = source.text
+    setting_ = probe_setting(source, config)
     torch.manual_seed(seed)
-    model = source.build()
-    x, y, description = make_batch(model, config, seed, source)
-    result.input_description = description
+    model = setting_.build(source)
+    x, y, description = make_batch(model, config, seed, source, setting_.size)
+    result.input_description = f"{description}; {setting_.describe(source)}"
     block_rows, findings = run_probe(model, x, y)
     for row in block_rows:
         result.blocks.append({"model": name, "seed": seed, **row})
@@ -190,49 +238,82 @@ def _one_seed(source: ModelSource, seed: int, config: GradientConfig, result: Gr
             "loss": findings["loss"], **findings}
 
 
-def run_probe(model: ResNet, x: torch.Tensor, y: torch.Tensor
+def run_probe(model: nn.Module, x: torch.Tensor, y: torch.Tensor
               ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """One forward/backward in train mode, recording block outputs and their gradients."""
-    grads: dict[str, float] = {}
-    stds: dict[str, float] = {}
-    grad_order: list[str] = []
-    nonfinite_forward: list[str] = []
-    nonfinite_grad: list[str] = []
-    blocks = block_modules(model)
-    joins: dict[str, dict[str, float]] = {}
-
-    def install(session) -> None:
-        for name, module in model.named_modules():
-            if name and is_leaf(module):
-                session.add(module.register_forward_hook(_finite_hook(name, nonfinite_forward)))
-        for name, block in blocks.items():  # a plain twin's blocks are output markers
-            session.add(block.register_forward_hook(_block_hook(name, grads, stds, grad_order,
-                                                                nonfinite_grad)))
-        for name, block in blocks.items():
-            if isinstance(block, _Block):  # elsewhere the block output stands for the join
-                _watch_join(session, name, block, joins.setdefault(name, {}))
-
-    with hooked(model, train=True, install=install):
+    with probing_blocks(model) as probe:
         loss = F.cross_entropy(model(x), y)
         if torch.isfinite(loss):
             loss.backward()
-    rows = []
-    for name in blocks:
-        info = model.layer_info[name]
-        depth = block_depth(model, name)
-        join = joins.get(name, {})
-        rows.append({"block": name, "stage": info.stage, "depth": depth,
-                     "act_grad_norm": grads.get(name, math.nan), "act_std": stds.get(name),
-                     "join_grad_norm": join.get("grad_norm", grads.get(name, math.nan)),
-                     "variance_ratio": join.get("variance_ratio", math.nan)})
-    findings = {
-        "loss": loss.item(),
-        "first_nonfinite_forward": nonfinite_forward[0] if nonfinite_forward else None,
-        "first_nonfinite_gradient": nonfinite_grad[0] if nonfinite_grad else None,
-    }
-    if findings["first_nonfinite_gradient"] is None and not torch.isfinite(loss):
-        findings["first_nonfinite_gradient"] = "(loss)"
-    return rows, findings
+    return probe.rows(), probe.findings(loss)
+
+
+class BlockProbe:
+    """What the hooks of ``probing_blocks`` saw in one forward and backward: each block output's
+    std and gradient norm, each join's gradient and variance ratio, the first non-finite
+    values."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+        self.blocks = block_modules(model)
+        self.grads: dict[str, float] = {}
+        self.stds: dict[str, float] = {}
+        self.grad_order: list[str] = []
+        self.nonfinite_forward: list[str] = []
+        self.nonfinite_grad: list[str] = []
+        self.joins: dict[str, dict[str, float]] = {}
+
+    def install(self, session) -> None:
+        for name, module in self.model.named_modules():
+            if name and is_leaf(module):
+                session.add(module.register_forward_hook(
+                    _finite_hook(name, self.nonfinite_forward)))
+        for name, block in self.blocks.items():  # a plain twin's blocks are output markers
+            session.add(block.register_forward_hook(_block_hook(
+                name, self.grads, self.stds, self.grad_order, self.nonfinite_grad)))
+        for name, block in self.blocks.items():
+            if isinstance(block, _Block):  # elsewhere the block output stands for the join
+                _watch_join(session, name, block, self.joins.setdefault(name, {}))
+
+    def rows(self) -> list[dict[str, Any]]:
+        rows = []
+        for name in self.blocks:
+            info = self.model.layer_info[name]
+            join = self.joins.get(name, {})
+            rows.append({"block": name, "stage": info.stage,
+                         "depth": block_depth(self.model, name),
+                         "act_grad_norm": self.grads.get(name, math.nan),
+                         "act_std": self.stds.get(name),
+                         "join_grad_norm": join.get("grad_norm",
+                                                    self.grads.get(name, math.nan)),
+                         "variance_ratio": join.get("variance_ratio", math.nan)})
+        return rows
+
+    def findings(self, loss: torch.Tensor) -> dict[str, Any]:
+        findings = {
+            "loss": loss.item(),
+            "first_nonfinite_forward": (self.nonfinite_forward[0] if self.nonfinite_forward
+                                        else None),
+            "first_nonfinite_gradient": self.nonfinite_grad[0] if self.nonfinite_grad else None,
+        }
+        if findings["first_nonfinite_gradient"] is None and not torch.isfinite(loss):
+            findings["first_nonfinite_gradient"] = "(loss)"
+        return findings
+
+
+@contextlib.contextmanager
+def probing_blocks(model: nn.Module) -> Iterator[BlockProbe]:
+    """Hooks on every block for the forward and backward run inside (train mode, in-place
+    ReLUs out of place: values are unchanged); removed and the mode restored afterwards."""
+    probe = BlockProbe(model)
+    with hooked(model, train=True, install=probe.install):
+        yield probe
+
+
+def first_last_ratio(rows: list[dict[str, Any]]) -> float:
+    """||dL/ds|| at the first block's join over the last block's."""
+    first, last = rows[0]["join_grad_norm"], rows[-1]["join_grad_norm"]
+    return first / last if last else math.inf
 
 
 def block_depth(model: ResNet, block: str) -> int:
@@ -315,6 +396,24 @@ def growth_fits(depths: list[float], norms: list[float]) -> dict[str, float]:
             "better_fit": "exponential" if exp_r2 > power_r2 else "power law"}
 
 
+def fit_comparison(blocks: list[dict[str, Any]]) -> dict[str, Any]:
+    """Which shape fits ||dL/ds|| against depth better, decided over seeds: per seed, the power
+    law's R² minus the exponential's, with its t interval (resnet_probe.stats). ``better_fit``
+    is the power law or the exponential when the interval excludes zero, else "neither"."""
+    per_seed = {}
+    for seed in sorted({r["seed"] for r in blocks}):
+        rows = [r for r in blocks if r["seed"] == seed]
+        seed_fits = growth_fits([r["depth"] for r in rows], [r["join_grad_norm"] for r in rows])
+        if math.isfinite(seed_fits["power_r2"]) and math.isfinite(seed_fits["exp_r2"]):
+            per_seed[seed] = seed_fits["power_r2"] - seed_fits["exp_r2"]
+    estimate = seed_estimate("power R² - exponential R²", per_seed)
+    better = ("power law" if estimate.above_zero else "exponential" if estimate.below_zero
+              else "neither" if per_seed else None)
+    return {"r2_power_minus_exp": estimate.estimate,
+            "r2_power_minus_exp_ci95_low": estimate.low,
+            "r2_power_minus_exp_ci95_high": estimate.high, "better_fit": better}
+
+
 def within_stage_ratios(blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per model, seed and stage: the join gradient at the stage's first block over its last,
     so the growth inside stages is seen apart from what stage transitions (option A's zero
@@ -356,22 +455,28 @@ def _model_row(source: ModelSource, config: GradientConfig, per_seed: list[dict[
 
 
 SHATTER_LAGS = (0, 1, 2, 4, 8, 16, 32, 64, 128)
+SHATTERING_METHOD = (
+    "Balduzzi-style (after Balduzzi et al. 2017): the input moves along a line of N points "
+    "between two digits; for a random projection of a block's output, the gradient with respect "
+    "to the input image is taken at every point, and the correlation of the gradients at points "
+    "`lag` apart is averaged along the line. It differs from the paper's experiment, which "
+    "feeds a scalar to fully-connected nets and correlates df/dx along that 1-D input: here "
+    "the input is an image and each gradient a vector of pixels. BN statistics are fixed from "
+    "a batch of 64 training digits (eval mode), so each point's gradient depends on that point "
+    "alone, as in the paper's nets without BN; in train mode the grid would be one BN batch "
+    "whose points' gradients depend on each other. Samples are the (seed, projection) pairs.")
 
 
 def shattering(source: ModelSource | str, config: GradientConfig) -> list[dict[str, Any]]:
-    """Balduzzi et al. (2017), on a 1-D grid: ``shatter_points`` inputs evenly spaced on the
-    segment between two images. For a random projection of a block's output, the gradient
-    with respect to each input is taken; the correlation of the gradients at grid points
-    ``lag`` apart, averaged along the grid, is one sample. Samples come from every seed (a
-    fresh init and image pair each) and ``shatter_projections`` projections; rows give the mean
-    and spread at each lag for the last block of each stage. Lag 0 is 1 by definition; white
-    noise gradients give 0 at every other lag."""
+    """Per block at the end of each stage and per lag: the mean correlation of input
+    gradients ``lag`` points apart and its spread over (seed, projection) samples (see
+    SHATTERING_METHOD). Lag 0 is 1 by definition; white-noise gradients give 0 elsewhere."""
     source = resolve(source)
     name = source.text
     samples: dict[tuple[str, int], list[float]] = {}
     places: dict[str, tuple[str, int]] = {}
     for seed in config.seeds:
-        for block, stage, depth, grads in _grid_gradients(source, seed, config):
+        for block, stage, depth, grads in grid_gradients(source, seed, config):
             places[block] = (stage, depth)
             for lag in SHATTER_LAGS:
                 if lag < grads.shape[1]:
@@ -383,20 +488,25 @@ def shattering(source: ModelSource | str, config: GradientConfig) -> list[dict[s
         rows.append({"model": name, "block": block, "stage": stage, "depth": depth,
                      "lag": lag, "correlation": statistics.fmean(values),
                      "correlation_std": statistics.stdev(values) if len(values) > 1 else 0.0,
-                     "samples": len(values), "points": config.shatter_points})
+                     "samples": len(values), "points": config.shatter_points,
+                     "bn": "fixed from a data batch"})
     return rows
 
 
-def _grid_gradients(source: ModelSource, seed: int, config: GradientConfig):
+def grid_gradients(source: ModelSource, seed: int, config: GradientConfig,
+                   points: torch.Tensor | None = None):
     """(block, stage, depth, gradients [projections x points x input size]) for the last block
-    of each stage, at the smallest input the model takes that is at least 32 pixels."""
+    of each stage. ``points`` overrides the line (tests feed a subset of it)."""
+    setting_ = probe_setting(source, config)
     torch.manual_seed(seed)
-    model = source.build()
-    size = max(source.spec.total_stride, 32) if source.is_zoo else 32
-    x, _, _ = make_batch(model, GradientConfig(batch_size=2, seeds=(seed,), input_size=size,
-                                               input=config.input), seed, source)
-    t = torch.linspace(0, 1, config.shatter_points).view(-1, 1, 1, 1)
-    line = ((1 - t) * x[0:1] + t * x[1:2]).requires_grad_(True)
+    model = setting_.build(source)
+    x, _, _ = make_batch(model, config, seed, source, setting_.size, batch_size=2)
+    if points is None:
+        t = torch.linspace(0, 1, config.shatter_points).view(-1, 1, 1, 1)
+        points = (1 - t) * x[0:1] + t * x[1:2]
+    fix_bn_statistics(model, make_batch(model, config, seed + 1, source, setting_.size,
+                                        batch_size=BN_STATISTICS_IMAGES)[0])
+    line = points.clone().requires_grad_(True)
     blocks = block_modules(model)
     stage_ends: dict[str, str] = {}
     for block_name in blocks:
@@ -410,7 +520,7 @@ def _grid_gradients(source: ModelSource, seed: int, config: GradientConfig):
                 lambda m, a, out, block_name=block_name: outputs.__setitem__(block_name, out)))
 
     generator = torch.Generator().manual_seed(seed)
-    with hooked(model, train=True, install=install):
+    with hooked(model, train=False, install=install):
         model(line)
         names = list(watched)
         for index, block_name in enumerate(names):
@@ -425,6 +535,22 @@ def _grid_gradients(source: ModelSource, seed: int, config: GradientConfig):
                 grads.append(grad.flatten(1))
             depth = block_depth(model, block_name)
             yield block_name, model.layer_info[block_name].stage, depth, torch.stack(grads)
+
+
+def fix_bn_statistics(model: nn.Module, batch: torch.Tensor) -> None:
+    """Set every BN's running statistics to ``batch``'s (a cumulative average over one
+    forward, so exactly that batch's), leaving the weights untouched."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [(m, m.momentum) for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None
+    try:
+        with in_mode(model, training=True), torch.no_grad():
+            model(batch)
+    finally:
+        for m, momentum in saved:
+            m.momentum = momentum
 
 
 def lag_correlation(gradients: torch.Tensor, lag: int) -> float:

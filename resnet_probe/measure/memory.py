@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -118,3 +119,82 @@ def _meta_copy(model: nn.Module) -> nn.Module:
     import copy
 
     return copy.deepcopy(model).to("meta")
+
+
+# --- memory as a cost, exact on shapes -----------------------------------------------------
+
+MEMORY_METHOD = (
+    "param_bytes, buffer_bytes: the model's tensors at their dtypes, each stored tensor once; "
+    "grad_bytes: one gradient per trainable parameter; activation_bytes: the tensors "
+    "autograd saves for backward during one forward at this batch size, each storage once "
+    "(measured with saved_tensors_hooks on meta tensors: nothing is allocated); "
+    "optimizer_bytes: SGD with momentum, one buffer per trainable parameter (Adam would keep "
+    "two); train_peak_bytes: all of these plus the largest single tensor an operator "
+    "produces, a lower bound on one training step's peak. Not included: allocator rounding "
+    "and caching, kernel workspace (oneDNN, cuDNN), the framework's own memory, the data "
+    "pipeline.")
+
+
+def memory_rows(model: nn.Module, args: tuple, kwargs: dict | None = None
+                ) -> list[dict[str, Any]]:
+    """One row per module that saves activations of its own (``module``, its
+    ``activation_bytes``), then the model's row (``module`` "(model)") with every column
+    of MEMORY_METHOD. The model runs on meta stand-ins of its tensors."""
+    from resnet_probe.measure.counting import count_pass, meta_tensors
+
+    meta_args = tuple(_to_meta(a) for a in args)
+    meta_kwargs = {k: _to_meta(v) for k, v in (kwargs or {}).items()}
+    counts = count_pass(model, meta_args, meta_kwargs, backward=False, memory=True,
+                        tensors=meta_tensors(model))
+    parameters = {id(p): p for p in model.parameters()}
+    buffers = {id(b): b for b in model.buffers()}
+    param_bytes = sum(_bytes(p) for p in parameters.values())
+    grad_bytes = sum(_bytes(p) for p in parameters.values() if p.requires_grad)
+    buffer_bytes = sum(_bytes(b) for b in buffers.values())
+    rows = [{"module": name or "(root code)", "activation_bytes": saved}
+            for name, saved in counts.saved_bytes.items() if saved]
+    total = {"module": "(model)", "param_bytes": param_bytes, "buffer_bytes": buffer_bytes,
+             "grad_bytes": grad_bytes, "activation_bytes": counts.saved_total,
+             "optimizer_bytes": grad_bytes, "largest_output_bytes": counts.largest_output,
+             "train_peak_bytes": param_bytes + buffer_bytes + 2 * grad_bytes
+             + counts.saved_total + counts.largest_output}
+    cuda = cuda_peak_bytes(model, args, kwargs)
+    if cuda is not None:
+        total["cuda_measured_peak_bytes"] = cuda
+    return [*rows, total]
+
+
+def cuda_peak_bytes(model: nn.Module, args: tuple, kwargs: dict | None = None) -> int | None:
+    """torch.cuda.max_memory_allocated over one real forward and backward on the GPU, beside
+    the estimate; None without CUDA (or when the model does not fit)."""
+    if not torch.cuda.is_available():
+        return None
+    import copy
+
+    device = torch.device("cuda")
+    try:
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+        gpu = copy.deepcopy(model).to(device).train()
+        inputs = tuple(a.to(device) if isinstance(a, torch.Tensor) else a for a in args)
+        out = gpu(*inputs, **{k: v.to(device) if isinstance(v, torch.Tensor) else v
+                              for k, v in (kwargs or {}).items()})
+        first = out if isinstance(out, torch.Tensor) else next(
+            t for t in torch.utils._pytree.tree_flatten(out)[0] if isinstance(t, torch.Tensor))
+        first.float().sum().backward()
+        torch.cuda.synchronize(device)
+        return int(torch.cuda.max_memory_allocated(device))
+    except torch.cuda.OutOfMemoryError:
+        return None
+    finally:
+        torch.cuda.empty_cache()
+
+
+def _to_meta(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return torch.empty_like(value, device="meta")
+    return value
+
+
+def _bytes(tensor: torch.Tensor) -> int:
+    return tensor.numel() * tensor.element_size()

@@ -326,7 +326,15 @@ def _adaptive_avg_pool2d(run: _ShapePass, x: _Shape, output_size) -> _Shape:
         raise NoFormula(f"adaptive_avg_pool2d to {output_size!r}")  # only (1, 1) is a mean
     out = (*x.shape[:2], 1, 1)
     run.record("aten.mean", _elementwise("aten.mean", x.shape, out_shape=out))
+    _mean_backward(run, x)
     return _Shape(out, x.requires_grad)
+
+
+def _mean_backward(run: _ShapePass, x: _Shape) -> None:
+    """Autograd's mean backward expands the gradient and divides it by the count: one
+    ``aten.div`` over the input."""
+    if x.requires_grad:
+        run.record_backward("aten.div", x.numel())
 
 
 def _mean(run: _ShapePass, x: _Shape, dim: Any = None, keepdim: bool = False) -> _Shape:
@@ -335,6 +343,7 @@ def _mean(run: _ShapePass, x: _Shape, dim: Any = None, keepdim: bool = False) ->
     out = tuple(1 if d in dims else size for d, size in enumerate(x.shape)
                 if keepdim or d not in dims)
     run.record("aten.mean", _elementwise("aten.mean", x.shape, out_shape=out))
+    _mean_backward(run, x)
     return _Shape(out, x.requires_grad)
 
 

@@ -1,7 +1,8 @@
-"""DataFrame -> plotly figures -> one HTML report; console tables.
+"""Parts -> plotly figures -> one HTML report; console tables.
 
-Each writer saves every table as CSV and JSON in a data folder beside its page, so any figure
-can be rebuilt, and keeps plotly.js in one file beside the reports unless told to inline it.
+Each writer saves every table a part declares as CSV and JSON in a data folder beside its page,
+so any figure can be rebuilt, and keeps plotly.js in one file beside the reports unless told to
+inline it. A training verdict is also saved whole as ``verdict.json``.
 """
 
 from __future__ import annotations
@@ -9,29 +10,37 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
-from resnet_probe.report import figures
-from resnet_probe.report.html import Section, esc, render_page, write_page
-from resnet_probe.report.sections import (
-    architecture_section,
-    bottleneck_section,
-    costs_section,
-    degradation_section,
-    environment_section,
-    gradients_section,
-    latency_section,
-    scaled,
-    summary_section,
-    why_section,
+from resnet_probe.analysis import WhyPart
+from resnet_probe.jobs.parts import (
+    CompareResult,
+    CostsPart,
+    Failed,
+    GradientsPart,
+    InProgress,
+    LatencyPart,
+    Skipped,
+    TrainingPart,
+    ZooPart,
 )
+from resnet_probe.report import figures
+from resnet_probe.report.costs import render_architecture, render_bottleneck, render_costs
+from resnet_probe.report.gradients import render_gradients
+from resnet_probe.report.html import Section, esc, render_page, scaled, write_page
+from resnet_probe.report.latency import render_latency
+from resnet_probe.report.summary import render_summary
+from resnet_probe.report.training import render_training, render_why
 from resnet_probe.results import (
     atomic_write_text,
     check_writable_dir,
+    declared_tables,
+    frame,
     save_table,
-    to_json_records,
 )
+from resnet_probe.train.verdict import DegradationVerdict
 
 INDEX = "index.html"
 
@@ -40,14 +49,42 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_")
 
 
-def save_tables(tables: dict[str, pd.DataFrame], directory: Path) -> None:
-    """Every table as CSV and JSON; a training verdict also as ``verdict.json``, one object."""
-    for name, df in tables.items():
-        save_table(df, directory, name)
-    if "train_verdict" in tables:
-        (verdict,) = json.loads(to_json_records(tables["train_verdict"]))  # NaN -> null
-        verdict["reasons"] = json.loads(verdict["reasons"])
-        atomic_write_text(directory / "verdict.json", json.dumps(verdict, indent=2) + "\n")
+def save_parts(parts: list[Any], directory: Path, environment: dict[str, Any] | None = None
+               ) -> None:
+    """Every declared table of ``parts`` as CSV and JSON; a training verdict also as
+    ``verdict.json``; the environment as a key/value table."""
+    verdicts = []
+    for part in parts:
+        if part is None or isinstance(part, (Failed, Skipped, InProgress)):
+            continue
+        for name, df in declared_tables(part).items():
+            save_table(df, directory, name)
+        if isinstance(part, TrainingPart):
+            verdicts.append(part.degradation.verdict)
+    if environment is not None:
+        save_table(environment_table(environment), directory, "environment")
+    for verdict in verdicts:
+        save_verdict(verdict, directory)
+
+
+def save_verdict(verdict: DegradationVerdict, directory: Path) -> None:
+    atomic_write_text(directory / "verdict.json",
+                      json.dumps(_json_ready(verdict.record()), indent=2) + "\n")
+
+
+def _json_ready(value: Any) -> Any:
+    """NaN and infinities become null: JSON has no spelling for them."""
+    if isinstance(value, float) and value != value or value in (float("inf"), float("-inf")):
+        return None
+    if isinstance(value, dict):
+        return {key: _json_ready(v) for key, v in value.items()}
+    if isinstance(value, list):
+        return [_json_ready(v) for v in value]
+    return value
+
+
+def environment_table(environment: dict[str, Any]) -> pd.DataFrame:
+    return frame([{"key": k, "value": str(v)} for k, v in environment.items()])
 
 
 def compare_report_name(models: list[str]) -> str:
@@ -55,24 +92,51 @@ def compare_report_name(models: list[str]) -> str:
     return name if len(name) <= 120 else name[:100] + f"-and-{len(models)}-models"
 
 
-def write_compare_report(result, out_dir: Path, inline_plotly: bool = False) -> Path:
+def _not_there(anchor: str, title: str, part: Any) -> Section:
+    """The section of a part that failed, was skipped or is still running, in its place."""
+    section = Section(anchor, title)
+    if isinstance(part, Failed):
+        return section.note(f"This section failed: {esc(part.error)}. The other sections are "
+                            f"complete.", kind="warning")
+    if isinstance(part, InProgress):
+        return section.note(esc(part.note), kind="warning")
+    return section.note(esc(part.reason if isinstance(part, Skipped) else "Not measured."))
+
+
+def write_compare_report(result: CompareResult, out_dir: Path, inline_plotly: bool = False
+                         ) -> Path:
     out_dir = check_writable_dir(out_dir)
     name = compare_report_name(result.models)
-    tables = result.tables
-    save_tables(tables, out_dir / f"{name}-data")
-    trained = tables["train_final"]["model"] if "train_final" in tables else []
+    save_parts([result.costs, result.latency, result.gradients, result.training,
+                result.summary], out_dir / f"{name}-data", result.environment)
+    training = result.training
+    trained = list(training.degradation.final["model"]) \
+        if isinstance(training, TrainingPart) and not training.degradation.final.empty else []
     with figures.consistent_colours([*result.models, *trained]):
-        sections = [
-            summary_section(tables["deltas"], result.notes),
-            architecture_section(tables["architecture"]),
-            costs_section(tables),
-            latency_section(tables, result.section_environment("latency")),
-            gradients_section(tables, result.section_environment("gradients")),
-            degradation_section(tables, result.section_environment("training")),
-            why_section(tables, result.section_environment("training"), number="6b."),
-            bottleneck_section(tables),
-            environment_section(result.environment),
-        ]
+        costs = result.costs
+        sections = [render_summary(result.summary, result.notes) if result.summary else
+                    Section("summary", "1. Summary")]
+        if isinstance(costs, CostsPart):
+            sections += [render_architecture(costs), render_costs(costs)]
+        else:
+            sections += [_not_there("architecture", "2. Architecture side by side", costs),
+                         _not_there("costs", "3. Parameters and MACs", costs)]
+        sections.append(render_latency(result.latency) if isinstance(result.latency,
+                                                                     LatencyPart)
+                        else _not_there("latency", "4. Per-layer latency", result.latency))
+        sections.append(render_gradients(result.gradients)
+                        if isinstance(result.gradients, GradientsPart)
+                        else _not_there("gradients", "5. Gradient norms by depth",
+                                        result.gradients))
+        if isinstance(training, TrainingPart):
+            sections += [render_training(training), render_why(training.why, number="6b.")]
+        else:
+            sections += [_not_there("degradation", "6. Degradation: training error by depth",
+                                    training),
+                         _not_there("why", "6b. Why: what the trained nets show", training)]
+        if isinstance(costs, CostsPart):
+            sections.append(render_bottleneck(costs.bottleneck))
+        sections.append(render_environment(result.environment))
     subtitle = (f"{esc(' vs '.join(result.models))} — baseline {esc(result.models[0])}. "
                 f"Data for every table: <code>{esc(name)}-data/</code>")
     page = render_page(f"resnet-probe: {' vs '.join(result.models)}", subtitle, sections,
@@ -82,15 +146,15 @@ def write_compare_report(result, out_dir: Path, inline_plotly: bool = False) -> 
     return path
 
 
-def write_degradation_report(tables: dict[str, pd.DataFrame], environment: dict,
-                             out_dir: Path, title: str, inline_plotly: bool = False) -> Path:
+def write_degradation_report(part: TrainingPart, environment: dict[str, Any], out_dir: Path,
+                             title: str, inline_plotly: bool = False) -> Path:
     out_dir = check_writable_dir(out_dir)
-    save_tables(tables, out_dir / "data")
-    trained = tables["train_final"]["model"] if "train_final" in tables else []
+    save_parts([part], out_dir / "data", environment)
+    trained = part.degradation.final["model"] if not part.degradation.final.empty else []
     with figures.consistent_colours(trained):
-        sections = [degradation_section(tables, environment, number="1."),
-                    why_section(tables, environment, number="2."),
-                    environment_section(environment, number="3.")]
+        sections = [render_training(part, number="1."),
+                    render_why(part.why, number="2."),
+                    render_environment(environment, number="3.")]
     page = render_page(title, "Training error of plain and residual twins by depth "
                        "(He et al. 2016, Fig. 6). Data: <code>data/</code>", sections,
                        inline_plotly)
@@ -99,16 +163,17 @@ def write_degradation_report(tables: dict[str, pd.DataFrame], environment: dict,
     return path
 
 
-def write_analysis_report(tables: dict[str, pd.DataFrame], environment: dict, out_dir: Path,
+def write_analysis_report(part: WhyPart, environment: dict[str, Any], out_dir: Path,
                           name: str, title: str, inline_plotly: bool = False) -> Path:
-    """One analysis of trained nets (lesion, responses, landscape) as its own page."""
+    """One analysis of trained nets (lesion, responses, landscape, paths, hessian) as its own
+    page."""
     out_dir = check_writable_dir(out_dir)
-    save_tables(tables, out_dir / f"{name}-data")
-    models = [m for key in ("lesion_blocks", "responses", "landscape") if key in tables
-              for m in tables[key]["model"]]
+    save_parts([part], out_dir / f"{name}-data", environment)
+    models = [m for table in declared_tables(part).values() if "model" in table
+              for m in table["model"]]
     with figures.consistent_colours(models):
-        sections = [why_section(tables, environment, number="1."),
-                    environment_section(environment, number="2.")]
+        sections = [render_why(part, number="1."),
+                    render_environment(environment, number="2.")]
     page = render_page(title, f"Trained nets analysed. Data: <code>{esc(name)}-data/</code>",
                        sections, inline_plotly)
     path = write_page(out_dir / f"{name}.html", page, inline_plotly)
@@ -116,18 +181,17 @@ def write_analysis_report(tables: dict[str, pd.DataFrame], environment: dict, ou
     return path
 
 
-def write_zoo_report(census: dict[str, pd.DataFrame], environment: dict, out_dir: Path,
+def write_zoo_report(census: ZooPart, environment: dict[str, Any], out_dir: Path,
                      inline_plotly: bool = False) -> Path:
-    """``census`` is what ``census.zoo_census`` returns."""
     out_dir = check_writable_dir(out_dir)
-    save_tables(census, out_dir / "zoo-data")
-    zoo, bottleneck_rows = census["zoo"], census["bottleneck_widths"]
+    save_parts([census], out_dir / "zoo-data", environment)
+    zoo, widths_rows = census.zoo, census.widths
     variants = Section("variants", "1. Every variant")
     variants.text("Params and MACs at each family's standard input (224 for ImageNet-style, "
                   "32 for CIFAR-style), batch 1, in every convention; macs_v1 strides the "
                   "bottleneck's 1x1 conv as the paper did, macs strides the 3x3 as torchvision "
                   "does. MACs in G (10⁹).")
-    variants.table(scaled(zoo))
+    variants.table(scaled(zoo), scroll=True)
     depth = Section("depth", "2. Cost vs depth").figure(figures.cost_vs_depth(zoo))
     design = Section("design", "3. Depth, width and cardinality against cost")
     design.text("Each design changes one choice at about the same depth: ResNeXt splits the "
@@ -139,16 +203,21 @@ def write_zoo_report(census: dict[str, pd.DataFrame], environment: dict, out_dir
                "macs"]
     design.table(zoo.loc[zoo["shortcut"], columns].sort_values(["design", "depth"]))
     widths = Section("widths", "4. Bottleneck vs basic across widths").figure(
-        figures.bottleneck_widths(bottleneck_rows))
-    widths.table(bottleneck_rows)
+        figures.bottleneck_widths(widths_rows))
+    widths.table(widths_rows)
     sections = [variants, depth, design, widths,
-                bottleneck_section(census, number="5."),
-                environment_section(environment, number="6.")]
+                render_bottleneck(census.bottleneck, number="5."),
+                render_environment(environment, number="6.")]
     page = render_page("resnet-probe: the zoo", "Every registered ResNet and plain twin. "
                        "Data: <code>zoo-data/</code>", sections, inline_plotly)
     path = write_page(out_dir / "zoo.html", page, inline_plotly)
     write_index(out_dir)
     return path
+
+
+def render_environment(environment: dict[str, Any], number: str = "8.") -> Section:
+    return Section("environment", f"{number} Environment").table(
+        environment_table(environment), scroll=True)
 
 
 def write_index(out_dir: Path) -> Path:
@@ -168,5 +237,6 @@ def write_index(out_dir: Path) -> Path:
     return write_page(out_dir / INDEX, page, inline_plotly=True)
 
 
-__all__ = ["write_analysis_report", "write_compare_report", "write_degradation_report",
-           "write_index", "write_zoo_report"]
+__all__ = ["compare_report_name", "save_parts", "write_analysis_report",
+           "write_compare_report", "write_degradation_report", "write_index",
+           "write_zoo_report"]

@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import json
-
 import pandas as pd
 
 from resnet_probe.report.html import format_value
 from resnet_probe.results import display_scales
 
 
-def console_table(df: pd.DataFrame, columns: list[str] | None = None,
-                  scale: dict[str, tuple[float, str]] | None = None) -> str:
-    """Aligned text table. ``scale`` maps a column to (divisor, new header); by default the
-    metric catalogue's display scale (``macs`` in G under "macs (G)")."""
-    if df.empty:
-        return "(no rows)"
+def _shown(df: pd.DataFrame, columns: list[str] | None,
+           scale: dict[str, tuple[float, str]] | None) -> tuple[list[str], list[list[str]]]:
+    """Headers and formatted cells of the columns shown, scaled as the catalogue says (or as
+    ``scale`` maps a column to (divisor, new header))."""
     view = df[[c for c in (columns or list(df.columns)) if c in df.columns]].copy()
     scale = display_scales(view.columns) if scale is None else scale
     headers = []
@@ -27,8 +23,36 @@ def console_table(df: pd.DataFrame, columns: list[str] | None = None,
             headers.append(header)
         else:
             headers.append(column)
-    cells = [[format_value(v) for v in row]
-             for row in view.itertuples(index=False)]
+    return headers, [[format_value(v) for v in row] for row in view.itertuples(index=False)]
+
+
+def markdown_table(df: pd.DataFrame, columns: list[str] | None = None,
+                   scale: dict[str, tuple[float, str]] | None = None) -> str:
+    """A GitHub-flavoured Markdown table, numbers right-aligned, cells escaped."""
+    if df.empty:
+        return "_(no rows)_"
+    headers, cells = _shown(df, columns, scale)
+    numeric = [all(_looks_numeric(row[i]) for row in cells) for i in range(len(headers))]
+
+    def line(values: list[str]) -> str:
+        return "| " + " | ".join(v.replace("|", "\\|") for v in values) + " |"
+
+    rule = "|" + "|".join("---:" if n else ":---" for n in numeric) + "|"
+    return "\n".join([line(headers), rule, *(line(r) for r in cells)])
+
+
+def _looks_numeric(text: str) -> bool:
+    return text.replace(",", "").replace(".", "", 1).replace("-", "", 1).replace("e", "", 1) \
+        .replace("+", "", 1).isdigit() or text == "—"
+
+
+def console_table(df: pd.DataFrame, columns: list[str] | None = None,
+                  scale: dict[str, tuple[float, str]] | None = None) -> str:
+    """Aligned text table. ``scale`` maps a column to (divisor, new header); by default the
+    metric catalogue's display scale (``macs`` in G under "macs (G)")."""
+    if df.empty:
+        return "(no rows)"
+    headers, cells = _shown(df, columns, scale)
     widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
 
     def line(values: list[str]) -> str:
@@ -85,21 +109,10 @@ def latency_notes(result) -> list[str]:
             f"dtype {env['dtype']}, torch {env['torch_version']}"]
 
 
-def analysis_notes(tables: dict[str, pd.DataFrame], environment: dict) -> list[str]:
-    """The nets left out and why, then each claim's outcome with its evidence."""
-    notes = [*(f"note: not analysed: {skipped}" for skipped in environment["why_not_analysed"]),
-             *(f"note: did not train: {net}" for net in environment["why_untrained"])]
-    for row in tables["why_findings"].itertuples():
-        interval = (f"95% CI {row.ci95_low:+.3f} to {row.ci95_high:+.3f}, "
-                    if row.ci95_low == row.ci95_low else "")  # NaN with one seed
-        notes.append(f"{row.claim}, depth {row.depth}: {row.outcome} (mean {row.mean:+.3f}, "
-                     f"{interval}seeds {row.per_seed})")
+def analysis_notes(part) -> list[str]:
+    """The nets left out and why, then each claim's outcome with its evidence (a WhyPart)."""
+    notes = [*(f"note: not analysed: {skipped}" for skipped in part.not_analysed),
+             *(f"note: did not train: {net}" for net in part.untrained)]
+    for row in part.findings.itertuples():
+        notes.append(f"{row.claim}, depth {row.depth}: {row.outcome} ({row.evidence})")
     return notes
-
-
-def describe_verdict(verdict: pd.DataFrame) -> str | None:
-    """The training verdict table's one line, or None where training did not run."""
-    if verdict is None or verdict.empty:
-        return None
-    reasons = "; ".join(json.loads(verdict["reasons"].iloc[0]))
-    return f"training verdict: {verdict['verdict'].iloc[0]} ({reasons})"

@@ -181,22 +181,66 @@ def shattering(shatter: pd.DataFrame) -> go.Figure:
     return fig.update_xaxes(title_text="lag (grid points, log)")
 
 
-def gradient_dynamics(dynamics: pd.DataFrame) -> go.Figure:
-    measures = {"grad_ratio_first_last": "‖∂L/∂s‖ first / last block",
-                "first_layer_weight_norm": "‖W‖ of the first conv",
-                "first_layer_update_to_weight": "effective step ‖ΔW‖/‖W‖, first conv"}
-    df = dynamics.groupby(["model", "step"], as_index=False)[list(measures)].mean()
-    long = df.melt(id_vars=["model", "step"], value_vars=list(measures), var_name="measure",
-                   value_name="value")
-    long["measure"] = long["measure"].map(measures)
-    fig = px.line(long, x="step", y="value", color="model", facet_col="measure",
+def recipe_dynamics(dynamics: pd.DataFrame, joins: pd.DataFrame) -> go.Figure:
+    """The first conv's numbers at the recorded steps of the training runs (mean over seeds):
+    ||dL/dW||/||W||, the effective step lr ||dL/dW||/||W||, ||dW||/||W|| beside the curve
+    momentum alone gives after one large first step, and the whole-net join ratio."""
+    from plotly.subplots import make_subplots
+
+    from resnet_probe.train.dynamics import momentum_only_curve
+
+    first = dynamics[dynamics["depth"] == dynamics.groupby("model")["depth"].transform("min")]
+    panels = [("grad_to_weight", "‖∇W‖/‖W‖, first conv"),
+              ("effective_step", "effective step lr·‖∇W‖/‖W‖, first conv"),
+              ("update_to_weight", "‖ΔW‖/‖W‖, first conv (dotted: momentum alone)"),
+              ("grad_ratio_first_last", "join ratio ‖∂L/∂s‖ first / last block")]
+    means = first.groupby(["model", "step"], as_index=False)[[p for p, _ in panels[:3]]].mean()
+    if not joins.empty:
+        means = means.merge(joins.groupby(["model", "step"], as_index=False)[
+            "grad_ratio_first_last"].mean(), on=["model", "step"], how="left")
+    fig = make_subplots(rows=2, cols=2, subplot_titles=[title for _, title in panels])
+    colours = _by_model(means)
+    for index, (column, _) in enumerate(panels):
+        if column not in means:
+            continue
+        row, col = divmod(index, 2)
+        for model, group in means.groupby("model", sort=False):
+            fig.add_trace(go.Scatter(x=group["step"], y=group[column], mode="lines+markers",
+                                     name=model, legendgroup=model, showlegend=index == 0,
+                                     line=dict(color=colours[model])), row=row + 1, col=col + 1)
+    steps = sorted(int(s) for s in means["step"].unique() if s > 0)
+    if steps:
+        momentum = float(dynamics["momentum"].iloc[0]) if "momentum" in dynamics else 0.9
+        curve = momentum_only_curve(momentum, max(steps))
+        fig.add_trace(go.Scatter(x=steps, y=[curve[s] for s in steps], mode="lines",
+                                 line=dict(color="black", dash="dot"),
+                                 name=f"momentum alone (μ = {momentum:g})"), row=2, col=1)
+    fig.update_yaxes(type="log")
+    fig.update_xaxes(title_text="step")
+    return fig.update_layout(height=620, title="The first training steps in the recipe "
+                             "(mean over seeds)")
+
+
+def path_lengths(paths: pd.DataFrame) -> go.Figure:
+    """Veit et al. Fig. 6: the share of paths of each length, the gradient magnitude at the
+    input through paths of that length, and their product."""
+    df = _seed_mean(paths, ["model", "path_length"], "gradient_magnitude").merge(
+        paths.drop_duplicates(["model", "path_length"])[["model", "path_length", "fraction"]],
+        on=["model", "path_length"])
+    df["contribution"] = df["fraction"] * df["gradient_magnitude"]
+    long = df.melt(id_vars=["model", "path_length"],
+                   value_vars=["fraction", "gradient_magnitude", "contribution"],
+                   var_name="measure", value_name="value")
+    names = {"fraction": "share of paths (binomial)",
+             "gradient_magnitude": "gradient magnitude at the input",
+             "contribution": "share × gradient magnitude"}
+    long["measure"] = long["measure"].map(names)
+    fig = px.line(long, x="path_length", y="value", color="model", facet_col="measure",
                   color_discrete_map=_by_model(long), markers=True, log_y=True,
-                  title="The first training steps (SGD lr 0.1, no warm-up): the gradient "
-                  "explosion fades, the early weights inflate, their effective step collapses")
-    fig.update_yaxes(matches=None, showticklabels=True, title_text="")
+                  title="Effective paths (Veit et al. 2016, Fig. 6)")
     fig.for_each_annotation(lambda a: a.update(text=a.text.split("=", 1)[-1]))
-    fig.update_layout(yaxis_title="value (log scale; each panel its own axis)")
-    return fig.update_xaxes(title_text="step")
+    fig.update_yaxes(matches=None, showticklabels=True, title_text="")
+    return fig.update_xaxes(title_text="path length (branches passed through)")
 
 
 def training_curves(history: pd.DataFrame, finals: pd.DataFrame) -> go.Figure:

@@ -32,7 +32,9 @@ nav a { margin-right: 1rem; color: #2953a6; text-decoration: none; font-size: .9
 main { max-width: 1200px; margin: 0 auto; padding: 0 1.5rem 3rem; }
 section { margin-top: 2rem; }
 h2 { border-bottom: 2px solid #2953a6; padding-bottom: .2rem; }
-.table-wrap { overflow-x: auto; margin: .8rem 0; }
+.table-wrap { overflow-x: auto; margin: .8rem 0; max-width: 100%; }
+.table-wrap.scroll { max-height: 26rem; overflow: auto; border: 1px solid #d5d9e4; }
+.figure { max-width: 100%; overflow: hidden; }
 table.data { border-collapse: collapse; font-size: .85rem; }
 table.data th, table.data td { border: 1px solid #d5d9e4; padding: .25rem .5rem;
                                 text-align: right; }
@@ -65,8 +67,10 @@ class Section:
         return self
 
     def table(self, df: pd.DataFrame, caption: str | None = None,
-              cell_class: Callable[[str, object], str | None] | None = None) -> Section:
-        self.parts.append(table_html(df, caption, cell_class))
+              cell_class: Callable[[str, object], str | None] | None = None,
+              scroll: bool = False) -> Section:
+        """``scroll``: a tall, wide table scrolls inside its own box."""
+        self.parts.append(table_html(df, caption, cell_class, scroll))
         return self
 
     def figure(self, fig: go.Figure) -> Section:
@@ -96,7 +100,8 @@ def format_value(value: object) -> str:
 
 
 def table_html(df: pd.DataFrame, caption: str | None = None,
-               cell_class: Callable[[str, object], str | None] | None = None) -> str:
+               cell_class: Callable[[str, object], str | None] | None = None,
+               scroll: bool = False) -> str:
     """A plain HTML table (readable without JavaScript), numbers formatted for reading;
     ``cell_class(column, value)`` may add a CSS class to a cell (e.g. better/worse)."""
     head = "".join(f"<th>{esc(c)}</th>" for c in df.columns)
@@ -105,7 +110,8 @@ def table_html(df: pd.DataFrame, caption: str | None = None,
                          for c, v in zip(df.columns, row, strict=True)) + "</tr>"
         for row in df.itertuples(index=False))
     cap = f"<caption>{esc(caption)}</caption>" if caption else ""
-    return (f'<div class="table-wrap"><table class="data">{cap}<thead><tr>{head}</tr></thead>'
+    wrap = "table-wrap scroll" if scroll else "table-wrap"
+    return (f'<div class="{wrap}"><table class="data">{cap}<thead><tr>{head}</tr></thead>'
             f"<tbody>{body}</tbody></table></div>")
 
 
@@ -125,6 +131,27 @@ def figure_html(fig: go.Figure) -> str:
     return '<div class="figure">' + fig.to_html(
         full_html=False, include_plotlyjs=False,
         config={"displaylogo": False, "responsive": True}) + "</div>"
+
+
+def scaled(df: pd.DataFrame) -> pd.DataFrame:
+    """Catalogued columns divided by their display scale, renamed to say so."""
+    from resnet_probe.results import display_scales
+
+    view = df.copy()
+    scales = display_scales(view.columns)
+    for column, (divisor, _) in scales.items():
+        view[column] = view[column] / divisor
+    return view.rename(columns={c: header for c, (_, header) in scales.items()})
+
+
+def ordered_pivot(df: pd.DataFrame, index: str, values: str) -> pd.DataFrame:
+    """pivot() sorts labels; keep stages in network order and models in the order named."""
+    pivot = df.pivot(index=index, columns="model", values=values)
+    labels = list(dict.fromkeys(df[index]))
+    if index == "stage":  # models of different depths: stem, stage1..N, head, whatever came first
+        labels.sort(key=lambda s: (s == "head", s != "stem"))
+    pivot = pivot.reindex(labels)
+    return pivot[list(dict.fromkeys(df["model"]))].reset_index()
 
 
 def render_page(title: str, subtitle: str, sections: list[Section], inline_plotly: bool,

@@ -36,7 +36,7 @@ class RunFolderLocked(ValueError):
 
 
 def manifest(config: Any, dataset_description: str) -> dict[str, Any]:
-    from resnet_probe import __version__
+    from resnet_probe._version import __version__
 
     content = {"config": json_safe(dataclasses.asdict(config)), "data": dataset_description,
                "versions": {"resnet-probe": __version__, "torch": torch.__version__}}

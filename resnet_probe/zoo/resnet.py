@@ -33,6 +33,7 @@ class Role(StrEnum):
     SHORTCUT = "shortcut"
     STEM = "stem"
     HEAD = "head"
+    TRANSITION = "transition"  # between two blocks outside both (ConvNeXt's downsampling)
 
 
 @dataclass(frozen=True)

@@ -3,11 +3,10 @@ block designs compared across widths."""
 
 from __future__ import annotations
 
-import pandas as pd
-
+from resnet_probe.jobs.parts import BottleneckPart, ZooPart
 from resnet_probe.measure.block_cost import block_cost_rows, block_cost_totals
 from resnet_probe.measure.costs import CostResult, count_costs
-from resnet_probe.progress import Progress
+from resnet_probe.progress import NO_PROGRESS, Progress
 from resnet_probe.results import frame
 from resnet_probe.zoo import list_models
 
@@ -18,22 +17,21 @@ ZOO_COLUMNS = ("model", "family", "design", "block", "depth", "shortcut", "group
 CENSUS_WIDTHS = (16, 32, 64, 128, 256, 512)
 
 
-def zoo_census(progress: Progress | None = None,
-               counted: dict[str, CostResult] | None = None) -> dict[str, pd.DataFrame]:
-    """Tables ``zoo`` (one row per registered name at its standard input), ``bottleneck_widths``
-    (each block template's cost per width at 56x56), ``bottleneck`` and ``bottleneck_totals``
-    (the paper's Fig. 5 at width 64). ``counted`` reuses counts already made, by name."""
+def zoo_census(progress: Progress = NO_PROGRESS,
+               counted: dict[str, CostResult] | None = None) -> ZooPart:
+    """One row per registered name at its standard input, each block template's cost per
+    width at 56x56, and the paper's Fig. 5 at width 64. ``counted`` reuses counts already
+    made, by name."""
     rows = []
     for name in list_models():
         summary = ((counted or {}).get(name) or count_costs(name)).summary
         rows.append({key: summary[key] for key in ZOO_COLUMNS})
-        if progress is not None:
-            progress.update(1)
+        progress.update(1)
     widths = [{"width": width, "design": total["template"], "weights": total["weights"],
                "mmacs": total["macs"] / 1e6}
               for width in CENSUS_WIDTHS
               for total in block_cost_totals(block_cost_rows(width, 56))]
     default_rows = block_cost_rows()
-    return {"zoo": frame(rows), "bottleneck_widths": frame(widths),
-            "bottleneck": frame(default_rows),
-            "bottleneck_totals": frame(block_cost_totals(default_rows))}
+    return ZooPart(zoo=frame(rows), widths=frame(widths),
+                   bottleneck=BottleneckPart(frame(default_rows),
+                                             frame(block_cost_totals(default_rows))))

@@ -14,14 +14,19 @@ LEVEL = 2.0
 def gradient_trend(ratio: float, better_fit: str | None, exp_rate_per_layer: float,
                    power_exponent: float) -> str:
     """Rule: a first/last ratio within [1/2, 2] stays level. Otherwise the model that fits
-    ||dL/ds|| against depth better (higher R² in log space, see measure.gradients.growth_fits)
-    names the shape: exponential -> "explodes (vanishes) exponentially, x r per layer"; power
-    law -> "grows (shrinks) polynomially, ~depth^-k"."""
+    ||dL/ds|| against depth better over the seeds (the t interval of the per-seed R²
+    difference excludes zero, see measure.gradients.fit_comparison) names the shape:
+    exponential -> "explodes (vanishes) exponentially, x r per layer"; power law -> "grows
+    (shrinks) polynomially, ~depth^-k"; neither -> the direction only."""
     if not math.isfinite(ratio) or better_fit is None:
         return "not measured"
     if 1 / LEVEL <= ratio <= LEVEL:
         return f"stays level (x{ratio:.2g} first/last)"
     toward_input = ratio > 1
+    if better_fit == "neither":
+        verb = "grows" if toward_input else "shrinks"
+        return (f"{verb} toward the input (x{ratio:.3g} first/last); exponential and "
+                f"power-law fits are not distinguishable over these seeds")
     if better_fit == "exponential":
         verb = "explodes" if toward_input else "vanishes"
         return f"{verb} exponentially toward the input (x{exp_rate_per_layer:.3g} per layer)"

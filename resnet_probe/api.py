@@ -1,0 +1,64 @@
+"""The Python API's functions: a MODEL (or a list) in, a tidy DataFrame or a report out.
+
+Names are resolved once, here at the edge; the measurements take resolved sources.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from resnet_probe.progress import NO_PROGRESS, Progress
+
+
+def flops(models, input_size: int | None = None, batch_size: int = 1,
+          by: str = "model", engine: str = "torch") -> pd.DataFrame:
+    """Params, MACs and FLOPs in every convention; ``by`` is model, module, block, stage or
+    operator (block and stage rows sum the modules, so every view's totals agree).
+    ``models``: one MODEL or a list; each a name, a source text or an nn.Module."""
+    from resnet_probe.measure.costs import count_costs
+    from resnet_probe.views import cost_view
+
+    return cost_view([count_costs(m, input_size, batch_size, engine=engine)
+                      for m in _models(models)], by)
+
+
+def _models(models) -> list:
+    return list(models) if isinstance(models, (list, tuple)) else [models]
+
+
+def latency(models, by: str = "model", **config) -> pd.DataFrame:
+    """Latency per model, layer, block, stage, raw sample or sweep batch size; ``config``
+    takes LatencyConfig's fields."""
+    from resnet_probe.measure.latency import LatencyConfig, measure_latency
+    from resnet_probe.views import latency_view
+
+    return latency_view(measure_latency(_models(models), LatencyConfig(**config)), by)
+
+
+def gradients(models, by: str = "model", **config) -> pd.DataFrame:
+    """Gradient norms at init per model, block, stage, layer, or the shattering curve by lag;
+    ``config`` takes GradientConfig's fields. The shattering grid is only computed for
+    ``by="shattering"`` (it costs far more than the rest)."""
+    from resnet_probe.measure.gradients import GradientConfig, measure_gradients
+    from resnet_probe.views import gradient_view, measured_for
+
+    config = measured_for(by, GradientConfig(**config))
+    return gradient_view(measure_gradients(_models(models), config), by)
+
+
+def compare(models: list, out: str | Path | None = "reports", inline_plotly: bool = False, *,
+            options=None, progress: Progress = NO_PROGRESS, command_line: str | None = None,
+            on_early_report=None, in_channels: int | None = None, **fields):
+    """Run every measurement on ``models`` (the first is the baseline; names, sources or
+    nn.Modules) and write the HTML report under ``out`` (None: no report). Returns a
+    CompareResult of typed parts (``resnet_probe.jobs.parts``) whose ``report_path`` is the
+    page. ``options`` is a CompareOptions, else ``fields`` are its fields (``train=None``
+    skips training). The report is first written before training starts; then
+    ``on_early_report(path)`` is called."""
+    from resnet_probe.jobs.compare import CompareOptions, Plan, ReportTarget, run_compare
+
+    plan = Plan.build(list(models), options or CompareOptions(**fields), in_channels)
+    target = ReportTarget(Path(out), inline_plotly) if out is not None else None
+    return run_compare(plan, progress, target, command_line, on_early_report)

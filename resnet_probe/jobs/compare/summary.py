@@ -1,0 +1,84 @@
+"""The first screen: per model the few numbers the comparison rests on, each with its interval,
+the delta table against the baseline, and the training verdict in one line."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pandas as pd
+
+from resnet_probe.jobs.compare.gradients import seed_differences
+from resnet_probe.jobs.parts import CostsPart, GradientsPart, LatencyPart, SummaryPart, TrainingPart
+from resnet_probe.results import SUMMARY_COLUMNS, delta_table, frame
+from resnet_probe.stats import RULE, mean_interval
+
+
+def summary_part(models: list[str], costs: Any, latency: Any, gradients: Any,
+                 training: Any) -> SummaryPart:
+    """Parts that did not finish (or failed, or were skipped) leave their columns out."""
+    headline = frame([{"model": model} for model in models])
+    columns: list[pd.DataFrame] = []
+    differences = []
+    if isinstance(costs, CostsPart):
+        columns.append(costs.summary[["model", *[c for c in SUMMARY_COLUMNS
+                                                 if c in costs.summary]]])
+        headline = headline.merge(costs.summary[["model", "params", "macs"]], on="model",
+                                  how="left")
+    if isinstance(latency, LatencyPart) and not latency.models.empty:
+        models_ = latency.models
+        columns.append(models_[["model", "forward_ms", "backward_ms", "images_per_s"]])
+        headline = headline.merge(models_[["model", "forward_ms", "forward_ms_ci95_low",
+                                           "forward_ms_ci95_high"]], on="model", how="left")
+        differences.append(latency.differences)
+    if isinstance(gradients, GradientsPart) and not gradients.models.empty:
+        columns.append(gradients.models[["model", "grad_ratio_first_last"]])
+        headline = headline.merge(_seed_means(gradients.seeds, "grad_ratio_first_last"),
+                                  on="model", how="left")
+        differences.append(gradients.differences)
+    verdict = None
+    history = finals = frame([])
+    if isinstance(training, TrainingPart):
+        history, finals = training.degradation.history, training.degradation.final
+        final = training.degradation.final
+        if not final.empty:
+            means = final.groupby("model", as_index=False)[
+                ["final_train_error", "final_test_error"]].mean()
+            columns.append(means)
+            for metric in ("final_train_error", "final_test_error"):
+                headline = headline.merge(_seed_means(final, metric), on="model", how="left")
+            differences.append(seed_differences(final, models, "final_train_error"))
+        verdict = verdict_line(training)
+    merged = frame([{"model": model} for model in models])
+    for part in columns:
+        merged = merged.merge(part, on="model", how="left")
+    found = [d for d in differences if not d.empty]
+    all_differences = pd.concat(found, ignore_index=True) if found else frame([])
+    return SummaryPart(headline=headline,
+                       deltas=delta_table(merged, SUMMARY_COLUMNS, uncertainty=all_differences),
+                       differences=all_differences, verdict=verdict, rule=RULE,
+                       history=history, finals=finals)
+
+
+def _seed_means(per_seed: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Per model: the mean of ``metric`` over seeds with its t interval and seed count."""
+    rows = []
+    for model, group in per_seed.groupby("model", sort=False):
+        values = [v for v in group[metric].tolist() if v == v and math.isfinite(v)]
+        interval = mean_interval(values) if values else None
+        rows.append({"model": model, metric: interval.estimate if interval else math.nan,
+                     f"{metric}_ci95_low": interval.low if interval else math.nan,
+                     f"{metric}_ci95_high": interval.high if interval else math.nan,
+                     f"{metric}_seeds": len(values)})
+    return frame(rows)
+
+
+def verdict_line(training: TrainingPart) -> str:
+    verdict = training.degradation.verdict
+    roles = sorted({role.value for role in verdict.seed_roles.values()})
+    seeds = ", ".join(str(s) for s in verdict.seed_roles)
+    line = (f"training verdict: {verdict.verdict.value} (seeds {seeds or 'none'}, "
+            f"{' and '.join(roles) or 'none'}): {'; '.join(verdict.reasons)}")
+    if verdict.residual_finding:
+        line += f"; {verdict.residual_finding}"
+    return line

@@ -1,0 +1,94 @@
+"""The training section: a short degradation run on the compared models and their shallower
+siblings (or an earlier `degradation` run), then the analyses of the nets it trained."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from resnet_probe.analysis import explain, explain_cached
+from resnet_probe.analysis.trained import collect, load_trained
+from resnet_probe.data import load_dataset
+from resnet_probe.jobs.compare.plan import WHY_ANALYSES, Plan
+from resnet_probe.jobs.parts import CacheReport, Skipped, TrainingPart
+from resnet_probe.progress import Progress
+from resnet_probe.train.degradation import (
+    RUNS,
+    DegradationConfig,
+    DegradationResult,
+    fit_dataset_to,
+    run_degradation,
+)
+from resnet_probe.train.run_cache import RunCache
+
+
+class Interrupted(Exception):
+    """Ctrl-C or SIGTERM stopped a section after it kept a partial part."""
+
+    def __init__(self, part: TrainingPart, interruption: KeyboardInterrupt) -> None:
+        super().__init__("interrupted")
+        self.part = part
+        self.interruption = interruption
+
+
+def training_part(plan: Plan, progress: Progress) -> TrainingPart | Skipped:
+    options = plan.options
+    if options.degradation_dir is not None:
+        return _earlier_run(plan, progress)
+    if options.train is None:
+        return Skipped("no training was run in this comparison (--no-train); an earlier "
+                       "degradation run can be shown here instead (--from-degradation DIR)")
+    started = time.perf_counter()
+    sources = {source.text: source for source in plan.trained}
+    dataset = fit_dataset_to(load_dataset("digits"), list(plan.trained))
+    cache = RunCache(fresh=options.fresh)
+    config = DegradationConfig(models=tuple(sources), train=options.train,
+                               seeds=options.train_seeds, stop_when_settled=True,
+                               tuning_seeds=options.tuning_seeds)
+    latest: list[DegradationResult] = []  # after each finished run; kept if interrupted
+    interruption: KeyboardInterrupt | None = None
+    why = None
+    # compare cannot resume, so checkpoints live in a temporary folder; finished runs are
+    # kept in the run cache instead, never in the report's folder.
+    with tempfile.TemporaryDirectory(prefix="resnet-probe-compare-") as runs:
+        try:
+            run_degradation(config, out_dir=Path(runs), progress=progress, dataset=dataset,
+                            on_run_done=latest.append, cache=cache, sources=sources)
+            if options.why is not None and latest:
+                nets = collect(sorted((Path(runs) / RUNS).glob("*.pt")), dataset,
+                               "this comparison's training runs (their final weights)",
+                               sources)
+                why = explain_cached(nets, latest[-1].cached_runs, WHY_ANALYSES, options.why,
+                                     progress, fresh=options.fresh)
+        except KeyboardInterrupt as error:
+            interruption = error
+    if not latest:
+        if interruption is not None:
+            raise interruption
+        return Skipped("training recorded no run")
+    done = latest[-1]
+    part = TrainingPart(
+        degradation=done.tables(), why=why, dataset=dataset.description,
+        recipe=asdict(options.train), seeds=tuple(options.train_seeds),
+        cache=CacheReport(str(cache.path), tuple(done.reused), tuple(done.cache_problems),
+                          str(cache.usage())),
+        source="trained here", interrupted=interruption is not None,
+        seconds=round(time.perf_counter() - started, 1))
+    if interruption is not None:
+        raise Interrupted(part, interruption)
+    return part
+
+
+def _earlier_run(plan: Plan, progress: Progress) -> TrainingPart:
+    """An earlier `degradation --out DIR` run, checked against its checkpoints."""
+    directory = plan.options.degradation_dir
+    assert directory is not None and plan.earlier_run is not None
+    tables, runs = plan.earlier_run
+    why = None
+    if plan.options.why is not None:
+        why = explain(load_trained(directory), WHY_ANALYSES, plan.options.why, progress)
+    return TrainingPart(degradation=tables, why=why, dataset="as in the earlier run",
+                        recipe={}, seeds=tuple(sorted({run.seed for run in runs})),
+                        source=f"reused from {directory}")

@@ -1,0 +1,101 @@
+"""What a latency run is asked to do (``LatencyConfig``), what it returns, and how each model and
+its input are prepared for timing, after the memory guard."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from resnet_probe.device import DEVICES, DTYPES
+from resnet_probe.measure.memory import check_fits
+from resnet_probe.settings import INPUT_SIZE, check_settings, setting
+from resnet_probe.sources import ModelSource
+from resnet_probe.zoo import build_on_meta
+
+
+@dataclass(frozen=True)
+class LatencyConfig:
+    device: str = setting("auto", "auto picks CUDA when present.", choices=DEVICES)
+    engine: str = setting("hooks", "Per-layer times from pre/post-hooks (hooks) or from "
+                          "torch.profiler's kernel and operator events (profiler).",
+                          choices=("hooks", "profiler"))
+    batch_size: int = setting(1, "Images per timed pass.", minimum=1)
+    input_size: int | None = setting(None, INPUT_SIZE)
+    repeats: int = setting(20, "Timed passes kept as raw samples.", minimum=1)
+    warmup: int = setting(5, "Passes run first and discarded.", minimum=0)
+    dtype: str = setting("fp32", "Precision of weights and inputs.", choices=tuple(DTYPES))
+    threads: int | None = setting(None, "CPU threads.", minimum=1, none_means="every core")
+    channels_last: bool = setting(False, "Use the channels_last memory format.")
+    backward: bool = setting(True, "Time backward too, or the forward only.",
+                             flag="--backward/--forward-only")
+    sweep_batch_sizes: tuple[int, ...] = setting(
+        (), "Throughput sweep: comma-separated batch sizes, e.g. 1,8,32.", minimum=1,
+        flag="--sweep-batch", metavar="SIZES")
+    peak_gflops: float | None = setting(None, "Roofline peak compute in GFLOP/s.", above=0,
+                                        none_means="measured with a large matmul")
+    peak_gbytes_per_s: float | None = setting(None, "Roofline peak bandwidth in GB/s.", above=0,
+                                              none_means="measured with a large copy",
+                                              flag="--peak-gbs")
+
+    def __post_init__(self) -> None:
+        check_settings(self)
+
+    def work(self, models: int) -> int:
+        """Progress units measure_latency reports: one per model and batch size."""
+        return models * (1 + len(self.sweep_batch_sizes))
+
+
+LATENCY_DEFAULTS = LatencyConfig()
+
+
+@dataclass
+class LatencyResult:
+    samples: list[dict[str, Any]] = field(default_factory=list)  # raw, one per pass
+    layers: list[dict[str, Any]] = field(default_factory=list)  # stats per leaf & direction
+    models: list[dict[str, Any]] = field(default_factory=list)  # one row per model
+    rounds: list[dict[str, Any]] = field(default_factory=list)  # interleaved whole passes
+    comparisons: list[dict[str, Any]] = field(default_factory=list)  # vs the first model
+    sweep: list[dict[str, Any]] = field(default_factory=list)  # images/s per batch size
+    environment: dict[str, Any] = field(default_factory=dict)
+    failures: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # e.g. a busy machine
+    passes: list[dict[str, Any]] = field(default_factory=list)  # profiler engine, per pass
+    trace_files: list[str] = field(default_factory=list)  # Chrome/Perfetto traces written
+
+
+def check_dtype_supported(dtype: str, device: torch.device) -> None:
+    """Run a tiny conv forward+backward in ``dtype``; a clear error if the device can't."""
+    torch_dtype = DTYPES[dtype]
+    if torch_dtype is torch.float32:
+        return
+    try:
+        conv = torch.nn.Conv2d(3, 4, 3).to(device=device, dtype=torch_dtype)
+        conv(torch.randn(1, 3, 8, 8, device=device, dtype=torch_dtype)).sum().backward()
+    except (RuntimeError, NotImplementedError) as error:
+        raise ValueError(f"dtype {dtype} cannot run on this {device.type} device "
+                         f"({str(error).splitlines()[0]}); use fp32") from None
+
+
+def prepared_input(source: ModelSource, config: LatencyConfig, device: torch.device, batch: int,
+           training: bool, model: nn.Module | None = None) -> torch.Tensor:
+    """The input batch, after checking that the pass it feeds fits in memory."""
+    size = config.input_size or source.default_input_size
+    if source.is_zoo:
+        source.spec.check_input_size(size)
+    structure = build_on_meta(source.spec) if source.is_zoo else model or source.build()
+    channels = source.in_channels
+    check_fits(structure, (batch, channels, size, size), device, training,
+               f"timing {source.text}", element_bytes=torch.finfo(DTYPES[config.dtype]).bits // 8)
+    x = torch.randn(batch, channels, size, size, device=device, dtype=DTYPES[config.dtype])
+    return x.to(memory_format=torch.channels_last) if config.channels_last else x
+
+
+def prepared_model(source: ModelSource, config: LatencyConfig, device: torch.device,
+                    model: nn.Module | None = None):
+    model = (model or source.build()).to(device=device, dtype=DTYPES[config.dtype])
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model

@@ -1,0 +1,174 @@
+"""The training part rendered: the degradation curves and verdict with every number behind it,
+the dynamics of the first steps in the recipe, and the Why part (analyses of the trained
+nets)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from resnet_probe.analysis import WhyPart
+from resnet_probe.jobs.parts import InProgress, Skipped, TrainingPart
+from resnet_probe.report import figures
+from resnet_probe.report.html import Section, esc
+from resnet_probe.stats import RULE
+from resnet_probe.train.verdict import DegradationVerdict, Verdict
+
+
+def render_training(part: TrainingPart, number: str = "6.") -> Section:
+    section = Section("degradation", f"{number} Degradation: training error by depth")
+    tables = part.degradation
+    if tables.final.empty:
+        return section.note("Training was interrupted before any run recorded a step; "
+                            "nothing to show.", kind="warning")
+    unfinished = tables.final.query("status != 'finished'")
+    if not unfinished.empty:
+        runs = ", ".join(f"{row.model} seed {row.seed} ({row.status} after {row.steps_done} "
+                         f"steps)" for row in unfinished.itertuples())
+        section.note(f"Not every run finished: {esc(runs)}. Their rows and curves show the "
+                     f"steps recorded before they stopped; conclusions below use them as they "
+                     f"are.", kind="warning")
+    if part.cache is not None and part.cache.reused:
+        section.note(f"Reused from the run cache ({esc(part.cache.path)}): "
+                     f"{esc(', '.join(part.cache.reused))}. These runs finished earlier with "
+                     f"the same model, recipe, data, seed, device and versions; --fresh "
+                     f"retrains them.")
+    for problem in part.cache.problems if part.cache is not None else ():
+        section.note(esc(problem), kind="warning")
+    if part.recipe:
+        section.text(f"Data: {esc(part.dataset)}. Recipe: {esc(recipe_text(part.recipe))}. "
+                     f"The primary curve is the train-mode minibatch error; eval-mode errors "
+                     f"are beside it.")
+    elif part.source:
+        section.text(f"Runs {esc(part.source)}.")
+    text, kind = verdict_note(tables.verdict, tables.stopped_early)
+    section.note(text, kind=kind)
+    if not tables.estimates.empty:
+        section.table(tables.estimates, caption="The comparisons the verdict rests on: per "
+                                                "seed, mean, and 95% t interval")
+    section.figure(figures.training_curves(tables.history, tables.final))
+    if not tables.evals.empty:
+        section.figure(figures.eval_curves(tables.evals))
+    section.table(tables.final, caption="Final errors (train-mode error averaged over the last "
+                                        "10% of steps; eval-mode errors at the last evaluation)")
+    if not tables.grad_norms.empty:
+        section.figure(figures.grad_ratio_training(tables.grad_norms))
+    if not tables.dynamics.empty:
+        section.text("<b>The first steps, in this recipe</b> (the runs above, watched at the "
+                     "recorded steps): per layer, ‖∇W‖/‖W‖ and the effective step lr·‖∇W‖/‖W‖ "
+                     "that plain SGD would take, and ‖ΔW‖/‖W‖ of the update actually made. "
+                     "That last one is dominated by momentum after a large first step: with "
+                     "μ = 0.9 it follows μ^t / Σ_{k<t} μ^k = 0.90, 0.43, 0.14, ... whatever the "
+                     "layer does, so the figure draws that curve beside it.")
+        section.figure(figures.recipe_dynamics(tables.dynamics, tables.joins))
+        if not tables.dynamics_summary.empty:
+            section.table(tables.dynamics_summary, caption="The first conv over the recorded "
+                          "steps, mean over seeds with 95% t intervals: ‖W‖ growth, and "
+                          "‖∇W‖/‖W‖ and the effective step at the last recorded step")
+    if not tables.rescale.empty:
+        section.text("<b>The causal test.</b> The same plain nets, same seeds, with the "
+                     "stem's and first stage's convs scaled back to their norm at init (and "
+                     "their momentum cleared) after step 1. BN makes that function-preserving; "
+                     "only the optimiser's view of those layers changes. Paired by seed:")
+        section.table(tables.rescale, caption="Final training error, rescaled minus normal "
+                                              "(negative: the rescaled net trained faster)")
+    section.text("These are short runs on small data: the gap shows that the deeper plain net "
+                 "trains more slowly at this budget, not that it cannot reach a low training "
+                 "error. Trained much longer, a deep plain net on data this easy can get low "
+                 "too; the paper's Fig. 6 shows the gap persisting on CIFAR-10 over 64k "
+                 "iterations.")
+    return section
+
+
+def verdict_note(verdict: DegradationVerdict, stopped_early: str | None) -> tuple[str, str]:
+    """The verdict as train/verdict.py made it, with the numbers it rests on and its rule."""
+    roles = ", ".join(f"{seed} ({role.value})" for seed, role in verdict.seed_roles.items())
+    reasons = "; ".join(verdict.reasons + ([stopped_early] if stopped_early else []))
+    residual = f" {verdict.residual_finding[0].upper()}{verdict.residual_finding[1:]}." \
+        if verdict.residual_finding else ""
+    rule = " ".join(verdict.rule.replace("``", "").split()).replace(" * ", " • ")
+    text = (f"<b>Verdict: {esc(verdict.verdict.value)}</b> on seeds {esc(roles or 'none')}: "
+            f"{esc(reasons)}.{esc(residual)} <small>Rule, {esc(rule)} Intervals: "
+            f"{esc(RULE)}</small>")
+    return text, ("finding" if verdict.verdict is not Verdict.INCONCLUSIVE else "warning")
+
+
+def recipe_text(recipe: dict[str, Any]) -> str:
+    """A TrainConfig's fields (as stored with a run) in words."""
+    milestones = ", ".join(f"{m:.0%}" for m in recipe["milestones"])
+    return (f"SGD momentum {recipe['momentum']}, lr {recipe['lr']} (warm-up "
+            f"{recipe['warmup_lr']} for {recipe['warmup_steps']} steps, x{recipe['gamma']} at "
+            f"{milestones} of the budget), weight decay {recipe['weight_decay']}, batch "
+            f"{recipe['batch_size']}, {recipe['steps']} steps"
+            f"{', pad-crop-flip augmentation' if recipe['augment'] else ''}")
+
+
+def render_why(part: WhyPart | InProgress | Skipped | None, number: str = "") -> Section:
+    """Why the residual nets train: the analyses of the trained nets, each claim tested by
+    its stated rule."""
+    section = Section("why", f"{number} Why: what the trained nets show".strip())
+    if isinstance(part, InProgress):
+        return section.note(esc(part.note), kind="warning")
+    if part is None or isinstance(part, Skipped) or part.empty:
+        reason = part.reason if isinstance(part, Skipped) else \
+            "No trained nets were analysed in this report."
+        return section.note(esc(reason))
+    reused = (" Reused from the cache of results: the same runs, analyses and options were "
+              "analysed before (--fresh recomputes)." if part.reused else "")
+    section.text(esc(part.data + reused))
+    for skipped in part.not_analysed:
+        section.note(f"Not analysed: {esc(skipped)}", kind="warning")
+    if part.untrained:
+        section.note(f"These nets did not train (final training error not below the verdict's "
+                     f"bar): {esc(', '.join(part.untrained))}. Their rows describe a net stuck "
+                     f"near chance, not a trained one.", kind="warning")
+    findings = part.findings
+    if not findings.empty:
+        held = findings["outcome"].eq("holds")
+        lines = "; ".join(f"{row.claim} at depth {row.depth}: <b>{esc(row.outcome)}</b> "
+                          f"({esc(row.evidence)})" for row in findings.itertuples())
+        section.note(f"{lines}. <small>Rule: {esc(part.rule)}</small>",
+                     kind="finding" if held.all() else "warning")
+        section.table(findings, caption="The papers' claims, tested at this budget")
+    if not part.lesion_blocks.empty or not part.lesion_count.empty:
+        section.text("<b>Lesions</b> (Veit et al. 2016): a residual block's branch is deleted "
+                     "and its shortcut kept; a plain block is replaced by the identity where "
+                     "its shape allows. The rise is given as a fraction of the room the net had "
+                     "(chance minus its own error), so a net that trained worse is not favoured "
+                     "by having less to lose.")
+    if not part.lesion_blocks.empty:
+        section.figure(figures.lesion_blocks(part.lesion_blocks))
+        blocked = part.lesion_blocks[part.lesion_blocks["not_deletable_because"].notna()
+                                     ].drop_duplicates(["model", "block"])
+        if not blocked.empty:
+            section.table(blocked[["model", "block", "not_deletable_because"]],
+                          caption="Blocks that cannot be deleted, and why")
+    if not part.lesion_count.empty:
+        section.figure(figures.lesion_count(part.lesion_count))
+    if not part.paths.empty:
+        section.text("<b>Effective paths</b> (Veit et al. 2016, Fig. 6): a net of n residual "
+                     "blocks holds C(n, k) paths through k branches. The gradient reaching the "
+                     "input through paths of each length is measured by letting the gradient "
+                     "flow through either the branch or the shortcut of each block, with k "
+                     "branches drawn at random.")
+        section.figure(figures.path_lengths(part.paths))
+    if not part.responses.empty:
+        section.text("<b>Layer responses</b> (He et al. 2016, Fig. 7): residual functions "
+                     "that stay close to zero give smaller responses than the plain net's "
+                     "layers, which must carry the whole signal.")
+        section.figure(figures.layer_responses(part.responses))
+    if not part.landscape.empty:
+        section.text("<b>Loss landscape</b> (Li et al. 2018): the training loss along "
+                     "filter-normalised random directions, each rise relative to the loss at "
+                     "the trained weights and averaged over the directions.")
+        section.figure(figures.landscape_slices(part.landscape))
+        if "beta" in part.landscape and part.landscape["beta"].notna().any():
+            section.figure(figures.landscape_surfaces(part.landscape))
+    if not part.landscape_summary.empty:
+        section.table(part.landscape_summary, caption="Landscape summary per net: loss at the "
+                      "trained weights, the relative rise at ±0.5 over the directions")
+    if not part.hessian.empty:
+        section.text("<b>Hessian spectra</b> (Li et al. 2018; pyhessian's approach): the largest "
+                     "and smallest eigenvalues of the Hessian of the training loss at the "
+                     "trained weights, by Lanczos on Hessian-vector products.")
+        section.table(part.hessian, caption="Top eigenvalue and |λmin/λmax| per net")
+    return section

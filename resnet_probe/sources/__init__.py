@@ -1,0 +1,510 @@
+"""Where a MODEL comes from, resolved once at the edge (CLI and top-level API).
+
+Accepted everywhere a MODEL is:
+
+* a zoo name or spec text: ``resnet50``, ``plain34``, ``cifar[layers=9-9-9]``;
+* ``torchvision:NAME``: any torchvision classification model (``torchvision.models.get_model``);
+* ``timm:NAME``: any timm model (``timm.create_model``);
+* ``path/to/file.py:factory`` or ``package.module:factory``: a user's function returning an
+  ``nn.Module``;
+* any of these three with builder arguments: ``torchvision:vit_h_14[image_size=518]``,
+  ``timm:resnet50d[drop_rate=0.1]``, ``my_model.py:build[width=32]``;
+* ``plain:MODEL``: the plain twin of any of the above, made by graph surgery (surgery.py);
+  ``plain[reinit]:MODEL`` first gives branches that start at zero a unit init;
+* in the API, an ``nn.Module`` itself.
+
+Models are built with random initialisation; nothing is downloaded. Foreign models (all but the
+zoo's) get their block and stage structure discovered from their graph, as ``layer_info``, when
+a measurement needs it. A user's code (importing its module, building, its forward) runs inside
+``user_code``: its prints go to stderr, and an exception or ``sys.exit`` becomes an error naming
+the source and the step it reached.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import hashlib
+import importlib
+import importlib.util
+import inspect
+import json
+import re
+import sys
+import traceback
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from resnet_probe.errors import InvalidRequest, UserCodeError
+from resnet_probe.sources.inputs import InputSpec
+from resnet_probe.zoo import ResNetSpec, build_model, get_spec
+
+TORCHVISION = "torchvision:"
+TIMM = "timm:"
+PLAIN = "plain:"
+PLAIN_REINIT = "plain[reinit]:"
+INSTALL_HINT = ("install the optional extra: pip install 'resnet-probe[models]' (on a CPU-only "
+                "machine: torch==2.14.1 torchvision==0.29.1 timm)")
+_ARGUMENTS = re.compile(r"^(?P<base>.+?)\[(?P<args>[^\[\]]*)\]$")
+
+
+class SourceError(InvalidRequest):
+    """A MODEL that cannot be resolved: unknown name, missing library, bad factory."""
+
+
+@dataclass
+class ModelSource:
+    """A resolved MODEL: how to build it, what it takes, and (for the zoo) its spec."""
+
+    text: str  # as the user wrote it; the label in every table
+    kind: str  # zoo, torchvision, timm, factory, module, plain
+    spec: ResNetSpec | None = None  # zoo models only
+    in_channels: int = 3
+    default_input_size: int = 224
+    module: nn.Module | None = None  # given directly (API)
+    fingerprint: dict[str, Any] = field(default_factory=dict)  # what changes the model
+    weights: Path | None = None  # a local state_dict loaded into every build
+    inner: ModelSource | None = None  # plain:MODEL's MODEL
+    builder_args: dict[str, Any] = field(default_factory=dict)  # NAME[k=v,...]
+    reinit: bool = False  # plain[reinit]:
+    inputs: InputSpec | None = None  # what its forward takes, when not one image
+    _traits: tuple[int | None, bool] | None = field(default=None, repr=False)
+
+    @property
+    def min_input_size(self) -> int:
+        """The smallest input worth feeding: the zoo's total stride, else 32."""
+        return self.spec.total_stride if self.spec is not None else 32
+
+    def traits(self) -> tuple[int | None, bool]:
+        """(depth in weighted layers, has shortcuts); a foreign model is built once to find
+        out, and the answer kept on this source."""
+        if self.spec is not None:
+            return self.spec.depth, self.spec.shortcut
+        if self._traits is None:
+            from resnet_probe.sources.surgery import has_shortcuts
+
+            model = self.build()
+            depths = [i.depth for i in getattr(model, "layer_info", {}).values()
+                      if i.depth is not None]
+            self._traits = (max(depths, default=None), has_shortcuts(model))
+        return self._traits
+
+    def identity(self) -> dict[str, Any]:
+        """What the caches key this model by: the spec, or the source and what it was built
+        from (library version, file hash, builder arguments)."""
+        if self.spec is not None:
+            import dataclasses
+
+            # The spec's fields as they are, so run-cache keys stay what they were.
+            return json.loads(json.dumps(dataclasses.asdict(self.spec), default=str))
+        if self.inner is not None:
+            return {"plain": self.inner.identity(), **({"reinit": True} if self.reinit else {})}
+        if self.module is not None:  # what the module is and holds, not only its label
+            digest = hashlib.sha256(repr(self.module).encode())
+            for name, tensor in self.module.state_dict().items():
+                digest.update(name.encode())
+                if tensor.device.type != "meta":
+                    digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+            return {"source": self.text, "module_sha256": digest.hexdigest()}
+        return {"source": self.text, **self.fingerprint}
+
+    @property
+    def is_zoo(self) -> bool:
+        return self.spec is not None
+
+    def build(self, num_classes: int | None = None, in_channels: int | None = None,
+              structure: bool = True, device: str | None = None) -> nn.Module:
+        """A fresh model, randomly initialised. A foreign model carries its discovered
+        ``layer_info`` (block and stage structure) unless ``structure`` is False (counting a
+        total needs none). ``device="meta"`` builds shapes only, where the constructor
+        allows it."""
+        if self.spec is not None:
+            fields = {k: v for k, v in (("num_classes", num_classes),
+                                        ("in_channels", in_channels)) if v is not None}
+            if device == "meta":
+                from resnet_probe.zoo import build_on_meta
+
+                model = build_on_meta(self.text, **fields)
+            else:
+                model = build_model(self.text, **fields)
+        else:
+            model = _build_foreign(self, num_classes, in_channels, structure, device)
+        if self.weights is not None:
+            if device == "meta":
+                check_weights(model, read_weights(self.weights), self.weights, self.text)
+            else:
+                load_weights(model, self.weights, self.text)
+        return model
+
+    def example(self, input_size: int | None = None, batch_size: int = 1,
+                device: str | torch.device = "cpu") -> torch.Tensor:
+        """One image batch of the size the model takes (its ``inputs`` spec says otherwise)."""
+        size = self.default_input_size if input_size is None else input_size
+        return torch.zeros(batch_size, self.in_channels, size, size, device=device)
+
+    def example_inputs(self, input_size: int | None = None, batch_size: int = 1,
+                       device: str | torch.device = "cpu"
+                       ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """(args, kwargs) for the model's forward: the ``inputs`` spec when given, else one
+        image batch."""
+        if self.inputs is not None:
+            return self.inputs.example(device=device, batch_size=batch_size
+                                       if input_size is None else batch_size)
+        return (self.example(input_size, batch_size, device),), {}
+
+    @property
+    def input_description(self) -> str:
+        if self.inputs is not None:
+            return self.inputs.text()
+        return f"1x{self.in_channels}x{self.default_input_size}x{self.default_input_size}"
+
+
+def resolve(model: str | nn.Module | ModelSource, in_channels: int | None = None,
+            input_size: int | None = None, name: str | None = None,
+            weights: Path | None = None, inputs: InputSpec | None = None) -> ModelSource:
+    """A MODEL (see the module docstring) as a ModelSource; ``in_channels`` and
+    ``input_size`` say what a foreign model takes (zoo models know); ``inputs`` a forward
+    that takes more than one image."""
+    if isinstance(model, ModelSource):
+        return model
+    for what, value in (("in_channels", in_channels), ("input_size", input_size)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or value < 1):
+            raise InvalidRequest(f"{what} must be a positive integer: {what}={value!r}")
+    source = _resolve(model, in_channels, input_size, name)
+    source.weights = Path(weights) if weights is not None else None
+    source.inputs = inputs
+    return source
+
+
+def _resolve(model, in_channels, input_size, name) -> ModelSource:
+    if isinstance(model, nn.Module):
+        label = name or getattr(model, "name", None) or type(model).__name__
+        spec = getattr(model, "spec", None) if isinstance(getattr(model, "spec", None),
+                                                          ResNetSpec) else None
+        return ModelSource(label, "module", spec=None, module=model,
+                           in_channels=in_channels or (spec.in_channels if spec else 3),
+                           default_input_size=input_size or (spec.default_input_size
+                                                             if spec else 224))
+    text = str(model).strip()
+    for prefix, reinit in ((PLAIN_REINIT, True), (PLAIN, False)):
+        if text.startswith(prefix):
+            inner = resolve(text[len(prefix):], in_channels, input_size)
+            return ModelSource(text, "plain", in_channels=inner.in_channels,
+                               default_input_size=inner.default_input_size, inner=inner,
+                               reinit=reinit)
+    if text.startswith("plain[") and "]:" in text:
+        raise SourceError(f"{text!r}: the only option of plain[...]: is reinit "
+                          f"(plain[reinit]:MODEL)")
+    base, arguments = _builder_arguments(text)
+    if base.startswith(TORCHVISION):
+        return _torchvision(text, base, arguments, in_channels, input_size)
+    if base.startswith(TIMM):
+        return _timm(text, base, arguments, in_channels, input_size)
+    if ":" in base:
+        return _factory(text, base, arguments, in_channels, input_size)
+    try:
+        spec = get_spec(text)
+    except ValueError as error:
+        raise SourceError(f"{error}; or give torchvision:NAME, timm:NAME, plain:MODEL, "
+                          f"path/to/file.py:factory or package.module:factory") from None
+    return ModelSource(text, "zoo", spec=spec, in_channels=spec.in_channels,
+                       default_input_size=spec.default_input_size)
+
+
+def _builder_arguments(text: str) -> tuple[str, dict[str, Any]]:
+    """``SOURCE[k=v,...]`` -> (SOURCE, {k: v}) for torchvision:, timm: and factories; each
+    value a Python literal (42, 0.1, True, 'name'), else its text."""
+    match = _ARGUMENTS.match(text)
+    if match is None or not any(text.startswith(p) for p in (TORCHVISION, TIMM)) and \
+            ":" not in match.group("base"):
+        return text, {}
+    arguments: dict[str, Any] = {}
+    for item in filter(None, (part.strip() for part in match.group("args").split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip().isidentifier():
+            raise SourceError(f"{text!r}: builder arguments are NAME=VALUE pairs separated by "
+                              f"commas, e.g. torchvision:vit_h_14[image_size=518]; got "
+                              f"{item!r}")
+        try:
+            arguments[key.strip()] = ast.literal_eval(value.strip())
+        except (ValueError, SyntaxError):
+            arguments[key.strip()] = value.strip()
+    return match.group("base"), arguments
+
+
+def _torchvision(text: str, base: str, arguments, in_channels, input_size) -> ModelSource:
+    try:
+        import torchvision
+    except Exception as error:  # noqa: BLE001 - a broken install raises more than ImportError
+        raise SourceError(f"{text!r} needs torchvision, which does not import here "
+                          f"({type(error).__name__}: {error}); {INSTALL_HINT}") from None
+    name = base[len(TORCHVISION):]
+    available = torchvision.models.list_models(module=torchvision.models)
+    if name not in available:
+        raise SourceError(f"torchvision has no classification model {name!r}; close names: "
+                          f"{', '.join(_close(name, available)) or 'none'} (all: "
+                          f"torchvision.models.list_models())")
+    size = arguments.get("image_size") if isinstance(arguments.get("image_size"), int) else None
+    return ModelSource(text, "torchvision", in_channels=in_channels or 3,
+                       default_input_size=input_size or size or 224, builder_args=arguments,
+                       fingerprint={"torchvision": torchvision.__version__, "name": name,
+                                    "arguments": arguments})
+
+
+def _timm(text: str, base: str, arguments, in_channels, input_size) -> ModelSource:
+    try:
+        import timm
+    except Exception as error:  # noqa: BLE001
+        raise SourceError(f"{text!r} needs timm, which does not import here "
+                          f"({type(error).__name__}: {error}); {INSTALL_HINT}") from None
+    name = base[len(TIMM):]
+    available = timm.list_models()
+    if name not in available:
+        raise SourceError(f"timm has no model {name!r}; close names: "
+                          f"{', '.join(_close(name, available)) or 'none'}")
+    config = timm.models.get_pretrained_cfg(name)
+    size = (config.input_size[-1] if config is not None and config.input_size else 224)
+    if isinstance(arguments.get("img_size"), int):
+        size = arguments["img_size"]
+    return ModelSource(text, "timm", in_channels=in_channels or 3,
+                       default_input_size=input_size or size, builder_args=arguments,
+                       fingerprint={"timm": timm.__version__, "name": name,
+                                    "arguments": arguments})
+
+
+def _factory(text: str, base: str, arguments, in_channels, input_size) -> ModelSource:
+    location, _, function = base.rpartition(":")
+    if not location or not function.isidentifier():
+        raise SourceError(f"{text!r} is not FILE.py:factory or package.module:factory")
+    fingerprint: dict[str, Any] = {"factory": function, "arguments": arguments}
+    if _is_file(location):
+        path = Path(location)
+        if not path.is_file():
+            raise SourceError(f"{text!r}: no such file {str(path)!r}")
+        fingerprint["file_sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+    source = ModelSource(text, "factory", in_channels=in_channels or 3,
+                         default_input_size=input_size or 224, fingerprint=fingerprint,
+                         builder_args=arguments)
+    _load_factory(source)  # fail now, with the reason, rather than mid-measurement
+    return source
+
+
+def _is_file(location: str) -> bool:
+    return location.endswith(".py") or "/" in location or "\\" in location
+
+
+def factory_location(source: ModelSource) -> tuple[str, str]:
+    """(module location, function name) of a factory source."""
+    base, _ = _builder_arguments(source.text)
+    location, _, function = base.rpartition(":")
+    return location, function
+
+
+def _load_factory(source: ModelSource):
+    location, function = factory_location(source)
+    with user_code(source.text, f"importing {location!r}"):
+        if _is_file(location):
+            path = Path(location).resolve()
+            module_name = f"resnet_probe_user_{hashlib.sha1(str(path).encode()).hexdigest()[:8]}"
+            module = sys.modules.get(module_name)
+            if module is None:
+                spec = importlib.util.spec_from_file_location(module_name, path)
+                if spec is None or spec.loader is None:
+                    raise SourceError(f"{source.text!r}: {str(path)!r} is not a Python file")
+                module = importlib.util.module_from_spec(spec)
+                sys.modules[module_name] = module
+                try:
+                    spec.loader.exec_module(module)
+                except BaseException:
+                    sys.modules.pop(module_name, None)  # a failed import is not cached
+                    raise
+        else:
+            module = importlib.import_module(location)
+    factory = getattr(module, function, None)
+    if not callable(factory):
+        names = [n for n, v in vars(module).items() if callable(v) and not n.startswith("_")]
+        raise SourceError(f"{source.text!r}: {location!r} has no function {function!r}; it "
+                          f"defines {', '.join(sorted(names)[:12]) or 'no functions'}")
+    return factory
+
+
+@contextlib.contextmanager
+def user_code(source: str, step: str) -> Iterator[None]:
+    """Run a user's code (a factory's module, the factory, its forward): its prints go to
+    stderr, and an exception or ``sys.exit`` becomes a UserCodeError naming ``source`` and
+    ``step``, with the traceback kept for --debug. Our own errors pass through."""
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    except (InvalidRequest, KeyboardInterrupt, torch.cuda.OutOfMemoryError):
+        raise
+    except SystemExit as error:
+        raise UserCodeError(f"{source}: its code called sys.exit({error.code!r}) while "
+                            f"{step}; resnet-probe stopped there",
+                            traceback.format_exc()) from None
+    except Exception as error:  # noqa: BLE001 - user code can raise anything
+        first = str(error).splitlines()[0] if str(error) else ""
+        raise UserCodeError(f"{source}: {step} failed ({type(error).__name__}"
+                            f"{': ' + first if first else ''}); --debug shows the traceback",
+                            traceback.format_exc()) from None
+
+
+def _build_foreign(source: ModelSource, num_classes, in_channels, structure: bool,
+                   device: str | None) -> nn.Module:
+    from resnet_probe.sources.surgery import SurgeryError, discover_structure, plain_twin
+
+    if source.kind == "module":  # a copy: measuring or training must not touch the user's
+        import copy
+
+        model = copy.deepcopy(source.module)
+        if device == "meta":
+            model = model.to("meta")
+    elif source.kind == "plain":
+        inner = source.inner
+        assert inner is not None
+        original = inner.build(num_classes, in_channels, structure=False, device=device)
+        example = inner.example(source.default_input_size,
+                                device="meta" if device == "meta" else "cpu")
+        model = _forward_step(inner, "making its plain twin", lambda: plain_twin(
+            original, example if structure else None, reinit=source.reinit))
+        model.name = source.text
+        return model
+    else:
+        kwargs: dict[str, Any] = dict(source.builder_args)
+        if num_classes is not None:
+            kwargs["num_classes"] = num_classes
+        with user_code(source.text, "building the model"), _on(device):
+            if source.kind == "torchvision":
+                import torchvision
+
+                model = torchvision.models.get_model(source.fingerprint["name"], weights=None,
+                                                     **kwargs)
+            elif source.kind == "timm":
+                import timm
+
+                if in_channels is not None:
+                    kwargs["in_chans"] = in_channels
+                model = timm.create_model(source.fingerprint["name"], pretrained=False,
+                                          **kwargs)
+            else:
+                factory = _load_factory(source)
+                accepted = inspect.signature(factory).parameters
+                if in_channels is not None and "in_channels" in accepted:
+                    kwargs["in_channels"] = in_channels
+                kwargs = {k: v for k, v in kwargs.items()
+                          if k in accepted or k in source.builder_args
+                          or any(p.kind is p.VAR_KEYWORD for p in accepted.values())}
+                model = factory(**kwargs)
+        if not isinstance(model, nn.Module):
+            raise SourceError(f"{source.text!r} returned {type(model).__name__}, not an "
+                              f"nn.Module")
+    model.name = source.text
+    if structure and not hasattr(model, "layer_info"):
+        try:  # the discovery's shape pass runs the model: it is the input check too
+            example = source.example(device="meta" if device == "meta" else "cpu")
+            model.layer_info = _forward_step(source, "finding its blocks", lambda:
+                                             discover_structure(model, example))
+        except SurgeryError:  # untraceable, or no residual blocks: per-module rows only
+            args, kwargs_ = source.example_inputs(
+                device="meta" if device == "meta" else "cpu")
+            _forward_step(source, "a forward on its example input",
+                          lambda: model.eval()(*args, **kwargs_))
+            model.layer_info = {}
+    return model
+
+
+@contextlib.contextmanager
+def _on(device: str | None) -> Iterator[None]:
+    """Build on ``device`` (meta: parameters without storage) when asked."""
+    if device is None:
+        yield
+        return
+    with torch.device(device):
+        yield
+
+
+def load_weights(model: nn.Module, path: Path, label: str) -> None:
+    """A local state_dict into ``model``, strictly: every missing or unexpected key, and every
+    tensor whose shape does not fit, named. The file is loaded as data only."""
+    check_weights(model, read_weights(path), path, label, load=True)
+
+
+def read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """The state_dict in a ``--weights`` file (or the ``state_dict`` a training checkpoint
+    wraps), loaded as data only."""
+    from resnet_probe.untrusted import UntrustedFileError, load_tensors
+
+    try:
+        state = load_tensors(path, "--weights")
+    except FileNotFoundError:
+        raise SourceError(f"--weights {str(path)!r}: no such file") from None
+    except UntrustedFileError as error:
+        raise SourceError(str(error)) from None
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]  # a training checkpoint wrapping it
+    if not isinstance(state, dict) or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+        raise SourceError(f"--weights {str(path)!r} holds a {type(state).__name__}, not a "
+                          f"state_dict of named tensors")
+    return state
+
+
+def check_weights(model: nn.Module, state: dict[str, torch.Tensor], path: Path, label: str,
+                  load: bool = False) -> None:
+    """Raise SourceError unless ``state`` fits ``model`` key for key and shape for shape (the
+    check needs no storage, so it works on a meta model); with ``load``, copy it in."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    shapes = [f"{k}: {tuple(state[k].shape)} in the file, {tuple(expected[k].shape)} in the "
+              f"model" for k in expected if k in state
+              and tuple(state[k].shape) != tuple(expected[k].shape)]
+    problems = [f"missing {', '.join(missing[:5])}" + (f" (+{len(missing) - 5} more)"
+                                                       if len(missing) > 5 else "")
+                if missing else "",
+                f"unexpected {', '.join(unexpected[:5])}" if unexpected else "",
+                f"shapes differ for {'; '.join(shapes[:5])}" if shapes else ""]
+    if any(problems):
+        raise SourceError(f"--weights {str(path)!r} does not fit {label}: "
+                          f"{'; '.join(p for p in problems if p)}")
+    if load:
+        model.load_state_dict(state, strict=True)
+
+
+def _forward_step(source: ModelSource, step: str, run):
+    """``run()``, where a model meets the source's example input. SurgeryError passes; a
+    failure of the user's code is named with the step and the flags that say what the model
+    takes (or its builder arguments)."""
+    from resnet_probe.sources.surgery import SurgeryError
+
+    try:
+        with torch.no_grad(), contextlib.redirect_stdout(sys.stderr):
+            return run()
+    except (SurgeryError, UserCodeError, KeyboardInterrupt):
+        raise
+    except SystemExit as error:
+        raise UserCodeError(f"{source.text}: its code called sys.exit({error.code!r}) during "
+                            f"{step}; resnet-probe stopped there",
+                            traceback.format_exc()) from None
+    except Exception as error:  # noqa: BLE001 - user code can raise anything
+        first = str(error).splitlines()[0] if str(error) else type(error).__name__
+        hint = ("say what it takes with --input-size and --in-channels, or --input "
+                "NAME=SHAPE for other inputs")
+        if source.kind in ("torchvision", "timm"):
+            hint += (f", or pass builder arguments such as {source.text.split('[')[0]}"
+                     f"[image_size={source.default_input_size}]")
+        raise UserCodeError(f"{source.text} fails on a {source.input_description} input "
+                            f"during {step} ({first}); {hint}",
+                            traceback.format_exc()) from None
+
+
+def _close(name: str, options: list[str]) -> list[str]:
+    import difflib
+
+    return difflib.get_close_matches(name, options, n=5, cutoff=0.6)
