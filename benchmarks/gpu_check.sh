@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # The CUDA checks in one script, for a machine with an NVIDIA GPU and PyTorch installed.
 # Usage: bash benchmarks/gpu_check.sh OUTPUT_DIR
-# Runs: the per-layer timing check (benchmarks/gpu_latency.py), fp16 latency through the CLI,
+# Runs: the per-layer timing check (benchmarks/gpu_latency.py), the two latency engines side by
+# side with the profiler engine's goals (benchmarks/latency_engines.py: kernel times vs busy
+# time within 2%, profiled wall vs an event-timed pass within 10%, at batch 1 and 32, fp32 and
+# bf16, resnet50 and plain50) and a profiler trace, the memory columns with the measured CUDA
+# peak, fp16 latency through the CLI,
 # the memory guard (one model fits and is timed, one does not and is refused), a short
 # degradation run on CUDA with its analyses of the trained nets, a compare report whose latency
 # section is measured on the GPU, and, where torchvision and timm import, foreign models and
@@ -13,6 +17,15 @@ export PYTHONUNBUFFERED=1
 run() { echo; echo "\$ $*"; "$@"; echo "exit $?"; }
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
 run python3 benchmarks/gpu_latency.py --batch-sizes 1,32 --dtypes fp32,bf16
+for batch in 1 32; do
+    for dtype in fp32 bf16; do
+        run python3 benchmarks/latency_engines.py --device cuda --batch-size "$batch" \
+            --dtype "$dtype" --repeats 20
+    done
+done
+run python3 -m resnet_probe latency resnet50 --device cuda --engine profiler --repeats 5 \
+    --trace "$out/traces" --by layer --format csv
+run python3 -m resnet_probe flops resnet50 plain50 --memory --format json
 run python3 -m resnet_probe latency resnet50 --device cuda --dtype fp16 --batch-size 8 \
     --repeats 10 --format json
 run python3 -m resnet_probe latency resnet8 resnet152 --device cuda --batch-size 6000 \

@@ -13,15 +13,25 @@ from resnet_probe.progress import NO_PROGRESS, Progress
 
 
 def flops(models, input_size: int | None = None, batch_size: int = 1,
-          by: str = "model", engine: str = "torch") -> pd.DataFrame:
+          by: str = "model", engine: str = "torch", inputs=None,
+          memory: bool = False) -> pd.DataFrame:
     """Params, MACs and FLOPs in every convention; ``by`` is model, module, block, stage or
     operator (block and stage rows sum the modules, so every view's totals agree).
-    ``models``: one MODEL or a list; each a name, a source text or an nn.Module."""
+    ``models``: one MODEL or a list; each a name, a source text or an nn.Module. ``inputs``:
+    example inputs as fvcore and torchinfo take them (a tensor, a tuple of positional
+    tensors, a dict of keyword tensors), for a forward that takes more than one image.
+    ``memory`` adds the memory columns (bytes of parameters, buffers, gradients, saved
+    activations and a training step's peak)."""
     from resnet_probe.measure.costs import count_costs
-    from resnet_probe.views import cost_view
+    from resnet_probe.sources import InputSpec, resolve
+    from resnet_probe.views import STRUCTURED_VIEWS, cost_view
 
-    return cost_view([count_costs(m, input_size, batch_size, engine=engine)
-                      for m in _models(models)], by)
+    spec = InputSpec.of(inputs) if inputs is not None else None
+    sources = [resolve(m, input_size=input_size, inputs=spec) for m in _models(models)]
+    return cost_view([count_costs(source, None if spec else input_size, batch_size,
+                                  engine=engine, structure=by in STRUCTURED_VIEWS,
+                                  memory=memory)
+                      for source in sources], by)
 
 
 def _models(models) -> list:

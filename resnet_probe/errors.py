@@ -20,6 +20,7 @@ class UserCodeError(InvalidRequest):
     names the source and the step it reached; ``details`` holds the traceback, which the CLI
     shows only under --debug."""
 
-    def __init__(self, message: str, details: str = "") -> None:
+    def __init__(self, message: str, details: str = "", reason: str = "") -> None:
         super().__init__(message)
         self.details = details
+        self.reason = reason or message  # the user's error alone, e.g. "KeyError: 'x'"

@@ -11,6 +11,8 @@ from resnet_probe.stats import median_interval
 
 COST_COLUMNS = ["params", *(m.column for m in CONVENTIONS)]
 COST_VIEWS = ("model", "module", "block", "stage", "operator")
+# The views whose rows need a foreign model's blocks and stages (found from its graph).
+STRUCTURED_VIEWS = ("module", "block", "stage")
 LATENCY_VIEWS = ("model", "difference", "layer", "block", "stage", "sample", "sweep")
 GRADIENT_VIEWS = ("model", "block", "stage", "layer", "shattering")
 DYNAMICS_VIEWS = ("dynamics", "dynamics_layer")

@@ -102,3 +102,27 @@ def zoo_report(tmp_path_factory, zoo_counts):
     out = tmp_path_factory.mktemp("reports")
     write_zoo_report(zoo_census(counted=zoo_counts), environment_info(), out)
     return out
+
+
+def _optional(name: str):
+    """An optional library of the second CI environment: skipped where it does not import,
+    failed instead under RESNET_PROBE_REQUIRE_TORCHVISION=1 (.ci/run)."""
+    import importlib
+    import os
+
+    try:
+        return importlib.import_module(name)
+    except Exception as error:  # noqa: BLE001 - an ops-loading failure is not an ImportError
+        if os.environ.get("RESNET_PROBE_REQUIRE_TORCHVISION") == "1":
+            pytest.fail(f"{name} is required here but does not import: {error}")
+        pytest.skip(f"{name} does not import here: {error}")
+
+
+@pytest.fixture(scope="session")
+def torchvision():
+    return _optional("torchvision")
+
+
+@pytest.fixture(scope="session")
+def timm(torchvision):
+    return _optional("timm")

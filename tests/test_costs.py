@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+from reference_counts import flop_counter_mode_counts, nonzero
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -289,7 +290,7 @@ def test_shape_pass_counts_what_flop_counter_mode_counts(name):
     operator of the whole net is the independent count. Forward counts agree per module,
     backward per operator, and every conv's backward is its input gradient plus its weight
     gradient, each the size of its forward (the stem's input needs no gradient)."""
-    from resnet_probe.measure.costs import _count_whole, uncounted_calls
+    from resnet_probe.measure.costs import uncounted_calls
     from resnet_probe.measure.formulas import DATA_MOVEMENT
     from resnet_probe.measure.shape_pass import count_shapes
 
@@ -297,12 +298,8 @@ def test_shape_pass_counts_what_flop_counter_mode_counts(name):
     model = build_on_meta(spec)
     shape = (1, spec.in_channels, spec.default_input_size, spec.default_input_size)
     forward, backward, calls, *_ = count_shapes(model, shape)
-    expected_forward, expected_backward, dispatched = _count_whole(
+    expected_forward, expected_backward, dispatched = flop_counter_mode_counts(
         model, torch.empty(shape, device="meta"))
-
-    def nonzero(counts):
-        return {module: {op: v for op, v in ops.items() if v}
-                for module, ops in counts.items() if any(ops.values())}
 
     assert forward == nonzero(expected_forward)
     assert backward[""] == nonzero(expected_backward)[""]
@@ -338,25 +335,44 @@ def test_v1_macs_from_recorded_shapes_equal_counting_the_v1_net():
         assert count_costs(name).summary["macs_v1"] == count_costs(v1).summary["macs"], name
 
 
-def test_a_modules_backward_goes_per_module_only_where_the_shape_pass_agrees():
-    """Counted by FlopCounterMode (a module, not a zoo net), the shortcut conv would carry its
-    block's branch too. The shape pass's attribution is used when it reproduces the count
-    exactly; where it cannot follow the forward (a GELU), rows leave backward blank and the
-    total still holds."""
+def test_a_modules_backward_goes_to_the_module_whose_forward_made_it():
+    """FlopCounterMode's module tracker would charge a shortcut conv its block's whole
+    branch. The shape pass and the dispatch count (by autograd node) both give each module
+    its own backward: a built module with an operator the pass cannot follow (lgamma) is
+    counted by dispatch, and its rows equal the zoo's."""
     from resnet_probe.measure.costs import count_module_costs
 
     zoo = count_costs("resnet18", input_size=64)
-    module = count_module_costs(build_model("resnet18"), torch.zeros(1, 3, 64, 64), "module")
     by_name = {row["module"]: row["backward_flops"] for row in zoo.modules}
+    module = count_module_costs(build_model("resnet18"), torch.zeros(1, 3, 64, 64), "module")
+    assert module.summary["count_method"] == "shape pass"
     assert {row["module"]: row["backward_flops"] for row in module.modules} == by_name
     downsample = next(r for r in zoo.modules if r["module"] == "layer2.0.downsample.0")
     assert downsample["backward_flops"] == 2 * downsample["flops"]
 
     model = build_model("resnet18")
-    model.relu = nn.GELU()
-    blank = count_module_costs(model, torch.zeros(1, 3, 64, 64), "with GELU")
-    assert all(row["backward_flops"] is None for row in blank.modules)
-    assert blank.summary["backward_flops"] == zoo.summary["backward_flops"]
+    model.maxpool = nn.Sequential(model.maxpool, _Lgamma())
+    dispatched = count_module_costs(model, torch.zeros(1, 3, 64, 64), "with lgamma")
+    assert dispatched.summary["count_method"] == "meta dispatch"
+    rows = {row["module"]: row["backward_flops"] for row in dispatched.modules}
+    assert all(rows[name] == flops for name, flops in by_name.items() if name in rows)
+    assert dispatched.summary["backward_flops"] == zoo.summary["backward_flops"]
+
+
+@pytest.mark.parametrize("name", [n for n in list_models() if get_spec(n).depth < 1000])
+def test_dispatch_counts_what_flop_counter_mode_counts(name):
+    """The dispatch path (for forwards the shape pass cannot follow) against the reference,
+    per module forward and in total backward, on every zoo net: the meta stand-ins of a
+    built module's tensors count what the real module does."""
+    from resnet_probe.measure.counting import count_pass, meta_tensors
+
+    spec = get_spec(name)
+    model = build_model(spec)
+    x = torch.zeros(1, spec.in_channels, spec.default_input_size, spec.default_input_size)
+    counts = count_pass(model, (x.to("meta"),), memory=False, tensors=meta_tensors(model))
+    forward, backward, _ = flop_counter_mode_counts(model, x)
+    assert nonzero(counts.forward) == nonzero(forward)
+    assert nonzero(counts.backward)[""] == nonzero(backward)[""]
 
 
 @pytest.mark.parametrize("name, shape", [
@@ -366,12 +382,11 @@ def test_a_modules_backward_goes_per_module_only_where_the_shape_pass_agrees():
     ("preact_resnet164", (2, 3, 33, 33)),
 ])
 def test_shape_pass_agrees_off_the_standard_input(name, shape):
-    from resnet_probe.measure.costs import _count_whole
     from resnet_probe.measure.shape_pass import count_shapes
 
     model = build_on_meta(name)
     counts = count_shapes(model, shape)
-    forward, backward, _ = _count_whole(model, torch.empty(shape, device="meta"))
+    forward, backward, _ = flop_counter_mode_counts(model, torch.empty(shape, device="meta"))
     assert counts.forward == {m: {op: v for op, v in ops.items() if v}
                               for m, ops in forward.items() if any(ops.values())}
     assert counts.backward[""] == {op: v for op, v in backward[""].items() if v}
@@ -425,3 +440,34 @@ def test_an_se_gates_backward_goes_to_each_conv():
     backward = {row["module"]: row["backward_flops"] for row in costs.modules}
     assert backward == {"(model)": 0, "stem": 27_648, "fc1": 128, "fc2": 128, "head": 320}
     assert costs.summary["backward_flops"] == 27_648 + 128 + 128 + 320
+
+
+def test_memory_columns_by_hand():
+    """Linear(10,20) -> ReLU -> Linear(20,5) at batch 4, float32: the first linear saves its
+    input (4x10), the ReLU its output (4x20), which the second linear reads again (one storage,
+    counted once); weights are parameters, not activations. Views add no tensor."""
+    from resnet_probe.measure.memory import memory_rows
+
+    model = nn.Sequential(nn.Linear(10, 20), nn.ReLU(), nn.Linear(20, 5))
+    rows = {row["module"]: row for row in memory_rows(model, (torch.zeros(4, 10),))}
+    params = (10 * 20 + 20 + 20 * 5 + 5) * 4
+    assert rows["0"]["activation_bytes"] == 4 * 10 * 4
+    assert rows["1"]["activation_bytes"] == 4 * 20 * 4
+    assert "2" not in rows
+    total = rows["(model)"]
+    assert (total["param_bytes"], total["grad_bytes"], total["optimizer_bytes"]) == \
+        (params, params, params)
+    assert total["activation_bytes"] == (4 * 10 + 4 * 20) * 4
+    assert total["largest_output_bytes"] == 4 * 20 * 4  # not the 10x20 view weight.t()
+    # weights, their gradients and momentum, the saved tensors, the largest output
+    assert total["train_peak_bytes"] == 3 * params + total["activation_bytes"] + 4 * 20 * 4
+
+
+def test_memory_of_a_batch_of_one_that_cannot_train_is_taken_at_batch_two():
+    """resnet14 at 32 px ends at 1x1: batch norm refuses a training step at batch 1."""
+    one = count_costs("resnet14", input_size=32, memory=True)
+    two = count_costs("resnet14", input_size=32, batch_size=2, memory=True)
+    assert one.summary["memory_batch_size"] == 2 and two.summary["memory_batch_size"] == 2
+    assert "memory columns at batch 2" in one.summary["count_notes"]
+    assert one.summary["activation_bytes"] == two.summary["activation_bytes"]
+    assert one.summary["macs"] * 2 == two.summary["macs"]  # the counts stay at batch 1

@@ -278,8 +278,8 @@ def test_a_model_too_big_for_memory_is_refused_alone(monkeypatch):
 
     real = memory.estimate_peak_bytes
 
-    def huge_for_resnet10(model, shape, training, element_bytes=4):
-        estimate = real(model, shape, training, element_bytes)
+    def huge_for_resnet10(model, shape, training, element_bytes=4, inputs=None):
+        estimate = real(model, shape, training, element_bytes, inputs)
         if sum(p.numel() for p in model.parameters()) > 1e6:  # resnet10, not resnet8
             return memory.MemoryEstimate(estimate.parameter_bytes * 10**6,
                                          estimate.activation_bytes_per_sample, estimate.batch_size)
@@ -290,3 +290,121 @@ def test_a_model_too_big_for_memory_is_refused_alone(monkeypatch):
     assert [r["model"] for r in result.models] == ["resnet8"]
     assert result.failures[0]["model"] == "resnet10"
     assert result.failures[0]["error"].startswith("refused before allocating: timing resnet10")
+
+
+# --- the profiler engine ------------------------------------------------------------------
+
+
+class _Uneven(torch.nn.Module):
+    """Two convs whose costs differ by 256x (64 -> 64 channels vs 4 -> 4), and a ReLU."""
+
+    def __init__(self):
+        super().__init__()
+        self.big = torch.nn.Conv2d(64, 64, 3, padding=1)
+        self.small = torch.nn.Conv2d(4, 4, 3, padding=1)
+        self.act = torch.nn.ReLU()
+
+    def forward(self, x):
+        return self.act(self.small(self.big(x)[:, :4]))
+
+
+def test_the_profiler_engine_charges_each_operator_to_its_innermost_module():
+    from resnet_probe.measure.latency.profiled import attribute, profiled_pass
+
+    torch.manual_seed(0)
+    model = _Uneven().eval()
+    x = torch.randn(4, 64, 32, 32)
+    device = torch.device("cpu")
+    profiled_pass(model, x, "forward", device)  # warm-up
+    passes = [attribute(profiled_pass(model, x, "forward", device)[0], "forward")
+              for _ in range(5)]
+    forward = passes[-1]
+    assert {"big", "small", "act"} <= set(forward.modules)
+    assert forward.modules["big"]["kernels"] == forward.modules["small"]["kernels"] == 1
+    # 256x the MACs: over five passes the big conv's median is the larger (no ratio is
+    # asserted: this machine is shared)
+    assert statistics.median(p.modules["big"]["kernel_ms"] for p in passes) > \
+        statistics.median(p.modules["small"]["kernel_ms"] for p in passes)
+    assert "(model)" in forward.modules  # the slice runs in the root's own code
+    total = sum(m["kernel_ms"] for m in forward.modules.values())
+    assert total == pytest.approx(forward.busy_ms)  # on a CPU, top-level ops do not overlap
+    assert forward.busy_ms <= forward.wall_ms and 0 <= forward.launch_bound_fraction < 1
+    backward = attribute(profiled_pass(model, x, "backward", device)[0], "backward")
+    # each conv's ConvolutionBackward0 comes back to it by its sequence number (on this
+    # CPU the 4-channel conv's weight gradient is as slow as the big one's: no ratio here)
+    assert backward.modules["big"]["kernels"] == backward.modules["small"]["kernels"] == 1
+    assert sum(m["kernel_ms"] for m in backward.modules.values()) == \
+        pytest.approx(backward.busy_ms)
+
+
+def test_a_recorded_cuda_trace_is_attributed_by_correlation_and_sequence_number():
+    """A hand-made trace (times in µs): forward ops launch kernels (correlation ids 1-3), the
+    backward evaluates the conv's node (sequence number 7) and launches kernel 4."""
+    from resnet_probe.measure.latency.profiled import TraceEvent, attribute
+
+    cpu = [
+        TraceEvent("pass::forward", 0, 100),
+        TraceEvent("module::conv", 10, 40),
+        TraceEvent("aten::conv2d", 12, 38, sequence_nr=7),
+        TraceEvent("cudaLaunchKernel", 20, 25, correlation=1),
+        TraceEvent("cudaLaunchKernel", 30, 33, correlation=2),
+        TraceEvent("module::relu", 50, 60),
+        TraceEvent("aten::relu", 51, 59, sequence_nr=8),
+        TraceEvent("cudaLaunchKernel", 52, 55, correlation=3),
+        TraceEvent("cudaDeviceSynchronize", 61, 99),
+        TraceEvent("pass::backward", 200, 300),
+        TraceEvent("autograd::engine::evaluate_function: ConvolutionBackward0", 210, 230,
+                   sequence_nr=7),
+        TraceEvent("cudaLaunchKernel", 212, 215, correlation=4),
+    ]
+    kernels = [TraceEvent("implicit_gemm", 30, 50, "cuda", correlation=1),
+               TraceEvent("bias_add", 50, 52, "cuda", correlation=2),
+               TraceEvent("relu_kernel", 70, 72, "cuda", correlation=3),
+               TraceEvent("dgrad", 220, 280, "cuda", correlation=4)]
+    forward = attribute(cpu + kernels, "forward")
+    assert forward.modules["conv"] == {"kernel_ms": 0.022, "kernels": 2,
+                                       "dispatch_ms": pytest.approx(0.026)}
+    assert forward.modules["relu"]["kernel_ms"] == pytest.approx(0.002)
+    assert forward.busy_ms == pytest.approx(0.024)  # [30, 52] and [70, 72]
+    assert forward.wall_ms == pytest.approx(0.1)
+    assert forward.launch_bound_fraction == pytest.approx(0.76)
+    backward = attribute(cpu + kernels, "backward")
+    assert backward.modules["conv"]["kernel_ms"] == pytest.approx(0.06)  # by sequence nr 7
+    assert backward.busy_ms == pytest.approx(0.06)
+
+
+def test_latency_traces_parse_and_name_every_leaf(invoke, tmp_path):
+    import json
+
+    from resnet_probe.zoo import build_model
+
+    result = invoke("latency", "resnet8", "--engine", "profiler", "--repeats", "2",
+                    "--warmup", "1", "--trace", str(tmp_path / "traces"), "--by", "layer",
+                    "--format", "json")
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    assert {row["engine"] for row in rows} == {"profiler"}
+    assert all(row["kernels"] >= 0 for row in rows)
+    leaves = {name for name, module in build_model("resnet8").named_modules()
+              if name and next(module.children(), None) is None}
+    for direction in ("forward", "backward"):
+        trace = json.loads((tmp_path / "traces" / f"resnet8-{direction}.trace.json").read_text())
+        names = {event.get("name", "") for event in trace["traceEvents"]}
+        assert f"pass::{direction}" in names
+        assert {f"module::{leaf}" for leaf in leaves} <= names
+    refused = invoke("latency", "resnet8", "--trace", str(tmp_path / "t"))
+    assert refused.exit_code == 2 and "--engine profiler" in refused.stderr
+
+
+def test_both_engines_time_the_same_modules_side_by_side():
+    from resnet_probe.measure.latency import LatencyConfig, measure_latency
+    from resnet_probe.views import latency_view
+
+    stages = {}
+    for engine in ("hooks", "profiler"):
+        result = measure_latency(["resnet8"], LatencyConfig(
+            engine=engine, repeats=2, warmup=1, backward=False, input_size=32))
+        stages[engine] = latency_view(result, "stage").set_index("stage")
+        assert result.models[0]["engine"] == engine
+    assert set(stages["hooks"].index) == set(stages["profiler"].index)
+    assert (stages["profiler"]["sum_of_median_ms"] > 0).all()

@@ -71,17 +71,17 @@ def test_update_baseline_merges_and_says_so(invoke, tmp_path):
     assert "2 added, 0 replaced, 0 kept" in first.stdout
     second = invoke("flops", "--update-baseline", str(path), "resnet10", "resnet8")
     assert "1 added, 1 replaced, 1 kept" in second.stdout
-    assert set(json.loads(path.read_text())["models"]) == {"resnet8", "plain8", "resnet10"}
+    assert set(json.loads(path.read_text())["entries"]) == {"resnet8", "plain8", "resnet10"}
     fresh = invoke("flops", "--update-baseline", str(path), "--replace", "plain8")
     assert fresh.exit_code == 0
-    assert set(json.loads(path.read_text())["models"]) == {"plain8"}
+    assert set(json.loads(path.read_text())["entries"]) == {"plain8"}
 
 
 def test_rtol_must_be_finite(invoke, tmp_path):
     path = tmp_path / "b.json"
     invoke("flops", "--update-baseline", str(path), "resnet8")
     result = invoke("flops", "--check", str(path), "--rtol", "nan")
-    assert result.exit_code == 1 and "rtol must be a finite number" in result.stderr
+    assert result.exit_code == 2 and "tolerance 'nan' is not a finite" in result.stderr
 
 
 def test_write_errors_name_the_target(invoke, tmp_path):

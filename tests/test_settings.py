@@ -76,7 +76,7 @@ def test_cli_refuses_what_the_declaration_refuses_at_parse_time(invoke, args, op
 def test_the_forward_only_flag_reaches_the_config(invoke, monkeypatch):
     seen = {}
 
-    def record(models, config, progress=None):
+    def record(models, config, progress=None, trace_dir=None):
         seen["config"] = config
         raise KeyboardInterrupt  # stop before any timing
 

@@ -7,25 +7,12 @@ RESNET_PROBE_REQUIRE_TORCHVISION=1, where a missing torchvision fails instead of
 
 from __future__ import annotations
 
-import os
-
 import pytest
 import torch
 
 from resnet_probe.zoo import build_model
 
 pytestmark = pytest.mark.torchvision
-
-
-@pytest.fixture(scope="module")
-def torchvision():
-    try:
-        import torchvision
-    except Exception as error:  # noqa: BLE001 - an ops-loading failure is not an ImportError
-        if os.environ.get("RESNET_PROBE_REQUIRE_TORCHVISION") == "1":
-            pytest.fail(f"torchvision is required here but does not import: {error}")
-        pytest.skip(f"torchvision does not import here: {error}")
-    return torchvision
 
 
 @pytest.mark.parametrize("name", ["resnet50", "resnext50_32x4d", "resnext101_32x8d",

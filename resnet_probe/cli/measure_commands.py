@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
@@ -16,16 +17,20 @@ DYNAMICS_STEPS = (0, 1, 2, 5, 10, 20)
 
 @options.command()
 @click.argument("models", nargs=-1, required=True, type=options.MODEL)
-@options.from_config(LatencyConfig, "device", "batch_size", "input_size", "repeats", "warmup",
-                     "dtype", "threads", "channels_last", "backward", "sweep_batch_sizes",
-                     "peak_gflops", "peak_gbytes_per_s")
+@options.from_config(LatencyConfig, "device", "engine", "batch_size", "input_size", "repeats",
+                     "warmup", "dtype", "threads", "channels_last", "backward",
+                     "sweep_batch_sizes", "peak_gflops", "peak_gbytes_per_s")
+@click.option("--trace", "trace_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=None, help="With --engine profiler: write one profiled pass per model "
+              "and direction as a Chrome/Perfetto trace (open in ui.perfetto.dev or "
+              "chrome://tracing) into this folder.")
 @click.option("--by", type=click.Choice(LATENCY_VIEWS), default="model", show_default=True,
               help="Rows: per model (medians with 95% intervals), each model's difference "
                    "against the first, per leaf layer, per block or stage (with intervals "
                    "over repeats), raw samples, or the batch sweep.")
 @options.foreign_inputs
 @options.output_format
-def latency(models, by, in_channels, weights, fmt, **settings) -> None:
+def latency(models, by, trace_dir, in_channels, weights, fmt, **settings) -> None:
     """Time every layer of MODELS, forward and backward, on CPU or GPU.
 
     \b
@@ -36,9 +41,15 @@ def latency(models, by, in_channels, weights, fmt, **settings) -> None:
     round: an interval that spans zero reads "no measurable difference".
 
     \b
+    The profiler engine (--engine profiler) runs the model without timing hooks: each
+    module's time is its kernels' (on a CPU its operators') from torch.profiler, each pass
+    has its busy time and the share it waited on the host (launch_bound_fraction).
+
+    \b
     Examples:
       resnet-probe latency resnet50 --batch-size 8 --repeats 30
       resnet-probe latency resnet50 plain50 --device cuda --dtype bf16 --by layer
+      resnet-probe latency resnet50 --engine profiler --trace traces/ --by layer
     """
     from resnet_probe.labels import with_bound
     from resnet_probe.measure.latency import measure_latency
@@ -46,16 +57,24 @@ def latency(models, by, in_channels, weights, fmt, **settings) -> None:
     from resnet_probe.views import latency_view
 
     config = LatencyConfig(**settings)
+    if trace_dir is not None and config.engine != "profiler":
+        raise click.UsageError("--trace writes the profiler's traces: add --engine profiler")
     with options.progress_bar(config.work(len(models)), "latency") as bar:
         result = measure_latency(options.sources(models, in_channels, weights, config.input_size),
-                                 config, bar)
+                                 config, bar, trace_dir)
     for note in latency_notes(result):
         click.echo(note, err=True)
+    for path in result.trace_files:
+        click.echo(f"trace: {path}", err=True)
+    profiler = config.engine == "profiler"
     columns = {"layer": ["model", "module", "direction", "median_ms", "iqr_ms", "min_ms",
+                         *(["kernels", "dispatch_ms"] if profiler else []),
                          "noisy", "achieved_gflops_per_s", "bound"],
-               "model": ["model", "device", "batch_size", "forward_ms", "forward_ms_ci95_low",
-                         "forward_ms_ci95_high", "backward_ms", "hook_overhead_ratio",
-                         "layer_sum_to_total", "images_per_s", "noisy_layers"],
+               "model": ["model", "engine", "device", "batch_size", "forward_ms",
+                         "forward_ms_ci95_low", "forward_ms_ci95_high", "backward_ms",
+                         "hook_overhead_ratio", "layer_sum_to_total", "images_per_s",
+                         *(["forward_launch_bound_fraction"] if profiler else []),
+                         "noisy_layers"],
                "difference": ["model", "baseline", "metric", "change"]}.get(by)
     view = latency_view(result, by)
     if by == "layer":

@@ -3,7 +3,8 @@ mapping from failures to exit codes (as pip-tools keeps its options in scripts/o
 
 Exit codes: 0 success; 1 a failed check (flops --check drift) or a problem the library reports
 (a damaged file, a memory guard, a locked folder); 2 a bad command line (click's usage errors,
-an unknown model, a resume whose arguments differ); 130 interrupted by Ctrl-C; 143 by SIGTERM.
+an unknown model, a resume whose arguments differ) or an unusable baseline (flops --check);
+130 interrupted by Ctrl-C; 143 by SIGTERM.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from resnet_probe.cache import CacheUnusableWarning
 from resnet_probe.errors import InvalidRequest, Terminated
 
 EXIT_CHECK_FAILED = 1
+EXIT_BAD_BASELINE = 2  # the baseline file, or one of its entries, is unusable
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 128 + signal.SIGTERM
 FORMATS = ("table", "csv", "json")
@@ -128,13 +130,29 @@ def in_channels(help_text: str):
                         help=f"{help_text} [default: {default_of(ModelSource, 'in_channels')}].")
 
 
-def sources(models, in_channels=None, weights=None, input_size=None) -> list:
+def model_inputs(fn):
+    """``--input NAME=SHAPE[:DTYPE]``, repeatable: what a forward that takes more than one
+    image is fed."""
+    return click.option(
+        "--input", "inputs", multiple=True, metavar="NAME=SHAPE[:DTYPE]",
+        help="A tensor the forward takes (repeat for each): a keyword NAME, or a position "
+             "0, 1, ...; SHAPE such as 1x3x224x224, the first dimension the batch; DTYPE "
+             "float32 (default), float16, bfloat16, int64, int32, bool, ...; an integer "
+             "dtype takes a value range, e.g. ids=1x128:int64[0,30522). Replaces "
+             "--input-size and --in-channels, the shorthand for one image.")(fn)
+
+
+def sources(models, in_channels=None, weights=None, input_size=None, inputs=()) -> list:
     """The command's MODELs resolved once, with what they take."""
-    from resnet_probe.sources import resolve
+    from resnet_probe.sources import InputSpec, resolve
 
     if weights is not None and len(models) != 1:
         raise click.UsageError(f"--weights goes with exactly one MODEL: got {len(models)}")
-    return [resolve(m, in_channels, input_size, weights=weights) for m in models]
+    spec = InputSpec.parse(list(inputs)) if inputs else None
+    if spec is not None and (input_size is not None or in_channels is not None):
+        raise click.UsageError("--input replaces --input-size and --in-channels (the shorthand "
+                               "for one image): give one or the other")
+    return [resolve(m, in_channels, input_size, weights=weights, inputs=spec) for m in models]
 
 
 def device(help_text: str):

@@ -12,6 +12,7 @@ from resnet_probe.jobs import regression
 from resnet_probe.measure.architecture import torchinfo_summary
 from resnet_probe.measure.block_cost import block_cost_rows, block_cost_totals
 from resnet_probe.measure.costs import DEFAULT_ENGINE, ENGINES, count_costs, resolution_sweep
+from resnet_probe.measure.memory import MEMORY_COLUMNS, MEMORY_METHOD
 from resnet_probe.results import CONVENTIONS
 
 
@@ -39,16 +40,18 @@ def list_command(include, exclude, fmt) -> None:
               default=options.default_of(torchinfo_summary, "depth"),
               help="How many levels of nested modules to show.")
 @options.foreign_inputs
-def show(model, input_size, depth, in_channels, weights) -> None:
-    """Print options.MODEL's architecture summary (torchinfo): layers, output shapes, params.
+@options.model_inputs
+def show(model, input_size, depth, in_channels, weights, inputs) -> None:
+    """Print MODEL's architecture summary (torchinfo): layers, output shapes, params.
 
     \b
-    Example:
+    Examples:
       resnet-probe show resnet50 --input-size 224 --depth 2
+      resnet-probe show my_model.py:build --input x=1x3x64x64 --input mask=1x64x64:bool
     """
     from resnet_probe.report.console import describe_model
 
-    (source,) = options.sources([model], in_channels, weights, input_size)
+    (source,) = options.sources([model], in_channels, weights, input_size, inputs)
     summary, size = torchinfo_summary(source, input_size, depth)
     options.echo_result(describe_model(source, size))
     options.echo_result(str(summary))
@@ -72,20 +75,33 @@ def show(model, input_size, depth, in_channels, weights) -> None:
 @click.option("--sweep", type=options.IntList(minimum=1), default=None, metavar="SIZES",
               help="Resolution sweep: comma-separated input sizes, e.g. 128,160,224,320.")
 @click.option("--check", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Compare with a baseline JSON; exit 1 with a diff table on any drift.")
-@click.option("--rtol", type=click.FloatRange(min=0), show_default=True,
-              default=options.default_of(regression.check_baseline, "rtol"),
-              help="Relative tolerance for --check (0 = exact; must be finite).")
+              help="Compare with a baseline JSON; exit 1 with a drift table when a value moved "
+              "beyond its tolerance, 2 when the baseline or an entry is unusable.")
+@click.option("--rtol", "tolerances", multiple=True, metavar="TOL",
+              help="Relative tolerance for --check: 0.5% or 0.005 for every metric, or "
+              "METRIC=TOL for one (repeatable, e.g. --rtol macs=0.5% --rtol params=0) "
+              "[default: 0, exact].")
+@click.option("--increase-only", is_flag=True, help="With --check: fail only when a value "
+              "rises beyond its tolerance (a model that got cheaper passes, and is shown).")
 @click.option("--update-baseline", type=click.Path(dir_okay=False, path_type=Path),
               default=None, help="Measure MODELS (default: the file's own entries, or the "
-              "whole zoo for a new file) and merge them into this baseline, saying which "
-              "entries were added or replaced.")
+              "whole zoo for a new file) with this command's inputs, and merge them into this "
+              "baseline, saying which entries were added or replaced.")
 @click.option("--replace", is_flag=True, help="With --update-baseline: start the file afresh "
               "instead of merging into it.")
+@click.option("--metrics", type=str, default=None, metavar="LIST",
+              help="What a baseline pins (--update-baseline) or checks (--check), "
+              "comma-separated, from: " + ", ".join(regression.METRICS) +
+              f" [default: {','.join(regression.DEFAULT_METRICS)}].")
+@click.option("--memory", is_flag=True, help="Add the memory columns: bytes of parameters, "
+              "buffers, gradients and the activations saved for backward, and a training "
+              "step's peak, counted on meta tensors (nothing allocated).")
 @options.foreign_inputs
-@options.output_format
-def flops(models, input_size, batch_size, by, convention, engine, sweep, check, rtol,
-          update_baseline, replace, in_channels, weights, fmt) -> None:
+@options.model_inputs
+@options.output_format_with_markdown
+def flops(models, input_size, batch_size, by, convention, engine, sweep, check, tolerances,
+          increase_only, update_baseline, replace, metrics, memory, in_channels, weights,
+          inputs, fmt) -> None:
     """Count params, MACs and FLOPs of MODELS in every convention.
 
     \b
@@ -99,53 +115,111 @@ def flops(models, input_size, batch_size, by, convention, engine, sweep, check, 
       resnet-probe flops resnet50 resnet50[stride_placement=1x1]
       resnet-probe flops resnet34 --by stage --format csv
       resnet-probe flops --check reports/baselines/flops.json      (in CI)
-      resnet-probe flops --update-baseline my_baseline.json resnet50 'cifar[layers=5-5-5]'
+      resnet-probe flops --check costs.json --rtol macs=0.5% --increase-only
+      resnet-probe flops --update-baseline costs.json my_model.py:build --input-size 64 \\
+          --metrics params,macs,backward_flops,activation_bytes
       resnet-probe flops torchvision:resnext50_32x4d plain:torchvision:resnet50
-      resnet-probe flops my_model.py:build --in-channels 1 --input-size 28
+      resnet-probe flops my_model.py:build --in-channels 1 --input-size 28 --memory
+      resnet-probe flops my_model.py:build --input x=1x3x64x64 --input mask=1x64x64:bool
     """
-    from resnet_probe.report.console import describe_baseline_update, describe_check
     from resnet_probe.results import frame
-    from resnet_probe.views import cost_view
+    from resnet_probe.views import STRUCTURED_VIEWS, cost_view
 
     if replace and update_baseline is None:
         raise click.UsageError("--replace goes with --update-baseline FILE")
-    if update_baseline is not None:
-        update = regression.update_baseline(update_baseline, list(models) or None, replace)
-        options.echo_result(describe_baseline_update(update))
-        return
-    if check is not None:
-        rows, drifts = regression.check_baseline(check, list(models) or None, rtol)
-        line = describe_check(rows, drifts, check, rtol)
-        if drifts:
-            click.echo(line, err=True)
-        else:
-            options.echo_result(line)
-        if drifts:
-            options.emit(frame([r for r in rows if not r["ok"]]), fmt,
-                 ["model", "stage", "metric", "expected", "got", "delta_pct"])
-            sys.exit(options.EXIT_CHECK_FAILED)
+    if (tolerances or increase_only) and check is None:
+        raise click.UsageError("--rtol and --increase-only go with --check FILE")
+    chosen = tuple(m.strip() for m in metrics.split(",")) if metrics else None
+    if update_baseline is not None or check is not None:
+        if check is not None and (input_size or in_channels or inputs or batch_size != 1):
+            raise click.UsageError("--check rebuilds each entry from what the baseline "
+                                   "recorded; give inputs with --update-baseline instead")
+        try:
+            if update_baseline is not None:
+                _update(update_baseline, models, replace, chosen, input_size, in_channels,
+                        inputs, batch_size)
+            else:
+                _check(check, models, regression.Tolerance.parse(tolerances, increase_only),
+                       chosen, fmt)
+        except regression.BaselineError as error:
+            click.echo(f"Error: {error}", err=True)
+            sys.exit(options.EXIT_BAD_BASELINE)
         return
     if not models:
         raise click.UsageError("name at least one MODEL (or use --check / --update-baseline)")
     shown = [m.column for m in CONVENTIONS] if convention == "all" else [convention]
-    models = options.sources(models, in_channels, weights, input_size)
+    models = options.sources(models, in_channels, weights, input_size, inputs)
     if sweep:
+        if inputs:
+            raise click.UsageError("--sweep varies --input-size; it does not go with --input")
         rows = [row for name in models for row in resolution_sweep(name, list(sweep),
                                                                    batch_size)]
         options.emit(frame(rows), fmt, ["model", "input_size", "params", *shown])
         return
-    df = cost_view([count_costs(name, input_size, batch_size, engine=engine)
-                    for name in models], by)
+    results = [count_costs(source, None if inputs else input_size, batch_size, engine=engine,
+                           structure=by in STRUCTURED_VIEWS, memory=memory)
+               for source in models]
+    for result in results:
+        for note in result.notes:
+            click.echo(f"note: {result.summary['model']}: {note}", err=True)
+    df = cost_view(results, by)
+    memory_columns = [c for c in MEMORY_COLUMNS if c in df and df[c].notna().any()] \
+        if memory else []
     if by == "model":
-        columns = ["model", "input_size", "params", *shown, "partial"]
+        columns = ["model", "inputs", "params", *shown, *memory_columns, "partial"]
         if fmt != "table" and convention != "all":
-            df = df[[*columns, "batch_size", "uncounted_operators"]]
-        options.emit(df, fmt, columns)
+            df = df[[*columns, "batch_size", "uncounted_operators", "count_method"]]
+        options.emit(df, fmt, columns, title="resnet-probe flops")
     elif by == "module":
         options.emit(df, fmt, ["model", "module", "type", "stage", "depth", "params", "macs",
-                       "macs_with_elementwise", "backward_flops"], exact=True)
+                               "macs_with_elementwise", "backward_flops"], exact=True,
+                     title="resnet-probe flops --by module")
     else:
-        options.emit(df, fmt, exact=True)
+        options.emit(df, fmt, exact=True, title=f"resnet-probe flops --by {by}")
+    if memory and fmt == "table":
+        click.echo(f"memory: {MEMORY_METHOD}", err=True)
+
+
+def _update(path, models, replace, metrics, input_size, in_channels, inputs, batch_size):
+    from resnet_probe.report.console import describe_baseline_update
+    from resnet_probe.sources import InputSpec
+
+    spec = InputSpec.parse(list(inputs)) if inputs else None
+    requests = [regression.Request(model, input_size, in_channels, spec, batch_size,
+                                   metrics or regression.DEFAULT_METRICS)
+                for model in models] or None
+    if requests is None and (input_size or in_channels or inputs):
+        raise click.UsageError("name the MODELS the inputs are for (without MODELS, the "
+                               "file's entries are measured as they were recorded)")
+    total = len(requests) if requests else None
+    with options.progress_bar(total, f"measuring for {path}") as bar:
+        update = regression.update_baseline(path, requests, replace, progress=bar)
+    options.echo_result(describe_baseline_update(update))
+
+
+def _check(path, models, tolerance, metrics, fmt):
+    from resnet_probe.report.console import describe_check
+    from resnet_probe.results import frame
+
+    names = list(models) or None
+    with options.progress_bar(len(names) if names else None, f"checking {path}") as bar:
+        result = regression.check_baseline(path, names, tolerance, metrics=metrics,
+                                           progress=bar)
+    for name, reason in result.errors.items():
+        click.echo(f"error: entry {name!r} could not be checked: {reason}", err=True)
+    for note in result.notes:
+        click.echo(f"note: {note}", err=True)
+    line = describe_check(result)
+    if result.exit_code:
+        click.echo(line, err=True)
+    else:
+        options.echo_result(line)
+    if result.drifts:
+        options.emit(frame(result.drift_rows()), fmt,
+                     ["model", "stage", "metric", "change", "delta_pct"], exact=True,
+                     title=f"resnet-probe cost check: {path}")
+    if result.exit_code:
+        sys.exit(result.exit_code)
 
 
 @options.command()

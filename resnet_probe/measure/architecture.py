@@ -136,9 +136,17 @@ def torchinfo_summary(model: str | ModelSource, input_size: int | None = None,
     if source.is_zoo:
         source.spec.check_input_size(size)
     shape = (1, source.in_channels, size, size)
-    built = source.build()
+    built = source.build(structure=False)
     check_fits(build_on_meta(source.spec) if source.is_zoo else built, shape,
-               torch.device("cpu"), training=False, what=f"showing {source.text}")
+               torch.device("cpu"), training=False, what=f"showing {source.text}",
+               inputs=source.inputs)
+    columns = ("output_size", "num_params", "mult_adds")
+    if source.inputs is not None:  # torchinfo feeds a tuple by position, the rest by keyword
+        args, kwargs = source.example_inputs()
+        data, kwargs = (list(args), kwargs) if args else (kwargs, {})  # a dict: by keyword
+        summary = torchinfo.summary(built, input_data=data, depth=depth, verbose=0,
+                                    col_names=columns, **kwargs)
+        return summary, None
     summary = torchinfo.summary(built, input_size=shape, depth=depth, verbose=0,
-                                col_names=("output_size", "num_params", "mult_adds"))
+                                col_names=columns)
     return summary, size

@@ -32,6 +32,8 @@ counts (tested on every zoo net); only the shape pass attributes backward to the
 
 from __future__ import annotations
 
+import contextlib
+import io
 import math
 import time
 import warnings
@@ -41,48 +43,65 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils._pytree import tree_map
 
+from resnet_probe.errors import InvalidRequest, UserCodeError
+from resnet_probe.measure.counting import count_pass, meta_tensors
 from resnet_probe.measure.formulas import (
-    BATCH_NORM_OPS,
     DATA_MOVEMENT,
     ELEMENTWISE_OPS,
-    FORMULAS,
+    FVCORE_UNITS,
     MATMUL_CONV_OPS,
 )
 from resnet_probe.measure.hooks import is_leaf
-from resnet_probe.measure.shape_pass import NoFormula, ShapeCounts, count_shapes
-from resnet_probe.sources import ModelSource, check_weights, read_weights, resolve
+from resnet_probe.measure.memory import MEMORY_COLUMNS, memory_rows
+from resnet_probe.measure.shape_pass import count_shapes
+from resnet_probe.sources import ModelSource, check_weights, forward_step, read_weights, resolve
 from resnet_probe.sources.surgery import has_shortcuts
 from resnet_probe.zoo import ResNet, ResNetSpec, build_model, build_on_meta
 from resnet_probe.zoo.spec import StridePlacement
 
+Counts = dict[str, dict[str, int]]
 ENGINES = ("torch", "fvcore")
 DEFAULT_ENGINE = "torch"
 
-
-class _OperatorRecorder(TorchDispatchMode):
-    """Counts the calls of every operator that runs, so nothing is silently left out."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.calls: Counter[str] = Counter()
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.calls[str(func.overloadpacket)] += 1
-        return func(*args, **(kwargs or {}))
+# How a count was made, in the summary's ``count_method``.
+SHAPE_PASS = "shape pass"  # the model's forward over shapes: nothing allocated or dispatched
+META_DISPATCH = "meta dispatch"  # every aten operator seen, on meta tensors (no storage)
+CPU_DISPATCH = "cpu dispatch"  # the same on real tensors, when the forward cannot run on meta
+FVCORE = "fvcore"
 
 
 @dataclass
 class CostResult:
-    """Plain rows; ``results.costs_frames`` turns them into DataFrames."""
+    """Plain rows; ``results.costs_frames`` turns them into DataFrames. ``notes`` say how the
+    count was made where it was not the fast path (a CPU build, a count at full size)."""
 
     summary: dict[str, Any]
     modules: list[dict[str, Any]] = field(default_factory=list)
     operators: list[dict[str, Any]] = field(default_factory=list)
     uncounted: dict[str, int] = field(default_factory=dict)  # operator -> calls, no formula
     memory: list[dict[str, Any]] = field(default_factory=list)  # bytes, per module and total
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Counted:
+    """One forward-and-backward count: per module (each entry includes its children's, ""
+    is the model) per aten operator, the operators' calls, and how it was made."""
+
+    forward: Counts
+    backward: Counts
+    calls: Counter
+    method: str
+    backward_by_module: bool = True
+    conv_outputs: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    note: str | None = None
+    called: frozenset[str] | None = None  # every module whose forward ran (None: unknown)
+
+
+class NeedsRealTensors(Exception):
+    """The forward cannot run on meta tensors (a meta model cannot fall back by itself)."""
 
 
 def count_costs(
@@ -92,94 +111,284 @@ def count_costs(
     engine: str = DEFAULT_ENGINE,
     name: str | None = None,
     in_channels: int | None = None,
+    structure: bool = True,
+    memory: bool = False,
 ) -> CostResult:
     """Count one model: a zoo name or spec, any MODEL source (sources.py), or an nn.Module.
-    ``input_size`` defaults to the model's standard (224, or 32 for CIFAR-style nets)."""
+    ``input_size`` defaults to the model's standard (224, or 32 for CIFAR-style nets); a
+    source with an ``inputs`` spec is fed those tensors. ``structure=False`` skips a foreign
+    model's block and stage discovery (totals and per-module rows need none). ``memory``
+    adds the memory columns (``measure.memory.MEMORY_METHOD``)."""
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; choose one of: {', '.join(ENGINES)}")
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ValueError(f"batch size must be a positive integer: batch_size={batch_size!r}")
     if isinstance(model, ResNetSpec):
-        label = name or "custom"
-        return count_model_costs(build_on_meta(model), input_size, batch_size, label, engine,
-                                 source=model)
+        return count_model_costs(build_on_meta(model), input_size, batch_size, name or "custom",
+                                 engine, source=model, memory=memory)
     source = resolve(model, in_channels, name=name)
-    if source.is_zoo:
+    if source.is_zoo and source.inputs is None:
         built = build_on_meta(source.spec)
         if source.weights is not None:  # counts do not depend on them, but they must fit
             check_weights(built, read_weights(source.weights), source.weights, source.text)
         return count_model_costs(built, input_size, batch_size, name or source.text, engine,
-                                 source=source.spec)
-    return count_module_costs(source.build(), source.example(input_size, batch_size),
-                              name or source.text, engine, kind=source.kind)
+                                 source=source.spec, memory=memory)
+    return count_source(source, input_size, batch_size, engine, name, structure, memory)
 
 
-def count_module_costs(model: nn.Module, example: torch.Tensor, name: str,
-                       engine: str = DEFAULT_ENGINE, kind: str = "module") -> CostResult:
-    """Count any module on an example input: the whole forward (and backward) under one
-    FlopCounterMode, rows per module with the discovered ``layer_info`` where it has one.
-    The fvcore engine counts this very module."""
-    started = time.perf_counter()
-    attributed = None
-    if engine == "torch":
-        forward, backward, calls = _count_whole(model, example)
-        attributed = _backward_by_module(model, tuple(example.shape), forward, backward)
+def count_source(source: ModelSource, input_size: int | None = None, batch_size: int = 1,
+                 engine: str = DEFAULT_ENGINE, name: str | None = None,
+                 structure: bool = True, memory: bool = False) -> CostResult:
+    """A foreign model, built on the meta device where its constructor allows (else on the
+    CPU, with a note) and counted by the fastest path that sees all of its work."""
+    if source.inputs is not None and input_size is not None:
+        raise InvalidRequest(f"{source.text}: give its inputs (--input) or --input-size, not "
+                             f"both; --input-size is the shorthand for one image")
+    notes = []
+    batch = batch_size if source.inputs is None or batch_size != 1 else None
+    if engine == "fvcore":
+        model = source.build(structure=structure)
+        args, kwargs = source.example_inputs(input_size, batch)
+        started = time.perf_counter()
+        counted = _count_with_fvcore(model, args, kwargs)
+    elif source.kind == "module":  # the user's own module, counted on meta stand-ins
+        model = source.module
+        layer_info = source.structure() if structure else {}
+        started = time.perf_counter()
+        args, kwargs = source.example_inputs(input_size, batch)
+        counted = forward_step(source, "counting its operators",
+                               lambda: count_inputs(model, args, kwargs), grad=True)
     else:
-        forward, calls = _count_with_fvcore(model, tuple(example.shape))
-        backward = {}
+        try:
+            model = source.build(structure=structure, device="meta")
+        except UserCodeError as error:
+            notes.append(f"built on the CPU: its constructor does not run on the meta device "
+                         f"({error.reason})")
+            model = source.build(structure=structure)
+        started = time.perf_counter()
+        model, args, kwargs, counted = forward_step(
+            source, "counting its operators", lambda: _count_built(
+                source, model, input_size, batch, structure), grad=True)
     seconds = time.perf_counter() - started
-    modules = _module_rows(model, forward, attributed or backward, engine,
-                           backward_by_module=attributed is not None)
-    info = getattr(model, "layer_info", {}) or {}
-    depth = max((i.depth for i in info.values() if i.depth is not None), default=None)
-    summary = {"model": name, "family": kind, "design": kind, "block": None,
-               "depth": depth, "shortcut": has_shortcuts(model),
+    if counted.note:
+        notes.append(counted.note)
+    if source.kind != "module" or engine != "torch":
+        layer_info = getattr(model, "layer_info", {}) or {}
+    label = name or source.text
+    result = _result(model, counted, label, engine, seconds, layer_info, kind=source.kind,
+                     inputs=source.input_description(input_size, batch or 1),
+                     input_size=None if source.inputs is not None else
+                     (input_size or source.default_input_size),
+                     batch_size=batch or source.inputs.batch_size, structure=structure)
+    result.notes = notes + result.notes
+    result.summary["count_notes"] = "; ".join(result.notes)
+    if memory:
+        _add_memory(result, model, args, kwargs, real_model=lambda: source.build(
+            structure=False))
+    return result
+
+
+def _count_built(source: ModelSource, model: nn.Module, input_size: int | None,
+                 batch: int | None, structure: bool):
+    """(model, args, kwargs, counts): a meta build that cannot run its forward on meta
+    tensors is built again on the CPU and counted there."""
+    args, kwargs = source.example_inputs(input_size, batch, device=_device_of(model))
+    try:
+        return model, args, kwargs, count_inputs(model, args, kwargs)
+    except NeedsRealTensors as error:
+        model = source.build(structure=structure)
+        args, kwargs = source.example_inputs(input_size, batch)
+        return model, args, kwargs, _dispatch_on_cpu(model, args, kwargs, str(error))
+
+
+def count_module_costs(model: nn.Module, example: Any, name: str,
+                       engine: str = DEFAULT_ENGINE, kind: str = "module") -> CostResult:
+    """Count a built module on example inputs as fvcore and torchinfo take them (a tensor, a
+    tuple of positional tensors, or a dict of keyword tensors). The module is not changed:
+    the count runs on meta stand-ins of its tensors where it can."""
+    args, kwargs = example_arguments(example)
+    started = time.perf_counter()
+    if engine == "fvcore":
+        counted = _count_with_fvcore(model, args, kwargs)
+    else:
+        try:
+            counted = count_inputs(model, args, kwargs)
+        except NeedsRealTensors as error:
+            raise InvalidRequest(f"{name}: its forward does not run on meta tensors and the "
+                                 f"model is on the meta device, so it cannot be counted "
+                                 f"({error})") from None
+    first = next((a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)), None)
+    image = first is not None and first.dim() == 4 and len(args) + len(kwargs) == 1
+    result = _result(model, counted, name, engine, time.perf_counter() - started,
+                     getattr(model, "layer_info", {}) or {}, kind=kind,
+                     inputs=_describe_inputs(args, kwargs),
+                     input_size=first.shape[-1] if image else None,
+                     batch_size=first.shape[0] if first is not None and first.dim() else 1,
+                     structure=True)
+    if counted.note:
+        result.notes.append(counted.note)
+    return result
+
+
+def example_arguments(example: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """(args, kwargs) from example inputs: a tensor, a tuple or list, or a dict."""
+    if isinstance(example, torch.Tensor):
+        return (example,), {}
+    if isinstance(example, (tuple, list)):
+        return tuple(example), {}
+    if isinstance(example, dict):
+        return (), dict(example)
+    raise InvalidRequest(f"example inputs are a tensor, a tuple of positional inputs or a "
+                         f"dict of keyword inputs, not {type(example).__name__}")
+
+
+def _describe_inputs(args: tuple, kwargs: dict) -> str:
+    def one(value: Any) -> str:
+        if isinstance(value, torch.Tensor):
+            dtype = "" if value.dtype == torch.float32 else f":{str(value.dtype)[6:]}"
+            return "x".join(map(str, value.shape)) + dtype
+        return type(value).__name__
+    parts = [one(a) for a in args] + [f"{k}={one(v)}" for k, v in kwargs.items()]
+    return " ".join(parts)
+
+
+def _device_of(model: nn.Module) -> str:
+    tensor = next(iter([*model.parameters(), *model.buffers()]), None)
+    return "meta" if tensor is not None and tensor.is_meta else "cpu"
+
+
+def count_inputs(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Counted:
+    """Forward and backward counts of ``model(*args, **kwargs)``: by the shape pass when the
+    forward takes one image and the pass follows all of it (nothing else ran), else by
+    dispatch on meta stand-ins of the model's tensors and inputs, else (a forward that cannot
+    run on meta tensors) by dispatch on the real ones, with a note. Raises NeedsRealTensors
+    when that last step is needed but the model is on the meta device."""
+    single = not kwargs and len(args) == 1 and isinstance(args[0], torch.Tensor) \
+        and args[0].is_floating_point()
+    if single:
+        try:
+            # fx prints the generated code of a GraphModule whose forward raises: the pass
+            # may fail by design, so that print is not shown
+            quiet = contextlib.redirect_stderr(io.StringIO()) if isinstance(
+                model, torch.fx.GraphModule) else contextlib.nullcontext()
+            with quiet:
+                counts = count_shapes(model, tuple(args[0].shape), args[0].requires_grad)
+            return Counted(counts.forward, counts.backward, counts.calls, SHAPE_PASS,
+                           counts.backward_by_module, counts.conv_outputs,
+                           called=counts.called)
+        except Exception:  # noqa: BLE001 - NoFormula, or foreign code meeting the stand-in
+            pass
+    on_meta = _device_of(model) == "meta"
+    meta_args = tree_map(_as_meta, args)
+    meta_kwargs = tree_map(_as_meta, kwargs)
+    try:
+        counts = count_pass(model, meta_args, meta_kwargs, memory=False,
+                            tensors=None if on_meta else meta_tensors(model))
+    except (KeyboardInterrupt, InvalidRequest):
+        raise
+    except Exception as error:  # noqa: BLE001 - an operator with no meta kernel, .item(), ...
+        reason = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+        if on_meta:
+            raise NeedsRealTensors(reason) from None
+        return _dispatch_on_cpu(model, args, kwargs, reason)
+    return Counted(counts.forward, counts.backward, counts.calls, META_DISPATCH,
+                   called=frozenset(counts.called))
+
+
+def _dispatch_on_cpu(model: nn.Module, args: tuple, kwargs: dict, reason: str) -> Counted:
+    counts = count_pass(model, args, kwargs, memory=False)
+    return Counted(counts.forward, counts.backward, counts.calls, CPU_DISPATCH,
+                   called=frozenset(counts.called),
+                   note=f"counted on real tensors at full size: its forward does not run on "
+                        f"meta tensors ({reason})")
+
+
+def _as_meta(value: Any) -> Any:
+    if isinstance(value, torch.Tensor) and not value.is_meta:
+        return torch.empty_like(value, device="meta").requires_grad_(value.requires_grad)
+    return value
+
+
+def _result(model: nn.Module, counted: Counted, label: str, engine: str, seconds: float,
+            layer_info: dict, *, kind: str, inputs: str, input_size: int | None,
+            batch_size: int, structure: bool) -> CostResult:
+    """The rows and the summary of a foreign model's count (``layer_info``: its discovered
+    structure, empty when none was asked for or found)."""
+    modules = _module_rows(model, counted.forward, counted.backward, engine,
+                           backward_by_module=counted.backward_by_module,
+                           layer_info=layer_info)
+    depth = max((i.depth for i in layer_info.values() if i.depth is not None), default=None)
+    summary = {"model": label, "family": kind, "design": kind, "block": None,
+               "depth": depth,
+               "shortcut": has_shortcuts(model, layer_info) if structure else None,
                "groups": None, "width_per_group": None, "widths": None, "preact": None,
                "shortcut_option": None, "stride_placement": None,
-               "input_size": example.shape[-1], "batch_size": example.shape[0],
+               "input_size": input_size, "batch_size": batch_size, "inputs": inputs,
                "engine": engine,
-               **_summary_totals(modules, calls, backward), "count_seconds": seconds}
+               **_summary_totals(modules, counted.calls, counted.backward),
+               "count_method": counted.method, "count_seconds": seconds}
     summary["macs_v1"] = summary["macs"]
     for row in modules:
-        row["model"] = name
-    return CostResult(summary, modules, _operator_rows(name, forward, backward),
-                      uncounted_calls(calls))
+        row["model"] = label
+    result = CostResult(summary, modules, _operator_rows(label, counted.forward,
+                                                         counted.backward),
+                        uncounted_calls(counted.calls))
+    idle = _idle_parameters(model, counted.called)
+    if idle:
+        result.notes.append(idle)
+    return result
 
 
-def _backward_by_module(model: nn.Module, shape: tuple[int, ...], forward, backward):
-    """The shape pass's per-module backward for a foreign model, used only when the pass
-    reproduces FlopCounterMode's count exactly (every module's forward, and backward per
-    operator): then its attribution is the only thing it adds. None otherwise."""
-    try:
-        counts = count_shapes(model, shape)
-    except Exception:  # noqa: BLE001 - foreign code may do anything with the stand-in
+def _idle_parameters(model: nn.Module, called: frozenset[str] | None) -> str | None:
+    """Modules holding parameters whose forward never ran in the counted pass (googlenet's
+    auxiliary classifiers in eval mode): their params are in the total, their work is not."""
+    if called is None:
         return None
-
-    def nonzero(ops: dict[str, int]) -> dict[str, int]:
-        return {op: v for op, v in ops.items() if v}
-
-    same_forward = {name: nonzero(ops) for name, ops in forward.items() if nonzero(ops)}
-    if counts.forward != same_forward or counts.backward.get("") != nonzero(backward[""]):
+    idle = [(name, sum(p.numel() for p in module.parameters()))
+            for name, module in model.named_modules()
+            if name and name not in called  # nor any module inside it (a ModuleList)
+            and not any(c.startswith(f"{name}.") for c in called)
+            and any(True for _ in module.parameters())]
+    top = [(n, c) for n, c in idle if not any(n.startswith(f"{o}.") for o, _ in idle)]
+    if not top:
         return None
-    return counts.backward
+    return (f"{sum(c for _, c in top):,} params are in modules that did not run in this "
+            f"forward ({', '.join(n for n, _ in top[:6])}{', ...' if len(top) > 6 else ''}): "
+            f"they are counted in params and do no work here")
 
 
-def _count_whole(model: nn.Module, example: torch.Tensor):
-    was_training = model.training
-    model.eval()
-    recorder = _OperatorRecorder()
+def _add_memory(result: CostResult, model: nn.Module, args: tuple, kwargs: dict,
+                real_model: Any = None) -> None:
     try:
-        with FlopCounterMode(display=False, custom_mapping=FORMULAS) as counter:
-            with recorder:
-                out = model(example)
-            forward = _strip_root(counter.get_flop_counts())
-            if isinstance(out, torch.Tensor) and out.requires_grad:
-                out.float().sum().backward()
-        both = _strip_root(counter.get_flop_counts())
-    finally:
-        model.zero_grad(set_to_none=True)
-        model.train(was_training)
-    backward = {name: {op: value - forward.get(name, {}).get(op, 0) for op, value in ops.items()}
-                for name, ops in both.items()}
-    return forward, backward, recorder.calls
+        rows = memory_rows(model, args, kwargs, real_model=real_model)
+        result.summary["memory_batch_size"] = result.summary.get("batch_size")
+    except ValueError as error:
+        if "more than 1 value per channel" not in str(error):
+            raise
+        # BatchNorm refuses a training step on one value per channel: a batch of 1 cannot
+        # train this model, so its training memory is taken at batch 2 and said so.
+        args, kwargs = _doubled_batch(args), _doubled_batch(kwargs)
+        rows = memory_rows(model, args, kwargs, real_model=real_model)
+        result.summary["memory_batch_size"] = 2
+        result.notes.append("memory columns at batch 2: a training step at batch 1 fails "
+                            "here (BatchNorm needs more than one value per channel)")
+        result.summary["count_notes"] = "; ".join(result.notes)
+    for row in rows:
+        row["model"] = result.summary["model"]
+    result.memory = rows
+    total = rows[-1]
+    result.summary.update({column: total.get(column) for column in MEMORY_COLUMNS})
+
+
+def _doubled_batch(inputs: Any) -> Any:
+    """Every tensor of batch 1 in ``inputs`` (a tuple or dict), repeated to batch 2."""
+    def double(value: Any) -> Any:
+        if isinstance(value, torch.Tensor) and value.dim() and value.shape[0] == 1:
+            return value.expand(2, *value.shape[1:])
+        return value
+    if isinstance(inputs, dict):
+        return {key: double(value) for key, value in inputs.items()}
+    return tuple(double(value) for value in inputs)
 
 
 def uncounted_calls(calls: Counter) -> dict[str, int]:
@@ -217,8 +426,9 @@ def count_model_costs(
     name: str | None = None,
     engine: str = DEFAULT_ENGINE,
     source: str | ResNetSpec | None = None,
+    memory: bool = False,
 ) -> CostResult:
-    """Count an already built model (on the meta device for speed, or on CPU)."""
+    """Count an already built zoo model (on the meta device for speed, or on CPU)."""
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch size must be a positive integer: batch_size={batch_size!r}")
     label = name or model.name
@@ -232,10 +442,11 @@ def count_model_costs(
     if engine == "torch":
         counts = count_forward_backward(model, shape)
         forward, backward, calls = counts.forward, counts.backward, counts.calls
+        method = counts.method
     else:
-        forward, calls = _count_with_fvcore(build_model(source if source is not None else spec)
-                                            , shape)
-        backward = {}
+        counted = _count_with_fvcore(build_model(source if source is not None else spec),
+                                     (torch.zeros(shape),), {})
+        forward, backward, calls, method = counted.forward, {}, counted.calls, FVCORE
     v1_macs = _v1_macs(model, shape, counts)
     seconds = time.perf_counter() - started
 
@@ -249,30 +460,30 @@ def count_model_costs(
         "widths": "-".join(map(str, spec.widths)), "preact": spec.preact,
         "shortcut_option": spec.shortcut_option.value if spec.shortcut else None,
         "stride_placement": spec.stride_placement.value,
-        "input_size": size, "batch_size": batch_size, "engine": engine,
+        "input_size": size, "batch_size": batch_size,
+        "inputs": "x".join(map(str, shape)), "engine": engine,
         **totals,
         "macs_v1": v1_macs if v1_macs is not None else totals["macs"],
-        "count_seconds": seconds,
+        "count_method": method, "count_seconds": seconds,
     }
     operators = _operator_rows(label, forward, backward)
     for row in modules:
         row["model"] = label
-    return CostResult(summary=summary, modules=modules, operators=operators,
-                      uncounted=uncounted_calls(calls))
+    result = CostResult(summary=summary, modules=modules, operators=operators,
+                        uncounted=uncounted_calls(calls))
+    if memory:
+        _add_memory(result, model, (torch.empty(shape, device=_device_of(model)),), {},
+                    real_model=lambda: build_model(spec))
+    return result
 
 
-def count_forward_backward(model: nn.Module, shape: tuple[int, ...]) -> ShapeCounts:
+def count_forward_backward(model: nn.Module, shape: tuple[int, ...]) -> Counted:
     """Forward and backward counts per module, and operator calls, for a zoo net: by the
     shape pass (no dispatch, exact: tests compare it with FlopCounterMode on every zoo
-    model), or under FlopCounterMode when its forward calls something the pass cannot count.
-    Foreign models always go through FlopCounterMode: their code may do work the pass
-    would never see."""
-    try:
-        return count_shapes(model, shape)
-    except NoFormula:
-        device = next(model.parameters()).device
-        return ShapeCounts(*_count_whole(model, torch.empty(shape, device=device)),
-                           conv_outputs={}, backward_by_module=False)
+    model), or by dispatch when its forward calls something the pass cannot count."""
+    device = _device_of(model)
+    counted = count_inputs(model, (torch.empty(shape, device=device),), {})
+    return counted
 
 
 def _column_total(rows: list[dict[str, Any]], key: str) -> int | None:
@@ -281,25 +492,18 @@ def _column_total(rows: list[dict[str, Any]], key: str) -> int | None:
     return None if any(v is None for v in values) else sum(values)
 
 
-def _strip_root(counts: dict[str, dict[Any, int]]) -> dict[str, dict[str, int]]:
-    """FlopCounterMode names modules "ResNet.layer1.0.conv1"; use the state_dict-style name."""
-    stripped: dict[str, dict[str, int]] = {}
-    for key, ops in counts.items():
-        if key == "Global":
-            continue
-        _, _, rest = key.partition(".")
-        stripped[rest] = {str(op): count for op, count in ops.items()}
-    return stripped
-
-
-def _count_with_fvcore(model: nn.Module, shape: tuple[int, ...]):
+def _count_with_fvcore(model: nn.Module, args: tuple, kwargs: dict) -> Counted:
     """fvcore's FlopCountAnalysis on this very module (on CPU, in eval mode)."""
+    if kwargs:
+        raise InvalidRequest("the fvcore engine feeds positional inputs only (fvcore traces "
+                             "with TorchScript); use the torch engine for keyword inputs")
     real = model.eval()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # fvcore traces with TorchScript
+        warnings.simplefilter("ignore", FutureWarning)
         from fvcore.nn import FlopCountAnalysis
 
-        analysis = FlopCountAnalysis(real, torch.zeros(shape))
+        analysis = FlopCountAnalysis(real, args if len(args) != 1 else args[0])
         analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
         by_module = analysis.by_module_and_operator()
     # fvcore counts conv/linear in MACs; record them as torch does (2 per MAC) so rows agree.
@@ -315,10 +519,10 @@ def _count_with_fvcore(model: nn.Module, shape: tuple[int, ...]):
             converted[key] = converted.get(key, 0) + per_mac * value
         counts[module] = converted
     calls = Counter({f"fvcore.{op}": n for op, n in analysis.unsupported_ops().items()})
-    return counts, calls
+    return Counted(counts, {}, calls, FVCORE, backward_by_module=False)
 
 
-def _v1_macs(model: ResNet, shape: tuple[int, ...], counts: ShapeCounts | None) -> int | None:
+def _v1_macs(model: ResNet, shape: tuple[int, ...], counts: Counted | None) -> int | None:
     """MACs with the paper's v1 stride placement. v1 strides a bottleneck's 1x1 conv1
     instead of its 3x3 conv2: conv2's output size is unchanged, and conv1 produces that size
     instead of its input's, so only conv1's MACs shrink, by the ratio of the two sizes. The
@@ -367,32 +571,35 @@ def _own_counts(names: list[str], nested: dict[str, dict[str, int]]) -> dict[str
     return {name: {op: v for op, v in ops.items() if v} for name, ops in own.items()}
 
 
-def _module_rows(model: ResNet, forward, backward, engine: str,
-                 backward_by_module: bool = True) -> list[dict[str, Any]]:
-    """One row per module that has parameters or counts of its own. Backward FLOPs go per
-    module only from the shape pass: FlopCounterMode's module tracker keeps a module open
-    until its input's gradient is complete, so a shortcut conv is also charged its block's
-    whole branch (and the block a negative remainder); without the pass, rows leave it
-    blank."""
+def _module_rows(model: nn.Module, forward, backward, engine: str,
+                 backward_by_module: bool = True, layer_info: dict | None = None
+                 ) -> list[dict[str, Any]]:
+    """One row per module that has parameters or buffers of its own, or counts of its own
+    (a leaf, or a container whose forward code does work: a ViT's class token lives on the
+    root). A parameter shared by several modules is counted once, on the first. Backward
+    FLOPs are per module where the count attributed them (the shape pass, and dispatch by
+    autograd node); fvcore's rows leave them blank."""
     modules = dict(model.named_modules())
     names = list(modules)
     own_forward = _own_counts(names, forward)
     own_backward = _own_counts(names, backward) if backward_by_module else {}
+    where = layer_info if layer_info is not None else getattr(model, "layer_info", {}) or {}
+    seen: set[int] = set()
     rows = []
     for name, module in modules.items():
-        leaf = is_leaf(module)
+        own = [p for p in module.parameters(recurse=False) if id(p) not in seen]
+        seen.update(id(p) for p in own)
         ops = own_forward.get(name, {})
-        if not leaf and not ops:
+        holds = bool(own) or any(True for _ in module.buffers(recurse=False))
+        leaf = is_leaf(module)
+        if not leaf and not ops and not holds:
             continue
-        info = getattr(model, "layer_info", {}).get(name)
-        params = sum(p.numel() for p in module.parameters(recurse=False))
-        trainable = sum(p.numel() for p in module.parameters(recurse=False) if p.requires_grad)
+        info = where.get(name)
         conv_linear = _conv_linear_flops(ops) // 2
         elementwise = sum(v for op, v in ops.items() if op in ELEMENTWISE_OPS)
-        batch_norm = sum(v for op, v in ops.items() if op in BATCH_NORM_OPS)
-        avg_pool = ops.get("aten.mean", 0)
         if engine == "torch":
-            fvcore_default = conv_linear + 2 * batch_norm + avg_pool
+            fvcore_default = conv_linear + sum(FVCORE_UNITS.get(op, 0) * v
+                                               for op, v in ops.items())
             with_elementwise = conv_linear + elementwise
             backward_flops = (_conv_linear_flops(own_backward.get(name, {}))
                               if backward_by_module else None)
@@ -407,8 +614,8 @@ def _module_rows(model: ResNet, forward, backward, engine: str,
             "block": info.block_name if info else None,
             "depth": info.depth if info else None,
             "role": info.role if info else None,
-            "params": params,
-            "trainable_params": trainable,
+            "params": sum(p.numel() for p in own),
+            "trainable_params": sum(p.numel() for p in own if p.requires_grad),
             "macs": conv_linear,
             "flops": 2 * conv_linear,
             "macs_with_elementwise": with_elementwise,

@@ -46,7 +46,7 @@ _FORMULAS = {**{op: torch_formula(op) for op in flop_registry}, **FORMULAS,
 @dataclass
 class PassCounts:
     """What one forward-and-backward pass did: per module (each entry includes its
-    children's; "" is the model) forward and backward counts per aten operator, the
+    children's; "" is the model) forward and backward counts per aten operator, the forward
     operators' calls, the bytes saved for backward per module (its own code only) and in
     all, and the largest output of any operator (bytes)."""
 
@@ -56,6 +56,12 @@ class PassCounts:
     saved_bytes: dict[str, int] = field(default_factory=dict)
     saved_total: int = 0
     largest_output: int = 0
+    called: set[str] = field(default_factory=set)  # every module whose forward ran
+
+
+# Eval-mode batch norm as CPU and CUDA kernels (and FlopCounterMode, and the shape pass) name
+# it; meta stand-ins called through functional_call dispatch native_batch_norm instead.
+EVAL_BATCH_NORM = "aten._native_batch_norm_legit_no_training"
 
 
 class _CountingMode(TorchDispatchMode):
@@ -76,10 +82,15 @@ class _CountingMode(TorchDispatchMode):
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
         op = str(func.overloadpacket)
-        self.calls[op] += 1
         if op == "aten.native_batch_norm" and len(args) > 5 and args[5] is False:
             self.not_saved.update(id(t) for t in out[1:])
-        for leaf in tree_flatten(out)[0]:
+            op = EVAL_BATCH_NORM  # one name for one operator, whichever kernel runs it
+        node = torch._C._current_autograd_node()
+        if node is None:  # the forward's operators: what a convention counts or misses
+            self.calls[op] += 1
+        # A view or an in-place result aliases memory already held: not a new tensor.
+        aliases = any(r.alias_info is not None for r in func._schema.returns)
+        for leaf in [] if aliases else tree_flatten(out)[0]:
             if isinstance(leaf, torch.Tensor):
                 self.largest_output = max(self.largest_output,
                                           leaf.numel() * leaf.element_size())
@@ -88,7 +99,6 @@ class _CountingMode(TorchDispatchMode):
             return out
         shapes = tree_map(_shape, (args, kwargs))
         count = formula(*shapes[0], **shapes[1], out_shape=tree_map(_shape, out))
-        node = torch._C._current_autograd_node()
         if node is None:  # forward: every module on the stack
             for name in self.stack:
                 self.forward[name][op] += count
@@ -112,20 +122,24 @@ def _with_parents(path: str) -> list[str]:
 
 def count_pass(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any] | None = None,
                backward: bool = True, memory: bool = True,
-               tensors: dict[str, torch.Tensor] | None = None) -> PassCounts:
-    """Count ``model(*args, **kwargs)`` in eval mode, and with ``backward`` the backward of
-    its outputs' sum (of every floating output that wants a gradient). ``tensors`` stand in
-    for the model's parameters and buffers (``meta_tensors``)."""
+               tensors: dict[str, torch.Tensor] | None = None,
+               training: bool = False) -> PassCounts:
+    """Count ``model(*args, **kwargs)`` in eval mode (``training``: train mode, as a training
+    step saves its tensors), and with ``backward`` the backward of its outputs' sum (of every
+    floating output that wants a gradient). ``tensors`` stand in for the model's parameters
+    and buffers (``meta_tensors``)."""
     names = {id(module): name for name, module in model.named_modules()}
     mode = _CountingMode(names)
     saved: dict[str, int] = defaultdict(int)
     seen_storages: set[int] = set()
     stack = mode.stack
     marks: list[int] = []  # each open module's first autograd sequence number
+    called: set[str] = set()
 
     def enter(module: nn.Module, inputs: Any) -> None:
         name = names.get(id(module))
         if name is not None:
+            called.add(name)
             marks.append(_sequence_mark())
             if name:
                 stack.append(name)
@@ -153,7 +167,7 @@ def count_pass(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any] |
         id(t) for t in (*model.parameters(), *model.buffers())}
     handles = [register_module_forward_pre_hook(enter), register_module_forward_hook(leave)]
     try:
-        with in_mode(model, training=False), _math_attention(), mode:
+        with in_mode(model, training=training), _math_attention(), mode:
             with _saving(pack if memory else None):
                 if tensors is None:
                     outputs = model(*args, **(kwargs or {}))
@@ -173,7 +187,7 @@ def count_pass(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any] |
             handle.remove()
         model.zero_grad(set_to_none=True)
     return PassCounts(forward, _plain(mode.backward), mode.calls, dict(saved),
-                      sum(saved.values()), mode.largest_output)
+                      sum(saved.values()), mode.largest_output, called)
 
 
 def _claim(output: Any, name: str, owner: dict[Any, str], mark: int) -> None:

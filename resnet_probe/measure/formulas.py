@@ -50,7 +50,8 @@ DATA_MOVEMENT = {
     "aten.select_scatter", "aten.unfold", "aten.chunk", "aten.repeat", "aten.lift_fresh_copy",
     "aten.new_ones", "aten.ones", "aten.full", "aten.arange", "aten.scalar_tensor",
     "aten.detach_", "aten._reshape_alias", "aten.narrow", "aten.squeeze_", "aten.unsqueeze_",
-    "aten.view_as", "aten.t_", "aten.transpose_", "aten.pixel_shuffle",
+    "aten.view_as", "aten.t_", "aten.transpose_", "aten.pixel_shuffle", "aten.index_put",
+    "aten.index_put_", "aten.embedding",  # an embedding looks rows up: a gather
 }
 
 

@@ -43,18 +43,24 @@ class MemoryEstimate:
 
 
 def estimate_peak_bytes(model: nn.Module, input_shape: tuple[int, ...], training: bool,
-                        element_bytes: int = 4) -> MemoryEstimate:
-    """``model`` may live anywhere; a meta copy of its structure is what runs."""
+                        element_bytes: int = 4, inputs: Any = None) -> MemoryEstimate:
+    """``model`` may live anywhere; a meta copy of its structure is what runs, on one image
+    of ``input_shape`` per sample or, given ``inputs`` (an InputSpec), on those tensors at
+    batch 1."""
     meta_model = _meta_copy(model)
-    per_sample = list(input_shape)
-    per_sample[0] = 1
-    outputs = [math.prod(per_sample)]  # the input itself
+    if inputs is not None:
+        args, kwargs = inputs.example(device="meta", batch_size=1)
+    else:
+        args, kwargs = (torch.empty((1, *input_shape[1:]), device="meta"),), {}
+    outputs = [sum(t.numel() for t in (*args, *kwargs.values()))]  # the inputs themselves
     leaves = [m for m in meta_model.modules() if is_leaf(m)]
     handles = [leaf.register_forward_hook(
-        lambda module, args, out: outputs.append(out.numel())) for leaf in leaves]
+        lambda module, args, out: outputs.append(
+            sum(t.numel() for t in torch.utils._pytree.tree_flatten(out)[0]
+                if isinstance(t, torch.Tensor)))) for leaf in leaves]
     try:
         with torch.no_grad():
-            meta_model.eval()(torch.empty(per_sample, device="meta"))
+            meta_model.eval()(*args, **kwargs)
     finally:
         for handle in handles:
             handle.remove()
@@ -84,9 +90,10 @@ def available_bytes(device: torch.device) -> tuple[int, str]:
 
 
 def check_fits(model: nn.Module, input_shape: tuple[int, ...], device: torch.device,
-               training: bool, what: str, element_bytes: int = 4) -> MemoryEstimate:
+               training: bool, what: str, element_bytes: int = 4,
+               inputs: Any = None) -> MemoryEstimate:
     """Raise MemoryGuardError when the estimate exceeds the available memory's fraction."""
-    estimate = estimate_peak_bytes(model, input_shape, training, element_bytes)
+    estimate = estimate_peak_bytes(model, input_shape, training, element_bytes, inputs)
     available, source = available_bytes(device)
     if not available:
         return estimate  # nothing to compare with: let the allocator decide
@@ -95,9 +102,11 @@ def check_fits(model: nn.Module, input_shape: tuple[int, ...], device: torch.dev
         fits = estimate.largest_batch_within(limit)
         hint = (f"a batch size of at most {fits} would fit" if fits >= 1 else
                 "no batch size fits at this input size; use a smaller input size")
+        described = inputs.text() if inputs is not None else \
+            f"input {'x'.join(map(str, input_shape[1:]))}"
         raise MemoryGuardError(
             f"{what} needs about {_gib(estimate.total_bytes)} (batch {estimate.batch_size}, "
-            f"input {'x'.join(map(str, input_shape[1:]))}), more than "
+            f"{described}), more than "
             f"{FRACTION_OF_AVAILABLE:.0%} of the {_gib(available)} available on "
             f"{device.type} ({source}); {hint}")
     return estimate
@@ -123,11 +132,15 @@ def _meta_copy(model: nn.Module) -> nn.Module:
 
 # --- memory as a cost, exact on shapes -----------------------------------------------------
 
+# The model's memory columns, as the summary and a baseline carry them.
+MEMORY_COLUMNS = ("param_bytes", "buffer_bytes", "grad_bytes", "activation_bytes",
+                  "optimizer_bytes", "train_peak_bytes", "cuda_measured_peak_bytes")
+
 MEMORY_METHOD = (
     "param_bytes, buffer_bytes: the model's tensors at their dtypes, each stored tensor once; "
     "grad_bytes: one gradient per trainable parameter; activation_bytes: the tensors "
-    "autograd saves for backward during one forward at this batch size, each storage once "
-    "(measured with saved_tensors_hooks on meta tensors: nothing is allocated); "
+    "autograd saves for backward during one training-mode forward at this batch size, each "
+    "storage once (measured with saved_tensors_hooks on meta tensors: nothing is allocated); "
     "optimizer_bytes: SGD with momentum, one buffer per trainable parameter (Adam would keep "
     "two); train_peak_bytes: all of these plus the largest single tensor an operator "
     "produces, a lower bound on one training step's peak. Not included: allocator rounding "
@@ -135,17 +148,19 @@ MEMORY_METHOD = (
     "pipeline.")
 
 
-def memory_rows(model: nn.Module, args: tuple, kwargs: dict | None = None
-                ) -> list[dict[str, Any]]:
+def memory_rows(model: nn.Module, args: tuple, kwargs: dict | None = None,
+                real_model: Any = None) -> list[dict[str, Any]]:
     """One row per module that saves activations of its own (``module``, its
     ``activation_bytes``), then the model's row (``module`` "(model)") with every column
-    of MEMORY_METHOD. The model runs on meta stand-ins of its tensors."""
+    of MEMORY_METHOD. The model runs on meta stand-ins of its tensors. With CUDA, the
+    measured peak of a real step is added; ``real_model()`` builds a real copy when
+    ``model`` is on the meta device."""
     from resnet_probe.measure.counting import count_pass, meta_tensors
 
     meta_args = tuple(_to_meta(a) for a in args)
     meta_kwargs = {k: _to_meta(v) for k, v in (kwargs or {}).items()}
     counts = count_pass(model, meta_args, meta_kwargs, backward=False, memory=True,
-                        tensors=meta_tensors(model))
+                        tensors=meta_tensors(model), training=True)
     parameters = {id(p): p for p in model.parameters()}
     buffers = {id(b): b for b in model.buffers()}
     param_bytes = sum(_bytes(p) for p in parameters.values())
@@ -158,7 +173,8 @@ def memory_rows(model: nn.Module, args: tuple, kwargs: dict | None = None
              "optimizer_bytes": grad_bytes, "largest_output_bytes": counts.largest_output,
              "train_peak_bytes": param_bytes + buffer_bytes + 2 * grad_bytes
              + counts.saved_total + counts.largest_output}
-    cuda = cuda_peak_bytes(model, args, kwargs)
+    real = real_model() if real_model is not None and torch.cuda.is_available() else model
+    cuda = cuda_peak_bytes(real, args, kwargs)
     if cuda is not None:
         total["cuda_measured_peak_bytes"] = cuda
     return [*rows, total]
@@ -167,7 +183,7 @@ def memory_rows(model: nn.Module, args: tuple, kwargs: dict | None = None
 def cuda_peak_bytes(model: nn.Module, args: tuple, kwargs: dict | None = None) -> int | None:
     """torch.cuda.max_memory_allocated over one real forward and backward on the GPU, beside
     the estimate; None without CUDA (or when the model does not fit)."""
-    if not torch.cuda.is_available():
+    if not torch.cuda.is_available() or any(p.is_meta for p in model.parameters()):
         return None
     import copy
 

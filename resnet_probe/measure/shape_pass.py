@@ -9,8 +9,9 @@ shape and the operator's count with the very formulas ``FlopCounterMode`` is giv
 aten name ``FlopCounterMode`` would record. Nothing is allocated or dispatched.
 
 It knows the functions a ResNet calls, and a squeeze-and-excitation gate's (mean, sigmoid,
-broadcast multiply). Anything else raises ``NoFormula`` and the caller
-counts with ``FlopCounterMode`` instead, so a count is never silently incomplete. Tests check
+broadcast multiply). Anything else raises ``NoFormula``, and so does any operator that runs on a
+real tensor during the pass (work the stand-in never saw); the caller then counts by dispatch
+(``measure.counting``), so a count is never silently incomplete. Tests check
 that both give identical rows for every zoo model.
 """
 
@@ -28,6 +29,7 @@ from torch.nn.modules.module import (
     register_module_forward_hook,
     register_module_forward_pre_hook,
 )
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from resnet_probe.measure.formulas import ELEMENTWISE_FORMULAS, conv_backward, torch_formula
 
@@ -45,6 +47,7 @@ class ShapeCounts(NamedTuple):
     calls: Counter
     conv_outputs: dict[str, tuple[int, ...]]
     backward_by_module: bool = True
+    called: frozenset[str] = frozenset()  # every module whose forward ran
 
 
 class NoFormula(Exception):
@@ -249,6 +252,8 @@ def _conv2d(run: _ShapePass, x: _Shape, weight: torch.Tensor, bias=None, stride=
             dilation=1, groups=1) -> _Shape:
     if isinstance(padding, str) or len(x.shape) != 4:
         raise NoFormula(f"conv2d with padding={padding!r} on a {len(x.shape)}-d input")
+    if x.shape[1] != weight.shape[1] * groups:  # torch would refuse it: let dispatch say why
+        raise NoFormula(f"conv2d of {weight.shape[1] * groups} channels fed {x.shape[1]}")
     stride, padding, dilation = _pair(stride), _pair(padding), _pair(dilation)
     spatial = tuple(_window_out(size, k, s, p, d) for size, k, s, p, d in
                     zip(x.shape[2:], weight.shape[2:], stride, padding, dilation, strict=True))
@@ -268,6 +273,8 @@ def _linear(run: _ShapePass, x: _Shape, weight: torch.Tensor, bias=None) -> _Sha
     if len(x.shape) != 2:
         raise NoFormula(f"linear on a {len(x.shape)}-d input")
     batch, features = x.shape
+    if features != weight.shape[1]:
+        raise NoFormula(f"linear of {weight.shape[1]} features fed {features}")
     out = (batch, weight.shape[0])
     transposed = (features, weight.shape[0])
     forward = _ADDMM(out, x.shape, transposed) if bias is not None else _MM(x.shape, transposed)
@@ -391,10 +398,20 @@ _HANDLERS: dict[Callable, Callable] = {
 }
 
 
-def count_shapes(model: nn.Module, shape: tuple[int, ...]) -> ShapeCounts:
+class _NothingDispatched(TorchDispatchMode):
+    """Raises NoFormula when any operator runs on real (or meta) tensors during the pass:
+    work the stand-in never saw (a class token expanded, a mask built from ``torch.arange``)
+    would otherwise go uncounted, so such a forward is counted by dispatch instead."""
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        raise NoFormula(f"{func.overloadpacket} ran on a tensor, not on the stand-in")
+
+
+def count_shapes(model: nn.Module, shape: tuple[int, ...], requires_grad: bool = False
+                 ) -> ShapeCounts:
     """The counts ``FlopCounterMode`` would give for ``model(x).sum().backward()`` in eval
-    mode, ``x`` of ``shape``. Raises ``NoFormula`` for a forward that calls anything
-    unknown."""
+    mode, ``x`` of ``shape`` (wanting a gradient itself when ``requires_grad``). Raises
+    ``NoFormula`` for a forward that calls anything unknown."""
     run = _ShapePass(model)
     # eval() in one loop: Module.train recurses through a Python call per module, which
     # costs as much as this whole pass on a small net.
@@ -404,15 +421,17 @@ def count_shapes(model: nn.Module, shape: tuple[int, ...]) -> ShapeCounts:
 
     def enter(module: nn.Module, args: Any) -> None:
         run.stack.append(run.names[id(module)])
+        called.add(run.stack[-1])
 
     def leave(module: nn.Module, args: Any, output: Any) -> None:
         run.stack.pop()
 
+    called: set[str] = set()
     _ShapePass.active = run
     handles = [register_module_forward_pre_hook(enter), register_module_forward_hook(leave)]
     try:
-        with torch.no_grad():
-            out = model(_Shape(shape))
+        with torch.no_grad(), _NothingDispatched():
+            out = model(_Shape(shape, requires_grad))
         if not isinstance(out, _Shape):
             raise NoFormula(f"a forward returning {type(out).__name__}")
     finally:
@@ -422,7 +441,8 @@ def count_shapes(model: nn.Module, shape: tuple[int, ...]) -> ShapeCounts:
         for module in training:
             module.training = True
     run.gradient_sums()
-    return ShapeCounts(_plain(run.forward), _plain(run.backward), run.calls, run.conv_outputs)
+    return ShapeCounts(_plain(run.forward), _plain(run.backward), run.calls, run.conv_outputs,
+                       called=frozenset(called))
 
 
 def _plain(counts: Counts) -> Counts:

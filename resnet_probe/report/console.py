@@ -69,8 +69,9 @@ def describe_model(source, input_size: int) -> str:
     spec = source.spec
     name = source.text
     if spec is None:
-        return (f"{name}: a {source.kind} model (blocks and stages found from its graph), "
-                f"input {source.in_channels}x{input_size}x{input_size}")
+        fed = (f"inputs {source.inputs.text()}" if source.inputs is not None
+               else f"input {source.in_channels}x{input_size}x{input_size}")
+        return f"{name}: a {source.kind} model, {fed}"
     stride = (f", stride on the {spec.stride_placement.value} conv"
               if spec.block.value == "bottleneck" else "")
     shortcut = (f"option {spec.shortcut_option.value} shortcuts" if spec.shortcut
@@ -91,12 +92,19 @@ def describe_baseline_update(update) -> str:
     return line
 
 
-def describe_check(rows: list[dict], drifts: list, path, rtol: float) -> str:
-    if drifts:
-        return (f"FLOP regression check FAILED against {path}: {len(drifts)} value(s) drifted "
-                f"(rtol={rtol})")
-    return (f"FLOP regression check passed: {len({r['model'] for r in rows})} models, "
-            f"{len(rows)} values match {path} (rtol={rtol})")
+def describe_check(result) -> str:
+    """One line for a regression CheckResult."""
+    entries = len({r["model"] for r in result.rows})
+    unusable = f"; {len(result.errors)} entries could not be checked" if result.errors else ""
+    if result.drifts:
+        return (f"cost check FAILED against {result.path}: {len(result.drifts)} value(s) "
+                f"drifted in {len({d.model for d in result.drifts})} of {entries} entries "
+                f"({result.tolerance.text()}){unusable}")
+    if result.errors:
+        return (f"cost check INCOMPLETE against {result.path}: {entries} entries match"
+                f"{unusable} ({result.tolerance.text()})")
+    return (f"cost check passed: {entries} entries, {len(result.rows)} values match "
+            f"{result.path} ({result.tolerance.text()})")
 
 
 def latency_notes(result) -> list[str]:

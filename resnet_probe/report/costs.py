@@ -6,6 +6,7 @@ from __future__ import annotations
 import pandas as pd
 
 from resnet_probe.jobs.parts import BottleneckPart, CostsPart
+from resnet_probe.measure.memory import MEMORY_METHOD
 from resnet_probe.report import figures
 from resnet_probe.report.html import Section, esc, format_value, ordered_pivot, scaled
 
@@ -77,6 +78,9 @@ def render_costs(part: CostsPart) -> Section:
     if partial.empty:
         section.note("Every operator that ran has a formula or only moves data: no count "
                      "here is partial.", kind="finding")
+    if "count_notes" in part.summary:
+        for row in part.summary[part.summary["count_notes"].fillna("") != ""].itertuples():
+            section.note(f"{esc(row.model)}: {esc(row.count_notes)}", kind="warning")
     section.figure(figures.conventions(conventions))
     section.figure(figures.stage_macs(part.stages))
     section.table(ordered_pivot(part.stages, "stage", "macs"), caption="MACs per stage (exact)")
@@ -87,6 +91,7 @@ def render_costs(part: CostsPart) -> Section:
                       caption="Memory, exact on shapes: parameter, buffer and gradient bytes, "
                               "activations autograd saves for backward, and the estimated "
                               "peak of one training step (see the memory note)")
+        section.note(f"Memory: {esc(MEMORY_METHOD)}")
     operators = part.operators
     section.table(operators.pivot_table(index=["direction", "operator", "kind"],
                                         columns="model", values="macs", sort=False

@@ -216,6 +216,9 @@ def recipe_dynamics(dynamics: pd.DataFrame, joins: pd.DataFrame) -> go.Figure:
                                  line=dict(color="black", dash="dot"),
                                  name=f"momentum alone (μ = {momentum:g})"), row=2, col=1)
     fig.update_yaxes(type="log")
+    for index, axis_title in enumerate(["‖∇W‖/‖W‖", "lr·‖∇W‖/‖W‖", "‖ΔW‖/‖W‖", "join ratio"]):
+        row, col = divmod(index, 2)
+        fig.update_yaxes(title_text=f"{axis_title} (log)", row=row + 1, col=col + 1)
     fig.update_xaxes(title_text="step")
     return fig.update_layout(height=620, title="The first training steps in the recipe "
                              "(mean over seeds)")
@@ -240,6 +243,7 @@ def path_lengths(paths: pd.DataFrame) -> go.Figure:
                   title="Effective paths (Veit et al. 2016, Fig. 6)")
     fig.for_each_annotation(lambda a: a.update(text=a.text.split("=", 1)[-1]))
     fig.update_yaxes(matches=None, showticklabels=True, title_text="")
+    fig.update_yaxes(title_text="value (log; each panel its own unit)", col=1)
     return fig.update_xaxes(title_text="path length (branches passed through)")
 
 

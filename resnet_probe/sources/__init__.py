@@ -74,6 +74,7 @@ class ModelSource:
     reinit: bool = False  # plain[reinit]:
     inputs: InputSpec | None = None  # what its forward takes, when not one image
     _traits: tuple[int | None, bool] | None = field(default=None, repr=False)
+    _structure: dict | None = field(default=None, repr=False)  # discovered layer_info
 
     @property
     def min_input_size(self) -> int:
@@ -113,6 +114,16 @@ class ModelSource:
             return {"source": self.text, "module_sha256": digest.hexdigest()}
         return {"source": self.text, **self.fingerprint}
 
+    def structure(self, model: nn.Module | None = None, device: str | None = None) -> dict:
+        """A foreign model's blocks and stages (``layer_info``), found from its graph once per
+        source: every build has the same architecture. ``model`` is a build to trace (the
+        given module by default)."""
+        if self._structure is None:
+            traced = model if model is not None else self.module
+            assert traced is not None, "a built model is needed to find the structure"
+            self._structure = _discovered(self, traced, device)
+        return dict(self._structure)
+
     @property
     def is_zoo(self) -> bool:
         return self.spec is not None
@@ -147,21 +158,20 @@ class ModelSource:
         size = self.default_input_size if input_size is None else input_size
         return torch.zeros(batch_size, self.in_channels, size, size, device=device)
 
-    def example_inputs(self, input_size: int | None = None, batch_size: int = 1,
+    def example_inputs(self, input_size: int | None = None, batch_size: int | None = None,
                        device: str | torch.device = "cpu"
                        ) -> tuple[tuple[Any, ...], dict[str, Any]]:
-        """(args, kwargs) for the model's forward: the ``inputs`` spec when given, else one
-        image batch."""
+        """(args, kwargs) for the model's forward: the ``inputs`` spec when given (its own
+        batch unless ``batch_size`` replaces it), else one image batch."""
         if self.inputs is not None:
-            return self.inputs.example(device=device, batch_size=batch_size
-                                       if input_size is None else batch_size)
-        return (self.example(input_size, batch_size, device),), {}
+            return self.inputs.example(device=device, batch_size=batch_size)
+        return (self.example(input_size, batch_size or 1, device),), {}
 
-    @property
-    def input_description(self) -> str:
+    def input_description(self, input_size: int | None = None, batch_size: int = 1) -> str:
         if self.inputs is not None:
             return self.inputs.text()
-        return f"1x{self.in_channels}x{self.default_input_size}x{self.default_input_size}"
+        size = self.default_input_size if input_size is None else input_size
+        return f"{batch_size}x{self.in_channels}x{size}x{size}"
 
 
 def resolve(model: str | nn.Module | ModelSource, in_channels: int | None = None,
@@ -311,7 +321,9 @@ def _load_factory(source: ModelSource):
     with user_code(source.text, f"importing {location!r}"):
         if _is_file(location):
             path = Path(location).resolve()
-            module_name = f"resnet_probe_user_{hashlib.sha1(str(path).encode()).hexdigest()[:8]}"
+            # keyed by path and content: an edited file is imported afresh
+            module_name = "resnet_probe_user_" + hashlib.sha1(
+                str(path).encode() + path.read_bytes()).hexdigest()[:12]
             module = sys.modules.get(module_name)
             if module is None:
                 spec = importlib.util.spec_from_file_location(module_name, path)
@@ -350,14 +362,14 @@ def user_code(source: str, step: str) -> Iterator[None]:
                             traceback.format_exc()) from None
     except Exception as error:  # noqa: BLE001 - user code can raise anything
         first = str(error).splitlines()[0] if str(error) else ""
-        raise UserCodeError(f"{source}: {step} failed ({type(error).__name__}"
-                            f"{': ' + first if first else ''}); --debug shows the traceback",
-                            traceback.format_exc()) from None
+        reason = f"{type(error).__name__}{': ' + first if first else ''}"
+        raise UserCodeError(f"{source}: {step} failed ({reason}); --debug shows the traceback",
+                            traceback.format_exc(), reason) from None
 
 
 def _build_foreign(source: ModelSource, num_classes, in_channels, structure: bool,
                    device: str | None) -> nn.Module:
-    from resnet_probe.sources.surgery import SurgeryError, discover_structure, plain_twin
+    from resnet_probe.sources.surgery import plain_twin
 
     if source.kind == "module":  # a copy: measuring or training must not touch the user's
         import copy
@@ -371,7 +383,7 @@ def _build_foreign(source: ModelSource, num_classes, in_channels, structure: boo
         original = inner.build(num_classes, in_channels, structure=False, device=device)
         example = inner.example(source.default_input_size,
                                 device="meta" if device == "meta" else "cpu")
-        model = _forward_step(inner, "making its plain twin", lambda: plain_twin(
+        model = forward_step(inner, "making its plain twin", lambda: plain_twin(
             original, example if structure else None, reinit=source.reinit))
         model.name = source.text
         return model
@@ -406,17 +418,27 @@ def _build_foreign(source: ModelSource, num_classes, in_channels, structure: boo
                               f"nn.Module")
     model.name = source.text
     if structure and not hasattr(model, "layer_info"):
-        try:  # the discovery's shape pass runs the model: it is the input check too
-            example = source.example(device="meta" if device == "meta" else "cpu")
-            model.layer_info = _forward_step(source, "finding its blocks", lambda:
-                                             discover_structure(model, example))
-        except SurgeryError:  # untraceable, or no residual blocks: per-module rows only
-            args, kwargs_ = source.example_inputs(
-                device="meta" if device == "meta" else "cpu")
-            _forward_step(source, "a forward on its example input",
-                          lambda: model.eval()(*args, **kwargs_))
-            model.layer_info = {}
+        model.layer_info = source.structure(model, device)
     return model
+
+
+def _discovered(source: ModelSource, model: nn.Module, device: str | None) -> dict:
+    """The blocks and stages found from the model's graph (empty when it has none, cannot be
+    traced, or takes more than one image). The discovery runs the model, so it is the input
+    check too."""
+    from resnet_probe.sources.surgery import SurgeryError, discover_structure
+
+    where = "meta" if device == "meta" else "cpu"
+    if source.inputs is None:
+        try:
+            example = source.example(device=where)
+            return forward_step(source, "finding its blocks",
+                                 lambda: discover_structure(model, example))
+        except SurgeryError:  # untraceable, or no residual blocks: per-module rows only
+            pass
+    args, kwargs = source.example_inputs(device=where)
+    forward_step(source, "a forward on its example input", lambda: model.eval()(*args, **kwargs))
+    return {}
 
 
 @contextlib.contextmanager
@@ -477,14 +499,14 @@ def check_weights(model: nn.Module, state: dict[str, torch.Tensor], path: Path, 
         model.load_state_dict(state, strict=True)
 
 
-def _forward_step(source: ModelSource, step: str, run):
-    """``run()``, where a model meets the source's example input. SurgeryError passes; a
-    failure of the user's code is named with the step and the flags that say what the model
-    takes (or its builder arguments)."""
+def forward_step(source: ModelSource, step: str, run, grad: bool = False):
+    """``run()``, where a model meets the source's example input (without autograd unless
+    ``grad``). SurgeryError passes; a failure of the user's code is named with the step and
+    the flags that say what the model takes (or its builder arguments)."""
     from resnet_probe.sources.surgery import SurgeryError
 
     try:
-        with torch.no_grad(), contextlib.redirect_stdout(sys.stderr):
+        with torch.set_grad_enabled(grad), contextlib.redirect_stdout(sys.stderr):
             return run()
     except (SurgeryError, UserCodeError, KeyboardInterrupt):
         raise
@@ -499,7 +521,7 @@ def _forward_step(source: ModelSource, step: str, run):
         if source.kind in ("torchvision", "timm"):
             hint += (f", or pass builder arguments such as {source.text.split('[')[0]}"
                      f"[image_size={source.default_input_size}]")
-        raise UserCodeError(f"{source.text} fails on a {source.input_description} input "
+        raise UserCodeError(f"{source.text} fails on a {source.input_description()} input "
                             f"during {step} ({first}); {hint}",
                             traceback.format_exc()) from None
 

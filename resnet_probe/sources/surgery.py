@@ -32,6 +32,7 @@ execution order.
 from __future__ import annotations
 
 import copy
+import inspect
 import operator
 import warnings
 import weakref
@@ -197,6 +198,7 @@ def _shortcut_of(node, operands, owner, stream, ancestors, owners, modules, para
     else:
         candidates = stream
     best = None
+    shared_weights = False
     for shortcut, branch in ((a, b), (b, a)):
         for start in candidates:
             if not (start is shortcut or start in ancestors[shortcut]):
@@ -205,17 +207,29 @@ def _shortcut_of(node, operands, owner, stream, ancestors, owners, modules, para
                 continue
             between = {o: (ancestors[o] | {o}) - ancestors[start] - {start}
                        for o in (shortcut, branch)}
-            if owner and not all(_inside(owners[n], owner) for n in between[shortcut]):
+            # What both operands compute from the stream (a pre-activation block's shared
+            # norm) is neither path's; it must hold no weighted layer, or the "shortcut"
+            # starts inside the branch (Res2Net's adds between splits).
+            shared = between[shortcut] & between[branch]
+            if _weighted(shared, modules, parameters):
+                shared_weights = True
+                continue
+            fork = max(shared, key=lambda n: len(ancestors[n])) if shared else start
+            paths = {o: between[o] - shared for o in (shortcut, branch)}
+            if owner and not all(_inside(owners[n], owner) for n in paths[shortcut]):
                 continue  # the shortcut must stay inside the block
-            weights = {o: _weighted(between[o], modules, parameters) for o in (a, b)}
+            weights = {o: _weighted(paths[o], modules, parameters) for o in (a, b)}
             if weights[branch] < 1 or weights[branch] <= weights[shortcut]:
                 continue
-            key = (weights[shortcut], len(between[shortcut]))
+            key = (weights[shortcut], len(paths[shortcut]))
             if best is None or key < best[0]:
-                best = (key, shortcut, branch, start, between[shortcut])
+                best = (key, shortcut, branch, fork, paths[shortcut])
     if best is None:
         if not candidates:
             return "its operands share no input"
+        if shared_weights:
+            return ("both operands pass through the same weighted layer after the module's "
+                    "stream: an add inside the branch, not a shortcut")
         return ("neither operand is the module's stream (its input or an earlier residual "
                 "sum) with the other reaching it through more weighted layers")
     _, shortcut, branch, start, on_shortcut = best
@@ -301,7 +315,8 @@ def plain_twin(model: nn.Module, example: torch.Tensor | None = None,
     source = copy.deepcopy(model)
     if reinit:
         unit_branches(source)
-    graph_module = trace_with_blocks(source)
+    with in_mode(source, training=False):  # Python branches on self.training: inference's
+        graph_module = trace_with_blocks(source)
     adds, kept = residual_adds(graph_module)
     if not adds:
         found = (f"; the {len(kept)} adds it has are not shortcuts: "
@@ -332,6 +347,7 @@ def plain_twin(model: nn.Module, example: torch.Tensor | None = None,
     graph_module.block_inputs = {add.block: add.shortcut if add.identity else None
                                  for add in adds}
     graph_module.block_outputs = _mark_block_outputs(graph_module, blocks)
+    _follow_the_mode(graph_module.graph)
     graph_module.recompile()
     graph_module.residual_blocks = blocks  # what the twin's original had
     graph_module.kept_adds = kept
@@ -346,6 +362,33 @@ def plain_twin(model: nn.Module, example: torch.Tensor | None = None,
                 structure[block].stage, Role.MAIN, structure[block].block, block, deepest)
     _check_twin(graph_module, model, example)
     return graph_module
+
+
+def _follow_the_mode(graph: fx.Graph) -> None:
+    """A traced call of a function that takes ``training`` (F.dropout, F.batch_norm,
+    timm's drop_path, torchvision's stochastic_depth) got the flag's value at trace time;
+    read the twin's own ``self.training`` at run time instead, so ``.train()`` and
+    ``.eval()`` act on it as on the original."""
+    mode = None
+    for node in list(graph.nodes):
+        if node.op != "call_function":
+            continue
+        try:
+            parameters = list(inspect.signature(node.target).parameters)
+        except (TypeError, ValueError):  # a builtin without a signature
+            continue
+        if "training" not in parameters:
+            continue
+        if mode is None:
+            first = next(n for n in graph.nodes if n.op != "placeholder")
+            with graph.inserting_before(first), warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # fx: "training" is not a parameter or buffer
+                mode = graph.get_attr("training")
+        position = parameters.index("training")
+        if position < len(node.args):
+            node.args = (*node.args[:position], mode, *node.args[position + 1:])
+        else:
+            node.kwargs = {**node.kwargs, "training": mode}
 
 
 def _kept_words(kept: list[KeptAdd]) -> str:
@@ -400,8 +443,11 @@ def _check_twin(twin: fx.GraphModule, model: nn.Module, example: torch.Tensor | 
                            f"breaks the computation, so no twin is made") from None
     if example is None:
         return
-    probes = torch.stack([torch.randn(example.shape[1:], generator=torch.Generator(
-        ).manual_seed(seed)) for seed in (0, 1)]).to(example.dtype)
+    if example.is_meta:  # shapes only: the forward is checked, a dead twin cannot be seen
+        probes = torch.empty((2, *example.shape[1:]), dtype=example.dtype, device="meta")
+    else:
+        probes = torch.stack([torch.randn(example.shape[1:], generator=torch.Generator(
+            ).manual_seed(seed)) for seed in (0, 1)]).to(example.dtype)
     try:
         with in_mode(twin, training=False), torch.no_grad():
             outputs = twin(probes)
@@ -409,7 +455,8 @@ def _check_twin(twin: fx.GraphModule, model: nn.Module, example: torch.Tensor | 
         first = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise SurgeryError(f"the plain twin of {type(model).__name__} fails a forward once its "
                            f"shortcuts are removed ({first}); no twin is made") from None
-    if isinstance(outputs, torch.Tensor) and outputs.shape[0] == 2 and torch.allclose(
+    if isinstance(outputs, torch.Tensor) and not outputs.is_meta and outputs.shape[0] == 2 \
+            and torch.allclose(
             outputs[0], outputs[1], rtol=0, atol=1e-12 * float(outputs.abs().max() + 1)):
         warnings.warn(DeadTwinWarning(
             f"the plain twin of {type(model).__name__} gives the same output for different "
@@ -525,13 +572,14 @@ def lesioned_graph(model: nn.Module, blocks: list[str]) -> fx.GraphModule:
 # --- structure --------------------------------------------------------------------------
 
 
-def has_shortcuts(model: nn.Module) -> bool:
+def has_shortcuts(model: nn.Module, layer_info: dict | None = None) -> bool:
     """Whether the model adds shortcuts: the zoo's spec says; a foreign model has residual
-    blocks in its discovered structure, and a plain twin records the ones it dropped."""
+    blocks in its discovered structure (``layer_info``, else its own), and a plain twin
+    records the ones it dropped."""
     spec = getattr(model, "spec", None)
     if spec is not None:
         return spec.shortcut
-    info = getattr(model, "layer_info", {}) or {}
+    info = layer_info if layer_info is not None else getattr(model, "layer_info", {}) or {}
     return (not hasattr(model, "residual_blocks")
             and any(i.role is Role.BLOCK for i in info.values()))
 

@@ -483,16 +483,31 @@ def _early_weight_norms(model: nn.Module) -> dict[str, float]:
 def _rescale_early_layers(model: nn.Module, optimizer: torch.optim.Optimizer,
                           initial_norms: dict[str, float]) -> None:
     """The causal test: scale each early conv's weights back to their norm at init and clear
-    their momentum. Each is followed by BN, whose output ignores its input's scale, so the net
-    computes the same function (tests/test_dynamics.py); only the optimiser's view changes."""
+    their momentum. Each is followed by a BN: in train mode its output ignores its input's
+    scale, and its running mean and variance are scaled with the conv (by c and c^2), so the
+    net computes the same function in both modes (tests/test_why.py); only the optimiser's
+    view of those weights changes."""
+    modules = dict(model.named_modules())
     with torch.no_grad():
         for name, module in _early_layers(model).items():
             norm = module.weight.norm().item()
-            if norm > 0:
-                module.weight.mul_(initial_norms[name] / norm)
+            bn = modules.get(_following_norm(name))
+            if norm <= 0 or not isinstance(bn, nn.modules.batchnorm._BatchNorm):
+                continue  # without a BN after it, rescaling would change the function
+            scale = initial_norms[name] / norm
+            module.weight.mul_(scale)
+            if bn.running_mean is not None:
+                bn.running_mean.mul_(scale)
+                bn.running_var.mul_(scale ** 2)
             state = optimizer.state.get(module.weight)
             if state and state.get("momentum_buffer") is not None:
                 state["momentum_buffer"].zero_()
+
+
+def _following_norm(conv: str) -> str:
+    """The zoo's name for the BN after a conv: conv1 -> bn1, layer1.0.conv2 -> layer1.0.bn2."""
+    head, _, leaf = conv.rpartition(".")
+    return f"{head}.{leaf.replace('conv', 'bn')}" if head else leaf.replace("conv", "bn")
 
 
 def _bn_calls_per_step(model: nn.Module, steps: int) -> dict[str, int]:

@@ -16,7 +16,8 @@ from resnet_probe.results import CONVENTIONS, frame
 
 def costs_part(plan: Plan, progress: Progress) -> CostsPart:
     progress.set_description("counting params and MACs")
-    costs = [count_costs(source, input_size=plan.input_size) for source in plan.sources]
+    costs = [count_costs(source, input_size=plan.input_size, memory=True)
+             for source in plan.sources]
     rows = block_cost_rows(plan.options.bottleneck_width, plan.options.bottleneck_size)
     progress.update(1)
     return CostsPart(

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import os
 import statistics
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -36,6 +37,7 @@ from torch import nn
 from resnet_probe.device import free_device_memory, resolve_device
 from resnet_probe.measure.latency.hooked import profile_layers, summarize
 from resnet_probe.measure.latency.machine import busy_warning, environment, spread_warning
+from resnet_probe.measure.latency.profiled import profile_with_profiler
 from resnet_probe.measure.latency.roofline import peaks
 from resnet_probe.measure.latency.rounds import interleaved_rounds, latency_differences
 from resnet_probe.measure.latency.setup import (
@@ -56,9 +58,12 @@ __all__ = ["LatencyConfig", "LatencyResult", "check_dtype_supported", "measure_l
 
 def measure_latency(models: list[str | nn.Module | ModelSource],
                     config: LatencyConfig = LATENCY_DEFAULTS,
-                    progress: Progress = NO_PROGRESS) -> LatencyResult:
-    """Time every leaf of every model (any MODEL source, or an nn.Module). A model that runs
-    out of GPU memory is recorded in ``failures`` and the rows already measured are kept."""
+                    progress: Progress = NO_PROGRESS,
+                    trace_dir: Path | None = None) -> LatencyResult:
+    """Time every module of every model (any MODEL source, or an nn.Module) with the
+    config's engine: hooks around each leaf, or torch.profiler's events (``profiled``; with
+    ``trace_dir``, a Chrome trace per model and direction). A model that runs out of GPU
+    memory is recorded in ``failures`` and the rows already measured are kept."""
     sources = {source.text: source for source in map(resolve, models)}
     device = resolve_device(config.device)
     check_dtype_supported(config.dtype, device)
@@ -82,7 +87,11 @@ def measure_latency(models: list[str | nn.Module | ModelSource],
             progress.set_description(f"latency {name}")
             failure = None
             try:
-                profiled[name] = profile_layers(source, config, device, peak, result)
+                if config.engine == "profiler":
+                    profiled[name] = profile_with_profiler(source, config, device, peak,
+                                                           result, trace_dir)
+                else:
+                    profiled[name] = profile_layers(source, config, device, peak, result)
             except torch.cuda.OutOfMemoryError as error:
                 failure = f"out of GPU memory: {str(error).splitlines()[0]}"
             except MemoryGuardError as error:  # the others are still timed
@@ -103,7 +112,8 @@ def measure_latency(models: list[str | nn.Module | ModelSource],
         for name, (_, _, layer_rows, whole) in profiled.items():
             result.models.append(_model_row(sources[name], device, config, threads, whole,
                                             layer_rows,
-                                            [r for r in rounds if r["model"] == name]))
+                                            [r for r in rounds if r["model"] == name],
+                                            [p for p in result.passes if p["model"] == name]))
             spread = spread_warning(name, result.models)
             if spread is not None:
                 result.warnings.append(spread)
@@ -120,11 +130,8 @@ def measure_latency(models: list[str | nn.Module | ModelSource],
     return result
 
 
-
-
-
-
-def _model_row(source, device, config, threads, whole, layer_rows, rounds) -> dict[str, Any]:
+def _model_row(source, device, config, threads, whole, layer_rows, rounds,
+               passes_of: list[dict[str, Any]]) -> dict[str, Any]:
     name = source.text
     forward = [r for r in layer_rows if r["direction"] == "forward"]
     backward = [r for r in layer_rows if r["direction"] == "backward"]
@@ -135,8 +142,16 @@ def _model_row(source, device, config, threads, whole, layer_rows, rounds) -> di
     backward_interval = (median_interval([r["backward_ms"] for r in rounds])
                          if config.backward else None)
     layer_sum = sum(r["median_ms"] for r in forward)
+    passes = {direction: [p for p in passes_of if p["direction"] == direction]
+              for direction in ("forward", "backward")}
+    launch_bound = {key: value for direction, rows in passes.items() if rows
+                    for key, value in (
+                        (f"{direction}_launch_bound_fraction",
+                         statistics.median(p["launch_bound_fraction"] for p in rows)),
+                        (f"{direction}_busy_ms", statistics.median(p["busy_ms"] for p in rows)))}
     return {
-        "model": name, "device": device.type, "dtype": config.dtype, "threads": threads,
+        "model": name, "engine": config.engine, "device": device.type, "dtype": config.dtype,
+        "threads": threads,
         "batch_size": config.batch_size,
         "input_size": config.input_size or source.default_input_size,
         "channels_last": config.channels_last,
@@ -156,5 +171,5 @@ def _model_row(source, device, config, threads, whole, layer_rows, rounds) -> di
         "layer_sum_to_total": layer_sum / hooked_ms,
         "images_per_s": config.batch_size / (unhooked_ms / 1e3),
         "noisy_layers": sum(r["noisy"] for r in layer_rows),
-        "repeats": config.repeats, "warmup": config.warmup,
+        "repeats": config.repeats, "warmup": config.warmup, **launch_bound,
     }

@@ -1,0 +1,111 @@
+"""resnet-probe's pytest plugin: the ``costs`` fixture, a cost gate per test.
+
+    def test_backbone_costs(costs):
+        costs(build_backbone(), torch.zeros(1, 3, 224, 224))     # or costs("my.py:build",
+                                                                 #          input_size=64)
+
+    pytest --costs-update                      # write or refresh the entries
+    pytest                                     # fail a test whose model's costs drifted
+    pytest --costs-compare-fail=macs:0.5%      # tolerances, as pytest-benchmark's flag
+
+    @pytest.mark.costs(rtol=["macs=1%"], increase_only=True, metrics=["params", "macs"])
+    def test_head_costs(costs): ...
+
+Entries are keyed by the test's node id (and the model, when a test gates several), in
+``--costs-baseline`` (default: the ``costs_baseline`` ini value, ``costs-baseline.json`` at
+the root). Under pytest-xdist every worker merges its updates into the file under a lock.
+The plugin imports torch only when a test uses the fixture.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+_UPDATES = pytest.StashKey[dict]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("resnet-probe", "cost gates (resnet-probe's costs fixture)")
+    group.addoption("--costs-baseline", default=None, metavar="FILE",
+                    help="The cost baseline the costs fixture checks against [default: the "
+                         "costs_baseline ini value].")
+    group.addoption("--costs-update", action="store_true",
+                    help="Write each gated model's costs into the baseline instead of "
+                         "checking them.")
+    group.addoption("--costs-compare-fail", action="append", default=[], metavar="METRIC:TOL",
+                    help="Tolerance for a metric, e.g. macs:0.5%% (repeatable); a bare 1%% "
+                         "applies to every metric [default: exact].")
+    parser.addini("costs_baseline", "The cost baseline file, relative to the root.",
+                  default="costs-baseline.json")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "costs(rtol=[...], increase_only=False, metrics=[...]): "
+                                       "this test's cost-gate tolerances and metrics")
+    config.stash[_UPDATES] = {}
+
+
+def _baseline(config: pytest.Config) -> Path:
+    given = config.getoption("--costs-baseline") or config.getini("costs_baseline")
+    path = Path(given)
+    return path if path.is_absolute() else Path(config.rootpath) / path
+
+
+class CostGate:
+    """What the ``costs`` fixture returns: call it once per model the test gates."""
+
+    def __init__(self, request: pytest.FixtureRequest) -> None:
+        self.request = request
+        self.config = request.config
+        marker = request.node.get_closest_marker("costs")
+        self.options: dict[str, Any] = dict(marker.kwargs) if marker else {}
+        self.calls = 0
+
+    def __call__(self, model, inputs=None, *, name: str | None = None, **count: Any):
+        from resnet_probe.jobs.regression import DEFAULT_METRICS, Tolerance
+        from resnet_probe.testing import CostGateError, check_entry, measure_entry
+
+        self.calls += 1
+        path = _baseline(self.config)
+        metrics = tuple(self.options.get("metrics", DEFAULT_METRICS))
+        entry, result = measure_entry(model, inputs, metrics=metrics,
+                                      baseline_dir=path.parent, **count)
+        key = self.request.node.nodeid + (f"::{name}" if name else
+                                          f"::{self.calls}" if self.calls > 1 else "")
+        if self.config.getoption("--costs-update"):
+            self.config.stash[_UPDATES][key] = entry
+            return result
+        rtol = [*self.config.getoption("--costs-compare-fail"),
+                *self.options.get("rtol", ())]
+        try:
+            check_entry(path, key, entry, Tolerance.parse(
+                rtol, bool(self.options.get("increase_only", False))))
+        except CostGateError as error:
+            pytest.fail(str(error), pytrace=False)
+        return result
+
+
+@pytest.fixture
+def costs(request: pytest.FixtureRequest) -> CostGate:
+    """``costs(model, inputs=None, *, name=None, input_size=..., in_channels=...,
+    batch_size=...)``: count the model and fail the test when its pinned costs drifted from
+    the baseline (``--costs-update`` writes them instead). Returns the CostResult."""
+    return CostGate(request)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    updates = session.config.stash.get(_UPDATES, {})
+    if updates:
+        from resnet_probe.jobs.regression import merge_entries
+
+        merge_entries(_baseline(session.config), updates)
+
+
+def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
+    updates = config.stash.get(_UPDATES, {})
+    if updates:
+        terminalreporter.write_line(f"resnet-probe: {len(updates)} cost entries written to "
+                                    f"{_baseline(config)}")

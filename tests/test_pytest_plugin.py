@@ -1,0 +1,111 @@
+"""The pytest plugin's cost gates, run in a fresh pytest per case (pytester): a pass, a fail
+with the drift table, an update, tolerances from the flag and the marker, and pytest-xdist."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+GATED = """
+import pytest
+import torch
+from torch import nn
+
+WIDTH = {width}
+
+
+def make():
+    return nn.Sequential(nn.Conv2d(3, WIDTH, 3, padding=1), nn.ReLU(),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(WIDTH, 10))
+
+
+def test_module(costs):
+    costs(make(), torch.zeros(1, 3, 16, 16))
+
+
+def test_zoo_net(costs):
+    costs("resnet8")
+
+
+def test_two_inputs(costs):
+    class Masked(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = make()[:2]
+
+        def forward(self, x, mask):
+            return (self.body(x) * mask[:, None]).mean()
+
+    costs(Masked(), {{"x": torch.zeros(1, 3, 16, 16), "mask": torch.ones(1, 16, 16)}})
+
+
+@pytest.mark.costs(rtol=["macs=100%"], metrics=["macs"])
+def test_loose(costs):
+    costs(make(), torch.zeros(1, 3, 16, 16))
+"""
+
+
+def _write(pytester: pytest.Pytester, width: int) -> None:
+    pytester.makepyfile(test_gated=GATED.format(width=width))
+
+
+def test_update_then_pass_then_fail_with_the_table(pytester: pytest.Pytester):
+    _write(pytester, 8)
+    missing = pytester.runpytest("-p", "no:cacheprovider")
+    missing.assert_outcomes(failed=4)
+    missing.stdout.fnmatch_lines(["*no cost baseline at*--costs-update*"])
+
+    pytester.runpytest("--costs-update").assert_outcomes(passed=4)
+    baseline = json.loads((pytester.path / "costs-baseline.json").read_text())
+    assert set(baseline["entries"]) == {f"test_gated.py::{t}" for t in (
+        "test_module", "test_zoo_net", "test_two_inputs", "test_loose")}
+    module = baseline["entries"]["test_gated.py::test_module"]
+    # conv 3*3*3*8*16*16 + linear 8*10, by hand; params 3*3*3*8+8 + 8*10+10
+    assert module["metrics"] == {"params": 314, "macs": 55_376}
+    assert module["checked_by"] == "pytest"
+    pytester.runpytest().assert_outcomes(passed=4)
+
+    _write(pytester, 12)  # one layer wider
+    drifted = pytester.runpytest()
+    drifted.assert_outcomes(passed=2, failed=2)  # the zoo net, and the loose marker
+    drifted.stdout.fnmatch_lines([
+        "*costs of 'test_gated.py::test_module' drifted from*",
+        "*group*metric*old → new*",
+        "*macs*55,376 → 83,064*+50%*",
+    ])
+    assert "Traceback" not in drifted.stdout.str()
+
+
+def test_compare_fail_sets_the_tolerance(pytester: pytest.Pytester):
+    _write(pytester, 8)
+    pytester.runpytest("--costs-update").assert_outcomes(passed=4)
+    _write(pytester, 9)  # +12.5% MACs, +12.5% params in the conv
+    pytester.runpytest("--costs-compare-fail=macs:20%").assert_outcomes(passed=2, failed=2)
+    pytester.runpytest("--costs-compare-fail=20%").assert_outcomes(passed=4)
+
+
+def test_updates_merge_under_xdist(pytester: pytest.Pytester):
+    _write(pytester, 8)
+    pytester.runpytest("-n", "2", "--costs-update").assert_outcomes(passed=4)
+    entries = json.loads((pytester.path / "costs-baseline.json").read_text())["entries"]
+    assert len(entries) == 4  # both workers' entries, merged under the lock
+    pytester.runpytest("-n", "2").assert_outcomes(passed=4)
+
+
+def test_a_named_baseline_and_the_function_form(pytester: pytest.Pytester, tmp_path):
+    from torch import nn
+
+    from resnet_probe.testing import CostGateError, assert_costs
+
+    path = tmp_path / "gates" / "costs.json"
+    model = nn.Sequential(nn.Linear(4, 3))
+    assert_costs(model, __import__("torch").zeros(2, 4), baseline=path, name="head",
+                 update=True)
+    assert_costs(model, __import__("torch").zeros(2, 4), baseline=path, name="head")
+    with pytest.raises(CostGateError, match="24 → 48"):  # a batch of 4 is twice the MACs
+        assert_costs(model, __import__("torch").zeros(4, 4), baseline=path, name="head")
+    with pytest.raises(CostGateError, match="has no entry 'tail'"):
+        assert_costs(model, __import__("torch").zeros(2, 4), baseline=path, name="tail")
