@@ -27,7 +27,6 @@ import argparse
 import copy
 import gc
 import json
-import resource
 import statistics
 import subprocess
 import sys
@@ -86,7 +85,7 @@ def _methods(text: str, zoo: str | None):
     if zoo is not None:
         methods["resnet-probe (zoo name)"] = lambda m: count_costs(zoo)
     methods["resnet-probe (built module)"] = lambda m: count_module_costs(m, x, text)
-    methods[f"resnet-probe ({text.split(':')[0]}: name)"] = \
+    methods["resnet-probe (torchvision:/timm: name)"] = \
         lambda m: count_costs(text, structure=False)
     methods["ptflops (pytorch)"] = ptflops("pytorch")
     methods["ptflops (aten)"] = ptflops("aten")
@@ -142,6 +141,12 @@ def time_counts(rounds: int) -> None:
           f"{'met' if met else 'MISSED'}")
 
 
+def _status_bytes(field: str) -> int:
+    with open("/proc/self/status") as status:
+        line = next(line for line in status if line.startswith(f"{field}:"))
+    return int(line.split()[1]) * 1024  # kB
+
+
 def _one(method: str, text: str) -> None:
     """In a fresh process: the peak RSS one count adds, and its seconds (JSON on stdout)."""
     from resnet_probe.measure.costs import count_costs
@@ -152,7 +157,11 @@ def _one(method: str, text: str) -> None:
     # imports and a tiny count first, so the baseline RSS holds the libraries
     count_costs("resnet8")
     gc.collect()
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    # ru_maxrss is the peak since the process began, which the imports may already have set:
+    # reset the kernel's high-water mark (VmHWM) to the current RSS instead (Linux).
+    with open("/proc/self/clear_refs", "w") as handle:
+        handle.write("5")
+    before = _status_bytes("VmRSS")
     start = time.perf_counter()
     if method == "meta":
         result = count_costs(source, structure=False)
@@ -165,7 +174,7 @@ def _one(method: str, text: str) -> None:
         with FlopCounterMode(display=False):
             model(torch.zeros(1, 3, 224, 224)).sum().backward()
     seconds = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak = _status_bytes("VmHWM")
     print(json.dumps({"seconds": seconds, "added_bytes": max(0, peak - before),
                       "param_bytes": params * 4}))
 

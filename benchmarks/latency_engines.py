@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 
 from resnet_probe.measure.latency import LatencyConfig, measure_latency
-from resnet_probe.views import latency_view
 
 
 def main() -> None:
@@ -58,13 +57,23 @@ def main() -> None:
                   f"| {row['hook_overhead_ratio']:.2f}x | {row['layer_sum_forward_ms']:.2f} | "
                   f"{ratio:.3f} | {f'{of_busy:.3f}' if of_busy else '—'} | "
                   f"{f'{bound:.1%}' if bound is not None else '—'} |")
-    stages = {engine: latency_view(result, "stage") for engine, result in results.items()}
-    print("\n| model | stage | hooks ms | profiler ms | profiler / hooks |\n|---|---|---|---|---|")
+    # Like for like: the hook engine times leaf modules only, so the profiler's stages are
+    # summed over the same modules; its rows for blocks (their own code: the residual add)
+    # are shown beside, as what the hook engine cannot see.
+    import pandas as pd
+
+    hooks_layers = pd.DataFrame(results["hooks"].layers)
+    profiler_layers = pd.DataFrame(results["profiler"].layers)
+    forward = "direction == 'forward'"
+    print("\n| model | stage | hooks ms | profiler ms, same modules | profiler / hooks "
+          "| profiler, blocks' own code ms |\n|---|---|---|---|---|---|")
     for model in args.models:
-        hooks = stages["hooks"].query("model == @model and direction == 'forward'") \
-            .set_index("stage")["sum_of_median_ms"]
-        profiler = stages["profiler"].query("model == @model and direction == 'forward'") \
-            .set_index("stage")["sum_of_median_ms"]
+        ours = hooks_layers.query(f"model == @model and {forward}")
+        theirs = profiler_layers.query(f"model == @model and {forward}")
+        leaves = theirs["module"].isin(ours["module"])
+        hooks = ours.groupby("stage", sort=False)["median_ms"].sum()
+        profiler = theirs[leaves].groupby("stage", sort=False)["median_ms"].sum()
+        own_code = theirs[~leaves].groupby("stage", sort=False)["median_ms"].sum()
         worst = 0.0
         for stage in hooks.index:
             if stage not in profiler:
@@ -72,8 +81,8 @@ def main() -> None:
             ratio = profiler[stage] / hooks[stage]
             worst = max(worst, abs(ratio - 1))
             print(f"| {model} | {stage} | {hooks[stage]:.3f} | {profiler[stage]:.3f} | "
-                  f"{ratio:.3f} |")
-        goals.append((f"{model}: engines within 15% per stage", worst <= 0.15))
+                  f"{ratio:.3f} | {own_code.get(stage, 0.0):.3f} |")
+        goals.append((f"{model}: engines within 15% per stage (same modules)", worst <= 0.15))
     print()
     for goal, met in goals:
         print(f"goal {goal}: {'met' if met else 'MISSED'}")

@@ -1,4 +1,4 @@
-"""Tune compare's training recipe on the tuning seeds only (COMPARE_TUNING_SEEDS, 0-3).
+"""Tune compare's training recipe on the tuning seeds only (COMPARE_TUNING_SEEDS).
 
 Each candidate trains the four nets of the main job's verdict (resnet18, plain18, resnet34,
 plain34) on every tuning seed and appends one JSON row per run to OUT. The recipe in
@@ -32,7 +32,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", help="JSON-lines file the rows are appended to")
     parser.add_argument("candidates", nargs="+", help="one JSON object per candidate")
+    parser.add_argument("--seeds", default=",".join(map(str, COMPARE_TUNING_SEEDS)),
+                        help="tuning seeds only (default: all of COMPARE_TUNING_SEEDS)")
+    parser.add_argument("--nets", default=",".join(NETS))
     args = parser.parse_args()
+    seeds = [int(seed) for seed in args.seeds.split(",")]
+    if not set(seeds) <= set(COMPARE_TUNING_SEEDS):
+        parser.error(f"--seeds {args.seeds}: tune on COMPARE_TUNING_SEEDS "
+                     f"{COMPARE_TUNING_SEEDS} only, never on the held-out ones")
     data = fit_dataset_to(load_dataset("digits"), [resolve(net) for net in NETS])
     with open(args.out, "a") as out:
         for candidate in map(json.loads, args.candidates):
@@ -42,8 +49,8 @@ def main() -> None:
                                  milestones=tuple(candidate.get("milestones", [0.75])),
                                  eval_every=steps, grad_norm_every=steps,
                                  checkpoint_every=steps)
-            for seed in COMPARE_TUNING_SEEDS:
-                for net in NETS:
+            for seed in seeds:
+                for net in args.nets.split(","):
                     started = time.perf_counter()
                     metrics = final_metrics(train_run(net, data, config, seed=seed))
                     row = {**candidate, "seed": seed, "net": net,

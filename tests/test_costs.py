@@ -471,3 +471,49 @@ def test_memory_of_a_batch_of_one_that_cannot_train_is_taken_at_batch_two():
     assert "memory columns at batch 2" in one.summary["count_notes"]
     assert one.summary["activation_bytes"] == two.summary["activation_bytes"]
     assert one.summary["macs"] * 2 == two.summary["macs"]  # the counts stay at batch 1
+
+
+def _really_saved_bytes(model: nn.Module, x: torch.Tensor) -> int:
+    """The bytes autograd saves on a real CPU training-mode forward: each storage once, the
+    model's own parameters and buffers left out (they are not activations)."""
+    own = {t.untyped_storage().data_ptr() for t in [*model.parameters(), *model.buffers()]}
+    storages: dict[int, int] = {}
+
+    def pack(tensor):
+        storage = tensor.untyped_storage()
+        if storage.data_ptr() not in own:
+            storages[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    model.train()
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        model(x)
+    return sum(storages.values())
+
+
+@pytest.mark.parametrize("name", ["resnet8", "plain8", "resnet18"])
+def test_estimated_activation_bytes_are_what_autograd_really_saves(name):
+    from resnet_probe.measure.memory import memory_rows
+
+    torch.manual_seed(0)
+    model = build_model(name)
+    x = torch.randn(2, model.spec.in_channels, 32, 32)
+    estimate = memory_rows(build_on_meta(get_spec(name)), (x,))[-1]["activation_bytes"]
+    assert estimate == _really_saved_bytes(model, x)
+
+
+class _Attention(nn.Module):
+    def forward(self, q, k, v):
+        return torch.nn.functional.scaled_dot_product_attention(q, k, v)
+
+
+def test_attention_is_counted_as_its_two_matmuls():
+    """q: 1x2x5x8, k: 1x2x7x8, v: 1x2x7x4. QK^T is 2·5·7·8 MACs and (softmax)·V 2·5·7·4: 840,
+    in convention (a), whichever SDPA kernel this build runs on the CPU."""
+    from resnet_probe.measure.costs import count_module_costs
+
+    q, k, v = torch.randn(1, 2, 5, 8), torch.randn(1, 2, 7, 8), torch.randn(1, 2, 7, 4)
+    result = count_module_costs(_Attention(), (q, k, v), name="attention")
+    assert result.summary["macs"] == 2 * 5 * 7 * 8 + 2 * 5 * 7 * 4
+    assert result.summary["flops"] == 2 * result.summary["macs"]
+    assert not result.uncounted

@@ -69,7 +69,7 @@ class StopAt:
 
 
 def test_resume_ends_where_an_uninterrupted_run_ends(digits, tmp_path):
-    straight = train_run("resnet8", digits, TINY, seed=1)
+    straight = train_run("resnet8", digits, TINY, seed=1, checkpoint=tmp_path / "straight.pt")
     checkpoint = tmp_path / "run.pt"
     with pytest.raises(KeyboardInterrupt):
         train_run("resnet8", digits, TINY, seed=1, checkpoint=checkpoint, progress=StopAt(7))
@@ -82,6 +82,11 @@ def test_resume_ends_where_an_uninterrupted_run_ends(digits, tmp_path):
     assert [r["train_loss"] for r in resumed.history] == \
         [r["train_loss"] for r in straight.history]
     assert resumed.evals == straight.evals
+    # every weight and buffer (BN running statistics, num_batches_tracked) bit-identical
+    ended = torch.load(checkpoint, weights_only=True)["model"]
+    expected = torch.load(tmp_path / "straight.pt", weights_only=True)["model"]
+    assert ended.keys() == expected.keys()
+    assert all(torch.equal(ended[key], expected[key]) for key in expected)
 
 
 def test_resume_without_checkpoint(digits, tmp_path):

@@ -77,7 +77,7 @@ def test_a_gap_inside_the_seed_noise_is_inconclusive_and_names_the_open_comparis
 
 
 def test_a_wide_gap_over_three_seeds_is_not_observed_on_two_standard_errors():
-    """The README's held-out degradation seeds (plain56 0.133, 0.282, 0.378): mean gap +0.264,
+    """An earlier round's held-out degradation seeds (plain56 0.133, 0.282, 0.378): gap +0.264,
     which the old rule called degradation on ±2 SE; the t interval (±4.30 SE) spans zero."""
     verdict = judge(finals([0.00026, 0.0, 0.0], [0.1326, 0.2823, 0.3779],
                            [0.0, 0.0, 0.0], [0.0013, 0.00026, 0.0]), CHANCE)

@@ -164,3 +164,20 @@ def test_k_half_and_the_relative_rise_by_hand():
     assert k_half(rows) == (pytest.approx(3.0), True)  # 0.5 is halfway from 0.3 to 0.7
     assert k_half(rows[:2]) == (2.0, False)  # never reached: the largest k, flagged
     assert math.isnan(k_half([])[0])
+
+
+def test_the_k_curve_claim_reads_residual_minus_plain():
+    """Residual nets that need more deleted blocks to reach halfway to chance (k_half 6, 7, 8
+    against the plain nets' 1) support Veit et al.'s claim: residual − plain = +5, +6, +7."""
+    import pandas as pd
+
+    from resnet_probe.analysis import findings
+
+    rows = [{"model": f"{kind}20", "net_depth": 20, "shortcut": kind == "resnet", "seed": seed,
+             "removed": removed, "error": 0.01 + 0.1 * removed,
+             "k_half": (4 + seed if kind == "resnet" else 0) + 1.0}
+            for kind in ("plain", "resnet") for seed in (1, 2, 3) for removed in (0, 1, 2)]
+    found = findings({"lesion_count": pd.DataFrame(rows)})
+    row = found[found["claim"].str.startswith("k blocks deleted")].iloc[0]
+    assert row["mean"] == pytest.approx(6.0)
+    assert row["outcome"] == "holds"

@@ -254,8 +254,10 @@ def explain_cached(runs: TrainedRuns, cached_runs: list[dict[str, Any]],
     keys = [run_keys.get((net.model, net.seed)) for net in runs.nets]
     if not keys or None in keys:
         return explain(runs, analyses, options, progress)
-    content = {"format": 2, "runs": sorted(k for k in keys if k),
+    # format 3: the k-curve claim read plain − residual before (a double negation)
+    content = {"format": 3, "runs": sorted(k for k in keys if k),
                "analyses": [a.value for a in analyses], "options": asdict(options)}
+    started = time.perf_counter()
     cached = results_store(fresh).get_or_compute(
         content, lambda: _encoded(explain(runs, analyses, options, progress)),
         json_encoder, _checked_why)
@@ -265,6 +267,8 @@ def explain_cached(runs: TrainedRuns, cached_runs: list[dict[str, Any]],
     tables = {name: pd.DataFrame.from_records(rows) for name, rows in value["tables"].items()}
     facts = {**value["facts"], "not_analysed": tuple(value["facts"]["not_analysed"]),
              "untrained": tuple(value["facts"]["untrained"]), "reused": cached.reused}
+    if cached.reused:  # this run's time, not the stored run's
+        facts["seconds"] = round(time.perf_counter() - started, 1)
     return WhyPart.from_tables(tables, **facts)
 
 
@@ -332,7 +336,7 @@ def findings(tables: dict[str, pd.DataFrame], classes: int = 10) -> pd.DataFrame
         curves = tables["lesion_count"].drop_duplicates(["net_depth", "shortcut", "seed"])
         half = curves.set_index(["net_depth", "shortcut", "seed"])["k_half"]
         baselines = tables["lesion_count"][tables["lesion_count"]["removed"] == 0]
-        rows += _claim("k blocks deleted: k_half (residual − plain)", -half,
+        rows += _claim("k blocks deleted: k_half (residual − plain)", half,
                        expect_positive=True, untrained=_untrained(baselines, "error", bar),
                        sign=-1)
     if "paths" in tables and not tables["paths"].empty:
