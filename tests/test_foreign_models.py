@@ -191,3 +191,32 @@ def test_adds_inside_a_branch_are_kept_with_the_rule(timm):
     adds, kept = residual_adds(trace_with_blocks(res2net))
     assert len(adds) == 3 + 4 + 6 + 3  # one shortcut per block
     assert len(kept) == 24 and all("inside the branch" in k.reason for k in kept)
+
+
+@pytest.mark.parametrize("model", ["torchvision:resnet18", "timm:resnet50d",
+                                   "plain:torchvision:resnet18"])
+def test_library_models_round_trip_through_a_baseline(invoke, tmp_path, model, torchvision,
+                                                      timm):
+    """Update, check (exit 0); a recorded value moved, as a changed model would move it:
+    check exits 1 naming the group and the change; update again (replaced), check (exit 0).
+    The entry records the library versions it was measured with."""
+    import json
+
+    path = tmp_path / "costs.json"
+    assert invoke("flops", "--update-baseline", str(path), model, "--input-size", "64",
+                  "--metrics", "params,macs,activation_bytes").exit_code == 0
+    assert invoke("flops", "--check", str(path)).exit_code == 0
+    baseline = json.loads(path.read_text())
+    entry = baseline["entries"][model]
+    library = "timm" if "timm:" in model else "torchvision"
+    assert library in entry["versions"] and entry["input_size"] == 64
+    group = next(iter(entry["groups"]))
+    entry["groups"][group]["macs"] -= 1000
+    path.write_text(json.dumps(baseline))
+    drifted = invoke("flops", "--check", str(path))
+    assert drifted.exit_code == 1
+    assert group in drifted.stdout and "macs" in drifted.stdout
+    assert "1 replaced" in invoke("flops", "--update-baseline", str(path), model,
+                                  "--input-size", "64",
+                                  "--metrics", "params,macs,activation_bytes").stdout
+    assert invoke("flops", "--check", str(path)).exit_code == 0
