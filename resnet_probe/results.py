@@ -176,13 +176,18 @@ def change_direction(column: str, delta_pct: float) -> str | None:
     return "better" if lower == (metric.direction is Direction.LOWER) else "worse"
 
 
+def cannot_write(path: str | Path, error: OSError) -> OSError:
+    """The error for a write that failed: it names the target, not a hidden temporary file."""
+    return OSError(f"cannot write {str(path)!r}: {error.strerror or error}")
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as error:  # name the target, not the hidden temporary file
-        raise OSError(f"cannot write {str(path)!r}: {error.strerror or error}") from None
+    except OSError as error:
+        raise cannot_write(path, error) from None
     umask = os.umask(0)
     os.umask(umask)
     try:
@@ -194,7 +199,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
         os.replace(tmp, path)
     except OSError as error:
         Path(tmp).unlink(missing_ok=True)
-        raise OSError(f"cannot write {str(path)!r}: {error.strerror or error}") from None
+        raise cannot_write(path, error) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -380,3 +380,17 @@ def test_a_graph_surgery_twin_gets_its_backward_per_module():
     assert rows and all(value is not None for value in rows.values())
     assert rows == {name: zoo[name] for name in rows}
     assert twin.summary["backward_flops"] == count_costs("plain50").summary["backward_flops"]
+
+
+def test_user_code_that_exits_or_raises_is_named_without_a_traceback(invoke, tmp_path):
+    (tmp_path / "exits.py").write_text("def build():\n    import sys\n    sys.exit(3)\n")
+    (tmp_path / "raises.py").write_text(
+        "import torch.nn as nn\nclass M(nn.Module):\n    def forward(self, x):\n"
+        "        raise KeyError('x')\ndef build():\n    return M()\n")
+    exits = invoke("flops", f"{tmp_path}/exits.py:build")
+    assert exits.exit_code == 2 and "Traceback" not in exits.stderr
+    assert "its code called sys.exit(3) while building the model" in exits.stderr
+    raises = invoke("flops", f"{tmp_path}/raises.py:build")
+    assert raises.exit_code == 2 and "Traceback" not in raises.stderr
+    assert "fails on a 1x3x224x224 input during counting its operators (KeyError: 'x')" \
+        in raises.stderr

@@ -53,6 +53,10 @@ class BottleneckPart:
     rows: pd.DataFrame = table("bottleneck")
     totals: pd.DataFrame = table("bottleneck_totals")
 
+    @classmethod
+    def empty(cls) -> BottleneckPart:
+        return cls(frame([]), frame([]))
+
 
 @dataclass(frozen=True)
 class CostsPart:
@@ -63,8 +67,7 @@ class CostsPart:
     conventions: pd.DataFrame = table("conventions")
     memory: pd.DataFrame = table("memory")
     architecture: pd.DataFrame = table("architecture")
-    bottleneck: BottleneckPart = field(default_factory=lambda: BottleneckPart(frame([]),
-                                                                              frame([])))
+    bottleneck: BottleneckPart = field(default_factory=BottleneckPart.empty)
 
 
 @dataclass(frozen=True)
@@ -73,8 +76,7 @@ class ZooPart:
 
     zoo: pd.DataFrame = table("zoo")
     widths: pd.DataFrame = table("bottleneck_widths")
-    bottleneck: BottleneckPart = field(default_factory=lambda: BottleneckPart(frame([]),
-                                                                              frame([])))
+    bottleneck: BottleneckPart = field(default_factory=BottleneckPart.empty)
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from resnet_probe._version import __version__
 from resnet_probe.errors import InvalidRequest
 from resnet_probe.measure.costs import CostResult, count_costs
 from resnet_probe.measure.memory import MEMORY_COLUMNS
-from resnet_probe.results import atomic_write_text
+from resnet_probe.results import atomic_write_text, cannot_write
 from resnet_probe.sources import InputSpec, ModelSource, resolve
 from resnet_probe.zoo import list_models
 
@@ -545,7 +545,7 @@ def merge_entries(path: Path, fresh: dict[str, dict[str, Any]], replace: bool = 
         # The folder is the lock: the file is replaced atomically, so its inode changes.
         folder = os.open(path.parent, os.O_RDONLY)
     except OSError as error:
-        raise OSError(f"cannot write {str(path)!r}: {error.strerror or error}") from None
+        raise cannot_write(path, error) from None
     try:
         fcntl.flock(folder, fcntl.LOCK_EX)
         existing = {} if replace or not path.exists() else load_baseline(path).entries

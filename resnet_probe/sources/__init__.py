@@ -32,7 +32,7 @@ import json
 import re
 import sys
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -347,10 +347,12 @@ def _load_factory(source: ModelSource):
 
 
 @contextlib.contextmanager
-def user_code(source: str, step: str) -> Iterator[None]:
+def user_code(source: str, step: str, failed: Callable[[str], str] | None = None
+              ) -> Iterator[None]:
     """Run a user's code (a factory's module, the factory, its forward): its prints go to
     stderr, and an exception or ``sys.exit`` becomes a UserCodeError naming ``source`` and
-    ``step``, with the traceback kept for --debug. Our own errors pass through."""
+    ``step``, with the traceback kept for --debug. Our own errors pass through. ``failed``
+    words an exception from the error's type and first line (default: the step failed)."""
     try:
         with contextlib.redirect_stdout(sys.stderr):
             yield
@@ -363,8 +365,9 @@ def user_code(source: str, step: str) -> Iterator[None]:
     except Exception as error:  # noqa: BLE001 - user code can raise anything
         first = str(error).splitlines()[0] if str(error) else ""
         reason = f"{type(error).__name__}{': ' + first if first else ''}"
-        raise UserCodeError(f"{source}: {step} failed ({reason}); --debug shows the traceback",
-                            traceback.format_exc(), reason) from None
+        message = failed(reason) if failed is not None else \
+            f"{source}: {step} failed ({reason}); --debug shows the traceback"
+        raise UserCodeError(message, traceback.format_exc(), reason) from None
 
 
 def _build_foreign(source: ModelSource, num_classes, in_channels, structure: bool,
@@ -501,29 +504,19 @@ def check_weights(model: nn.Module, state: dict[str, torch.Tensor], path: Path, 
 
 def forward_step(source: ModelSource, step: str, run, grad: bool = False):
     """``run()``, where a model meets the source's example input (without autograd unless
-    ``grad``). SurgeryError passes; a failure of the user's code is named with the step and
-    the flags that say what the model takes (or its builder arguments)."""
-    from resnet_probe.sources.surgery import SurgeryError
-
-    try:
-        with torch.set_grad_enabled(grad), contextlib.redirect_stdout(sys.stderr):
-            return run()
-    except (SurgeryError, UserCodeError, KeyboardInterrupt):
-        raise
-    except SystemExit as error:
-        raise UserCodeError(f"{source.text}: its code called sys.exit({error.code!r}) during "
-                            f"{step}; resnet-probe stopped there",
-                            traceback.format_exc()) from None
-    except Exception as error:  # noqa: BLE001 - user code can raise anything
-        first = str(error).splitlines()[0] if str(error) else type(error).__name__
+    ``grad``), as ``user_code``: a failure of the user's code is named with the step and the
+    flags that say what the model takes (or its builder arguments)."""
+    def failed(reason: str) -> str:
         hint = ("say what it takes with --input-size and --in-channels, or --input "
                 "NAME=SHAPE for other inputs")
         if source.kind in ("torchvision", "timm"):
             hint += (f", or pass builder arguments such as {source.text.split('[')[0]}"
                      f"[image_size={source.default_input_size}]")
-        raise UserCodeError(f"{source.text} fails on a {source.input_description()} input "
-                            f"during {step} ({first}); {hint}",
-                            traceback.format_exc()) from None
+        return (f"{source.text} fails on a {source.input_description()} input during {step} "
+                f"({reason}); {hint}")
+
+    with torch.set_grad_enabled(grad), user_code(source.text, step, failed):
+        return run()
 
 
 def _close(name: str, options: list[str]) -> list[str]:
