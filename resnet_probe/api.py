@@ -60,15 +60,17 @@ def gradients(models, by: str = "model", **config) -> pd.DataFrame:
 
 def compare(models: list, out: str | Path | None = "reports", inline_plotly: bool = False, *,
             options=None, progress: Progress = NO_PROGRESS, command_line: str | None = None,
-            on_early_report=None, in_channels: int | None = None, **fields):
+            in_channels: int | None = None, **fields):
     """Run every measurement on ``models`` (the first is the baseline; names, sources or
-    nn.Modules) and write the HTML report under ``out`` (None: no report). Returns a
-    CompareResult of typed parts (``resnet_probe.jobs.parts``) whose ``report_path`` is the
-    page. ``options`` is a CompareOptions, else ``fields`` are its fields (``train=None``
-    skips training). The report is first written before training starts; then
-    ``on_early_report(path)`` is called."""
-    from resnet_probe.jobs.compare import CompareOptions, Plan, ReportTarget, run_compare
+    nn.Modules) and return the frozen CompareResult (``resnet_probe.jobs.parts``). With
+    ``out``, the HTML report is written there before training starts and again at the end
+    (``report.compare_report_path(out, result.models)``). ``options`` is a CompareOptions,
+    else ``fields`` are its fields (``train=None`` skips training)."""
+    from resnet_probe import report
+    from resnet_probe.jobs.compare import CompareOptions, Plan, run_compare
 
     plan = Plan.build(list(models), options or CompareOptions(**fields), in_channels)
-    target = ReportTarget(Path(out), inline_plotly) if out is not None else None
-    return run_compare(plan, progress, target, command_line, on_early_report)
+    folder = Path(out) if out is not None else None
+    write = (lambda snapshot: report.write(snapshot, folder, inline_plotly)) \
+        if folder is not None else None
+    return run_compare(plan, progress, write, command_line)

@@ -1,4 +1,6 @@
-"""Each measurement's tables by granularity (``by=``), shared by the API and the CLI."""
+"""Each measurement's tables by granularity (``by=``), shared by the API, the CLI and the jobs:
+one place where rows are rolled up and labelled by their rules (``labels``), so every caller
+gets the same columns."""
 
 from __future__ import annotations
 
@@ -6,6 +8,7 @@ from dataclasses import replace
 
 import pandas as pd
 
+from resnet_probe.labels import with_bound, with_gradient_trend
 from resnet_probe.results import CONVENTIONS, frame, rollup
 from resnet_probe.stats import median_interval
 
@@ -36,12 +39,17 @@ def cost_view(results: list, by: str = "model") -> pd.DataFrame:
 
 
 def latency_view(result, by: str = "model") -> pd.DataFrame:
-    """``result`` is a LatencyResult. Block and stage rows: ``sum_of_median_ms`` sums the
-    layers' medians; ``median_ms`` with its 95% interval is the median over repeats of the
-    block's (stage's) total in each repeat. ``difference``: each model against the first."""
+    """``result`` is a LatencyResult. Layer rows carry their roofline ``bound``. Block and
+    stage rows: ``sum_of_median_ms`` sums the layers' medians; ``median_ms`` with its 95%
+    interval is the median over repeats of the block's (stage's) total in each repeat.
+    ``difference``: each model against the first."""
     _check(by, LATENCY_VIEWS)
     if by in ("block", "stage"):
         return rolled_up_times(frame(result.layers), frame(result.samples), by)
+    if by == "layer":
+        layers = frame(result.layers)
+        return layers if layers.empty else with_bound(
+            layers, result.environment["peak_gflops"], result.environment["peak_gbytes_per_s"])
     return frame({"model": result.models, "difference": result.comparisons,
                   "layer": result.layers, "sample": result.samples,
                   "sweep": result.sweep}[by])
@@ -66,9 +74,13 @@ def rolled_up_times(layers: pd.DataFrame, samples: pd.DataFrame, by: str) -> pd.
 
 
 def gradient_view(result, by: str = "model") -> pd.DataFrame:
-    """``result`` is a GradientResult. Stage rows are the mean over the stage's blocks (and
-    over seeds), with the within-stage ratio."""
+    """``result`` is a GradientResult. Model rows carry the ``gradient_trend`` label its rule
+    gives; stage rows are the mean over the stage's blocks (and over seeds), with the
+    within-stage ratio."""
     _check(by, GRADIENT_VIEWS)
+    if by == "model":
+        models = frame(result.models)
+        return models if models.empty else with_gradient_trend(models)
     if by == "stage":
         means = rollup(frame(result.blocks), "stage", ["act_grad_norm", "join_grad_norm",
                                                        "act_std", "variance_ratio"], how="mean")

@@ -31,6 +31,13 @@ def torchvision_shapes() -> dict:
     return json.loads((DATA / "torchvision_resnet_state_shapes.json").read_text())
 
 
+def page_of(result, out) -> Path:
+    """Where ``report.write`` put a comparison's page."""
+    from resnet_probe.report import compare_report_path
+
+    return compare_report_path(out, result.models)
+
+
 @pytest.fixture
 def runner() -> CliRunner:
     return CliRunner()
@@ -95,12 +102,12 @@ def zoo_counts() -> dict:
 
 @pytest.fixture(scope="session")
 def zoo_report(tmp_path_factory, zoo_counts):
-    from resnet_probe.environment import environment_info
+    from resnet_probe.environment import current_environment
     from resnet_probe.jobs.census import zoo_census
     from resnet_probe.report import write_zoo_report
 
     out = tmp_path_factory.mktemp("reports")
-    write_zoo_report(zoo_census(counted=zoo_counts), environment_info(), out)
+    write_zoo_report(zoo_census(counted=zoo_counts), current_environment(), out)
     return out
 
 

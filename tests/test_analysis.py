@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from resnet_probe.analysis import AnalysisOptions, Outcome, findings
+from resnet_probe.analysis import AnalysisOptions, Outcome, WhyTables, findings
 from resnet_probe.analysis.landscape import filter_normalized_direction, landscape, slice_summary
 from resnet_probe.analysis.lesion import block_table, lesion_by_block, lesioned
 from resnet_probe.analysis.responses import layer_responses, response_layers
@@ -170,7 +170,7 @@ def _claims(plain: list[float], residual: list[float], plain_loss: float = 0.05
              "relative_rise": value, "loss_at_0": plain_loss if kind == "plain56" else 0.01}
             for kind, values in (("plain56", plain), ("resnet56", residual))
             for seed, value in enumerate(values)]
-    return findings({"landscape_summary": pd.DataFrame(rows)})
+    return findings(WhyTables.of({"landscape_summary": pd.DataFrame(rows)}))
 
 
 def test_findings_apply_the_stated_rule():
@@ -241,7 +241,8 @@ def test_compare_runs_are_analysed_in_the_report_and_by_the_commands(invoke, tin
                                                                      tmp_path):
     result, out = tiny_compare
     why = result.training.why
-    assert not why.lesion_blocks.empty and not why.hessian.empty and not why.findings.empty
+    assert not why.tables.lesion_blocks.empty and not why.tables.hessian.empty
+    assert not why.findings.empty
     data = out / "compare-resnet8-vs-plain8-vs-resnet14-data"
     page = (out / "compare-resnet8-vs-plain8-vs-resnet14.html").read_text()
     assert "Why: what the trained nets show" in page

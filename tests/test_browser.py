@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+from conftest import page_of
 
 CHROMIUM = "/usr/bin/chromium"
 SCREENSHOTS = Path(__file__).parent / "output" / "screenshots"
@@ -78,8 +79,8 @@ def assert_rendered(stats: dict, min_figures: int) -> None:
 
 
 def test_compare_report_in_chromium(browser, tiny_compare):
-    result, _ = tiny_compare
-    stats = load(browser, result.report_path, "compare.png")
+    result, out = tiny_compare
+    stats = load(browser, page_of(result, out), "compare.png")
     assert_rendered(stats, min_figures=14)
 
 
@@ -99,10 +100,10 @@ def test_index_page_in_chromium(browser, zoo_report):
 
 
 def test_tables_readable_without_javascript(browser, tiny_compare):
-    result, _ = tiny_compare
+    result, out = tiny_compare
     context = browser.new_context(java_script_enabled=False, viewport=LAPTOP)
     page = context.new_page()
-    page.goto(result.report_path.as_uri())
+    page.goto(page_of(result, out).as_uri())
     rows = page.locator("table.data tbody tr").count()
     assert rows > 50
     assert "resnet8" in page.locator("table.data").first.inner_text()

@@ -12,6 +12,7 @@ import sys
 import pandas as pd
 import pytest
 import torch
+from conftest import page_of
 
 from resnet_probe.cache import ENTRY, PARTIAL, Store, json_decoder, json_encoder
 from resnet_probe.data import load_dataset
@@ -300,7 +301,7 @@ def test_compare_keeps_no_checkpoints_in_the_report_folder_and_reuses_runs(tiny_
     result, out = tiny_compare
     assert not list(out.rglob("*.pt"))
     assert result.training.cache.reused == ()
-    recipe = TrainConfig(**result.training.recipe)
+    recipe = result.training.recipe
     again = _compare(["resnet8", "plain8", "resnet14"], tmp_path, latency=None,
                      gradients=None, train=recipe, input_size=32,
                      train_seeds=result.training.seeds, why=None)
@@ -315,19 +316,20 @@ def test_compare_keeps_no_checkpoints_in_the_report_folder_and_reuses_runs(tiny_
 
 
 def test_early_report_is_written_before_training_with_a_progress_note(tmp_path):
-    from resnet_probe.jobs.compare import CompareOptions, Plan, ReportTarget, run_compare
+    from resnet_probe import report
+    from resnet_probe.jobs.compare import CompareOptions, Plan, run_compare
 
     seen = []
     path = tmp_path / "compare-resnet8-vs-plain8.html"
 
-    def early(written):
-        seen.append(written.read_text())
+    def write(snapshot):
+        report.write(snapshot, tmp_path)
+        seen.append(path.read_text())
 
     options = CompareOptions(input_size=32, latency=None, gradients=None, train=RECIPE,
                              fresh=True, why=None, train_seeds=(0,))
-    result = run_compare(Plan.build(["resnet8", "plain8"], options), report=ReportTarget(
-        tmp_path), on_early_report=early)
-    assert len(seen) == 1 and "Training in progress" in seen[0]  # on screen while it ran
+    result = run_compare(Plan.build(["resnet8", "plain8"], options), on_snapshot=write)
+    assert len(seen) == 2 and "Training in progress" in seen[0]  # on screen while it ran
     assert "Training in progress" not in path.read_text()  # rewritten after training
     assert not result.training.degradation.final.empty
 
@@ -337,7 +339,7 @@ def test_a_rerun_reuses_the_gradients_at_init_unless_fresh(tiny_compare, tmp_pat
     takes them from the cache of results, equal to the last."""
     from resnet_probe.measure.gradients import GradientConfig
 
-    first, _ = tiny_compare
+    first, out = tiny_compare
     models = ["resnet8", "plain8", "resnet14"]
     same = dict(latency=None, train=None, input_size=32,
                 gradients=GradientConfig(batch_size=4, seeds=(0, 1), shatter_points=16))
@@ -346,7 +348,7 @@ def test_a_rerun_reuses_the_gradients_at_init_unless_fresh(tiny_compare, tmp_pat
     for table in ("models", "blocks", "stages", "layers", "shattering"):
         pd.testing.assert_frame_equal(getattr(again.gradients, table),
                                       getattr(first.gradients, table))
-    assert "Reused from the cache of results" in again.report_path.read_text()
+    assert "Reused from the cache of results" in page_of(again, tmp_path).read_text()
 
     fresh = _compare(models, tmp_path, fresh=True, **same)
     assert fresh.gradients.reused is False

@@ -215,7 +215,9 @@ def test_from_degradation_is_validated_before_measuring(tmp_path, final, message
 
 
 def test_an_interrupted_compare_keeps_finished_training_runs(tmp_path):
-    from resnet_probe.jobs.compare import CompareOptions, Plan, ReportTarget, run_compare
+    from resnet_probe import report
+    from resnet_probe.jobs.compare import CompareOptions, Plan, run_compare
+    from resnet_probe.report.words import compare_notes
 
     train = TrainConfig(steps=6, batch_size=16, warmup_steps=1, eval_every=6,
                         grad_norm_every=6, checkpoint_every=3)
@@ -223,12 +225,13 @@ def test_an_interrupted_compare_keeps_finished_training_runs(tmp_path):
                              train_seeds=(0,), fresh=True, why=None)
     plan = Plan.build(["resnet8", "plain8"], options)
     # One update for counting, six for resnet8's run, then Ctrl-C two steps into plain8's.
-    result = run_compare(plan, _StopAfter(1 + 6 + 2), ReportTarget(tmp_path))
+    result = run_compare(plan, _StopAfter(1 + 6 + 2),
+                         lambda snapshot: report.write(snapshot, tmp_path))
     assert result.interrupted
     finals = result.training.degradation.final.set_index("model")["status"].to_dict()
     assert finals == {"resnet8": "finished", "plain8": "interrupted"}
-    assert "training (training: the runs recorded so far)" in result.notes[-1]
-    html = result.report_path.read_text()
+    assert "training (training: the runs recorded so far)" in compare_notes(result)[-1]
+    html = report.compare_report_path(tmp_path, result.models).read_text()
     assert "No training was run" not in html and "Not every run finished" in html
 
 
@@ -327,7 +330,8 @@ def test_a_checkpoint_of_another_format_is_refused(tmp_path):
 
 
 def test_compare_leaves_no_checkpoints_and_valid_verdict_json(tmp_path):
-    from resnet_probe.jobs.compare import CompareOptions, Plan, ReportTarget, run_compare
+    from resnet_probe import report
+    from resnet_probe.jobs.compare import CompareOptions, Plan, run_compare
 
     train = TrainConfig(steps=4, batch_size=16, warmup_steps=1, eval_every=4,
                         grad_norm_every=4, checkpoint_every=2)
@@ -335,13 +339,13 @@ def test_compare_leaves_no_checkpoints_and_valid_verdict_json(tmp_path):
     plan = Plan.build(["cifar[layers=4-4-4]", "cifar[layers=4-4-4,shortcut=false]"],
                       CompareOptions(latency=None, gradients=None, train=train,
                                      input_size=32, train_seeds=(0,), why=None))
-    result = run_compare(plan, report=ReportTarget(tmp_path))
+    result = run_compare(plan, on_snapshot=lambda snapshot: report.write(snapshot, tmp_path))
+    page = report.compare_report_path(tmp_path, result.models)
     assert not list(tmp_path.rglob("*.pt"))
-    text = (result.report_path.parent / f"{result.report_path.stem}-data" / "verdict.json"
+    text = (page.parent / f"{page.stem}-data" / "verdict.json"
             ).read_text()
     verdict = json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} in JSON"))
     assert verdict["verdict"] == "inconclusive" and verdict["plain_gap"]["ci95_low"] is None
     from test_report import check_report_consistency  # all four nets: every comparison checked
 
-    check_report_consistency(result.report_path.parent / f"{result.report_path.stem}-data",
-                             result.report_path)
+    check_report_consistency(page.parent / f"{page.stem}-data", page)

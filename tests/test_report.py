@@ -9,6 +9,7 @@ import re
 
 import pandas as pd
 import pytest
+from conftest import page_of
 
 from resnet_probe.results import SUMMARY_COLUMNS, declared_tables
 
@@ -24,15 +25,15 @@ def page_text(path) -> str:
 
 def test_compare_report_has_every_section_in_order(tiny_compare):
     result, out = tiny_compare
-    html = page_text(result.report_path)
+    html = page_text(page_of(result, out))
     positions = [html.index(title) for title in SECTION_ORDER]
     assert positions == sorted(positions)
-    assert result.report_path == out / "compare-resnet8-vs-plain8-vs-resnet14.html"
+    assert page_of(result, out) == out / "compare-resnet8-vs-plain8-vs-resnet14.html"
 
 
 def test_compare_report_names_every_convention(tiny_compare):
-    result, _ = tiny_compare
-    html = page_text(result.report_path)
+    result, out = tiny_compare
+    html = page_text(page_of(result, out))
     for convention in ("(a) conv+linear MACs, stride on 3x3 (v1.5)",
                        "(a) conv+linear MACs, stride on 1x1 (v1)",
                        "fvcore default", "(b) (a) + BN, ReLU, residual add, pooling",
@@ -55,7 +56,7 @@ def test_every_declared_table_is_saved_as_csv_and_json(tiny_compare):
 def test_summary_deltas_against_the_first_model_by_hand(tiny_compare):
     """resnet14 (bottleneck ImageNet-style, one block a stage) against resnet8 (CIFAR-style):
     their counts differ, so the formula is checked on numbers that are not 0 == 0."""
-    result, _ = tiny_compare
+    result, out = tiny_compare
     deltas = result.summary.deltas.set_index("model")
     costs = result.costs.summary.set_index("model")
     base, other = costs.loc["resnet8"], costs.loc["resnet14"]
@@ -70,7 +71,7 @@ def test_summary_deltas_against_the_first_model_by_hand(tiny_compare):
 
 def test_report_is_offline_and_tables_are_html(tiny_compare):
     result, out = tiny_compare
-    html = page_text(result.report_path)
+    html = page_text(page_of(result, out))
     assert '<script src="plotly.min.js"></script>' in html
     assert (out / "plotly.min.js").stat().st_size > 1_000_000
     assert not re.search(r"<script[^>]+src=\"https?://", html)
@@ -78,8 +79,8 @@ def test_report_is_offline_and_tables_are_html(tiny_compare):
 
 
 def test_latency_section_says_cpu_never_gpu(tiny_compare):
-    result, _ = tiny_compare
-    html = page_text(result.report_path)
+    result, out = tiny_compare
+    html = page_text(page_of(result, out))
     assert "Measured on this machine's <b>CPU" in html and "hooks engine" in html
     section = html.split('id="latency"')[1].split("</section>")[0]
     # Text only: plotly's base64-encoded arrays in <script> can spell "GPU" by chance.
@@ -88,8 +89,8 @@ def test_latency_section_says_cpu_never_gpu(tiny_compare):
 
 
 def test_gradient_explanation_cites_measured_numbers(tiny_compare):
-    result, _ = tiny_compare
-    html = page_text(result.report_path)
+    result, out = tiny_compare
+    html = page_text(page_of(result, out))
     ratio = result.gradients.models.set_index("model").loc["plain8", "grad_ratio_first_last"]
     assert "dy/dx = dF/dx + I" in html and "Yang et al. (2019)" in html
     assert "outside that setting" in html  # the 1.21 rate is cited with its conditions
@@ -102,9 +103,9 @@ def test_inline_plotly_flag(tmp_path):
 
     result = compare(["resnet8", "plain8"], out=tmp_path, inline_plotly=True, latency=None,
                      gradients=None, train=None)
-    head = page_text(result.report_path).split("</head>")[0]
+    head = page_text(page_of(result, tmp_path)).split("</head>")[0]
     assert 'src="plotly.min.js"' not in head and len(head) > 1_000_000  # the library inline
-    html = page_text(result.report_path)
+    html = page_text(page_of(result, tmp_path))
     assert "latency was not measured" in html and "no training was run" in html
 
 
@@ -199,7 +200,7 @@ def check_report_consistency(data, page):
 def test_the_compare_report_agrees_with_itself(tiny_compare):
     result, out = tiny_compare
     check_report_consistency(out / "compare-resnet8-vs-plain8-vs-resnet14-data",
-                             result.report_path)
+                             page_of(result, out))
 
 
 def test_the_degradation_report_agrees_with_itself(tiny_degradation):
@@ -327,8 +328,8 @@ def test_a_failing_section_leaves_the_finished_ones_and_is_named(invoke, tmp_pat
 
 
 def test_the_first_screen_states_the_verdict_and_the_numbers_with_intervals(tiny_compare):
-    result, _ = tiny_compare
-    html = page_text(result.report_path)
+    result, out = tiny_compare
+    html = page_text(page_of(result, out))
     summary = html.split('id="summary"')[1].split("</section>")[0]
     assert "training verdict:" in summary
     headline = result.summary.headline.set_index("model")
@@ -341,7 +342,7 @@ def test_each_model_keeps_one_colour_in_every_figure_of_a_report(tiny_compare, t
                                                                   monkeypatch):
     from resnet_probe.report import html, write_compare_report
 
-    result, _ = tiny_compare
+    result, out = tiny_compare
     figures_seen = []
     real = html.figure_html
     monkeypatch.setattr(html, "figure_html",

@@ -272,10 +272,10 @@ def test_compare_takes_modules_and_leaves_them_untouched(tmp_path):
         why=AnalysisOptions(lesion_samples=1, landscape_points=3, landscape_limit=16,
                             landscape_directions=1, hessian_images=4, hessian_iterations=2,
                             path_images=2, path_samples=1))
-    assert result.models == ["resnet8", "plain8"]
+    assert result.models == ("resnet8", "plain8")
     assert set(result.training.degradation.final["model"]) == {"resnet8", "plain8"}
-    assert set(result.training.why.lesion_blocks["model"]) == {"resnet8", "plain8"}
-    assert result.report_path.name == "compare-resnet8-vs-plain8.html"
+    assert set(result.training.why.tables.lesion_blocks["model"]) == {"resnet8", "plain8"}
+    assert (tmp_path / "compare-resnet8-vs-plain8.html").exists()
     assert all(torch.equal(before[k], v) for k, v in residual.state_dict().items())
     assert resolve("resnet8").is_zoo  # the module's label shadowed the name only inside
 

@@ -119,18 +119,20 @@ def test_compare_torchvision_resnet50_with_its_plain_twin_writes_a_full_report(
     assert not result.failures, result.failures
     for frame_ in (result.costs.summary, result.costs.layers, result.costs.stages,
                    result.latency.models, result.gradients.blocks,
-                   result.training.degradation.final, result.training.why.landscape,
-                   result.training.why.lesion_blocks, result.training.why.responses):
+                   result.training.degradation.final, result.training.why.tables.landscape,
+                   result.training.why.tables.lesion_blocks, result.training.why.tables.responses):
         assert not frame_.empty
     summary = result.costs.summary.set_index("model")
     assert summary.loc["plain:torchvision:resnet50", "params"] == 22_780_456
-    lesions = result.training.why.lesion_blocks.set_index("model")
+    lesions = result.training.why.tables.lesion_blocks.set_index("model")
     twin = lesions.loc["plain:torchvision:resnet50"]
     # torchvision's 4 projection blocks cannot be deleted from the twin, per seed trained
     assert twin["not_deletable_because"].notna().sum() == 4 * twin["seed"].nunique()
     assert lesions.loc["torchvision:resnet50", "error"].notna().all()
     assert set(result.costs.stages["stage"]) >= {"stem", "stage1", "stage4", "head"}
-    page = result.report_path.read_text()
+    from resnet_probe.report import compare_report_path
+
+    page = compare_report_path(tmp_path, result.models).read_text()
     assert "plain:torchvision:resnet50" in page
     assert "Why: what the trained nets show" in page and "<b>Lesions</b>" in page
 

@@ -8,7 +8,16 @@ import math
 
 import pytest
 
-from resnet_probe.train.verdict import SeedRole, Verdict, judge, settled_early
+from resnet_probe.report.words import reasons_text, residual_finding, verdict_record
+from resnet_probe.train.verdict import (
+    SeedRole,
+    TooFewSeeds,
+    Unfinished,
+    Untrained,
+    Verdict,
+    judge,
+    settled_early,
+)
 
 CHANCE = 0.9  # ten classes
 T_975_2 = 4.302653  # Student t, 97.5th percentile, 2 degrees of freedom
@@ -56,24 +65,25 @@ def test_a_clear_gap_over_three_seeds_is_degradation_with_the_hand_interval():
 def test_two_seeds_are_inconclusive_however_large_the_gap():
     verdict = judge(finals([0.0, 0.01], [0.4, 0.5], [0.0, 0.0], [0.0, 0.0]), CHANCE)
     assert verdict.verdict is Verdict.INCONCLUSIVE
+    assert TooFewSeeds(seeds=2, needed=3) in verdict.reasons
     assert any("2 seed(s) have all four runs; the rule needs at least 3" in r
-               for r in verdict.reasons)
+               for r in reasons_text(verdict))
 
 
 def test_a_plain_net_that_never_trained_is_not_degradation():
     verdict = judge(finals([0.01, 0.02, 0.0], [0.87, 0.88, 0.3], [0.0] * 3, [0.0] * 3),
                     CHANCE)
     assert verdict.verdict is Verdict.INCONCLUSIVE
-    assert "did not train" in verdict.reasons[0] and "plain56 seed 0 (0.870)" in \
-        verdict.reasons[0] and "0.675" in verdict.reasons[0]
+    assert "did not train" in reasons_text(verdict)[0] and "plain56 seed 0 (0.870)" in \
+        reasons_text(verdict)[0] and "0.675" in reasons_text(verdict)[0]
 
 
 def test_a_gap_inside_the_seed_noise_is_inconclusive_and_names_the_open_comparison():
     # Plain gaps +0.30, -0.26, +0.02: mean 0.02, interval about ±0.70.
     verdict = judge(finals([0.0, 0.30, 0.0], [0.30, 0.04, 0.02], [0.0] * 3, [0.0] * 3), CHANCE)
     assert verdict.verdict is Verdict.INCONCLUSIVE
-    assert verdict.reasons[0].startswith("the plain gap and the difference of differences")
-    assert "no measurable difference" in verdict.reasons[0]
+    assert reasons_text(verdict)[0].startswith("the plain gap and the difference of differences")
+    assert "no measurable difference" in reasons_text(verdict)[0]
 
 
 def test_a_wide_gap_over_three_seeds_is_not_observed_on_two_standard_errors():
@@ -97,21 +107,21 @@ def test_residual_nets_degrading_less_is_degradation_and_the_residual_pair_is_re
     verdict = judge(finals([0.0, 0.0, 0.0], [0.30, 0.32, 0.31], [0.0] * 3, [0.05, 0.06, 0.04]),
                     CHANCE)
     assert verdict.verdict is Verdict.OBSERVED
-    assert verdict.residual_finding.startswith("the residual pair degrades too: +0.050")
+    assert residual_finding(verdict).startswith("the residual pair degrades too: +0.050")
 
 
 def test_residual_nets_degrading_as_much_is_inconclusive():
     verdict = judge(finals([0.0, 0.0, 0.0], [0.30, 0.32, 0.31], [0.0] * 3, [0.31, 0.30, 0.33]),
                     CHANCE)
     assert verdict.verdict is Verdict.INCONCLUSIVE
-    assert "the difference of differences" in verdict.reasons[0] and \
-        "the twin gap" in verdict.reasons[0]
+    assert "the difference of differences" in reasons_text(verdict)[0] and \
+        "the twin gap" in reasons_text(verdict)[0]
 
 
 def test_unfinished_runs_make_it_inconclusive():
     verdict = judge(finals([0.0] * 3, [0.3, 0.32, 0.31], [0.0] * 3, [0.0] * 3,
                            status="interrupted"), CHANCE)
-    assert verdict.verdict is Verdict.INCONCLUSIVE and "did not finish" in verdict.reasons[0]
+    assert verdict.verdict is Verdict.INCONCLUSIVE and "did not finish" in reasons_text(verdict)[0]
 
 
 def test_seeds_carry_their_roles():
@@ -119,16 +129,16 @@ def test_seeds_carry_their_roles():
     verdict = judge(rows, CHANCE, tuning_seeds=(0, 1, 2))
     assert verdict.seed_roles == {2: SeedRole.TUNING, 3: SeedRole.HELD_OUT,
                                   4: SeedRole.HELD_OUT}
-    record = verdict.record()
+    record = verdict_record(verdict)
     assert record["seeds"] == [{"seed": 2, "role": "tuning"}, {"seed": 3, "role": "held-out"},
                                {"seed": 4, "role": "held-out"}]
     assert record["difference_of_differences"]["seeds"] == 3
 
 
 def test_the_stated_rule_names_its_thresholds():
+    from resnet_probe.report.words import VERDICT_RULE as rule
     from resnet_probe.train import verdict as module
 
-    rule = judge(finals([0.0], [0.1]), CHANCE).rule
     assert f"MIN_SEEDS ({module.MIN_SEEDS})" in rule and f"MIN_GAP ({module.MIN_GAP})" in rule
     assert module.MIN_SEEDS == 3 and module.TRAINED_FRACTION == 0.75
     assert "TRAINED_FRACTION, 3/4," in rule and "difference of differences" in rule
@@ -137,9 +147,11 @@ def test_the_stated_rule_names_its_thresholds():
 def test_an_untrained_plain_run_settles_the_verdict_before_more_seeds():
     trained = finals([0.05], [0.30], [0.01], [0.01])
     assert settled_early(trained, CHANCE) is None  # still open: another seed runs
-    stuck = finals([0.05], [0.85], [0.01], [0.01])
-    assert "did not train" in settled_early(stuck, CHANCE)
-    assert "did not finish" in settled_early(finals([0.05], [0.3], status="diverged"), CHANCE)
+    stuck = settled_early(finals([0.05], [0.85], [0.01], [0.01]), CHANCE)
+    assert isinstance(stuck, Untrained) and stuck.bar == pytest.approx(0.675)
+    assert [(run.model, run.seed) for run in stuck.runs] == [("plain56", 0)]
+    diverged = settled_early(finals([0.05], [0.3], status="diverged"), CHANCE)
+    assert isinstance(diverged, Unfinished) and diverged.runs[0].status == "diverged"
 
 
 def test_every_degradation_run_writes_verdict_json(tiny_degradation):
@@ -166,4 +178,5 @@ def test_compare_stops_after_the_first_seed_once_a_plain_net_did_not_train(tmp_p
     tables = result.training.degradation
     assert set(tables.final["seed"]) == {0}
     assert tables.verdict.verdict is Verdict.INCONCLUSIVE
-    assert "stopped after seed 0, skipping 2 more" in tables.stopped_early
+    assert (tables.stopped_early.after_seed, tables.stopped_early.skipped) == (0, 2)
+    assert isinstance(tables.stopped_early.reason, Untrained)

@@ -171,13 +171,13 @@ def test_the_k_curve_claim_reads_residual_minus_plain():
     against the plain nets' 1) support Veit et al.'s claim: residual − plain = +5, +6, +7."""
     import pandas as pd
 
-    from resnet_probe.analysis import findings
+    from resnet_probe.analysis import WhyTables, findings
 
     rows = [{"model": f"{kind}20", "net_depth": 20, "shortcut": kind == "resnet", "seed": seed,
              "removed": removed, "error": 0.01 + 0.1 * removed,
              "k_half": (4 + seed if kind == "resnet" else 0) + 1.0}
             for kind in ("plain", "resnet") for seed in (1, 2, 3) for removed in (0, 1, 2)]
-    found = findings({"lesion_count": pd.DataFrame(rows)})
+    found = findings(WhyTables.of({"lesion_count": pd.DataFrame(rows)}))
     row = found[found["claim"].str.startswith("k blocks deleted")].iloc[0]
     assert row["mean"] == pytest.approx(6.0)
     assert row["outcome"] == "holds"

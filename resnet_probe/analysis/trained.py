@@ -111,7 +111,7 @@ def load_trained(run: Path | None, progress: Progress = NO_PROGRESS,
 def train_default(progress: Progress = NO_PROGRESS, cache: RunCache | None = None,
                   config: DegradationConfig | None = None) -> TrainedRuns:
     """The default degradation run, from the run cache where it holds the runs."""
-    from resnet_probe.train.degradation import degradation_recipe
+    from resnet_probe.train.recipes import degradation_recipe
 
     config = config or DegradationConfig(train=degradation_recipe())
     dataset = fit_dataset_to(load_dataset(config.dataset, config.data_dir),

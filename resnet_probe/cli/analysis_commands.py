@@ -24,8 +24,8 @@ split_options = options.from_config(AnalysisOptions, "split", "limit")
 
 def _analyse(run, analysis, chosen, out, inline_plotly, title):
     """Load the nets, run one analysis with a progress bar, write its report."""
-    from resnet_probe.analysis import explain, load_trained
-    from resnet_probe.environment import environment_info
+    from resnet_probe.analysis import load_trained, why_part
+    from resnet_probe.environment import current_environment
     from resnet_probe.report import write_analysis_report
     from resnet_probe.report.console import analysis_notes
 
@@ -35,8 +35,8 @@ def _analyse(run, analysis, chosen, out, inline_plotly, title):
     else:
         runs = load_trained(run)
     with options.progress_bar(chosen.work((analysis,), len(runs.nets)), analysis.value) as bar:
-        part = explain(runs, (analysis,), chosen, bar)
-    environment = environment_info(options.command_line())
+        part = why_part(runs, (analysis,), chosen, bar)
+    environment = current_environment(options.command_line())
     path = write_analysis_report(part, environment, out, analysis.value, title, inline_plotly)
     click.echo(f"report: {path}", err=True)
     for note in analysis_notes(part):

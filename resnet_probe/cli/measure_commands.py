@@ -51,7 +51,6 @@ def latency(models, by, trace_dir, in_channels, weights, fmt, **settings) -> Non
       resnet-probe latency resnet50 plain50 --device cuda --dtype bf16 --by layer
       resnet-probe latency resnet50 --engine profiler --trace traces/ --by layer
     """
-    from resnet_probe.labels import with_bound
     from resnet_probe.measure.latency import measure_latency
     from resnet_probe.report.console import latency_notes
     from resnet_probe.views import latency_view
@@ -76,11 +75,7 @@ def latency(models, by, trace_dir, in_channels, weights, fmt, **settings) -> Non
                          *(["forward_launch_bound_fraction"] if profiler else []),
                          "noisy_layers"],
                "difference": ["model", "baseline", "metric", "change"]}.get(by)
-    view = latency_view(result, by)
-    if by == "layer":
-        view = with_bound(view, result.environment["peak_gflops"],
-                          result.environment["peak_gbytes_per_s"])
-    options.emit(view, fmt, columns)
+    options.emit(latency_view(result, by), fmt, columns)
     if by == "model" and fmt == "table" and result.comparisons:
         options.echo_result("")
         options.emit(latency_view(result, "difference"), fmt,
@@ -126,7 +121,6 @@ def gradients(models, steps, by, in_channels, weights, fmt, **settings) -> None:
       resnet-probe gradients plain56 resnet56 --steps 0,1,2,5,10,20
       resnet-probe gradients plain20 resnet20 --by shattering --format json
     """
-    from resnet_probe.labels import with_gradient_trend
     from resnet_probe.measure.gradients import measure_gradients
     from resnet_probe.train.dynamics import dynamics_summary, measure_recipe_dynamics
     from resnet_probe.views import gradient_view, measured_for
@@ -156,7 +150,6 @@ def gradients(models, steps, by, in_channels, weights, fmt, **settings) -> None:
     with options.progress_bar(config.work(len(models)), "gradients") as bar:
         result = measure_gradients(models, config, bar)
     click.echo(f"input: {result.input_description}", err=True)
-    view = gradient_view(result, by)
-    options.emit(with_gradient_trend(view) if by == "model" else view, fmt,
+    options.emit(gradient_view(result, by), fmt,
                  ["model", "depth", "shortcut", "grad_ratio_first_last", "grad_ratio_std",
                   "max_within_stage_ratio", "gradient_trend"] if by == "model" else None)

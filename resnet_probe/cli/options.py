@@ -27,6 +27,7 @@ import click
 
 from resnet_probe.cache import CacheUnusableWarning
 from resnet_probe.errors import InvalidRequest, Terminated
+from resnet_probe.interrupts import Interruption
 
 EXIT_CHECK_FAILED = 1
 EXIT_BAD_BASELINE = 2  # the baseline file, or one of its entries, is unusable
@@ -238,11 +239,13 @@ def _raise_terminated(signum, frame) -> None:
     raise Terminated()
 
 
-def interrupt_exit(error: KeyboardInterrupt) -> tuple[str, int]:
+def interrupt_exit(error: KeyboardInterrupt | Interruption) -> tuple[str, int]:
     """What to call the interruption and its exit status."""
-    if isinstance(error, Terminated):
-        return "terminated (SIGTERM)", EXIT_TERMINATED
-    return "interrupted", EXIT_INTERRUPTED
+    from resnet_probe.report.words import interruption_name
+
+    interruption = error if isinstance(error, Interruption) else Interruption.of(error)
+    code = EXIT_TERMINATED if interruption is Interruption.SIGTERM else EXIT_INTERRUPTED
+    return interruption_name(interruption), code
 
 
 def command(name: str | None = None):

@@ -15,6 +15,7 @@ from resnet_probe.jobs.compare import (
     CompareOptions,
 )
 from resnet_probe.progress import NO_PROGRESS
+from resnet_probe.report.words import verdict_line
 from resnet_probe.train.degradation import DEFAULT_DEPTHS, DEFAULT_STEPS, DegradationConfig
 from resnet_probe.train.loop import TrainConfig
 
@@ -100,8 +101,7 @@ def degradation(device, resume, force_new, no_why, out, fmt, **settings) -> None
     options.emit(result.degradation.final, fmt,
                  ["model", "depth", "shortcut", "seed", "final_train_error",
                   "final_train_error_eval", "final_test_error", "status", "seconds"])
-    click.echo(f"training verdict: {result.degradation.verdict.verdict.value}: "
-               f"{'; '.join(result.degradation.verdict.reasons)}", err=True)
+    click.echo(verdict_line(result.degradation.verdict), err=True)
 
 
 @options.command()
@@ -141,8 +141,10 @@ def compare(models, out, input_size, no_train, train_steps, seeds, from_degradat
       resnet-probe compare plain56 resnet56 --from-degradation reports/degradation
       resnet-probe compare my_model.py:build plain:my_model.py:build --format markdown
     """
-    from resnet_probe.jobs.compare import Plan, ReportTarget, progress_total, run_compare
-    from resnet_probe.report import compare_report_name
+    from resnet_probe import report
+    from resnet_probe.jobs.compare import Plan, progress_total, run_compare
+    from resnet_probe.jobs.parts import CompareResult, InProgress
+    from resnet_probe.report.words import compare_notes
     from resnet_probe.results import check_writable_dir, measurable_deltas
 
     options_ = CompareOptions.choose(input_size, device, latency=not no_latency,
@@ -151,27 +153,30 @@ def compare(models, out, input_size, no_train, train_steps, seeds, from_degradat
                                      fresh=fresh, why=not no_why)
     plan = Plan.build(list(models), options_, in_channels)
     out = check_writable_dir(out)
-    click.echo(f"report: {out / (compare_report_name(plan.models) + '.html')}", err=True)
+    path = report.compare_report_path(out, plan.models)
+    click.echo(f"report: {path}", err=True)
     with options.progress_bar(progress_total(plan), "compare") as bar:
-        result = run_compare(plan, bar, ReportTarget(out, inline_plotly),
-                             options.command_line(), on_early_report=lambda path: bar.write(
-                                 "report written (training in progress; the page is "
-                                 "rewritten when it finishes)", file=sys.stderr))
-    options.echo_result(f"report: {result.report_path}")
-    for note in result.notes:
+        def write(snapshot: CompareResult) -> None:
+            report.write(snapshot, out, inline_plotly)
+            if isinstance(snapshot.training, InProgress):
+                bar.write("report written (training in progress; the page is rewritten "
+                          "when it finishes)", file=sys.stderr)
+
+        result = run_compare(plan, bar, write, options.command_line())
+    options.echo_result(f"report: {path}")
+    for note in compare_notes(result):
         click.echo(f"note: {note}", err=True)
-    if result.interrupted:
+    if result.interruption is not None:
         what, code = options.interrupt_exit(result.interruption)
         click.echo(f"{what}: the report keeps every finished section", err=True)
         sys.exit(code)
-    assert result.summary is not None
     options.emit(measurable_deltas(result.summary.deltas), fmt,
                  ["model", "params", "params_delta_pct", "macs", "macs_delta_pct", "forward_ms",
                   "forward_ms_change", "grad_ratio_first_last", "final_train_error",
                   "final_train_error_change"], title="resnet-probe compare")
-    if result.summary.verdict:
-        options.echo_result(result.summary.verdict)
-    options.echo_result(f"data: {out / (compare_report_name(result.models) + '-data')}")
+    if result.summary.verdict is not None:
+        options.echo_result(verdict_line(result.summary.verdict))
+    options.echo_result(f"data: {path.with_name(path.stem + '-data')}")
     for failed in result.failures:
         options.report_failure(failed)
     if result.failures:

@@ -259,7 +259,7 @@ def report(out, inline_plotly) -> None:
       resnet-probe report --out reports
     """
     from resnet_probe import zoo
-    from resnet_probe.environment import environment_info
+    from resnet_probe.environment import current_environment
     from resnet_probe.jobs.census import zoo_census
     from resnet_probe.report import write_zoo_report
     from resnet_probe.results import check_writable_dir
@@ -267,6 +267,6 @@ def report(out, inline_plotly) -> None:
     out = check_writable_dir(out)
     with options.progress_bar(len(zoo.list_models()), "counting the zoo") as bar:
         census = zoo_census(bar)
-    path = write_zoo_report(census, environment_info(options.command_line()), out, inline_plotly)
+    path = write_zoo_report(census, current_environment(options.command_line()), out, inline_plotly)
     options.echo_result(f"report: {path}")
     options.echo_result(f"index: {out / 'index.html'}")

@@ -8,10 +8,10 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from resnet_probe.analysis import Analysis, AnalysisOptions, WhyPart, explain_cached
+from resnet_probe.analysis import Analysis, AnalysisOptions, WhyPart, cached_why_part
 from resnet_probe.analysis.trained import collect
 from resnet_probe.data import ImageDataset, load_dataset
-from resnet_probe.environment import environment_info
+from resnet_probe.environment import current_environment
 from resnet_probe.jobs.parts import CacheReport, InProgress, TrainingPart
 from resnet_probe.progress import NO_PROGRESS, Progress
 from resnet_probe.report import write_degradation_report
@@ -23,11 +23,11 @@ from resnet_probe.train.degradation import (
     RUNS,
     DegradationConfig,
     DegradationResult,
-    degradation_recipe,
     fit_dataset_to,
     run_degradation,
 )
 from resnet_probe.train.loop import Distributed, setup_distributed
+from resnet_probe.train.recipes import degradation_recipe
 from resnet_probe.train.run_cache import RunCache
 
 __all__ = ["DEFAULT_DEPTHS", "DEFAULT_SEEDS", "DegradationExperiment"]
@@ -70,7 +70,7 @@ class DegradationExperiment:
         environment = {"dataset": data.description, "recipe": asdict(train),
                        "world_size": world.world_size, "seeds": list(seeds),
                        "tuning_seeds": list(config.tuning_seeds),
-                       **environment_info(command_line)}
+                       **dict(current_environment(command_line).rows())}
         title = (f"resnet-probe degradation: {family}{', pre-activation' if preact else ''}, "
                  f"depths {', '.join(map(str, depths))}")
         return cls(config, data, out, environment, title, world, RunCache(fresh=fresh),
@@ -103,7 +103,7 @@ class DegradationExperiment:
         if self.why is not None and self.is_main:
             nets = collect(sorted((self.out / RUNS).glob("*.pt")), self.dataset,
                            f"degradation run {self.out}")
-            why = explain_cached(nets, result.cached_runs, tuple(Analysis), self.why,
+            why = cached_why_part(nets, result.cached_runs, tuple(Analysis), self.why,
                                  progress, fresh=self.cache.fresh)
         part = self.part(result, why, round(time.perf_counter() - started, 1))
         if self.is_main:
@@ -115,7 +115,7 @@ class DegradationExperiment:
              seconds: float = 0.0) -> TrainingPart:
         return TrainingPart(
             degradation=result.tables(), why=why, dataset=self.dataset.description,
-            recipe=asdict(self.config.train), seeds=tuple(self.config.seeds),
+            recipe=self.config.train, seeds=tuple(self.config.seeds),
             cache=CacheReport(str(self.cache.path), tuple(result.reused),
                               tuple(result.cache_problems), str(self.cache.usage())),
             source=f"trained into {self.out}", seconds=seconds)

@@ -10,13 +10,16 @@ value (``InProgress``, ``Failed``, ``Skipped``), never a flag inside a dict.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 import pandas as pd
 
 from resnet_probe.analysis import WhyPart
+from resnet_probe.environment import Environment
+from resnet_probe.interrupts import Interruption
 from resnet_probe.results import frame, table
 from resnet_probe.train.degradation import DegradationTables
+from resnet_probe.train.loop import TrainConfig
+from resnet_probe.train.verdict import DegradationVerdict
 
 __all__ = ["CacheReport", "CompareResult", "CostsPart", "Failed", "GradientsPart", "InProgress",
            "LatencyEnvironment", "LatencyPart", "Skipped", "SummaryPart", "TrainingPart",
@@ -142,7 +145,7 @@ class TrainingPart:
     degradation: DegradationTables
     why: WhyPart | InProgress | Skipped | None
     dataset: str
-    recipe: dict[str, Any]
+    recipe: TrainConfig | None  # None: runs reused from an earlier degradation run
     seeds: tuple[int, ...]
     cache: CacheReport | None = None
     source: str = ""  # where the runs come from, in words
@@ -158,7 +161,7 @@ class SummaryPart:
     headline: pd.DataFrame = table("summary")  # one row per model: the key numbers
     deltas: pd.DataFrame = table("deltas")  # every summary column, value and change
     differences: pd.DataFrame = table("differences")  # each measured change's interval
-    verdict: str | None = None  # the training verdict's line, when training ran
+    verdict: DegradationVerdict | None = None  # when training ran
     rule: str = ""  # the statistical standard every interval follows
     # The first screen's figure: the training curves across seeds (also saved, as
     # train_history, by the training part).
@@ -166,18 +169,40 @@ class SummaryPart:
     finals: pd.DataFrame = field(default_factory=lambda: frame([]))
 
 
-@dataclass
+@dataclass(frozen=True)
+class SharedInputSize:
+    """The models' families have different standard inputs; all are measured at ``size``."""
+
+    standard_sizes: tuple[int, ...]
+    size: int
+
+
+@dataclass(frozen=True)
+class ForeignModels:
+    """Models not from the zoo: structure found from their graphs, trained at ``size``."""
+
+    models: tuple[str, ...]
+    size: int
+
+
+PlanNote = SharedInputSize | ForeignModels
+
+
+@dataclass(frozen=True)
 class CompareResult:
-    models: list[str]
-    costs: CostsPart | Failed
+    """Everything ``compare`` measured, as the report and the console read it. The job
+    returns it and never writes it; ``report.write(result, out)`` does."""
+
+    models: tuple[str, ...]
+    costs: CostsPart | Failed | Skipped
     latency: LatencyPart | Failed | Skipped
     gradients: GradientsPart | Failed | Skipped
     training: TrainingPart | InProgress | Failed | Skipped
-    summary: SummaryPart | None = None  # made once the sections have run
-    notes: list[str] = field(default_factory=list)
-    environment: dict[str, Any] = field(default_factory=dict)
-    interruption: KeyboardInterrupt | None = None
-    report_path: Any = None
+    summary: SummaryPart
+    plan_notes: tuple[PlanNote, ...] = ()
+    environment: Environment | None = None
+    seconds: dict[str, float] = field(default_factory=dict)  # per section, wall time
+    interruption: Interruption | None = None
 
     @property
     def interrupted(self) -> bool:

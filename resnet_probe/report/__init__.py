@@ -7,14 +7,17 @@ inline it. A training verdict is also saved whole as ``verdict.json``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from resnet_probe.analysis import WhyPart
+from resnet_probe.environment import Environment
 from resnet_probe.jobs.parts import (
     CompareResult,
     CostsPart,
@@ -33,6 +36,7 @@ from resnet_probe.report.html import Section, esc, render_page, scaled, write_pa
 from resnet_probe.report.latency import render_latency
 from resnet_probe.report.summary import render_summary
 from resnet_probe.report.training import render_training, render_why
+from resnet_probe.report.words import compare_notes, verdict_record
 from resnet_probe.results import (
     atomic_write_text,
     check_writable_dir,
@@ -49,7 +53,7 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_")
 
 
-def save_parts(parts: list[Any], directory: Path, environment: dict[str, Any] | None = None
+def save_parts(parts: list[Any], directory: Path, environment: pd.DataFrame | None = None
                ) -> None:
     """Every declared table of ``parts`` as CSV and JSON; a training verdict also as
     ``verdict.json``; the environment as a key/value table."""
@@ -62,14 +66,14 @@ def save_parts(parts: list[Any], directory: Path, environment: dict[str, Any] | 
         if isinstance(part, TrainingPart):
             verdicts.append(part.degradation.verdict)
     if environment is not None:
-        save_table(environment_table(environment), directory, "environment")
+        save_table(environment, directory, "environment")
     for verdict in verdicts:
         save_verdict(verdict, directory)
 
 
 def save_verdict(verdict: DegradationVerdict, directory: Path) -> None:
     atomic_write_text(directory / "verdict.json",
-                      json.dumps(_json_ready(verdict.record()), indent=2) + "\n")
+                      json.dumps(_json_ready(verdict_record(verdict)), indent=2) + "\n")
 
 
 def _json_ready(value: Any) -> Any:
@@ -83,13 +87,58 @@ def _json_ready(value: Any) -> Any:
     return value
 
 
-def environment_table(environment: dict[str, Any]) -> pd.DataFrame:
-    return frame([{"key": k, "value": str(v)} for k, v in environment.items()])
+def environment_table(environment: Environment | dict[str, Any],
+                      facts: dict[str, Any] | None = None) -> pd.DataFrame:
+    """Key/value rows: where and with what the result was made, then the result's own
+    facts (a section's seconds, its device, ...)."""
+    rows = environment.rows() if isinstance(environment, Environment) else \
+        list(environment.items())
+    rows += list((facts or {}).items())
+    return frame([{"key": k, "value": str(v)} for k, v in rows])
 
 
-def compare_report_name(models: list[str]) -> str:
+def compare_facts(result: CompareResult) -> dict[str, Any]:
+    """Each part's facts for the environment table, prefixed by its section."""
+    facts: dict[str, Any] = {f"{name}_seconds": value for name, value in result.seconds.items()}
+    if isinstance(result.latency, LatencyPart) and result.latency.environment is not None:
+        facts.update({f"latency_{field.name}": getattr(result.latency.environment, field.name)
+                      for field in dataclasses.fields(result.latency.environment)})
+    if isinstance(result.gradients, GradientsPart):
+        facts.update(gradients_input=result.gradients.input_description,
+                     gradients_setting=result.gradients.setting,
+                     gradients_seeds=list(result.gradients.seed_list),
+                     gradients_reused=result.gradients.reused)
+    training = result.training
+    if isinstance(training, TrainingPart):
+        facts.update(training_dataset=training.dataset,
+                     training_recipe=dataclasses.asdict(training.recipe)
+                     if training.recipe is not None else {},
+                     training_seeds=list(training.seeds), training_source=training.source)
+        if training.cache is not None:
+            facts.update(training_cache=training.cache.path,
+                         training_cache_usage=training.cache.usage,
+                         training_reused=list(training.cache.reused))
+        if isinstance(training.why, WhyPart):
+            facts["training_why_seconds"] = training.why.seconds
+    return facts
+
+
+def compare_report_name(models: Sequence[str]) -> str:
     name = "compare-" + "-vs-".join(slug(m) for m in models)
     return name if len(name) <= 120 else name[:100] + f"-and-{len(models)}-models"
+
+
+def compare_report_path(out_dir: Path, models: Sequence[str]) -> Path:
+    """Where ``write`` puts a comparison's page (its data folder is NAME-data beside it)."""
+    return Path(out_dir) / f"{compare_report_name(models)}.html"
+
+
+def write(result: CompareResult, out_dir: Path, inline_plotly: bool = False) -> Path:
+    """The page of a result, its tables as CSV and JSON beside it, and the index of
+    ``out_dir``; returns the page's path. Callers (the CLI, the API) write; jobs never do."""
+    if isinstance(result, CompareResult):
+        return write_compare_report(result, out_dir, inline_plotly)
+    raise TypeError(f"no report for a {type(result).__name__}")
 
 
 def _not_there(anchor: str, title: str, part: Any) -> Section:
@@ -107,15 +156,15 @@ def write_compare_report(result: CompareResult, out_dir: Path, inline_plotly: bo
                          ) -> Path:
     out_dir = check_writable_dir(out_dir)
     name = compare_report_name(result.models)
+    environment = environment_table(result.environment or {}, compare_facts(result))
     save_parts([result.costs, result.latency, result.gradients, result.training,
-                result.summary], out_dir / f"{name}-data", result.environment)
+                result.summary], out_dir / f"{name}-data", environment)
     training = result.training
     trained = list(training.degradation.final["model"]) \
         if isinstance(training, TrainingPart) and not training.degradation.final.empty else []
     with figures.consistent_colours([*result.models, *trained]):
         costs = result.costs
-        sections = [render_summary(result.summary, result.notes) if result.summary else
-                    Section("summary", "1. Summary")]
+        sections = [render_summary(result.summary, compare_notes(result))]
         if isinstance(costs, CostsPart):
             sections += [render_architecture(costs), render_costs(costs)]
         else:
@@ -136,7 +185,7 @@ def write_compare_report(result: CompareResult, out_dir: Path, inline_plotly: bo
                          _not_there("why", "6b. Why: what the trained nets show", training)]
         if isinstance(costs, CostsPart):
             sections.append(render_bottleneck(costs.bottleneck))
-        sections.append(render_environment(result.environment))
+        sections.append(render_environment(environment))
     subtitle = (f"{esc(' vs '.join(result.models))} — baseline {esc(result.models[0])}. "
                 f"Data for every table: <code>{esc(name)}-data/</code>")
     page = render_page(f"resnet-probe: {' vs '.join(result.models)}", subtitle, sections,
@@ -146,10 +195,10 @@ def write_compare_report(result: CompareResult, out_dir: Path, inline_plotly: bo
     return path
 
 
-def write_degradation_report(part: TrainingPart, environment: dict[str, Any], out_dir: Path,
-                             title: str, inline_plotly: bool = False) -> Path:
+def write_degradation_report(part: TrainingPart, environment: Environment | dict[str, Any],
+                             out_dir: Path, title: str, inline_plotly: bool = False) -> Path:
     out_dir = check_writable_dir(out_dir)
-    save_parts([part], out_dir / "data", environment)
+    save_parts([part], out_dir / "data", environment_table(environment))
     trained = part.degradation.final["model"] if not part.degradation.final.empty else []
     with figures.consistent_colours(trained):
         sections = [render_training(part, number="1."),
@@ -163,12 +212,12 @@ def write_degradation_report(part: TrainingPart, environment: dict[str, Any], ou
     return path
 
 
-def write_analysis_report(part: WhyPart, environment: dict[str, Any], out_dir: Path,
+def write_analysis_report(part: WhyPart, environment: Environment | dict[str, Any], out_dir: Path,
                           name: str, title: str, inline_plotly: bool = False) -> Path:
     """One analysis of trained nets (lesion, responses, landscape, paths, hessian) as its own
     page."""
     out_dir = check_writable_dir(out_dir)
-    save_parts([part], out_dir / f"{name}-data", environment)
+    save_parts([part], out_dir / f"{name}-data", environment_table(environment))
     models = [m for table in declared_tables(part).values() if "model" in table
               for m in table["model"]]
     with figures.consistent_colours(models):
@@ -181,10 +230,10 @@ def write_analysis_report(part: WhyPart, environment: dict[str, Any], out_dir: P
     return path
 
 
-def write_zoo_report(census: ZooPart, environment: dict[str, Any], out_dir: Path,
+def write_zoo_report(census: ZooPart, environment: Environment | dict[str, Any], out_dir: Path,
                      inline_plotly: bool = False) -> Path:
     out_dir = check_writable_dir(out_dir)
-    save_parts([census], out_dir / "zoo-data", environment)
+    save_parts([census], out_dir / "zoo-data", environment_table(environment))
     zoo, widths_rows = census.zoo, census.widths
     variants = Section("variants", "1. Every variant")
     variants.text("Params and MACs at each family's standard input (224 for ImageNet-style, "
@@ -215,9 +264,11 @@ def write_zoo_report(census: ZooPart, environment: dict[str, Any], out_dir: Path
     return path
 
 
-def render_environment(environment: dict[str, Any], number: str = "8.") -> Section:
-    return Section("environment", f"{number} Environment").table(
-        environment_table(environment), scroll=True)
+def render_environment(environment: pd.DataFrame | Environment | dict[str, Any],
+                       number: str = "8.") -> Section:
+    table = environment if isinstance(environment, pd.DataFrame) else \
+        environment_table(environment)
+    return Section("environment", f"{number} Environment").table(table, scroll=True)
 
 
 def write_index(out_dir: Path) -> Path:
@@ -237,6 +288,6 @@ def write_index(out_dir: Path) -> Path:
     return write_page(out_dir / INDEX, page, inline_plotly=True)
 
 
-__all__ = ["compare_report_name", "save_parts", "write_analysis_report",
-           "write_compare_report", "write_degradation_report", "write_index",
-           "write_zoo_report"]
+__all__ = ["compare_report_name", "compare_report_path", "save_parts", "write",
+           "write_analysis_report", "write_compare_report", "write_degradation_report",
+           "write_index", "write_zoo_report"]

@@ -10,7 +10,9 @@ import pandas as pd
 from resnet_probe.jobs.parts import SummaryPart
 from resnet_probe.report import figures
 from resnet_probe.report.html import Section, esc, format_value, scaled
+from resnet_probe.report.words import verdict_line
 from resnet_probe.results import change_direction, measurable_deltas
+from resnet_probe.train.verdict import Verdict
 
 HEADLINE = (("params", "parameters", None), ("macs", "MACs (a)", None),
             ("forward_ms", "forward ms (median)", "forward_ms"),
@@ -21,9 +23,9 @@ HEADLINE = (("params", "parameters", None), ("macs", "MACs (a)", None),
 
 def render_summary(part: SummaryPart, notes: list[str]) -> Section:
     section = Section("summary", "1. Summary")
-    if part.verdict:
-        kind = "warning" if "inconclusive" in part.verdict.split(":")[1][:20] else "finding"
-        section.note(esc(part.verdict), kind=kind)
+    if part.verdict is not None:
+        kind = "warning" if part.verdict.verdict is Verdict.INCONCLUSIVE else "finding"
+        section.note(esc(verdict_line(part.verdict)), kind=kind)
     section.table(headline_cells(part), caption="The numbers the comparison rests on: counts "
                   "are exact; medians and means carry a 95% interval")
     changes = part.differences

@@ -4,14 +4,19 @@ nets)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from resnet_probe.analysis import WhyPart
 from resnet_probe.jobs.parts import InProgress, Skipped, TrainingPart
 from resnet_probe.report import figures
 from resnet_probe.report.html import Section, esc
+from resnet_probe.report.words import (
+    VERDICT_RULE,
+    reasons_text,
+    recipe_text,
+    residual_finding,
+    stopped_early_text,
+)
 from resnet_probe.stats import RULE
-from resnet_probe.train.verdict import DegradationVerdict, Verdict
+from resnet_probe.train.verdict import DegradationVerdict, StoppedEarly, Verdict
 
 
 def render_training(part: TrainingPart, number: str = "6.") -> Section:
@@ -34,7 +39,7 @@ def render_training(part: TrainingPart, number: str = "6.") -> Section:
                      f"retrains them.")
     for problem in part.cache.problems if part.cache is not None else ():
         section.note(esc(problem), kind="warning")
-    if part.recipe:
+    if part.recipe is not None:
         section.text(f"Data: {esc(part.dataset)}. Recipe: {esc(recipe_text(part.recipe))}. "
                      f"The primary curve is the train-mode minibatch error; eval-mode errors "
                      f"are beside it.")
@@ -79,27 +84,20 @@ def render_training(part: TrainingPart, number: str = "6.") -> Section:
     return section
 
 
-def verdict_note(verdict: DegradationVerdict, stopped_early: str | None) -> tuple[str, str]:
+def verdict_note(verdict: DegradationVerdict, stopped_early: StoppedEarly | None
+                 ) -> tuple[str, str]:
     """The verdict as train/verdict.py made it, with the numbers it rests on and its rule."""
     roles = ", ".join(f"{seed} ({role.value})" for seed, role in verdict.seed_roles.items())
-    reasons = "; ".join(verdict.reasons + ([stopped_early] if stopped_early else []))
-    residual = f" {verdict.residual_finding[0].upper()}{verdict.residual_finding[1:]}." \
-        if verdict.residual_finding else ""
-    rule = " ".join(verdict.rule.replace("``", "").split()).replace(" * ", " • ")
+    reasons = "; ".join(reasons_text(verdict) +
+                        ([stopped_early_text(stopped_early)] if stopped_early else []))
+    finding = residual_finding(verdict)
+    residual = f" {finding[0].upper()}{finding[1:]}." if finding else ""
+    rule = " ".join(VERDICT_RULE.replace("``", "").split()).replace(" * ", " • ")
     text = (f"<b>Verdict: {esc(verdict.verdict.value)}</b> on seeds {esc(roles or 'none')}: "
             f"{esc(reasons)}.{esc(residual)} <small>Rule, {esc(rule)} Intervals: "
             f"{esc(RULE)}</small>")
     return text, ("finding" if verdict.verdict is not Verdict.INCONCLUSIVE else "warning")
 
-
-def recipe_text(recipe: dict[str, Any]) -> str:
-    """A TrainConfig's fields (as stored with a run) in words."""
-    milestones = ", ".join(f"{m:.0%}" for m in recipe["milestones"])
-    return (f"SGD momentum {recipe['momentum']}, lr {recipe['lr']} (warm-up "
-            f"{recipe['warmup_lr']} for {recipe['warmup_steps']} steps, x{recipe['gamma']} at "
-            f"{milestones} of the budget), weight decay {recipe['weight_decay']}, batch "
-            f"{recipe['batch_size']}, {recipe['steps']} steps"
-            f"{', pad-crop-flip augmentation' if recipe['augment'] else ''}")
 
 
 def render_why(part: WhyPart | InProgress | Skipped | None, number: str = "") -> Section:
@@ -129,46 +127,47 @@ def render_why(part: WhyPart | InProgress | Skipped | None, number: str = "") ->
         section.note(f"{lines}. <small>Rule: {esc(part.rule)}</small>",
                      kind="finding" if held.all() else "warning")
         section.table(findings, caption="The papers' claims, tested at this budget")
-    if not part.lesion_blocks.empty or not part.lesion_count.empty:
+    if not part.tables.lesion_blocks.empty or not part.tables.lesion_count.empty:
         section.text("<b>Lesions</b> (Veit et al. 2016): a residual block's branch is deleted "
                      "and its shortcut kept; a plain block is replaced by the identity where "
                      "its shape allows. The rise is given as a fraction of the room the net had "
                      "(chance minus its own error), so a net that trained worse is not favoured "
                      "by having less to lose.")
-    if not part.lesion_blocks.empty:
-        section.figure(figures.lesion_blocks(part.lesion_blocks))
-        blocked = part.lesion_blocks[part.lesion_blocks["not_deletable_because"].notna()
-                                     ].drop_duplicates(["model", "block"])
+    if not part.tables.lesion_blocks.empty:
+        section.figure(figures.lesion_blocks(part.tables.lesion_blocks))
+        lesions = part.tables.lesion_blocks
+        blocked = lesions[lesions["not_deletable_because"].notna()].drop_duplicates(
+            ["model", "block"])
         if not blocked.empty:
             section.table(blocked[["model", "block", "not_deletable_because"]],
                           caption="Blocks that cannot be deleted, and why")
-    if not part.lesion_count.empty:
-        section.figure(figures.lesion_count(part.lesion_count))
-    if not part.paths.empty:
+    if not part.tables.lesion_count.empty:
+        section.figure(figures.lesion_count(part.tables.lesion_count))
+    if not part.tables.paths.empty:
         section.text("<b>Effective paths</b> (Veit et al. 2016, Fig. 6): a net of n residual "
                      "blocks holds C(n, k) paths through k branches. The gradient reaching the "
                      "input through paths of each length is measured by letting the gradient "
                      "flow through either the branch or the shortcut of each block, with k "
                      "branches drawn at random.")
-        section.figure(figures.path_lengths(part.paths))
-    if not part.responses.empty:
+        section.figure(figures.path_lengths(part.tables.paths))
+    if not part.tables.responses.empty:
         section.text("<b>Layer responses</b> (He et al. 2016, Fig. 7): residual functions "
                      "that stay close to zero give smaller responses than the plain net's "
                      "layers, which must carry the whole signal.")
-        section.figure(figures.layer_responses(part.responses))
-    if not part.landscape.empty:
+        section.figure(figures.layer_responses(part.tables.responses))
+    if not part.tables.landscape.empty:
         section.text("<b>Loss landscape</b> (Li et al. 2018): the training loss along "
                      "filter-normalised random directions, each rise relative to the loss at "
                      "the trained weights and averaged over the directions.")
-        section.figure(figures.landscape_slices(part.landscape))
-        if "beta" in part.landscape and part.landscape["beta"].notna().any():
-            section.figure(figures.landscape_surfaces(part.landscape))
-    if not part.landscape_summary.empty:
-        section.table(part.landscape_summary, caption="Landscape summary per net: loss at the "
-                      "trained weights, the relative rise at ±0.5 over the directions")
-    if not part.hessian.empty:
+        section.figure(figures.landscape_slices(part.tables.landscape))
+        if "beta" in part.tables.landscape and part.tables.landscape["beta"].notna().any():
+            section.figure(figures.landscape_surfaces(part.tables.landscape))
+    if not part.tables.landscape_summary.empty:
+        section.table(part.tables.landscape_summary, caption="Landscape summary per net: loss "
+                      "at the trained weights, the relative rise at ±0.5 over the directions")
+    if not part.tables.hessian.empty:
         section.text("<b>Hessian spectra</b> (Li et al. 2018; pyhessian's approach): the largest "
                      "and smallest eigenvalues of the Hessian of the training loss at the "
                      "trained weights, by Lanczos on Hessian-vector products.")
-        section.table(part.hessian, caption="Top eigenvalue and |λmin/λmax| per net")
+        section.table(part.tables.hessian, caption="Top eigenvalue and |λmin/λmax| per net")
     return section

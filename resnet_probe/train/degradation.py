@@ -35,19 +35,26 @@ from resnet_probe.train.loop import (
     load_checkpoint,
     train_run,
 )
+from resnet_probe.train.recipes import (
+    DEGRADATION_SEEDS,
+    DEGRADATION_STEPS,
+    DEGRADATION_TUNING_SEEDS,
+)
 from resnet_probe.train.run_cache import RunCache
-from resnet_probe.train.verdict import DegradationVerdict, judge, settled_early
+from resnet_probe.train.verdict import (
+    DegradationVerdict,
+    StoppedEarly,
+    judge,
+    settled_early,
+)
 from resnet_probe.untrusted import UntrustedFileError, checked
 from resnet_probe.zoo import Family, get_spec, name_of
 from resnet_probe.zoo.registry import IMAGENET_LAYERS
 
 FAMILIES = tuple(family.value for family in Family)
 DEFAULT_DEPTHS = {"cifar": (20, 56), "imagenet": (18, 34)}
-# The default recipe (300 steps, warm-up, lr 0.1) was set by earlier rounds looking at seeds
-# 0, 1 and 2: those are its tuning seeds. Seeds 3, 4 and 5 were first run after it was frozen,
-# and nothing has been tuned on them since: the default reports on them.
-TUNING_SEEDS = (0, 1, 2)
-DEFAULT_SEEDS = (3, 4, 5)
+TUNING_SEEDS = DEGRADATION_TUNING_SEEDS
+DEFAULT_SEEDS = DEGRADATION_SEEDS
 
 
 def twin_names(family: str, depth: int, preact: bool = False) -> tuple[str, str]:
@@ -75,29 +82,7 @@ def twin_names(family: str, depth: int, preact: bool = False) -> tuple[str, str]
     return texts[0], texts[1]
 
 
-DEFAULT_STEPS = 300
-# The per-layer dynamics of the first steps, recorded on the runs themselves (the recipe's lr,
-# momentum and warm-up), plus the last step.
-RECORDED_STEPS = (0, 1, 2, 5, 10, 20, 50)
-
-
-def degradation_recipe(steps: int | None = None, epochs: float | None = None,
-                       train_size: int | None = None, **fields: Any) -> TrainConfig:
-    """The degradation recipe for a budget in steps or epochs (default 300 steps); evaluation,
-    gradient-norm logging and checkpoints scale with the budget. ``fields`` are TrainConfig's."""
-    if steps is not None and epochs is not None:
-        raise InvalidRequest(f"give a budget in steps or in epochs, not both: steps={steps}, "
-                             f"epochs={epochs}")
-    if epochs is not None:
-        if train_size is None:
-            raise ValueError("a budget in epochs needs the training set's size")
-        batch_size = int(fields.get("batch_size", TrainConfig.batch_size))
-        steps = max(1, round(epochs * train_size / batch_size))
-    budget = DEFAULT_STEPS if steps is None else steps
-    fields.setdefault("record_steps", tuple(s for s in RECORDED_STEPS if s < budget))
-    return TrainConfig(steps=budget, eval_every=max(1, budget // 10),
-                       grad_norm_every=max(1, budget // 12),
-                       checkpoint_every=max(1, budget // 10), **fields)
+DEFAULT_STEPS = DEGRADATION_STEPS
 
 
 def fit_dataset_to(dataset: ImageDataset, sources: list[ModelSource]) -> ImageDataset:
@@ -158,7 +143,7 @@ class DegradationResult:
     num_classes: int = 10  # of the dataset, for the chance error the verdict compares with
     reused: list[str] = field(default_factory=list)  # "MODEL seed N" taken from the run cache
     cache_problems: list[str] = field(default_factory=list)  # damaged entries, recomputed
-    stopped_early: str | None = None  # why the remaining seeds were skipped
+    stopped_early: StoppedEarly | None = None  # why the remaining seeds were skipped
     # (model, seed, dataset, cache_key) of every run the cache holds: the analyses find
     # a compare's trained weights through them.
     cached_runs: list[dict[str, Any]] = field(default_factory=list)
@@ -205,12 +190,12 @@ class DegradationTables:
     rescale: pd.DataFrame = table("rescale_test")  # the causal test, when it was run
     verdict: DegradationVerdict = field(
         default_factory=lambda: judge([], 0.9))
-    stopped_early: str | None = None
+    stopped_early: StoppedEarly | None = None
 
 
 def degradation_tables(runs: list[RunResult], verdict: DegradationVerdict,
                        cached_runs: list[dict[str, Any]] | None = None,
-                       stopped_early: str | None = None,
+                       stopped_early: StoppedEarly | None = None,
                        rescaled: list[RunResult] | None = None) -> DegradationTables:
     chance = verdict.chance_error
     estimates = [{"comparison": e.name, "seeds": e.seeds, "mean": e.estimate,
@@ -299,8 +284,7 @@ def _train_all(config, sources, data, out_dir: Path, resume, progress, on_run_do
         if config.stop_when_settled and remaining and world.world_size == 1:
             reason = settled_early(result.final_rows(), result.chance_error)
             if reason is not None:
-                result.stopped_early = (f"stopped after seed {seed}, skipping {remaining} more: "
-                                        f"{reason}")
+                result.stopped_early = StoppedEarly(seed, remaining, reason)
                 progress.update(remaining * len(sources) * config.train.steps)
                 break
     return result

@@ -32,6 +32,7 @@ from resnet_probe.results import frame
 from resnet_probe.sources import ModelSource
 from resnet_probe.stats import seed_estimate
 from resnet_probe.train.loop import TrainConfig, train_run
+from resnet_probe.train.recipes import COMPARE_TRAIN, degradation_recipe
 
 
 def momentum_only_curve(momentum: float, steps: int) -> dict[int, float]:
@@ -104,12 +105,8 @@ def rescale_comparison(normal: list[dict[str, Any]], rescaled: list[dict[str, An
 def recipe_for(source: ModelSource) -> TrainConfig:
     """The recipe a model is trained with here: the degradation recipe for CIFAR-style nets,
     the main job's for ImageNet-style and foreign ones."""
-    from resnet_probe.train.degradation import degradation_recipe
-
     if source.is_zoo and source.spec.family == "cifar":
         return degradation_recipe()
-    from resnet_probe.jobs.compare.plan import COMPARE_TRAIN
-
     return COMPARE_TRAIN
 
 

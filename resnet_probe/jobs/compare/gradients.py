@@ -13,12 +13,12 @@ import pandas as pd
 from resnet_probe.cache import DamagedEntry, json_decoder, json_encoder, results_store
 from resnet_probe.jobs.compare.plan import Plan
 from resnet_probe.jobs.parts import GradientsPart, Skipped
-from resnet_probe.labels import with_gradient_trend
 from resnet_probe.measure.gradients import GradientResult, measure_gradients, probe_setting
 from resnet_probe.progress import Progress
 from resnet_probe.results import frame
 from resnet_probe.stats import difference_row, paired_mean_difference
 from resnet_probe.untrusted import checked
+from resnet_probe.views import gradient_view
 
 
 def gradients_part(plan: Plan, progress: Progress) -> GradientsPart | Skipped:
@@ -45,7 +45,7 @@ def gradients_part(plan: Plan, progress: Progress) -> GradientsPart | Skipped:
     seeds = frame(result.seeds)
     setting = probe_setting(plan.sources[0], config).describe(plan.sources[0])
     return GradientsPart(
-        models=with_gradient_trend(frame(result.models)), blocks=frame(result.blocks),
+        models=gradient_view(result, "model"), blocks=frame(result.blocks),
         stages=frame(result.stages), layers=frame(result.layers), seeds=seeds,
         shattering=frame(result.shattering),
         differences=seed_differences(seeds, plan.models, "grad_ratio_first_last"),

@@ -7,11 +7,10 @@ from dataclasses import replace
 
 from resnet_probe.jobs.compare.plan import Plan
 from resnet_probe.jobs.parts import LatencyEnvironment, LatencyPart, Skipped
-from resnet_probe.labels import with_bound
 from resnet_probe.measure.latency import LatencyResult, measure_latency
 from resnet_probe.progress import Progress
 from resnet_probe.results import frame
-from resnet_probe.views import rolled_up_times
+from resnet_probe.views import latency_view, rolled_up_times
 
 
 def latency_part(plan: Plan, progress: Progress) -> LatencyPart | Skipped:
@@ -27,9 +26,7 @@ def latency_part_of(result: LatencyResult) -> LatencyPart:
     """A LatencyResult as the report reads it: labels by their rules, roll-ups with their
     intervals, the environment typed."""
     env = result.environment
-    layers = frame(result.layers)
-    if not layers.empty:
-        layers = with_bound(layers, env["peak_gflops"], env["peak_gbytes_per_s"])
+    layers = latency_view(result, "layer")
     samples = frame(result.samples)
     stages = (rolled_up_times(layers, samples, "stage") if not layers.empty
               else frame([]))

@@ -11,29 +11,15 @@ from torch import nn
 from resnet_probe.analysis import Analysis, AnalysisOptions
 from resnet_probe.device import training_device
 from resnet_probe.errors import InvalidRequest
+from resnet_probe.jobs.parts import ForeignModels, PlanNote, SharedInputSize
 from resnet_probe.measure.gradients import GradientConfig
 from resnet_probe.measure.latency import LatencyConfig
 from resnet_probe.sources import ModelSource, resolve
 from resnet_probe.train.degradation import DegradationTables, load_degradation_run
 from resnet_probe.train.loop import RunResult, TrainConfig
+from resnet_probe.train.recipes import COMPARE_SEEDS, COMPARE_TRAIN, COMPARE_TUNING_SEEDS
 from resnet_probe.zoo import name_of
 
-# The main job's training recipe; `degradation` has the full CIFAR recipe. Chosen on the tuning
-# seeds COMPARE_TUNING_SEEDS only (benchmarks/tune_compare_recipe.py; every run is in
-# benchmarks/tuning/compare_recipe.jsonl): the cheapest candidate under which every tuning
-# seed's plain34 trained (final training error below 3/4 of chance). Held-out seeds that a
-# candidate failed on became tuning seeds, and new ones were held out: seed 4 at 100 steps
-# (0.759; 120 steps 0.712, 140 trained); then seeds 5-7, the held-out seeds of 140 steps, whose
-# compare was inconclusive (seed 7 0.762; 160 steps 0.737, 180 steps 0.650, with all eight
-# trained). Batch 64 is the cheapest per image on a 2-core CPU. Evaluation uses 512 training
-# images; checkpoints are written only at the end (compare cannot resume; finished runs go to
-# the run cache).
-COMPARE_TRAIN = TrainConfig(steps=180, batch_size=64, lr=0.02, warmup_steps=10,
-                            milestones=(0.75,), eval_every=180, grad_norm_every=45,
-                            checkpoint_every=180, eval_images=512,
-                            record_steps=(0, 1, 2, 5, 10, 20))
-COMPARE_TUNING_SEEDS = (0, 1, 2, 3, 4, 5, 6, 7)  # every recipe choice was made looking at these
-COMPARE_SEEDS = (8, 9, 10)  # held out: never run before the recipe was fixed; three for a verdict
 # The analyses of the trained nets in compare: the deep pair only, on small fixed subsets, to
 # keep the main job's budget (`lesion`, `landscape`, ... RUN analyse every net in full).
 COMPARE_WHY = AnalysisOptions(limit=128, lesion_samples=2, landscape_points=7,
@@ -99,7 +85,7 @@ class Plan:
     options: CompareOptions = CompareOptions()
     input_size: int | None = None  # the shared size, when one is needed
     siblings: tuple[ModelSource, ...] = ()
-    notes: tuple[str, ...] = field(default=())
+    notes: tuple[PlanNote, ...] = field(default=())
     # --from-degradation: the earlier run, loaded and checked against its checkpoints before
     # anything is measured
     earlier_run: tuple[DegradationTables, list[RunResult]] | None = None
@@ -129,26 +115,19 @@ class Plan:
                 raise InvalidRequest(f"model {source.text!r} is named twice; compare "
                                      f"distinct models (give each module its own .name)")
             seen.add(source.text)
-        notes = []
+        notes: list[PlanNote] = []
         input_size = options.input_size
         defaults = {source.default_input_size for source in sources}
         if input_size is None and len(defaults) > 1:
             input_size = max(defaults)
-            notes.append(f"The models come from different families (standard inputs "
-                         f"{', '.join(f'{s}x{s}' for s in sorted(defaults))}); every model "
-                         f"is measured at the shared size {input_size}x{input_size}. Pass "
-                         f"--input-size to choose another.")
+            notes.append(SharedInputSize(tuple(sorted(defaults)), input_size))
         if input_size is not None:
             for source in sources:
                 if source.is_zoo:
                     source.spec.check_input_size(input_size)
-        foreign = [source.text for source in sources if not source.is_zoo]
+        foreign = tuple(source.text for source in sources if not source.is_zoo)
         if foreign:
-            size = max(32, input_size or 0)
-            notes.append(f"Foreign models ({', '.join(foreign)}): their blocks and stages "
-                         f"were found from their graphs; they train on the digits at "
-                         f"{size}x{size} with no shallower sibling, so the degradation "
-                         f"verdict has one depth to go on.")
+            notes.append(ForeignModels(foreign, max(32, input_size or 0)))
         earlier = None
         if options.degradation_dir is not None:
             earlier = load_degradation_run(options.degradation_dir)

@@ -48,7 +48,7 @@ def summary_part(models: list[str], costs: Any, latency: Any, gradients: Any,
             for metric in ("final_train_error", "final_test_error"):
                 headline = headline.merge(_seed_means(final, metric), on="model", how="left")
             differences.append(seed_differences(final, models, "final_train_error"))
-        verdict = verdict_line(training)
+        verdict = training.degradation.verdict
     merged = frame([{"model": model} for model in models])
     for part in columns:
         merged = merged.merge(part, on="model", how="left")
@@ -72,13 +72,3 @@ def _seed_means(per_seed: pd.DataFrame, metric: str) -> pd.DataFrame:
                      f"{metric}_seeds": len(values)})
     return frame(rows)
 
-
-def verdict_line(training: TrainingPart) -> str:
-    verdict = training.degradation.verdict
-    roles = sorted({role.value for role in verdict.seed_roles.values()})
-    seeds = ", ".join(str(s) for s in verdict.seed_roles)
-    line = (f"training verdict: {verdict.verdict.value} (seeds {seeds or 'none'}, "
-            f"{' and '.join(roles) or 'none'}): {'; '.join(verdict.reasons)}")
-    if verdict.residual_finding:
-        line += f"; {verdict.residual_finding}"
-    return line

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import tempfile
 import time
-from dataclasses import asdict
 from pathlib import Path
 
-from resnet_probe.analysis import explain, explain_cached
+from resnet_probe.analysis import WhyPart, cached_why_part, why_part
 from resnet_probe.analysis.trained import collect, load_trained
 from resnet_probe.data import load_dataset
 from resnet_probe.jobs.compare.plan import WHY_ANALYSES, Plan
@@ -22,6 +21,9 @@ from resnet_probe.train.degradation import (
     run_degradation,
 )
 from resnet_probe.train.run_cache import RunCache
+
+ANALYSES_INTERRUPTED = ("The analyses of the trained nets did not run: the comparison was "
+                        "interrupted first.")
 
 
 class Interrupted(Exception):
@@ -49,21 +51,28 @@ def training_part(plan: Plan, progress: Progress) -> TrainingPart | Skipped:
                                tuning_seeds=options.tuning_seeds)
     latest: list[DegradationResult] = []  # after each finished run; kept if interrupted
     interruption: KeyboardInterrupt | None = None
-    why = None
+    why: WhyPart | Skipped | None = None
     # compare cannot resume, so checkpoints live in a temporary folder; finished runs are
-    # kept in the run cache instead, never in the report's folder.
-    with tempfile.TemporaryDirectory(prefix="resnet-probe-compare-") as runs:
-        try:
-            run_degradation(config, out_dir=Path(runs), progress=progress, dataset=dataset,
-                            on_run_done=latest.append, cache=cache, sources=sources)
-            if options.why is not None and latest:
-                nets = collect(sorted((Path(runs) / RUNS).glob("*.pt")), dataset,
-                               "this comparison's training runs (their final weights)",
-                               sources)
-                why = explain_cached(nets, latest[-1].cached_runs, WHY_ANALYSES, options.why,
-                                     progress, fresh=options.fresh)
-        except KeyboardInterrupt as error:
-            interruption = error
+    # kept in the run cache instead, never in the report's folder. A signal at any moment
+    # (a run, the analyses, the folder's clean-up) keeps the runs already recorded.
+    try:
+        with tempfile.TemporaryDirectory(prefix="resnet-probe-compare-") as runs:
+            try:
+                run_degradation(config, out_dir=Path(runs), progress=progress,
+                                dataset=dataset, on_run_done=latest.append, cache=cache,
+                                sources=sources)
+                if options.why is not None and latest:
+                    nets = collect(sorted((Path(runs) / RUNS).glob("*.pt")), dataset,
+                                   "this comparison's training runs (their final weights)",
+                                   sources)
+                    why = cached_why_part(nets, latest[-1].cached_runs, WHY_ANALYSES,
+                                         options.why, progress, fresh=options.fresh)
+            except KeyboardInterrupt as error:
+                interruption = error
+    except KeyboardInterrupt as error:
+        interruption = interruption or error
+    if interruption is not None and options.why is not None and why is None:
+        why = Skipped(ANALYSES_INTERRUPTED)
     if not latest:
         if interruption is not None:
             raise interruption
@@ -71,7 +80,7 @@ def training_part(plan: Plan, progress: Progress) -> TrainingPart | Skipped:
     done = latest[-1]
     part = TrainingPart(
         degradation=done.tables(), why=why, dataset=dataset.description,
-        recipe=asdict(options.train), seeds=tuple(options.train_seeds),
+        recipe=options.train, seeds=tuple(options.train_seeds),
         cache=CacheReport(str(cache.path), tuple(done.reused), tuple(done.cache_problems),
                           str(cache.usage())),
         source="trained here", interrupted=interruption is not None,
@@ -88,7 +97,7 @@ def _earlier_run(plan: Plan, progress: Progress) -> TrainingPart:
     tables, runs = plan.earlier_run
     why = None
     if plan.options.why is not None:
-        why = explain(load_trained(directory), WHY_ANALYSES, plan.options.why, progress)
+        why = why_part(load_trained(directory), WHY_ANALYSES, plan.options.why, progress)
     return TrainingPart(degradation=tables, why=why, dataset="as in the earlier run",
-                        recipe={}, seeds=tuple(sorted({run.seed for run in runs})),
+                        recipe=None, seeds=tuple(sorted({run.seed for run in runs})),
                         source=f"reused from {directory}")

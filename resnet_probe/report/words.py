@@ -1,0 +1,208 @@
+"""The prose of every report and console line, made once from typed results.
+
+Jobs and measurements return numbers and typed outcomes; this module is the one place they
+become sentences, so the HTML report, the console and ``verdict.json`` say the same thing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from resnet_probe.interrupts import Interruption
+from resnet_probe.jobs.parts import (
+    CompareResult,
+    ForeignModels,
+    InProgress,
+    PlanNote,
+    SharedInputSize,
+    Skipped,
+    TrainingPart,
+)
+from resnet_probe.stats import SeedEstimate
+from resnet_probe.train.loop import TrainConfig
+from resnet_probe.train.verdict import (
+    TRAINED_FRACTION,
+    DegradationVerdict,
+    DegradesMoreThanResidual,
+    MissingDepths,
+    NotAboveZero,
+    PlainGapBelowMinimum,
+    Reason,
+    StoppedEarly,
+    TooFewSeeds,
+    Unfinished,
+    Untrained,
+)
+
+VERDICT_RULE = (
+    "as He et al. (2016) frame degradation: the deeper plain net against the shallower\n"
+    "plain net, the same for the residual pair, compared seed by seed (paired) with the 95% t\n"
+    "intervals of ``resnet_probe.stats``. Per seed, with E the final training error:\n\n"
+    "* plain gap = E(deep plain) - E(shallow plain); residual gap = the same for the residual "
+    "nets;\n"
+    "* difference of differences = plain gap - residual gap;\n"
+    "* twin gap = E(deep plain) - E(deep residual).\n\n"
+    "Then:\n\n"
+    "* ``inconclusive`` when fewer than MIN_SEEDS (3) seeds have all four runs, when a run did "
+    "not\n  finish, or when a plain run did not train (its final training error is not below\n"
+    "  TRAINED_FRACTION, 3/4, of chance error, 1 - 1/classes);\n"
+    "* ``degradation observed`` when the plain gap is at least MIN_GAP (0.01) and its interval "
+    "lies\n  above zero, and the intervals of the difference of differences and of the twin gap "
+    "lie above\n  zero too: the deeper plain net trains worse than the shallower one, by more "
+    "than the residual\n  pair changes, and worse than its own residual twin;\n"
+    "* ``no degradation`` when the plain gap's interval lies wholly below MIN_GAP;\n"
+    "* ``inconclusive`` otherwise: the reason names the comparison whose interval contains "
+    "zero.\n\n"
+    "The residual pair's own gap is reported beside the verdict with its interval (\"the "
+    "residual\npair degrades too\" when it lies above zero); it does not decide the verdict.")
+
+
+# --- the degradation verdict -----------------------------------------------------------------
+
+def verdict_numbers(verdict: DegradationVerdict) -> str:
+    assert verdict.plain_gap and verdict.difference_of_differences and verdict.twin_gap
+    return (f"plain gap {verdict.plain_gap.text()}; difference of differences "
+            f"{verdict.difference_of_differences.text()}; deep plain minus deep residual "
+            f"{verdict.twin_gap.text()}")
+
+
+def reason_text(reason: Reason, verdict: DegradationVerdict | None = None) -> str:
+    """One reason of the verdict's rule, in words (``verdict`` supplies its numbers)."""
+    if isinstance(reason, Unfinished):
+        runs = ", ".join(f"{r.model} seed {r.seed} ({r.status})" for r in reason.runs)
+        return f"runs that did not finish: {runs}"
+    if isinstance(reason, Untrained):
+        runs = ", ".join(f"{r.model} seed {r.seed} ({r.final_train_error:.3f})"
+                         for r in reason.runs)
+        return (f"plain runs that did not train (final training error not below "
+                f"{TRAINED_FRACTION:g} x chance = {reason.bar:.3f}): {runs}")
+    if isinstance(reason, MissingDepths):
+        return "needs a plain and a residual net at each of two depths"
+    if isinstance(reason, TooFewSeeds):
+        return (f"{reason.seeds} seed(s) have all four runs; the rule needs at least "
+                f"{reason.needed}")
+    assert verdict is not None, "the verdict's numbers are needed to say this"
+    numbers = verdict_numbers(verdict)
+    if isinstance(reason, DegradesMoreThanResidual):
+        return (f"the deeper plain net trains worse than the shallower one, by more than the "
+                f"residual pair changes, and worse than its residual twin; {numbers}")
+    if isinstance(reason, PlainGapBelowMinimum):
+        return (f"the deeper plain net trains as well as the shallower one (the plain gap's "
+                f"interval lies below {reason.minimum}); {numbers}")
+    assert isinstance(reason, NotAboveZero)
+    verb = "is" if len(reason.comparisons) <= 1 else "are"
+    return f"{' and '.join(reason.comparisons)} {verb} not measurably above zero; {numbers}"
+
+
+def reasons_text(verdict: DegradationVerdict) -> list[str]:
+    return [reason_text(reason, verdict) for reason in verdict.reasons]
+
+
+def stopped_early_text(stopped: StoppedEarly) -> str:
+    """Why the remaining seeds were skipped (train.verdict.settled_early)."""
+    why = ("a plain run did not train" if isinstance(stopped.reason, Untrained)
+           else "a run did not finish")
+    return (f"stopped after seed {stopped.after_seed}, skipping {stopped.skipped} more: {why}, "
+            f"so no later seed can change the verdict")
+
+
+def residual_finding(verdict: DegradationVerdict) -> str | None:
+    """The residual pair's own change in words, from its interval."""
+    gap = verdict.residual_gap
+    if gap is None or not gap.known:
+        return None
+    if gap.above_zero:
+        return f"the residual pair degrades too: {gap.text()}"
+    if gap.below_zero:
+        return f"the deeper residual net trains better: {gap.text()}"
+    return f"the residual pair shows {gap.text()}"
+
+
+def verdict_line(verdict: DegradationVerdict) -> str:
+    """The verdict in one line: what compare prints and the summary shows."""
+    roles = sorted({role.value for role in verdict.seed_roles.values()})
+    seeds = ", ".join(str(s) for s in verdict.seed_roles)
+    line = (f"training verdict: {verdict.verdict.value} (seeds {seeds or 'none'}, "
+            f"{' and '.join(roles) or 'none'}): {'; '.join(reasons_text(verdict))}")
+    finding = residual_finding(verdict)
+    return f"{line}; {finding}" if finding else line
+
+
+def verdict_record(verdict: DegradationVerdict) -> dict[str, Any]:
+    """What verdict.json holds: the outcome, its reasons and rule, the seeds and their roles,
+    and each comparison with its per-seed values and interval."""
+    def estimate(e: SeedEstimate | None) -> dict[str, Any] | None:
+        if e is None:
+            return None
+        return {"per_seed": {str(k): v for k, v in e.per_seed.items()},
+                "mean": e.estimate, "ci95_low": e.low, "ci95_high": e.high,
+                "seeds": e.seeds, "in_words": e.text()}
+    return {"verdict": verdict.verdict.value, "reasons": reasons_text(verdict),
+            "residual_pair": residual_finding(verdict),
+            "seeds": [{"seed": seed, "role": role.value}
+                      for seed, role in sorted(verdict.seed_roles.items())],
+            "depths": verdict.depths, "chance_error": verdict.chance_error,
+            "plain_gap": estimate(verdict.plain_gap),
+            "residual_gap": estimate(verdict.residual_gap),
+            "difference_of_differences": estimate(verdict.difference_of_differences),
+            "twin_gap": estimate(verdict.twin_gap),
+            "rule": VERDICT_RULE}
+
+
+def recipe_text(recipe: TrainConfig) -> str:
+    """A training recipe in words."""
+    milestones = ", ".join(f"{m:.0%}" for m in recipe.milestones)
+    return (f"SGD momentum {recipe.momentum}, lr {recipe.lr} (warm-up "
+            f"{recipe.warmup_lr} for {recipe.warmup_steps} steps, x{recipe.gamma} at "
+            f"{milestones} of the budget), weight decay {recipe.weight_decay}, batch "
+            f"{recipe.batch_size}, {recipe.steps} steps"
+            f"{', pad-crop-flip augmentation' if recipe.augment else ''}")
+
+
+# --- compare's notes ---------------------------------------------------------------------------
+
+def plan_note_text(note: PlanNote) -> str:
+    if isinstance(note, SharedInputSize):
+        sizes = ", ".join(f"{s}x{s}" for s in note.standard_sizes)
+        return (f"The models come from different families (standard inputs {sizes}); every "
+                f"model is measured at the shared size {note.size}x{note.size}. Pass "
+                f"--input-size to choose another.")
+    assert isinstance(note, ForeignModels)
+    return (f"Foreign models ({', '.join(note.models)}): their blocks and stages were found "
+            f"from their graphs; they train on the digits at {note.size}x{note.size} with no "
+            f"shallower sibling, so the degradation verdict has one depth to go on.")
+
+
+def interruption_text(result: CompareResult) -> str:
+    assert result.interruption is not None
+    sections = {"latency": result.latency, "gradients": result.gradients,
+                "training": result.training}
+    kept = [name for name, part in sections.items()
+            if not isinstance(part, (Skipped, InProgress)) and name not in
+            {failed.section for failed in result.failures}]
+    training = " (training: the runs recorded so far)" if "training" in kept else ""
+    return (f"Interrupted ({result.interruption.value}): this report holds the costs and "
+            f"{', '.join(kept) if kept else 'no measured section'}{training}.")
+
+
+def compare_notes(result: CompareResult) -> list[str]:
+    """Everything compare says beside its tables: the plan's notes, failed sections, the
+    run cache's problems, an early stop, an interruption."""
+    notes = [plan_note_text(note) for note in result.plan_notes]
+    notes += [f"The {failed.section} section failed ({failed.error}); the other sections are "
+              f"complete." for failed in result.failures]
+    training = result.training
+    if isinstance(training, TrainingPart):
+        notes += list(training.cache.problems if training.cache else ())
+        stopped = training.degradation.stopped_early
+        if stopped:
+            notes.append(f"Training {stopped_early_text(stopped)}.")
+    if result.interruption is not None:
+        notes.append(interruption_text(result))
+    return notes
+
+
+def interruption_name(interruption: Interruption) -> str:
+    """What the console calls an interruption."""
+    return ("terminated (SIGTERM)" if interruption is Interruption.SIGTERM
+            else "interrupted")
