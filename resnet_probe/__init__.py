@@ -14,26 +14,61 @@ DataFrame and says what it counted.
 
 Counting conventions, timing method and gradient semantics are spelled out in the
 docstrings of ``resnet_probe.measure.costs``, ``.latency`` and ``.gradients``.
+
+The names below are imported on first use (PEP 562), so ``import resnet_probe`` and the
+command line's ``--help`` do not pay for torch, pandas and scipy until a name needs them.
 """
 
 from __future__ import annotations
 
-from resnet_probe._version import __version__
-from resnet_probe.api import compare, flops, gradients, latency
-from resnet_probe.probes import FlopAnalysis, GradientAnalysis, LatencyAnalysis
-from resnet_probe.sources import resolve as resolve_model
-from resnet_probe.sources.surgery import plain_twin
-from resnet_probe.zoo import (
-    ResNet,
-    ResNetSpec,
-    UnknownModelError,
-    build_model,
-    get_spec,
-    list_models,
-    register_model,
-)
+import importlib
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["FlopAnalysis", "GradientAnalysis", "LatencyAnalysis", "ResNet", "ResNetSpec",
-           "UnknownModelError", "__version__", "build_model", "compare", "flops", "get_spec",
-           "gradients", "latency", "list_models", "plain_twin", "register_model",
-           "resolve_model"]
+from resnet_probe._version import __version__
+
+# name -> the module that defines it
+_EXPORTS = {
+    "compare": "resnet_probe.api", "flops": "resnet_probe.api",
+    "gradients": "resnet_probe.api", "latency": "resnet_probe.api",
+    "FlopAnalysis": "resnet_probe.probes", "GradientAnalysis": "resnet_probe.probes",
+    "LatencyAnalysis": "resnet_probe.probes",
+    "plain_twin": "resnet_probe.sources.surgery",
+    "ResNet": "resnet_probe.zoo", "ResNetSpec": "resnet_probe.zoo",
+    "UnknownModelError": "resnet_probe.zoo", "build_model": "resnet_probe.zoo",
+    "get_spec": "resnet_probe.zoo", "list_models": "resnet_probe.zoo",
+    "register_model": "resnet_probe.zoo",
+}
+_RENAMED = {"resolve_model": ("resnet_probe.sources", "resolve")}
+
+if TYPE_CHECKING:
+    from resnet_probe.api import compare, flops, gradients, latency
+    from resnet_probe.probes import FlopAnalysis, GradientAnalysis, LatencyAnalysis
+    from resnet_probe.sources import resolve as resolve_model
+    from resnet_probe.sources.surgery import plain_twin
+    from resnet_probe.zoo import (
+        ResNet,
+        ResNetSpec,
+        UnknownModelError,
+        build_model,
+        get_spec,
+        list_models,
+        register_model,
+    )
+
+__all__ = sorted([*_EXPORTS, *_RENAMED, "__version__"])
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    elif name in _RENAMED:
+        module, attribute = _RENAMED[name]
+        value = getattr(importlib.import_module(module), attribute)
+    else:
+        raise AttributeError(f"module 'resnet_probe' has no attribute {name!r}")
+    globals()[name] = value  # imported once
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -82,3 +82,35 @@ def test_input_too_small_for_imagenet_stem(invoke):
     assert "8x8 is smaller than the network's total stride 32" in result.stderr
     assert "Traceback" not in result.output
 
+
+
+def test_help_lists_every_command_without_importing_torch():
+    """`resnet-probe --help` is instant: it imports no command module, so no torch, pandas or
+    scipy (their import is most of a second)."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom resnet_probe.cli import cli\n"
+            "try:\n    cli(['--help'], prog_name='resnet-probe')\nexcept SystemExit:\n    pass\n"
+            "heavy = sorted(m for m in ('torch', 'pandas', 'scipy', 'numpy') if m in sys.modules)\n"
+            "print('HEAVY', heavy)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    from resnet_probe.cli import COMMANDS
+
+    assert "HEAVY []" in out
+    for name in COMMANDS:
+        assert f"\n  {name} " in out
+
+
+def test_every_listed_command_exists_with_its_listed_help():
+    import click
+
+    from resnet_probe.cli import COMMANDS, cli
+
+    ctx = click.Context(cli)
+    for name, (_, _, short_help) in COMMANDS.items():
+        command = cli.get_command(ctx, name)
+        assert command is not None and command.name == name
+        assert command.get_short_help_str(limit=200) == short_help
+    assert cli.get_command(ctx, "no-such-command") is None

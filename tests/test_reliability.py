@@ -235,6 +235,81 @@ def test_an_interrupted_compare_keeps_finished_training_runs(tmp_path):
     assert "No training was run" not in html and "Not every run finished" in html
 
 
+def _two_run_compare(**fields):
+    from resnet_probe.jobs.compare import CompareOptions, Plan
+
+    train = TrainConfig(steps=4, batch_size=16, warmup_steps=1, eval_every=4,
+                        grad_norm_every=4, checkpoint_every=4)
+    return Plan.build(["resnet8", "plain8"], CompareOptions(
+        latency=None, gradients=None, train=train, input_size=32, train_seeds=(0,),
+        fresh=True, why=None, **fields))
+
+
+def test_sigterm_while_compare_cleans_up_after_its_last_run_keeps_every_run(tmp_path,
+                                                                            monkeypatch):
+    """The temporary checkpoint folder is removed after the last run: a SIGTERM then (the
+    moment the runs are all cached) kept none of them before."""
+    import tempfile
+
+    from resnet_probe.errors import Terminated
+    from resnet_probe.interrupts import Interruption
+    from resnet_probe.jobs.compare import run_compare
+    from resnet_probe.jobs.compare import training as section
+
+    class StoppedInCleanup(tempfile.TemporaryDirectory):
+        def __exit__(self, *args):
+            super().__exit__(*args)
+            raise Terminated()
+
+    monkeypatch.setattr(section.tempfile, "TemporaryDirectory", StoppedInCleanup)
+    result = run_compare(_two_run_compare())
+    assert result.interruption is Interruption.SIGTERM
+    finals = result.training.degradation.final.set_index("model")["status"].to_dict()
+    assert finals == {"resnet8": "finished", "plain8": "finished"}
+
+
+def test_sigterm_as_the_last_run_is_stored_keeps_the_runs_before_it(tmp_path, monkeypatch):
+    from resnet_probe.errors import Terminated
+    from resnet_probe.jobs.compare import run_compare
+    from resnet_probe.train.run_cache import RunCache
+
+    stored = []
+    original = RunCache.get_or_train
+
+    def store_then_stop(self, content, train):
+        found = original(self, content, train)
+        stored.append(found)
+        if len(stored) == 2:  # plain8's run is in the cache: SIGTERM now
+            raise Terminated()
+        return found
+
+    monkeypatch.setattr(RunCache, "get_or_train", store_then_stop)
+    result = run_compare(_two_run_compare())
+    assert result.interrupted
+    assert list(result.training.degradation.final["model"]) == ["resnet8"]
+
+
+def test_sigterm_during_the_final_write_leaves_a_whole_final_page(tmp_path):
+    """The signal waits for the page: it never stays "Training in progress"."""
+    import os
+    import signal
+
+    from resnet_probe import report
+    from resnet_probe.interrupts import Interruption
+    from resnet_probe.jobs.compare import run_compare
+    from resnet_probe.jobs.parts import InProgress
+
+    def write(snapshot):
+        if not isinstance(snapshot.training, InProgress):
+            os.kill(os.getpid(), signal.SIGTERM)  # arrives mid-write
+        report.write(snapshot, tmp_path)
+
+    result = run_compare(_two_run_compare(), on_snapshot=write)
+    assert result.interruption is Interruption.SIGTERM
+    page = report.compare_report_path(tmp_path, result.models).read_text()
+    assert "Training in progress" not in page and "Final errors" in page
+
+
 def test_two_runs_cannot_share_a_folder(invoke, tmp_path):
     out = tmp_path / "run"
     holder = subprocess.Popen(

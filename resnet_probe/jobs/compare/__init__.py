@@ -15,7 +15,8 @@ from __future__ import annotations
 import time
 import traceback
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import TypeVar
 
 from resnet_probe.environment import current_environment
 from resnet_probe.interrupts import Interruption, deferred_interrupts
@@ -30,7 +31,16 @@ from resnet_probe.jobs.compare.plan import (
 )
 from resnet_probe.jobs.compare.summary import summary_part
 from resnet_probe.jobs.compare.training import Interrupted, training_part
-from resnet_probe.jobs.parts import CompareResult, Failed, InProgress, Skipped
+from resnet_probe.jobs.parts import (
+    CompareResult,
+    CostsPart,
+    Failed,
+    GradientsPart,
+    InProgress,
+    LatencyPart,
+    Skipped,
+    TrainingPart,
+)
 from resnet_probe.progress import NO_PROGRESS, Progress
 from resnet_probe.train.recipes import COMPARE_SEEDS, COMPARE_TRAIN, COMPARE_TUNING_SEEDS
 
@@ -41,62 +51,74 @@ TRAINING_IN_PROGRESS = ("Training in progress: this page is rewritten with the t
                         "section when it finishes.")
 NOT_REACHED = "not reached: the run was interrupted before this section"
 
-Section = Callable[[Plan, Progress], Any]
-SECTIONS: tuple[tuple[str, Section], ...] = (
-    ("costs", costs_part), ("latency", latency_part), ("gradients", gradients_part),
-    ("training", training_part))
+P = TypeVar("P")
+
+
+@dataclass
+class _Sections:
+    """The parts so far: a section not reached yet says so."""
+
+    costs: CostsPart | Failed | Skipped = Skipped(NOT_REACHED)
+    latency: LatencyPart | Failed | Skipped = Skipped(NOT_REACHED)
+    gradients: GradientsPart | Failed | Skipped = Skipped(NOT_REACHED)
+    training: TrainingPart | InProgress | Failed | Skipped = Skipped(NOT_REACHED)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def run(self, name: str, section: Callable[[Plan, Progress], P], plan: Plan,
+            progress: Progress) -> P | Failed:
+        """The section's part, or Failed naming its error (the other sections still run)."""
+        started = time.perf_counter()
+        try:
+            return section(plan, progress)
+        except (KeyboardInterrupt, Interrupted):
+            raise
+        except Exception as error:  # noqa: BLE001 - the finished sections are kept
+            return Failed(name, _first_line(error), traceback.format_exc())
+        finally:
+            self.seconds[name] = round(time.perf_counter() - started, 1)
 
 
 def run_compare(plan: Plan, progress: Progress = NO_PROGRESS,
-                on_snapshot: Callable[[CompareResult], Any] | None = None,
+                on_snapshot: Callable[[CompareResult], object] | None = None,
                 command_line: str | None = None) -> CompareResult:
     """Every section on ``plan``. ``on_snapshot`` receives the result so far before training
     starts, and the final result; the final hand-over finishes before a Ctrl-C or SIGTERM
     that arrives during it takes effect, so a page written from it never stays "in
     progress"."""
-    parts: dict[str, Any] = {name: Skipped(NOT_REACHED) for name, _ in SECTIONS}
-    seconds: dict[str, float] = {}
+    done = _Sections()
     interruption: Interruption | None = None
     try:
-        for name, section in SECTIONS:
-            if name == "training" and plan.options.trains and on_snapshot is not None:
-                on_snapshot(_assembled(plan, {**parts, "training": InProgress(
-                    TRAINING_IN_PROGRESS)}, seconds, command_line, None))
-            started = time.perf_counter()
-            try:
-                parts[name] = section(plan, progress)
-            except Interrupted as stopped:
-                parts[name], interruption = stopped.part, Interruption.of(stopped.interruption)
-            except KeyboardInterrupt:
-                raise
-            except Exception as error:  # noqa: BLE001 - the finished sections are kept
-                parts[name] = Failed(name, _first_line(error), traceback.format_exc())
-            seconds[name] = round(time.perf_counter() - started, 1)
-            if interruption is not None:
-                break
+        done.costs = done.run("costs", costs_part, plan, progress)
+        done.latency = done.run("latency", latency_part, plan, progress)
+        done.gradients = done.run("gradients", gradients_part, plan, progress)
+        if plan.options.trains and on_snapshot is not None:
+            early = replace(done, training=InProgress(TRAINING_IN_PROGRESS))
+            on_snapshot(_assembled(plan, early, command_line, None))
+        done.training = done.run("training", training_part, plan, progress)
+    except Interrupted as stopped:  # training kept the runs it had recorded
+        done.training, interruption = stopped.part, Interruption.of(stopped.interruption)
     except KeyboardInterrupt as error:  # between sections, or in one that keeps nothing
         interruption = Interruption.of(error)
     with deferred_interrupts() as deferred:
-        result = _assembled(plan, parts, seconds, command_line, interruption)
+        result = _assembled(plan, done, command_line, interruption)
         if on_snapshot is not None:
             on_snapshot(result)
         if deferred.pending is not None and result.interruption is None:
-            # Ctrl-C during the hand-over: the work is done and handed over; say so
-            result = _assembled(plan, parts, seconds, command_line, deferred.pending)
+            # a signal during the hand-over: the work is done and handed over; say so
+            result = replace(result, interruption=deferred.pending)
             deferred.pending = None
     return result
 
 
-def _assembled(plan: Plan, parts: dict[str, Any], seconds: dict[str, float],
-               command_line: str | None, interruption: Interruption | None) -> CompareResult:
-    costs, latency, gradients, training = (parts["costs"], parts["latency"], parts["gradients"],
-                                           parts["training"])
+def _assembled(plan: Plan, done: _Sections, command_line: str | None,
+               interruption: Interruption | None) -> CompareResult:
     return CompareResult(
-        models=tuple(plan.models), costs=costs, latency=latency, gradients=gradients,
-        training=training,
-        summary=summary_part(plan.models, costs, latency, gradients, training),
+        models=tuple(plan.models), costs=done.costs, latency=done.latency,
+        gradients=done.gradients, training=done.training,
+        summary=summary_part(plan.models, done.costs, done.latency, done.gradients,
+                             done.training),
         plan_notes=plan.notes, environment=current_environment(command_line),
-        seconds=dict(seconds), interruption=interruption)
+        seconds=dict(done.seconds), interruption=interruption)
 
 
 def _first_line(error: Exception) -> str:

@@ -4,18 +4,28 @@ the delta table against the baseline, and the training verdict in one line."""
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import pandas as pd
 
 from resnet_probe.jobs.compare.gradients import seed_differences
-from resnet_probe.jobs.parts import CostsPart, GradientsPart, LatencyPart, SummaryPart, TrainingPart
+from resnet_probe.jobs.parts import (
+    CostsPart,
+    Failed,
+    GradientsPart,
+    InProgress,
+    LatencyPart,
+    Skipped,
+    SummaryPart,
+    TrainingPart,
+)
 from resnet_probe.results import SUMMARY_COLUMNS, delta_table, frame
 from resnet_probe.stats import RULE, mean_interval
 
 
-def summary_part(models: list[str], costs: Any, latency: Any, gradients: Any,
-                 training: Any) -> SummaryPart:
+def summary_part(models: list[str], costs: CostsPart | Failed | Skipped,
+                 latency: LatencyPart | Failed | Skipped,
+                 gradients: GradientsPart | Failed | Skipped,
+                 training: TrainingPart | InProgress | Failed | Skipped) -> SummaryPart:
     """Parts that did not finish (or failed, or were skipped) leave their columns out."""
     headline = frame([{"model": model} for model in models])
     columns: list[pd.DataFrame] = []
