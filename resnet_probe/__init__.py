@@ -55,7 +55,10 @@ if TYPE_CHECKING:
         register_model,
     )
 
-__all__ = sorted([*_EXPORTS, *_RENAMED, "__version__"])
+__all__ = ["FlopAnalysis", "GradientAnalysis", "LatencyAnalysis", "ResNet", "ResNetSpec",
+           "UnknownModelError", "__version__", "build_model", "compare", "flops", "get_spec",
+           "gradients", "latency", "list_models", "plain_twin", "register_model",
+           "resolve_model"]
 
 
 def __getattr__(name: str) -> Any:
