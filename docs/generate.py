@@ -305,10 +305,17 @@ def family_fact() -> str:
 
 
 def recipes_fact() -> str:
-    from resnet_probe.jobs.compare.plan import COMPARE_SEEDS, COMPARE_TRAIN, COMPARE_TUNING_SEEDS
     from resnet_probe.train import degradation
+    from resnet_probe.train.recipes import (
+        COMPARE_SEEDS,
+        COMPARE_TRAIN,
+        COMPARE_TUNING_SEEDS,
+        DEGRADATION_SEEDS,
+        DEGRADATION_TUNING_SEEDS,
+        degradation_recipe,
+    )
 
-    recipe = degradation.degradation_recipe()
+    recipe = degradation_recipe()
     rows = []
     fields: tuple[tuple[str, Callable[[Any], str]], ...] = (
         ("steps", lambda r: f"{r.steps}"), ("batch", lambda r: f"{r.batch_size}"),
@@ -323,9 +330,9 @@ def recipes_fact() -> str:
         rows.append([label, show(COMPARE_TRAIN), show(recipe)])
     seeds = lambda s: ", ".join(map(str, s))  # noqa: E731
     rows += [["held-out seeds (the verdict)", seeds(COMPARE_SEEDS),
-              seeds(degradation.DEFAULT_SEEDS)],
+              seeds(DEGRADATION_SEEDS)],
              ["tuning seeds (recipe chosen on)", seeds(COMPARE_TUNING_SEEDS),
-              seeds(degradation.TUNING_SEEDS)],
+              seeds(DEGRADATION_TUNING_SEEDS)],
              ["nets", "the compared nets and their shallower siblings",
               "plain and residual at depths "
               + " and ".join(map(str, degradation.DEFAULT_DEPTHS["cifar"]))]]
@@ -333,9 +340,10 @@ def recipes_fact() -> str:
 
 
 def verdict_rule_fact() -> str:
+    from resnet_probe.report.words import VERDICT_RULE
     from resnet_probe.train import verdict
 
-    rule = verdict.RULE.replace("``", "`")
+    rule = VERDICT_RULE.replace("``", "`")
     return (f"The rule, {rule}\n\nIn the code: `MIN_SEEDS = {verdict.MIN_SEEDS}`, "
             f"`MIN_GAP = {verdict.MIN_GAP}`, `TRAINED_FRACTION = {verdict.TRAINED_FRACTION}` "
             f"(for ten classes a run trained when its final training error is below "

@@ -130,6 +130,7 @@ def test_no_result_snippet_claims_a_number_without_its_results_file(expected):
 
 
 def test_a_recorded_compare_run_renders_its_verdict_seeds_and_machine(tmp_path, monkeypatch):
+    from resnet_probe.report.words import verdict_record
     from resnet_probe.train.verdict import judge
 
     finals = [{"model": f"{kind}{depth}", "depth": depth, "shortcut": kind == "resnet",
@@ -140,7 +141,7 @@ def test_a_recorded_compare_run_renders_its_verdict_seeds_and_machine(tmp_path, 
                                          ("resnet", 18, 0.01), ("resnet", 34, 0.012))]
     data = tmp_path / "compare-resnet34-vs-plain34-data"
     data.mkdir()
-    (data / "verdict.json").write_text(json.dumps(judge(finals, 0.9, (0, 1)).record()))
+    (data / "verdict.json").write_text(json.dumps(verdict_record(judge(finals, 0.9, (0, 1)))))
     (data / "train_final.json").write_text(json.dumps(finals))
     (data / "environment.json").write_text(json.dumps(
         [{"key": "command_line", "value": "resnet-probe compare resnet34 plain34"}]))
