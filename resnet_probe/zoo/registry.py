@@ -19,6 +19,7 @@ import difflib
 import fnmatch
 import re
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 from torch import nn
@@ -93,7 +94,7 @@ def get_spec(name: str) -> ResNetSpec:
 def describe_models(include: str | list[str] | None = None,
                     exclude: str | list[str] | None = None) -> list[dict[str, object]]:
     """One row per registered name: family, design, block, depth, shortcut and params."""
-    rows = []
+    rows: list[dict[str, object]] = []
     for name in list_models(include=include, exclude=exclude):
         spec = get_spec(name)
         rows.append({"name": name, "family": spec.family, "design": spec.design.value,
@@ -165,7 +166,7 @@ def _split_depth(name: str) -> tuple[str, int | None]:
 
 
 def _parse_fields(text: str, whole: str) -> dict[str, object]:
-    types = {f.name: f.type for f in dataclasses.fields(ResNetSpec)}
+    types = {f.name: str(f.type) for f in dataclasses.fields(ResNetSpec)}
     fields: dict[str, object] = {}
     for item in filter(None, (part.strip() for part in text.split(","))):
         key, sep, value = item.partition("=")
@@ -223,7 +224,7 @@ IMAGENET_LAYERS = {
     101: (BlockType.BOTTLENECK, (3, 4, 23, 3)),
     152: (BlockType.BOTTLENECK, (3, 8, 36, 3)),
 }
-CIFAR = dict(widths=(16, 32, 64), stem=Stem.CIFAR, stem_width=16, num_classes=10,
+CIFAR: dict[str, Any] = dict(widths=(16, 32, 64), stem=Stem.CIFAR, stem_width=16, num_classes=10,
              shortcut_option=ShortcutOption.A)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import cast
 
 import torch
 from torch import nn
@@ -82,8 +83,8 @@ class ResNet(nn.Module):
         return [getattr(self, f"layer{i + 1}") for i in range(len(self.spec.layers))]
 
     def blocks(self) -> list[tuple[str, BasicBlock | Bottleneck]]:
-        return [(f"layer{s + 1}.{b}", block) for s, stage in enumerate(self.stages)
-                for b, block in enumerate(stage)]
+        return [(f"layer{s + 1}.{b}", cast(BasicBlock | Bottleneck, block))
+                for s, stage in enumerate(self.stages) for b, block in enumerate(stage)]
 
     def stem_modules(self) -> dict[str, nn.Module]:
         """The modules before the first stage, in the order the forward runs them."""
@@ -131,7 +132,7 @@ class ResNet(nn.Module):
                 nn.init.constant_(module.bias, 0)
         if self.spec.zero_init_residual:
             for _, block in self.blocks():
-                nn.init.constant_(block.branch_end.weight, 0)
+                nn.init.constant_(cast(nn.Parameter, block.branch_end.weight), 0)
 
     def _describe_layers(self) -> dict[str, LayerInfo]:
         info: dict[str, LayerInfo] = {"": LayerInfo(stage="model", role=Role.MODEL)}

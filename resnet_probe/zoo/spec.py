@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from resnet_probe.errors import InvalidRequest
 
@@ -193,7 +194,7 @@ class ResNetSpec:
         stem_stride = 1 if self.stem is Stem.CIFAR else 4
         return stem_stride * 2 ** (len(self.layers) - 1)
 
-    def replace(self, **overrides: object) -> ResNetSpec:
+    def replace(self, **overrides: Any) -> ResNetSpec:
         unknown = sorted(set(overrides) - set(field_names()))
         if unknown:
             raise ValueError(
