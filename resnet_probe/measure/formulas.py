@@ -13,8 +13,9 @@ estimate); activations (ReLU, ReLU6, leaky ReLU, SiLU, GELU, hard-swish, tanh, .
 1 per output element; adds, multiplies and comparisons 1 per output element; a vector norm 2
 per input element (square, accumulate); max-pool k*k-1 comparisons per
 output; average pool k*k per output; a mean or adaptive average pool 1 per input element;
-softmax 1 per output; bilinear upsampling 4 per output, nearest 1 per output. Data movement
-(views, copies, padding, concatenation, rolls, gathers by index, masked fills) costs nothing.
+softmax 1 per output; bilinear upsampling 4 per output, nearest 1 per output; PReLU 1 per
+output, as leaky ReLU. Data movement (views, copies, padding, concatenation, splits, rolls,
+gathers by index, masked fills, max-unpooling's scatter by index) costs nothing.
 """
 
 from __future__ import annotations
@@ -52,6 +53,9 @@ DATA_MOVEMENT = {
     "aten.detach_", "aten._reshape_alias", "aten.narrow", "aten.squeeze_", "aten.unsqueeze_",
     "aten.view_as", "aten.t_", "aten.transpose_", "aten.pixel_shuffle", "aten.index_put",
     "aten.index_put_", "aten.embedding",  # an embedding looks rows up: a gather
+    "aten.unsafe_split", "aten.unsafe_split_with_sizes", "aten.unsafe_chunk",
+    # max-unpooling writes each value where its index says, into zeros: a scatter
+    "aten.max_unpool2d", "aten.max_unpool3d",
 }
 
 
@@ -100,6 +104,7 @@ _PER_OUTPUT_OPS = (aten.mul, aten.mul_, aten.sigmoid, aten.sigmoid_, aten.silu, 
                    aten._log_softmax, aten.sub, aten.sub_, aten.rsub, aten.div, aten.div_,
                    aten.neg, aten.exp, aten.pow, aten.sqrt, aten.rsqrt, aten.clamp,
                    aten.clamp_, aten.clamp_min, aten.clamp_min_, aten.upsample_nearest2d,
+                   aten.prelu, aten._prelu_kernel,  # max(0, x) + a * min(0, x), as leaky ReLU
                    # comparisons (a mask built from window ids, a threshold)
                    aten.eq, aten.ne, aten.lt, aten.le, aten.gt, aten.ge)
 
