@@ -47,8 +47,10 @@ class FlopAnalysis:
         image = isinstance(inputs, torch.Tensor) and inputs.dim() == 4
         shape = tuple(inputs.shape) if image else None
         # One image: blocks and stages are found at its size. Other inputs: their spec.
-        source = resolve(model, in_channels or (shape[1] if shape else None),
-                         input_size or (shape[-1] if shape else None), name,
+        source = resolve(model, in_channels if in_channels is not None or not shape
+                         else shape[1],
+                         input_size if input_size is not None or not shape else shape[-1],
+                         name,
                          inputs=None if image else InputSpec.of(inputs))
         self.result = count_costs(source, engine=engine, example=inputs)
 

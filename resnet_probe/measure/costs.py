@@ -119,8 +119,8 @@ def count_costs(
         return count_model_costs(build_on_meta(model), input_size, batch_size, name or "custom",
                                  engine, source=model, memory=memory)
     image = _image_shape(example)  # blocks and stages are found at its size
-    source = resolve(model, in_channels or (image[1] if image else None),
-                     image[-1] if image else None, name=name)
+    source = resolve(model, in_channels if in_channels is not None or image is None
+                     else image[1], image[-1] if image else None, name=name)
     if source.spec is not None and source.inputs is None and example is None:
         built = build_on_meta(source.spec)
         if source.weights is not None:  # counts do not depend on them, but they must fit

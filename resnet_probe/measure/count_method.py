@@ -39,7 +39,7 @@ CPU_DISPATCH = "cpu dispatch"  # the same on real tensors, when the forward cann
 FVCORE = "fvcore"
 
 
-@dataclass
+@dataclass(frozen=True)
 class Counted:
     """One forward-and-backward count: per module, nested (each entry includes the modules
     below it, "" is the model; ``measure.attribution``), per aten operator, the operators'
