@@ -19,7 +19,8 @@ def flops(models, input_size: int | None = None, batch_size: int = 1,
     operator (block and stage rows sum the modules, so every view's totals agree).
     ``models``: one MODEL or a list; each a name, a source text or an nn.Module. ``inputs``:
     example inputs as fvcore and torchinfo take them (a tensor, a tuple of positional
-    tensors, a dict of keyword tensors), for a forward that takes more than one image.
+    tensors, a dict of keyword tensors), used as given, for a forward that takes more than
+    one image.
     ``memory`` adds the memory columns (bytes of parameters, buffers, gradients, saved
     activations and a training step's peak)."""
     from resnet_probe.measure.costs import count_costs
@@ -30,7 +31,7 @@ def flops(models, input_size: int | None = None, batch_size: int = 1,
     sources = [resolve(m, input_size=input_size, inputs=spec) for m in _models(models)]
     return cost_view([count_costs(source, None if spec else input_size, batch_size,
                                   engine=engine, structure=by in STRUCTURED_VIEWS,
-                                  memory=memory)
+                                  memory=memory, example=inputs)
                       for source in sources], by)
 
 

@@ -19,29 +19,40 @@ import pandas as pd
 import torch
 from torch import nn
 
-from resnet_probe.measure.costs import DEFAULT_ENGINE, count_costs, count_module_costs
-from resnet_probe.sources import ModelSource, resolve
+from resnet_probe.measure.costs import DEFAULT_ENGINE, count_costs
+from resnet_probe.sources import InputSpec, ModelSource, resolve
 from resnet_probe.views import cost_view, gradient_view, latency_view
 
 Model = str | nn.Module | ModelSource
 
 
 class FlopAnalysis:
-    """Params, MACs and FLOPs of one model on one input, in every convention."""
+    """Params, MACs and FLOPs of one model on one input, in every convention.
 
-    def __init__(self, model: Model, inputs: torch.Tensor | tuple[int, ...] | None = None, *,
+    ``inputs`` are taken as fvcore and torchinfo take them: a tensor, a tuple of positional
+    tensors or a dict of keyword tensors, each used as given (its values too, where the
+    forward reads them); a tuple of ints is the shape of one zero image. A module is counted
+    as it is, never copied, and left as it was (modes, gradients, hooks)."""
+
+    def __init__(self, model: Model, inputs: Any = None, *,
                  input_size: int | None = None, in_channels: int | None = None,
                  engine: str = DEFAULT_ENGINE, name: str | None = None) -> None:
         if inputs is None:
             self.result = count_costs(resolve(model, in_channels, input_size, name),
                                       input_size, engine=engine)
             return
-        shape = tuple(inputs.shape) if isinstance(inputs, torch.Tensor) else tuple(inputs)
-        image = len(shape) == 4  # what the structure discovery feeds: this input's shape
-        source = resolve(model, in_channels or (shape[1] if image else None),
-                         input_size or (shape[-1] if image else None), name)
-        self.result = count_module_costs(source.build(), torch.zeros(shape), source.text,
-                                         engine, kind=source.kind)
+        if isinstance(inputs, (tuple, list)) and inputs and all(
+                isinstance(d, int) and not isinstance(d, bool) for d in inputs):
+            inputs = torch.zeros(tuple(inputs))
+        image = isinstance(inputs, torch.Tensor) and inputs.dim() == 4
+        shape = tuple(inputs.shape) if image else None
+        # One image: blocks and stages are found at its size. Other inputs: their spec.
+        source = resolve(model, in_channels if in_channels is not None or not shape
+                         else shape[1],
+                         input_size if input_size is not None or not shape else shape[-1],
+                         name,
+                         inputs=None if image else InputSpec.of(inputs))
+        self.result = count_costs(source, engine=engine, example=inputs)
 
     def total(self, convention: str = "macs") -> int | None:
         """A model total; None (never a silent zero) where the engine does not measure it."""

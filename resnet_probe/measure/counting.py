@@ -1,14 +1,20 @@
 """Counting any module in one pass: its forward and the backward of its output's sum, on meta
 tensors (shapes without storage) where it can run there.
 
-One ``TorchDispatchMode`` sees every aten operator. A forward operator is charged to every
-module on the stack of forwards running when it is dispatched (the innermost module's own
-code, and each module around it), as ``FlopCounterMode`` charges it. A backward operator is
-charged to the module whose forward created the autograd node that runs it: each module's
-forward post-hook claims the nodes made inside it that no inner module claimed, and the mode
-asks autograd which node is executing (``torch._C._current_autograd_node``), the attribution
-Holistic Trace Analysis makes with sequence numbers. So a shortcut's backward is its own, not
-its block's whole branch, which ``FlopCounterMode``'s module tracker charges it.
+One ``TorchDispatchMode`` sees every aten operator, and charges each once, by the rule of
+``measure.attribution``. A forward operator goes to the innermost module running when it is
+dispatched. A backward operator goes to the module whose forward created the autograd node
+that runs it: each module's forward post-hook claims the nodes made inside it that no inner
+module claimed, and the mode asks autograd which node is executing
+(``torch._C._current_autograd_node``), the attribution Holistic Trace Analysis makes with
+sequence numbers. So a shortcut's backward is its own, not its block's whole branch, which
+``FlopCounterMode``'s module tracker charges it. Only the backward autograd runs is counted:
+work whose result the output never uses has none. A backward that fails (a forward that
+changed a tensor autograd saved) leaves the forward's count, with the reason.
+
+Alongside, each operator fvcore counts by default gets fvcore's own count for that call
+(``formulas.FVCORE_FORMULAS``: a norm with or without affine parameters, with batch or
+running statistics), for ``macs_fvcore_default``.
 
 The same pass records the bytes autograd saves for backward (``saved_tensors_hooks``), per
 module and in total, each tensor's storage counted once, and the largest single output, for
@@ -34,10 +40,15 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten, tree_map
 from torch.utils.flop_counter import flop_registry
 
-from resnet_probe.measure.formulas import ATTENTION_FORMULAS, FORMULAS, torch_formula
+from resnet_probe.measure.attribution import Counts, nested_counts
+from resnet_probe.measure.formulas import (
+    ATTENTION_FORMULAS,
+    FORMULAS,
+    FVCORE_FORMULAS,
+    torch_formula,
+)
 from resnet_probe.modes import in_mode
 
-Counts = dict[str, dict[str, int]]
 # Every formula takes shapes (torch's registry wraps its own to take tensors).
 _FORMULAS = {**{op: torch_formula(op) for op in flop_registry}, **FORMULAS,
              **ATTENTION_FORMULAS}
@@ -45,10 +56,12 @@ _FORMULAS = {**{op: torch_formula(op) for op in flop_registry}, **FORMULAS,
 
 @dataclass
 class PassCounts:
-    """What one forward-and-backward pass did: per module (each entry includes its
-    children's; "" is the model) forward and backward counts per aten operator, the forward
-    operators' calls, the bytes saved for backward per module (its own code only) and in
-    all, and the largest output of any operator (bytes)."""
+    """What one forward-and-backward pass did: per module, nested (each entry includes the
+    modules below it; "" is the model), forward and backward counts per aten operator, the
+    forward operators' calls, the bytes saved for backward per module (its own code only)
+    and in all, and the largest output of any operator (bytes). ``fvcore``: fvcore's default
+    count of the operators it counts beyond conv and linear, nested likewise.
+    ``backward_failure``: why the backward could not run (its counts are then empty)."""
 
     forward: Counts
     backward: Counts
@@ -57,6 +70,8 @@ class PassCounts:
     saved_total: int = 0
     largest_output: int = 0
     called: set[str] = field(default_factory=set)  # every module whose forward ran
+    fvcore: Counts = field(default_factory=dict)
+    backward_failure: str | None = None
 
 
 # Eval-mode batch norm as CPU and CUDA kernels (and FlopCounterMode, and the shape pass) name
@@ -69,8 +84,9 @@ class _CountingMode(TorchDispatchMode):
         super().__init__()
         self.names = names
         self.stack: list[str] = [""]
-        self.forward: Counts = defaultdict(lambda: defaultdict(int))
+        self.forward: Counts = defaultdict(lambda: defaultdict(int))  # own counts
         self.backward: Counts = defaultdict(lambda: defaultdict(int))
+        self.fvcore: Counts = defaultdict(lambda: defaultdict(int))
         self.calls: Counter[str] = Counter()
         self.node_owner: dict[Any, str] = {}  # autograd node -> module that made it
         self.largest_output = 0
@@ -98,26 +114,21 @@ class _CountingMode(TorchDispatchMode):
         if formula is None:
             return out
         shapes = tree_map(_shape, (args, kwargs))
-        count = formula(*shapes[0], **shapes[1], out_shape=tree_map(_shape, out))
-        if node is None:  # forward: every module on the stack
-            for name in self.stack:
-                self.forward[name][op] += count
+        out_shape = tree_map(_shape, out)
+        count = formula(*shapes[0], **shapes[1], out_shape=out_shape)
+        if node is None:  # forward: the innermost module running
+            self.forward[self.stack[-1]][op] += count
+            fvcore = FVCORE_FORMULAS.get(func.overloadpacket)
+            if fvcore is not None:
+                self.fvcore[self.stack[-1]][op] += fvcore(*shapes[0], **shapes[1],
+                                                          out_shape=out_shape)
         else:
-            owner = self.node_owner.get(node, "")
-            for name in _with_parents(owner):
-                self.backward[name][op] += count
+            self.backward[self.node_owner.get(node, "")][op] += count
         return out
 
 
 def _shape(value: Any) -> Any:
     return tuple(value.shape) if isinstance(value, torch.Tensor) else value
-
-
-def _with_parents(path: str) -> list[str]:
-    if not path:
-        return [""]
-    parts = path.split(".")
-    return ["", *(".".join(parts[:i]) for i in range(1, len(parts) + 1))]
 
 
 def count_pass(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any] | None = None,
@@ -127,7 +138,8 @@ def count_pass(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any] |
     """Count ``model(*args, **kwargs)`` in eval mode (``training``: train mode, as a training
     step saves its tensors), and with ``backward`` the backward of its outputs' sum (of every
     floating output that wants a gradient). ``tensors`` stand in for the model's parameters
-    and buffers (``meta_tensors``)."""
+    and buffers (``meta_tensors``). The model is left as it was: its modes, and the
+    gradients its parameters held."""
     names = {id(module): name for name, module in model.named_modules()}
     mode = _CountingMode(names)
     saved: dict[str, int] = defaultdict(int)
@@ -165,6 +177,8 @@ def count_pass(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any] |
     # The model's own parameters and buffers: saving a reference to them costs nothing.
     own = {id(t) for t in (tensors or {}).values()} | {
         id(t) for t in (*model.parameters(), *model.buffers())}
+    gradients = [(p, p.grad) for p in model.parameters()]  # the user's, put back after
+    backward_failure = None
     handles = [register_module_forward_pre_hook(enter), register_module_forward_hook(leave)]
     try:
         with in_mode(model, training=training), _math_attention(), mode:
@@ -175,26 +189,43 @@ def count_pass(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any] |
                     outputs = torch.func.functional_call(model, tensors, args, kwargs or {},
                                                          tie_weights=True, strict=False)
             _claim(outputs, "", mode.node_owner, 0)
-            forward = _plain(mode.forward)
+            forward = nested_counts(mode.forward)
+            fvcore = nested_counts(mode.fvcore)
             if backward:
-                wanted = [t for t in tree_flatten(outputs)[0] if isinstance(t, torch.Tensor)
-                          and t.requires_grad and t.is_floating_point()]
-                if wanted:
-                    total = sum(t.float().sum() for t in wanted)
-                    total.backward()
+                backward_failure = _backward(outputs)
     finally:
         for handle in handles:
             handle.remove()
-        model.zero_grad(set_to_none=True)
-    return PassCounts(forward, _plain(mode.backward), mode.calls, dict(saved),
-                      sum(saved.values()), mode.largest_output, called)
+        for parameter, gradient in gradients:
+            parameter.grad = gradient
+    return PassCounts(forward, {} if backward_failure else nested_counts(mode.backward),
+                      mode.calls, dict(saved), sum(saved.values()), mode.largest_output,
+                      called, fvcore, backward_failure)
+
+
+def _backward(outputs: Any) -> str | None:
+    """Run the backward of the outputs' sum (every floating output that wants a gradient);
+    why it failed, or None."""
+    wanted = [t for t in tree_flatten(outputs)[0] if isinstance(t, torch.Tensor)
+              and t.requires_grad and t.is_floating_point()]
+    if not wanted:
+        return None
+    try:
+        total = wanted[0].float().sum()
+        for tensor in wanted[1:]:
+            total = total + tensor.float().sum()
+        total.backward()
+    except Exception as error:  # noqa: BLE001 - the user's forward decides what autograd meets
+        first = str(error).splitlines()[0] if str(error) else ""
+        return f"{type(error).__name__}: {first}"
+    return None
 
 
 def _claim(output: Any, name: str, owner: dict[Any, str], mark: int) -> None:
     """Every autograd node behind ``output`` made since ``mark`` (while the module ran) that
     no inner module claimed is ``name``'s."""
-    pending = [t.grad_fn for t in tree_flatten(output)[0]
-               if isinstance(t, torch.Tensor) and t.grad_fn is not None]
+    pending: list[Any] = [t.grad_fn for t in tree_flatten(output)[0]
+                          if isinstance(t, torch.Tensor) and t.grad_fn is not None]
     while pending:
         node = pending.pop()
         if node is None or node in owner or _sequence(node) < mark:
@@ -213,8 +244,7 @@ def _sequence(node: Any) -> int:
 def _sequence_mark() -> int:
     """The next autograd sequence number (a node is numbered when it is made, per thread)."""
     with torch.enable_grad():
-        return torch.zeros((), device="meta", requires_grad=True).view(()).grad_fn \
-            ._sequence_nr()
+        return _sequence(torch.zeros((), device="meta", requires_grad=True).view(()).grad_fn)
 
 
 @contextmanager
@@ -236,10 +266,6 @@ def _saving(pack) -> Iterator[None]:
         return
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
         yield
-
-
-def _plain(counts: Counts) -> dict[str, dict[str, int]]:
-    return {name: dict(ops) for name, ops in counts.items()}
 
 
 # --- a meta stand-in for a built module -------------------------------------------------

@@ -13,8 +13,18 @@ estimate); activations (ReLU, ReLU6, leaky ReLU, SiLU, GELU, hard-swish, tanh, .
 1 per output element; adds, multiplies and comparisons 1 per output element; a vector norm 2
 per input element (square, accumulate); max-pool k*k-1 comparisons per
 output; average pool k*k per output; a mean or adaptive average pool 1 per input element;
-softmax 1 per output; bilinear upsampling 4 per output, nearest 1 per output. Data movement
-(views, copies, padding, concatenation, rolls, gathers by index, masked fills) costs nothing.
+softmax 1 per output; bilinear upsampling 4 per output, nearest 1 per output; PReLU 1 per
+output, as leaky ReLU. Data movement (views, copies, padding, concatenation, splits, rolls,
+gathers by index, masked fills, max-unpooling's scatter by index) costs nothing.
+
+fvcore's default count (``FVCORE_FORMULAS``) follows fvcore's own handles
+(fvcore/nn/jit_handles.py): batch norm with running statistics 2 per element with affine
+parameters, 1 without; a norm over batch statistics (batch norm in training or without
+running statistics, instance norm), layer norm and group norm 5 per element with affine
+parameters, 4 without; adaptive average pooling 1 per input element; bilinear upsampling and
+grid sampling 4 per output element, nearest 1. fvcore sees ``adaptive_avg_pool2d`` where
+dispatch sees the ``mean`` it lowers to, so every ``mean`` is counted as one (fvcore itself
+skips a ``mean`` written as such).
 """
 
 from __future__ import annotations
@@ -52,6 +62,9 @@ DATA_MOVEMENT = {
     "aten.detach_", "aten._reshape_alias", "aten.narrow", "aten.squeeze_", "aten.unsqueeze_",
     "aten.view_as", "aten.t_", "aten.transpose_", "aten.pixel_shuffle", "aten.index_put",
     "aten.index_put_", "aten.embedding",  # an embedding looks rows up: a gather
+    "aten.unsafe_split", "aten.unsafe_split_with_sizes", "aten.unsafe_chunk",
+    # max-unpooling writes each value where its index says, into zeros: a scatter
+    "aten.max_unpool2d", "aten.max_unpool3d",
 }
 
 
@@ -100,6 +113,7 @@ _PER_OUTPUT_OPS = (aten.mul, aten.mul_, aten.sigmoid, aten.sigmoid_, aten.silu, 
                    aten._log_softmax, aten.sub, aten.sub_, aten.rsub, aten.div, aten.div_,
                    aten.neg, aten.exp, aten.pow, aten.sqrt, aten.rsqrt, aten.clamp,
                    aten.clamp_, aten.clamp_min, aten.clamp_min_, aten.upsample_nearest2d,
+                   aten.prelu, aten._prelu_kernel,  # max(0, x) + a * min(0, x), as leaky ReLU
                    # comparisons (a mask built from window ids, a threshold)
                    aten.eq, aten.ne, aten.lt, aten.le, aten.gt, aten.ge)
 
@@ -172,15 +186,47 @@ ATTENTION_FORMULAS: dict[Any, Callable[..., int]] = {
 # Everything counted beyond torch's registry: the mapping given to FlopCounterMode too.
 FORMULAS: dict[Any, Callable[..., int]] = {**ELEMENTWISE_FORMULAS,
                                            aten.convolution_backward: conv_backward}
-# What fvcore's FlopCountAnalysis counts by default beyond conv/linear/matmul MACs, as a
-# multiple of convention (b)'s count of the same operator (fvcore/nn/flop_count.py): batch
-# norm 2 per element (1 in (b)), layer and group norm 5 per element (as (b)), adaptive average
-# pool 1 per input element, bilinear upsampling and grid sampling 4 per output, nearest 1.
-# fvcore gives a norm without affine parameters 4 per element; here every norm counts 5.
-FVCORE_UNITS = {"aten.native_batch_norm": 2, "aten._native_batch_norm_legit_no_training": 2,
-                "aten.native_layer_norm": 1, "aten.native_group_norm": 1, "aten.mean": 1,
-                "aten._adaptive_avg_pool2d": 1, "aten.upsample_bilinear2d": 1,
-                "aten.upsample_nearest2d": 1, "aten.grid_sampler_2d": 1}
+
+
+def _fvcore_norm(input_shape, weight) -> int:
+    """A norm over statistics it computes: 5 per element with affine parameters, else 4."""
+    return _numel(input_shape) * (5 if weight is not None else 4)
+
+
+def _fvcore_batch_norm(input_shape, weight=None, bias=None, running_mean=None,
+                       running_var=None, training=False, *args, out_shape=None,
+                       **kwargs) -> int:
+    if training:  # batch statistics (training, no running statistics, instance norm)
+        return _fvcore_norm(input_shape, weight)
+    return _fvcore_eval_batch_norm(input_shape, weight)
+
+
+def _fvcore_eval_batch_norm(input_shape, weight=None, *args, out_shape=None, **kwargs) -> int:
+    return _numel(input_shape) * (2 if weight is not None else 1)
+
+
+def _fvcore_layer_norm(input_shape, normalized_shape, weight=None, *args, out_shape=None,
+                       **kwargs) -> int:
+    return _fvcore_norm(input_shape, weight)
+
+
+def _fvcore_group_norm(input_shape, weight=None, *args, out_shape=None, **kwargs) -> int:
+    return _fvcore_norm(input_shape, weight)
+
+
+# fvcore's default FlopCountAnalysis beyond conv, linear and matmul (counted as MACs there and
+# here): fvcore's count of each call, from the call's own arguments (see the module docstring).
+FVCORE_FORMULAS: dict[Any, Callable[..., int]] = {
+    aten.native_batch_norm: _fvcore_batch_norm,
+    aten._native_batch_norm_legit_no_training: _fvcore_eval_batch_norm,
+    aten.native_layer_norm: _fvcore_layer_norm,
+    aten.native_group_norm: _fvcore_group_norm,
+    aten.mean: _per_input,
+    aten._adaptive_avg_pool2d: _per_input,
+    aten.upsample_bilinear2d: _bilinear,
+    aten.grid_sampler_2d: _bilinear,
+    aten.upsample_nearest2d: _per_output,
+}
 BATCH_NORM_OPS = {"aten.native_batch_norm", "aten._native_batch_norm_legit_no_training"}
 MATMUL_CONV_OPS = {str(op) for op in flop_registry} | {str(op) for op in ATTENTION_FORMULAS}
 ELEMENTWISE_OPS = {str(op) for op in ELEMENTWISE_FORMULAS}

@@ -13,6 +13,12 @@ broadcast multiply). Anything else raises ``NoFormula``, and so does any operato
 real tensor during the pass (work the stand-in never saw); the caller then counts by dispatch
 (``measure.counting``), so a count is never silently incomplete. Tests check
 that both give identical rows for every zoo model.
+
+Counts are charged by the rule of ``measure.attribution`` (each operator once, to the
+innermost module running). The pass charges each operator's backward when the forward
+runs, which is right only when the output uses every result; a forward that leaves a
+result unused (work autograd would never differentiate) raises ``NoFormula`` too, and
+dispatch counts the backward autograd really runs.
 """
 
 from __future__ import annotations
@@ -31,16 +37,23 @@ from torch.nn.modules.module import (
 )
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from resnet_probe.measure.formulas import ELEMENTWISE_FORMULAS, conv_backward, torch_formula
+from resnet_probe.measure.attribution import Counts, nested_counts
+from resnet_probe.measure.formulas import (
+    ELEMENTWISE_FORMULAS,
+    FVCORE_FORMULAS,
+    conv_backward,
+    torch_formula,
+)
 
 aten = torch.ops.aten
-Counts = dict[str, dict[str, int]]
 
 
 class ShapeCounts(NamedTuple):
-    """Per module (each entry includes its children's, "" is the model): forward and backward
-    counts per aten operator; the operators' call counts; each conv's output shape; whether
-    backward is attributed to the right modules (FlopCounterMode's tracker does not)."""
+    """Per module, nested (each entry includes the modules below it, "" is the model):
+    forward and backward counts per aten operator; the operators' call counts; each conv's
+    output shape; whether backward is attributed to the right modules (FlopCounterMode's
+    tracker does not); fvcore's default count of the operators it counts beyond conv and
+    linear, nested likewise."""
 
     forward: Counts
     backward: Counts
@@ -48,6 +61,7 @@ class ShapeCounts(NamedTuple):
     conv_outputs: dict[str, tuple[int, ...]]
     backward_by_module: bool = True
     called: frozenset[str] = frozenset()  # every module whose forward ran
+    fvcore: Counts = {}
 
 
 class NoFormula(Exception):
@@ -77,6 +91,8 @@ class _Shape:
         self.shape = tuple(shape)
         self.requires_grad = requires_grad
         self.readers: list[tuple[str, ...]] = []  # the module stack of each operator reading it
+        if requires_grad and _ShapePass.active is not None:
+            _ShapePass.active.made.append(self)
 
     def dim(self) -> int:
         return len(self.shape)
@@ -89,40 +105,40 @@ class _Shape:
 
     # Tensor methods that only move data (timm's x.flatten(1), fx twins' markers).
     def flatten(self, start_dim: int = 0, end_dim: int = -1) -> _Shape:
-        return _ShapePass.active.consumed(_flatten, self, start_dim, end_dim)
+        return _active().consumed(_flatten, self, start_dim, end_dim)
 
     def view(self, *shape: int) -> _Shape:
-        return _ShapePass.active.consumed(_reshape, self, *shape)
+        return _active().consumed(_reshape, self, *shape)
 
     reshape = view
 
     def view_as(self, other: _Shape) -> _Shape:
-        return _ShapePass.active.consumed(_reshape, self, *other.shape)
+        return _active().consumed(_reshape, self, *other.shape)
 
     def contiguous(self, *args: Any, **kwargs: Any) -> _Shape:
         return self
 
     def mean(self, dim: Any = None, keepdim: bool = False) -> _Shape:
-        return _ShapePass.active.consumed(_mean, self, dim, keepdim)
+        return _active().consumed(_mean, self, dim, keepdim)
 
     def sigmoid(self) -> _Shape:
-        return _ShapePass.active.consumed(_sigmoid, self)
+        return _active().consumed(_sigmoid, self)
 
     def __mul__(self, other: Any) -> _Shape:
-        return _ShapePass.active.multiply(self, other)
+        return _active().multiply(self, other)
 
     __rmul__ = __mul__
 
     def __add__(self, other: Any) -> _Shape:
-        return _ShapePass.active.elementwise("aten.add", self, other)
+        return _active().elementwise("aten.add", self, other)
 
     __radd__ = __add__
 
     def __iadd__(self, other: Any) -> _Shape:
-        return _ShapePass.active.elementwise("aten.add_", self, other)
+        return _active().elementwise("aten.add_", self, other)
 
     def __getitem__(self, index: Any) -> _Shape:
-        _ShapePass.active.consume(self)
+        _active().consume(self)
         if not isinstance(index, tuple) or not all(isinstance(i, slice) for i in index):
             raise NoFormula(f"indexing with {index!r}")
         shape = list(self.shape)
@@ -142,6 +158,13 @@ class _Shape:
         return handler(run, *args, **(kwargs or {}))
 
 
+def _active() -> _ShapePass:
+    """The pass running now; a stand-in read outside one has escaped it."""
+    if _ShapePass.active is None:
+        raise NoFormula("a stand-in used outside the pass")
+    return _ShapePass.active
+
+
 class _ShapePass:
     """One pass: the module stack for attribution, and the counts it collects."""
 
@@ -152,24 +175,27 @@ class _ShapePass:
     def __init__(self, model: nn.Module) -> None:
         self.names = {id(module): name for name, module in model.named_modules()}
         self.stack: list[str] = []
+        # Own counts (measure.attribution): the innermost module running gets each operator.
         self.forward: Counts = defaultdict(lambda: defaultdict(int))
         self.backward: Counts = defaultdict(lambda: defaultdict(int))
+        self.fvcore: Counts = defaultdict(lambda: defaultdict(int))
         self.calls: Counter[str] = Counter()
         self.forks: list[_Shape] = []
+        self.made: list[_Shape] = []  # every result that wants a gradient, to find unused ones
         self.conv_outputs: dict[str, tuple[int, ...]] = {}
 
-    def record(self, op: str, forward: int, backward: int | None = None) -> None:
+    def record(self, op: str, forward: int, backward: int | None = None,
+               fvcore: int = 0) -> None:
         self.calls[op] += 1
-        # Like FlopCounterMode, every module on the stack (the model's is "") gets the count.
-        for name in self.stack:
-            self.forward[name][op] += forward
-            if backward:
-                self.backward[name][_BACKWARD_OP[op]] += backward
+        self.forward[self.stack[-1]][op] += forward
+        if backward:
+            self.backward[self.stack[-1]][_BACKWARD_OP[op]] += backward
+        if fvcore:
+            self.fvcore[self.stack[-1]][op] += fvcore
 
     def record_backward(self, op: str, count: int) -> None:
         """Backward work with no forward counterpart (a linear bias's gradient sum)."""
-        for name in self.stack:
-            self.backward[name][op] += count
+        self.backward[self.stack[-1]][op] += count
 
     def consume(self, x: _Shape) -> None:
         """A read of ``x``. When k operators read it, autograd sums their gradients in
@@ -196,8 +222,14 @@ class _ShapePass:
                 while depth < min(len(shared), len(stack)) and shared[depth] == stack[depth]:
                     depth += 1
                 shared = shared[:depth]
-            for name in shared:
-                self.backward[name]["aten.add"] += (len(x.readers) - 1) * x.numel()
+            self.backward[shared[-1]]["aten.add"] += (len(x.readers) - 1) * x.numel()
+
+    def check_all_used(self, out: _Shape) -> None:
+        """Backward was charged as if every result flows into ``out``; one that does not
+        (a result the forward drops) would have no backward, so dispatch must count."""
+        unused = next((x for x in self.made if not x.readers and x is not out), None)
+        if unused is not None:
+            raise NoFormula(f"a result of shape {unused.shape} the output does not use")
 
     def elementwise(self, op: str, first: Any, second: Any) -> _Shape:
         for operand in (first, second):
@@ -292,7 +324,10 @@ def _batch_norm(run: _ShapePass, x: _Shape, running_mean, running_var, weight=No
     if training:
         raise NoFormula("batch norm in training mode")  # counting is at inference
     op = "aten._native_batch_norm_legit_no_training"
-    run.record(op, _elementwise(op, x.shape, out_shape=x.shape))
+    weight_shape = None if weight is None else tuple(weight.shape)
+    run.record(op, _elementwise(op, x.shape, out_shape=x.shape),
+               fvcore=FVCORE_FORMULAS[aten._native_batch_norm_legit_no_training](
+                   x.shape, weight_shape))
     return _Shape(x.shape, x.requires_grad or (weight is not None and weight.requires_grad))
 
 
@@ -332,7 +367,8 @@ def _adaptive_avg_pool2d(run: _ShapePass, x: _Shape, output_size) -> _Shape:
     if _pair(output_size) != (1, 1):
         raise NoFormula(f"adaptive_avg_pool2d to {output_size!r}")  # only (1, 1) is a mean
     out = (*x.shape[:2], 1, 1)
-    run.record("aten.mean", _elementwise("aten.mean", x.shape, out_shape=out))
+    run.record("aten.mean", _elementwise("aten.mean", x.shape, out_shape=out),
+               fvcore=FVCORE_FORMULAS[aten.mean](x.shape, out_shape=out))
     _mean_backward(run, x)
     return _Shape(out, x.requires_grad)
 
@@ -349,7 +385,8 @@ def _mean(run: _ShapePass, x: _Shape, dim: Any = None, keepdim: bool = False) ->
     dims = {d % len(x.shape) for d in dims}
     out = tuple(1 if d in dims else size for d, size in enumerate(x.shape)
                 if keepdim or d not in dims)
-    run.record("aten.mean", _elementwise("aten.mean", x.shape, out_shape=out))
+    run.record("aten.mean", _elementwise("aten.mean", x.shape, out_shape=out),
+               fvcore=FVCORE_FORMULAS[aten.mean](x.shape, out_shape=out))
     _mean_backward(run, x)
     return _Shape(out, x.requires_grad)
 
@@ -427,13 +464,15 @@ def count_shapes(model: nn.Module, shape: tuple[int, ...], requires_grad: bool =
         run.stack.pop()
 
     called: set[str] = set()
+    x = _Shape(shape, requires_grad)
     _ShapePass.active = run
     handles = [register_module_forward_pre_hook(enter), register_module_forward_hook(leave)]
     try:
         with torch.no_grad(), _NothingDispatched():
-            out = model(_Shape(shape, requires_grad))
+            out = model(x)
         if not isinstance(out, _Shape):
             raise NoFormula(f"a forward returning {type(out).__name__}")
+        run.check_all_used(out)
     finally:
         _ShapePass.active = None
         for handle in handles:
@@ -441,9 +480,6 @@ def count_shapes(model: nn.Module, shape: tuple[int, ...], requires_grad: bool =
         for module in training:
             module.training = True
     run.gradient_sums()
-    return ShapeCounts(_plain(run.forward), _plain(run.backward), run.calls, run.conv_outputs,
-                       called=frozenset(called))
-
-
-def _plain(counts: Counts) -> Counts:
-    return {name: dict(ops) for name, ops in counts.items()}
+    return ShapeCounts(nested_counts(run.forward), nested_counts(run.backward), run.calls,
+                       run.conv_outputs, called=frozenset(called),
+                       fvcore=nested_counts(run.fvcore))
