@@ -74,14 +74,21 @@ class TrainedRuns:
 def net_from_checkpoint(path: Path, dataset: ImageDataset,
                         sources: Mapping[str, ModelSource] | None = None,
                         trust_sources: bool = False) -> TrainedNet | str:
-    """The finished run in ``path``, or why it cannot be analysed. ``sources`` build the nets
-    by label (a model given as a module has no name to resolve); a label missing from them is
-    the record's, resolved as data (``resolve_recorded``). The record is read first (no
-    tensor data); the weights are loaded only once they fit the net it names."""
+    """The finished run in ``path``, or why it cannot be analysed. ``sources`` are the run's
+    models by label, as the file that lists the run named them (a manifest, train_runs.json)
+    or as the caller resolved them: a checkpoint whose record names another model belongs to
+    another run (CorruptCheckpoint). Without ``sources`` the record's model is resolved as
+    data (``resolve_recorded``). The record is read first (no tensor data); the weights are
+    loaded only once they fit the net it names."""
     run = load_checkpoint(path)["result"]
     if run.status is not RunStatus.FINISHED:
         return f"{run.model} seed {run.seed} ({run.status}, not finished)"
-    source = (sources or {}).get(run.model) or resolve_recorded(
+    if sources is not None and run.model not in sources:
+        raise CorruptCheckpoint(f"checkpoint {str(path)!r} records the model "
+                                f"{run.model[:80]!r}, which is not one of this run's models "
+                                f"({', '.join(list(sources)[:6])}): it belongs to another run "
+                                f"or was edited; delete it to retrain that run")
+    source = sources[run.model] if sources is not None else resolve_recorded(
         run.model, f"checkpoint {str(path)!r} field 'model'", base_dir=Path(path).parent,
         trust_sources=trust_sources)
     net = build_for_dataset(source, dataset)
