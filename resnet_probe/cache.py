@@ -9,8 +9,11 @@ a whole entry or none, and when two writers finish the same key the first rename
 second finds a valid entry and drops its own. Stale partial folders (their writer is gone, or
 they are a day old) are swept.
 
-Reading an entry checks ``entry.json``, every file's sha256 and the kind's own decoding. An entry
-that fails any check is named in ``problems``, deleted and recomputed, never trusted.
+Reading an entry checks ``entry.json`` (which must list every file the entry holds, each with
+its sha256), every file's sha256 and the kind's own decoding. An entry that fails any check is
+named in ``problems``, deleted and recomputed, never trusted. Keys are sha256s (``contained.
+cache_key``), and nothing is deleted or written but through ``contained``: inside the cache,
+through no symlink (a symlinked entry is removed as a link, never followed).
 
 A cache that cannot be used at all (a full disk, a read-only folder, a root that is a file) is
 reported once per command (``CacheUnusableWarning``), with the fix, and the command finishes
@@ -37,10 +40,13 @@ from typing import Any, Generic, TypeVar
 import torch
 
 from resnet_probe._version import __version__
+from resnet_probe.contained import OutsideError, cache_key, contained, remove_inside
+from resnet_probe.untrusted import UntrustedFileError, read_json
 
 CACHE_ENV = "RESNET_PROBE_CACHE_DIR"
 ENTRY = "entry.json"
 ENTRY_FORMAT = 2
+MAX_ENTRY_JSON_BYTES = 16 << 20  # entry.json holds the key's content: a few kB
 PARTIAL = ".partial-"
 STALE_PARTIAL_SECONDS = 24 * 3600
 T = TypeVar("T")
@@ -91,7 +97,8 @@ class Store:
 
     def __init__(self, kind: str, root: Path | None = None, fresh: bool = False,
                  what: str = "entries") -> None:
-        self.path = Path(root or cache_root()) / kind
+        self.root = Path(root or cache_root())
+        self.path = self.root / kind
         self.fresh = fresh
         self.what = what
         self.problems: list[str] = []
@@ -113,13 +120,15 @@ class Store:
         return Cached(value, key, reused=False)
 
     def lookup(self, key: str, decode: Callable[[Path], T]) -> T | None:
-        """The decoded entry for ``key``; None on a miss, under ``fresh``, for a damaged entry
-        (deleted and named in ``problems``) and when the cache cannot be read."""
-        folder = self.path / key
+        """The decoded entry for ``key`` (a sha256: anything else is refused, OutsideError);
+        None on a miss, under ``fresh``, for a damaged entry (deleted and named in
+        ``problems``) and when the cache cannot be read."""
+        folder = self.path / cache_key(key, f"the {self.what} cache {str(self.path)!r}")
         if self.fresh:
             return None
         try:
-            if not folder.exists():
+            contained(self.root, self.path, "the cache folder")
+            if not folder.exists() and not folder.is_symlink():
                 return None
             problem = _entry_problem(folder, key)
             if problem is None:
@@ -127,22 +136,24 @@ class Store:
                     return decode(folder)
                 except Exception as error:  # noqa: BLE001 - any failure to decode is damage
                     problem = f"unreadable ({type(error).__name__}: {error})"
-        except OSError as error:
+        except (OSError, OutsideError) as error:
             _unusable(self.path, error)
             return None
         self.problems.append(f"cache entry {str(folder)!r} was {problem}; it was deleted and "
                              f"recomputed")
-        _remove(folder)
+        self._remove(folder)
         return None
 
     def store(self, key: str, content: dict[str, Any], write: Callable[[Path], None]) -> bool:
         """Write an entry atomically; False (with one warning per command) when the cache
         cannot be written."""
         try:
+            cache_key(key, f"the {self.what} cache {str(self.path)!r}")
             self.path.mkdir(parents=True, exist_ok=True)
+            contained(self.root, self.path, "the cache folder")
             self._sweep_partials()
             staging = Path(tempfile.mkdtemp(prefix=f"{PARTIAL}{os.getpid()}-", dir=self.path))
-        except OSError as error:
+        except (OSError, OutsideError) as error:
             _unusable(self.path, error)
             return False
         try:
@@ -152,11 +163,11 @@ class Store:
             (staging / ENTRY).write_text(json.dumps(entry, indent=2, default=str) + "\n")
             self._publish(staging, self.path / key)
             return True
-        except OSError as error:
+        except (OSError, OutsideError) as error:
             _unusable(self.path, error)
             return False
         finally:
-            _remove(staging)
+            self._remove(staging)
 
     def _publish(self, staging: Path, final: Path) -> None:
         """Rename into place; a valid entry a concurrent writer published first stands."""
@@ -164,9 +175,10 @@ class Store:
             os.rename(staging, final)
             return
         except OSError:
-            if final.is_dir() and _entry_problem(final, final.name) is None:
+            if not final.is_symlink() and final.is_dir() and \
+                    _entry_problem(final, final.name) is None:
                 return  # the other writer won with the same content
-        _remove(final)  # a damaged entry, or a file in its place
+        self._remove(final)  # a damaged entry, or a file or a link in its place
         os.rename(staging, final)
 
     def _sweep_partials(self) -> None:
@@ -174,9 +186,9 @@ class Store:
             return
         self._swept = True
         for folder in self.path.glob(f"{PARTIAL}*"):
-            if _writer_gone(folder) or time.time() - folder.stat().st_mtime > \
-                    STALE_PARTIAL_SECONDS:
-                _remove(folder)
+            if folder.is_symlink() or _writer_gone(folder) or \
+                    time.time() - folder.stat().st_mtime > STALE_PARTIAL_SECONDS:
+                self._remove(folder)
 
     def usage(self) -> CacheUsage:
         """Whole entries only: partial folders are not entries."""
@@ -195,6 +207,7 @@ class Store:
         named with the fix (OSError)."""
         freed = self.usage()
         if self.path.exists():
+            contained(self.root, self.path, "the cache folder")
             try:
                 shutil.rmtree(self.path)
             except OSError as error:
@@ -205,31 +218,53 @@ class Store:
         return freed
 
 
+    def _remove(self, path: Path) -> None:
+        """Delete ``path`` inside this cache only (``contained``); a link is unlinked."""
+        remove_inside(self.root, path)
+
+
 def _entry_problem(folder: Path, key: str) -> str | None:
-    """Why an entry cannot be trusted, or None."""
+    """Why an entry cannot be trusted, or None. ``entry.json`` must list every file the entry
+    holds with its sha256, and nothing else may be there: an entry that lists none, or holds a
+    file it does not list, cannot be checked, so it is damaged."""
+    if folder.is_symlink():
+        return "a symlink (never followed)"
     if not folder.is_dir():
         return "not a folder"
     try:
-        entry = json.loads((folder / ENTRY).read_text())
+        entry = read_json(folder / ENTRY, "cache entry file", MAX_ENTRY_JSON_BYTES)
     except FileNotFoundError:
         return f"partial (no {ENTRY})"
-    except (ValueError, UnicodeDecodeError) as error:
+    except UntrustedFileError as error:
         return f"damaged ({ENTRY} unreadable: {error})"
     if not isinstance(entry, dict) or entry.get("format") != ENTRY_FORMAT \
             or entry.get("key") != key or not isinstance(entry.get("files"), dict):
         return f"from another format or key ({ENTRY} does not describe this entry)"
-    for name, digest in entry["files"].items():
-        path = folder / str(name)
-        if not path.is_file():
+    listed = entry["files"]
+    if not listed:
+        return f"damaged ({ENTRY} lists no files, so none can be checked)"
+    held = {}
+    for path in folder.iterdir():
+        if path.name == ENTRY:
+            continue
+        if path.is_symlink() or not path.is_file():
+            return f"damaged ({path.name} is not a plain file)"
+        held[path.name] = path
+    unlisted = sorted(set(held) - set(listed))
+    if unlisted:
+        return f"damaged ({', '.join(unlisted[:3])} not listed in {ENTRY})"
+    for name, digest in listed.items():
+        if name not in held:
             return f"partial (no {name})"
-        if _sha256(path) != digest:
+        if not isinstance(digest, str) or _sha256(held[name]) != digest:
             return f"damaged ({name} does not match its recorded sha256)"
     return None
 
 
-def _unusable(path: Path, error: OSError) -> None:
+def _unusable(path: Path, error: OSError | OutsideError) -> None:
+    reason = getattr(error, "strerror", None) or error
     warnings.warn(CacheUnusableWarning(
-        f"the cache at {str(path.parent)!r} cannot be used ({error.strerror or error}); this "
+        f"the cache at {str(path.parent)!r} cannot be used ({reason}); this "
         f"command finishes without caching. Fix: free space or permissions there, run "
         f"`resnet-probe cache clear`, or set {CACHE_ENV} to a writable folder"), stacklevel=3)
 
@@ -246,16 +281,6 @@ def _writer_gone(folder: Path) -> bool:
     except PermissionError:  # alive, another user's
         return False
     return False
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        try:
-            path.unlink(missing_ok=True)
-        except OSError:
-            pass
 
 
 def _sha256(path: Path) -> str:

@@ -20,6 +20,8 @@ from typing import Any
 
 import pandas as pd
 
+from resnet_probe.contained import contained
+
 
 class Direction(StrEnum):
     LOWER = "lower is better"
@@ -216,8 +218,10 @@ def to_json_records(df: pd.DataFrame) -> str:
 
 
 def save_table(df: pd.DataFrame, directory: str | Path, name: str) -> list[Path]:
-    """``name.csv`` and ``name.json`` side by side, each written atomically."""
+    """``name.csv`` and ``name.json`` side by side, each written atomically, in a data folder
+    that is no symlink out of the report's folder (``contained``)."""
     directory = Path(directory)
+    contained(directory.parent, directory, "the data folder")
     return [
         atomic_write_text(directory / f"{name}.csv", df.to_csv(index=False)),
         atomic_write_text(directory / f"{name}.json", to_json_records(df)),

@@ -84,6 +84,11 @@ def check_entry(path: Path, name: str, entry: dict[str, Any], tolerance: Toleran
     if not path.exists():
         raise CostGateError(f"no cost baseline at {path}; write it with --costs-update (or "
                             f"assert_costs(..., update=True))")
+    # No trust flag here, by design: a gate never rebuilds a model from the baseline. The
+    # model is the one the test itself passes (the user's own code, like a command-line
+    # MODEL); the baseline's "model" text is only compared as a label, never resolved, so
+    # an entry naming os:system or ../evil.py runs nothing (tests/test_data_never_code.py).
+    # `flops --check` of the same file does rebuild entries, and needs --trust-sources.
     entries = load_baseline(path).entries
     if name not in entries:
         raise CostGateError(f"{path} has no entry {name!r}; add it with --costs-update")

@@ -82,6 +82,14 @@ def test_key_covers_seed_recipe_data_device_and_model(tmp_path, digits):
     assert key(resnet8, digits, RECIPE, 0) == base  # deterministic
 
 
+def _claim_perfect(path) -> None:
+    """Edit a cached run's record so that every step reports training error 0."""
+    state = torch.load(path, weights_only=True)
+    for row in state["record"]["history"]:
+        row["train_error"] = 0.0
+    torch.save(state, path)
+
+
 def _entry(cache: RunCache, name: str) -> os.PathLike:
     """The folder of ``name``'s entry (entry.json records the model's source)."""
     for folder in cache.path.iterdir():
@@ -99,6 +107,11 @@ def _entry(cache: RunCache, name: str) -> os.PathLike:
     (lambda e: (e / ENTRY).write_text("[]"), "another format"),
     (lambda e: (e / ENTRY).write_text(json.dumps(
         {**json.loads((e / ENTRY).read_text()), "files": {RUN_FILE: "f" * 64}})), "sha256"),
+    # "files": {} used to skip the sha256 check: an edited run.pt (every error 0) was reused
+    (lambda e: (_claim_perfect(e / RUN_FILE), (e / ENTRY).write_text(json.dumps(
+        {**json.loads((e / ENTRY).read_text()), "files": {}}))), "lists no files"),
+    (lambda e: (e / "extra.pt").write_bytes(b"unlisted"), "extra.pt not listed"),
+    (lambda e: (e / ENTRY).write_text("[" * 100_000 + "]" * 100_000), "nests too deeply"),
 ])
 def test_a_damaged_run_entry_is_named_deleted_and_recomputed(tmp_path, digits, damage, named):
     cache = RunCache(tmp_path / "cache")

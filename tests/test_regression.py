@@ -212,7 +212,7 @@ def test_an_entry_that_cannot_be_rebuilt_is_named_and_the_rest_are_checked(invok
     assert invoke("flops", "--update-baseline", str(path), f"{user_file}:image",
                   "--input-size", "16").exit_code == 0
     user_file.unlink()
-    result = invoke("flops", "--check", str(path))
+    result = invoke("flops", "--check", str(path), "--trust-sources")
     assert result.exit_code == 2
     assert "could not be checked" in result.stderr and "no such file" in result.stderr
     assert "INCOMPLETE" in result.stderr and "1 entries match" in result.stderr
@@ -233,7 +233,9 @@ ROUND_TRIPS = {
 def test_any_model_and_inputs_round_trip(invoke, tmp_path, monkeypatch, case):
     """Update, check (exit 0), change one layer, check (exit 1 naming the group and the
     change), update (merged), check (exit 0); the file path is kept relative to the
-    baseline, so the two can move together."""
+    baseline, so the two can move together. A file's code runs from the baseline only with
+    --trust-sources, from inside the baseline's folder; a package module never (refused at
+    the update, which --check could never rebuild)."""
     for folder in (tmp_path / "nets", tmp_path / "my_pkg"):
         folder.mkdir()
         (folder / "__init__.py").write_text("")
@@ -242,27 +244,33 @@ def test_any_model_and_inputs_round_trip(invoke, tmp_path, monkeypatch, case):
         target.write_text(textwrap.dedent(MY_NET.format(width=8)))
     model, flags = ROUND_TRIPS[case]
     model = model.format(dir=tmp_path)
-    path = tmp_path / "ci" / "costs.json"
+    path = tmp_path / "costs.json"
     metrics = ["--metrics", "params,macs,backward_flops,activation_bytes"]
     update = invoke("flops", "--update-baseline", str(path), model, *flags, *metrics)
+    if case == "a package module":
+        assert update.exit_code == 2 and "never imports a module" in update.stderr
+        assert not path.exists()
+        return
     assert update.exit_code == 0, update.output
     (name,) = json.loads(path.read_text())["entries"]
-    if "my_net.py" in model:
-        assert json.loads(path.read_text())["entries"][name]["model"].startswith(
-            "../nets/my_net.py:")
-    assert invoke("flops", "--check", str(path)).exit_code == 0
+    assert json.loads(path.read_text())["entries"][name]["model"].startswith(
+        "nets/my_net.py:")
+    untrusted = invoke("flops", "--check", str(path))
+    assert untrusted.exit_code == 2 and "--trust-sources" in untrusted.stderr
+    check = ("flops", "--check", str(path), "--trust-sources")
+    assert invoke(*check).exit_code == 0
     for target in (tmp_path / "nets" / "my_net.py", tmp_path / "my_pkg" / "nets.py"):
         target.write_text(textwrap.dedent(MY_NET.format(width=12)))
     if case == "a package module":
         monkeypatch.delitem(__import__("sys").modules, "my_pkg.nets")
-    drifted = invoke("flops", "--check", str(path))
+    drifted = invoke(*check)
     assert drifted.exit_code == 1, drifted.output
     assert "macs" in drifted.stdout and "→" in drifted.stdout
     assert "activation_bytes" in drifted.stdout
     assert any(group in drifted.stdout for group in ("body", "1", "l1", "embed", "stem"))
-    again = invoke("flops", "--update-baseline", str(path))
+    again = invoke("flops", "--update-baseline", str(path), "--trust-sources")
     assert again.exit_code == 0 and "0 added, 1 replaced" in again.stdout
-    assert invoke("flops", "--check", str(path)).exit_code == 0
+    assert invoke(*check).exit_code == 0
 
 
 def test_check_rebuilds_from_the_record_not_from_flags(invoke, perturbable):

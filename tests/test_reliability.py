@@ -180,7 +180,7 @@ def test_a_damaged_checkpoint_is_named(invoke, tmp_path, size):
     checkpoint.write_bytes(checkpoint.read_bytes()[:size])
     # --fresh: a matching run cache entry would otherwise restore the finished run.
     result = invoke(*TINY_DEGRADATION, "--out", str(out), "--resume", "--fresh")
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # a damaged file given to a command is a bad input
     assert str(checkpoint) in result.stderr and "delete it" in result.stderr
 
 

@@ -84,7 +84,7 @@ def test_lesion_of_a_run_folder_with_a_hostile_checkpoint_refuses_it(tiny_degrad
     marker = tmp_path / "ran"
     _hostile_checkpoint(victim, marker, like=victim)
     result = invoke("lesion", str(folder), "--out", str(tmp_path / "out"))
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # a refused file is a bad input
     assert victim.name in result.output and "refused" in result.output
     assert "Traceback" not in result.output
     assert not marker.exists()
@@ -103,7 +103,7 @@ def test_resume_from_a_hostile_checkpoint_refuses_it(tmp_path, invoke):
     marker = tmp_path / "ran"
     _hostile_checkpoint(checkpoint, marker, like=checkpoint)
     result = invoke(*arguments, "--resume")
-    assert result.exit_code == 1 and checkpoint.name in result.output
+    assert result.exit_code == 2 and checkpoint.name in result.output
     assert "refused" in result.output and not marker.exists()
 
 

@@ -22,7 +22,7 @@ def run_argument(fn):
 split_options = options.from_config(AnalysisOptions, "split", "limit")
 
 
-def _analyse(run, analysis, chosen, out, inline_plotly, title):
+def _analyse(run, analysis, chosen, out, inline_plotly, title, trust_sources=False):
     """Load the nets, run one analysis with a progress bar, write its report."""
     from resnet_probe.analysis import load_trained, why_part
     from resnet_probe.environment import current_environment
@@ -33,7 +33,7 @@ def _analyse(run, analysis, chosen, out, inline_plotly, title):
         with options.progress_bar(None, "default degradation run") as bar:  # a count
             runs = load_trained(None, progress=bar)
     else:
-        runs = load_trained(run)
+        runs = load_trained(run, trust_sources=trust_sources)
     with options.progress_bar(chosen.work((analysis,), len(runs.nets)), analysis.value) as bar:
         part = why_part(runs, (analysis,), chosen, bar)
     environment = current_environment(options.command_line())
@@ -46,6 +46,7 @@ def _analyse(run, analysis, chosen, out, inline_plotly, title):
 
 @options.command()
 @run_argument
+@options.trust_sources
 @click.option("--by", type=click.Choice(["block", "count"]), default="block",
               show_default=True, help="block: delete each block alone; count: delete k random "
               "shape-preserving blocks.")
@@ -54,7 +55,7 @@ def _analyse(run, analysis, chosen, out, inline_plotly, title):
 @options.out(Path("reports"), "Directory for lesion.html and its data folder.")
 @options.inline_plotly
 @options.output_format
-def lesion(run, by, out, inline_plotly, fmt, **settings) -> None:
+def lesion(run, trust_sources, by, out, inline_plotly, fmt, **settings) -> None:
     """Delete blocks of trained nets at test time (Veit et al. 2016).
 
     \b
@@ -70,7 +71,7 @@ def lesion(run, by, out, inline_plotly, fmt, **settings) -> None:
 
     chosen = AnalysisOptions(lesion_views=(by,), **settings)
     part = _analyse(run, Analysis.LESION, chosen, out, inline_plotly,
-                    "resnet-probe lesion study")
+                    "resnet-probe lesion study", trust_sources)
     if by == "block":
         options.emit(part.lesion_blocks, fmt, ["model", "seed", "block", "stage",
                                                "downsampling", "error", "baseline_error",
@@ -82,11 +83,12 @@ def lesion(run, by, out, inline_plotly, fmt, **settings) -> None:
 
 @options.command()
 @run_argument
+@options.trust_sources
 @split_options
 @options.out(Path("reports"), "Directory for responses.html and its data folder.")
 @options.inline_plotly
 @options.output_format
-def responses(run, out, inline_plotly, fmt, **settings) -> None:
+def responses(run, trust_sources, out, inline_plotly, fmt, **settings) -> None:
     """Std of each 3x3 layer's response in trained nets (He et al. 2016, Fig. 7).
 
     \b
@@ -100,13 +102,14 @@ def responses(run, out, inline_plotly, fmt, **settings) -> None:
     from resnet_probe.analysis import Analysis
 
     part = _analyse(run, Analysis.RESPONSES, AnalysisOptions(**settings), out,
-                    inline_plotly, "resnet-probe layer responses")
+                    inline_plotly, "resnet-probe layer responses", trust_sources)
     options.emit(part.responses, fmt, ["model", "seed", "layer", "depth", "response_std",
                                        "rank"])
 
 
 @options.command()
 @run_argument
+@options.trust_sources
 @options.from_config(AnalysisOptions, "landscape_points", "landscape_dims", "landscape_extent",
                      "landscape_limit", "landscape_directions", "direction_seed")
 @click.option("--summary", is_flag=True, help="Print one summary row per net instead of "
@@ -114,7 +117,7 @@ def responses(run, out, inline_plotly, fmt, **settings) -> None:
 @options.out(Path("reports"), "Directory for landscape.html and its data folder.")
 @options.inline_plotly
 @options.output_format
-def landscape(run, summary, out, inline_plotly, fmt, **settings) -> None:
+def landscape(run, trust_sources, summary, out, inline_plotly, fmt, **settings) -> None:
     """Loss along filter-normalised random directions around trained weights (Li et al. 2018).
 
     \b
@@ -131,7 +134,7 @@ def landscape(run, summary, out, inline_plotly, fmt, **settings) -> None:
 
     chosen = AnalysisOptions(**settings)
     part = _analyse(run, Analysis.LANDSCAPE, chosen, out, inline_plotly,
-                    "resnet-probe loss landscape")
+                    "resnet-probe loss landscape", trust_sources)
     if summary:
         options.emit(part.landscape_summary, fmt)
     else:
@@ -142,11 +145,12 @@ def landscape(run, summary, out, inline_plotly, fmt, **settings) -> None:
 
 @options.command()
 @run_argument
+@options.trust_sources
 @options.from_config(AnalysisOptions, "path_images", "path_samples")
 @options.out(Path("reports"), "Directory for paths.html and its data folder.")
 @options.inline_plotly
 @options.output_format
-def paths(run, out, inline_plotly, fmt, **settings) -> None:
+def paths(run, trust_sources, out, inline_plotly, fmt, **settings) -> None:
     """Effective path lengths of trained residual nets (Veit et al. 2016, Fig. 6).
 
     \b
@@ -162,18 +166,19 @@ def paths(run, out, inline_plotly, fmt, **settings) -> None:
     from resnet_probe.analysis import Analysis
 
     part = _analyse(run, Analysis.PATHS, AnalysisOptions(**settings), out, inline_plotly,
-                    "resnet-probe effective path lengths")
+                    "resnet-probe effective path lengths", trust_sources)
     options.emit(part.paths, fmt, ["model", "seed", "path_length", "fraction",
                                    "gradient_magnitude", "effective_length"])
 
 
 @options.command()
 @run_argument
+@options.trust_sources
 @options.from_config(AnalysisOptions, "hessian_images", "hessian_iterations")
 @options.out(Path("reports"), "Directory for hessian.html and its data folder.")
 @options.inline_plotly
 @options.output_format
-def hessian(run, out, inline_plotly, fmt, **settings) -> None:
+def hessian(run, trust_sources, out, inline_plotly, fmt, **settings) -> None:
     """Hessian spectra at the trained weights (Li et al. 2018; pyhessian's approach).
 
     \b
@@ -190,7 +195,7 @@ def hessian(run, out, inline_plotly, fmt, **settings) -> None:
     from resnet_probe.analysis import Analysis
 
     part = _analyse(run, Analysis.HESSIAN, AnalysisOptions(**settings), out, inline_plotly,
-                    "resnet-probe Hessian spectra")
+                    "resnet-probe Hessian spectra", trust_sources)
     options.emit(part.hessian, fmt, ["model", "seed", "top_eigenvalue", "min_eigenvalue",
                                      "min_max_ratio", "loss", "iterations", "images"])
 

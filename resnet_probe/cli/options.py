@@ -2,8 +2,10 @@
 mapping from failures to exit codes (as pip-tools keeps its options in scripts/options.py).
 
 Exit codes: 0 success; 1 a failed check (flops --check drift) or a problem the library reports
-(a damaged file, a memory guard, a locked folder); 2 a bad command line (click's usage errors,
-an unknown model, a resume whose arguments differ) or an unusable baseline (flops --check);
+(a memory guard, a locked folder, a failed download); 2 a bad command line (click's usage
+errors, an unknown model, a resume whose arguments differ), an unusable baseline (flops
+--check), or a file read from elsewhere that is damaged, refused or not what it should hold
+(a checkpoint, a run folder's tables, ``--weights``);
 130 interrupted by Ctrl-C; 143 by SIGTERM.
 """
 
@@ -154,6 +156,18 @@ def sources(models, in_channels=None, weights=None, input_size=None, inputs=()) 
         raise click.UsageError("--input replaces --input-size and --in-channels (the shorthand "
                                "for one image): give one or the other")
     return [resolve(m, in_channels, input_size, weights=weights, inputs=spec) for m in models]
+
+
+def trust_sources(fn):
+    """``--trust-sources``: the one way a model named in a file this command reads may run
+    code (``resnet_probe.sources.recorded``)."""
+    return click.option(
+        "--trust-sources", is_flag=True,
+        help="Let a FILE.py:factory named in the files this command reads (a baseline, a "
+             "run's records) run its code, when that .py file lies inside the folder of the "
+             "file naming it. Without it, a model read from a file may be a zoo name, a spec "
+             "text, torchvision: or timm: only; a package.module:factory read from a file "
+             "never runs.")(fn)
 
 
 def device(help_text: str):

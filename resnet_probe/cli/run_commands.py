@@ -117,6 +117,7 @@ def degradation(device, resume, force_new, no_why, out, fmt, **settings) -> None
 @click.option("--from-degradation", type=click.Path(file_okay=False, path_type=Path),
               default=None, help="Reuse an earlier `degradation --out DIR` run for the "
               "training section (checked against its checkpoints).")
+@options.trust_sources
 @click.option("--no-latency", is_flag=True, help="Skip the latency section.")
 @options.device("Device for the latency and training sections; auto picks CUDA when present.")
 @options.in_channels("Input channels of the foreign models")
@@ -125,7 +126,8 @@ def degradation(device, resume, force_new, no_why, out, fmt, **settings) -> None
 @options.inline_plotly
 @options.output_format_with_markdown
 def compare(models, out, input_size, no_train, train_steps, seeds, from_degradation,
-            no_latency, device, in_channels, fresh, no_why, inline_plotly, fmt) -> None:
+            trust_sources, no_latency, device, in_channels, fresh, no_why, inline_plotly,
+            fmt) -> None:
     """Compare MODELS in one HTML report; the first model is the baseline.
 
     \b
@@ -150,7 +152,8 @@ def compare(models, out, input_size, no_train, train_steps, seeds, from_degradat
     options_ = CompareOptions.choose(input_size, device, latency=not no_latency,
                                      train=not no_train, train_steps=train_steps,
                                      train_seeds=seeds, degradation_dir=from_degradation,
-                                     fresh=fresh, why=not no_why)
+                                     fresh=fresh, why=not no_why,
+                                     trust_sources=trust_sources)
     plan = Plan.build(list(models), options_, in_channels)
     out = check_writable_dir(out)
     path = report.compare_report_path(out, plan.models)

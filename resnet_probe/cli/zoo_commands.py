@@ -96,12 +96,13 @@ def show(model, input_size, depth, in_channels, weights, inputs) -> None:
 @click.option("--memory", is_flag=True, help="Add the memory columns: bytes of parameters, "
               "buffers, gradients and the activations saved for backward, and a training "
               "step's peak, counted on meta tensors (nothing allocated).")
+@options.trust_sources
 @options.foreign_inputs
 @options.model_inputs
 @options.output_format_with_markdown
 def flops(models, input_size, batch_size, by, convention, engine, sweep, check, tolerances,
-          increase_only, update_baseline, replace, metrics, memory, in_channels, weights,
-          inputs, fmt) -> None:
+          increase_only, update_baseline, replace, metrics, memory, trust_sources, in_channels,
+          weights, inputs, fmt) -> None:
     """Count params, MACs and FLOPs of MODELS in every convention.
 
     \b
@@ -116,6 +117,7 @@ def flops(models, input_size, batch_size, by, convention, engine, sweep, check, 
       resnet-probe flops resnet34 --by stage --format csv
       resnet-probe flops --check reports/baselines/flops.json      (in CI)
       resnet-probe flops --check costs.json --rtol macs=0.5% --increase-only
+      resnet-probe flops --check costs.json --trust-sources   (entries FILE.py:factory)
       resnet-probe flops --update-baseline costs.json my_model.py:build --input-size 64 \\
           --metrics params,macs,backward_flops,activation_bytes
       resnet-probe flops torchvision:resnext50_32x4d plain:torchvision:resnet50
@@ -129,6 +131,9 @@ def flops(models, input_size, batch_size, by, convention, engine, sweep, check, 
         raise click.UsageError("--replace goes with --update-baseline FILE")
     if (tolerances or increase_only) and check is None:
         raise click.UsageError("--rtol and --increase-only go with --check FILE")
+    if trust_sources and check is None and update_baseline is None:
+        raise click.UsageError("--trust-sources goes with --check FILE or --update-baseline "
+                               "FILE (the models a baseline names)")
     chosen = tuple(m.strip() for m in metrics.split(",")) if metrics else None
     if update_baseline is not None or check is not None:
         if check is not None and (input_size or in_channels or inputs or batch_size != 1):
@@ -137,10 +142,10 @@ def flops(models, input_size, batch_size, by, convention, engine, sweep, check, 
         try:
             if update_baseline is not None:
                 _update(update_baseline, models, replace, chosen, input_size, in_channels,
-                        inputs, batch_size)
+                        inputs, batch_size, trust_sources)
             else:
                 _check(check, models, regression.Tolerance.parse(tolerances, increase_only),
-                       chosen, fmt)
+                       chosen, fmt, trust_sources)
         except regression.BaselineError as error:
             click.echo(f"Error: {error}", err=True)
             sys.exit(options.EXIT_BAD_BASELINE)
@@ -180,7 +185,8 @@ def flops(models, input_size, batch_size, by, convention, engine, sweep, check, 
         click.echo(f"memory: {MEMORY_METHOD}", err=True)
 
 
-def _update(path, models, replace, metrics, input_size, in_channels, inputs, batch_size):
+def _update(path, models, replace, metrics, input_size, in_channels, inputs, batch_size,
+            trust_sources=False):
     from resnet_probe.report.console import describe_baseline_update
     from resnet_probe.sources import InputSpec
 
@@ -193,18 +199,19 @@ def _update(path, models, replace, metrics, input_size, in_channels, inputs, bat
                                "file's entries are measured as they were recorded)")
     total = len(requests) if requests else None
     with options.progress_bar(total, f"measuring for {path}") as bar:
-        update = regression.update_baseline(path, requests, replace, progress=bar)
+        update = regression.update_baseline(path, requests, replace, progress=bar,
+                                            trust_sources=trust_sources)
     options.echo_result(describe_baseline_update(update))
 
 
-def _check(path, models, tolerance, metrics, fmt):
+def _check(path, models, tolerance, metrics, fmt, trust_sources=False):
     from resnet_probe.report.console import describe_check
     from resnet_probe.results import frame
 
     names = list(models) or None
     with options.progress_bar(len(names) if names else None, f"checking {path}") as bar:
         result = regression.check_baseline(path, names, tolerance, metrics=metrics,
-                                           progress=bar)
+                                           progress=bar, trust_sources=trust_sources)
     for name, reason in result.errors.items():
         click.echo(f"error: entry {name!r} could not be checked: {reason}", err=True)
     for note in result.notes:

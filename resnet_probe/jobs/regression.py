@@ -7,6 +7,13 @@ metrics pinned, and the library versions it was measured with. Values are pinned
 model and per group: per stage for zoo nets (their structure is known), per top-level module
 for any other model (no graph tracing needed, so a check stays fast).
 
+A baseline may come from anyone (a pull request edits it), so it is data: every field is
+checked, its size bounded (the limits below), and its MODEL texts are resolved as recorded
+data (``sources.recorded``): a zoo name, a spec text, ``torchvision:`` or ``timm:`` (and their
+``plain:`` twins) rebuild from library code, while a ``FILE.py:factory`` runs only with
+``trust_sources`` (``--trust-sources``) and only from inside the baseline's folder; a
+``package.module:factory`` entry is never rebuilt from the file.
+
 A check compares every pinned value; a value drifts when it moves by more than its tolerance
 (relative; per metric; optionally only increases fail). An entry that cannot be rebuilt (a
 missing file or library, a factory that now fails) is named with its reason and the other
@@ -34,6 +41,8 @@ from resnet_probe.measure.costs import CostResult, count_costs
 from resnet_probe.measure.memory import MEMORY_COLUMNS
 from resnet_probe.results import atomic_write_text, cannot_write
 from resnet_probe.sources import InputSpec, ModelSource, resolve
+from resnet_probe.sources.recorded import Recorded
+from resnet_probe.untrusted import UntrustedFileError, read_json
 from resnet_probe.zoo import list_models
 
 BASELINE_FORMAT = 2
@@ -47,6 +56,14 @@ METRICS = COUNT_METRICS + MEMORY_METRICS
 GROUP_METRICS = ("params", "trainable_params", "macs", "flops", "macs_with_elementwise",
                  "macs_fvcore_default", "backward_flops", "activation_bytes")
 MAX_VALUE = 2**63 - 1  # a count beyond int64 is a corrupt file, not a model
+# What a baseline may hold: beyond these it is not a file resnet-probe wrote, and is refused
+# before any entry is measured. The whole zoo's baseline is 48 kB, 56 entries and 732 values;
+# a foreign model's groups are its top-level modules (a few dozen). The values bound the rows
+# a check compares and the drift table it can print.
+MAX_BASELINE_BYTES = 16 << 20
+MAX_BASELINE_ENTRIES = 5_000
+MAX_BASELINE_GROUPS = 2_000  # per entry
+MAX_BASELINE_VALUES = 500_000  # pinned values over all entries and groups
 ABOUT = ("resnet-probe cost baseline: per entry the model and what it was fed, and its pinned "
          "costs (params; MACs = conv + linear + attention multiply-accumulates, convention "
          "(a); flops = 2 x MACs; memory in bytes), for the whole model and per group.")
@@ -66,6 +83,8 @@ class Request:
     inputs: InputSpec | None = None
     batch_size: int = 1
     metrics: tuple[str, ...] = DEFAULT_METRICS
+    # Where ``model`` was read, when a file named it: then it is resolved as data.
+    recorded: Recorded | None = None
 
     def __post_init__(self) -> None:
         unknown = [m for m in self.metrics if m not in METRICS]
@@ -80,7 +99,8 @@ class Request:
         return getattr(self.model, "name", None) or type(self.model).__name__
 
     def source(self) -> ModelSource:
-        return resolve(self.model, self.in_channels, self.input_size, inputs=self.inputs)
+        model = self.recorded.checked(self.model) if self.recorded is not None else self.model
+        return resolve(model, self.in_channels, self.input_size, inputs=self.inputs)
 
     def measure(self) -> CostResult:
         memory = any(m in MEMORY_METRICS for m in self.metrics)
@@ -188,15 +208,19 @@ class Baseline:
     entries: dict[str, dict[str, Any]]
     data: dict[str, Any] = field(default_factory=dict)
 
-    def request(self, name: str) -> Request:
-        """The request an entry was measured with, its file paths made local again."""
+    def request(self, name: str, trust_sources: bool = False) -> Request:
+        """The request an entry was measured with, its file paths made local again; its
+        MODEL text is resolved as recorded data (``trust_sources``: a FILE.py:factory inside
+        the baseline's folder may run)."""
         entry = self.entries[name]
         inputs = entry.get("inputs")
+        where = f"baseline {str(self.path)!r} entry {name!r} field 'model'"
         return Request(local(entry["model"], self.path.parent), entry.get("input_size"),
                        entry.get("in_channels"),
                        InputSpec.from_record(inputs, f"{self.path} entry {name!r}")
                        if inputs else None, entry.get("batch_size", 1),
-                       tuple(entry["metrics"]) or DEFAULT_METRICS)
+                       tuple(entry["metrics"]) or DEFAULT_METRICS,
+                       Recorded(where, self.path.parent, trust_sources))
 
 
 def load_baseline(path: str | Path) -> Baseline:
@@ -207,9 +231,10 @@ def load_baseline(path: str | Path) -> Baseline:
         raise BaselineError(f"baseline file {str(path)!r} does not exist; create it with "
                             f"an update (resnet-probe flops --update-baseline {path} MODEL)")
     try:
-        data = json.loads(path.read_text(), parse_constant=_no_constant)
-    except (json.JSONDecodeError, UnicodeDecodeError, ValueError) as error:
-        raise BaselineError(f"baseline file {str(path)!r} is not valid JSON: {error}") from None
+        data = read_json(path, "baseline file", MAX_BASELINE_BYTES)
+    except UntrustedFileError as error:
+        raise BaselineError(f"{error}; a baseline holds at most {MAX_BASELINE_BYTES >> 20} "
+                            f"MiB of JSON") from None
     version = data.get("format") if isinstance(data, dict) else None
     if version == 1:
         data = _from_format_1(path, data)
@@ -221,13 +246,18 @@ def load_baseline(path: str | Path) -> Baseline:
     if not isinstance(entries, dict) or not entries:
         raise BaselineError(f"baseline file {str(path)!r} has no \"entries\" object; expected "
                             f"{{\"entries\": {{name: {{model, metrics, groups, ...}}}}}}")
+    if len(entries) > MAX_BASELINE_ENTRIES:
+        raise BaselineError(f"baseline file {str(path)!r} has {len(entries):,} entries, more "
+                            f"than the {MAX_BASELINE_ENTRIES:,} a baseline may hold; split it")
+    values = 0
     for name, entry in entries.items():
-        _check_entry(path, name, entry)
+        values += _check_entry(path, name, entry)
+        if values > MAX_BASELINE_VALUES:
+            raise BaselineError(f"baseline file {str(path)!r} pins more than "
+                                f"{MAX_BASELINE_VALUES:,} values (at entry {name!r}); a check "
+                                f"compares each, so a baseline may hold at most that many; "
+                                f"split it")
     return Baseline(path, entries, data)
-
-
-def _no_constant(name: str) -> None:
-    raise ValueError(f"{name} is not a count")
 
 
 def _from_format_1(path: Path, data: dict) -> dict:
@@ -249,12 +279,23 @@ def _from_format_1(path: Path, data: dict) -> dict:
     return {"format": BASELINE_FORMAT, "entries": entries}
 
 
-def _check_entry(path: Path, name: str, entry: Any) -> None:
+def _check_entry(path: Path, name: str, entry: Any) -> int:
+    """Raise BaselineError naming the first bad field; returns how many values it pins."""
     where = f"baseline {str(path)!r} entry {name!r}"
     if not isinstance(entry, dict):
         raise BaselineError(f"{where} is {type(entry).__name__}, not an object")
     if not isinstance(entry.get("model"), str) or not entry["model"].strip():
         raise BaselineError(f"{where}: \"model\" must be the MODEL text, e.g. \"resnet50\"")
+    versions = entry.get("versions", {})
+    if not isinstance(versions, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in versions.items()):
+        raise BaselineError(f"{where}: \"versions\" must be an object of library -> version "
+                            f"strings, e.g. {{\"torch\": \"2.13.0\"}}; found "
+                            f"{_shown(versions)}")
+    for key in ("grouped_by", "checked_by"):
+        if key in entry and not isinstance(entry[key], str):
+            raise BaselineError(f"{where}: {key!r} holds {_shown(entry[key])}; expected a "
+                                f"string")
     for key in ("input_size", "in_channels"):
         value = entry.get(key)
         if value is not None and not _is_count(value, minimum=1):
@@ -271,6 +312,9 @@ def _check_entry(path: Path, name: str, entry: Any) -> None:
     groups = entry.get("groups", {})
     if not isinstance(groups, dict):
         raise BaselineError(f"{where}: \"groups\" must be an object of group -> values")
+    if len(groups) > MAX_BASELINE_GROUPS:
+        raise BaselineError(f"{where}: {len(groups):,} groups, more than the "
+                            f"{MAX_BASELINE_GROUPS:,} an entry may pin")
     for group, values in groups.items():
         if not isinstance(values, dict):
             raise BaselineError(f"{where} group {group!r}: expected an object of values")
@@ -281,6 +325,7 @@ def _check_entry(path: Path, name: str, entry: Any) -> None:
             InputSpec.from_record(inputs, where)
         except InvalidRequest as error:
             raise BaselineError(str(error)) from None
+    return len(metrics) + sum(len(values) for values in groups.values())
 
 
 def _check_values(where: str, values: dict) -> None:
@@ -436,9 +481,11 @@ def _arrow(before: int | None, after: int | None) -> str:
 def check_baseline(path: str | Path, models: list[str] | None = None,
                    tolerance: Tolerance = Tolerance(),
                    counted: dict[str, CostResult] | None = None,
-                   metrics: tuple[str, ...] | None = None, progress=None) -> CheckResult:
+                   metrics: tuple[str, ...] | None = None, progress=None,
+                   trust_sources: bool = False) -> CheckResult:
     """Rebuild and count every entry (or those named in ``models``) and compare; ``counted``
-    reuses counts already made, by entry name."""
+    reuses counts already made, by entry name. ``trust_sources``: an entry's FILE.py:factory
+    inside the baseline's folder may run (without it such an entry is named, unchecked)."""
     baseline = load_baseline(path)
     names = models or list(baseline.entries)
     missing = [name for name in names if name not in baseline.entries]
@@ -453,7 +500,7 @@ def check_baseline(path: str | Path, models: list[str] | None = None,
                                    "object, which no MODEL text rebuilds; its test checks it")
             continue
         try:
-            request = baseline.request(name)
+            request = baseline.request(name, trust_sources)
             reused = (counted or {}).get(name)
             measured = reused if reused is not None and _same_setting(reused, request) \
                 else request.measure()
@@ -516,17 +563,22 @@ def measure_entries(requests: dict[str, Request], baseline_dir: Path, progress=N
 
 
 def update_baseline(path: str | Path, requests: list[Request] | None = None,
-                    replace: bool = False, progress=None) -> BaselineUpdate:
+                   replace: bool = False, progress=None, trust_sources: bool = False
+                   ) -> BaselineUpdate:
     """Measure ``requests`` and merge them into the baseline at ``path`` (``replace``: start
     the file afresh). With no requests, an existing file's own entries are re-measured from
-    their records (the whole zoo for a new file)."""
+    their records (the whole zoo for a new file), resolved as data (``trust_sources`` as in
+    ``check_baseline``). A request whose MODEL a check could never rebuild from the file (a
+    package.module:factory, a FILE.py outside the baseline's folder) is refused first."""
     path = Path(path)
     existing = {} if replace or not path.exists() else load_baseline(path).entries
     if requests:
         named = {request.label: request for request in requests}
+        for request in requests:
+            _check_recordable(request, path)
     elif existing:
         baseline = load_baseline(path)
-        named = {name: baseline.request(name) for name in existing}
+        named = {name: baseline.request(name, trust_sources) for name in existing}
     else:
         named = {name: Request(name) for name in list_models()}
     fresh = measure_entries(named, path.parent, progress)
@@ -534,6 +586,21 @@ def update_baseline(path: str | Path, requests: list[Request] | None = None,
     return BaselineUpdate(path, added=[n for n in fresh if n not in existing],
                           replaced=[n for n in fresh if n in existing],
                           kept=[n for n in existing if n not in fresh])
+
+
+def _check_recordable(request: Request, path: Path) -> None:
+    """Refuse to pin a MODEL that ``--check`` could never rebuild from the baseline (with
+    --trust-sources at most): its text as the file would record it must pass as data."""
+    if not isinstance(request.model, str):
+        return
+    text = portable(request.model, path.parent)
+    where = f"--update-baseline {str(path)!r}: {request.model!r}"
+    try:
+        Recorded(where, path.parent, trust_sources=True).checked(local(text, path.parent))
+    except InvalidRequest as error:
+        raise BaselineError(f"{error}. --check rebuilds each entry from the file, so record a "
+                            f"zoo, torchvision: or timm: model, or a FILE.py:factory inside "
+                            f"{str(path.parent)!r}") from None
 
 
 def merge_entries(path: Path, fresh: dict[str, dict[str, Any]], replace: bool = False) -> None:

@@ -124,7 +124,8 @@ def count_costs(
     if source.spec is not None and source.inputs is None and example is None:
         built = build_on_meta(source.spec)
         if source.weights is not None:  # counts do not depend on them, but they must fit
-            check_weights(built, read_weights(source.weights), source.weights, source.text)
+            check_weights(built, read_weights(source.weights, built, "meta"), source.weights,
+                          source.text)
         return count_model_costs(built, input_size, batch_size, name or source.text, engine,
                                  source=source.spec, memory=memory)
     return count_source(source, input_size, batch_size, engine, name, structure, memory,

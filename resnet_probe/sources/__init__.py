@@ -6,7 +6,9 @@ Accepted everywhere a MODEL is:
 * ``torchvision:NAME``: any torchvision classification model (``torchvision.models.get_model``);
 * ``timm:NAME``: any timm model (``timm.create_model``);
 * ``path/to/file.py:factory`` or ``package.module:factory``: a user's function returning an
-  ``nn.Module``;
+  ``nn.Module`` (or an ``nn.Module`` subclass), defined in that file or module: a library's
+  callable (``os:system``, ``builtins:exec``) is never called, and builder arguments must bind
+  to the factory's signature before it is called;
 * any of these three with builder arguments: ``torchvision:vit_h_14[image_size=518]``,
   ``timm:resnet50d[drop_rate=0.1]``, ``my_model.py:build[width=32]``;
 * ``plain:MODEL``: the plain twin of any of the above, made by graph surgery (surgery.py);
@@ -18,6 +20,10 @@ zoo's) get their block and stage structure discovered from their graph, as ``lay
 a measurement needs it. A user's code (importing its module, building, its forward) runs inside
 ``user_code``: its prints go to stderr, and an exception or ``sys.exit`` becomes an error naming
 the source and the step it reached.
+
+A MODEL text read from a file (a baseline, a checkpoint, a run folder) goes through
+``sources.recorded.resolve_recorded`` instead: there a file or module source runs only with an
+explicit trust flag.
 """
 
 from __future__ import annotations
@@ -147,7 +153,8 @@ class ModelSource:
             model = _build_foreign(self, num_classes, in_channels, structure, device)
         if self.weights is not None:
             if device == "meta":
-                check_weights(model, read_weights(self.weights), self.weights, self.text)
+                check_weights(model, read_weights(self.weights, model, "meta"), self.weights,
+                              self.text)
             else:
                 load_weights(model, self.weights, self.text)
         return model
@@ -301,7 +308,8 @@ def _factory(text: str, base: str, arguments, in_channels, input_size) -> ModelS
     source = ModelSource(text, "factory", in_channels=in_channels or 3,
                          default_input_size=input_size or 224, fingerprint=fingerprint,
                          builder_args=arguments)
-    _load_factory(source)  # fail now, with the reason, rather than mid-measurement
+    factory = _load_factory(source)  # fail now, with the reason, rather than mid-measurement
+    _bind(source, factory, arguments, partial=True)  # num_classes etc. may come at build time
     return source
 
 
@@ -340,10 +348,47 @@ def _load_factory(source: ModelSource):
             module = importlib.import_module(location)
     factory = getattr(module, function, None)
     if not callable(factory):
-        names = [n for n, v in vars(module).items() if callable(v) and not n.startswith("_")]
+        names = [n for n, v in vars(module).items() if _is_factory(v, module)
+                 and not n.startswith("_")]
         raise SourceError(f"{source.text!r}: {location!r} has no function {function!r}; it "
                           f"defines {', '.join(sorted(names)[:12]) or 'no functions'}")
+    if not _is_factory(factory, module):
+        kind = ("a built-in function" if inspect.isbuiltin(factory) else
+                f"defined in {getattr(factory, '__module__', None) or 'another module'!r}"
+                if inspect.isfunction(factory) or inspect.isclass(factory)
+                else f"a {type(factory).__name__} object")
+        raise SourceError(f"{source.text!r}: {function!r} in {location!r} is {kind}, not a "
+                          f"factory; a factory is a Python function (or an nn.Module "
+                          f"subclass) that {location!r} itself defines, so a library's "
+                          f"callable is never called (nothing was called)")
     return factory
+
+
+def _is_factory(value: Any, module: Any) -> bool:
+    """A Python function, or an nn.Module subclass, defined in ``module`` itself."""
+    kind = inspect.isfunction(value) or (inspect.isclass(value) and issubclass(value, nn.Module))
+    return kind and getattr(value, "__module__", None) == module.__name__
+
+
+def _bind(source: ModelSource, factory: Callable, arguments: dict[str, Any],
+          partial: bool = False) -> None:
+    """Raise SourceError unless ``arguments`` bind to ``factory``'s signature."""
+    try:
+        signature = inspect.signature(factory)
+        (signature.bind_partial if partial else signature.bind)(**arguments)
+    except (TypeError, ValueError) as error:
+        raise SourceError(f"{source.text!r}: the builder arguments "
+                          f"{', '.join(f'{k}={v!r}' for k, v in arguments.items()) or '(none)'}"
+                          f" do not fit {getattr(factory, '__name__', 'the factory')}"
+                          f"{_signature_text(factory)} ({error}); give NAME=VALUE for its "
+                          f"parameters") from None
+
+
+def _signature_text(factory: Callable) -> str:
+    try:
+        return str(inspect.signature(factory))
+    except (TypeError, ValueError):
+        return "(...)"
 
 
 @contextlib.contextmanager
@@ -415,6 +460,7 @@ def _build_foreign(source: ModelSource, num_classes, in_channels, structure: boo
                 kwargs = {k: v for k, v in kwargs.items()
                           if k in accepted or k in source.builder_args
                           or any(p.kind is p.VAR_KEYWORD for p in accepted.values())}
+                _bind(source, factory, kwargs)
                 model = factory(**kwargs)
         if not isinstance(model, nn.Module):
             raise SourceError(f"{source.text!r} returned {type(model).__name__}, not an "
@@ -456,17 +502,22 @@ def _on(device: str | None) -> Iterator[None]:
 
 def load_weights(model: nn.Module, path: Path, label: str) -> None:
     """A local state_dict into ``model``, strictly: every missing or unexpected key, and every
-    tensor whose shape does not fit, named. The file is loaded as data only."""
-    check_weights(model, read_weights(path), path, label, load=True)
+    tensor whose shape or dtype does not fit, named. The file is loaded as data only, and
+    checked on the meta device (no tensor data read) before its data is."""
+    check_weights(model, read_weights(path, model, "meta"), path, label)
+    check_weights(model, read_weights(path, model), path, label, load=True)
 
 
-def read_weights(path: Path) -> dict[str, torch.Tensor]:
+def read_weights(path: Path, model: nn.Module, device: str = "cpu"
+                 ) -> dict[str, torch.Tensor]:
     """The state_dict in a ``--weights`` file (or the ``state_dict`` a training checkpoint
-    wraps), loaded as data only."""
-    from resnet_probe.untrusted import UntrustedFileError, load_tensors
+    wraps), loaded as data only; the file may declare at most a small multiple of ``model``'s
+    state_dict bytes (``untrusted.allowed_bytes``), checked before anything is inflated.
+    ``device="meta"``: names, shapes and dtypes only."""
+    from resnet_probe.untrusted import UntrustedFileError, allowed_bytes, load_tensors
 
     try:
-        state = load_tensors(path, "--weights")
+        state = load_tensors(path, "--weights", device, allowed_bytes(model.state_dict()))
     except FileNotFoundError:
         raise SourceError(f"--weights {str(path)!r}: no such file") from None
     except UntrustedFileError as error:
@@ -482,22 +533,15 @@ def read_weights(path: Path) -> dict[str, torch.Tensor]:
 
 def check_weights(model: nn.Module, state: dict[str, torch.Tensor], path: Path, label: str,
                   load: bool = False) -> None:
-    """Raise SourceError unless ``state`` fits ``model`` key for key and shape for shape (the
-    check needs no storage, so it works on a meta model); with ``load``, copy it in."""
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    shapes = [f"{k}: {tuple(state[k].shape)} in the file, {tuple(expected[k].shape)} in the "
-              f"model" for k in expected if k in state
-              and tuple(state[k].shape) != tuple(expected[k].shape)]
-    problems = [f"missing {', '.join(missing[:5])}" + (f" (+{len(missing) - 5} more)"
-                                                       if len(missing) > 5 else "")
-                if missing else "",
-                f"unexpected {', '.join(unexpected[:5])}" if unexpected else "",
-                f"shapes differ for {'; '.join(shapes[:5])}" if shapes else ""]
-    if any(problems):
+    """Raise SourceError unless ``state`` fits ``model`` key for key, shape for shape and
+    dtype kind for kind (``untrusted.state_dict_problems``; the check needs no storage, so it
+    works on a meta model); with ``load``, copy it in."""
+    from resnet_probe.untrusted import state_dict_problems
+
+    problems = state_dict_problems(model.state_dict(), state)
+    if problems:
         raise SourceError(f"--weights {str(path)!r} does not fit {label}: "
-                          f"{'; '.join(p for p in problems if p)}")
+                          f"{'; '.join(problems)}")
     if load:
         model.load_state_dict(state, strict=True)
 

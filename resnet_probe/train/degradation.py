@@ -9,7 +9,6 @@ names are resolved once, at the edge.
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -17,10 +16,11 @@ from typing import Any
 
 import pandas as pd
 
+from resnet_probe.contained import contained, remove_inside
 from resnet_probe.data import DATASETS, DEFAULT_DATASET, ImageDataset, load_dataset
 from resnet_probe.errors import InvalidRequest
 from resnet_probe.progress import NO_PROGRESS, Progress
-from resnet_probe.results import atomic_write_bytes, frame, load_table, table
+from resnet_probe.results import atomic_write_bytes, frame, table
 from resnet_probe.settings import check_settings, setting
 from resnet_probe.sources import ModelSource, resolve
 from resnet_probe.train import run_folder
@@ -47,7 +47,7 @@ from resnet_probe.train.verdict import (
     judge,
     settled_early,
 )
-from resnet_probe.untrusted import UntrustedFileError, checked
+from resnet_probe.untrusted import UntrustedFileError, checked, read_json
 from resnet_probe.zoo import Family, get_spec, name_of
 from resnet_probe.zoo.registry import IMAGENET_LAYERS
 
@@ -221,10 +221,20 @@ RUNS = "runs"  # OUT/runs/NAME-seedN.pt: one checkpoint per (model, seed)
 TRAIN_RUNS = "train_runs"  # the table naming each run's cache entry
 
 
+def runs_folder(out_dir: Path) -> Path:
+    """``OUT/runs``, once ``contained`` confirms it (and ``runs/rescaled``) lie inside OUT
+    through no symlink: checkpoints are deleted and written there."""
+    contained(out_dir, Path(out_dir) / RUNS / "rescaled", "the checkpoint folder")
+    return Path(out_dir) / RUNS
+
+
 def discard_checkpoints(out_dir: Path) -> None:
-    """Delete a run folder's checkpoints (weights and optimizer state), keeping its tables."""
-    for checkpoint in (Path(out_dir) / RUNS).glob("*.pt"):
-        checkpoint.unlink()
+    """Delete a run folder's checkpoints (weights and optimizer state), keeping its tables;
+    only inside OUT (a checkpoint that is a symlink is unlinked, never followed)."""
+    runs = runs_folder(out_dir)
+    for folder in (runs, runs / "rescaled"):
+        for checkpoint in folder.glob("*.pt"):
+            remove_inside(out_dir, checkpoint)
 
 
 def run_degradation(
@@ -255,7 +265,7 @@ def run_degradation(
 
 def _train_all(config, sources, data, out_dir: Path, resume, progress, on_run_done, world,
                cache: RunCache | None) -> DegradationResult:
-    runs_dir = out_dir / RUNS
+    runs_dir = runs_folder(out_dir)  # refused before anything is deleted or written
     wanted = run_folder.manifest(config, data.description)
     if resume:
         if not any(runs_dir.glob("*.pt")):
@@ -343,7 +353,8 @@ def _safe(name: str) -> str:
 # --- an earlier run's folder, for compare --from-degradation ---------------------------------
 
 FINAL_FIELDS = {"model": str, "seed": int, "final_train_error": (float, "nan"),
-                "status": str}
+                "status": str, "chance_error": float}
+MAX_TABLE_ROWS = 100_000  # runs in one degradation folder; more is not a file we wrote
 
 
 def load_degradation_run(directory: Path) -> tuple[DegradationTables, list[RunResult]]:
@@ -357,14 +368,17 @@ def load_degradation_run(directory: Path) -> tuple[DegradationTables, list[RunRe
                          f"data/train_final.json or runs/); make one with a degradation run "
                          f"first")
     try:
-        rows = load_table(table_path).to_dict("records")
-        for index, row in enumerate(rows):
-            checked(row, FINAL_FIELDS, f"{str(table_path)!r} row {index + 1}")
-    except (ValueError, TypeError, UnicodeDecodeError) as error:
-        if isinstance(error, UntrustedFileError):
-            raise
-        raise ValueError(f"{str(table_path)!r} is not a readable table ({error}); rerun the "
-                         f"degradation run into {str(directory)!r}") from None
+        rows = read_json(table_path, "degradation table")
+    except UntrustedFileError as error:
+        raise UntrustedFileError(f"{error}: it is not a readable table; rerun the degradation "
+                                 f"run into {str(directory)!r}") from None
+    if not isinstance(rows, list) or len(rows) > MAX_TABLE_ROWS:
+        raise UntrustedFileError(f"{str(table_path)!r} is not a readable table (expected a "
+                                 f"JSON array of at most {MAX_TABLE_ROWS:,} row objects); "
+                                 f"rerun the degradation run into {str(directory)!r}")
+    for index, row in enumerate(rows):
+        checked(row, FINAL_FIELDS, f"{str(table_path)!r} row {index + 1}",
+                optional=("chance_error",))
     unfinished = [f"{row['model']} seed {row['seed']} ({row['status']})" for row in rows
                   if row["status"] not in ENDED]
     if unfinished:
@@ -389,9 +403,15 @@ def load_degradation_run(directory: Path) -> tuple[DegradationTables, list[RunRe
                              f"checkpoint {str(checkpoint)!r} records {recorded!r}: the table "
                              f"was edited or belongs to another run")
         runs.append(run)
-    manifest = json.loads((directory / run_folder.MANIFEST).read_text()) \
-        if (directory / run_folder.MANIFEST).exists() else {}
-    tuning = tuple((manifest.get("config") or {}).get("tuning_seeds") or TUNING_SEEDS)
+    manifest_path = directory / run_folder.MANIFEST
+    manifest = read_json(manifest_path, "run manifest") if manifest_path.exists() else {}
+    config = manifest.get("config") if isinstance(manifest, dict) else None
+    tuning = (config or {}).get("tuning_seeds") if isinstance(config, dict) else None
+    if tuning is not None and (not isinstance(tuning, list) or not all(
+            isinstance(s, int) and not isinstance(s, bool) for s in tuning)):
+        raise UntrustedFileError(f"{str(manifest_path)!r}: config.tuning_seeds must be a list "
+                                 f"of integers, found {tuning!r:.60}")
+    tuning = tuple(tuning or TUNING_SEEDS)
     chance = float(rows[0].get("chance_error", 0.9)) if rows else 0.9
     verdict = judge([final_row(run, chance) for run in runs], chance, tuning)
     return degradation_tables(runs, verdict), runs

@@ -50,8 +50,11 @@ from resnet_probe.train.run_folder import json_safe
 from resnet_probe.untrusted import (
     UnsafeFileError,
     UntrustedFileError,
+    allowed_bytes,
     checked,
     load_tensors,
+    state_dict_problems,
+    tensor_problems,
 )
 
 # A run has diverged when its loss is not finite or exceeds this multiple of its first loss
@@ -266,7 +269,7 @@ def train_run(
     if resume:
         if checkpoint is None or not checkpoint.exists():
             raise NothingToResume(f"nothing to resume: no checkpoint at {checkpoint}")
-        state = load_checkpoint(checkpoint, device, resumable=True)
+        state = load_checkpoint(checkpoint, device, resumable=True, model=model)
         result = state["result"]
         if result.status in ENDED:
             return result
@@ -532,14 +535,49 @@ def _divergence(loss: float, first_loss: float) -> str | None:
 
 
 def load_checkpoint(path: Path, device: torch.device | str = "cpu",
-                    resumable: bool = False) -> dict[str, Any]:
+                    resumable: bool = False, model: nn.Module | None = None) -> dict[str, Any]:
     """A checkpoint written by this loop, loaded as data only (``resnet_probe.untrusted``);
     its ``result`` is the RunResult its record describes. A damaged, foreign or unsafe file
-    is named, with the fix. With ``resumable``, an unfinished run's state is checked to belong
-    to its step: each BN's num_batches_tracked equals its calls per step times the step."""
+    is named, with the fix.
+
+    Without ``model`` only the record is read: the tensors come back on the meta device (names,
+    shapes and dtypes, none of their data). With ``model`` (built from the validated record,
+    or the run being resumed) the file may declare at most a small multiple of the model's
+    bytes (checked before anything is inflated), its weights must fit the model name for name,
+    shape for shape and dtype kind for kind, and only then are they loaded on ``device``; a
+    finished run's weights must be finite, its BN running variances non-negative. With
+    ``resumable`` (and ``model``), an unfinished run's optimizer, RNG and BN state are checked
+    to be whole and to belong to its step."""
     fix = "; delete it to retrain that run from step 0"
+    state = _checkpoint_state(path, "meta", None if model is None else
+                              allowed_bytes(model.state_dict()), fix)
+    result = state["result"]
+    if model is None:
+        return state
+    problems = state_dict_problems(model.state_dict(), state["model"])
+    if problems:
+        raise CorruptCheckpoint(f"checkpoint {str(path)!r} does not fit {result.model}: "
+                                f"{'; '.join(problems)}{fix}")
+    if resumable and result.status not in ENDED:
+        _check_optimizer(state, model, path, fix)
+    state = _checkpoint_state(path, device, allowed_bytes(model.state_dict()), fix)
+    result = state["result"]
+    if result.status is RunStatus.FINISHED:
+        problems = tensor_problems(state["model"])
+        if problems:
+            raise CorruptCheckpoint(f"checkpoint {str(path)!r} says {result.model} seed "
+                                    f"{result.seed} finished, but its weights are not a "
+                                    f"trained net's: {'; '.join(problems[:3])}{fix}")
+    if resumable and result.status not in ENDED:
+        _check_resumable(state, path, fix)
+    return state
+
+
+def _checkpoint_state(path: Path, device: torch.device | str, max_bytes: int | None,
+                      fix: str) -> dict[str, Any]:
+    """The checkpoint's entries and its checked record (as ``result``)."""
     try:
-        state = load_tensors(path, "checkpoint", device)
+        state = load_tensors(path, "checkpoint", device, max_bytes)
     except UnsafeFileError:
         raise  # refused outright: not a damaged file to skip or retrain past
     except UntrustedFileError as error:
@@ -548,29 +586,98 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu",
         found = state.get("format") if isinstance(state, dict) else type(state).__name__
         raise CorruptCheckpoint(f"checkpoint {str(path)!r} has format {found!r}; this version "
                                 f"reads format {CHECKPOINT_FORMAT}{fix}")
-    if not {"model", "step", "record"} <= set(state) or not isinstance(state["step"], int):
-        raise CorruptCheckpoint(f"checkpoint {str(path)!r} lacks the model, step or record "
-                                f"entries{fix}")
+    where = f"checkpoint {str(path)!r}"
     try:
-        result = RunResult.from_record(state["record"], f"checkpoint {str(path)!r}")
+        checked(state, {"model": dict, "step": int, "record": dict}, where)
+        if not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                   for k, v in state["model"].items()):
+            raise UntrustedFileError(f"{where}: the field 'model' must map names to tensors")
+        if state["step"] < 0:
+            raise UntrustedFileError(f"{where}: the field 'step' holds {state['step']}; "
+                                     f"expected a step number (0 or more)")
+        result = RunResult.from_record(state["record"], where)
     except UntrustedFileError as error:
         raise CorruptCheckpoint(f"{error}{fix}") from None
-    if resumable and result.status not in ENDED:
-        _check_resumable(state, path, fix)
     return {**state, "result": result}
 
 
-def _check_resumable(state: dict[str, Any], path: Path, fix: str) -> None:
+def _check_optimizer(state: dict[str, Any], model: nn.Module, path: Path, fix: str) -> None:
+    """An unfinished run's optimizer state, against the model it resumes (meta tensors will
+    do): one SGD group over every parameter, a momentum buffer shaped like its parameter."""
+    where = f"checkpoint {str(path)!r}"
+    parameters = list(model.parameters())
     try:
-        checked(state, {"optimizer": dict, "samples_seen": int, "rng": dict,
-                        "bn_calls_per_step": (dict, None)}, f"checkpoint {str(path)!r}")
+        optimizer = checked(state, {"optimizer": dict}, where)["optimizer"]
+        checked(optimizer, {"state": dict, "param_groups": list}, f"{where} optimizer")
+        groups = optimizer["param_groups"]
+        for index, group in enumerate(groups):
+            checked(group, {"params": list, "lr": float, "momentum": float,
+                            "weight_decay": float}, f"{where} optimizer group {index}")
+        indices = [i for group in groups for i in group["params"]]
+        if indices != list(range(len(parameters))):
+            raise UntrustedFileError(
+                f"{where}: the optimizer holds parameters {_few(indices)}, but "
+                f"{_result_model(state)} has {len(parameters)} (0 to {len(parameters) - 1})")
+        for key, entry in optimizer["state"].items():
+            if not isinstance(key, int) or not 0 <= key < len(parameters) or \
+                    not isinstance(entry, dict):
+                raise UntrustedFileError(f"{where}: the optimizer's state {key!r} is not a "
+                                         f"parameter's")
+            buffer = entry.get("momentum_buffer")
+            if buffer is not None and (not isinstance(buffer, torch.Tensor) or
+                                       tuple(buffer.shape) != tuple(parameters[key].shape)
+                                       or not buffer.is_floating_point()):
+                raise UntrustedFileError(f"{where}: the momentum of parameter {key} is not a "
+                                         f"float tensor shaped {tuple(parameters[key].shape)}")
     except UntrustedFileError as error:
         raise CorruptCheckpoint(f"{error} (an unfinished run needs it to resume){fix}"
                                 ) from None
-    calls, step = state["bn_calls_per_step"] or {}, state["step"]
+
+
+def _result_model(state: dict[str, Any]) -> str:
+    return state["result"].model if "result" in state else "the model"
+
+
+def _few(values: list[Any]) -> str:
+    return ", ".join(map(str, values[:5])) + (f" (+{len(values) - 5} more)"
+                                              if len(values) > 5 else "") or "none"
+
+
+def _check_resumable(state: dict[str, Any], path: Path, fix: str) -> None:
+    where = f"checkpoint {str(path)!r}"
+    try:
+        checked(state, {"optimizer": dict, "samples_seen": int, "rng": dict,
+                        "bn_calls_per_step": (dict, None), "initial_norms": (dict, None)},
+                where, optional=("initial_norms",))
+        if state["samples_seen"] < 0:
+            raise UntrustedFileError(f"{where}: samples_seen is negative")
+        rng = checked(state["rng"], {"torch": torch.Tensor, "cuda": list}, f"{where} rng")
+        expected = torch.get_rng_state()
+        for name, generator in [("torch", rng["torch"]), *(("cuda", g) for g in rng["cuda"])]:
+            if not isinstance(generator, torch.Tensor) or generator.dtype != torch.uint8 or \
+                    generator.dim() != 1 or (name == "torch" and
+                                             generator.numel() != expected.numel()):
+                raise UntrustedFileError(f"{where}: the {name} RNG state is not a generator's "
+                                         f"(a 1-D uint8 tensor"
+                                         f"{f' of {expected.numel()}' if name == 'torch' else ''}"
+                                         f")")
+        calls = state["bn_calls_per_step"] or {}
+        if not all(isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool)
+                   and v >= 0 for k, v in calls.items()):
+            raise UntrustedFileError(f"{where}: bn_calls_per_step must map BN names to counts")
+        norms = state.get("initial_norms") or {}
+        if not all(isinstance(k, str) and isinstance(v, (int, float)) and
+                   not isinstance(v, bool) and math.isfinite(v) for k, v in norms.items()):
+            raise UntrustedFileError(f"{where}: initial_norms must map layer names to finite "
+                                     f"numbers")
+    except UntrustedFileError as error:
+        raise CorruptCheckpoint(f"{error} (an unfinished run needs it to resume){fix}"
+                                ) from None
+    step = state["step"]
     ahead = [f"{name} {int(state['model'][name].item())} (expected {count * step})"
              for name, count in calls.items()
-             if name in state["model"] and int(state["model"][name].item()) != count * step]
+             if name in state["model"] and state["model"][name].numel() == 1
+             and int(state['model'][name].item()) != count * step]
     if ahead:
         raise CorruptCheckpoint(
             f"checkpoint {str(path)!r} says step {step}, but its BN statistics belong to "
@@ -579,8 +686,9 @@ def _check_resumable(state: dict[str, Any], path: Path, fix: str) -> None:
             f"ends{fix}")
 
 
-class CorruptCheckpoint(ValueError):
-    pass
+class CorruptCheckpoint(UntrustedFileError):
+    """A checkpoint that is damaged, foreign, or does not fit its run (an InvalidRequest:
+    exit 2); the message names the file and the fix."""
 
 
 def _any_rank(flag: bool, world: Distributed) -> bool:

@@ -19,8 +19,10 @@ from typing import Any
 
 import torch
 
+from resnet_probe.contained import OutsideError
 from resnet_probe.errors import InvalidRequest
 from resnet_probe.results import atomic_write_text
+from resnet_probe.untrusted import UntrustedFileError, read_json
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = 1
@@ -55,8 +57,8 @@ def check_resume(folder: Path, wanted: dict[str, Any]) -> None:
         raise ManifestMismatch(f"{str(folder)!r} has no {MANIFEST}, so what it holds cannot be "
                                f"checked against this request; start a fresh run instead")
     try:
-        found = json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError) as error:
+        found = read_json(path, "run manifest")
+    except UntrustedFileError as error:
         raise ManifestMismatch(f"{str(path)!r} is damaged ({error}); start a fresh run "
                                f"instead") from None
     if not isinstance(found, dict) or found.get("format") != MANIFEST_FORMAT:
@@ -79,7 +81,16 @@ def locked(folder: Path) -> Iterator[None]:
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    handle = open(folder / LOCK, "a+")
+    try:  # never through a symlink: the lock file is truncated and written
+        descriptor = os.open(folder / LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    except OSError as error:
+        if (folder / LOCK).is_symlink():
+            raise OutsideError(f"{str(folder / LOCK)!r} is a symlink; resnet-probe writes "
+                               f"its lock file only inside {str(folder)!r}, through no "
+                               f"symlink. Remove the link") from None
+        raise OSError(f"cannot write the lock file {str(folder / LOCK)!r}: "
+                      f"{error.strerror or error}") from None
+    handle = os.fdopen(descriptor, "r+")
     try:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

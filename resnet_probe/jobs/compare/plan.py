@@ -45,6 +45,9 @@ class CompareOptions:
     bottleneck_size: int = 56
     fresh: bool = False  # retrain and measure again where the caches hold a result
     why: AnalysisOptions | None = COMPARE_WHY  # analyses of the trained nets; None skips
+    # --from-degradation: a FILE.py:factory the earlier run's files name (inside its folder)
+    # may run; without it only zoo, spec, torchvision: and timm: models are rebuilt from them
+    trust_sources: bool = False
 
     def __post_init__(self) -> None:
         if len(set(self.train_seeds)) != len(self.train_seeds):
@@ -55,7 +58,8 @@ class CompareOptions:
                train: bool = True, train_steps: int | None = None,
                train_seeds: tuple[int, ...] = COMPARE_SEEDS,
                degradation_dir: Path | None = None, fresh: bool = False, why: bool = True,
-               latency_engine: str | None = None) -> CompareOptions:
+               latency_engine: str | None = None, trust_sources: bool = False
+               ) -> CompareOptions:
         """The defaults with a user's choices applied (what the CLI's flags say)."""
         latency_config = replace(COMPARE_LATENCY, device=device)
         if latency_engine is not None:
@@ -69,7 +73,7 @@ class CompareOptions:
                           record_steps=tuple(s for s in COMPARE_TRAIN.record_steps
                                              if s < steps)) if train else None,
             train_seeds=tuple(train_seeds), degradation_dir=degradation_dir, fresh=fresh,
-            why=COMPARE_WHY if why else None)
+            why=COMPARE_WHY if why else None, trust_sources=trust_sources)
 
     @property
     def trains(self) -> bool:

@@ -97,7 +97,8 @@ def _earlier_run(plan: Plan, progress: Progress) -> TrainingPart:
     tables, runs = plan.earlier_run
     why = None
     if plan.options.why is not None:
-        why = why_part(load_trained(directory), WHY_ANALYSES, plan.options.why, progress)
+        why = why_part(load_trained(directory, trust_sources=plan.options.trust_sources),
+                       WHY_ANALYSES, plan.options.why, progress)
     return TrainingPart(degradation=tables, why=why, dataset="as in the earlier run",
                         recipe=None, seeds=tuple(sorted({run.seed for run in runs})),
                         source=f"reused from {directory}")
