@@ -20,6 +20,7 @@ import signal
 import sys
 import traceback
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ EXIT_TERMINATED = 128 + signal.SIGTERM
 FORMATS = ("table", "csv", "json")
 FORMATS_WITH_MARKDOWN = (*FORMATS, "markdown")
 STEP_SUMMARY = "GITHUB_STEP_SUMMARY"
+STDOUT_FD = 1
 # Where results go: the real stdout, while the command (and the user code it runs) writes its
 # own stdout to stderr, so nothing can corrupt --format json or csv.
 _RESULTS: contextvars.ContextVar[Any] = contextvars.ContextVar("results", default=None)
@@ -259,7 +261,8 @@ def user_errors(fn):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         previous = signal.signal(signal.SIGTERM, _raise_terminated)
-        token = _RESULTS.set(_RESULTS.get() or sys.stdout)
+        channel = _results_channel()
+        channel.__enter__()
         try:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", RuntimeWarning)
@@ -287,9 +290,48 @@ def user_errors(fn):
                 f"internal error in resnet-probe ({type(error).__name__}: {error}); run "
                 f"with --debug for the traceback, and please report it") from None
         finally:
-            _RESULTS.reset(token)
+            channel.__exit__(None, None, None)
             signal.signal(signal.SIGTERM, previous)
     return wrapper
+
+
+@contextlib.contextmanager
+def _results_channel() -> Iterator[None]:
+    """Where results go while a command runs. In a real process, file descriptor 1 points at
+    stderr for the whole command and results go to a private duplicate of the original
+    stdout, so nothing else that runs (a user's code, a C library, a child process) can write
+    into --format json|csv|markdown. Under a test runner's in-memory stdout: that stream."""
+    if _RESULTS.get() is not None:  # a command inside a command: the outer one's channel
+        yield
+        return
+    try:
+        real = sys.stdout.fileno() == STDOUT_FD
+    except (AttributeError, OSError, ValueError):  # an in-memory stream
+        real = False
+    if not real:
+        token = _RESULTS.set(sys.stdout)
+        try:
+            yield
+        finally:
+            _RESULTS.reset(token)
+        return
+    sys.stdout.flush()
+    saved = os.dup(STDOUT_FD)
+    results = open(saved, "w", encoding=sys.stdout.encoding, errors=sys.stdout.errors,
+                   closefd=False)
+    token = _RESULTS.set(results)
+    os.dup2(sys.stderr.fileno(), STDOUT_FD)
+    try:
+        yield
+    finally:
+        _RESULTS.reset(token)
+        for finish in (results.close, sys.stdout.flush):  # ours out, the rest to stderr
+            try:
+                finish()
+            except (OSError, ValueError):  # a closed pipe: nothing left to deliver
+                pass
+        os.dup2(saved, STDOUT_FD)
+        os.close(saved)
 
 
 def _debug_details(error: BaseException) -> None:
