@@ -41,11 +41,11 @@ from torch import nn
 from resnet_probe.data import fit_channels, load_dataset
 from resnet_probe.errors import InvalidRequest
 from resnet_probe.measure.hooks import hooked, is_leaf
-from resnet_probe.measure.memory import check_fits
+from resnet_probe.measure.memory import check_fits, check_source_fits
 from resnet_probe.modes import in_mode
 from resnet_probe.progress import NO_PROGRESS, Progress
 from resnet_probe.settings import INPUT_SIZE, check_settings, setting
-from resnet_probe.sources import ModelSource, resolve
+from resnet_probe.sources import ModelSource, SourceError, WeightsMismatch, resolve
 from resnet_probe.sources.surgery import block_modules
 from resnet_probe.stats import seed_estimate
 from resnet_probe.zoo import ResNet
@@ -198,6 +198,7 @@ def measure_gradients(models: Iterable[str | nn.Module | ModelSource],
     sources = {source.text: source for source in map(resolve, models)}
     for name, source in sources.items():
         progress.set_description(f"gradients {name}")
+        check_probe_fits(source, config)
         per_seed = []
         for seed in config.seeds:
             per_seed.append(_one_seed(source, seed, config, result))
@@ -216,6 +217,22 @@ def measure_gradients(models: Iterable[str | nn.Module | ModelSource],
         result.models.append({**_model_row(source, config, per_seed), **fits,
                               "max_within_stage_ratio": max(within, default=math.nan)})
     return result
+
+
+def check_probe_fits(source: ModelSource, config: GradientConfig) -> None:
+    """The probe's batch and the shattering line, estimated on a meta build before any net
+    is built (MemoryGuardError names the estimate and what would fit)."""
+    setting_ = probe_setting(source, config)
+    channels = setting_.in_channels or source.in_channels
+    passes = [(config.batch_size, f"the gradient probe of {source.text}", "a batch size")]
+    if config.shatter_points:
+        passes.append((config.shatter_points, f"the shattering measurement of {source.text}",
+                       "--shatter-points"))
+    for batch, what, option in passes:
+        check_source_fits(source, (batch, channels, setting_.size, setting_.size),
+                          torch.device("cpu"), training=True, what=what,
+                          num_classes=setting_.num_classes, in_channels=setting_.in_channels,
+                          batch_option=option)
 
 
 def _one_seed(source: ModelSource, seed: int, config: GradientConfig, result: GradientResult

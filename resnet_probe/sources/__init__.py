@@ -59,6 +59,16 @@ class SourceError(InvalidRequest):
     """A MODEL that cannot be resolved: unknown name, missing library, bad factory."""
 
 
+class WeightsMismatch(SourceError):
+    """A ``--weights`` state_dict whose keys or shapes do not fit the model as built;
+    ``mismatch`` is what differs, the message adds how to build the model to fit."""
+
+    def __init__(self, mismatch: str) -> None:
+        super().__init__(f"{mismatch}; weights trained for other classes or input channels "
+                         f"fit a model built with --num-classes and --in-channels")
+        self.mismatch = mismatch
+
+
 @dataclass
 class ModelSource:
     """A resolved MODEL: how to build it, what it takes, and (for the zoo) its spec."""
@@ -519,7 +529,7 @@ def check_weights(model: nn.Module, state: dict[str, torch.Tensor], path: Path, 
                 f"unexpected {', '.join(unexpected[:5])}" if unexpected else "",
                 f"shapes differ for {'; '.join(shapes[:5])}" if shapes else ""]
     if any(problems):
-        raise SourceError(f"--weights {str(path)!r} does not fit {label}: "
+        raise WeightsMismatch(f"--weights {str(path)!r} does not fit {label}: "
                           f"{'; '.join(p for p in problems if p)}")
     if load:
         model.load_state_dict(state, strict=True)
