@@ -65,6 +65,7 @@ def degradation(device, resume, force_new, no_why, out, fmt, **settings) -> None
     """
     from resnet_probe.device import training_device
     from resnet_probe.jobs.degradation import DegradationExperiment
+    from resnet_probe.train.degradation import has_checkpoints
     from resnet_probe.train.run_folder import ManifestMismatch
 
     experiment = DegradationExperiment.prepare(
@@ -83,9 +84,13 @@ def degradation(device, resume, force_new, no_why, out, fmt, **settings) -> None
             result = experiment.run(resume=False, progress=bar)
     except KeyboardInterrupt as error:
         what, code = options.interrupt_exit(error)
-        if experiment.is_main:
+        if experiment.is_main and has_checkpoints(out):
             click.echo(f"\n{what}: every step recorded so far is in {out} "
                        f"(report, data/, runs/); rerun with --resume to continue", err=True)
+        elif experiment.is_main:  # --resume would answer "nothing to resume"
+            click.echo(f"\n{what} before the first checkpoint: there is nothing to resume "
+                       f"in {out}; rerun the command (without --resume) to start again",
+                       err=True)
         sys.exit(code)
     finally:
         if experiment.is_main:

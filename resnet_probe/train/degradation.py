@@ -236,6 +236,11 @@ RUNS = "runs"  # OUT/runs/NAME-seedN.pt: one checkpoint per (model, seed)
 TRAIN_RUNS = "train_runs"  # the table naming each run's cache entry
 
 
+def has_checkpoints(out_dir: Path) -> bool:
+    """Whether a run folder holds a checkpoint, the one thing a resume continues from."""
+    return any((Path(out_dir) / RUNS).glob("*.pt"))
+
+
 def discard_checkpoints(out_dir: Path) -> None:
     """Delete a run folder's checkpoints (weights and optimizer state), keeping its tables."""
     for checkpoint in (Path(out_dir) / RUNS).glob("*.pt"):
@@ -273,7 +278,7 @@ def _train_all(config, sources, data, out_dir: Path, resume, progress, on_run_do
     runs_dir = out_dir / RUNS
     wanted = run_folder.manifest(config, data.description)
     if resume:
-        if not any(runs_dir.glob("*.pt")):
+        if not has_checkpoints(out_dir):
             raise NothingToResume(f"nothing to resume in {str(out_dir)!r}: no checkpoints "
                                   f"under {str(runs_dir)!r}; start a fresh run first")
         run_folder.check_resume(out_dir, wanted)
