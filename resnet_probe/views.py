@@ -69,6 +69,8 @@ def gradient_view(result, by: str = "model") -> pd.DataFrame:
     """``result`` is a GradientResult. Stage rows are the mean over the stage's blocks (and
     over seeds), with the within-stage ratio."""
     _check(by, GRADIENT_VIEWS)
+    if by == "stage" and not result.blocks:  # no residual blocks: nothing to roll up
+        return frame([])
     if by == "stage":
         means = rollup(frame(result.blocks), "stage", ["act_grad_norm", "join_grad_norm",
                                                        "act_std", "variance_ratio"], how="mean")

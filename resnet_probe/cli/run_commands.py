@@ -27,7 +27,7 @@ DEFAULT_DEPTHS_TEXT = ", ".join(f"{','.join(map(str, depths))} for {family}"
 @click.option("--depths", type=options.IntList(minimum=1), default=None,
               help=f"Comma-separated depths [default: {DEFAULT_DEPTHS_TEXT}].")
 @options.from_config(DegradationConfig, "preact", "dataset")
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+@click.option("--data-dir", type=options.PathName(file_okay=False, path_type=Path), default=None,
               help="Where real datasets live or are downloaded [default: "
                    "~/.cache/resnet-probe/NAME].")
 @click.option("--steps", type=click.IntRange(min=1), default=None,
@@ -114,12 +114,15 @@ def degradation(device, resume, force_new, no_why, out, fmt, **settings) -> None
 @options.out(Path("reports"), "Directory for the report and its data folder.")
 @options.input_size
 @click.option("--no-train", is_flag=True, help="Skip the short training section.")
-@click.option("--train-steps", type=click.IntRange(min=1), default=COMPARE_TRAIN.steps,
-              show_default=True, help="Steps per model in the training section.")
+@click.option("--train-steps", type=click.IntRange(min=COMPARE_TRAIN.fewest_steps()),
+              default=COMPARE_TRAIN.steps, show_default=True,
+              help=f"Steps per model in the training section; its recipe warms up for "
+                   f"{COMPARE_TRAIN.warmup_steps} steps, so at least "
+                   f"{COMPARE_TRAIN.fewest_steps()}.")
 @options.seeds(COMPARE_SEEDS, f"Seeds of the training section; its verdict needs at least "
                f"three. The default ones are held out: the recipe was tuned on "
                f"{','.join(map(str, COMPARE_TUNING_SEEDS))}.")
-@click.option("--from-degradation", type=click.Path(file_okay=False, path_type=Path),
+@click.option("--from-degradation", type=options.PathName(file_okay=False, path_type=Path),
               default=None, help="Reuse an earlier `degradation --out DIR` run for the "
               "training section (checked against its checkpoints).")
 @click.option("--no-latency", is_flag=True, help="Skip the latency section.")

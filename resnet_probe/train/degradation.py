@@ -9,7 +9,9 @@ names are resolved once, at the edge.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -27,6 +29,7 @@ from resnet_probe.train import run_folder
 from resnet_probe.train.dynamics import dynamics_summary, rescale_comparison
 from resnet_probe.train.loop import (
     ENDED,
+    MAX_STEPS,
     Distributed,
     NothingToResume,
     RunResult,
@@ -92,12 +95,24 @@ def degradation_recipe(steps: int | None = None, epochs: float | None = None,
         if train_size is None:
             raise ValueError("a budget in epochs needs the training set's size")
         batch_size = int(fields.get("batch_size", TrainConfig.batch_size))
-        steps = max(1, round(epochs * train_size / batch_size))
+        steps = _steps_of_epochs(epochs, train_size, batch_size)
     budget = DEFAULT_STEPS if steps is None else steps
     fields.setdefault("record_steps", tuple(s for s in RECORDED_STEPS if s < budget))
     return TrainConfig(steps=budget, eval_every=max(1, budget // 10),
                        grad_norm_every=max(1, budget // 12),
                        checkpoint_every=max(1, budget // 10), **fields)
+
+
+def _steps_of_epochs(epochs: float, train_size: int, batch_size: int) -> int:
+    """A budget in epochs as steps: a finite number of epochs above 0 whose steps stay
+    within MAX_STEPS, else InvalidRequest naming the value and the range."""
+    most = MAX_STEPS * batch_size / train_size
+    if not isinstance(epochs, (int, float)) or isinstance(epochs, bool) \
+            or not math.isfinite(epochs) or epochs <= 0 or epochs > most:
+        raise InvalidRequest(f"epochs must be a finite number above 0 and at most {most:g} "
+                             f"({MAX_STEPS:,} steps of batch {batch_size} on {train_size:,} "
+                             f"training images): epochs={epochs!r}")
+    return max(1, round(epochs * train_size / batch_size))
 
 
 def fit_dataset_to(dataset: ImageDataset, sources: list[ModelSource]) -> ImageDataset:
@@ -358,7 +373,16 @@ def cache_record(result: DegradationResult, cache: RunCache) -> dict[str, Any]:
 
 
 def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
+    """A model's label as a file name; a long one (a factory's full path) keeps its start and
+    a digest of the whole, so it stays distinct and within the file system's 255 bytes."""
+    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
+    if len(safe.encode()) <= SAFE_NAME_BYTES:
+        return safe
+    digest = hashlib.sha256(name.encode()).hexdigest()[:16]
+    return safe.encode()[:SAFE_NAME_BYTES - 17].decode(errors="ignore") + "-" + digest
+
+
+SAFE_NAME_BYTES = 160  # leaves room for "-seedN-rescaled.pt" and a temporary file's affixes
 
 
 # --- an earlier run's folder, for compare --from-degradation ---------------------------------

@@ -64,9 +64,14 @@ DIVERGENCE_FACTOR = 100.0
 CHECKPOINT_FORMAT = 3
 
 
+# A budget beyond this is a typo (10^9 steps take years even at 100 steps a second); the bound
+# keeps a budget given in epochs a count that the schedule's arithmetic can hold.
+MAX_STEPS = 10**9
+
+
 @dataclass(frozen=True)
 class TrainConfig:
-    steps: int = setting(300, "Training steps.", minimum=1)
+    steps: int = setting(300, "Training steps.", minimum=1, maximum=MAX_STEPS)
     batch_size: int = setting(128, "Global batch (split across processes under torchrun).",
                               minimum=2)
     lr: float = setting(0.1, "Learning rate after the warm-up.", above=0)
@@ -104,6 +109,13 @@ class TrainConfig:
                              f"lr milestone at step {first_milestone:.0f}, so lr {self.lr} would "
                              f"never be used: warmup_steps={self.warmup_steps}, "
                              f"steps={self.steps}; give fewer warm-up steps or more steps")
+
+    def fewest_steps(self) -> int:
+        """The smallest budget this recipe's warm-up leaves room in: more steps than the
+        warm-up, and the warm-up over by the first lr milestone (what __post_init__ asks)."""
+        first = min(self.milestones, default=1.0)
+        by_milestone = math.ceil(self.warmup_steps / first) if first > 0 else 0
+        return max(self.warmup_steps + 1, by_milestone, 1)
 
     def lr_at(self, step: int) -> float:
         if step < self.warmup_steps:
