@@ -2,9 +2,25 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 DEVICES = ("auto", "cpu", "cuda")
+
+
+def available_cores() -> int:
+    """The CPU cores this process may run on: its affinity mask (as taskset or a container's
+    cpuset narrow it), else every core the machine has."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):  # no affinity on this platform
+        return os.cpu_count() or 1
+
+
+# The bound of every thread count a command takes: more threads than cores only time-share
+# them, and far more crash OpenMP (libgomp aborts at 20,000, a segfault at 100,000).
+CPU_CORES = available_cores()
 
 
 def resolve_device(device: str) -> torch.device:

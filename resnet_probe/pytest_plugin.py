@@ -19,12 +19,15 @@ The plugin imports torch only when a test uses the fixture.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 _UPDATES = pytest.StashKey[dict]()
+_OUTCOME = pytest.StashKey[str]()  # what became of the updates, for the terminal summary
+DAMAGED_SUFFIX = ".damaged"  # where --costs-update moves a baseline it cannot read
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -46,6 +49,25 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "costs(rtol=[...], increase_only=False, metrics=[...]): "
                                        "this test's cost-gate tolerances and metrics")
     config.stash[_UPDATES] = {}
+    if config.getoption("--costs-update"):
+        problem = _unwritable(_baseline(config))
+        if problem:  # said before any test runs, so no measurement is made for nothing
+            raise pytest.UsageError(f"--costs-update: {problem}; give a writable file with "
+                                    f"--costs-baseline FILE")
+
+
+def _unwritable(path: Path) -> str | None:
+    """Why the baseline at ``path`` cannot be written, or None."""
+    if path.is_dir():
+        return f"the cost baseline {str(path)!r} is a directory, not a file"
+    folder = next((p for p in (path.parent, *path.parent.parents) if p.exists()), None)
+    if folder is None or not folder.is_dir():
+        return f"the cost baseline {str(path)!r} cannot be created: no folder to hold it"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"the folder {str(folder)!r} of the cost baseline is not writable"
+    if path.exists() and not os.access(path, os.W_OK):
+        return f"the cost baseline {str(path)!r} is not writable"
+    return None
 
 
 def _baseline(config: pytest.Config) -> Path:
@@ -65,6 +87,7 @@ class CostGate:
         self.calls = 0
 
     def __call__(self, model, inputs=None, *, name: str | None = None, **count: Any):
+        from resnet_probe.errors import InvalidRequest
         from resnet_probe.jobs.regression import DEFAULT_METRICS, Tolerance
         from resnet_probe.testing import CostGateError, check_entry, measure_entry
 
@@ -85,6 +108,9 @@ class CostGate:
                 rtol, bool(self.options.get("increase_only", False))))
         except CostGateError as error:
             pytest.fail(str(error), pytrace=False)
+        except (InvalidRequest, OSError, ValueError) as error:  # a damaged or unreadable file
+            pytest.fail(f"resnet-probe cost gate: the baseline {str(path)!r} cannot be used: "
+                        f"{error}; fix it, or rewrite it with --costs-update", pytrace=False)
         return result
 
 
@@ -97,15 +123,59 @@ def costs(request: pytest.FixtureRequest) -> CostGate:
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    updates = session.config.stash.get(_UPDATES, {})
-    if updates:
-        from resnet_probe.jobs.regression import merge_entries
+    """Merge the updates into the baseline, atomically. A baseline that cannot be read is
+    moved aside (kept, never overwritten) and the updates start a new one; a write that
+    fails is said in the summary and fails the session, never as a traceback."""
+    config = session.config
+    updates = config.stash.get(_UPDATES, {})
+    if not updates:
+        return
+    from resnet_probe.errors import InvalidRequest
+    from resnet_probe.jobs.regression import merge_entries
 
-        merge_entries(_baseline(session.config), updates)
+    path = _baseline(config)
+    try:
+        moved = _move_aside_if_damaged(path)
+        merge_entries(path, updates)
+    except (OSError, InvalidRequest) as error:
+        config.stash[_OUTCOME] = (f"resnet-probe: the {len(updates)} updated cost entries were "
+                                  f"NOT written: {error}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        return
+    config.stash[_OUTCOME] = f"resnet-probe: {len(updates)} cost entries written to {path}"
+    if moved is not None:
+        config.stash[_OUTCOME] += (f"; the baseline there could not be read ({moved[1]}), so it "
+                                   f"was moved to {moved[0]} and the entries start a new file "
+                                   f"(entries of tests not run now are only in the old one)")
+
+
+def _move_aside_if_damaged(path: Path) -> tuple[Path, str] | None:
+    """Under the lock merge_entries takes (the baseline's folder), move a baseline that does
+    not load to ``NAME.damaged``: (where it went, why), or None when it loads or is absent."""
+    import fcntl
+
+    from resnet_probe.errors import InvalidRequest
+    from resnet_probe.jobs.regression import load_baseline
+
+    if not path.exists():
+        return None
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        fcntl.flock(folder, fcntl.LOCK_EX)  # another worker may be rewriting it
+        if not path.exists():
+            return None
+        try:
+            load_baseline(path)
+            return None
+        except (InvalidRequest, ValueError, RecursionError) as error:
+            aside = path.with_name(path.name + DAMAGED_SUFFIX)
+            os.replace(path, aside)
+            return aside, str(error)
+    finally:
+        os.close(folder)  # and the lock with it
 
 
 def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
-    updates = config.stash.get(_UPDATES, {})
-    if updates:
-        terminalreporter.write_line(f"resnet-probe: {len(updates)} cost entries written to "
-                                    f"{_baseline(config)}")
+    outcome = config.stash.get(_OUTCOME, None)
+    if outcome:
+        terminalreporter.write_line(outcome)

@@ -21,6 +21,7 @@ from typing import Any
 import pandas as pd
 
 from resnet_probe.contained import contained
+from resnet_probe.errors import InvalidRequest
 
 
 class Direction(StrEnum):
@@ -176,6 +177,47 @@ def change_direction(column: str, delta_pct: float) -> str | None:
         return None
     lower = delta_pct < 0
     return "better" if lower == (metric.direction is Direction.LOWER) else "worse"
+
+
+def check_path_name(path: str | Path, what: str) -> Path:
+    """``path`` if the file system can hold its name, else InvalidRequest naming the part that
+    is too long and the limit (NAME_MAX bytes per name, PATH_MAX for the whole path; 255 and
+    4096 on Linux). Checked before any work, so a long --out fails at once, not at the end."""
+    path = Path(path)
+    existing = next((p for p in (path.absolute(), *path.absolute().parents) if _exists(p)),
+                    Path("/"))
+    name_max, path_max = _limit(existing, "PC_NAME_MAX", 255), _limit(existing, "PC_PATH_MAX",
+                                                                      4096)
+    for part in path.parts:
+        size = len(os.fsencode(part))
+        if size > name_max:
+            where = f"{what} {_shortened(str(path))}: the name" if str(path) != part \
+                else f"{what} name"
+            raise InvalidRequest(f"{where} {_shortened(part)} is {size} bytes long; a file or "
+                                 f"folder name may be at most {name_max} bytes here")
+    size = len(os.fsencode(str(path.absolute())))
+    if size > path_max:
+        raise InvalidRequest(f"{what} {_shortened(str(path))} is {size} bytes long as an "
+                             f"absolute path; a path may be at most {path_max} bytes here")
+    return path
+
+
+def _shortened(text: str, keep: int = 40) -> str:
+    return repr(text) if len(text) <= keep else repr(text[:keep]) + f"... ({len(text)} characters)"
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except OSError:  # a name too long to even ask about
+        return False
+
+
+def _limit(directory: Path, name: str, default: int) -> int:
+    try:
+        return int(os.pathconf(directory, name))
+    except (OSError, ValueError, AttributeError):  # no such limit on this platform
+        return default
 
 
 def cannot_write(path: str | Path, error: OSError) -> OSError:

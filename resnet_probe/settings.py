@@ -47,7 +47,7 @@ class Setting:
         if kind is str:
             return isinstance(value, str)
         return isinstance(value, (int, float) if kind is float else int) \
-            and not isinstance(value, bool) and math.isfinite(value) \
+            and not isinstance(value, bool) and (isinstance(value, int) or math.isfinite(value)) \
             and (self.minimum is None or value >= self.minimum) \
             and (self.above is None or value > self.above) \
             and (self.maximum is None or value <= self.maximum)

@@ -78,6 +78,8 @@ def gradient_view(result, by: str = "model") -> pd.DataFrame:
     gives; stage rows are the mean over the stage's blocks (and over seeds), with the
     within-stage ratio."""
     _check(by, GRADIENT_VIEWS)
+    if by == "stage" and not result.blocks:  # no residual blocks: nothing to roll up
+        return frame([])
     if by == "model":
         models = frame(result.models)
         return models if models.empty else with_gradient_trend(models)

@@ -109,3 +109,57 @@ def test_a_named_baseline_and_the_function_form(pytester: pytest.Pytester, tmp_p
         assert_costs(model, __import__("torch").zeros(4, 4), baseline=path, name="head")
     with pytest.raises(CostGateError, match="has no entry 'tail'"):
         assert_costs(model, __import__("torch").zeros(2, 4), baseline=path, name="tail")
+
+
+def test_a_damaged_baseline_fails_the_gate_naming_the_file(pytester: pytest.Pytester):
+    _write(pytester, 8)
+    (pytester.path / "costs-baseline.json").write_text('{"format": 2, "entries": [1, 2')
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(failed=4)
+    result.stdout.fnmatch_lines(["*cost gate: the baseline*costs-baseline.json*cannot be used*"
+                                 "not valid JSON*"])
+    assert "Traceback" not in result.stdout.str() and "regression.py" not in result.stdout.str()
+
+
+def test_costs_update_over_a_damaged_baseline_keeps_it_and_loses_no_update(
+        pytester: pytest.Pytester):
+    _write(pytester, 8)
+    damaged = '{"format": 2, "entries": {"x": 1'
+    (pytester.path / "costs-baseline.json").write_text(damaged)
+    result = pytester.runpytest("-p", "no:cacheprovider", "--costs-update")
+    result.assert_outcomes(passed=4)
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(["*4 cost entries written to*costs-baseline.json; the "
+                                 "baseline there could not be read*moved to*.damaged*"])
+    assert (pytester.path / "costs-baseline.json.damaged").read_text() == damaged
+    entries = json.loads((pytester.path / "costs-baseline.json").read_text())["entries"]
+    assert len(entries) == 4  # every update written
+    pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=4)
+
+
+def test_costs_update_into_an_unwritable_baseline_is_a_usage_error(pytester: pytest.Pytester,
+                                                                    tmp_path):
+    _write(pytester, 8)
+    result = pytester.runpytest("-p", "no:cacheprovider", "--costs-update",
+                                f"--costs-baseline={tmp_path}")  # a directory
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--costs-update: the cost baseline*is a directory, not a "
+                                 "file; give a writable file with --costs-baseline FILE*"])
+    assert "Traceback" not in result.stderr.str() + result.stdout.str()
+
+
+def test_a_write_that_fails_at_the_end_is_said_and_fails_the_session(
+        pytester: pytest.Pytester, monkeypatch):
+    from resnet_probe.jobs import regression
+
+    def full_disk(path, fresh, replace=False):
+        raise OSError(f"cannot write {str(path)!r}: No space left on device")
+
+    monkeypatch.setattr(regression, "merge_entries", full_disk)
+    _write(pytester, 8)
+    result = pytester.runpytest("-p", "no:cacheprovider", "--costs-update")
+    result.assert_outcomes(passed=4)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(["*the 4 updated cost entries were NOT written: cannot write*"
+                                 "No space left on device*"])
+    assert "Traceback" not in result.stdout.str()

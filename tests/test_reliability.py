@@ -353,7 +353,7 @@ def test_a_busy_machine_is_reported(monkeypatch):
     monkeypatch.setattr(machine, "machine_load",
                         lambda: {"load_average_1min": 24.0, "cpu_mhz": None, "cores": 2})
     result = latency.measure_latency(["resnet8"], latency.LatencyConfig(
-        repeats=2, warmup=0, backward=False, threads=2))
+        repeats=2, warmup=0, backward=False, threads=1))
     assert result.warnings and "load average 24.0" in result.warnings[0]
     assert result.environment["load_average_1min"] == 24.0
     assert machine.busy_warning({"load_average_1min": 1.5, "cores": 2}, threads=2) is None
@@ -378,13 +378,16 @@ def test_numerical_warnings_are_reported_in_our_words():
     assert "RuntimeWarning" not in result.output
 
 
-def test_threads_beyond_the_cores_are_flagged():
+def test_threads_beyond_the_cores_are_refused():
+    """More threads than cores only time-share them (and far more crash libgomp): refused,
+    with the range, where the config is made."""
+    from resnet_probe.device import CPU_CORES
+    from resnet_probe.errors import InvalidRequest
     from resnet_probe.measure import latency
 
-    threads = (os.cpu_count() or 1) + 1
-    result = latency.measure_latency(["resnet8"], latency.LatencyConfig(
-        repeats=2, warmup=0, backward=False, threads=threads))
-    assert any(f"{threads} threads on" in warning for warning in result.warnings)
+    with pytest.raises(InvalidRequest, match=rf"threads must be an integer, at least 1 and at "
+                                             rf"most {CPU_CORES}: threads={CPU_CORES + 1}"):
+        latency.LatencyConfig(threads=CPU_CORES + 1)
 
 
 def test_a_noisy_spread_is_flagged():

@@ -16,7 +16,8 @@ from resnet_probe.train.loop import TrainConfig
 
 @pytest.mark.parametrize("make, message", [
     (lambda: TrainConfig(lr=0), "lr must be a number, above 0: lr=0"),
-    (lambda: TrainConfig(steps=10.0), "steps must be an integer, at least 1: steps=10.0"),
+    (lambda: TrainConfig(steps=10.0),
+     r"steps must be an integer, at least 1 and at most 1e\+09: steps=10.0"),
     (lambda: LatencyConfig(channels_last="yes"),
      "channels_last must be True or False: channels_last='yes'"),
     (lambda: LatencyConfig(batch_size=True), "batch_size must be an integer, at least 1"),

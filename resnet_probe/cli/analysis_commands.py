@@ -16,7 +16,7 @@ RUN_HELP = ("RUN is a `degradation --out DIR` folder, a compare report (or its -
 
 def run_argument(fn):
     return click.argument("run", required=False,
-                          type=click.Path(path_type=Path, exists=False))(fn)
+                          type=options.PathName(path_type=Path, exists=False))(fn)
 
 
 split_options = options.from_config(AnalysisOptions, "split", "limit")

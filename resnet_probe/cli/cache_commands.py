@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from resnet_probe.cli import options
@@ -43,6 +45,14 @@ def clear(yes: bool) -> None:
 
     run_cache, results = RunCache(), results_store()
     if not yes:
-        click.confirm(f"delete {run_cache.usage()} and {results.usage()}?", abort=True)
+        try:
+            confirmed = click.confirm(f"delete {run_cache.usage()} and {results.usage()}?")
+        except click.Abort:  # the input ended (e.g. </dev/null, no terminal) or Ctrl-C
+            raise click.UsageError("the confirmation could not be read (no answer on "
+                                   "stdin); nothing was deleted; pass --yes to clear without "
+                                   "asking") from None
+        if not confirmed:
+            click.echo("nothing deleted", err=True)
+            sys.exit(options.EXIT_CHECK_FAILED)
     options.echo_result(f"freed {run_cache.clear()}")
     options.echo_result(f"freed {results.clear()}")

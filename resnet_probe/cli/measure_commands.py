@@ -20,7 +20,7 @@ DYNAMICS_STEPS = (0, 1, 2, 5, 10, 20)
 @options.from_config(LatencyConfig, "device", "engine", "batch_size", "input_size", "repeats",
                      "warmup", "dtype", "threads", "channels_last", "backward",
                      "sweep_batch_sizes", "peak_gflops", "peak_gbytes_per_s")
-@click.option("--trace", "trace_dir", type=click.Path(file_okay=False, path_type=Path),
+@click.option("--trace", "trace_dir", type=options.PathName(file_okay=False, path_type=Path),
               default=None, help="With --engine profiler: write one profiled pass per model "
               "and direction as a Chrome/Perfetto trace (open in ui.perfetto.dev or "
               "chrome://tracing) into this folder.")
@@ -30,7 +30,7 @@ DYNAMICS_STEPS = (0, 1, 2, 5, 10, 20)
                    "over repeats), raw samples, or the batch sweep.")
 @options.foreign_inputs
 @options.output_format
-def latency(models, by, trace_dir, in_channels, weights, fmt, **settings) -> None:
+def latency(models, by, trace_dir, in_channels, weights, num_classes, fmt, **settings) -> None:
     """Time every layer of MODELS, forward and backward, on CPU or GPU.
 
     \b
@@ -59,7 +59,8 @@ def latency(models, by, trace_dir, in_channels, weights, fmt, **settings) -> Non
     if trace_dir is not None and config.engine != "profiler":
         raise click.UsageError("--trace writes the profiler's traces: add --engine profiler")
     with options.progress_bar(config.work(len(models)), "latency") as bar:
-        result = measure_latency(options.sources(models, in_channels, weights, config.input_size),
+        result = measure_latency(options.sources(models, in_channels, weights, config.input_size,
+                                                 num_classes=num_classes),
                                  config, bar, trace_dir)
     for note in latency_notes(result):
         click.echo(note, err=True)
@@ -100,7 +101,7 @@ def latency(models, by, trace_dir, in_channels, weights, fmt, **settings) -> Non
                    "with --steps].")
 @options.foreign_inputs
 @options.output_format
-def gradients(models, steps, by, in_channels, weights, fmt, **settings) -> None:
+def gradients(models, steps, by, in_channels, weights, num_classes, fmt, **settings) -> None:
     """Measure gradient norms by depth at initialization, plain vs residual.
 
     \b
@@ -126,8 +127,10 @@ def gradients(models, steps, by, in_channels, weights, fmt, **settings) -> None:
     from resnet_probe.views import gradient_view, measured_for
 
     by = by or ("dynamics" if steps else "model")
-    config = GradientConfig(**settings)
-    models = options.sources(models, in_channels, weights, config.input_size)
+    # The probe builds each net for the digits it feeds, unless told its head and channels.
+    config = GradientConfig(**settings, num_classes=num_classes, in_channels=in_channels)
+    models = options.sources(models, in_channels, weights, config.input_size,
+                             num_classes=num_classes)
     if by in DYNAMICS_VIEWS:
         watched = steps or DYNAMICS_STEPS
         with options.progress_bar(len(models) * len(config.seeds), "dynamics") as bar:
@@ -150,6 +153,8 @@ def gradients(models, steps, by, in_channels, weights, fmt, **settings) -> None:
     with options.progress_bar(config.work(len(models)), "gradients") as bar:
         result = measure_gradients(models, config, bar)
     click.echo(f"input: {result.input_description}", err=True)
+    for note in result.notes:
+        click.echo(f"note: {note}", err=True)
     options.emit(gradient_view(result, by), fmt,
                  ["model", "depth", "shortcut", "grad_ratio_first_last", "grad_ratio_std",
                   "max_within_stage_ratio", "gradient_trend"] if by == "model" else None)

@@ -22,6 +22,7 @@ import signal
 import sys
 import traceback
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,7 @@ EXIT_TERMINATED = 128 + signal.SIGTERM
 FORMATS = ("table", "csv", "json")
 FORMATS_WITH_MARKDOWN = (*FORMATS, "markdown")
 STEP_SUMMARY = "GITHUB_STEP_SUMMARY"
+STDOUT_FD = 1
 # Where results go: the real stdout, while the command (and the user code it runs) writes its
 # own stdout to stderr, so nothing can corrupt --format json or csv.
 _RESULTS: contextvars.ContextVar[Any] = contextvars.ContextVar("results", default=None)
@@ -93,6 +95,22 @@ class IntList(click.ParamType):
         return values
 
 
+class PathName(click.Path):
+    """click.Path that also refuses a name the file system cannot hold (over 255 bytes for
+    one name on Linux), at parse time: exit 2 naming the option and the limit, not an
+    OSError after the work is done."""
+
+    def convert(self, value, param, ctx):
+        from resnet_probe.results import check_path_name
+
+        path = super().convert(value, param, ctx)
+        try:
+            check_path_name(path, "path")
+        except InvalidRequest as error:
+            self.fail(str(error), param, ctx)
+        return path
+
+
 MODEL = ModelName()
 INT_LIST = IntList()
 
@@ -119,11 +137,16 @@ def input_size(fn):
 
 
 def foreign_inputs(fn):
-    """What a foreign model takes, and weights to load into it."""
-    fn = click.option("--weights", type=click.Path(dir_okay=False, path_type=Path),
+    """What a model takes, its head, and weights to load into it."""
+    fn = click.option("--num-classes", type=click.IntRange(min=1), default=None,
+                      help="Classes of the model's head, e.g. to fit --weights trained for "
+                           "another number (a zoo spec field; a foreign model's builder "
+                           "argument num_classes) [default: the model's own].")(fn)
+    fn = click.option("--weights", type=PathName(dir_okay=False, path_type=Path),
                       default=None, help="A local state_dict to load (one MODEL only); "
                       "nothing is downloaded.")(fn)
-    return in_channels("Input channels of a foreign model")(fn)
+    return in_channels("Input channels (a zoo model's spec field in_channels, or what a "
+                       "foreign model is fed)")(fn)
 
 
 def in_channels(help_text: str):
@@ -145,8 +168,9 @@ def model_inputs(fn):
              "--input-size and --in-channels, the shorthand for one image.")(fn)
 
 
-def sources(models, in_channels=None, weights=None, input_size=None, inputs=()) -> list:
-    """The command's MODELs resolved once, with what they take."""
+def sources(models, in_channels=None, weights=None, input_size=None, inputs=(),
+            num_classes=None) -> list:
+    """The command's MODELs resolved once, with what they take and their head."""
     from resnet_probe.sources import InputSpec, resolve
 
     if weights is not None and len(models) != 1:
@@ -155,7 +179,27 @@ def sources(models, in_channels=None, weights=None, input_size=None, inputs=()) 
     if spec is not None and (input_size is not None or in_channels is not None):
         raise click.UsageError("--input replaces --input-size and --in-channels (the shorthand "
                                "for one image): give one or the other")
-    return [resolve(m, in_channels, input_size, weights=weights, inputs=spec) for m in models]
+    return [resolve(with_head(m, num_classes, in_channels), in_channels, input_size,
+                    weights=weights, inputs=spec) for m in models]
+
+
+def with_head(model: str, num_classes: int | None, in_channels: int | None) -> str:
+    """MODEL text with --num-classes and --in-channels written in: a zoo model's spec fields
+    (``resnet8[in_channels=3,num_classes=10]``, so the label says what was built), a foreign
+    model's builder argument ``num_classes`` (its channels are what resolve feeds it)."""
+    from resnet_probe.sources import resolve
+
+    if num_classes is None and in_channels is None:
+        return model
+    innermost = resolve(model)
+    while innermost.inner is not None:  # plain:MODEL builds MODEL, then twins it
+        innermost = innermost.inner
+    fields = {"in_channels": in_channels} if innermost.is_zoo else {}
+    fields["num_classes"] = num_classes
+    written = ",".join(f"{k}={v}" for k, v in fields.items() if v is not None)
+    if not written:
+        return model
+    return f"{model[:-1]},{written}]" if model.endswith("]") else f"{model}[{written}]"
 
 
 def trust_sources(fn):
@@ -228,7 +272,7 @@ def seeds(default: tuple[int, ...], help_text: str):
 
 
 def out(default: Path, help_text: str):
-    return click.option("--out", type=click.Path(path_type=Path), default=default,
+    return click.option("--out", type=PathName(path_type=Path), default=default,
                         show_default=True, help=help_text)
 
 
@@ -276,7 +320,8 @@ def user_errors(fn):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         previous = signal.signal(signal.SIGTERM, _raise_terminated)
-        token = _RESULTS.set(_RESULTS.get() or sys.stdout)
+        channel = _results_channel()
+        channel.__enter__()
         try:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", RuntimeWarning)
@@ -304,9 +349,48 @@ def user_errors(fn):
                 f"internal error in resnet-probe ({type(error).__name__}: {error}); run "
                 f"with --debug for the traceback, and please report it") from None
         finally:
-            _RESULTS.reset(token)
+            channel.__exit__(None, None, None)
             signal.signal(signal.SIGTERM, previous)
     return wrapper
+
+
+@contextlib.contextmanager
+def _results_channel() -> Iterator[None]:
+    """Where results go while a command runs. In a real process, file descriptor 1 points at
+    stderr for the whole command and results go to a private duplicate of the original
+    stdout, so nothing else that runs (a user's code, a C library, a child process) can write
+    into --format json|csv|markdown. Under a test runner's in-memory stdout: that stream."""
+    if _RESULTS.get() is not None:  # a command inside a command: the outer one's channel
+        yield
+        return
+    try:
+        real = sys.stdout.fileno() == STDOUT_FD
+    except (AttributeError, OSError, ValueError):  # an in-memory stream
+        real = False
+    if not real:
+        token = _RESULTS.set(sys.stdout)
+        try:
+            yield
+        finally:
+            _RESULTS.reset(token)
+        return
+    sys.stdout.flush()
+    saved = os.dup(STDOUT_FD)
+    results = open(saved, "w", encoding=sys.stdout.encoding, errors=sys.stdout.errors,
+                   closefd=False)
+    token = _RESULTS.set(results)
+    os.dup2(sys.stderr.fileno(), STDOUT_FD)
+    try:
+        yield
+    finally:
+        _RESULTS.reset(token)
+        for finish in (results.close, sys.stdout.flush):  # ours out, the rest to stderr
+            try:
+                finish()
+            except (OSError, ValueError):  # a closed pipe: nothing left to deliver
+                pass
+        os.dup2(saved, STDOUT_FD)
+        os.close(saved)
 
 
 def _debug_details(error: BaseException) -> None:

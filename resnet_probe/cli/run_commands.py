@@ -28,7 +28,7 @@ DEFAULT_DEPTHS_TEXT = ", ".join(f"{','.join(map(str, depths))} for {family}"
 @click.option("--depths", type=options.IntList(minimum=1), default=None,
               help=f"Comma-separated depths [default: {DEFAULT_DEPTHS_TEXT}].")
 @options.from_config(DegradationConfig, "preact", "dataset")
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+@click.option("--data-dir", type=options.PathName(file_okay=False, path_type=Path), default=None,
               help="Where real datasets live or are downloaded [default: "
                    "~/.cache/resnet-probe/NAME].")
 @click.option("--steps", type=click.IntRange(min=1), default=None,
@@ -66,6 +66,7 @@ def degradation(device, resume, force_new, no_why, out, fmt, **settings) -> None
     """
     from resnet_probe.device import training_device
     from resnet_probe.jobs.degradation import DegradationExperiment
+    from resnet_probe.train.degradation import has_checkpoints
     from resnet_probe.train.run_folder import ManifestMismatch
 
     experiment = DegradationExperiment.prepare(
@@ -84,9 +85,13 @@ def degradation(device, resume, force_new, no_why, out, fmt, **settings) -> None
             result = experiment.run(resume=False, progress=bar)
     except KeyboardInterrupt as error:
         what, code = options.interrupt_exit(error)
-        if experiment.is_main:
+        if experiment.is_main and has_checkpoints(out):
             click.echo(f"\n{what}: every step recorded so far is in {out} "
                        f"(report, data/, runs/); rerun with --resume to continue", err=True)
+        elif experiment.is_main:  # --resume would answer "nothing to resume"
+            click.echo(f"\n{what} before the first checkpoint: there is nothing to resume "
+                       f"in {out}; rerun the command (without --resume) to start again",
+                       err=True)
         sys.exit(code)
     finally:
         if experiment.is_main:
@@ -109,12 +114,15 @@ def degradation(device, resume, force_new, no_why, out, fmt, **settings) -> None
 @options.out(Path("reports"), "Directory for the report and its data folder.")
 @options.input_size
 @click.option("--no-train", is_flag=True, help="Skip the short training section.")
-@click.option("--train-steps", type=click.IntRange(min=1), default=COMPARE_TRAIN.steps,
-              show_default=True, help="Steps per model in the training section.")
+@click.option("--train-steps", type=click.IntRange(min=COMPARE_TRAIN.fewest_steps()),
+              default=COMPARE_TRAIN.steps, show_default=True,
+              help=f"Steps per model in the training section; its recipe warms up for "
+                   f"{COMPARE_TRAIN.warmup_steps} steps, so at least "
+                   f"{COMPARE_TRAIN.fewest_steps()}.")
 @options.seeds(COMPARE_SEEDS, f"Seeds of the training section; its verdict needs at least "
                f"three. The default ones are held out: the recipe was tuned on "
                f"{','.join(map(str, COMPARE_TUNING_SEEDS))}.")
-@click.option("--from-degradation", type=click.Path(file_okay=False, path_type=Path),
+@click.option("--from-degradation", type=options.PathName(file_okay=False, path_type=Path),
               default=None, help="Reuse an earlier `degradation --out DIR` run for the "
               "training section (checked against its checkpoints).")
 @options.trust_sources

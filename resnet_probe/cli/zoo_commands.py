@@ -41,7 +41,7 @@ def list_command(include, exclude, fmt) -> None:
               help="How many levels of nested modules to show.")
 @options.foreign_inputs
 @options.model_inputs
-def show(model, input_size, depth, in_channels, weights, inputs) -> None:
+def show(model, input_size, depth, in_channels, weights, num_classes, inputs) -> None:
     """Print MODEL's architecture summary (torchinfo): layers, output shapes, params.
 
     \b
@@ -51,7 +51,7 @@ def show(model, input_size, depth, in_channels, weights, inputs) -> None:
     """
     from resnet_probe.report.console import describe_model
 
-    (source,) = options.sources([model], in_channels, weights, input_size, inputs)
+    (source,) = options.sources([model], in_channels, weights, input_size, inputs, num_classes)
     summary, size = torchinfo_summary(source, input_size, depth)
     options.echo_result(describe_model(source, size))
     options.echo_result(str(summary))
@@ -74,7 +74,7 @@ def show(model, input_size, depth, in_channels, weights, inputs) -> None:
               "or fvcore's FlopCountAnalysis (TorchScript trace).")
 @click.option("--sweep", type=options.IntList(minimum=1), default=None, metavar="SIZES",
               help="Resolution sweep: comma-separated input sizes, e.g. 128,160,224,320.")
-@click.option("--check", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@click.option("--check", type=options.PathName(dir_okay=False, path_type=Path), default=None,
               help="Compare with a baseline JSON; exit 1 with a drift table when a value moved "
               "beyond its tolerance, 2 when the baseline or an entry is unusable.")
 @click.option("--rtol", "tolerances", multiple=True, metavar="TOL",
@@ -83,7 +83,7 @@ def show(model, input_size, depth, in_channels, weights, inputs) -> None:
               "[default: 0, exact].")
 @click.option("--increase-only", is_flag=True, help="With --check: fail only when a value "
               "rises beyond its tolerance (a model that got cheaper passes, and is shown).")
-@click.option("--update-baseline", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--update-baseline", type=options.PathName(dir_okay=False, path_type=Path),
               default=None, help="Measure MODELS (default: the file's own entries, or the "
               "whole zoo for a new file) with this command's inputs, and merge them into this "
               "baseline, saying which entries were added or replaced.")
@@ -102,7 +102,7 @@ def show(model, input_size, depth, in_channels, weights, inputs) -> None:
 @options.output_format_with_markdown
 def flops(models, input_size, batch_size, by, convention, engine, sweep, check, tolerances,
           increase_only, update_baseline, replace, metrics, memory, trust_sources, in_channels,
-          weights, inputs, fmt) -> None:
+          weights, num_classes, inputs, fmt) -> None:
     """Count params, MACs and FLOPs of MODELS in every convention.
 
     \b
@@ -153,7 +153,7 @@ def flops(models, input_size, batch_size, by, convention, engine, sweep, check, 
     if not models:
         raise click.UsageError("name at least one MODEL (or use --check / --update-baseline)")
     shown = [m.column for m in CONVENTIONS] if convention == "all" else [convention]
-    models = options.sources(models, in_channels, weights, input_size, inputs)
+    models = options.sources(models, in_channels, weights, input_size, inputs, num_classes)
     if sweep:
         if inputs:
             raise click.UsageError("--sweep varies --input-size; it does not go with --input")

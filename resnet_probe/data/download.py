@@ -10,10 +10,12 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from resnet_probe.errors import InvalidRequest
 from resnet_probe.progress import NO_PROGRESS, Progress
 
 DEFAULT_CACHE = Path(os.environ.get("RESNET_PROBE_DATA", Path.home() / ".cache" / "resnet-probe"))
@@ -21,6 +23,11 @@ DEFAULT_CACHE = Path(os.environ.get("RESNET_PROBE_DATA", Path.home() / ".cache" 
 
 class ChecksumError(ValueError):
     """A dataset file on disk does not match its published checksum."""
+
+
+class DownloadError(InvalidRequest):
+    """A dataset could not be downloaded: the message says why in words (offline, or what
+    the server answered) and what works without a download."""
 
 
 @dataclass(frozen=True)
@@ -69,6 +76,23 @@ def fetch(remote: RemoteFile, directory: Path, download: bool = True,
                 progress.update(len(block))
         verify(tmp, remote.md5)
         os.replace(tmp, path)
+    except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
+        raise DownloadError(_not_downloaded(remote, path, error)) from None
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def _not_downloaded(remote: RemoteFile, path: Path, error: OSError) -> str:
+    if isinstance(error, urllib.error.HTTPError):
+        why = f"the server answered HTTP {error.code} {error.reason}"
+    elif not isinstance(error, urllib.error.URLError):  # the transfer started, then broke
+        why = (f"the connection failed during the download "
+               f"({type(error).__name__}: {error.strerror or error})")
+    else:
+        reason = getattr(error, "reason", error)
+        why = (f"this machine seems to be offline, or the server cannot be reached "
+               f"({getattr(reason, 'strerror', None) or reason})")
+    return (f"the dataset file {remote.filename} could not be downloaded from {remote.url}: "
+            f"{why}; put the file at {str(path)!r} by hand, or use the digits dataset "
+            f"(--dataset digits), which ships with the package and works offline")

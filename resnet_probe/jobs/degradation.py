@@ -26,7 +26,7 @@ from resnet_probe.train.degradation import (
     fit_dataset_to,
     run_degradation,
 )
-from resnet_probe.train.loop import Distributed, setup_distributed
+from resnet_probe.train.loop import Distributed, check_batch_fits_dataset, setup_distributed
 from resnet_probe.train.recipes import degradation_recipe
 from resnet_probe.train.run_cache import RunCache
 
@@ -66,6 +66,7 @@ class DegradationExperiment:
         world = setup_distributed(str(recipe.get("device", "cpu")))
         data = fit_dataset_to(load_dataset(dataset, data_dir), [resolve(n) for n in names])
         train = degradation_recipe(steps, epochs, len(data.train_y), **recipe)
+        check_batch_fits_dataset(train.batch_size, data)
         config = replace(config, train=train)
         environment = {"dataset": data.description, "recipe": asdict(train),
                        "world_size": world.world_size, "seeds": list(seeds),

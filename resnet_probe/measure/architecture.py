@@ -125,21 +125,21 @@ def _shortcut_kinds(stage) -> dict[str, Any]:
 
 def torchinfo_summary(model: str | ModelSource, input_size: int | None = None,
                       depth: int = 3):
-    """torchinfo's summary of the model at batch 1 (after the memory guard), and the input
-    size used."""
+    """torchinfo's summary of the model at batch 1 (or its ``--input`` tensors), and the input
+    size used. The memory guard runs first, on a meta build: nothing is allocated for a
+    model or an input that would not fit."""
     import torchinfo
 
-    from resnet_probe.measure.memory import check_fits
+    from resnet_probe.measure.memory import check_source_fits
 
     source = resolve(model)
     size = source.default_input_size if input_size is None else input_size
-    if source.is_zoo:
+    if source.is_zoo and source.inputs is None:
         source.spec.check_input_size(size)
     shape = (1, source.in_channels, size, size)
+    check_source_fits(source, shape, torch.device("cpu"), training=False,
+                      what=f"showing {source.text}")
     built = source.build(structure=False)
-    check_fits(build_on_meta(source.spec) if source.is_zoo else built, shape,
-               torch.device("cpu"), training=False, what=f"showing {source.text}",
-               inputs=source.inputs)
     columns = ("output_size", "num_params", "mult_adds")
     if source.inputs is not None:  # torchinfo feeds a tuple by position, the rest by keyword
         args, kwargs = source.example_inputs()

@@ -41,11 +41,11 @@ from torch import nn
 from resnet_probe.data import fit_channels, load_dataset
 from resnet_probe.errors import InvalidRequest
 from resnet_probe.measure.hooks import hooked, is_leaf
-from resnet_probe.measure.memory import check_fits
+from resnet_probe.measure.memory import check_fits, check_source_fits
 from resnet_probe.modes import in_mode
 from resnet_probe.progress import NO_PROGRESS, Progress
 from resnet_probe.settings import INPUT_SIZE, check_settings, setting
-from resnet_probe.sources import ModelSource, resolve
+from resnet_probe.sources import ModelSource, SourceError, WeightsMismatch, resolve
 from resnet_probe.sources.surgery import block_modules
 from resnet_probe.stats import seed_estimate
 from resnet_probe.zoo import ResNet
@@ -74,6 +74,12 @@ class GradientConfig:
                         "classes and channels, the training input size); imagenet: the "
                         "model's own head (1000 classes for ImageNet-style nets) at its "
                         "standard input.", choices=HEADS)
+    # With head="trained": the net's classes and input channels instead of the digits' (to
+    # load weights trained for others); the data is given the channels, labels wrap around.
+    num_classes: int | None = setting(None, "Classes of the probed net.", minimum=1,
+                                      none_means="the data's, 10")
+    in_channels: int | None = setting(None, "Input channels of the probed net.", minimum=1,
+                                      none_means="the data's, 1, for zoo nets")
 
     def __post_init__(self) -> None:
         check_settings(self)
@@ -97,6 +103,7 @@ class GradientResult:
     stages: list[dict[str, Any]] = field(default_factory=list)  # within-stage ratio per seed
     shattering: list[dict[str, Any]] = field(default_factory=list)
     input_description: str = ""
+    notes: list[str] = field(default_factory=list)  # what could not be measured, and why
 
 
 def weighted_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -129,7 +136,20 @@ class ProbeSetting:
     size: int
 
     def build(self, source: ModelSource) -> nn.Module:
-        return source.build(num_classes=self.num_classes, in_channels=self.in_channels)
+        try:
+            return source.build(num_classes=self.num_classes, in_channels=self.in_channels)
+        except WeightsMismatch as error:
+            if self.num_classes is None and self.in_channels is None:
+                raise  # the model as defined: nothing of ours to explain
+            channels = self.in_channels or source.in_channels
+            own = f"the model's own: --in-channels {source.in_channels}" + (
+                f" --num-classes {source.spec.num_classes}" if source.spec is not None else "")
+            raise SourceError(
+                f"{error.mismatch}; the probe builds {source.text} for the data it feeds "
+                f"({channels} input channel{'s' if channels != 1 else ''}, "
+                f"{self.num_classes} classes), not as the weights were trained: give "
+                f"--in-channels and --num-classes to match them ({own}), or --head imagenet "
+                f"for the model as it is defined") from None
 
     def describe(self, source: ModelSource) -> str:
         if self.num_classes is None:
@@ -146,8 +166,8 @@ def probe_setting(source: ModelSource, config: GradientConfig) -> ProbeSetting:
     else:
         digits = load_dataset("digits")
         size = config.input_size or max(digits.image_size, source.min_input_size)
-        channels = digits.in_channels if source.is_zoo else None  # zoo nets take the data's
-        setting_ = ProbeSetting(digits.num_classes, channels, size)
+        channels = config.in_channels or (digits.in_channels if source.is_zoo else None)
+        setting_ = ProbeSetting(config.num_classes or digits.num_classes, channels, size)
     if source.is_zoo:
         source.spec.check_input_size(setting_.size)
     return setting_
@@ -198,6 +218,7 @@ def measure_gradients(models: Iterable[str | nn.Module | ModelSource],
     sources = {source.text: source for source in map(resolve, models)}
     for name, source in sources.items():
         progress.set_description(f"gradients {name}")
+        check_probe_fits(source, config)
         per_seed = []
         for seed in config.seeds:
             per_seed.append(_one_seed(source, seed, config, result))
@@ -218,6 +239,22 @@ def measure_gradients(models: Iterable[str | nn.Module | ModelSource],
     return result
 
 
+def check_probe_fits(source: ModelSource, config: GradientConfig) -> None:
+    """The probe's batch and the shattering line, estimated on a meta build before any net
+    is built (MemoryGuardError names the estimate and what would fit)."""
+    setting_ = probe_setting(source, config)
+    channels = setting_.in_channels or source.in_channels
+    passes = [(config.batch_size, f"the gradient probe of {source.text}", "a batch size")]
+    if config.shatter_points:
+        passes.append((config.shatter_points, f"the shattering measurement of {source.text}",
+                       "--shatter-points"))
+    for batch, what, option in passes:
+        check_source_fits(source, (batch, channels, setting_.size, setting_.size),
+                          torch.device("cpu"), training=True, what=what,
+                          num_classes=setting_.num_classes, in_channels=setting_.in_channels,
+                          batch_option=option)
+
+
 def _one_seed(source: ModelSource, seed: int, config: GradientConfig, result: GradientResult
               ) -> dict[str, Any]:
     name = source.text
@@ -231,6 +268,13 @@ def _one_seed(source: ModelSource, seed: int, config: GradientConfig, result: Gr
         result.blocks.append({"model": name, "seed": seed, **row})
     for row in layer_grad_norms(model):
         result.layers.append({"model": name, "seed": seed, **row})
+    if not block_rows:  # no residual blocks found: nothing to take a first/last ratio of
+        note = (f"{name}: no residual blocks were found, so its per-block measurements "
+                f"(grad_ratio_first_last, --by block and stage, shattering) are unavailable; "
+                f"--by layer has its weighted layers")
+        if note not in result.notes:
+            result.notes.append(note)
+        return {"ratio": math.nan, "growth": math.nan, "loss": findings["loss"], **findings}
     first, last = block_rows[0]["join_grad_norm"], block_rows[-1]["join_grad_norm"]
     ratio = first / last if last else math.inf
     depth_span = (block_rows[-1]["depth"] - block_rows[0]["depth"]) or 1

@@ -2,10 +2,16 @@
 
 Estimation semantics. One forward on the meta device (shapes only, no storage) records every
 leaf module's output. The estimate is the parameters (three copies when training: weights,
-gradients, momentum), the input, and the sum of the leaf outputs, which is what autograd keeps
+gradients, momentum), the inputs, and the sum of the leaf outputs, which is what autograd keeps
 for a backward pass (an upper bound for a forward-only pass, which frees them as it goes). It
 ignores allocator slack and workspace, so it is a lower bound on what the OS will be asked for:
 the guard refuses at ``FRACTION_OF_AVAILABLE`` of the available memory, not at all of it.
+
+Order. ``check_source_fits`` runs before anything real exists: a zoo model is built on the meta
+device from its spec, a foreign one by its constructor on the meta device (only a constructor
+that cannot run there is built for real first, the one way to learn its size), and the inputs
+are the real ones, every ``--input`` tensor at its own batch. A forward that cannot run on meta
+tensors is estimated from its parameters and inputs alone (``activations_known`` False).
 """
 
 from __future__ import annotations
@@ -13,12 +19,16 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
+from resnet_probe.errors import UserCodeError
 from resnet_probe.measure.hooks import is_leaf
+
+if TYPE_CHECKING:
+    from resnet_probe.sources import InputSpec, ModelSource
 
 FRACTION_OF_AVAILABLE = 0.8
 
@@ -30,8 +40,9 @@ class MemoryGuardError(ValueError):
 @dataclass(frozen=True)
 class MemoryEstimate:
     parameter_bytes: int
-    activation_bytes_per_sample: int
+    activation_bytes_per_sample: int  # the inputs and the leaf outputs, per sample
     batch_size: int
+    activations_known: bool = True  # False: the forward did not run on meta tensors
 
     @property
     def total_bytes(self) -> int:
@@ -39,35 +50,50 @@ class MemoryEstimate:
 
     def largest_batch_within(self, limit_bytes: float) -> int:
         room = limit_bytes - self.parameter_bytes
-        return max(0, math.floor(room / self.activation_bytes_per_sample))
+        return max(0, math.floor(room / max(1, self.activation_bytes_per_sample)))
 
 
 def estimate_peak_bytes(model: nn.Module, input_shape: tuple[int, ...], training: bool,
-                        element_bytes: int = 4, inputs: Any = None) -> MemoryEstimate:
+                        element_bytes: int = 4, inputs: InputSpec | None = None
+                        ) -> MemoryEstimate:
     """``model`` may live anywhere; a meta copy of its structure is what runs, on one image
-    of ``input_shape`` per sample or, given ``inputs`` (an InputSpec), on those tensors at
-    batch 1."""
+    of ``input_shape`` per sample or, given ``inputs``, on those tensors at their own shapes
+    (the first tensor's first dimension is the batch)."""
+    from resnet_probe.sources import user_code
+
     meta_model = _meta_copy(model)
     if inputs is not None:
-        args, kwargs = inputs.example(device="meta", batch_size=1)
+        args, kwargs = inputs.example(device="meta")
+        batch = inputs.batch_size
+        # the inputs at their own dtypes (int64 ids are 8 bytes, a bool mask 1)
+        input_bytes = sum(t.numel() * t.element_size() for t in (*args, *kwargs.values()))
     else:
+        batch = input_shape[0]
         args, kwargs = (torch.empty((1, *input_shape[1:]), device="meta"),), {}
-    outputs = [sum(t.numel() for t in (*args, *kwargs.values()))]  # the inputs themselves
+        input_bytes = batch * math.prod(input_shape[1:]) * element_bytes
+    outputs: list[int] = []
     leaves = [m for m in meta_model.modules() if is_leaf(m)]
     handles = [leaf.register_forward_hook(
         lambda module, args, out: outputs.append(
             sum(t.numel() for t in torch.utils._pytree.tree_flatten(out)[0]
                 if isinstance(t, torch.Tensor)))) for leaf in leaves]
+    known = True
     try:
-        with torch.no_grad():
+        with torch.no_grad(), user_code(getattr(model, "name", type(model).__name__),
+                                        "estimating its memory on meta tensors"):
             meta_model.eval()(*args, **kwargs)
+    except UserCodeError:  # a forward that needs real tensors: parameters and inputs only
+        known, outputs = False, []
     finally:
         for handle in handles:
             handle.remove()
+    # One image per sample: its leaf outputs scale with the batch; given tensors ran whole.
+    activations = sum(outputs) * element_bytes * (batch if inputs is None else 1)
     parameters = sum(p.numel() for p in model.parameters()) * element_bytes
     return MemoryEstimate(parameter_bytes=parameters * (3 if training else 1),
-                          activation_bytes_per_sample=sum(outputs) * element_bytes,
-                          batch_size=input_shape[0])
+                          activation_bytes_per_sample=math.ceil(
+                              (input_bytes + activations) / max(1, batch)),
+                          batch_size=batch, activations_known=known)
 
 
 def available_bytes(device: torch.device) -> tuple[int, str]:
@@ -91,8 +117,11 @@ def available_bytes(device: torch.device) -> tuple[int, str]:
 
 def check_fits(model: nn.Module, input_shape: tuple[int, ...], device: torch.device,
                training: bool, what: str, element_bytes: int = 4,
-               inputs: Any = None) -> MemoryEstimate:
-    """Raise MemoryGuardError when the estimate exceeds the available memory's fraction."""
+               inputs: InputSpec | None = None, batch_option: str = "a batch size"
+               ) -> MemoryEstimate:
+    """Raise MemoryGuardError when the estimate exceeds the available memory's fraction.
+    ``model`` may be a meta build: nothing of its size is allocated here. ``batch_option``
+    names what the hint's number sets (e.g. "--shatter-points")."""
     estimate = estimate_peak_bytes(model, input_shape, training, element_bytes, inputs)
     available, source = available_bytes(device)
     if not available:
@@ -100,8 +129,14 @@ def check_fits(model: nn.Module, input_shape: tuple[int, ...], device: torch.dev
     limit = available * FRACTION_OF_AVAILABLE
     if estimate.total_bytes > limit:
         fits = estimate.largest_batch_within(limit)
-        hint = (f"a batch size of at most {fits} would fit" if fits >= 1 else
-                "no batch size fits at this input size; use a smaller input size")
+        if estimate.parameter_bytes > limit:
+            hint = (f"its parameters alone need {_gib(estimate.parameter_bytes)}"
+                    f"{' with their gradients and momentum' if training else ''}, so no "
+                    f"batch or input size fits; use a smaller model")
+        elif fits >= 1:
+            hint = f"{batch_option} of at most {fits} would fit"
+        else:
+            hint = "no batch size fits at this input size; use a smaller input size"
         described = inputs.text() if inputs is not None else \
             f"input {'x'.join(map(str, input_shape[1:]))}"
         raise MemoryGuardError(
@@ -110,6 +145,35 @@ def check_fits(model: nn.Module, input_shape: tuple[int, ...], device: torch.dev
             f"{FRACTION_OF_AVAILABLE:.0%} of the {_gib(available)} available on "
             f"{device.type} ({source}); {hint}")
     return estimate
+
+
+def check_source_fits(source: ModelSource, input_shape: tuple[int, ...], device: torch.device,
+                      training: bool, what: str, element_bytes: int = 4,
+                      num_classes: int | None = None, in_channels: int | None = None,
+                      batch_option: str = "a batch size") -> MemoryEstimate:
+    """``check_fits`` before anything is built: the model's structure comes from a meta build
+    of ``source`` (with these ``num_classes`` and ``in_channels`` when given), its inputs
+    from ``input_shape`` or the source's own ``--input`` tensors."""
+    return check_fits(meta_structure(source, num_classes, in_channels), input_shape, device,
+                      training, what, element_bytes, source.inputs, batch_option)
+
+
+def meta_structure(source: ModelSource, num_classes: int | None = None,
+                   in_channels: int | None = None) -> nn.Module:
+    """The model's shapes without storage: a zoo model from its spec; a foreign one by its
+    constructor on the meta device, else (a constructor that needs real tensors) built."""
+    if source.is_zoo:
+        from resnet_probe.zoo import build_on_meta
+
+        fields = {k: v for k, v in (("num_classes", num_classes),
+                                    ("in_channels", in_channels)) if v is not None}
+        return build_on_meta(source.spec, **fields)
+    if source.module is not None:
+        return _meta_copy(source.module)
+    try:
+        return source.build(num_classes, in_channels, structure=False, device="meta")
+    except UserCodeError:  # its constructor does not run on meta: only a real build tells
+        return source.build(num_classes, in_channels, structure=False)
 
 
 def _gib(count: float) -> str:
@@ -127,7 +191,14 @@ def _meta_copy(model: nn.Module) -> nn.Module:
         return build_on_meta(spec)
     import copy
 
-    return copy.deepcopy(model).to("meta")
+    # Each tensor's meta stand-in given to deepcopy up front, so no storage is copied.
+    memo: dict[int, Any] = {}
+    for tensor in [*model.parameters(), *model.buffers()]:
+        if id(tensor) not in memo:
+            stand_in = torch.empty_like(tensor, device="meta")
+            memo[id(tensor)] = nn.Parameter(stand_in, tensor.requires_grad) \
+                if isinstance(tensor, nn.Parameter) else stand_in
+    return copy.deepcopy(model, memo)
 
 
 # --- memory as a cost, exact on shapes -----------------------------------------------------

@@ -68,9 +68,9 @@ def describe_model(source, input_size: int) -> str:
     depth, input."""
     spec = source.spec
     name = source.text
+    fed = (f"inputs {source.inputs.text()}" if source.inputs is not None
+           else f"input {source.in_channels}x{input_size}x{input_size}")
     if spec is None:
-        fed = (f"inputs {source.inputs.text()}" if source.inputs is not None
-               else f"input {source.in_channels}x{input_size}x{input_size}")
         return f"{name}: a {source.kind} model, {fed}"
     stride = (f", stride on the {spec.stride_placement.value} conv"
               if spec.block.value == "bottleneck" else "")
@@ -80,7 +80,7 @@ def describe_model(source, input_size: int) -> str:
     order = "pre-activation " if spec.preact else ""
     return (f"{name}: {spec.family}-style {spec.design.value}, {order}{spec.block.value} blocks "
             f"{spec.layers}{groups}, {shortcut}{stride}, depth {spec.depth}, "
-            f"input {input_size}x{input_size}")
+            f"{fed}")
 
 
 def describe_baseline_update(update) -> str:

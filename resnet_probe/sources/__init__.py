@@ -18,8 +18,9 @@ Accepted everywhere a MODEL is:
 Models are built with random initialisation; nothing is downloaded. Foreign models (all but the
 zoo's) get their block and stage structure discovered from their graph, as ``layer_info``, when
 a measurement needs it. A user's code (importing its module, building, its forward) runs inside
-``user_code``: its prints go to stderr, and an exception or ``sys.exit`` becomes an error naming
-the source and the step it reached.
+``user_code``: what it writes to stdout (print, ``sys.__stdout__``, file descriptor 1) goes to
+stderr, a call to ``os._exit`` is refused, and an exception, ``sys.exit`` or any other
+BaseException but Ctrl-C becomes an error naming the source and the step it reached.
 
 A MODEL text read from a file (a baseline, a checkpoint, a run folder) goes through
 ``sources.recorded.resolve_recorded`` instead: there a file or module source runs only with an
@@ -47,6 +48,7 @@ import torch
 from torch import nn
 
 from resnet_probe.errors import InvalidRequest, UserCodeError
+from resnet_probe.sources.containment import ProcessExitAttempt, contained
 from resnet_probe.sources.inputs import InputSpec
 from resnet_probe.zoo import ResNetSpec, build_model, get_spec
 
@@ -61,6 +63,16 @@ _ARGUMENTS = re.compile(r"^(?P<base>.+?)\[(?P<args>[^\[\]]*)\]$")
 
 class SourceError(InvalidRequest):
     """A MODEL that cannot be resolved: unknown name, missing library, bad factory."""
+
+
+class WeightsMismatch(SourceError):
+    """A ``--weights`` state_dict whose keys or shapes do not fit the model as built;
+    ``mismatch`` is what differs, the message adds how to build the model to fit."""
+
+    def __init__(self, mismatch: str) -> None:
+        super().__init__(f"{mismatch}; weights trained for other classes or input channels "
+                         f"fit a model built with --num-classes and --in-channels")
+        self.mismatch = mismatch
 
 
 @dataclass
@@ -394,25 +406,46 @@ def _signature_text(factory: Callable) -> str:
 @contextlib.contextmanager
 def user_code(source: str, step: str, failed: Callable[[str], str] | None = None
               ) -> Iterator[None]:
-    """Run a user's code (a factory's module, the factory, its forward): its prints go to
-    stderr, and an exception or ``sys.exit`` becomes a UserCodeError naming ``source`` and
-    ``step``, with the traceback kept for --debug. Our own errors pass through. ``failed``
-    words an exception from the error's type and first line (default: the step failed)."""
+    """Run a user's code (a factory's module, the factory, its forward) contained: its
+    writes to stdout, from Python or to file descriptor 1, go to stderr, and a call to
+    ``os._exit``/``os.abort`` is refused (``containment``). An exception, ``sys.exit``, an
+    exit call or a BaseException that is not an Exception (GeneratorExit, the code's own)
+    becomes a UserCodeError naming ``source`` and ``step``, with the traceback kept for
+    --debug. Our own errors, Ctrl-C and SIGTERM pass through. ``failed`` words an exception
+    from the error's type and first line (default: the step failed)."""
     try:
-        with contextlib.redirect_stdout(sys.stderr):
+        with contained() as exit_calls:
             yield
+            if exit_calls:  # the code caught the refusal and carried on: still a failure
+                raise ProcessExitAttempt(exit_calls[0])
     except (InvalidRequest, KeyboardInterrupt, torch.cuda.OutOfMemoryError):
         raise
     except SystemExit as error:
         raise UserCodeError(f"{source}: its code called sys.exit({error.code!r}) while "
                             f"{step}; resnet-probe stopped there",
                             traceback.format_exc()) from None
+    except ProcessExitAttempt as error:
+        raise UserCodeError(f"{source}: its code called {error.call} while {step}, which "
+                            f"would end the process without a result; resnet-probe refused "
+                            f"it and stopped there", traceback.format_exc(),
+                            f"called {error.call}") from None
     except Exception as error:  # noqa: BLE001 - user code can raise anything
-        first = str(error).splitlines()[0] if str(error) else ""
-        reason = f"{type(error).__name__}{': ' + first if first else ''}"
+        reason = _reason(error)
         message = failed(reason) if failed is not None else \
             f"{source}: {step} failed ({reason}); --debug shows the traceback"
         raise UserCodeError(message, traceback.format_exc(), reason) from None
+    except BaseException as error:  # noqa: BLE001 - GeneratorExit, a user's BaseException
+        reason = _reason(error)
+        raise UserCodeError(f"{source}: its code raised {reason} while {step} (a "
+                            f"BaseException that is not an Exception); resnet-probe stopped "
+                            f"there; --debug shows the traceback", traceback.format_exc(),
+                            reason) from None
+
+
+def _reason(error: BaseException) -> str:
+    """An error's type and the first line of its message, e.g. "KeyError: 'x'"."""
+    first = str(error).splitlines()[0] if str(error) else ""
+    return f"{type(error).__name__}{': ' + first if first else ''}"
 
 
 def _build_foreign(source: ModelSource, num_classes, in_channels, structure: bool,
@@ -540,8 +573,8 @@ def check_weights(model: nn.Module, state: dict[str, torch.Tensor], path: Path, 
 
     problems = state_dict_problems(model.state_dict(), state)
     if problems:
-        raise SourceError(f"--weights {str(path)!r} does not fit {label}: "
-                          f"{'; '.join(problems)}")
+        raise WeightsMismatch(f"--weights {str(path)!r} does not fit {label}: "
+                              f"{'; '.join(problems)}")
     if load:
         model.load_state_dict(state, strict=True)
 

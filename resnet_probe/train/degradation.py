@@ -9,6 +9,7 @@ names are resolved once, at the edge.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -228,6 +229,11 @@ def runs_folder(out_dir: Path) -> Path:
     return Path(out_dir) / RUNS
 
 
+def has_checkpoints(out_dir: Path) -> bool:
+    """Whether a run folder holds a checkpoint, the one thing a resume continues from."""
+    return any((Path(out_dir) / RUNS).glob("*.pt"))
+
+
 def discard_checkpoints(out_dir: Path) -> None:
     """Delete a run folder's checkpoints (weights and optimizer state), keeping its tables;
     only inside OUT (a checkpoint that is a symlink is unlinked, never followed)."""
@@ -268,7 +274,7 @@ def _train_all(config, sources, data, out_dir: Path, resume, progress, on_run_do
     runs_dir = runs_folder(out_dir)  # refused before anything is deleted or written
     wanted = run_folder.manifest(config, data.description)
     if resume:
-        if not any(runs_dir.glob("*.pt")):
+        if not has_checkpoints(out_dir):
             raise NothingToResume(f"nothing to resume in {str(out_dir)!r}: no checkpoints "
                                   f"under {str(runs_dir)!r}; start a fresh run first")
         run_folder.check_resume(out_dir, wanted)
@@ -347,7 +353,16 @@ def cache_record(result: DegradationResult, cache: RunCache) -> dict[str, Any]:
 
 
 def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
+    """A model's label as a file name; a long one (a factory's full path) keeps its start and
+    a digest of the whole, so it stays distinct and within the file system's 255 bytes."""
+    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
+    if len(safe.encode()) <= SAFE_NAME_BYTES:
+        return safe
+    digest = hashlib.sha256(name.encode()).hexdigest()[:16]
+    return safe.encode()[:SAFE_NAME_BYTES - 17].decode(errors="ignore") + "-" + digest
+
+
+SAFE_NAME_BYTES = 160  # leaves room for "-seedN-rescaled.pt" and a temporary file's affixes
 
 
 # --- an earlier run's folder, for compare --from-degradation ---------------------------------

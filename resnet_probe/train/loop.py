@@ -40,7 +40,7 @@ from resnet_probe.measure.gradients import (
     probing_blocks,
     weighted_layers,
 )
-from resnet_probe.measure.memory import check_fits
+from resnet_probe.measure.memory import check_source_fits
 from resnet_probe.modes import in_mode
 from resnet_probe.progress import NO_PROGRESS, Progress
 from resnet_probe.results import atomic_write_bytes
@@ -67,9 +67,14 @@ DIVERGENCE_FACTOR = 100.0
 CHECKPOINT_FORMAT = 3
 
 
+# A budget beyond this is a typo (10^9 steps take years even at 100 steps a second); the bound
+# keeps a budget given in epochs a count that the schedule's arithmetic can hold.
+MAX_STEPS = 10**9
+
+
 @dataclass(frozen=True)
 class TrainConfig:
-    steps: int = setting(300, "Training steps.", minimum=1)
+    steps: int = setting(300, "Training steps.", minimum=1, maximum=MAX_STEPS)
     batch_size: int = setting(128, "Global batch (split across processes under torchrun).",
                               minimum=2)
     lr: float = setting(0.1, "Learning rate after the warm-up.", above=0)
@@ -107,6 +112,13 @@ class TrainConfig:
                              f"lr milestone at step {first_milestone:.0f}, so lr {self.lr} would "
                              f"never be used: warmup_steps={self.warmup_steps}, "
                              f"steps={self.steps}; give fewer warm-up steps or more steps")
+
+    def fewest_steps(self) -> int:
+        """The smallest budget this recipe's warm-up leaves room in: more steps than the
+        warm-up, and the warm-up over by the first lr milestone (what __post_init__ asks)."""
+        first = min(self.milestones, default=1.0)
+        by_milestone = math.ceil(self.warmup_steps / first) if first > 0 else 0
+        return max(self.warmup_steps + 1, by_milestone, 1)
 
     def lr_at(self, step: int) -> float:
         if step < self.warmup_steps:
@@ -190,6 +202,16 @@ class Distributed:
         return Distributed()
 
 
+def check_batch_fits_dataset(batch_size: int, dataset: ImageDataset) -> None:
+    """A batch larger than the training set would train on the whole set while the records
+    say otherwise: refused, naming both numbers."""
+    images = len(dataset.train_y)
+    if batch_size > images:
+        raise InvalidRequest(f"batch size {batch_size} is larger than the {images:,} training "
+                             f"images of {dataset.name}; give a batch size of at most "
+                             f"{images}")
+
+
 def build_for_dataset(source: ModelSource | str, dataset: ImageDataset) -> nn.Module:
     """MODEL built for the dataset's classes and channels (a torchvision model keeps its 3
     channels: fit_dataset_to gives the data 3)."""
@@ -255,9 +277,18 @@ def train_run(
     source = resolve(source)
     world = Distributed.from_env()
     device = torch.device(config.device)
+    check_batch_fits_dataset(config.batch_size, dataset)
+    per_rank_batch = config.batch_size // world.world_size
+    if per_rank_batch < 1:
+        raise ValueError(f"batch size {config.batch_size} is smaller than the number of "
+                         f"processes {world.world_size}")
+    channels = dataset.in_channels
+    # Before the build: a net or a batch too big for memory is refused without allocating it.
+    check_source_fits(source, (per_rank_batch, channels, *dataset.train_x.shape[-2:]), device,
+                      training=True, what=f"training {source.text}",
+                      num_classes=dataset.num_classes, in_channels=dataset.in_channels)
     torch.manual_seed(seed)
     model = build_for_dataset(source, dataset)
-    channels = dataset.in_channels
     memory_format = torch.channels_last if config.channels_last else torch.preserve_format
     model = model.to(device=device, memory_format=memory_format)
     optimizer = sgd(model, config)
@@ -285,12 +316,6 @@ def train_run(
         trained = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
 
-    per_rank_batch = config.batch_size // world.world_size
-    if per_rank_batch < 1:
-        raise ValueError(f"batch size {config.batch_size} is smaller than the number of "
-                         f"processes {world.world_size}")
-    check_fits(model, (per_rank_batch, channels, *dataset.train_x.shape[-2:]), device,
-               training=True, what=f"training {source.text}")
     sampler = DistributedSampler(range(len(dataset.train_y)), num_replicas=world.world_size,
                                  rank=world.rank, shuffle=True, seed=seed, drop_last=True)
     steps_per_epoch = max(1, len(sampler) // per_rank_batch)

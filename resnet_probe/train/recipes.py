@@ -7,10 +7,11 @@ first run after it was frozen, and reports state their verdicts on those.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from resnet_probe.errors import InvalidRequest
-from resnet_probe.train.loop import TrainConfig
+from resnet_probe.train.loop import MAX_STEPS, TrainConfig
 
 # --- the degradation experiment (`resnet-probe degradation`) --------------------------------
 
@@ -36,12 +37,24 @@ def degradation_recipe(steps: int | None = None, epochs: float | None = None,
         if train_size is None:
             raise ValueError("a budget in epochs needs the training set's size")
         batch_size = int(fields.get("batch_size", TrainConfig.batch_size))
-        steps = max(1, round(epochs * train_size / batch_size))
+        steps = _steps_of_epochs(epochs, train_size, batch_size)
     budget = DEGRADATION_STEPS if steps is None else steps
     fields.setdefault("record_steps", tuple(s for s in RECORDED_STEPS if s < budget))
     return TrainConfig(steps=budget, eval_every=max(1, budget // 10),
                        grad_norm_every=max(1, budget // 12),
                        checkpoint_every=max(1, budget // 10), **fields)
+
+
+def _steps_of_epochs(epochs: float, train_size: int, batch_size: int) -> int:
+    """A budget in epochs as steps: a finite number of epochs above 0 whose steps stay
+    within MAX_STEPS, else InvalidRequest naming the value and the range."""
+    most = MAX_STEPS * batch_size / train_size
+    if not isinstance(epochs, (int, float)) or isinstance(epochs, bool) \
+            or not math.isfinite(epochs) or epochs <= 0 or epochs > most:
+        raise InvalidRequest(f"epochs must be a finite number above 0 and at most {most:g} "
+                             f"({MAX_STEPS:,} steps of batch {batch_size} on {train_size:,} "
+                             f"training images): epochs={epochs!r}")
+    return max(1, round(epochs * train_size / batch_size))
 
 
 # --- the main job's training section (`resnet-probe compare`) --------------------------------

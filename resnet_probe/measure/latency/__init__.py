@@ -26,7 +26,6 @@ output at the run's dtype.
 
 from __future__ import annotations
 
-import os
 import statistics
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from resnet_probe.device import free_device_memory, resolve_device
+from resnet_probe.device import CPU_CORES, free_device_memory, resolve_device
 from resnet_probe.measure.latency.hooked import profile_layers, summarize
 from resnet_probe.measure.latency.machine import busy_warning, environment, spread_warning
 from resnet_probe.measure.latency.profiled import profile_with_profiler
@@ -67,7 +66,7 @@ def measure_latency(models: list[str | nn.Module | ModelSource],
     sources = {source.text: source for source in map(resolve, models)}
     device = resolve_device(config.device)
     check_dtype_supported(config.dtype, device)
-    threads = config.threads or os.cpu_count() or 1
+    threads = config.threads or CPU_CORES
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     result = LatencyResult()
@@ -77,11 +76,6 @@ def measure_latency(models: list[str | nn.Module | ModelSource],
         busy = busy_warning(result.environment, threads)
         if busy is not None:
             result.warnings.append(busy)
-        cores = os.cpu_count() or threads
-        if device.type == "cpu" and threads > cores:
-            result.warnings.append(f"{threads} threads on {cores} cores: the extra threads "
-                                   f"time-share cores, so this is not what a {threads}-core "
-                                   f"machine would measure")
         profiled: dict[str, tuple[torch.nn.Module, torch.Tensor, list, dict]] = {}
         for name, source in sources.items():
             progress.set_description(f"latency {name}")

@@ -97,8 +97,8 @@ def profile_layers(source: ModelSource, config, device, peak, result):
     """Hooked passes: every leaf's forward (and backward) samples. Returns what the
     interleaved rounds and the model row need: (model, input, layer rows, whole-pass ms)."""
     name = source.text
+    x = prepared_input(source, config, device, config.batch_size, config.backward)  # guards first
     built = None if source.is_zoo else source.build()
-    x = prepared_input(source, config, device, config.batch_size, config.backward, built)
     model = prepared_model(source, config, device, built)
     timers = _Timers(device)
     shapes: dict[str, Any] = {}

@@ -342,8 +342,8 @@ def profile_with_profiler(source, config, device: torch.device, peak, result,
     from resnet_probe.measure.costs import count_costs
     from resnet_probe.measure.latency.setup import prepared_input, prepared_model
 
+    x = prepared_input(source, config, device, config.batch_size, config.backward)  # guards first
     built = None if source.is_zoo else source.build()
-    x = prepared_input(source, config, device, config.batch_size, config.backward, built)
     model = prepared_model(source, config, device, built)
     shapes: dict[str, tuple[int, int]] = {}
     rows, whole = profile_modules(source.text, model, x, config, device, result, trace_dir,

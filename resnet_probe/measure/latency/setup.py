@@ -9,11 +9,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from resnet_probe.device import DEVICES, DTYPES
-from resnet_probe.measure.memory import check_fits
+from resnet_probe.device import CPU_CORES, DEVICES, DTYPES
+from resnet_probe.measure.memory import check_source_fits
 from resnet_probe.settings import INPUT_SIZE, check_settings, setting
 from resnet_probe.sources import ModelSource
-from resnet_probe.zoo import build_on_meta
 
 
 @dataclass(frozen=True)
@@ -27,7 +26,8 @@ class LatencyConfig:
     repeats: int = setting(20, "Timed passes kept as raw samples.", minimum=1)
     warmup: int = setting(5, "Passes run first and discarded.", minimum=0)
     dtype: str = setting("fp32", "Precision of weights and inputs.", choices=tuple(DTYPES))
-    threads: int | None = setting(None, "CPU threads.", minimum=1, none_means="every core")
+    threads: int | None = setting(None, "CPU threads, at most the cores available here.",
+                                  minimum=1, maximum=CPU_CORES, none_means="every core")
     channels_last: bool = setting(False, "Use the channels_last memory format.")
     backward: bool = setting(True, "Time backward too, or the forward only.",
                              flag="--backward/--forward-only")
@@ -80,15 +80,16 @@ def check_dtype_supported(dtype: str, device: torch.device) -> None:
 
 
 def prepared_input(source: ModelSource, config: LatencyConfig, device: torch.device, batch: int,
-           training: bool, model: nn.Module | None = None) -> torch.Tensor:
-    """The input batch, after checking that the pass it feeds fits in memory."""
+                   training: bool) -> torch.Tensor:
+    """The input batch, after checking that the pass it feeds fits in memory; the check runs
+    on a meta build, so call this before building the model."""
     size = config.input_size or source.default_input_size
     if source.is_zoo:
         source.spec.check_input_size(size)
-    structure = build_on_meta(source.spec) if source.is_zoo else model or source.build()
     channels = source.in_channels
-    check_fits(structure, (batch, channels, size, size), device, training,
-               f"timing {source.text}", element_bytes=torch.finfo(DTYPES[config.dtype]).bits // 8)
+    check_source_fits(source, (batch, channels, size, size), device, training,
+                      f"timing {source.text}",
+                      element_bytes=torch.finfo(DTYPES[config.dtype]).bits // 8)
     x = torch.randn(batch, channels, size, size, device=device, dtype=DTYPES[config.dtype])
     return x.to(memory_format=torch.channels_last) if config.channels_last else x
 

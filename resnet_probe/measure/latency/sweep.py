@@ -17,8 +17,8 @@ def throughput(source, batch, config, device, threads) -> dict[str, Any]:
     row = {"model": source.text, "batch_size": batch, "device": device.type,
            "dtype": config.dtype}
     try:
+        x = prepared_input(source, config, device, batch, False)  # guards first
         built = None if source.is_zoo else source.build()
-        x = prepared_input(source, config, device, batch, False, built)
         model = prepared_model(source, config, device, built).eval()
         timer = torch_benchmark.Timer("model(x)", globals={"model": model, "x": x},
                                       num_threads=threads)
