@@ -235,7 +235,7 @@ def _baseline_then(tmp_path: Path, code: str) -> Path:
 def test_a_cost_gate_whose_factory_calls_os_exit_fails(tmp_path):
     """The CI case: before, the process ended with status 0 and no output, so the gate passed."""
     path = _baseline_then(tmp_path, ENDERS["os_exit"][0])
-    result = _cli("flops", "--check", str(path))
+    result = _cli("flops", "--check", str(path), "--trust-sources")
     assert result.returncode != 0
     assert "its code called os._exit(0)" in result.stderr and "INCOMPLETE" in result.stderr
 
@@ -244,7 +244,7 @@ def test_a_cost_gate_whose_factory_calls_os_exit_fails(tmp_path):
 def test_a_cost_gate_whose_factory_ends_or_raises_fails(invoke, tmp_path, case):
     code, message = ENDERS[case]
     path = _baseline_then(tmp_path, code)
-    result = invoke("flops", "--check", str(path))
+    result = invoke("flops", "--check", str(path), "--trust-sources")
     assert result.exit_code != 0 and message in result.stderr
 
 

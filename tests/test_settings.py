@@ -48,8 +48,9 @@ def test_cli_options_show_the_configs_defaults(invoke):
     """The help shows what the library uses: compare's help once said 200 training steps
     while compare trained for 120."""
     compare_help = " ".join(invoke("compare", "--help").output.split())
-    assert f"--train-steps INTEGER RANGE Steps per model in the training section. " \
-           f"[default: {COMPARE_TRAIN.steps}; x>=1]" in compare_help
+    assert f"--train-steps INTEGER RANGE Steps per model in the training section; its " \
+           f"recipe warms up for {COMPARE_TRAIN.warmup_steps} steps" in compare_help
+    assert f"[default: {COMPARE_TRAIN.steps}; x>=" in compare_help
     latency_help = " ".join(invoke("latency", "--help").output.split())
     assert f"[default: {LatencyConfig().repeats}; x>=1]" in latency_help
     assert "--backward / --forward-only" in latency_help

@@ -73,11 +73,11 @@ def lesion(run, trust_sources, by, out, inline_plotly, fmt, **settings) -> None:
     part = _analyse(run, Analysis.LESION, chosen, out, inline_plotly,
                     "resnet-probe lesion study", trust_sources)
     if by == "block":
-        options.emit(part.lesion_blocks, fmt, ["model", "seed", "block", "stage",
+        options.emit(part.tables.lesion_blocks, fmt, ["model", "seed", "block", "stage",
                                                "downsampling", "error", "baseline_error",
                                                "relative_rise", "not_deletable_because"])
     else:
-        options.emit(part.lesion_count, fmt, ["model", "seed", "removed", "error",
+        options.emit(part.tables.lesion_count, fmt, ["model", "seed", "removed", "error",
                                               "error_std", "relative_rise", "samples"])
 
 
@@ -103,7 +103,7 @@ def responses(run, trust_sources, out, inline_plotly, fmt, **settings) -> None:
 
     part = _analyse(run, Analysis.RESPONSES, AnalysisOptions(**settings), out,
                     inline_plotly, "resnet-probe layer responses", trust_sources)
-    options.emit(part.responses, fmt, ["model", "seed", "layer", "depth", "response_std",
+    options.emit(part.tables.responses, fmt, ["model", "seed", "layer", "depth", "response_std",
                                        "rank"])
 
 
@@ -136,10 +136,10 @@ def landscape(run, trust_sources, summary, out, inline_plotly, fmt, **settings) 
     part = _analyse(run, Analysis.LANDSCAPE, chosen, out, inline_plotly,
                     "resnet-probe loss landscape", trust_sources)
     if summary:
-        options.emit(part.landscape_summary, fmt)
+        options.emit(part.tables.landscape_summary, fmt)
     else:
         beta = ["beta"] * (chosen.landscape_dims == 2)
-        options.emit(part.landscape, fmt, ["model", "seed", "direction", "alpha", *beta,
+        options.emit(part.tables.landscape, fmt, ["model", "seed", "direction", "alpha", *beta,
                                            "loss", "error"])
 
 
@@ -167,7 +167,7 @@ def paths(run, trust_sources, out, inline_plotly, fmt, **settings) -> None:
 
     part = _analyse(run, Analysis.PATHS, AnalysisOptions(**settings), out, inline_plotly,
                     "resnet-probe effective path lengths", trust_sources)
-    options.emit(part.paths, fmt, ["model", "seed", "path_length", "fraction",
+    options.emit(part.tables.paths, fmt, ["model", "seed", "path_length", "fraction",
                                    "gradient_magnitude", "effective_length"])
 
 
@@ -196,7 +196,7 @@ def hessian(run, trust_sources, out, inline_plotly, fmt, **settings) -> None:
 
     part = _analyse(run, Analysis.HESSIAN, AnalysisOptions(**settings), out, inline_plotly,
                     "resnet-probe Hessian spectra", trust_sources)
-    options.emit(part.hessian, fmt, ["model", "seed", "top_eigenvalue", "min_eigenvalue",
+    options.emit(part.tables.hessian, fmt, ["model", "seed", "top_eigenvalue", "min_eigenvalue",
                                      "min_max_ratio", "loss", "iterations", "images"])
 
 
