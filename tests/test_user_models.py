@@ -314,3 +314,56 @@ def test_a_model_with_no_residual_add_is_still_refused(tmp_path, invoke):
     result = invoke("flops", f"plain:{path}:build", "--input-size", "32")
     assert result.exit_code == 2
     assert "has no residual addition" in result.stderr
+
+
+PASSED_IN = '''
+import torch
+from torch import nn
+
+
+class Join(nn.Module):
+    """Adds a shortcut it is given to its own branch of three convs."""
+
+    def __init__(self, channels):
+        super().__init__()
+        self.body = nn.Sequential(*(nn.Conv2d(channels, channels, 3, padding=1)
+                                    for _ in range(3)))
+
+    def forward(self, x, skip):
+        return torch.relu(self.body(x) + skip)
+
+
+class Net(nn.Module):
+    def __init__(self, num_classes=10):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.side = nn.Sequential(nn.Conv2d(8, 8, 1), nn.ReLU(), nn.Conv2d(8, 8, 1))
+        self.join = Join(8)
+        self.fc = nn.Linear(8, num_classes)
+
+    def forward(self, x):
+        x = torch.relu(self.stem(x))
+        return self.fc(self.join(x, self.side(x)).mean((2, 3)))
+
+
+def build(num_classes=10):
+    return Net(num_classes)
+'''
+
+
+def test_a_join_whose_shortcut_is_passed_in_through_two_layers_is_refused(tmp_path, invoke):
+    """The block adds a tensor computed outside it through two convs: not a projection, so
+    the rule cannot say which side is the shortcut, and a twin would keep a residual-like
+    join. Refused naming it; plain[partial]: keeps it, and says the twin still adds."""
+    path = tmp_path / "passed_in.py"
+    path.write_text(PASSED_IN)
+    result = invoke("flops", f"plain:{path}:build", "--input-size", "32")
+    assert result.exit_code == 2
+    assert "the join add in join" in result.stderr
+    assert "computed outside join" in result.stderr and "2 weighted layers" in result.stderr
+    twin = resolve(f"plain[partial]:{path}:build", input_size=32).build()
+    (problem,) = twin.twin_report.problems
+    assert problem.kept_add and problem.block == "join"
+    from resnet_probe.sources.surgery import has_shortcuts
+
+    assert has_shortcuts(twin)  # a partial twin that still adds is not called plain

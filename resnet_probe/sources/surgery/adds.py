@@ -15,14 +15,16 @@ stream. What is added at the join decides which is which, whatever module holds 
 * the shortcut is the stream itself (directly or through ``nn.Identity``) and the branch holds
   learnable parameters of any kind (PoolFormer's ``x + layer_scale(pool(norm(x)))``).
 
-In the root module's own code the stream is the operands' nearest shared ancestor.
+In the root module's own code the stream is the operands' nearest shared ancestor. A
+shortcut that the block receives from outside (computed by its parent and passed in, as in
+DLA's trees) is one when it is at most a projection (one weighted layer).
 
 Other adds are kept and named in ``kept_adds`` with the reason: a constant or a bias or an
 embedding added to the stream, Res2Net's adds between splits (both operands pass through the
 same weighted layer), HRNet's fuse adds (operands from different inputs), RepVGG's parallel
 branches (as many weighted layers on each side), an elementwise sum with no weights. One kind
-is marked ``residual``: a join whose shortcut the module receives from outside (computed
-elsewhere and passed in), which the twin cannot take apart inside the block.
+is marked ``residual``: a join whose shortcut the module receives from outside through
+more than one weighted layer, which the twin cannot take apart.
 """
 
 from __future__ import annotations
@@ -198,12 +200,16 @@ def _classify(node, operands, owner, stream, graph: _Graph) -> ResidualAdd | Kep
                 elif not weights[branch] and not weights[shortcut]:
                     met["none"] = NO_WEIGHTS
                 continue
+            # A shortcut passed into the block (DLA's trees project it outside) is one only
+            # as a projection at most; a longer path from outside is a join the rule cannot
+            # take apart.
             outside = sorted({graph.owners[n] or n.name for n in paths[shortcut]
                               if n.op != "get_attr" and not _inside(graph.owners[n], owner)})
-            if owner and outside:
+            if owner and outside and weights[shortcut] > 1:
                 met["outside"] = (f"its shortcut is computed outside {owner} (in "
-                                  f"{', '.join(outside[:3])}) and passed in, so the join "
-                                  f"cannot be taken apart inside the block")
+                                  f"{', '.join(outside[:3])}) through {weights[shortcut]} "
+                                  f"weighted layers and passed in, so the join cannot be "
+                                  f"taken apart")
                 continue
             key = (weights[shortcut], len(paths[shortcut]))
             if best is None or key < best[0]:

@@ -96,12 +96,16 @@ def trace(model: nn.Module, open_modules: set[str] | None = None) -> fx.GraphMod
 
 
 def trace_with_blocks(model: nn.Module) -> fx.GraphModule:
-    """The model traced with every module that owns no residual add, and contains none, as
-    a leaf (see the module docstring); the plain trace when there are no adds."""
+    """The model traced with every module that owns no residual add (or a join that looks
+    like one), and contains none, as a leaf (see the module docstring); the plain trace when
+    there are no adds."""
     from resnet_probe.sources.surgery.adds import residual_adds
 
     full = trace(model)
-    owners = {add.block for add in residual_adds(full)[0] if add.block}
+    adds, kept = residual_adds(full)
+    # The owners of joins the twin cannot take apart are opened too, so that they are seen.
+    owners = {add.block for add in adds if add.block} | {k.block for k in kept
+                                                         if k.residual and k.block}
     if not owners:
         return full
     open_modules = {""} | {prefix for owner in owners for prefix in _prefixes(owner)}

@@ -281,8 +281,10 @@ def _verify(graph_module: fx.GraphModule, adds: list[ResidualAdd], before: set[s
                 f"is also read by {', '.join(users[add.node])}, so removing the shortcut "
                 f"cannot remove its projection: a shortcut shared with the rest of the "
                 f"network"), kept_add=False))
-    left, _ = residual_adds(graph_module)
-    for add in left:
+    # The twin's graph keeps each node's original owner, so the rule reads it as it read
+    # the original; joins inside modules the twin calls whole were found before surgery
+    # (trace_with_blocks opens every module that holds one).
+    for add in residual_adds(graph_module)[0]:
         problems.append(TwinProblem(add.node, add.block, "a residual add is still in the "
                                     "twin after surgery", kept_add=True))
     if not problems:
@@ -300,10 +302,14 @@ def _verify(graph_module: fx.GraphModule, adds: list[ResidualAdd], before: set[s
 
 def _live_shortcut_users(graph_module: fx.GraphModule, adds: list[ResidualAdd]
                          ) -> dict[str, list[str]]:
-    """Per removed add whose projection survived: who in the twin still reads it."""
+    """Per removed add whose projection survived: who in the twin still reads it. A
+    shortcut's parameter-free modules (a pooling that a concatenation reads too) may stay."""
     found: dict[str, list[str]] = {}
+    weighted = {name for name, module in graph_module.named_modules()
+                if any(True for _ in module.parameters())}
     for add in adds:
-        names = set(add.shortcut_modules) | set(add.shortcut_parameters)
+        names = ({m for m in add.shortcut_modules if m in weighted}
+                 | set(add.shortcut_parameters))
         for node in graph_module.graph.nodes:
             if node.op in ("call_module", "get_attr") and node.target in names:
                 readers = [_place(user) for user in node.users]
