@@ -111,7 +111,8 @@ class ModelSource:
             # The spec's fields as they are, so run-cache keys stay what they were.
             return json.loads(json.dumps(dataclasses.asdict(self.spec), default=str))
         if self.inner is not None:
-            return {"plain": self.inner.identity(), **({"reinit": True} if self.reinit else {})}
+            return {"plain": self.inner.identity(), **({"reinit": True} if self.reinit else {}),
+                    **({"partial": True} if self.partial else {})}  # never a refused twin's
         if self.module is not None:  # what the module is and holds, not only its label
             digest = hashlib.sha256(repr(self.module).encode())
             for name, tensor in self.module.state_dict().items():
