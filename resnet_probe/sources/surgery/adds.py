@@ -17,7 +17,8 @@ stream. What is added at the join decides which is which, whatever module holds 
 
 In the root module's own code the stream is the operands' nearest shared ancestor. A
 shortcut that the block receives from outside (computed by its parent and passed in, as in
-DLA's trees) is one when it is at most a projection (one weighted layer).
+DLA's trees) is one when it is at most a projection (one weighted layer); one the block
+computes itself from a path that leaves it is none.
 
 Other adds are kept and named in ``kept_adds`` with the reason: a constant or a bias or an
 embedding added to the stream, Res2Net's adds between splits (both operands pass through the
@@ -168,6 +169,9 @@ NO_WEIGHTS = ("neither operand passes through a weighted layer or a learnable pa
 def _classify(node, operands, owner, stream, graph: _Graph) -> ResidualAdd | KeptAdd:
     a, b = operands
     ancestors = graph.ancestors
+    if not all(o.op == "placeholder" or any(n.op == "placeholder" for n in ancestors[o])
+               for o in operands):  # a parameter or buffer added to the stream
+        return KeptAdd(node.name, owner, NO_SHARED_INPUT)
     if owner == "":  # the root's own code: the operands' nearest shared ancestor
         common = (ancestors[a] | {a}) & (ancestors[b] | {b})
         candidates = {max(common, key=lambda n: len(ancestors[n]))} if common else set()
@@ -201,16 +205,20 @@ def _classify(node, operands, owner, stream, graph: _Graph) -> ResidualAdd | Kep
                     met["none"] = NO_WEIGHTS
                 continue
             # A shortcut passed into the block (DLA's trees project it outside) is one only
-            # as a projection at most; a longer path from outside is a join the rule cannot
-            # take apart.
+            # as a projection at most; passed in through more, it is a join the rule cannot
+            # take apart. One computed inside from a path that leaves the block (HRNet's
+            # fuse of parallel branches) is none.
             outside = sorted({graph.owners[n] or n.name for n in paths[shortcut]
                               if n.op != "get_attr" and not _inside(graph.owners[n], owner)})
-            if owner and outside and weights[shortcut] > 1:
-                met["outside"] = (f"its shortcut is computed outside {owner} (in "
-                                  f"{', '.join(outside[:3])}) through {weights[shortcut]} "
-                                  f"weighted layers and passed in, so the join cannot be "
-                                  f"taken apart")
-                continue
+            if owner and outside:
+                if _inside(graph.owners[shortcut], owner):
+                    continue
+                if weights[shortcut] > 1:
+                    met["outside"] = (f"its shortcut is computed outside {owner} (in "
+                                      f"{', '.join(outside[:3])}) through {weights[shortcut]}"
+                                      f" weighted layers and passed in, so the join cannot "
+                                      f"be taken apart")
+                    continue
             key = (weights[shortcut], len(paths[shortcut]))
             if best is None or key < best[0]:
                 fork = max(shared, key=lambda n: len(ancestors[n])) if shared else start
