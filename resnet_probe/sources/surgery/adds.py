@@ -111,6 +111,7 @@ class _Graph:
                 found |= self.ancestors[parent] | {parent}
             self.ancestors[node] = found
         self.owners = {node: owner_of(node) for node in self.nodes}
+        self.order = {node: index for index, node in enumerate(self.nodes)}
 
     def reaches(self, start: fx.Node, node: fx.Node) -> bool:
         return start is node or start in self.ancestors[node]
@@ -229,11 +230,26 @@ def _classify(node, operands, owner, stream, graph: _Graph) -> ResidualAdd | Kep
                 return KeptAdd(node.name, owner, met[kind], residual=kind == "outside")
         return KeptAdd(node.name, owner, DIFFERENT_INPUTS)
     _, shortcut, branch, start, on_shortcut, identity = best
-    modules = tuple(sorted(str(n.target) for n in on_shortcut if n.op == "call_module"))
+    needed = _needed_elsewhere(on_shortcut, node, graph.order)
+    modules = tuple(sorted(str(n.target) for n in on_shortcut if n.op == "call_module" and (
+        n not in needed or graph.parameterised([n]))))
     parameters = tuple(sorted(str(n.target) for n in on_shortcut
                               if n.op == "get_attr" and n.target in graph.parameters))
     return ResidualAdd(node.name, owner, branch.name, shortcut.name, modules,
                        identity=identity, stream=start.name, shortcut_parameters=parameters)
+
+
+def _needed_elsewhere(path: set[fx.Node], add: fx.Node, order: dict[fx.Node, int]
+                      ) -> set[fx.Node]:
+    """The nodes of a shortcut that something besides the shortcut reads (DLA's pooled
+    input, which its tree also concatenates), and what they need: they stay in the twin.
+    A parameter-free one is then no part of the shortcut; a projection stays a shortcut
+    module, and the twin refuses to keep it (surgery.twin)."""
+    needed: set[fx.Node] = set()
+    for node in sorted(path, key=order.__getitem__, reverse=True):
+        if any(user is not add and (user not in path or user in needed) for user in node.users):
+            needed.add(node)
+    return needed
 
 
 def _module_inputs(owner: str, graph: _Graph) -> set[fx.Node]:
