@@ -22,17 +22,44 @@ def flops(models, input_size: int | None = None, batch_size: int = 1,
     tensors, a dict of keyword tensors), used as given, for a forward that takes more than
     one image.
     ``memory`` adds the memory columns (bytes of parameters, buffers, gradients, saved
-    activations and a training step's peak)."""
+    activations and a training step's peak). A model that cannot be built, twinned or
+    counted gets a row of its own naming the failure (the ``error`` column) and the others
+    are counted; when every one fails, the first failure is raised."""
     from resnet_probe.measure.costs import count_costs
+    from resnet_probe.results import frame
     from resnet_probe.sources import InputSpec, resolve
     from resnet_probe.views import STRUCTURED_VIEWS, cost_view
 
     spec = InputSpec.of(inputs) if inputs is not None else None
-    sources = [resolve(m, input_size=input_size, inputs=spec) for m in _models(models)]
-    return cost_view([count_costs(source, None if spec else input_size, batch_size,
-                                  engine=engine, structure=by in STRUCTURED_VIEWS,
-                                  memory=memory, example=inputs)
-                      for source in sources], by)
+    results, failed = [], []
+    for model in _models(models):
+        try:
+            source = resolve(model, input_size=input_size, inputs=spec)
+            results.append(count_costs(source, None if spec else input_size, batch_size,
+                                       engine=engine, structure=by in STRUCTURED_VIEWS,
+                                       memory=memory, example=inputs))
+        except Exception as error:  # noqa: BLE001 - any failure is this row's; Ctrl-C is not
+            failed.append((_label(model), error))
+    if failed and not results:
+        raise failed[0][1]
+    df = cost_view(results, by)
+    if not failed:
+        return df
+    rows = frame([{"model": label, "error": str(error)} for label, error in failed])
+    if df.empty:
+        return rows
+    integers = {c: "Int64" for c in df.columns if pd.api.types.is_integer_dtype(df[c])}
+    return pd.concat([df, rows], ignore_index=True).astype(integers)
+
+
+def _label(model) -> str:
+    """A MODEL's name in a row, as resolving it would name it."""
+    text = getattr(model, "text", None)  # a ModelSource
+    if isinstance(text, str):
+        return text
+    if hasattr(model, "forward"):  # an nn.Module
+        return getattr(model, "name", None) or type(model).__name__
+    return str(model)
 
 
 def _models(models) -> list:

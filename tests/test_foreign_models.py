@@ -117,8 +117,9 @@ def test_counts_equal_flop_counter_mode_on_every_torchvision_classifier(torchvis
 
 # Residual nets of both libraries, the designs the twin must handle: projections and
 # pooled projections, grouped and SE blocks, pre-activation, Res2Net's adds between splits,
-# RepVGG's parallel 1x1 branches, HRNet's fuse adds, DLA's trees, attention blocks, and
-# functional dropout in a head (ghostnet).
+# RepVGG's parallel 1x1 branches, HRNet's fuse adds, DLA's trees, attention blocks,
+# functional dropout in a head (ghostnet), NF blocks that timm marks as not traceable, and
+# PoolFormer's nn.Identity(x) + f(x) joins around a branch without a weighted layer.
 TWINNED = [
     "torchvision:resnet18", "torchvision:resnet50", "torchvision:resnext50_32x4d",
     "torchvision:wide_resnet50_2", "torchvision:regnet_x_400mf", "torchvision:regnet_y_400mf",
@@ -128,7 +129,7 @@ TWINNED = [
     "timm:regnetx_002", "timm:regnety_002", "timm:gernet_s", "timm:repvgg_a0",
     "timm:resnetv2_50", "timm:ghostnet_100", "timm:convnext_nano", "timm:dla34",
     "timm:hrnet_w18_small", "timm:botnet26t_256", "timm:efficientnet_b0", "timm:cspresnet50",
-    "timm:vit_tiny_patch16_224",
+    "timm:vit_tiny_patch16_224", "timm:nf_resnet26", "timm:poolformer_s12",
 ]
 
 
@@ -220,3 +221,47 @@ def test_library_models_round_trip_through_a_baseline(invoke, tmp_path, model, t
                                   "--input-size", "64",
                                   "--metrics", "params,macs,activation_bytes").stdout
     assert invoke("flops", "--check", str(path)).exit_code == 0
+
+
+def test_nf_blocks_that_timm_will_not_trace_are_twinned(timm):
+    """timm registers NormFreeBlock as not traceable (for an in-place multiply an fx pass
+    would drop); it owns the residual add, so it is traced through: nf_resnet26's 2+2+2+2
+    blocks each lose their shortcut, and no residual add is left."""
+    from timm.layers import is_notrace_module
+
+    from resnet_probe.sources.surgery import residual_adds, trace_with_blocks
+
+    model = resolve("timm:nf_resnet26").build(structure=False).eval()
+    assert is_notrace_module(type(model.stages[0][0]))
+    adds, kept = residual_adds(trace_with_blocks(model))
+    assert len(adds) == 8 and not kept
+    twin = resolve("plain:timm:nf_resnet26").build(structure=False)
+    assert len(twin.twin_report.removed) == 8 and not twin.twin_report.partial
+    assert residual_adds(twin)[0] == []
+
+
+def test_poolformers_identity_joins_are_all_removed(timm):
+    """PoolFormer's token-mixer branch (norm, pooling, layer scale) has no weighted layer;
+    its join nn.Identity(x) + f(x) is a shortcut all the same: all 24 go, none is kept."""
+    from resnet_probe.sources.surgery import residual_adds
+    from resnet_probe.sources.surgery.adds import is_add
+
+    twin = resolve("plain:timm:poolformer_s12").build(structure=False)
+    report = twin.twin_report
+    assert len(report.removed) == 2 * (2 + 2 + 6 + 2) and not report.kept_adds
+    assert residual_adds(twin) == ([], [])
+    assert not [n.name for n in twin.graph.nodes if is_add(n)]
+
+
+def test_a_model_without_a_twin_fails_its_own_row_in_flops(invoke, timm):
+    """densenet121 concatenates and never adds: its twin is refused in its own row, and the
+    model itself is still counted (torchvision's published 7,978,856 parameters)."""
+    import json
+
+    result = invoke("flops", "plain:timm:densenet121", "timm:densenet121", "--input-size",
+                    "64", "--format", "json")
+    assert result.exit_code == 0, result.output
+    rows = {row["model"]: row for row in json.loads(result.stdout)}
+    assert rows["timm:densenet121"]["params"] == 7_978_856
+    assert "has no residual addition" in rows["plain:timm:densenet121"]["error"]
+    assert "error: plain:timm:densenet121:" in result.stderr

@@ -54,6 +54,8 @@ def show(model, input_size, depth, in_channels, weights, num_classes, inputs) ->
     (source,) = options.sources([model], in_channels, weights, input_size, inputs, num_classes)
     summary, size = torchinfo_summary(source, input_size, depth)
     options.echo_result(describe_model(source, size))
+    if source.twin_report is not None:  # what the surgery removed and kept
+        options.echo_result(source.twin_report.description())
     options.echo_result(str(summary))
 
 
@@ -112,6 +114,11 @@ def flops(models, input_size, batch_size, by, convention, engine, sweep, check, 
     the stride on the bottleneck's 1x1 conv. 'partial' marks counts with unknown operators.
 
     \b
+    A model that cannot be built, twinned or counted fails its own row (the 'error'
+    column, and a line on stderr); the others are counted. The exit status is non-zero
+    only when every model failed: then it is the first failure's (2 for a bad MODEL).
+
+    \b
     Examples:
       resnet-probe flops resnet50 resnet50[stride_placement=1x1]
       resnet-probe flops resnet34 --by stage --format csv
@@ -157,32 +164,90 @@ def flops(models, input_size, batch_size, by, convention, engine, sweep, check, 
     if sweep:
         if inputs:
             raise click.UsageError("--sweep varies --input-size; it does not go with --input")
-        rows = [row for name in models for row in resolution_sweep(name, list(sweep),
-                                                                   batch_size)]
-        options.emit(frame(rows), fmt, ["model", "input_size", "params", *shown])
+        swept, failed = _each(models, lambda source: resolution_sweep(source, list(sweep),
+                                                                       batch_size))
+        rows = [row for result in swept for row in result]
+        options.emit(_with_failures(frame(rows), failed, fmt), fmt,
+                     ["model", "input_size", "params", *shown, *(["error"] if failed else [])])
         return
-    results = [count_costs(source, None if inputs else input_size, batch_size, engine=engine,
-                           structure=by in STRUCTURED_VIEWS, memory=memory)
-               for source in models]
+    results, failed = _each(models, lambda source: count_costs(
+        source, None if inputs else input_size, batch_size, engine=engine,
+        structure=by in STRUCTURED_VIEWS, memory=memory))
     for result in results:
         for note in result.notes:
             click.echo(f"note: {result.summary['model']}: {note}", err=True)
-    df = cost_view(results, by)
+    for source in models:
+        if source.twin_report is not None:  # what the surgery removed and kept
+            click.echo(f"note: {source.text}: {source.twin_report.description()}", err=True)
+    df = _with_failures(cost_view(results, by), failed, fmt)
     memory_columns = [c for c in MEMORY_COLUMNS if c in df and df[c].notna().any()] \
         if memory else []
     if by == "model":
-        columns = ["model", "inputs", "params", *shown, *memory_columns, "partial"]
+        columns = ["model", "inputs", "params", *shown, *memory_columns, "partial",
+                   *(["error"] if failed else [])]
         if fmt != "table" and convention != "all":
             df = df[[*columns, "batch_size", "uncounted_operators", "count_method"]]
         options.emit(df, fmt, columns, title="resnet-probe flops")
     elif by == "module":
         options.emit(df, fmt, ["model", "module", "type", "stage", "depth", "params", "macs",
-                               "macs_with_elementwise", "backward_flops"], exact=True,
+                               "macs_with_elementwise", "backward_flops",
+                               *(["error"] if failed else [])], exact=True,
                      title="resnet-probe flops --by module")
     else:
         options.emit(df, fmt, exact=True, title=f"resnet-probe flops --by {by}")
     if memory and fmt == "table":
         click.echo(f"memory: {MEMORY_METHOD}", err=True)
+
+
+def _each(sources, measure):
+    """(results, failures): each source measured on its own, so that one that cannot be
+    built, twinned or counted fails its own row (said on stderr) and not the command; when
+    every one fails, the first failure is raised (its exit status is the command's)."""
+    results, failed = [], []
+    for source in sources:
+        try:
+            results.append(measure(source))
+        except Exception as error:  # noqa: BLE001 - any failure is this row's; Ctrl-C is not
+            failed.append((source, error))
+    if failed and not results:
+        raise failed[0][1]
+    for source, failure in failed:
+        click.echo(f"error: {source.text}: {failure}", err=True)
+    return results, failed
+
+
+def _with_failures(df, failed, fmt):
+    """The table with a row per failed model naming its error (in a table, its first 60
+    characters: stderr has it whole); counts stay integers beside the empty cells."""
+    from resnet_probe.results import frame
+
+    if not failed:
+        return df
+    short = fmt in ("table", "markdown")
+    rows = frame([{"model": source.text, "error": _shortened(str(failure)) if short
+                   else str(failure)} for source, failure in failed])
+    return _with_rows(df, rows, integers=not short)
+
+
+ERROR_WIDTH = 60
+
+
+def _shortened(text: str) -> str:
+    return text if len(text) <= ERROR_WIDTH else text[:ERROR_WIDTH - 1] + "…"
+
+
+def _with_rows(df, rows, integers: bool):
+    """``df`` and ``rows`` in one frame; with ``integers``, integer columns stay integers
+    (nullable) for CSV and JSON, where a table shows a count the same either way."""
+    import pandas as pd
+
+    if df.empty:
+        return rows
+    merged = pd.concat([df, rows], ignore_index=True)
+    if not integers:
+        return merged
+    return merged.astype({c: "Int64" for c in df.columns
+                          if pd.api.types.is_integer_dtype(df[c])})
 
 
 def _update(path, models, replace, metrics, input_size, in_channels, inputs, batch_size,

@@ -11,8 +11,10 @@ Accepted everywhere a MODEL is:
   to the factory's signature before it is called;
 * any of these three with builder arguments: ``torchvision:vit_h_14[image_size=518]``,
   ``timm:resnet50d[drop_rate=0.1]``, ``my_model.py:build[width=32]``;
-* ``plain:MODEL``: the plain twin of any of the above, made by graph surgery (surgery.py);
+* ``plain:MODEL``: the plain twin of any of the above, made by graph surgery (surgery/);
   ``plain[reinit]:MODEL`` first gives branches that start at zero a unit init;
+  ``plain[partial]:MODEL`` keeps a twin that cannot be made plain (a shortcut it cannot
+  remove), labelled partial, where ``plain:`` refuses it (options combine: plain[reinit,partial]);
 * in the API, an ``nn.Module`` itself.
 
 Models are built with random initialisation; nothing is downloaded. Foreign models (all but the
@@ -56,6 +58,9 @@ TORCHVISION = "torchvision:"
 TIMM = "timm:"
 PLAIN = "plain:"
 PLAIN_REINIT = "plain[reinit]:"
+PLAIN_PARTIAL = "plain[partial]:"
+PLAIN_OPTIONS = ("reinit", "partial")
+_PLAIN = re.compile(r"^plain(?:\[(?P<options>[^\[\]]*)\])?:")
 INSTALL_HINT = ("install the optional extra: pip install 'resnet-probe[models]' (on a CPU-only "
                 "machine: torch==2.14.1 torchvision==0.29.1 timm)")
 _ARGUMENTS = re.compile(r"^(?P<base>.+?)\[(?P<args>[^\[\]]*)\]$")
@@ -90,6 +95,8 @@ class ModelSource:
     inner: ModelSource | None = None  # plain:MODEL's MODEL
     builder_args: dict[str, Any] = field(default_factory=dict)  # NAME[k=v,...]
     reinit: bool = False  # plain[reinit]:
+    partial: bool = False  # plain[partial]: a twin that cannot be made plain is kept, labelled
+    twin_report: Any = field(default=None, repr=False)  # a built twin's TwinReport (surgery)
     inputs: InputSpec | None = None  # what its forward takes, when not one image
     _traits: tuple[int | None, bool] | None = field(default=None, repr=False)
     _structure: dict | None = field(default=None, repr=False)  # discovered layer_info
@@ -122,7 +129,8 @@ class ModelSource:
             # The spec's fields as they are, so run-cache keys stay what they were.
             return json.loads(json.dumps(dataclasses.asdict(self.spec), default=str))
         if self.inner is not None:
-            return {"plain": self.inner.identity(), **({"reinit": True} if self.reinit else {})}
+            return {"plain": self.inner.identity(), **({"reinit": True} if self.reinit else {}),
+                    **({"partial": True} if self.partial else {})}  # never a refused twin's
         if self.module is not None:  # what the module is and holds, not only its label
             digest = hashlib.sha256(repr(self.module).encode())
             for name, tensor in self.module.state_dict().items():
@@ -221,15 +229,17 @@ def _resolve(model, in_channels, input_size, name) -> ModelSource:
                            default_input_size=input_size or (spec.default_input_size
                                                              if spec else 224))
     text = str(model).strip()
-    for prefix, reinit in ((PLAIN_REINIT, True), (PLAIN, False)):
-        if text.startswith(prefix):
-            inner = resolve(text[len(prefix):], in_channels, input_size)
-            return ModelSource(text, "plain", in_channels=inner.in_channels,
-                               default_input_size=inner.default_input_size, inner=inner,
-                               reinit=reinit)
-    if text.startswith("plain[") and "]:" in text:
-        raise SourceError(f"{text!r}: the only option of plain[...]: is reinit "
-                          f"(plain[reinit]:MODEL)")
+    plain = _PLAIN.match(text)
+    if plain is not None:
+        options = {o.strip() for o in (plain.group("options") or "").split(",") if o.strip()}
+        if options - set(PLAIN_OPTIONS) or plain.group("options") is not None and not options:
+            raise SourceError(f"{text!r}: the options of plain[...]: are "
+                              f"{' and '.join(PLAIN_OPTIONS)} (plain[reinit]:MODEL, "
+                              f"plain[partial]:MODEL, plain[reinit,partial]:MODEL)")
+        inner = resolve(text[plain.end():], in_channels, input_size)
+        return ModelSource(text, "plain", in_channels=inner.in_channels,
+                           default_input_size=inner.default_input_size, inner=inner,
+                           reinit="reinit" in options, partial="partial" in options)
     base, arguments = _builder_arguments(text)
     if base.startswith(TORCHVISION):
         return _torchvision(text, base, arguments, in_channels, input_size)
@@ -462,11 +472,12 @@ def _build_foreign(source: ModelSource, num_classes, in_channels, structure: boo
         inner = source.inner
         assert inner is not None
         original = inner.build(num_classes, in_channels, structure=False, device=device)
-        example = inner.example(source.default_input_size,
-                                device="meta" if device == "meta" else "cpu")
-        model = forward_step(inner, "making its plain twin", lambda: plain_twin(
-            original, example if structure else None, reinit=source.reinit))
+        example = _twin_example(source, original, "meta" if device == "meta" else "cpu")
+        model = forward_step(source, "making its plain twin", lambda: plain_twin(
+            original, example if structure else None, reinit=source.reinit,
+            partial=source.partial))
         model.name = source.text
+        source.twin_report = model.twin_report
         return model
     else:
         kwargs: dict[str, Any] = dict(source.builder_args)
@@ -502,6 +513,21 @@ def _build_foreign(source: ModelSource, num_classes, in_channels, structure: boo
     if structure and not hasattr(model, "layer_info"):
         model.layer_info = source.structure(model, device)
     return model
+
+
+def _twin_example(source: ModelSource, original: nn.Module, device: str):
+    """What the twin's forward is checked on: one image, or the inputs the source was given
+    (``--input``), each by the name the forward takes it by."""
+    assert source.inner is not None
+    if source.inputs is None:
+        return source.inner.example(source.default_input_size, device=device)
+    args, kwargs = source.example_inputs(device=device)
+    signature = inspect.signature(original.forward)
+    try:
+        return dict(signature.bind(*args, **kwargs).arguments)
+    except TypeError as error:
+        raise SourceError(f"{source.text}: its forward{signature} does not take the inputs "
+                          f"{source.inputs.text()} ({error})") from None
 
 
 def _discovered(source: ModelSource, model: nn.Module, device: str | None) -> dict:
