@@ -183,6 +183,28 @@ _COLUMN_LABELS = (
     ("relative_rise", "relative loss rise", ""), ("relative_rise_std", "relative rise, std", ""),
     ("slice_curvature_ratio", "slice curvature ratio", ""),
     ("concave_fraction", "concave fraction", ""), ("directions", "directions", ""),
+    ("parameters", "parameters", "params"), ("reorthogonalisation", "reorthogonalisation", ""),
+    ("alpha", "α", ""), ("beta", "β", ""), ("lesioned", "lesioned", ""),
+    ("removed", "blocks deleted", ""), ("k_half", "blocks deleted to halfway to chance", ""),
+    ("path_length", "path length", ""), ("gradient_magnitude", "gradient magnitude", ""),
+    ("fraction", "share", ""), ("effective_length", "effective path length", ""),
+    ("response_std", "response std", ""), ("rank", "rank", ""),
+    # training
+    ("train_error", "training error", ""), ("train_loss", "training loss", ""),
+    ("train_error_eval", "training error (eval mode)", ""), ("test_error", "test error", ""),
+    ("final_train_loss", "final training loss", ""),
+    ("final_train_error_eval", "final training error (eval mode)", ""),
+    ("train_error_auc", "mean training error over the budget", ""),
+    ("in_words", "in words", ""), ("weight_norm", "‖W‖", ""), ("grad_norm", "‖∇W‖", ""),
+    ("layer", "layer", ""), ("loss_at_init", "loss at init", ""),
+    ("growth_per_layer", "growth per layer", ""), ("lag", "lag", ""),
+    ("correlation", "correlation", ""), ("samples", "samples", ""), ("points", "points", ""),
+    ("bn", "BN", ""),
+    # counting
+    ("conv", "conv", ""), ("kernel", "kernel", ""), ("size", "spatial size", "px"),
+    ("largest_output_bytes", "largest output", "bytes"),
+    ("memory_batch_size", "memory batch size", ""), ("count_seconds", "count time", "s"),
+    ("inputs", "inputs", ""), ("input", "input", ""),
 )
 METRICS = {m.column: m for m in [
     *(Metric(column, words, unit) for column, words, unit in _COLUMN_LABELS),

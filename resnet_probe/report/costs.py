@@ -18,8 +18,8 @@ def models_of(df: pd.DataFrame) -> tuple[str, ...]:
 def has_bottleneck(part: CostsPart) -> bool:
     """A bottleneck net is in the report: the conventions' v1/v1.5 story applies to it."""
     architecture = part.architecture
-    return "block" in architecture and architecture["block"].astype(str).str.contains(
-        "bottleneck").any()
+    return "block" in architecture and bool(architecture["block"].astype(str).str.contains(
+        "bottleneck").any())
 
 
 def render_architecture(part: CostsPart, number: str = "2.") -> Section:

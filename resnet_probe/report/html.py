@@ -63,6 +63,8 @@ table.data th, table.data td { border-right: 1px solid #d5d9e4; border-bottom: 1
 table.data tr > :first-child { border-left: 1px solid #d5d9e4; }
 table.data thead th { border-top: 1px solid #d5d9e4; }
 table.data th { background: #eef1f8; vertical-align: bottom; }
+table.data td { white-space: nowrap; }
+table.data td.wrap { white-space: normal; min-width: 16rem; }
 table.data td.text, table.data th.text, table.data th:first-child { text-align: left; }
 /* The first column stays in view while a wide table scrolls sideways. */
 table.data tr > :first-child { position: sticky; left: 0; z-index: 1; background: #fff; }
@@ -224,7 +226,8 @@ def estimated_width(headers: list[str], cells: list[list[str]]) -> float:
 def _cell(value: object, text: str, extra_class: str | None = None) -> Markup:
     value = _python(value)
     numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
-    classes = ("num" if numeric else "text") + (f" {extra_class}" if extra_class else "")
+    classes = ("num" if numeric else "text") + (" wrap" if len(text) > WRAP_CHARACTERS else "") \
+        + (f" {extra_class}" if extra_class else "")
     return markup('<td class="{}">{}</td>', classes, text)
 
 

@@ -58,14 +58,15 @@ def gradient_ratios(headline: pd.DataFrame, gradient_models: pd.DataFrame
     gradients part's models table (which nets have shortcuts)."""
     if "grad_ratio_first_last" not in headline or gradient_models.empty:
         return []
-    shortcut = gradient_models.set_index("model")["shortcut"]
+    shortcut = {str(row["model"]): bool(row["shortcut"])
+                for row in gradient_models.to_dict("records")}
     found = []
     for row in headline.to_dict("records"):
-        ratio = row.get("grad_ratio_first_last")
-        if row["model"] not in shortcut or ratio is None or ratio != ratio:
+        model, ratio = str(row["model"]), row.get("grad_ratio_first_last")
+        if model not in shortcut or ratio is None or ratio != ratio:
             continue
         seeds = row.get("grad_ratio_first_last_seeds")
-        found.append(GradientRatio(row["model"], bool(shortcut[row["model"]]), float(ratio),
+        found.append(GradientRatio(model, shortcut[model], float(ratio),
                                    float(row.get("grad_ratio_first_last_ci95_low", math.nan)),
                                    float(row.get("grad_ratio_first_last_ci95_high", math.nan)),
                                    int(seeds) if seeds == seeds and seeds else 0))
@@ -81,7 +82,7 @@ def within_stage_ratios(stages: pd.DataFrame, gradient_models: pd.DataFrame
     residual = set(gradient_models.loc[gradient_models["shortcut"].astype(bool), "model"])
     inside = stages[(stages["blocks"] > 1) & stages["model"].isin(residual)]
     inside = inside[np.isfinite(inside["within_stage_ratio"].astype(float))]
-    return {model: float(group["within_stage_ratio"].mean())
+    return {str(model): float(group["within_stage_ratio"].mean())
             for model, group in inside.groupby("model", sort=False)}
 
 
@@ -107,31 +108,34 @@ def shortcut_costs(summary: pd.DataFrame, layers: pd.DataFrame, operators: pd.Da
     if summary.empty or "shortcut" not in architecture:
         return []
     stages = architecture[~architecture["stage"].isin(["stem", "head"])]
-    has_shortcut = stages.groupby("model", sort=False)["shortcut"].any()
-    params = summary.set_index("model")["params"]
-    depth = summary.set_index("model")["depth"] if "depth" in summary else None
+    residual = {str(m): bool(s) for m, s in
+                stages.groupby("model", sort=False)["shortcut"].any().items()}
+    by_model = {str(row["model"]): row for row in summary.to_dict("records")}
     found = []
-    for model, residual in has_shortcut.items():
-        if not residual:
+    for model, has_shortcut in residual.items():
+        if not has_shortcut or model not in by_model:
             continue
-        plain = [m for m, s in has_shortcut.items() if not s and depth is not None
-                 and depth.get(m) == depth.get(model)]
-        twin = plain[0] if plain else None
-        mine = stages[stages["model"] == model]
-        identities = int(pd.to_numeric(mine.get("identity_blocks"), errors="coerce")
-                         .fillna(0).sum()) if "identity_blocks" in mine else 0
+        mine = by_model[model]
+        twins = [m for m, s in residual.items() if not s and m in by_model
+                 and by_model[m].get("depth") == mine.get("depth")]
+        twin = twins[0] if twins else None
+        identities = pd.to_numeric(stages.loc[stages["model"] == model, "identity_blocks"],
+                                   errors="coerce").fillna(0).sum() \
+            if "identity_blocks" in stages else 0
         # Option A's zero-padding sits on the shortcut too, with no parameters: not a projection
-        projection_rows = layers[(layers["model"] == model) & (layers["role"] == "shortcut")
-                                 & (layers["params"] > 0)] if "role" in layers \
-            else layers.iloc[0:0]
-        projections = projection_rows["block"].nunique() if not projection_rows.empty else 0
+        projections = layers[(layers["model"] == model) & (layers["role"] == "shortcut")
+                             & (layers["params"] > 0)] if "role" in layers else layers.iloc[0:0]
         adds = operators[(operators["model"] == model) & (operators["direction"] == "forward")
                          & (operators["operator"] == "aten.add")]
         found.append(ShortcutCost(
-            model, twin, int(params[model] - params[twin]) if twin else None, identities,
-            int(projections), int(projection_rows["params"].sum()),
-            int(adds["macs"].sum()) if not adds.empty else 0, int(summary.set_index("model")
-                                                                  .loc[model, "macs"])))
+            model=model, twin=twin,
+            params_over_twin=int(mine["params"]) - int(by_model[twin]["params"])
+            if twin else None,
+            identity_blocks=int(identities),
+            projections=int(projections["block"].nunique()) if not projections.empty else 0,
+            projection_params=int(projections["params"].sum()),
+            add_elements=int(adds["macs"].sum()) if not adds.empty else 0,
+            macs=int(mine["macs"])))
     return found
 
 
@@ -150,11 +154,10 @@ class BottleneckSaving:
 def bottleneck_saving(totals: pd.DataFrame) -> BottleneckSaving | None:
     if totals.empty:
         return None
-    by = totals.set_index("template")
-    if not {"bottleneck at 4d", "basic at d", "basic at 4d"} <= set(by.index):
+    by = {str(row["template"]): row for row in totals.to_dict("records")}
+    if not {"bottleneck at 4d", "basic at d", "basic at 4d"} <= set(by):
         return None
-    bottleneck, basic, wide = by.loc["bottleneck at 4d"], by.loc["basic at d"], \
-        by.loc["basic at 4d"]
+    bottleneck, basic, wide = by["bottleneck at 4d"], by["basic at d"], by["basic at 4d"]
     return BottleneckSaving(int(bottleneck["weights"]), int(bottleneck["macs"]),
                             int(basic["macs"]), int(wide["macs"]),
                             float(wide["macs_vs_bottleneck"]))
@@ -166,11 +169,11 @@ def bn_biases(layers: pd.DataFrame, architecture: pd.DataFrame) -> dict[str, tup
     would add one per channel, which the BN's shift makes redundant."""
     if layers.empty or "type" not in layers:
         return {}
-    preact = architecture.groupby("model")["preact"].any() if "preact" in architecture \
-        else pd.Series(dtype=bool)
+    preact = {str(m): bool(p) for m, p in architecture.groupby("model")["preact"].any().items()} \
+        if "preact" in architecture else {}
     found = {}
     for model, group in layers.groupby("model", sort=False):
-        if bool(preact.get(model, True)):  # unknown or pre-activation: BN does not follow a conv
+        if preact.get(str(model), True):  # unknown or pre-activation: no BN follows a conv
             continue
         norms = group[group["type"] == "BatchNorm2d"]
         found[str(model)] = (int(norms["params"].sum() // 2), int(group["params"].sum()))

@@ -300,7 +300,7 @@ def _known(value: Any) -> bool:
     return value is not None and value == value
 
 
-def claim_finding(what: str, row: dict[str, Any]) -> str:
+def claim_finding(what: str, row: dict) -> str:
     """One tested claim of the trained nets (a findings row, analysis.claims) in one line."""
     low, high, mean = row.get("ci95_low"), row.get("ci95_high"), row.get("mean")
     interval = (f"95% CI {low:+.3f} to {high:+.3f}, " if _known(low) and _known(high)
