@@ -25,7 +25,7 @@ from resnet_probe.results import atomic_write_text, display_table
 PLOTLY_JS = "plotly.min.js"
 # A table whose estimated width passes this folds into <details> (the page's text column is
 # 1200 px wide less its padding); it still scrolls inside its box with a frozen first column.
-FOLD_WIDTH_PX = 1100
+FOLD_WIDTH_PX = 1150
 CHARACTER_PX = 7.2  # a .85rem system-ui digit, about
 CELL_PADDING_PX = 18
 WRAP_CHARACTERS = 32  # a longer text cell wraps at its spaces

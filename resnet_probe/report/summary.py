@@ -29,7 +29,8 @@ def render_summary(part: SummaryPart, number: str = "1.") -> Section:
         section.note(verdict_line(part.verdict), kind=kind)
     cells = headline_cells(part)
     section.table(cells, caption="The numbers the comparison rests on: counts are exact; "
-                  "medians and means carry a 95% interval", names=tuple(cells.columns))
+                  "medians and means carry a 95% interval", names=tuple(cells.columns),
+                  fold=False)
     changes = part.differences
     if not changes.empty:
         shown = changes[["model", "baseline", "metric", "change"]].assign(

@@ -50,6 +50,8 @@ def render_training(part: TrainingPart, number: str = "6.") -> Section:
         section.text(f"Runs {part.source}.")
     text, kind = verdict_note(tables.verdict, tables.stopped_early)
     section.note(text, kind=kind)
+    section.method(f"Rule, {verdict_rule_text()}", f"Intervals: {RULE}",
+                   summary="The rule the verdict follows, and its intervals")
     if not tables.estimates.empty:
         section.table(tables.estimates, caption="The comparisons the verdict rests on: per "
                                                 "seed, mean, and 95% t interval")
@@ -93,16 +95,20 @@ FIRST_STEPS = (
 
 def verdict_note(verdict: DegradationVerdict, stopped_early: StoppedEarly | None
                  ) -> tuple[Markup, str]:
-    """The verdict as train/verdict.py made it, with the numbers it rests on and its rule."""
+    """The verdict as train/verdict.py made it, with the numbers it rests on."""
     roles = ", ".join(f"{seed} ({role.value})" for seed, role in verdict.seed_roles.items())
     reasons = "; ".join(reasons_text(verdict) +
                         ([stopped_early_text(stopped_early)] if stopped_early else []))
     finding = residual_finding(verdict)
     residual = f" {finding[0].upper()}{finding[1:]}." if finding else ""
-    rule = " ".join(VERDICT_RULE.replace("``", "").split()).replace(" * ", " • ")
-    text = markup("<b>Verdict: {}</b> on seeds {}: {}.{} <small>Rule, {} Intervals: {}</small>",
-                  verdict.verdict.value, roles or "none", reasons, residual, rule, RULE)
+    text = markup("<b>Verdict: {}</b> on seeds {}: {}.{}", verdict.verdict.value,
+                  roles or "none", reasons, residual)
     return text, ("finding" if verdict.verdict is not Verdict.INCONCLUSIVE else "warning")
+
+
+def verdict_rule_text() -> str:
+    """The verdict's rule as one paragraph (its list items marked •)."""
+    return " ".join(VERDICT_RULE.replace("``", "").split()).replace(" * ", " • ")
 
 
 

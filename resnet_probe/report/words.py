@@ -290,10 +290,14 @@ def gradient_finding(rows: list[dict[str, Any]]) -> str:
             "shrinks toward the input": "shrink toward the input: they vanish"}.get(
         direction.removesuffix(" (one seed)"), "have no settled direction")
     kind = "the plain nets'" if plain else "the nets'"
-    each = "; ".join(f"{r['model']} {ratio_interval(r['ratio'], r['low'], r['high'], r['seeds'])}"
-                     for r in [*plain, *[r for r in rows if r["shortcut"]]])
-    return (f"At init, with BN, {kind} gradients {said}: the first block's gradient over the "
-            f"last block's is {each}.")
+    ordered = [*plain, *[r for r in rows if r["shortcut"]]]
+    each = [f"{r['model']}'s {ratio_interval(r['ratio'], r['low'], r['high'], r['seeds'])}"
+            for r in ordered]
+    first = ordered[0]
+    each[0] = (f"{first['model']}'s gradient at the first block is "
+               f"{ratio_interval(first['ratio'], first['low'], first['high'], first['seeds'])} "
+               f"its gradient at the last")
+    return f"At init, with BN, {kind} gradients {said}: {'; '.join(each)}."
 
 
 def _known(value: Any) -> bool:
