@@ -282,7 +282,8 @@ def gradient_direction(low: float, high: float, ratio: float) -> str:
 
 def gradient_finding(rows: list[dict[str, Any]]) -> str:
     """The gradients at init in one line: per model the first/last block ratio with its
-    interval, plain nets first. ``rows``: model, shortcut, ratio, low, high, seeds."""
+    interval, the last plain net named first (its interval says the direction), then the other
+    plain nets, then the residual ones. ``rows``: model, shortcut, ratio, low, high, seeds."""
     plain = [r for r in rows if not r["shortcut"]]
     lead = plain[-1] if plain else rows[-1]
     direction = gradient_direction(lead["low"], lead["high"], lead["ratio"])
@@ -290,13 +291,12 @@ def gradient_finding(rows: list[dict[str, Any]]) -> str:
             "shrinks toward the input": "shrink toward the input: they vanish"}.get(
         direction.removesuffix(" (one seed)"), "have no settled direction")
     kind = "the plain nets'" if plain else "the nets'"
-    ordered = [*plain, *[r for r in rows if r["shortcut"]]]
-    each = [f"{r['model']}'s {ratio_interval(r['ratio'], r['low'], r['high'], r['seeds'])}"
-            for r in ordered]
-    first = ordered[0]
-    each[0] = (f"{first['model']}'s gradient at the first block is "
-               f"{ratio_interval(first['ratio'], first['low'], first['high'], first['seeds'])} "
-               f"its gradient at the last")
+    others = [r for r in rows if r is not lead]
+    each = [f"{lead['model']}'s gradient at the first block is "
+            f"{ratio_interval(lead['ratio'], lead['low'], lead['high'], lead['seeds'])} its "
+            f"gradient at the last",
+            *(f"{r['model']}'s {ratio_interval(r['ratio'], r['low'], r['high'], r['seeds'])}"
+              for r in sorted(others, key=lambda r: bool(r["shortcut"])))]
     return f"At init, with BN, {kind} gradients {said}: {'; '.join(each)}."
 
 
@@ -319,7 +319,7 @@ MECHANISM_NOT_RUN = ("The mechanism test (the early layers' weight norms held at
 
 
 def cost_change(value: float, base: float, unit: str) -> str:
-    """An exact count's change against the baseline: "-0.9% (-192,512 params), exact";
+    """An exact count's change against the baseline: "-0.88%, -192 K params (exact count)";
     "no difference (exact count)" when equal."""
     difference = value - base
     if difference == 0:
