@@ -414,14 +414,19 @@ def shortcut_cost_answer(costs: list[Any]) -> str | None:
     for cost in costs:
         twin = (f" {cost.params_over_twin:+,} parameters against its plain twin {cost.twin};"
                 if cost.twin is not None else "")
-        projections = (f" {cost.projections} projection shortcut(s) hold "
+        projections = (f" {_counted(cost.projections, 'projection shortcut')} hold "
                        f"{cost.projection_params:,} parameters;" if cost.projections else
                        " no projection shortcut;")
         share = cost.add_elements / cost.macs if cost.macs else float("nan")
-        parts.append(f"{cost.model}:{twin}{projections} {cost.identity_blocks} identity "
-                     f"block(s); its residual adds are {readable_count(cost.add_elements)} "
-                     f"additions, {share:.2%} of its conv and linear MACs")
+        parts.append(f"{cost.model}:{twin}{projections} "
+                     f"{_counted(cost.identity_blocks, 'identity block')}; its residual adds "
+                     f"are {readable_count(cost.add_elements)} additions, {share:.2%} of its "
+                     f"conv and linear MACs")
     return "; ".join(parts) + "."
+
+
+def _counted(count: int, thing: str) -> str:
+    return f"{count} {thing}{'' if count == 1 else 's'}"
 
 
 def bottleneck_answer(saving: Any) -> str | None:
