@@ -464,7 +464,7 @@ def test_cost_answer_gives_each_change_with_its_interval_or_no_measurable_differ
     table = cost_table(result.summary).set_index("model")
     assert table.loc["plain8", "Δ params"] == "no difference (exact count)"  # option A twins
     assert table.loc["plain8", "Δ MACs (a)"] == "no difference (exact count)"
-    assert table.loc["plain8", "Δ forward (ms)"] == \
+    assert table.loc["plain8", "Δ forward time"] == \
         "no measurable difference (95% CI -4.1% to +0.9%)"
     # resnet14 against resnet8: 10,064,936 - 78,042 = 9,986,894 params, +12,797%
     assert cost_change(10_064_936, 78_042, "params") == "+12,797%, +9.99 M params (exact count)"

@@ -142,8 +142,9 @@ def cost_answer(summary: SummaryPart) -> Section:
         "difference\"", baseline), names=tuple(table.columns), fold=False)
 
 
+# (column, what its change is counted in or called)
 COST_COUNTS = (("params", "params"), ("macs", "MACs"))
-COST_TIMES = ("forward_ms", "backward_ms")
+COST_TIMES = (("forward_ms", "Δ forward time"), ("backward_ms", "Δ backward time"))
 
 
 def cost_table(summary: SummaryPart) -> pd.DataFrame:
@@ -159,12 +160,12 @@ def cost_table(summary: SummaryPart) -> pd.DataFrame:
             if column in deltas and record[column] == record[column]:
                 row[f"Δ {column_label(column)}"] = cost_change(record[column], base[column],
                                                                unit)
-        for metric in COST_TIMES:
+        for metric, heading in COST_TIMES:
             found = differences[(differences["model"] == record["model"])
                                 & (differences["metric"] == metric)] \
                 if not differences.empty else differences
             if not found.empty:
-                row[f"Δ {column_label(metric)}"] = found["change"].iloc[0]
+                row[heading] = found["change"].iloc[0]
         rows.append(row)
     return pd.DataFrame(rows)
 

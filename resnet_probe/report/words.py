@@ -311,7 +311,7 @@ def claim_finding(what: str, row: dict) -> str:
                 else "no interval, ")
     said = f"mean {mean:+.3f}, " if _known(mean) else ""
     return (f"{what} at depth {row['depth']}: {row['outcome']} ({said}{interval}"
-            f"{row['seeds']} seeds).")
+            f"{_counted(int(row['seeds']), 'seed')}).")
 
 
 MECHANISM_NOT_RUN = ("The mechanism test (the early layers' weight norms held at init, "
