@@ -32,7 +32,8 @@ class Direction(StrEnum):
 
 @dataclass(frozen=True)
 class Metric:
-    """One column's meaning. ``scale`` divides the value for display, under ``header``."""
+    """One column's meaning. ``scale`` divides the value for the console, under ``header``;
+    pages show ``heading`` (or ``label``) with the unit, in readable units per column."""
 
     column: str
     label: str
@@ -41,50 +42,260 @@ class Metric:
     scale: float = 1.0
     description: str = ""
     reported_by: str = ""  # for counting conventions: who quotes numbers this way
+    heading: str = ""  # a table header's words, when the label is too long for one
 
     @property
     def header(self) -> str:
         prefix = {1e9: "G", 1e6: "M"}.get(self.scale, "")
         return f"{self.column} ({prefix})" if prefix else self.column
 
+    def display_heading(self, prefix: str = "") -> str:
+        """"forward (ms)", "params (M)", "activations (MB)": the words and the unit shown."""
+        words = self.heading or self.label
+        if self.unit in COUNTED_UNITS:
+            return f"{words} ({prefix})" if prefix else words
+        if self.unit == "bytes":
+            return f"{words} ({prefix}B)" if prefix else f"{words} (bytes)"
+        return f"{words} ({self.unit})" if self.unit else words
 
+
+# Units whose values are counts, shown in K, M or G as each column's size needs.
+COUNTED_UNITS = ("params", "MACs", "FLOPs", "elements", "weights")
 G = 1e9
 # The counting conventions, in the order tables show them (measure/costs.py defines each).
 CONVENTIONS = (
     Metric("macs", "(a) conv+linear MACs, stride on 3x3 (v1.5)", "MACs", Direction.LOWER, G,
            "multiply-accumulates of convolutions and linear layers",
-           "torchvision docs' GFLOPS; resnet-probe's `macs`"),
+           "torchvision docs' GFLOPS; resnet-probe's `macs`", "MACs (a)"),
     Metric("macs_v1", "(a) conv+linear MACs, stride on 1x1 (v1)", "MACs", Direction.LOWER, G,
            "convention (a) with the bottleneck's stride on the first 1x1 conv",
-           "the ResNet paper's Table 1 'FLOPs'"),
+           "the ResNet paper's Table 1 'FLOPs'", "MACs (a), v1 stride"),
     Metric("macs_fvcore_default", "fvcore default: (a) + 2 per BN element + 1 per avg-pool "
            "input", "MACs", Direction.LOWER, G, "what fvcore's FlopCountAnalysis reports",
-           "fvcore FlopCountAnalysis total"),
+           "fvcore FlopCountAnalysis total", "MACs, fvcore default"),
     Metric("macs_with_elementwise", "(b) (a) + BN, ReLU, residual add, pooling (1 per "
            "element)", "MACs", Direction.LOWER, G, "convention (a) plus elementwise work",
-           "resnet-probe `macs_with_elementwise`"),
+           "resnet-probe `macs_with_elementwise`", "MACs (b), with elementwise"),
     Metric("flops", "(c) FLOPs = 2 x (a)", "FLOPs", Direction.LOWER, G,
-           "a multiply and an add per MAC", "torch FlopCounterMode"),
+           "a multiply and an add per MAC", "torch FlopCounterMode", "FLOPs (c)"),
     Metric("backward_flops", "(d) backward conv+linear FLOPs, measured", "FLOPs",
            Direction.LOWER, G, "gradient of input and weight, op by op",
-           "torch FlopCounterMode on loss.backward()"),
+           "torch FlopCounterMode on loss.backward()", "backward FLOPs (d)"),
+)
+# The summary's columns, in the order its tables show them.
+SUMMARY_METRICS = (
+    Metric("params", "parameters", "params", Direction.LOWER, heading="params"),
+    Metric("trainable_params", "trainable parameters", "params", Direction.LOWER,
+           heading="trainable params"),
+    *CONVENTIONS,
+    Metric("forward_ms", "forward ms (median)", "ms", Direction.LOWER, heading="forward"),
+    Metric("backward_ms", "backward ms (median)", "ms", Direction.LOWER, heading="backward"),
+    Metric("images_per_s", "images/s", "images/s", Direction.HIGHER, heading="throughput"),
+    Metric("grad_ratio_first_last", "grad-norm ratio first/last block", "",
+           heading="gradient ratio first/last block"),
+    Metric("final_train_error", "final training error", "", Direction.LOWER),
+    Metric("final_test_error", "final test error", "", Direction.LOWER),
+)
+SUMMARY_COLUMNS = [m.column for m in SUMMARY_METRICS]
+# Every other column a report shows: (column, words, unit). Raw names stay in the CSV and JSON.
+_COLUMN_LABELS = (
+    # who and where
+    ("model", "model", ""), ("baseline", "baseline", ""), ("metric", "measure", ""),
+    ("seed", "seed", ""), ("seeds", "seeds", ""), ("depth", "depth", ""),
+    ("net_depth", "net depth", ""), ("shortcut", "shortcut", ""), ("stage", "stage", ""),
+    ("block", "block", ""), ("module", "module", ""), ("type", "type", ""),
+    ("role", "role", ""), ("direction", "direction", ""), ("operator", "operator", ""),
+    ("kind", "kind", ""), ("unit", "unit", ""), ("convention", "convention", ""),
+    ("reported_by", "reported by", ""), ("key", "key", ""), ("value", "value", ""),
+    ("status", "status", ""), ("engine", "engine", ""), ("family", "family", ""),
+    ("design", "design", ""), ("groups", "groups", ""), ("width_per_group", "width per group",
+                                                         ""),
+    ("widths", "stage widths", ""), ("width", "inner width d", ""), ("input_size",
+                                                                     "input size", "px"),
+    ("preact", "pre-activation", ""), ("discovered", "found from the graph", ""),
+    ("partial", "partial count", ""), ("uncounted_operators", "operators not counted", ""),
+    ("count_notes", "count notes", ""), ("count_method", "count method", ""),
+    ("stride_placement", "stride on", ""), ("shortcut_option", "shortcut option", ""),
+    ("blocks", "blocks", ""), ("layers", "layers", ""), ("template", "block", ""),
+    ("formula", "formula", ""), ("in_channels", "input channels", ""),
+    ("out_channels", "output channels", ""), ("output_size", "output size", ""),
+    ("downsampling", "downsampling", ""), ("not_deletable_because", "why it cannot be deleted",
+                                           ""),
+    ("comparison", "comparison", ""), ("claim", "claim", ""), ("outcome", "outcome", ""),
+    ("evidence", "evidence", ""), ("per_seed", "per seed", ""), ("change", "change", ""),
+    ("measurable", "measurable", ""), ("method", "method", ""), ("noisy", "noisy", ""),
+    ("noisy_layers", "noisy layers", ""), ("bound", "bound", ""), ("chance_error",
+                                                                  "chance error", ""),
+    ("steps_done", "steps done", ""), ("diverged_at", "diverged at step", ""),
+    ("diverged_because", "diverged because", ""), ("processes", "processes", ""),
+    ("samples_per_rank", "samples per process", ""), ("from_step", "from step", ""),
+    ("to_step", "to step", ""), ("step", "step", ""),
+    # counts and sizes
+    ("weights", "weights", "weights"), ("mmacs", "MACs", "MACs"),
+    ("macs_vs_bottleneck", "MACs ÷ the bottleneck's", ""),
+    ("param_bytes", "parameters", "bytes"), ("buffer_bytes", "buffers", "bytes"),
+    ("grad_bytes", "gradients", "bytes"), ("activation_bytes", "saved activations", "bytes"),
+    ("optimizer_bytes", "optimizer state", "bytes"),
+    ("train_peak_bytes", "training step peak", "bytes"),
+    ("cuda_measured_peak_bytes", "measured CUDA peak", "bytes"),
+    ("batch_size", "batch size", ""), ("giga", "value", "G"),
+    # times
+    ("hooked_forward_ms", "hooked forward", "ms"), ("hooked_backward_ms", "hooked backward",
+                                                    "ms"),
+    ("hook_overhead_ratio", "hook overhead (hooked ÷ un-hooked)", ""),
+    ("layer_sum_forward_ms", "sum of layers, forward", "ms"),
+    ("layer_sum_backward_ms", "sum of layers, backward", "ms"),
+    ("layer_sum_to_total", "sum of layers ÷ total", ""),
+    ("median_ms", "median", "ms"), ("iqr_ms", "IQR", "ms"), ("min_ms", "min", "ms"),
+    ("sum_of_median_ms", "sum of layer medians", "ms"), ("ms", "time", "ms"),
+    ("ci95_low_ms", "95% CI low", "ms"), ("ci95_high_ms", "95% CI high", "ms"),
+    ("wall_ms", "wall time", "ms"), ("busy_ms", "busy time", "ms"), ("idle_ms", "idle time",
+                                                                     "ms"),
+    ("kernel_ms", "kernel time", "ms"), ("dispatch_ms", "dispatch time", "ms"),
+    ("kernels", "kernels", ""), ("launch_bound", "launch-bound", ""),
+    ("launch_bound_fraction", "idle between kernels", "fraction"),
+    ("backward_to_forward", "backward ÷ forward", ""),
+    ("arithmetic_intensity", "arithmetic intensity", "FLOP/byte"),
+    ("achieved_gflops_per_s", "achieved", "GFLOP/s"), ("bytes_moved", "bytes moved", "bytes"),
+    ("seconds", "time", "s"), ("error", "error", ""),
+    # differences
+    ("baseline_value", "baseline value", ""), ("delta_pct", "Δ", "%"),
+    ("ci95_low_pct", "Δ 95% CI low", "%"), ("ci95_high_pct", "Δ 95% CI high", "%"),
+    ("mean", "mean", ""), ("ci95_low", "95% CI low", ""), ("ci95_high", "95% CI high", ""),
+    ("spread_std", "std over seeds", ""),
+    # gradients at init
+    ("grad_ratio_std", "gradient ratio, std over seeds", ""),
+    ("max_within_stage_ratio", "largest within-stage ratio", ""),
+    ("within_stage_ratio", "within-stage ratio", ""),
+    ("exp_rate_per_layer", "exponential fit: rate per layer", ""),
+    ("exp_r2", "exponential fit R²", ""), ("power_exponent", "power-law fit exponent", ""),
+    ("power_r2", "power-law fit R²", ""), ("r2_power_minus_exp", "R² power − exponential", ""),
+    ("better_fit", "better fit", ""), ("gradient_trend", "gradient trend", ""),
+    ("first_nonfinite_forward", "first non-finite forward", ""),
+    ("first_nonfinite_gradient", "first non-finite gradient", ""),
+    # training dynamics
+    ("weight_growth", "‖W‖ growth", ""), ("grad_to_weight", "‖∇W‖/‖W‖", ""),
+    ("effective_step", "effective step lr·‖∇W‖/‖W‖", ""),
+    ("update_to_weight", "‖ΔW‖/‖W‖", ""), ("momentum", "momentum", ""),
+    # trained nets
+    ("top_eigenvalue", "largest Hessian eigenvalue", ""),
+    ("min_eigenvalue", "smallest Hessian eigenvalue", ""),
+    ("min_max_ratio", "|λmin/λmax|", ""), ("iterations", "Lanczos iterations", ""),
+    ("images", "images", ""), ("loss", "loss", ""), ("loss_at_0", "loss at the trained weights",
+                                                    ""),
+    ("relative_rise", "relative loss rise", ""), ("relative_rise_std", "relative rise, std", ""),
+    ("slice_curvature_ratio", "slice curvature ratio", ""),
+    ("concave_fraction", "concave fraction", ""), ("directions", "directions", ""),
+    ("parameters", "parameters", "params"), ("reorthogonalisation", "reorthogonalisation", ""),
+    ("alpha", "α", ""), ("beta", "β", ""), ("lesioned", "lesioned", ""),
+    ("removed", "blocks deleted", ""), ("k_half", "blocks deleted to halfway to chance", ""),
+    ("path_length", "path length", ""), ("gradient_magnitude", "gradient magnitude", ""),
+    ("fraction", "share", ""), ("effective_length", "effective path length", ""),
+    ("response_std", "response std", ""), ("rank", "rank", ""),
+    # training
+    ("train_error", "training error", ""), ("train_loss", "training loss", ""),
+    ("train_error_eval", "training error (eval mode)", ""), ("test_error", "test error", ""),
+    ("final_train_loss", "final training loss", ""),
+    ("final_train_error_eval", "final training error (eval mode)", ""),
+    ("train_error_auc", "mean training error over the budget", ""),
+    ("in_words", "in words", ""), ("weight_norm", "‖W‖", ""), ("grad_norm", "‖∇W‖", ""),
+    ("layer", "layer", ""), ("loss_at_init", "loss at init", ""),
+    ("growth_per_layer", "growth per layer", ""), ("lag", "lag", ""),
+    ("correlation", "correlation", ""), ("samples", "samples", ""), ("points", "points", ""),
+    ("bn", "BN", ""),
+    # counting
+    ("conv", "conv", ""), ("kernel", "kernel", ""), ("size", "spatial size", "px"),
+    ("largest_output_bytes", "largest output", "bytes"),
+    ("memory_batch_size", "memory batch size", ""), ("count_seconds", "count time", "s"),
+    ("inputs", "inputs", ""), ("input", "input", ""),
 )
 METRICS = {m.column: m for m in [
-    Metric("params", "parameters", "params", Direction.LOWER),
-    Metric("trainable_params", "trainable parameters", "params", Direction.LOWER),
-    *CONVENTIONS,
-    Metric("forward_ms", "forward ms (median)", "ms", Direction.LOWER),
-    Metric("backward_ms", "backward ms (median)", "ms", Direction.LOWER),
-    Metric("images_per_s", "images/s", "images/s", Direction.HIGHER),
-    Metric("grad_ratio_first_last", "grad-norm ratio first/last block", "ratio"),
-    Metric("final_train_error", "final training error", "error", Direction.LOWER),
-    Metric("final_test_error", "final test error", "error", Direction.LOWER),
+    *(Metric(column, words, unit) for column, words, unit in _COLUMN_LABELS),
+    *SUMMARY_METRICS,
 ]}
-SUMMARY_COLUMNS = list(METRICS)
+# Columns made from a catalogued one: (suffix, how its heading reads, its unit).
+_DERIVED = (
+    ("_delta_ci95_low", "Δ {} 95% CI low", "%"), ("_delta_ci95_high", "Δ {} 95% CI high", "%"),
+    ("_delta_pct", "Δ {}", "%"), ("_ci95_low", "{} 95% CI low", None),
+    ("_ci95_high", "{} 95% CI high", None), ("_change", "{}: change", ""),
+    ("_measurable", "{}: measurable", ""), ("_seeds", "{}: seeds", ""),
+    ("_std", "{}, std", None), ("_iqr", "{}, IQR", None),
+)
+
+
+def metric_for(column: str) -> tuple[Metric, str] | None:
+    """The catalogue's entry for ``column`` and how a derived column reads ("Δ {}"), or None
+    for a column the catalogue does not know."""
+    if column in METRICS:
+        return METRICS[column], "{}"
+    for suffix, words, unit in _DERIVED:
+        base = column.removesuffix(suffix)
+        if base != column and base in METRICS:
+            metric = METRICS[base]
+            heading = metric.heading or metric.label
+            derived = Metric(column, words.format(heading), metric.unit if unit is None else unit)
+            return derived, words
+    return None
+
+
+def column_label(column: str, prefix: str = "") -> str:
+    """A column's header on a page: its words with its unit ("Δ params (%)", "forward (ms)");
+    a column the catalogue does not know reads as its words."""
+    found = metric_for(column)
+    if found is None:
+        return column.replace("_", " ")
+    return found[0].display_heading(prefix)
+
+
+PREFIXES = ((1e9, "G"), (1e6, "M"), (1e4, "K"))
+
+
+def readable_prefix(values: pd.Series) -> tuple[float, str]:
+    """(divisor, prefix) that shows a column of counts in K, M or G by its largest value."""
+    numbers = pd.to_numeric(values, errors="coerce").abs()
+    largest = numbers.max() if numbers.notna().any() else 0
+    for divisor, prefix in PREFIXES:
+        if largest >= divisor:
+            return divisor, prefix
+    return 1.0, ""
+
+
+def display_table(df: pd.DataFrame, names: tuple[str, ...] = ()) -> pd.DataFrame:
+    """``df`` as a page shows it: each catalogued column headed by its words and unit, counts
+    in K, M or G as the column's size needs; ``names`` (e.g. model names heading a pivot's
+    columns) stay as they are."""
+    columns: dict[int, pd.Series] = {}
+    labels = []
+    for position, column in enumerate(df.columns):
+        values = df.iloc[:, position]
+        label = column
+        if isinstance(column, str) and column not in names:
+            divisor, prefix = _count_scale(column, values)
+            values = values / divisor if divisor != 1.0 else values
+            label = column_label(column, prefix)
+        columns[position] = values
+        labels.append(label)
+    shown = pd.DataFrame(columns, index=df.index)
+    shown.columns = labels
+    return shown
+
+
+def _count_scale(column: str, values: pd.Series) -> tuple[float, str]:
+    found = metric_for(column)
+    if found is None or found[0].unit not in (*COUNTED_UNITS, "bytes") or \
+            not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+        return 1.0, ""
+    return readable_prefix(values)
+
+
+def uncatalogued(columns) -> list[str]:
+    """The columns the catalogue has no words for (a report shows their raw names' words)."""
+    return [c for c in columns if isinstance(c, str) and metric_for(c) is None]
 
 
 def display_scales(columns) -> dict[str, tuple[float, str]]:
-    """(divisor, header) for every catalogued column shown scaled: ``macs`` -> "macs (G)"."""
+    """(divisor, header) for every catalogued column shown scaled in the console: ``macs``
+    -> "macs (G)"."""
     return {c: (METRICS[c].scale, METRICS[c].header) for c in columns
             if c in METRICS and METRICS[c].scale != 1.0}
 

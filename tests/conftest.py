@@ -133,3 +133,28 @@ def torchvision():
 @pytest.fixture(scope="session")
 def timm(torchvision):
     return _optional("timm")
+
+
+GOLDEN = Path(__file__).parent / "golden"
+
+
+def pytest_addoption(parser) -> None:
+    parser.addoption("--overwrite-golden", action="store_true", default=False,
+                     help="rewrite tests/golden/*.out from what the code prints now")
+
+
+@pytest.fixture
+def golden(request):
+    """Compare text people read (console tables, markdown) with its stored .out file, as
+    torchinfo's verify_output does; ``--overwrite-golden`` stores the text instead."""
+    def verify(name: str, text: str) -> None:
+        path = GOLDEN / f"{name}.out"
+        if request.config.getoption("--overwrite-golden"):
+            GOLDEN.mkdir(exist_ok=True)
+            path.write_text(text)
+            return
+        assert path.exists(), f"no golden file {path}: run pytest with --overwrite-golden"
+        assert text == path.read_text(), (
+            f"{name} differs from {path}; if the change is intended, rerun with "
+            f"--overwrite-golden and review the diff")
+    return verify

@@ -11,9 +11,14 @@ import pandas as pd
 import pytest
 from conftest import page_of
 
+from resnet_probe.report.answers import plain_nets
+from resnet_probe.report.html import esc
+from resnet_probe.report.words import verdict_headline, verdict_line
 from resnet_probe.results import SUMMARY_COLUMNS, declared_tables
 
-SECTION_ORDER = ["1. Summary", "2. Architecture side by side", "3. Parameters and MACs",
+SECTION_ORDER = ["Does the deeper plain net degrade?", "Why?", "What does the shortcut cost?",
+                 "What the tutorials say, measured", "1. Summary",
+                 "2. Architecture side by side", "3. Parameters and MACs",
                  "4. Per-layer latency", "5. Gradient norms by depth", "6. Degradation",
                  "6b. Why", "7. Why bottleneck blocks are cheaper", "8. Environment"]
 T_975 = {1: 12.706205, 2: 4.302653, 3: 3.182446}  # Student t, 97.5th percentile
@@ -26,7 +31,7 @@ def page_text(path) -> str:
 def test_compare_report_has_every_section_in_order(tiny_compare):
     result, out = tiny_compare
     html = page_text(page_of(result, out))
-    positions = [html.index(title) for title in SECTION_ORDER]
+    positions = [html.index(f"<h2>{title}") for title in SECTION_ORDER]
     assert positions == sorted(positions)
     assert page_of(result, out) == out / "compare-resnet8-vs-plain8-vs-resnet14.html"
 
@@ -331,11 +336,14 @@ def test_the_first_screen_states_the_verdict_and_the_numbers_with_intervals(tiny
     result, out = tiny_compare
     html = page_text(page_of(result, out))
     summary = html.split('id="summary"')[1].split("</section>")[0]
-    assert "training verdict:" in summary
+    assert str(esc(verdict_line(result.summary.verdict))) in summary
     headline = result.summary.headline.set_index("model")
     low = headline.loc["resnet8", "forward_ms_ci95_low"]
     assert low == low and f"{low:,.4g}" in summary  # the interval, not just the median
     assert "All deltas" in summary and "table-wrap scroll" in summary
+    first = html.split('id="degrade"')[1].split("</section>")[0]
+    deep, shallow = plain_nets(result.training.degradation.final)
+    assert str(esc(verdict_headline(result.summary.verdict, deep, shallow))) in first
 
 
 def test_each_model_keeps_one_colour_in_every_figure_of_a_report(tiny_compare, tmp_path,
@@ -366,3 +374,335 @@ def test_each_model_keeps_one_colour_in_every_figure_of_a_report(tiny_compare, t
     assert set(colours) == set(result.models)
     assert all(len(seen) == 1 for seen in colours.values()), colours
     assert len({next(iter(seen)) for seen in colours.values()}) == len(result.models)
+
+
+# --- each section rendered from parts built by hand (tests/report_parts.py) --------------------
+
+SNAKE_CASE = re.compile(r"\b[a-z0-9]+_[a-z0-9_]+\b")
+
+
+def hand_result(**kwargs):
+    import report_parts
+
+    return report_parts.compare_result(**kwargs)
+
+
+def rendered(section) -> str:
+    return "".join(str(part) for part in section.parts)
+
+
+def headers(html: str) -> list[str]:
+    from html import unescape
+
+    return [unescape(re.sub(r"<[^>]+>", "", h)) for h in re.findall(r"<th[^>]*>(.*?)</th>",
+                                                                     html, flags=re.DOTALL)]
+
+
+def test_degrade_answer_is_two_sentences_with_the_plain_gap_and_its_interval():
+    from resnet_probe.report.answers import degrade_answer
+
+    section = degrade_answer(hand_result(), [])
+    headline = section.paragraphs[0]
+    # plain gaps 0.30, 0.34, 0.32: mean 0.32, sd 0.02, t(0.975, 2) = 4.302653
+    half = T_975[2] * 0.02 / math.sqrt(3)
+    assert f"+0.320 (95% CI {0.32 - half:+.3f} to {0.32 + half:+.3f})" in headline
+    assert headline.startswith("Yes: the deeper plain net, plain14, trains worse than the "
+                               "shallower plain8.")
+    assert headline.endswith("held-out seeds 0, 1, 2.")
+    assert len(re.findall(r"[.!?](?:\s|$)", headline)) <= 2  # at most two sentences
+    html = rendered(section)
+    assert html.index("p class=\"lead\"") < html.index('class="figure"')  # verdict, then curves
+    assert 'href="#degradation"' in html
+
+
+def test_degrade_answer_without_training_says_why_not():
+    from resnet_probe.report.answers import degrade_answer
+
+    section = degrade_answer(hand_result(trained=False), [])
+    assert section.paragraphs == ["Not answered in this report: no training was run "
+                                  "(--no-train)"]
+    assert 'class="figure"' not in rendered(section)
+
+
+def test_why_answer_says_gradients_grow_toward_the_input_with_their_interval():
+    from html import unescape
+
+    from resnet_probe.report.answers import why_answer
+
+    html = rendered(why_answer(hand_result()))
+    items = [unescape(item) for item in re.findall(r"<li>(.*?)</li>", html)]
+    assert 3 <= len(items) <= 5
+    # plain8's ratios 17, 19, 18: mean 18, sd 1; resnet8's 1.5, 1.7, 1.6: mean 1.6, sd 0.1
+    half, residual_half = T_975[2] / math.sqrt(3), T_975[2] * 0.1 / math.sqrt(3)
+    gradients = items[0]
+    assert "grow toward the input, they do not vanish" in gradients
+    assert (f"plain8's gradient at the first block is 18× (95% CI {18 - half:.3g}× to "
+            f"{18 + half:.3g}×, 3 seeds) its gradient at the last") in gradients
+    assert f"resnet8's 1.6× (95% CI {1.6 - residual_half:.3g}× to " in gradients
+    assert 'href="#gradients"' in gradients
+    assert "mechanism test" in items[1] and "not run" in items[1]
+    assert "Deleting one block (lesions) at depth 14: holds (mean +0.320, 95% CI +0.270 to " \
+           "+0.370, 3 seeds)" in items[2] and 'href="#why"' in items[2]
+    assert "Effective paths at depth 14: too few seeds" in items[3]
+
+
+def test_the_mechanism_slot_reads_the_outcome_when_a_test_arrives():
+    from types import SimpleNamespace
+
+    from resnet_probe.report.words import MECHANISM_NOT_RUN, mechanism_finding
+
+    assert "not run" in MECHANISM_NOT_RUN
+    outcome = SimpleNamespace(value="supported")
+    assert mechanism_finding(SimpleNamespace(outcome=outcome)).endswith(": supported.")
+
+
+def test_cost_answer_gives_each_change_with_its_interval_or_no_measurable_difference():
+    from resnet_probe.report.answers import cost_answer, cost_table
+    from resnet_probe.report.words import cost_change
+
+    result = hand_result()
+    table = cost_table(result.summary).set_index("model")
+    assert table.loc["plain8", "Δ params"] == "no difference (exact count)"  # option A twins
+    assert table.loc["plain8", "Δ MACs (a)"] == "no difference (exact count)"
+    assert table.loc["plain8", "Δ forward time"] == \
+        "no measurable difference (95% CI -4.1% to +0.9%)"
+    # resnet14 against resnet8: 10,064,936 - 78,042 = 9,986,894 params, +12,797%
+    assert cost_change(10_064_936, 78_042, "params") == "+12,797%, +9.99 M params (exact count)"
+    assert cost_change(100, 104, "MACs") == "-3.85%, -4 MACs (exact count)"
+    html = rendered(cost_answer(result.summary))
+    assert "<b>resnet8</b>" in html and "<th" in html
+
+
+def test_tutorials_block_answers_each_claim_from_the_run():
+    from resnet_probe.report.answers import tutorial_answers, tutorials_block
+
+    answers = tutorial_answers(hand_result())
+    assert set(answers) == set("abcdefg")
+    assert "training error 0.110 → 0.430, test error 0.120 → 0.440" in answers["a"]
+    assert answers["a"].startswith("No: the plain nets' training error itself rises")
+    assert "18×" in answers["b"] and answers["b"].startswith("Not with BN")
+    assert "resnet8 ×1.25" in answers["c"]
+    # 28,672 adds / 12,239,360 MACs = 0.234%
+    assert "+0 parameters against its plain twin plain8" in answers["d"]
+    assert f"{28_672 / 12_239_360:.2%} of its conv and linear MACs" in answers["d"]
+    assert f"{3_699_376_128 / 218_103_808:.1f}× the bottleneck" in answers["e"]
+    # BN parameters 32 + 32 -> 32 biases; params 432 + 32 + 2304 + 32 + 0 + 650 = 3450
+    assert "resnet8: 32 (0.93% of its 3,450 parameters)" in answers["f"]
+    assert "test_eval_outputs_are_deterministic_and_batch_independent" in answers["g"]
+    assert len(re.findall("<li>", rendered(tutorials_block(hand_result())))) == 7
+
+
+def test_summary_section_heads_every_column_with_a_label_and_its_unit():
+    from resnet_probe.report.summary import render_summary
+
+    html = rendered(render_summary(hand_result().summary))
+    found = headers(html)
+    assert {"params (K)", "MACs (a) (M)", "forward (ms)", "final training error",
+            "gradient ratio first/last block"} <= set(found)
+    assert "Δ params (%)" in found and "Δ forward (%)" in found
+    assert not [h for h in found if SNAKE_CASE.search(h)]
+    assert '<details class="wide">' in html  # the full delta table folds
+
+
+def test_architecture_section_keeps_model_names_as_headers():
+    from resnet_probe.report.costs import render_architecture
+
+    found = headers(rendered(render_architecture(hand_result().costs)))
+    assert found == ["stage", "resnet8", "plain8"]
+
+
+def test_the_conventions_story_shows_only_with_a_bottleneck_net():
+    import dataclasses
+
+    from resnet_probe.report.costs import render_costs
+
+    costs = hand_result().costs
+    assert "Why ResNet-50" not in rendered(render_costs(costs))
+    bottleneck = costs.architecture.assign(block=costs.architecture["block"].replace(
+        "basic", "bottleneck"))
+    html = rendered(render_costs(dataclasses.replace(costs, architecture=bottleneck)))
+    story = html.split('<details class="method">')[1]
+    assert story.index("Why ResNet-50") < story.index("</details>")
+
+
+def test_latency_section_names_its_device_and_engine():
+    from resnet_probe.report.latency import render_latency
+
+    html = rendered(render_latency(hand_result().latency))
+    assert "Measured on this machine's <b>CPU (test CPU, 2 threads, float32)</b>" in html
+    assert "<b>hooks engine</b>" in html
+    assert {"forward (ms)", "hook overhead (hooked ÷ un-hooked)"} <= set(headers(html))
+
+
+def test_gradients_section_folds_its_method_notes():
+    from resnet_probe.report.gradients import render_gradients
+
+    section = render_gradients(hand_result().gradients)
+    html = rendered(section)
+    method = html.split('<details class="method">')[1].split("</details>")[0]
+    assert "‖∂L/∂s‖ is taken at each block&#39;s join" in method
+    assert "dy/dx = dF/dx + I" in html and "Yang et al. (2019)" in html
+
+
+def test_training_section_keeps_every_character_of_its_paragraphs():
+    from report_parts import SIGMA_PARAGRAPH
+
+    from resnet_probe.report.training import render_training
+
+    section = render_training(hand_result().training)
+    html = rendered(section)
+    assert "Σ_{k&lt;t} μ^k" in html and "Σ_{k<t}" not in html
+    assert any(SIGMA_PARAGRAPH in p for p in section.paragraphs)
+    assert "<b>Verdict: degradation observed</b>" in html
+
+
+def test_why_section_shows_each_finding_and_folds_its_rule():
+    from resnet_probe.report.training import render_why
+
+    html = rendered(render_why(hand_result().training.why, number="6b."))
+    assert "<b>holds</b>" in html and "<b>too few seeds</b>" in html
+    rule = html.split("The rule each claim is tested by")[1].split("</details>")[0]
+    assert "A rule." in rule
+
+
+def test_bottleneck_section_says_the_measured_numbers():
+    from resnet_probe.report.costs import render_bottleneck
+
+    section = render_bottleneck(hand_result().costs.bottleneck)
+    assert "It costs 218,103,808 MACs" in section.paragraphs[0]
+    assert f"{3_699_376_128 / 218_103_808:.1f}× the bottleneck" in section.paragraphs[0]
+
+
+def test_environment_section_is_a_key_value_table():
+    from resnet_probe.report import render_environment
+
+    html = rendered(render_environment({"torch": "2.x", "threads": 2}))
+    assert headers(html) == ["key", "value"] and "<td class=\"text\">2.x</td>" in html
+
+
+def test_an_eval_chart_with_one_step_is_bars():
+    from report_parts import degradation_tables
+
+    from resnet_probe.report.figures import eval_curves
+
+    evals = degradation_tables().evals
+    assert evals["step"].nunique() == 1
+    fig = eval_curves(evals)
+    assert {trace.type for trace in fig.data} == {"bar"}
+    assert "step 8" in fig.layout.title.text
+    two_steps = pd.concat([evals, evals.assign(step=4)])
+    assert {trace.type for trace in eval_curves(two_steps).data} == {"scatter"}
+
+
+# --- labels, units and escaping --------------------------------------------------------------
+
+@pytest.mark.parametrize("column, label", [
+    ("params_delta_pct", "Δ params (%)"), ("forward_ms", "forward (ms)"),
+    ("final_train_error", "final training error"),
+    ("macs_v1_delta_pct", "Δ MACs (a), v1 stride (%)"),
+    ("forward_ms_ci95_low", "forward 95% CI low (ms)"),
+    ("grad_ratio_first_last_change", "gradient ratio first/last block: change"),
+    ("activation_bytes", "saved activations (bytes)"),
+])
+def test_column_labels(column, label):
+    from resnet_probe.results import column_label
+
+    assert column_label(column) == label
+
+
+def test_counts_are_shown_in_readable_units_per_column():
+    from resnet_probe.results import display_table
+
+    df = pd.DataFrame({"model": ["a", "b"], "params": [21_797_672, 21_284_672],
+                       "macs": [3_671_224_320, 3_670_000_000], "train_peak_bytes": [2e8, 1e8],
+                       "forward_ms": [12.5, 12.0], "blocks": [3, 4]})
+    shown = display_table(df)
+    assert list(shown.columns) == ["model", "params (M)", "MACs (a) (G)",
+                                   "training step peak (MB)", "forward (ms)", "blocks"]
+    assert shown["params (M)"].tolist() == pytest.approx([21.797672, 21.284672])
+    assert shown["training step peak (MB)"].tolist() == pytest.approx([200.0, 100.0])
+    small = display_table(pd.DataFrame({"params": [432, 2304]}))
+    assert list(small.columns) == ["params"] and small["params"].tolist() == [432, 2304]
+
+
+def test_every_column_of_the_hand_built_report_is_catalogued():
+    from resnet_probe.report import compare_sections, environment_table
+    from resnet_probe.results import uncatalogued
+
+    result = hand_result()
+    sections = compare_sections(result, environment_table({"torch": "2.x"}))
+    html = "".join(rendered(s) for s in sections)
+    found = headers(html)
+    assert found and not [h for h in found if SNAKE_CASE.search(h)]
+    assert uncatalogued(result.summary.deltas.columns) == []
+
+
+def test_text_reaches_html_escaped_once():
+    from markupsafe import Markup
+
+    from resnet_probe.report.html import Section, esc, markup
+
+    section = Section("s", "t").text("a < b & Σ_{k<t}").text(esc("x<y")).text(
+        markup("<b>{}</b>", "<i>"))
+    assert [str(p) for p in section.parts] == [
+        "<p>a &lt; b &amp; Σ_{k&lt;t}</p>", "<p>x&lt;y</p>", "<p><b>&lt;i&gt;</b></p>"]
+    assert section.paragraphs == ["a < b & Σ_{k<t}", "x<y", "<i>"]
+    assert isinstance(section.parts[0], Markup)
+
+
+def test_a_model_named_like_a_script_is_text_in_every_page(tmp_path):
+    from resnet_probe import report
+
+    name = "<script>alert(1)</script>"
+    result = hand_result(models=(name, "plain8"))
+    page = report.write(result, tmp_path).read_text()
+    index = (tmp_path / "index.html").read_text()
+    for html in (page, index):
+        visible = re.sub(r"<script[^>]*>.*?</script>", "", html.split("</head>", 1)[1],
+                         flags=re.DOTALL)  # plotly's own scripts hold figures as JSON
+        assert name not in visible
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in visible
+    assert "<script>alert(1)" not in page  # nor inside plotly's JSON (it escapes "<")
+
+
+def test_a_wide_table_folds_and_a_narrow_one_does_not():
+    from resnet_probe.report.html import table_html
+
+    narrow = pd.DataFrame({"model": ["resnet8"], "params": [78_042]})
+    wide = pd.DataFrame({f"value_{i}": [123456.789] for i in range(40)})
+    assert "<details" not in str(table_html(narrow))
+    assert str(table_html(wide, caption="Wide")).startswith(
+        '<details class="wide"><summary>Wide (40 columns × 1 rows')
+
+
+# --- golden files: what the console and markdown outputs print --------------------------------
+
+COMPARE_COLUMNS = ["model", "params", "params_delta_pct", "macs", "macs_delta_pct", "forward_ms",
+                   "forward_ms_change", "grad_ratio_first_last", "final_train_error",
+                   "final_train_error_change"]
+
+
+def test_console_compare_table(golden):
+    from resnet_probe.report.console import console_table
+    from resnet_probe.results import measurable_deltas
+
+    deltas = measurable_deltas(hand_result().summary.deltas)
+    golden("compare_console", console_table(deltas, COMPARE_COLUMNS) + "\n")
+
+
+def test_markdown_compare_table(golden):
+    from resnet_probe.report.console import markdown_table
+    from resnet_probe.results import measurable_deltas
+
+    deltas = measurable_deltas(hand_result().summary.deltas)
+    golden("compare_markdown", markdown_table(deltas, COMPARE_COLUMNS) + "\n")
+
+
+def test_console_verdict_and_headline(golden):
+    from report_parts import degradation_tables
+
+    from resnet_probe.report.words import verdict_headline, verdict_line
+
+    verdict = degradation_tables().verdict
+    golden("verdict", verdict_line(verdict) + "\n" + verdict_headline(verdict, "plain14",
+                                                                      "plain8") + "\n")

@@ -11,6 +11,7 @@ import dataclasses
 import json
 import re
 from collections.abc import Sequence
+from html import unescape
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +31,15 @@ from resnet_probe.jobs.parts import (
     ZooPart,
 )
 from resnet_probe.report import figures
-from resnet_probe.report.costs import render_architecture, render_bottleneck, render_costs
+from resnet_probe.report.answers import render_answers
+from resnet_probe.report.costs import (
+    has_bottleneck,
+    render_architecture,
+    render_bottleneck,
+    render_costs,
+)
 from resnet_probe.report.gradients import render_gradients
-from resnet_probe.report.html import Section, esc, render_page, scaled, write_page
+from resnet_probe.report.html import Section, join, markup, render_page, write_page
 from resnet_probe.report.latency import render_latency
 from resnet_probe.report.summary import render_summary
 from resnet_probe.report.training import render_training, render_why
@@ -141,15 +148,53 @@ def write(result: CompareResult, out_dir: Path, inline_plotly: bool = False) -> 
     raise TypeError(f"no report for a {type(result).__name__}")
 
 
-def _not_there(anchor: str, title: str, part: Any) -> Section:
+def _not_there(anchor: str, title: str, nav: str, part: Any) -> Section:
     """The section of a part that failed, was skipped or is still running, in its place."""
-    section = Section(anchor, title)
+    section = Section(anchor, title, nav=nav)
     if isinstance(part, Failed):
-        return section.note(f"This section failed: {esc(part.error)}. The other sections are "
+        return section.note(f"This section failed: {part.error}. The other sections are "
                             f"complete.", kind="warning")
     if isinstance(part, InProgress):
-        return section.note(esc(part.note), kind="warning")
-    return section.note(esc(part.reason if isinstance(part, Skipped) else "Not measured."))
+        return section.note(part.note, kind="warning")
+    return section.note(part.reason if isinstance(part, Skipped) else "Not measured.")
+
+
+def compare_sections(result: CompareResult, environment: pd.DataFrame) -> list[Section]:
+    """The compare report's sections in order: the three answers and the tutorials' claims,
+    then every section in detail. Figures take each model's colour from one map."""
+    training = result.training
+    trained = list(training.degradation.final["model"]) \
+        if isinstance(training, TrainingPart) and not training.degradation.final.empty else []
+    with figures.consistent_colours([*result.models, *trained]):
+        costs = result.costs
+        notes = compare_notes(result)
+        sections = [*render_answers(result, notes), render_summary(result.summary)]
+        if isinstance(costs, CostsPart):
+            sections += [render_architecture(costs), render_costs(costs)]
+        else:
+            sections += [_not_there("architecture", "2. Architecture side by side",
+                                    "Architecture", costs),
+                         _not_there("costs", "3. Parameters and MACs", "Params & MACs", costs)]
+        sections.append(render_latency(result.latency) if isinstance(result.latency,
+                                                                     LatencyPart)
+                        else _not_there("latency", "4. Per-layer latency", "Latency",
+                                        result.latency))
+        sections.append(render_gradients(result.gradients)
+                        if isinstance(result.gradients, GradientsPart)
+                        else _not_there("gradients", "5. Gradient norms by depth", "Gradients",
+                                        result.gradients))
+        if isinstance(training, TrainingPart):
+            sections += [render_training(training), render_why(training.why, number="6b.")]
+        else:
+            sections += [_not_there("degradation", "6. Degradation: training error by depth",
+                                    "Degradation", training),
+                         _not_there("why", "6b. Why: what the trained nets show",
+                                    "Trained nets", training)]
+        if isinstance(costs, CostsPart) and has_bottleneck(costs):
+            # A generic explainer: shown where a bottleneck net makes it apply.
+            sections.append(render_bottleneck(costs.bottleneck))
+        sections.append(render_environment(environment))
+    return sections
 
 
 def write_compare_report(result: CompareResult, out_dir: Path, inline_plotly: bool = False
@@ -159,35 +204,9 @@ def write_compare_report(result: CompareResult, out_dir: Path, inline_plotly: bo
     environment = environment_table(result.environment or {}, compare_facts(result))
     save_parts([result.costs, result.latency, result.gradients, result.training,
                 result.summary], out_dir / f"{name}-data", environment)
-    training = result.training
-    trained = list(training.degradation.final["model"]) \
-        if isinstance(training, TrainingPart) and not training.degradation.final.empty else []
-    with figures.consistent_colours([*result.models, *trained]):
-        costs = result.costs
-        sections = [render_summary(result.summary, compare_notes(result))]
-        if isinstance(costs, CostsPart):
-            sections += [render_architecture(costs), render_costs(costs)]
-        else:
-            sections += [_not_there("architecture", "2. Architecture side by side", costs),
-                         _not_there("costs", "3. Parameters and MACs", costs)]
-        sections.append(render_latency(result.latency) if isinstance(result.latency,
-                                                                     LatencyPart)
-                        else _not_there("latency", "4. Per-layer latency", result.latency))
-        sections.append(render_gradients(result.gradients)
-                        if isinstance(result.gradients, GradientsPart)
-                        else _not_there("gradients", "5. Gradient norms by depth",
-                                        result.gradients))
-        if isinstance(training, TrainingPart):
-            sections += [render_training(training), render_why(training.why, number="6b.")]
-        else:
-            sections += [_not_there("degradation", "6. Degradation: training error by depth",
-                                    training),
-                         _not_there("why", "6b. Why: what the trained nets show", training)]
-        if isinstance(costs, CostsPart):
-            sections.append(render_bottleneck(costs.bottleneck))
-        sections.append(render_environment(environment))
-    subtitle = (f"{esc(' vs '.join(result.models))} — baseline {esc(result.models[0])}. "
-                f"Data for every table: <code>{esc(name)}-data/</code>")
+    sections = compare_sections(result, environment)
+    subtitle = markup("{} — baseline {}. Data for every table: <code>{}-data/</code>",
+                      " vs ".join(result.models), result.models[0], name)
     page = render_page(f"resnet-probe: {' vs '.join(result.models)}", subtitle, sections,
                        inline_plotly)
     path = write_page(out_dir / f"{name}.html", page, inline_plotly)
@@ -204,9 +223,9 @@ def write_degradation_report(part: TrainingPart, environment: Environment | dict
         sections = [render_training(part, number="1."),
                     render_why(part.why, number="2."),
                     render_environment(environment, number="3.")]
-    page = render_page(title, "Training error of plain and residual twins by depth "
-                       "(He et al. 2016, Fig. 6). Data: <code>data/</code>", sections,
-                       inline_plotly)
+    page = render_page(title, markup("Training error of plain and residual twins by depth "
+                                     "(He et al. 2016, Fig. 6). Data: <code>data/</code>"),
+                       sections, inline_plotly)
     path = write_page(out_dir / "degradation.html", page, inline_plotly)
     write_index(out_dir.parent if out_dir.parent.exists() else out_dir)
     return path
@@ -223,8 +242,8 @@ def write_analysis_report(part: WhyPart, environment: Environment | dict[str, An
     with figures.consistent_colours(models):
         sections = [render_why(part, number="1."),
                     render_environment(environment, number="2.")]
-    page = render_page(title, f"Trained nets analysed. Data: <code>{esc(name)}-data/</code>",
-                       sections, inline_plotly)
+    page = render_page(title, markup("Trained nets analysed. Data: <code>{}-data/</code>",
+                                     name), sections, inline_plotly)
     path = write_page(out_dir / f"{name}.html", page, inline_plotly)
     write_index(out_dir)
     return path
@@ -235,14 +254,15 @@ def write_zoo_report(census: ZooPart, environment: Environment | dict[str, Any],
     out_dir = check_writable_dir(out_dir)
     save_parts([census], out_dir / "zoo-data", environment_table(environment))
     zoo, widths_rows = census.zoo, census.widths
-    variants = Section("variants", "1. Every variant")
+    variants = Section("variants", "1. Every variant", nav="Variants")
     variants.text("Params and MACs at each family's standard input (224 for ImageNet-style, "
-                  "32 for CIFAR-style), batch 1, in every convention; macs_v1 strides the "
-                  "bottleneck's 1x1 conv as the paper did, macs strides the 3x3 as torchvision "
-                  "does. MACs in G (10⁹).")
-    variants.table(scaled(zoo), scroll=True)
-    depth = Section("depth", "2. Cost vs depth").figure(figures.cost_vs_depth(zoo))
-    design = Section("design", "3. Depth, width and cardinality against cost")
+                  "32 for CIFAR-style), batch 1, in every convention; the v1 stride puts the "
+                  "bottleneck's stride on its 1x1 conv as the paper did, v1.5 on the 3x3 as "
+                  "torchvision does.")
+    variants.table(zoo, scroll=True, fold=False)
+    depth = Section("depth", "2. Cost vs depth", nav="Cost vs depth").figure(
+        figures.cost_vs_depth(zoo))
+    design = Section("design", "3. Depth, width and cardinality against cost", nav="Design")
     design.text("Each design changes one choice at about the same depth: ResNeXt splits the "
                 "bottleneck's 3x3 into groups (cardinality) at about ResNet's cost; Wide "
                 "ResNets widen instead of deepening; ResNet-C/D change the stem and the "
@@ -251,14 +271,15 @@ def write_zoo_report(census: ZooPart, environment: Environment | dict[str, Any],
     columns = ["model", "design", "depth", "groups", "width_per_group", "widths", "params",
                "macs"]
     design.table(zoo.loc[zoo["shortcut"], columns].sort_values(["design", "depth"]))
-    widths = Section("widths", "4. Bottleneck vs basic across widths").figure(
+    widths = Section("widths", "4. Bottleneck vs basic across widths", nav="Widths").figure(
         figures.bottleneck_widths(widths_rows))
     widths.table(widths_rows)
     sections = [variants, depth, design, widths,
                 render_bottleneck(census.bottleneck, number="5."),
                 render_environment(environment, number="6.")]
-    page = render_page("resnet-probe: the zoo", "Every registered ResNet and plain twin. "
-                       "Data: <code>zoo-data/</code>", sections, inline_plotly)
+    page = render_page("resnet-probe: the zoo", markup("Every registered ResNet and plain twin. "
+                                                       "Data: <code>zoo-data/</code>"),
+                       sections, inline_plotly)
     path = write_page(out_dir / "zoo.html", page, inline_plotly)
     write_index(out_dir)
     return path
@@ -268,22 +289,36 @@ def render_environment(environment: pd.DataFrame | Environment | dict[str, Any],
                        number: str = "8.") -> Section:
     table = environment if isinstance(environment, pd.DataFrame) else \
         environment_table(environment)
-    return Section("environment", f"{number} Environment").table(table, scroll=True)
+    return Section("environment", f"{number} Environment", nav="Environment").table(
+        table, scroll=True)
+
+
+def page_title(path: Path) -> str | None:
+    """A report's title as its reader saw it (the page holds it escaped), or None."""
+    try:
+        head = path.read_text(encoding="utf-8", errors="replace")[:4096]
+    except OSError:
+        return None
+    found = re.search(r"<title>(.*?)</title>", head, flags=re.DOTALL)
+    return unescape(found.group(1)) if found else None
 
 
 def write_index(out_dir: Path) -> Path:
-    """Links to every report under ``out_dir``."""
+    """Links to every report under ``out_dir``, each with its title."""
     out_dir = Path(out_dir)
     pages = sorted(p for p in out_dir.rglob("*.html") if p.name != INDEX or p.parent != out_dir)
     section = Section("reports", "Reports")
     if pages:
-        items = "".join(f'<li><a href="{esc(p.relative_to(out_dir).as_posix())}">'
-                        f"{esc(p.relative_to(out_dir).as_posix())}</a></li>" for p in pages)
-        section.parts.append(f'<ul class="reports">{items}</ul>')
+        items = join("", (markup('<li><a href="{}">{}</a> <small>{}</small></li>',
+                                 p.relative_to(out_dir).as_posix(),
+                                 page_title(p) or p.stem, p.relative_to(out_dir).as_posix())
+                          for p in pages))
+        section.html(markup('<ul class="reports">{}</ul>', items))
     else:
-        section.text("No reports yet: run <code>resnet-probe compare resnet34 plain34</code>.")
+        section.text(markup("No reports yet: run <code>resnet-probe compare resnet34 "
+                            "plain34</code>."))
     # The index has no figures, so it loads no plotly.js at all.
-    page = render_page("resnet-probe reports", f"Everything under {esc(out_dir)}", [section],
+    page = render_page("resnet-probe reports", f"Everything under {out_dir}", [section],
                        inline_plotly=False, with_plotly=False)
     return write_page(out_dir / INDEX, page, inline_plotly=True)
 

@@ -8,16 +8,28 @@ import pandas as pd
 from resnet_probe.jobs.parts import BottleneckPart, CostsPart
 from resnet_probe.measure.memory import MEMORY_METHOD
 from resnet_probe.report import figures
-from resnet_probe.report.html import Section, esc, format_value, ordered_pivot, scaled
+from resnet_probe.report.html import Section, format_value, ordered_pivot
 
 
-def render_architecture(part: CostsPart) -> Section:
-    section = Section("architecture", "2. Architecture side by side")
+def models_of(df: pd.DataFrame) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(df["model"])) if "model" in df else ()
+
+
+def has_bottleneck(part: CostsPart) -> bool:
+    """A bottleneck net is in the report: the conventions' v1/v1.5 story applies to it."""
+    architecture = part.architecture
+    return "block" in architecture and bool(architecture["block"].astype(str).str.contains(
+        "bottleneck").any())
+
+
+def render_architecture(part: CostsPart, number: str = "2.") -> Section:
+    section = Section("architecture", f"{number} Architecture side by side", nav="Architecture")
     section.text("Per stage: blocks × block type, output channels and spatial size at the "
                  "measured input, and where shortcuts and projections sit.")
     architecture = part.architecture
     cells = architecture.assign(cell=architecture.apply(_architecture_cell, axis=1))
-    return section.table(ordered_pivot(cells, "stage", "cell"))
+    return section.table(ordered_pivot(cells, "stage", "cell"), names=models_of(cells),
+                         caption="Each model's stages, from the stem to the head")
 
 
 STEM_WORDS = {"imagenet": "7x7/2 conv + 3x3/2 max-pool",
@@ -58,51 +70,58 @@ def shortcut_words(row: pd.Series) -> str:
     return "; ".join(parts)
 
 
-def render_costs(part: CostsPart) -> Section:
-    section = Section("costs", "3. Parameters and MACs, every convention reconciled")
+def render_costs(part: CostsPart, number: str = "3.") -> Section:
+    section = Section("costs", f"{number} Parameters and MACs, every convention reconciled",
+                      nav="Params & MACs")
     conventions = part.conventions
-    section.text(
-        "Why ResNet-50 is '3.8G', '4.09G', '4.11G' or '8.2G': the paper strides the 1x1 conv "
-        "(v1) while torchvision strides the 3x3 (v1.5); fvcore adds batch norm; torch's "
-        "FlopCounterMode counts 2 FLOPs per multiply-accumulate. All of them are below, each "
-        "named. Counted at inference (BN in eval mode), batch size 1.")
+    models = models_of(conventions)
+    section.text("Every counting convention, each named, side by side. Counted at inference "
+                 "(BN in eval mode), batch size 1.")
+    if has_bottleneck(part):
+        # The v1/v1.5 story is about where a bottleneck block strides: it applies only here.
+        section.method(
+            "Why ResNet-50 is '3.8G', '4.09G', '4.11G' or '8.2G': the paper strides the 1x1 "
+            "conv (v1) while torchvision strides the 3x3 (v1.5); fvcore adds batch norm; "
+            "torch's FlopCounterMode counts 2 FLOPs per multiply-accumulate.",
+            summary="Why one bottleneck net has four published numbers")
     pivot = conventions.pivot_table(index=["convention", "unit", "reported_by"],
                                     columns="model", values="giga", sort=False).reset_index()
-    pivot = pivot[["convention", "unit", "reported_by",
-                   *dict.fromkeys(conventions["model"])]]
-    section.table(pivot, caption="Values in G (10⁹)")
+    pivot = pivot[["convention", "unit", "reported_by", *models]]
+    section.table(pivot, caption="Values in G (10⁹)", names=models)
     partial = conventions[conventions["partial"]].drop_duplicates("model")
     for _, row in partial.iterrows():
-        section.note(f"{esc(row['model'])}: convention (b) is partial; operators with no "
-                     f"formula: {esc(row['uncounted_operators'])}")
+        section.note(f"{row['model']}: convention (b) is partial; operators with no formula: "
+                     f"{row['uncounted_operators']}")
     if partial.empty:
         section.note("Every operator that ran has a formula or only moves data: no count "
                      "here is partial.", kind="finding")
     if "count_notes" in part.summary:
         for row in part.summary[part.summary["count_notes"].fillna("") != ""].itertuples():
-            section.note(f"{esc(row.model)}: {esc(row.count_notes)}", kind="warning")
+            section.note(f"{row.model}: {row.count_notes}", kind="warning")
     section.figure(figures.conventions(conventions))
     section.figure(figures.stage_macs(part.stages))
-    section.table(ordered_pivot(part.stages, "stage", "macs"), caption="MACs per stage (exact)")
+    section.table(ordered_pivot(part.stages, "stage", "macs"),
+                  caption="MACs per stage (exact counts)", names=models_of(part.stages))
     section.figure(figures.layer_macs(part.layers))
     if not part.memory.empty:
         totals = part.memory[part.memory["module"] == "(model)"]
-        section.table(scaled(totals.drop(columns=["module"], errors="ignore")),
+        section.table(totals.drop(columns=["module"], errors="ignore"),
                       caption="Memory, exact on shapes: parameter, buffer and gradient bytes, "
                               "activations autograd saves for backward, and the estimated "
-                              "peak of one training step (see the memory note)")
-        section.note(f"Memory: {esc(MEMORY_METHOD)}")
+                              "peak of one training step")
+        section.method(f"Memory: {MEMORY_METHOD}", summary="How memory is counted")
     operators = part.operators
     section.table(operators.pivot_table(index=["direction", "operator", "kind"],
                                         columns="model", values="macs", sort=False
                                         ).reset_index(),
                   caption="Per operator: MACs for conv/linear; element counts for "
-                          "elementwise operators")
+                          "elementwise operators (exact)", names=models_of(operators))
     return section
 
 
 def render_bottleneck(part: BottleneckPart, number: str = "7.") -> Section:
-    section = Section("bottleneck", f"{number} Why bottleneck blocks are cheaper")
+    section = Section("bottleneck", f"{number} Why bottleneck blocks are cheaper",
+                      nav="Bottlenecks")
     totals, rows = part.totals, part.rows
     by_template = totals.set_index("template")
     basic, bottleneck = by_template.loc["basic at d"], by_template.loc["bottleneck at 4d"]

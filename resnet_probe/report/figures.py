@@ -247,8 +247,10 @@ def path_lengths(paths: pd.DataFrame) -> go.Figure:
     return fig.update_xaxes(title_text="path length (branches passed through)")
 
 
-def training_curves(history: pd.DataFrame, finals: pd.DataFrame) -> go.Figure:
-    """``finals`` (one row per run) says which models have shortcuts."""
+def training_curves(history: pd.DataFrame, finals: pd.DataFrame, height: int | None = None
+                    ) -> go.Figure:
+    """``finals`` (one row per run) says which models have shortcuts; ``height`` in px (by
+    default plotly's)."""
     df = history.sort_values("step").copy()
     df["smoothed"] = df.groupby(["model", "seed"])["train_error"].transform(
         lambda s: s.rolling(SMOOTHING_STEPS, min_periods=1).mean())
@@ -261,13 +263,26 @@ def training_curves(history: pd.DataFrame, finals: pd.DataFrame) -> go.Figure:
                   title=f"Training error (train-mode minibatch, {SMOOTHING_STEPS}-step mean; "
                   "plain left, residual right, same axes)")
     fig.update_yaxes(title_text="training error", range=[0, 1])
+    fig.for_each_annotation(lambda a: a.update(text=a.text.split("=", 1)[-1]))
+    if height is not None:
+        fig.update_layout(height=height)
     return fig.update_xaxes(title_text="step")
 
 
 def eval_curves(evals: pd.DataFrame) -> go.Figure:
+    """Eval-mode errors by step; with one evaluation step, bars (a line needs two)."""
     df = evals.groupby(["model", "step"], as_index=False)[["train_error_eval", "test_error"]].mean()
     long = df.melt(id_vars=["model", "step"], value_vars=["train_error_eval", "test_error"],
                    var_name="measure", value_name="error")
+    if long["step"].nunique() == 1:
+        long["measure"] = long["measure"].map({"train_error_eval": "training set",
+                                               "test_error": "test set"})
+        fig = px.bar(long, x="measure", y="error", color="model", barmode="group",
+                     color_discrete_map=_by_model(long),
+                     title=f"Eval-mode error at step {int(long['step'].iloc[0])}, the one "
+                     f"evaluation: training set and test set")
+        return fig.update_layout(xaxis_title="evaluated on", yaxis_title="error",
+                                 yaxis_range=[0, 1])
     fig = px.line(long, x="step", y="error", color="model",
                   color_discrete_map=_by_model(long), line_dash="measure", markers=True,
                   title="Eval-mode error: training set (solid) and test set (dashed)")

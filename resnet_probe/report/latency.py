@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from resnet_probe.jobs.parts import LatencyPart
 from resnet_probe.report import figures
-from resnet_probe.report.html import Section, esc
+from resnet_probe.report.html import Section, markup
 
 ENGINE_WORDS = {
     "hooks": "each leaf is timed between a pre- and a post-hook ({clock})",
@@ -16,23 +16,22 @@ ENGINE_WORDS = {
 }
 
 
-def render_latency(part: LatencyPart) -> Section:
-    section = Section("latency", "4. Per-layer latency")
+def render_latency(part: LatencyPart, number: str = "4.") -> Section:
+    section = Section("latency", f"{number} Per-layer latency", nav="Latency")
     env = part.environment
     if env is None or part.models.empty:
         return section.note("No model was timed in this run.", kind="warning")
     for warning in env.warnings:
-        section.note(f"Busy machine: {esc(warning)}.", kind="warning")
+        section.note(f"Busy machine: {warning}.", kind="warning")
     device_label = f"{env.device.upper()} ({env.device_name}, {env.threads} threads, {env.dtype})"
     clock = "CUDA events, one synchronize per pass" if env.device == "cuda" \
         else "time.perf_counter"
     engine = ENGINE_WORDS.get(env.engine, env.engine).format(clock=clock)
-    section.text(
-        f"Measured on this machine's <b>{esc(device_label)}</b>, torch "
-        f"{esc(env.torch_version)}. Per-layer times come from the <b>{esc(env.engine)} "
-        f"engine</b>: {esc(engine)}; forward and backward in separate passes; medians over the "
-        f"kept repeats, warm-up discarded. Whole-model times come from un-hooked passes in "
-        f"interleaved rounds.")
+    section.text(markup(
+        "Measured on this machine's <b>{}</b>, torch {}. Per-layer times come from the "
+        "<b>{} engine</b>: {}; forward and backward in separate passes; medians over the kept "
+        "repeats, warm-up discarded. Whole-model times come from un-hooked passes in "
+        "interleaved rounds.", device_label, env.torch_version, env.engine, engine))
     overhead = part.models[[c for c in (
         "model", "forward_ms", "hooked_forward_ms", "hook_overhead_ratio",
         "layer_sum_forward_ms", "layer_sum_to_total", "backward_ms", "layer_sum_backward_ms",
@@ -44,7 +43,7 @@ def render_latency(part: LatencyPart) -> Section:
                                            "time, and the launch-bound fraction")
         bound = part.passes[part.passes["launch_bound"]]
         for row in bound.itertuples():
-            section.note(f"{esc(row.model)} {esc(row.direction)} is launch-bound "
+            section.note(f"{row.model} {row.direction} is launch-bound "
                          f"({row.launch_bound_fraction:.0%} of its wall time the device sat "
                          f"idle between kernels): its per-layer times are kernel time, not "
                          f"what the layer costs end to end.", kind="warning")
@@ -56,11 +55,11 @@ def render_latency(part: LatencyPart) -> Section:
     section.figure(figures.roofline(part.layers, env.peak_gflops, env.peak_gbytes_per_s,
                                     device_label))
     section.text(f"Roof: {env.peak_gflops:.0f} GFLOP/s and {env.peak_gbytes_per_s:.1f} GB/s, "
-                 f"{esc(env.peak_source)}. A layer left of the ridge is memory-bound "
+                 f"{env.peak_source}. A layer left of the ridge is memory-bound "
                  f"(rule: its FLOPs per byte moved fall below peak compute / peak bandwidth).")
     if not part.sweep.empty:
         section.figure(figures.throughput(part.sweep, device_label))
     for trace in env.trace_files:
-        section.note(f'Trace of one profiled pass: <a href="{esc(trace)}">{esc(trace)}</a> '
-                     f"(open it in ui.perfetto.dev or chrome://tracing).")
+        section.note(markup('Trace of one profiled pass: <a href="{}">{}</a> (open it in '
+                            "ui.perfetto.dev or chrome://tracing).", trace, trace))
     return section

@@ -1,5 +1,6 @@
-"""The summary part rendered: the first screen says the verdict and the few numbers behind
-it, each with its interval; the full delta table follows in its own scrolling box."""
+"""The summary part rendered in detail: the verdict with every number behind it, the key
+numbers per model with their intervals, each measured change, and the full delta table against
+the baseline (folded: it is wide)."""
 
 from __future__ import annotations
 
@@ -8,70 +9,79 @@ import math
 import pandas as pd
 
 from resnet_probe.jobs.parts import SummaryPart
-from resnet_probe.report import figures
-from resnet_probe.report.html import Section, esc, format_value, scaled
+from resnet_probe.report.html import Section, format_value, markup
 from resnet_probe.report.words import verdict_line
-from resnet_probe.results import change_direction, measurable_deltas
+from resnet_probe.results import (
+    COUNTED_UNITS,
+    SUMMARY_METRICS,
+    change_direction,
+    column_label,
+    measurable_deltas,
+    readable_prefix,
+)
 from resnet_probe.train.verdict import Verdict
 
-HEADLINE = (("params", "parameters", None), ("macs", "MACs (a)", None),
-            ("forward_ms", "forward ms (median)", "forward_ms"),
-            ("grad_ratio_first_last", "gradient ratio first/last", "grad_ratio_first_last"),
-            ("final_train_error", "final training error", "final_train_error"),
-            ("final_test_error", "final test error", "final_test_error"))
 
-
-def render_summary(part: SummaryPart, notes: list[str]) -> Section:
-    section = Section("summary", "1. Summary")
+def render_summary(part: SummaryPart, number: str = "1.") -> Section:
+    section = Section("summary", f"{number} Summary", nav="Summary")
     if part.verdict is not None:
         kind = "warning" if part.verdict.verdict is Verdict.INCONCLUSIVE else "finding"
-        section.note(esc(verdict_line(part.verdict)), kind=kind)
-    section.table(headline_cells(part), caption="The numbers the comparison rests on: counts "
-                  "are exact; medians and means carry a 95% interval")
+        section.note(verdict_line(part.verdict), kind=kind)
+    cells = headline_cells(part)
+    section.table(cells, caption="The numbers the comparison rests on: counts are exact; "
+                  "medians and means carry a 95% interval", names=tuple(cells.columns),
+                  fold=False)
     changes = part.differences
     if not changes.empty:
-        section.table(changes[["model", "baseline", "metric", "change"]],
-                      caption="Each measured change against the baseline")
-    section.note(f"<small>{esc(part.rule)}</small>")
-    if not part.history.empty:
-        section.figure(figures.training_curves(part.history, part.finals))
-    for note in notes:
-        section.note(esc(note))
-    deltas = scaled(measurable_deltas(part.deltas)).dropna(axis=1, how="all")
-    section.text(f"Baseline: <b>{esc(part.deltas['model'].iloc[0])}</b> (the first model "
-                 f"named). Every summary column and its Δ% against it, green where it is "
-                 f"better and red where it is worse by the metric's direction; a Δ% whose "
-                 f"interval spans zero is left blank and its <i>_change</i> column says \"no "
-                 f"measurable difference\". MACs and FLOPs in G (10⁹).")
-    section.table(deltas, caption="All deltas",
+        shown = changes[["model", "baseline", "metric", "change"]].assign(
+            metric=changes["metric"].map(column_label))
+        section.table(shown, caption="Each measured change against the baseline")
+    section.note(markup("<small>{}</small>", part.rule))
+    baseline = part.deltas["model"].iloc[0] if not part.deltas.empty else ""
+    section.text(markup(
+        "Baseline: <b>{}</b> (the first model named). Every summary column and its Δ against "
+        "it, green where it is better and red where it is worse by the metric's direction; a "
+        "Δ whose interval spans zero is left blank and its change column says \"no measurable "
+        "difference\".", baseline))
+    deltas = measurable_deltas(part.deltas).dropna(axis=1, how="all")
+    section.table(deltas, caption="All deltas against the baseline",
                   cell_class=lambda column, value: change_direction(column, value)
-                  if column.endswith("_delta_pct") else None, scroll=True)
+                  if column.endswith("_delta_pct") else None, scroll=True, fold=True)
     return section
 
 
 def headline_cells(part: SummaryPart) -> pd.DataFrame:
-    """One row per model; each measured number with its interval, in words."""
-    rows = []
-    for record in part.headline.to_dict("records"):
-        row = {"model": record["model"]}
-        for column, label, interval in HEADLINE:
-            if column not in record:
-                continue
-            value = record[column]
-            low = record.get(f"{column}_ci95_low") if interval else None
-            high = record.get(f"{column}_ci95_high") if interval else None
-            seeds = record.get(f"{column}_seeds")
-            if low is not None and not _missing(low):
-                cell = f"{format_value(value)} ({format_value(low)} to {format_value(high)})"
-                if seeds:
-                    cell += f", {int(seeds)} seeds"
-            elif seeds == 1:
-                cell = f"{format_value(value)} (one seed)"
-            else:
-                cell = format_value(value)
-            row[label] = cell
-        rows.append(row)
-    return pd.DataFrame(rows)
+    """One row per model; each measured number with its interval, in words, under its label
+    with its unit (counts in K, M or G as the column needs)."""
+    headline = part.headline
+    table = pd.DataFrame({"model": headline["model"]})
+    for metric in SUMMARY_METRICS:
+        column = metric.column
+        if column not in headline:
+            continue
+        divisor, prefix = readable_prefix(headline[column]) if metric.unit in COUNTED_UNITS \
+            else (1.0, "")
+        table[metric.display_heading(prefix)] = [
+            _with_interval(record, column, divisor) for record in headline.to_dict("records")]
+    return table
+
+
+def _with_interval(record: dict, column: str, divisor: float) -> str:
+    def shown(value) -> str:
+        return format_value(value / divisor if divisor != 1.0 and not _missing(value)
+                            else value)
+
+    value = record[column]
+    low, high = record.get(f"{column}_ci95_low"), record.get(f"{column}_ci95_high")
+    seeds = record.get(f"{column}_seeds")
+    if low is not None and not _missing(low):
+        cell = f"{shown(value)} ({shown(low)} to {shown(high)})"
+        if seeds:
+            cell += f", {int(seeds)} seeds"
+        return cell
+    if seeds == 1:
+        return f"{shown(value)} (one seed)"
+    return shown(value)
 
 
 def _missing(value) -> bool:

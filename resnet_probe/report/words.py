@@ -32,6 +32,7 @@ from resnet_probe.train.verdict import (
     TooFewSeeds,
     Unfinished,
     Untrained,
+    Verdict,
 )
 
 VERDICT_RULE = (
@@ -206,3 +207,258 @@ def interruption_name(interruption: Interruption) -> str:
     """What the console calls an interruption."""
     return ("terminated (SIGTERM)" if interruption is Interruption.SIGTERM
             else "interrupted")
+
+
+# --- the compare report's three answers (report/answers.py) ------------------------------------
+
+def seeds_in_words(verdict: DegradationVerdict) -> str:
+    """"held-out seeds 8, 9, 10", or each seed with its role when the roles differ."""
+    roles = verdict.seed_roles
+    if not roles:
+        return "no seed with all four runs"
+    kinds = {role.value for role in roles.values()}
+    if len(kinds) == 1:
+        plural = "s" if len(roles) > 1 else ""
+        return f"{kinds.pop()} seed{plural} {', '.join(str(s) for s in roles)}"
+    return "seeds " + ", ".join(f"{seed} ({role.value})" for seed, role in roles.items())
+
+
+def _signed_interval(estimate: SeedEstimate) -> str:
+    if not estimate.known:
+        return "one seed: no interval"
+    return f"95% CI {estimate.low:+.3f} to {estimate.high:+.3f}"
+
+
+def verdict_headline(verdict: DegradationVerdict, deep: str | None = None,
+                     shallow: str | None = None) -> str:
+    """The verdict in at most two sentences, for the report's first screen: the outcome, the
+    plain gap with its interval, and the seeds. ``deep`` and ``shallow`` name the plain nets
+    (by default their depths)."""
+    depths = verdict.depths
+    deep = deep or (f"the depth-{depths['deep']} plain net" if "deep" in depths
+                    else "the deeper plain net")
+    shallow = shallow or (f"the depth-{depths['shallow']} one" if "shallow" in depths
+                          else "the shallower one")
+    if verdict.verdict is Verdict.OBSERVED:
+        outcome = f"Yes: the deeper plain net, {deep}, trains worse than the shallower {shallow}."
+    elif verdict.verdict is Verdict.NONE:
+        outcome = (f"No: the deeper plain net, {deep}, trains as well as the shallower "
+                   f"{shallow}.")
+    else:
+        # A reason's own words up to its numbers, which the second sentence gives.
+        first = reason_text(verdict.reasons[0], verdict).split("; ")[0] if verdict.reasons \
+            else "the rule could not decide"
+        outcome = f"Not settled: {first}."
+    gap = verdict.plain_gap
+    if gap is None or not gap.per_seed:
+        return f"{outcome} No plain gap was measured ({seeds_in_words(verdict)})."
+    return (f"{outcome} Plain gap in training error, {deep} minus {shallow}: "
+            f"{gap.estimate:+.3f} ({_signed_interval(gap)}), {seeds_in_words(verdict)}.")
+
+
+def ratio_interval(ratio: float, low: float, high: float, seeds: int | None = None) -> str:
+    """"170× (95% CI 120× to 220×, 3 seeds)"; a ratio with no interval says so."""
+    def times(value: float) -> str:
+        return f"{value:.3g}×"
+
+    count = f", {seeds} seeds" if seeds else ""
+    if low != low or high != high:
+        return f"{times(ratio)} (one seed: no interval)"
+    return f"{times(ratio)} (95% CI {times(low)} to {times(high)}{count})"
+
+
+def gradient_direction(low: float, high: float, ratio: float) -> str:
+    """The direction the first/last ratio's interval settles: the gradient grows toward the
+    input when it lies above 1, shrinks (vanishes) when below, else no settled direction."""
+    if low == low and high == high:
+        if low > 1:
+            return "grows toward the input"
+        if high < 1:
+            return "shrinks toward the input"
+        return "has no settled direction"
+    return ("grows toward the input" if ratio > 1 else "shrinks toward the input") + \
+        " (one seed)"
+
+
+def gradient_finding(rows: list[dict[str, Any]]) -> str:
+    """The gradients at init in one line: per model the first/last block ratio with its
+    interval, the last plain net named first (its interval says the direction), then the other
+    plain nets, then the residual ones. ``rows``: model, shortcut, ratio, low, high, seeds."""
+    plain = [r for r in rows if not r["shortcut"]]
+    lead = plain[-1] if plain else rows[-1]
+    direction = gradient_direction(lead["low"], lead["high"], lead["ratio"])
+    said = {"grows toward the input": "grow toward the input, they do not vanish",
+            "shrinks toward the input": "shrink toward the input: they vanish"}.get(
+        direction.removesuffix(" (one seed)"), "have no settled direction")
+    kind = "the plain nets'" if plain else "the nets'"
+    others = [r for r in rows if r is not lead]
+    each = [f"{lead['model']}'s gradient at the first block is "
+            f"{ratio_interval(lead['ratio'], lead['low'], lead['high'], lead['seeds'])} its "
+            f"gradient at the last",
+            *(f"{r['model']}'s {ratio_interval(r['ratio'], r['low'], r['high'], r['seeds'])}"
+              for r in sorted(others, key=lambda r: bool(r["shortcut"])))]
+    return f"At init, with BN, {kind} gradients {said}: {'; '.join(each)}."
+
+
+def _known(value: Any) -> bool:
+    return value is not None and value == value
+
+
+def claim_finding(what: str, row: dict) -> str:
+    """One tested claim of the trained nets (a findings row, analysis.claims) in one line."""
+    low, high, mean = row.get("ci95_low"), row.get("ci95_high"), row.get("mean")
+    interval = (f"95% CI {low:+.3f} to {high:+.3f}, " if _known(low) and _known(high)
+                else "no interval, ")
+    said = f"mean {mean:+.3f}, " if _known(mean) else ""
+    return (f"{what} at depth {row['depth']}: {row['outcome']} ({said}{interval}"
+            f"{_counted(int(row['seeds']), 'seed')}).")
+
+
+MECHANISM_NOT_RUN = ("The mechanism test (the early layers' weight norms held at init, "
+                     "paired by seed): not run in this report.")
+
+
+def cost_change(value: float, base: float, unit: str) -> str:
+    """An exact count's change against the baseline: "-0.88%, -192 K params (exact count)";
+    "no difference (exact count)" when equal."""
+    difference = value - base
+    if difference == 0:
+        return "no difference (exact count)"
+    pct = difference / base * 100 if base else float("nan")
+    percent = "" if pct != pct else f"{pct:+,.0f}%, " if abs(pct) >= 100 else f"{pct:+.2f}%, "
+    sign = "+" if difference > 0 else "-"
+    return f"{percent}{sign}{readable_count(abs(difference))} {unit} (exact count)"
+
+
+# --- what the tutorials say, measured (numbers from report/tutorials.py) -----------------------
+
+TUTORIAL_CLAIMS = (
+    ("a", "Degradation is overfitting."),
+    ("b", "Vanishing gradients are the root cause."),
+    ("c", "dy/dx = dF/dx + I: the identity carries the gradient."),
+    ("d", "An identity shortcut adds no parameters and negligible FLOPs."),
+    ("e", "Bottleneck blocks are cheaper."),
+    ("f", "bias=False before BN loses nothing."),
+    ("g", "BN uses running statistics at eval."),
+)
+ZERO_INIT_TEST = ("tests/test_gradients.py::"
+                  "test_zero_init_residual_net_passes_gradients_unchanged_through_every_join")
+BIAS_TEST = "tests/test_docs.py::test_a_conv_bias_before_bn_folds_into_the_bn_shift"
+EVAL_BN_TEST = "tests/test_docs.py::test_eval_outputs_are_deterministic_and_batch_independent"
+
+
+def readable_count(value: float) -> str:
+    """A count in K, M or G: "21.8 M", "4.09 G", "512"."""
+    for divisor, prefix in ((1e9, "G"), (1e6, "M"), (1e3, "K")):
+        if abs(value) >= divisor:
+            return f"{value / divisor:.3g} {prefix}"
+    return f"{value:,.0f}"
+
+
+def overfitting_answer(errors: list[Any]) -> str | None:
+    """Claim (a), from report.tutorials.errors_by_depth: training vs test error by depth."""
+    if not errors:
+        return None
+
+    def arrow(values: tuple[float, ...]) -> str:
+        return " → ".join(f"{v:.3f}" for v in values)
+
+    parts = []
+    for kind in errors:
+        name = "residual" if kind.shortcut else "plain"
+        depths = " → ".join(str(d) for d in kind.depths)
+        parts.append(f"{name} nets, depth {depths}: training error {arrow(kind.train)}, test "
+                     f"error {arrow(kind.test)}")
+    plain = next((k for k in errors if not k.shortcut and len(k.depths) > 1), None)
+    if plain is None:
+        lead = "One depth per kind in this run, so nothing to compare by depth"
+    elif plain.train[-1] > plain.train[0]:
+        lead = ("No: the plain nets' training error itself rises with depth, and the test "
+                "error follows it; overfitting would show a low training error under a high "
+                "test error")
+    else:
+        lead = "In this run the plain nets' training error does not rise with depth"
+    return f"{lead} ({'; '.join(parts)})."
+
+
+def vanishing_answer(ratios: list[Any]) -> str | None:
+    """Claim (b), from report.tutorials.gradient_ratios: the first/last ratio at init."""
+    plain = [r for r in ratios if not r.shortcut]
+    if not plain:
+        return None
+    deep = plain[-1]
+    direction = gradient_direction(deep.low, deep.high, deep.ratio)
+    lead = {"grows toward the input": "Not with BN: the gradient grows toward the input",
+            "shrinks toward the input": "Here it does shrink toward the input"}.get(
+        direction.removesuffix(" (one seed)"), "Not settled here")
+    return (f"{lead}. At init, {deep.model}'s gradient at the first block over the last "
+            f"block's is {ratio_interval(deep.ratio, deep.low, deep.high, deep.seeds)}.")
+
+
+def identity_answer(within: dict[str, float]) -> str | None:
+    """Claim (c), from report.tutorials.within_stage_ratios."""
+    if not within:
+        return None
+    each = "; ".join(f"{model} ×{ratio:.3g}" for model, ratio in within.items())
+    return (f"Across identity blocks (within a stage) the join gradient changes from the "
+            f"stage's first block to its last by {each}: each block adds its branch's term to "
+            f"the identity's. With a zero-initialised branch the ratio is exactly 1 "
+            f"({ZERO_INIT_TEST}).")
+
+
+def shortcut_cost_answer(costs: list[Any]) -> str | None:
+    """Claim (d), from report.tutorials.shortcut_costs."""
+    if not costs:
+        return None
+    parts = []
+    for cost in costs:
+        twin = (f" {cost.params_over_twin:+,} parameters against its plain twin {cost.twin};"
+                if cost.twin is not None else "")
+        projections = (f" {_counted(cost.projections, 'projection shortcut')} hold "
+                       f"{cost.projection_params:,} parameters;" if cost.projections else
+                       " no projection shortcut;")
+        share = cost.add_elements / cost.macs if cost.macs else float("nan")
+        parts.append(f"{cost.model}:{twin}{projections} "
+                     f"{_counted(cost.identity_blocks, 'identity block')}; its residual adds "
+                     f"are {readable_count(cost.add_elements)} additions, {share:.2%} of its "
+                     f"conv and linear MACs")
+    return "; ".join(parts) + "."
+
+
+def _counted(count: int, thing: str) -> str:
+    return f"{count} {thing}{'' if count == 1 else 's'}"
+
+
+def bottleneck_answer(saving: Any) -> str | None:
+    """Claim (e), from report.tutorials.bottleneck_saving."""
+    if saving is None:
+        return None
+    return (f"A bottleneck block at 4d channels has {saving.bottleneck_weights:,} weights and "
+            f"{readable_count(saving.bottleneck_macs)} MACs, about a basic block at d "
+            f"({readable_count(saving.basic_macs)}); a basic block at 4d costs "
+            f"{readable_count(saving.wide_macs)}, {saving.wide_over_bottleneck:.1f}× the "
+            f"bottleneck.")
+
+
+def bias_answer(biases: dict[str, tuple[int, int]]) -> str:
+    """Claim (f), from report.tutorials.bn_biases, and the test that checks the function."""
+    each = "; ".join(f"{model}: {count:,} ({count / params:.2%} of its {params:,} parameters)"
+                     for model, (count, params) in biases.items() if params)
+    saved = f"A bias on each conv before a BN would add {each}. " if each else ""
+    return (f"{saved}The BN's shift absorbs such a bias: folding it in gives the same function "
+            f"({BIAS_TEST}).")
+
+
+def eval_bn_answer() -> str:
+    """Claim (g): a test, not a number of the run."""
+    return (f"An image's eval-mode output is the same alone and among others, and on every "
+            f"call ({EVAL_BN_TEST}).")
+
+
+def mechanism_finding(test: Any) -> str:
+    """The mechanism test (issue 37's intervention) in one line, by the outcome its rule
+    gave."""
+    outcome = getattr(test, "outcome", None)
+    said = getattr(outcome, "value", outcome) or "no outcome"
+    return (f"The mechanism test (the early layers' weight norms held at init, paired by "
+            f"seed): {said}.")
