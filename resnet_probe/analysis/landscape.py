@@ -1,23 +1,38 @@
-"""Loss-landscape slices (Li et al. 2018) around a trained net's weights.
+"""How far a trained net's training loss stays low along random directions (Li et al. 2018's
+filter-normalised directions), as a bounded number: the half-way radius.
 
 Directions are Gaussian, filter-normalised: each filter (each output channel of a conv, each
 output unit of a linear layer) of a direction is rescaled to the norm of the same filter of the
-trained weights. Biases and BN parameters get a zero direction, Li et al.'s ``ignore='biasbn'``.
-The net is evaluated in eval mode, so BN uses the running statistics the training ended with
-(frozen, not recomputed per point), on a fixed subset of the data.
+trained weights, so a step α moves every filter by α of its own norm. Biases and BN parameters
+get a zero direction, Li et al.'s ``ignore='biasbn'``. The net is evaluated in eval mode, so
+BN uses the running statistics the training ended with (frozen, not recomputed per point), on
+a fixed subset of the data.
 
-A net is sliced along several random directions (``directions``), each its own 1-D slice
-through the trained weights; the summary averages over them and gives the spread. The rise at
-±0.5 is L(θ ± 0.5 d) - L(θ), and ``relative_rise`` divides it by L(θ), the loss at the trained
-weights, so that nets sitting at different losses compare on one scale. The slice's own
-second differences (``slice_curvature_ratio``, ``concave_fraction``, and for 2-D
-``slice_hessian_ratio`` from the slice's 2x2 finite-difference Hessian) describe that slice
-only; Li et al.'s |λmin/λmax| is of the full Hessian (``analysis.hessian``).
+Measures, per net, with L0 the loss at the trained weights and C the number of classes:
+
+* ``half_way_radius`` (r½, primary): on each side of each direction, the smallest |α| at which
+  the loss reaches L0 + (ln C - L0) / 2, half-way from the trained loss to the loss of a
+  uniform guess; averaged over the sides of ``directions`` directions. A side that never
+  reaches it within ``extent`` counts as the extent (censored, and counted in ``censored``),
+  so r½ lies in [0, extent] and stays finite as L0 -> 0, where a rise divided by L0 does not.
+  Censoring only pulls the mean down, towards the other net's: it makes a difference smaller,
+  never larger. Found by probing |α| on ``probe_radii`` outward from 0 until the loss reaches
+  the half-way loss, then ``REFINE_STEPS`` bisections of that bracket and a linear
+  interpolation inside the last one; a crossing and re-crossing between two probes is missed.
+  For a net whose L0 is not below ln C there is no half-way loss: r½ is NaN.
+* ``keskar_sharpness`` (secondary; Keskar et al. 2017, along these directions): the largest
+  rise L - L0 over the probes with |α| <= 0.1, on every side of every direction, over
+  (1 + L0). It is a lower bound on Keskar's, whose maximum is over a whole box.
+
+The probed points (``landscape`` rows) draw each direction's slice out to where it crosses the
+half-way loss. ``dims=2`` adds Li et al.'s 2-D surface on a regular grid (``surface``) and
+``slice_hessian_ratio``, from that surface's 2x2 finite-difference Hessians.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -26,10 +41,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from resnet_probe.progress import NO_PROGRESS, Progress
+from resnet_probe.stats import positive_mean_interval
 
 BN_STATISTICS = ("frozen: each point is evaluated in eval mode with the running BN statistics "
                  "of the trained net; biases and BN parameters are not perturbed (Li et al.'s "
                  "ignore='biasbn')")
+KESKAR_RADIUS = 0.1  # Keskar et al.'s box half-width, in units of each filter's norm
+KESKAR_PROBES = (0.025, 0.05, 0.1)  # the probes inside it, also the first of the search
+REFINE_STEPS = 3  # bisections of the bracket before the last interpolation
 
 
 def filter_normalized_direction(net: nn.Module, generator: torch.Generator
@@ -61,15 +80,179 @@ def _loss_and_error(net: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int
     return loss / len(y), wrong / len(y)
 
 
+def half_way_loss(loss_at_0: float, classes: int) -> float:
+    """L0 + (ln C - L0) / 2: half-way from the trained loss to a uniform guess's."""
+    return loss_at_0 + (math.log(classes) - loss_at_0) / 2
+
+
+def probe_radii(extent: float) -> tuple[float, ...]:
+    """The |α| probed outward from 0: Keskar's probes, then doubling from 0.2, then the
+    extent itself (the last probe), none beyond it."""
+    radii = [r for r in KESKAR_PROBES if r < extent]
+    step = 0.2
+    while step < extent:
+        radii.append(step)
+        step *= 2
+    return (*radii, extent)
+
+
+def crossing_radius(loss_at: Callable[[float], float], threshold: float,
+                    radii: tuple[float, ...], loss_at_0: float, refine: int = REFINE_STEPS
+                    ) -> tuple[float, bool, dict[float, float]]:
+    """The smallest r on the probes ``radii`` at which ``loss_at(r)`` reaches ``threshold``
+    (a non-finite loss counts as reached), refined by ``refine`` bisections of its bracket
+    and a linear interpolation inside the last one; ``loss_at_0`` (the loss at r = 0) must be
+    below the threshold. Every probe up to KESKAR_RADIUS is evaluated, even past the
+    crossing. Returns (radius, reached, every loss evaluated, by r); a threshold not reached
+    by the last probe gives that probe, censored there."""
+    if not loss_at_0 < threshold:
+        raise ValueError(f"the loss at 0 must be below the threshold: loss_at_0={loss_at_0}, "
+                         f"threshold={threshold}")
+    losses: dict[float, float] = {}
+
+    def at(r: float) -> float:
+        losses[r] = loss_at(r)
+        return losses[r]
+
+    below, above = 0.0, None
+    for r in radii:
+        if above is not None and r > KESKAR_RADIUS:
+            break
+        reached = not at(r) < threshold
+        if above is None:
+            if reached:
+                above = r
+            else:
+                below = r
+    if above is None:
+        return radii[-1], False, losses
+    for _ in range(refine):
+        middle = (below + above) / 2
+        if not at(middle) < threshold:
+            above = middle
+        else:
+            below = middle
+    low_loss = losses.get(below, loss_at_0)  # below the threshold
+    high_loss = losses[above]  # at or above it
+    if not math.isfinite(high_loss):
+        return above, True, losses
+    return below + (above - below) * (threshold - low_loss) / (high_loss - low_loss), True, losses
+
+
+def keskar_sharpness(rises: list[float], loss_at_0: float) -> float:
+    """Keskar et al.'s sharpness from the rises L - L0 at the probes with |α| <= 0.1: the
+    largest over (1 + L0); a non-finite rise makes it infinite."""
+    if not rises:
+        return math.nan
+    worst = max(rise if math.isfinite(rise) else math.inf for rise in rises)
+    return worst / (1 + loss_at_0)
+
+
 @torch.no_grad()
-def landscape(net: nn.Module, x: torch.Tensor, y: torch.Tensor, points: int = 21,
-              extent: float = 1.0, dims: int = 1, seed: int = 0, directions: int = 1,
-              progress: Progress = NO_PROGRESS) -> list[dict[str, Any]]:
-    """Loss and error at θ + α·d (+ β·d2) for α, β on a ``points``-point grid over
-    [-extent, extent], for each of ``directions`` random directions (1-D; a 2-D surface uses
-    one pair). Rows: ``direction``, ``alpha``, ``beta`` (2-D only), ``loss``, ``error``."""
-    if dims not in (1, 2):
-        raise ValueError(f"dims must be 1 or 2: {dims}")
+def landscape_radii(net: nn.Module, x: torch.Tensor, y: torch.Tensor, classes: int,
+                    directions: int = 10, extent: float = 1.0, seed: int = 0,
+                    progress: Progress = NO_PROGRESS
+                    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
+    """The half-way radius of ``net`` on (x, y) along ``directions`` filter-normalised
+    directions (one progress unit per side): (points, sides, summary). Points:
+    ``direction``, ``alpha``, ``loss``, ``error``, ``refined`` (a bisection point, not a
+    probe); sides: ``direction``, ``side`` (+1 or -1), ``half_way_radius``, ``reached``,
+    ``keskar_rise`` (the largest L - L0 at |α| <= 0.1); the summary as ``radius_summary``.
+    The weights are restored afterwards."""
+    if directions < 1:
+        raise ValueError(f"directions must be at least 1: {directions}")
+    if extent <= 0:
+        raise ValueError(f"extent must be above 0: {extent}")
+    net.eval()
+    generator = torch.Generator().manual_seed(seed)
+    trained = {name: p.detach().clone() for name, p in net.named_parameters()}
+    radii = probe_radii(extent)
+    points: list[dict[str, Any]] = []
+    sides: list[dict[str, Any]] = []
+    try:
+        loss_at_0, error_at_0 = _loss_and_error(net, x, y)
+        threshold = half_way_loss(loss_at_0, classes)
+        for index in range(directions):
+            direction = filter_normalized_direction(net, generator)
+            points.append({"direction": index, "alpha": 0.0, "loss": loss_at_0,
+                           "error": error_at_0, "refined": False})
+            for side in (1, -1):
+                errors: dict[float, float] = {}
+                loss_at = _loss_along(net, trained, direction, side, x, y, errors)
+                if threshold > loss_at_0:
+                    radius, reached, losses = crossing_radius(loss_at, threshold, radii,
+                                                              loss_at_0)
+                else:  # no half-way loss above the trained one: probe Keskar's box only
+                    radius, reached = math.nan, False
+                    losses = {r: loss_at(r) for r in radii if r <= KESKAR_RADIUS}
+                points += [{"direction": index, "alpha": side * r, "loss": loss,
+                            "error": errors[r], "refined": r not in radii}
+                           for r, loss in sorted(losses.items())]
+                sides.append({"direction": index, "side": side, "half_way_radius": radius,
+                              "reached": reached,
+                              "keskar_rise": max((loss - loss_at_0 if math.isfinite(loss)
+                                                  else math.inf)
+                                                 for r, loss in losses.items()
+                                                 if r <= KESKAR_RADIUS)})
+                progress.update(1)
+    finally:
+        for name, parameter in net.named_parameters():
+            parameter.copy_(trained[name])
+    points.sort(key=lambda row: (row["direction"], row["alpha"]))
+    return points, sides, radius_summary(sides, loss_at_0, error_at_0, classes, extent)
+
+
+def _loss_along(net: nn.Module, trained: dict[str, torch.Tensor],
+                direction: dict[str, torch.Tensor], side: int, x: torch.Tensor,
+                y: torch.Tensor, errors: dict[float, float]) -> Callable[[float], float]:
+    """r -> the loss at θ + side·r·d (the net's weights are left there), noting each error in
+    ``errors``."""
+    def loss_at(r: float) -> float:
+        for name, parameter in net.named_parameters():
+            parameter.copy_(trained[name] + side * r * direction[name])
+        loss, errors[r] = _loss_and_error(net, x, y)
+        return loss
+
+    return loss_at
+
+
+def radius_summary(sides: list[dict[str, Any]], loss_at_0: float, error_at_0: float,
+                   classes: int, extent: float) -> dict[str, Any]:
+    """A net's landscape in numbers: ``loss_at_0`` and ``error_at_0``, ``half_way_loss``,
+    ``half_way_radius`` (the mean over every side) with its spread and a 95% interval over
+    the directions (each direction's mean of its two sides is one sample; log scale, cut at
+    the extent: ``resnet_probe.stats.positive_mean_interval``), ``censored`` sides (never
+    reached within the extent), and ``keskar_sharpness``."""
+    radii = [row["half_way_radius"] for row in sides]
+    per_direction: dict[int, list[float]] = {}
+    for row in sides:
+        per_direction.setdefault(row["direction"], []).append(row["half_way_radius"])
+    samples = [float(np.mean(values)) for values in per_direction.values()]
+    known = all(math.isfinite(r) for r in radii) and bool(radii)
+    interval = (positive_mean_interval(samples, upper=extent) if known
+                else positive_mean_interval([math.nan]))
+    return {"loss_at_0": loss_at_0, "error_at_0": error_at_0, "classes": classes,
+            "half_way_loss": half_way_loss(loss_at_0, classes),
+            "half_way_radius": float(np.mean(radii)) if known else math.nan,
+            "half_way_radius_ci95_low": interval.low,
+            "half_way_radius_ci95_high": interval.high,
+            "half_way_radius_std": float(np.std(radii, ddof=1)) if known and len(radii) > 1
+            else math.nan,
+            "directions": len(per_direction), "sides": len(radii),
+            "censored": sum(not row["reached"] for row in sides) if known else 0,
+            "extent": extent,
+            "keskar_sharpness": keskar_sharpness([row["keskar_rise"] for row in sides],
+                                                 loss_at_0),
+            "keskar_radius": KESKAR_RADIUS}
+
+
+@torch.no_grad()
+def surface(net: nn.Module, x: torch.Tensor, y: torch.Tensor, points: int = 21,
+            extent: float = 1.0, seed: int = 0, progress: Progress = NO_PROGRESS
+            ) -> list[dict[str, Any]]:
+    """Loss and error at θ + α·d1 + β·d2 for α, β on a ``points``-point grid over
+    [-extent, extent] (one progress unit per point). Rows: ``alpha``, ``beta``, ``loss``,
+    ``error``; the weights are restored afterwards."""
     if points < 3 or points % 2 == 0:
         raise ValueError(f"points must be odd and at least 3, so the grid holds 0: {points}")
     net.eval()
@@ -78,26 +261,19 @@ def landscape(net: nn.Module, x: torch.Tensor, y: torch.Tensor, points: int = 21
     axis = np.linspace(-extent, extent, points)
     rows = []
     try:
-        centre = _loss_and_error(net, x, y)  # the same point on every slice: computed once
-        for direction_index in range(1 if dims == 2 else directions):
-            picked = [filter_normalized_direction(net, generator) for _ in range(dims)]
-            grid = [(a, None) for a in axis] if dims == 1 else [(a, b) for a in axis
-                                                               for b in axis]
-            for alpha, beta in grid:
-                if alpha == 0 and (beta is None or beta == 0):
+        first, second = (filter_normalized_direction(net, generator) for _ in range(2))
+        centre = _loss_and_error(net, x, y)
+        for alpha in axis:
+            for beta in axis:
+                if alpha == 0 and beta == 0:
                     loss, error = centre
                 else:
                     for name, parameter in net.named_parameters():
-                        moved = trained[name] + float(alpha) * picked[0][name]
-                        if beta is not None:
-                            moved = moved + float(beta) * picked[1][name]
-                        parameter.copy_(moved)
+                        parameter.copy_(trained[name] + float(alpha) * first[name]
+                                        + float(beta) * second[name])
                     loss, error = _loss_and_error(net, x, y)
-                row = {"direction": direction_index, "alpha": float(alpha), "loss": loss,
-                       "error": error}
-                if beta is not None:  # 1-D slices have no beta column
-                    row["beta"] = float(beta)
-                rows.append(row)
+                rows.append({"alpha": float(alpha), "beta": float(beta), "loss": loss,
+                             "error": error})
                 progress.update(1)
     finally:
         for name, parameter in net.named_parameters():
@@ -105,51 +281,9 @@ def landscape(net: nn.Module, x: torch.Tensor, y: torch.Tensor, points: int = 21
     return rows
 
 
-def slice_summary(rows: list[dict[str, Any]], at: float = 0.5) -> dict[str, Any]:
-    """A net's slices in numbers: the loss at the trained weights, the rise at ±``at``
-    (absolute and relative to that loss) averaged over the directions with its std across
-    them, and each slice's own curvature (second differences): ``slice_curvature_ratio`` is
-    the smallest over the largest, negative where the slice is not convex, and
-    ``concave_fraction`` the share of points with negative curvature. For a 2-D grid,
-    ``slice_hessian_ratio`` is the median over the grid of max(0, -λmin)/|λmax| of the slice's
-    2x2 finite-difference Hessian."""
-    one_d = [row for row in rows if row.get("beta") is None]
-    summary: dict[str, Any] = {}
-    if one_d:
-        rises, ratios, concave = [], [], []
-        centre = math.nan
-        for index in sorted({row.get("direction", 0) for row in one_d}):
-            slice_rows = [row for row in one_d if row.get("direction", 0) == index]
-            alphas = np.array([row["alpha"] for row in slice_rows])
-            losses = np.array([row["loss"] for row in slice_rows])
-            centre = float(losses[np.argmin(np.abs(alphas))])
-            rises.append(float((np.interp([-at, at], alphas, losses) - centre).mean()))
-            step = alphas[1] - alphas[0]
-            curvature = (losses[2:] - 2 * losses[1:-1] + losses[:-2]) / step**2
-            ratios.append(float(curvature.min() / curvature.max()) if curvature.max() > 0
-                          else float("nan"))
-            concave.append(float((curvature < 0).mean()))
-        relative = [rise / centre if centre > 0 else math.nan for rise in rises]
-        summary.update({
-            "loss_at_0": centre, "directions": len(rises),
-            f"loss_rise_at_{at:g}": float(np.mean(rises)),
-            f"loss_rise_at_{at:g}_std": float(np.std(rises, ddof=1)) if len(rises) > 1
-            else 0.0,
-            "relative_rise": float(np.mean(relative)),
-            "relative_rise_std": float(np.std(relative, ddof=1)) if len(relative) > 1
-            else 0.0,
-            "slice_curvature_ratio": float(np.nanmean(ratios)) if not all(
-                math.isnan(r) for r in ratios) else float("nan"),
-            "concave_fraction": float(np.mean(concave))})
-    two_d = [row for row in rows if row.get("beta") is not None]
-    if two_d:
-        summary["slice_hessian_ratio"] = _grid_nonconvexity(two_d)
-        centre_row = min(two_d, key=lambda row: abs(row["alpha"]) + abs(row["beta"]))
-        summary.setdefault("loss_at_0", centre_row["loss"])
-    return summary
-
-
-def _grid_nonconvexity(rows: list[dict[str, Any]]) -> float:
+def slice_hessian_ratio(rows: list[dict[str, Any]]) -> float:
+    """The median over a 2-D grid of max(0, -λmin)/|λmax| of its 2x2 finite-difference
+    Hessians: 0 where the surface is convex, 1 at a symmetric saddle."""
     alphas = sorted({row["alpha"] for row in rows})
     n = len(alphas)
     loss = np.full((n, n), np.nan)

@@ -9,7 +9,10 @@ from resnet_probe.jobs.parts import InProgress, Skipped, TrainingPart
 from resnet_probe.report import figures
 from resnet_probe.report.html import Section, esc
 from resnet_probe.report.words import (
+    FINDINGS_RULE,
+    LANDSCAPE_METHOD,
     VERDICT_RULE,
+    findings_in_words,
     reasons_text,
     recipe_text,
     residual_finding,
@@ -119,12 +122,12 @@ def render_why(part: WhyPart | InProgress | Skipped | None, number: str = "") ->
         section.note(f"These nets did not train (final training error not below the verdict's "
                      f"bar): {esc(', '.join(part.untrained))}. Their rows describe a net stuck "
                      f"near chance, not a trained one.", kind="warning")
-    findings = part.findings
+    findings = findings_in_words(part.findings)
     if not findings.empty:
         held = findings["outcome"].eq("holds")
         lines = "; ".join(f"{row.claim} at depth {row.depth}: <b>{esc(row.outcome)}</b> "
                           f"({esc(row.evidence)})" for row in findings.itertuples())
-        section.note(f"{lines}. <small>Rule: {esc(part.rule)}</small>",
+        section.note(f"{lines}. <small>Rule: {esc(FINDINGS_RULE)}</small>",
                      kind="finding" if held.all() else "warning")
         section.table(findings, caption="The papers' claims, tested at this budget")
     if not part.tables.lesion_blocks.empty or not part.tables.lesion_count.empty:
@@ -156,15 +159,14 @@ def render_why(part: WhyPart | InProgress | Skipped | None, number: str = "") ->
                      "layers, which must carry the whole signal.")
         section.figure(figures.layer_responses(part.tables.responses))
     if not part.tables.landscape.empty:
-        section.text("<b>Loss landscape</b> (Li et al. 2018): the training loss along "
-                     "filter-normalised random directions, each rise relative to the loss at "
-                     "the trained weights and averaged over the directions.")
+        section.text(LANDSCAPE_METHOD)
         section.figure(figures.landscape_slices(part.tables.landscape))
         if "beta" in part.tables.landscape and part.tables.landscape["beta"].notna().any():
             section.figure(figures.landscape_surfaces(part.tables.landscape))
     if not part.tables.landscape_summary.empty:
         section.table(part.tables.landscape_summary, caption="Landscape summary per net: loss "
-                      "at the trained weights, the relative rise at ±0.5 over the directions")
+                      "at the trained weights, the half-way radius r½ over the directions "
+                      "(95% interval over the directions, log scale), Keskar's sharpness")
     if not part.tables.hessian.empty:
         section.text("<b>Hessian spectra</b> (Li et al. 2018; pyhessian's approach): the largest "
                      "and smallest eigenvalues of the Hessian of the training loss at the "
