@@ -21,12 +21,16 @@ Measures, per net, with L0 the loss at the trained weights and C the number of c
   interpolation inside the last one; a crossing and re-crossing between two probes is missed.
   For a net whose L0 is not below ln C there is no half-way loss: r½ is NaN.
 * ``keskar_sharpness`` (secondary; Keskar et al. 2017, along these directions): the largest
-  rise L - L0 over the probes with |α| <= 0.1, on every side of every direction, over
-  (1 + L0). It is a lower bound on Keskar's, whose maximum is over a whole box.
+  rise L - L0 at the points evaluated with |α| <= 0.1 (the probe at 0.1, and the
+  bisections inside it when the half-way loss is reached sooner), on every side of every
+  direction, over (1 + L0). It is a lower bound on Keskar's, whose maximum is over a whole
+  box, and equals the 1-D maximum where the slices rise monotonically from the minimum.
 
-The probed points (``landscape`` rows) draw each direction's slice out to where it crosses the
-half-way loss. ``dims=2`` adds Li et al.'s 2-D surface on a regular grid (``surface``) and
-``slice_hessian_ratio``, from that surface's 2x2 finite-difference Hessians.
+Cost: per side, the probes up to the crossing plus REFINE_STEPS evaluations of the loss on
+the images. The probed points (``landscape`` rows) draw each direction's slice out to where
+it crosses the half-way loss. ``dims=2`` adds Li et al.'s 2-D surface on a regular grid
+(``surface``) and ``slice_hessian_ratio``, from that surface's 2x2 finite-difference
+Hessians.
 """
 
 from __future__ import annotations
@@ -47,8 +51,10 @@ BN_STATISTICS = ("frozen: each point is evaluated in eval mode with the running 
                  "of the trained net; biases and BN parameters are not perturbed (Li et al.'s "
                  "ignore='biasbn')")
 KESKAR_RADIUS = 0.1  # Keskar et al.'s box half-width, in units of each filter's norm
-KESKAR_PROBES = (0.025, 0.05, 0.1)  # the probes inside it, also the first of the search
-REFINE_STEPS = 3  # bisections of the bracket before the last interpolation
+# Bisections of the bracket before the last interpolation: two leave the radius within about
+# 1% of the crossing on smooth slices (quadratic to exponential), well inside the spread of
+# r½ between directions, for two evaluations per side.
+REFINE_STEPS = 2
 
 
 def filter_normalized_direction(net: nn.Module, generator: torch.Generator
@@ -86,10 +92,10 @@ def half_way_loss(loss_at_0: float, classes: int) -> float:
 
 
 def probe_radii(extent: float) -> tuple[float, ...]:
-    """The |α| probed outward from 0: Keskar's probes, then doubling from 0.2, then the
-    extent itself (the last probe), none beyond it."""
-    radii = [r for r in KESKAR_PROBES if r < extent]
-    step = 0.2
+    """The |α| probed outward from 0: Keskar's radius, doubling from there, then the extent
+    itself (the last probe), none beyond it."""
+    radii = []
+    step = KESKAR_RADIUS
     while step < extent:
         radii.append(step)
         step *= 2
@@ -184,7 +190,7 @@ def landscape_radii(net: nn.Module, x: torch.Tensor, y: torch.Tensor, classes: i
                                                               loss_at_0)
                 else:  # no half-way loss above the trained one: probe Keskar's box only
                     radius, reached = math.nan, False
-                    losses = {r: loss_at(r) for r in radii if r <= KESKAR_RADIUS}
+                    losses = {radii[0]: loss_at(radii[0])}
                 points += [{"direction": index, "alpha": side * r, "loss": loss,
                             "error": errors[r], "refined": r not in radii}
                            for r, loss in sorted(losses.items())]

@@ -289,6 +289,11 @@ def _blocked_text(blocked: dict[str, Any]) -> str:
     return f"{blocked['model']} seed {blocked['seed']} ({measure} {value:.3f})"
 
 
+def _known(value: Any) -> bool:
+    """A number, not NaN or a null read back from JSON."""
+    return isinstance(value, (int, float)) and not math.isnan(value)
+
+
 def finding_evidence(row: Any) -> str:
     """One findings row (analysis.claims.findings) in words: the mean, its interval, the
     per-seed values, what blocked it, and the control."""
@@ -296,7 +301,7 @@ def finding_evidence(row: Any) -> str:
         return f"{value:+.3f}"
 
     interval = (f"95% CI {number(row.ci95_low)} to {number(row.ci95_high)}, "
-                if row.ci95_low == row.ci95_low else "")
+                if _known(row.ci95_low) else "")
     values = list(row.per_seed)
     text = (f"mean {number(row.mean)}, {interval}seeds "
             f"{', '.join(number(v) for v in values)}")
@@ -312,14 +317,14 @@ def finding_evidence(row: Any) -> str:
         text += f"; {why}: {'; '.join(_blocked_text(b) for b in blocked)}"
     if getattr(row, "role", None) == Role.CONTROL:
         text += "; this is the control pair of the deeper depths"
-    control_depth = getattr(row, "control_depth", math.nan)
-    if control_depth == control_depth:
+    control_depth = getattr(row, "control_depth", None)
+    if _known(control_depth):
         control_interval = (f", 95% CI {number(row.control_ci95_low)} to "
                             f"{number(row.control_ci95_high)}"
-                            if row.control_ci95_low == row.control_ci95_low else "")
+                            if _known(row.control_ci95_low) else "")
         excess = (f"excess over it {number(row.excess_mean)} (95% CI "
                   f"{number(row.excess_ci95_low)} to {number(row.excess_ci95_high)})"
-                  if row.excess_ci95_low == row.excess_ci95_low else
+                  if _known(row.excess_ci95_low) else
                   "no excess interval (fewer than 2 seeds in common)")
         text += (f"; control at depth {int(control_depth)} {number(row.control_mean)}"
                  f"{control_interval} ({row.control_outcome}); {excess}")
