@@ -18,11 +18,11 @@ from resnet_probe.analysis.claims import MATCHED_LOSS_FRACTION, MIN_GAMMA_DRIFT,
 from resnet_probe.analysis.claims import control_outcome as control_rule
 from resnet_probe.analysis.landscape import (
     KESKAR_RADIUS,
+    SMALLEST_RADIUS,
     crossing_radius,
     half_way_loss,
     keskar_sharpness,
     landscape_radii,
-    probe_radii,
 )
 from resnet_probe.analysis.responses import gamma_drift, layer_responses
 from resnet_probe.report.words import FINDINGS_RULE, findings_in_words
@@ -38,38 +38,50 @@ def test_the_half_way_loss_is_half_way_to_a_uniform_guess():
     assert half_way_loss(0.3, 10) == pytest.approx(0.3 + (2.302585 - 0.3) / 2)
 
 
-def test_the_probes_start_at_keskars_radius_and_double_to_the_extent():
-    assert probe_radii(1.0) == (0.1, 0.2, 0.4, 0.8, 1.0)
-    assert probe_radii(0.5) == (0.1, 0.2, 0.4, 0.5)
-    assert probe_radii(0.04) == (0.04,)
-
-
+@pytest.mark.parametrize("guess", [None, 0.3])
 @pytest.mark.parametrize("curvature", [3.0, 20.0, 400.0])
-def test_the_radius_of_a_quadratic_loss_is_the_analytic_one(curvature):
+def test_the_radius_of_a_quadratic_loss_is_the_analytic_one(curvature, guess):
     # L(r) = L0 + c r^2 reaches the half-way loss T at r = sqrt((T - L0) / c).
     loss_at_0 = 0.01
     threshold = half_way_loss(loss_at_0, 10)
-    expected = math.sqrt((threshold - loss_at_0) / curvature)  # 0.61, 0.24, 0.053
+    expected = math.sqrt((threshold - loss_at_0) / curvature)  # 0.616, 0.239, 0.053
     radius, reached, losses = crossing_radius(lambda r: loss_at_0 + curvature * r * r,
-                                              threshold, probe_radii(1.0), loss_at_0)
+                                              threshold, loss_at_0, 1.0, guess)
     assert reached
-    assert radius == pytest.approx(expected, abs=2e-3)
+    assert radius == pytest.approx(expected, rel=1e-9)  # log-log interpolation is exact
     assert 0.1 in losses  # Keskar's radius is always probed
-    assert len(losses) == probe_radii(1.0).index(min(r for r in probe_radii(1.0)
-                                                     if r >= expected)) + 1 + 2
+    below = max(r for r in losses if r < expected)
+    above = min(r for r in losses if r > expected)
+    assert above / below <= math.sqrt(2) + 1e-9  # the bracket the rule promises
+    assert len(losses) <= 5
+
+
+def test_an_exponential_rise_is_found_within_one_percent():
+    loss_at_0, threshold = 0.01, 1.15
+    expected = math.log(threshold / loss_at_0) / 12  # L = L0 exp(12 r): 0.395
+    radius, reached, _ = crossing_radius(lambda r: loss_at_0 * math.exp(12 * r), threshold,
+                                         loss_at_0, 1.0)
+    assert reached and radius == pytest.approx(expected, rel=0.01)
 
 
 def test_a_side_that_never_reaches_the_half_way_loss_is_censored_at_the_extent():
-    radius, reached, losses = crossing_radius(lambda r: 0.01 + 0.1 * r * r, 1.15,
-                                              probe_radii(1.0), 0.01)
+    radius, reached, losses = crossing_radius(lambda r: 0.01 + 0.1 * r * r, 1.15, 0.01, 1.0)
     assert (radius, reached) == (1.0, False)
     assert max(losses) == 1.0  # nothing probed beyond the extent
+    radius, reached, losses = crossing_radius(lambda r: 0.01 + 0.1 * r * r, 1.15, 0.01, 1.0,
+                                              guess=1.0)
+    assert (radius, reached, sorted(losses)) == (1.0, False, [0.1, 1.0])  # two evaluations
 
 
 def test_a_non_finite_loss_counts_as_reached():
     radius, reached, _ = crossing_radius(lambda r: math.inf if r > 0.3 else 0.02, 1.15,
-                                         probe_radii(1.0), 0.01)
-    assert reached and 0.2 <= radius <= 0.4
+                                         0.01, 1.0)
+    assert reached and 0.3 <= radius <= 0.3 * math.sqrt(2)
+
+
+def test_a_side_sharper_than_the_smallest_radius_is_taken_there():
+    radius, reached, _ = crossing_radius(lambda r: 5.0, 1.15, 0.01, 1.0)
+    assert reached and radius <= SMALLEST_RADIUS
 
 
 def test_keskar_sharpness_by_hand():

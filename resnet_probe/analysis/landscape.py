@@ -15,20 +15,20 @@ Measures, per net, with L0 the loss at the trained weights and C the number of c
   uniform guess; averaged over the sides of ``directions`` directions. A side that never
   reaches it within ``extent`` counts as the extent (censored, and counted in ``censored``),
   so r½ lies in [0, extent] and stays finite as L0 -> 0, where a rise divided by L0 does not.
-  Censoring only pulls the mean down, towards the other net's: it makes a difference smaller,
-  never larger. Found by probing |α| on ``probe_radii`` outward from 0 until the loss reaches
-  the half-way loss, then ``REFINE_STEPS`` bisections of that bracket and a linear
-  interpolation inside the last one; a crossing and re-crossing between two probes is missed.
-  For a net whose L0 is not below ln C there is no half-way loss: r½ is NaN.
+  Censoring pulls a mean down, the more so the more of its sides reach the extent; where a
+  comparison rests on censored sides, a larger extent is the remedy. Found by a bracketing
+  search on each side (``crossing_radius``): within about 1% of the crossing on smooth
+  slices. For a net whose L0 is not below ln C there is no
+  half-way loss: r½ is NaN.
 * ``keskar_sharpness`` (secondary; Keskar et al. 2017, along these directions): the largest
-  rise L - L0 at the points evaluated with |α| <= 0.1 (the probe at 0.1, and the
-  bisections inside it when the half-way loss is reached sooner), on every side of every
-  direction, over (1 + L0). It is a lower bound on Keskar's, whose maximum is over a whole
-  box, and equals the 1-D maximum where the slices rise monotonically from the minimum.
+  rise L - L0 at the points evaluated with |α| <= 0.1 (the first probe of every side is at
+  0.1, and the search may add points inside it), on every side of every direction, over
+  (1 + L0). It is a lower bound on Keskar's, whose maximum is over a whole box, and equals
+  the 1-D maximum where the slices rise monotonically from the minimum.
 
-Cost: per side, the probes up to the crossing plus REFINE_STEPS evaluations of the loss on
-the images. The probed points (``landscape`` rows) draw each direction's slice out to where
-it crosses the half-way loss. ``dims=2`` adds Li et al.'s 2-D surface on a regular grid
+Cost: about three evaluations of the loss on the images per side (``evaluations``). The
+probed points (``landscape`` rows) draw each direction's slice out to where it crosses the
+half-way loss. ``dims=2`` adds Li et al.'s 2-D surface on a regular grid
 (``surface``) and ``slice_hessian_ratio``, from that surface's 2x2 finite-difference
 Hessians.
 """
@@ -51,10 +51,15 @@ BN_STATISTICS = ("frozen: each point is evaluated in eval mode with the running 
                  "of the trained net; biases and BN parameters are not perturbed (Li et al.'s "
                  "ignore='biasbn')")
 KESKAR_RADIUS = 0.1  # Keskar et al.'s box half-width, in units of each filter's norm
-# Bisections of the bracket before the last interpolation: two leave the radius within about
-# 1% of the crossing on smooth slices (quadratic to exponential), well inside the spread of
-# r½ between directions, for two evaluations per side.
-REFINE_STEPS = 2
+# The search for a crossing: outward from Keskar's radius by COARSE_RATIO on a net's first
+# direction, from the median radius found so far by FINE_RATIO on the others (r½ varies by
+# some 10-20% between directions), then geometric halving until the bracket's ratio is at
+# most FINE_RATIO, and an interpolation of log(L - L0) against log r inside it: exact where
+# the rise is a power of r (a quadratic bowl), within about 1% where it is exponential, for
+# about three evaluations per side, Keskar's probe included.
+COARSE_RATIO = 2.0
+FINE_RATIO = math.sqrt(2)
+SMALLEST_RADIUS = 1e-3  # a side still at or above the half-way loss here is taken to cross here
 
 
 def filter_normalized_direction(net: nn.Module, generator: torch.Generator
@@ -91,58 +96,66 @@ def half_way_loss(loss_at_0: float, classes: int) -> float:
     return loss_at_0 + (math.log(classes) - loss_at_0) / 2
 
 
-def probe_radii(extent: float) -> tuple[float, ...]:
-    """The |α| probed outward from 0: Keskar's radius, doubling from there, then the extent
-    itself (the last probe), none beyond it."""
-    radii = []
-    step = KESKAR_RADIUS
-    while step < extent:
-        radii.append(step)
-        step *= 2
-    return (*radii, extent)
-
-
-def crossing_radius(loss_at: Callable[[float], float], threshold: float,
-                    radii: tuple[float, ...], loss_at_0: float, refine: int = REFINE_STEPS
+def crossing_radius(loss_at: Callable[[float], float], threshold: float, loss_at_0: float,
+                    extent: float, guess: float | None = None
                     ) -> tuple[float, bool, dict[float, float]]:
-    """The smallest r on the probes ``radii`` at which ``loss_at(r)`` reaches ``threshold``
-    (a non-finite loss counts as reached), refined by ``refine`` bisections of its bracket
-    and a linear interpolation inside the last one; ``loss_at_0`` (the loss at r = 0) must be
-    below the threshold. Every probe up to KESKAR_RADIUS is evaluated, even past the
-    crossing. Returns (radius, reached, every loss evaluated, by r); a threshold not reached
-    by the last probe gives that probe, censored there."""
+    """Where ``loss_at(r)`` reaches ``threshold`` for r in (0, extent], given ``loss_at_0``
+    (the loss at r = 0) below it; a non-finite loss counts as reached. The loss is first
+    taken at Keskar's radius (min(0.1, extent)), then at ``guess`` if given; the search walks
+    out (or in) from the last point by COARSE_RATIO, or FINE_RATIO with a guess, until two
+    points bracket the threshold, halves the bracket geometrically until its ratio is at
+    most FINE_RATIO, and interpolates log(L - L0) against log r inside it (linearly in L
+    where that cannot be taken: from r = 0, or a loss at or under L0). A slice that crosses,
+    falls back under the threshold and crosses again is taken at the crossing the bracket
+    holds. Returns (radius, reached, every loss evaluated, by r); a threshold not reached at
+    ``extent`` gives the extent, censored there."""
     if not loss_at_0 < threshold:
         raise ValueError(f"the loss at 0 must be below the threshold: loss_at_0={loss_at_0}, "
                          f"threshold={threshold}")
+    if extent <= 0:
+        raise ValueError(f"extent must be above 0: {extent}")
     losses: dict[float, float] = {}
+    below, above = 0.0, math.inf  # the bracket: under the threshold at below, not at above
 
-    def at(r: float) -> float:
+    def probe(r: float) -> None:
+        nonlocal below, above
         losses[r] = loss_at(r)
-        return losses[r]
-
-    below, above = 0.0, None
-    for r in radii:
-        if above is not None and r > KESKAR_RADIUS:
-            break
-        reached = not at(r) < threshold
-        if above is None:
-            if reached:
-                above = r
-            else:
-                below = r
-    if above is None:
-        return radii[-1], False, losses
-    for _ in range(refine):
-        middle = (below + above) / 2
-        if not at(middle) < threshold:
-            above = middle
+        if losses[r] < threshold:
+            below = max(below, r)
         else:
-            below = middle
-    low_loss = losses.get(below, loss_at_0)  # below the threshold
-    high_loss = losses[above]  # at or above it
-    if not math.isfinite(high_loss):
+            above = min(above, r)
+
+    probe(min(KESKAR_RADIUS, extent))
+    if guess is not None and below < guess < above and guess <= extent:
+        probe(guess)
+    ratio = FINE_RATIO if guess is not None else COARSE_RATIO
+    while math.isinf(above):  # walk out
+        if below >= extent:
+            return extent, False, losses
+        probe(min(below * ratio, extent))
+    while below == 0.0 and above > SMALLEST_RADIUS:  # walk in
+        probe(above / ratio)
+    if below == 0.0:
         return above, True, losses
-    return below + (above - below) * (threshold - low_loss) / (high_loss - low_loss), True, losses
+    while above / below > FINE_RATIO * (1 + 1e-9):  # halve the bracket
+        probe(math.sqrt(below * above))
+    return _interpolated(below, losses[below], above, losses[above], threshold,
+                         loss_at_0), True, losses
+
+
+def _interpolated(below: float, low: float, above: float, high: float, threshold: float,
+                  loss_at_0: float) -> float:
+    """The r in [below, above] where the loss reaches ``threshold``: by log(L - L0) against
+    log r, else linearly in L; ``above`` itself when its loss is not finite."""
+    if not math.isfinite(high):
+        return above
+    if below > 0 and low > loss_at_0:
+        rise = math.log(threshold - loss_at_0)
+        low_rise, high_rise = math.log(low - loss_at_0), math.log(high - loss_at_0)
+        if high_rise > low_rise:
+            fraction = (rise - low_rise) / (high_rise - low_rise)
+            return math.exp(math.log(below) + fraction * (math.log(above) - math.log(below)))
+    return below + (above - below) * (threshold - low) / (high - low)
 
 
 def keskar_sharpness(rises: list[float], loss_at_0: float) -> float:
@@ -161,10 +174,11 @@ def landscape_radii(net: nn.Module, x: torch.Tensor, y: torch.Tensor, classes: i
                     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
     """The half-way radius of ``net`` on (x, y) along ``directions`` filter-normalised
     directions (one progress unit per side): (points, sides, summary). Points:
-    ``direction``, ``alpha``, ``loss``, ``error``, ``refined`` (a bisection point, not a
-    probe); sides: ``direction``, ``side`` (+1 or -1), ``half_way_radius``, ``reached``,
+    ``direction``, ``alpha``, ``loss``, ``error``; sides: ``direction``, ``side`` (+1 or
+    -1), ``half_way_radius``, ``reached``, ``evaluations`` (of the loss on the images),
     ``keskar_rise`` (the largest L - L0 at |α| <= 0.1); the summary as ``radius_summary``.
-    The weights are restored afterwards."""
+    The search on a side starts from the median radius of the sides before it
+    (``crossing_radius``). The weights are restored afterwards."""
     if directions < 1:
         raise ValueError(f"directions must be at least 1: {directions}")
     if extent <= 0:
@@ -172,7 +186,6 @@ def landscape_radii(net: nn.Module, x: torch.Tensor, y: torch.Tensor, classes: i
     net.eval()
     generator = torch.Generator().manual_seed(seed)
     trained = {name: p.detach().clone() for name, p in net.named_parameters()}
-    radii = probe_radii(extent)
     points: list[dict[str, Any]] = []
     sides: list[dict[str, Any]] = []
     try:
@@ -181,21 +194,23 @@ def landscape_radii(net: nn.Module, x: torch.Tensor, y: torch.Tensor, classes: i
         for index in range(directions):
             direction = filter_normalized_direction(net, generator)
             points.append({"direction": index, "alpha": 0.0, "loss": loss_at_0,
-                           "error": error_at_0, "refined": False})
+                           "error": error_at_0})
             for side in (1, -1):
                 errors: dict[float, float] = {}
                 loss_at = _loss_along(net, trained, direction, side, x, y, errors)
+                found = [row["half_way_radius"] for row in sides]
                 if threshold > loss_at_0:
-                    radius, reached, losses = crossing_radius(loss_at, threshold, radii,
-                                                              loss_at_0)
+                    radius, reached, losses = crossing_radius(
+                        loss_at, threshold, loss_at_0, extent,
+                        guess=float(np.median(found)) if found else None)
                 else:  # no half-way loss above the trained one: probe Keskar's box only
                     radius, reached = math.nan, False
-                    losses = {radii[0]: loss_at(radii[0])}
+                    keskar = min(KESKAR_RADIUS, extent)
+                    losses = {keskar: loss_at(keskar)}
                 points += [{"direction": index, "alpha": side * r, "loss": loss,
-                            "error": errors[r], "refined": r not in radii}
-                           for r, loss in sorted(losses.items())]
+                            "error": errors[r]} for r, loss in sorted(losses.items())]
                 sides.append({"direction": index, "side": side, "half_way_radius": radius,
-                              "reached": reached,
+                              "reached": reached, "evaluations": len(losses),
                               "keskar_rise": max((loss - loss_at_0 if math.isfinite(loss)
                                                   else math.inf)
                                                  for r, loss in losses.items()
