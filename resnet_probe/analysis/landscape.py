@@ -102,9 +102,9 @@ def crossing_radius(loss_at: Callable[[float], float], threshold: float, loss_at
     """Where ``loss_at(r)`` reaches ``threshold`` for r in (0, extent], given ``loss_at_0``
     (the loss at r = 0) below it; a non-finite loss counts as reached. The loss is first
     taken at Keskar's radius (min(0.1, extent)), then at ``guess`` if given; the search walks
-    out (or in) from the last point by COARSE_RATIO, or FINE_RATIO with a guess, until two
-    points bracket the threshold, halves the bracket geometrically until its ratio is at
-    most FINE_RATIO, and interpolates log(L - L0) against log r inside it (linearly in L
+    out (or in) from there by COARSE_RATIO, or FINE_RATIO with a guess, until two points at
+    most that ratio apart bracket the threshold, halves the bracket geometrically until its
+    ratio is at most FINE_RATIO, and interpolates log(L - L0) against log r inside it (linearly in L
     where that cannot be taken: from r = 0, or a loss at or under L0). A slice that crosses,
     falls back under the threshold and crosses again is taken at the crossing the bracket
     holds. Returns (radius, reached, every loss evaluated, by r); a threshold not reached at
@@ -133,7 +133,7 @@ def crossing_radius(loss_at: Callable[[float], float], threshold: float, loss_at
         if below >= extent:
             return extent, False, losses
         probe(min(below * ratio, extent))
-    while below == 0.0 and above > SMALLEST_RADIUS:  # walk in
+    while below < above / ratio and above > SMALLEST_RADIUS:  # walk in
         probe(above / ratio)
     if below == 0.0:
         return above, True, losses
@@ -226,11 +226,14 @@ def landscape_radii(net: nn.Module, x: torch.Tensor, y: torch.Tensor, classes: i
 def _loss_along(net: nn.Module, trained: dict[str, torch.Tensor],
                 direction: dict[str, torch.Tensor], side: int, x: torch.Tensor,
                 y: torch.Tensor, errors: dict[float, float]) -> Callable[[float], float]:
-    """r -> the loss at θ + side·r·d (the net's weights are left there), noting each error in
-    ``errors``."""
+    """r -> the loss at θ + side·r·d (the net's weights are left there; those the direction
+    leaves alone, biases and BN, are never touched), noting each error in ``errors``."""
+    moved = [(parameter, trained[name], direction[name])
+             for name, parameter in net.named_parameters() if direction[name].any()]
+
     def loss_at(r: float) -> float:
-        for name, parameter in net.named_parameters():
-            parameter.copy_(trained[name] + side * r * direction[name])
+        for parameter, start, step in moved:  # in place: no temporary of the net's size
+            torch.add(start, step, alpha=side * r, out=parameter)
         loss, errors[r] = _loss_and_error(net, x, y)
         return loss
 
