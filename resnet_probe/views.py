@@ -77,18 +77,27 @@ def gradient_view(result, by: str = "model") -> pd.DataFrame:
     """``result`` is a GradientResult. Model rows carry the ``gradient_trend`` label its rule
     gives; stage rows are the mean over the stage's blocks (and over seeds), with the
     within-stage ratio."""
+    from resnet_probe.measure.gradients import stage_rates  # the result came from there
+
     _check(by, GRADIENT_VIEWS)
     if by == "stage" and not result.blocks:  # no residual blocks: nothing to roll up
         return frame([])
     if by == "model":
         models = frame(result.models)
-        return models if models.empty else with_gradient_trend(models)
+        return models if models.empty else with_gradient_trend(
+            models, frame(stage_rates(result.stages)))
     if by == "stage":
         means = rollup(frame(result.blocks), "stage", ["act_grad_norm", "join_grad_norm",
                                                        "act_std", "variance_ratio"], how="mean")
         within = frame(result.stages).groupby(["model", "stage"], sort=False, as_index=False)[
             ["blocks", "within_stage_ratio"]].mean()
-        return means.merge(within, on=["model", "stage"], how="left")
+        merged = means.merge(within, on=["model", "stage"], how="left")
+        rates = frame(stage_rates(result.stages))
+        if rates.empty:
+            return merged
+        return merged.merge(rates[["model", "stage", "layers", "rate_per_layer",
+                                   "rate_ci95_low", "rate_ci95_high"]],
+                            on=["model", "stage"], how="left")
     return frame({"model": result.models, "block": result.blocks, "layer": result.layers,
                   "shattering": result.shattering}[by])
 

@@ -1,4 +1,5 @@
-"""Lesions, layer responses and loss-landscape slices on trained nets (resnet_probe.analysis)."""
+"""Lesions, layer responses and loss landscapes on trained nets (resnet_probe.analysis); the
+half-way radius, the controls and the gates have their own tests in test_claims.py."""
 
 from __future__ import annotations
 
@@ -9,8 +10,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from resnet_probe.analysis import AnalysisOptions, Outcome, WhyTables, findings
-from resnet_probe.analysis.landscape import filter_normalized_direction, landscape, slice_summary
+from resnet_probe.analysis import AnalysisOptions, Outcome
+from resnet_probe.analysis.landscape import (
+    filter_normalized_direction,
+    slice_hessian_ratio,
+    surface,
+)
 from resnet_probe.analysis.lesion import block_table, lesion_by_block, lesioned
 from resnet_probe.analysis.responses import layer_responses, response_layers
 from resnet_probe.zoo import build_model
@@ -120,13 +125,13 @@ def test_filter_normalisation_gives_each_filter_the_trained_filters_norm():
         assert torch.allclose(direction[name].flatten(1).norm(dim=1), trained, rtol=1e-4), name
 
 
-def test_landscape_at_zero_reproduces_the_trained_loss_and_restores_the_weights():
+def test_a_surface_at_zero_reproduces_the_trained_loss_and_restores_the_weights():
     net = _eval_net("resnet8")
     x, y = torch.randn(32, 1, 16, 16), torch.randint(0, 10, (32,))
     before = {k: v.clone() for k, v in net.state_dict().items()}
     with torch.no_grad():
         trained_loss = F.cross_entropy(net(x), y).item()
-    rows = landscape(net, x, y, points=5, extent=0.5, dims=2)
+    rows = surface(net, x, y, points=5, extent=0.5)
     centre = [row for row in rows if row["alpha"] == 0 and row["beta"] == 0]
     assert len(rows) == 25 and len(centre) == 1
     assert centre[0]["loss"] == pytest.approx(trained_loss, rel=1e-6)
@@ -135,57 +140,12 @@ def test_landscape_at_zero_reproduces_the_trained_loss_and_restores_the_weights(
     assert moved["loss"] != pytest.approx(trained_loss)
 
 
-def test_slice_summary_on_a_parabola_and_a_double_well():
+def test_the_slice_hessian_ratio_of_a_bowl_and_a_saddle():
     alphas = [i / 10 for i in range(-10, 11)]
-    parabola = [{"alpha": a, "beta": None, "loss": 1 + 2 * a * a} for a in alphas]
-    summary = slice_summary(parabola)
-    assert summary["loss_at_0"] == 1 and summary["directions"] == 1
-    assert summary["loss_rise_at_0.5"] == pytest.approx(0.5)
-    assert summary["relative_rise"] == pytest.approx(0.5)  # the rise over the loss at 0
-    assert summary["slice_curvature_ratio"] == pytest.approx(1.0)
-    assert summary["concave_fraction"] == 0
-    well = [{"alpha": a, "beta": None, "loss": (a * a - 0.25) ** 2} for a in alphas]
-    assert slice_summary(well)["slice_curvature_ratio"] < 0  # concave around 0
     bowl = [{"alpha": a, "beta": b, "loss": a * a + b * b} for a in alphas for b in alphas]
-    assert slice_summary(bowl)["slice_hessian_ratio"] == pytest.approx(0.0)
+    assert slice_hessian_ratio(bowl) == pytest.approx(0.0)
     saddle = [{"alpha": a, "beta": b, "loss": a * a - b * b} for a in alphas for b in alphas]
-    assert slice_summary(saddle)["slice_hessian_ratio"] == pytest.approx(1.0)
-
-
-def test_a_slice_summary_averages_over_directions_with_their_spread():
-    alphas = [i / 4 for i in range(-4, 5)]
-    rows = [{"direction": d, "alpha": a, "beta": None, "loss": 2 + curvature * a * a}
-            for d, curvature in enumerate((1.0, 2.0, 3.0, 4.0, 5.0)) for a in alphas]
-    summary = slice_summary(rows)
-    rises = [c * 0.25 for c in (1.0, 2.0, 3.0, 4.0, 5.0)]  # c * 0.5^2
-    assert summary["directions"] == 5
-    assert summary["loss_rise_at_0.5"] == pytest.approx(sum(rises) / 5)
-    assert summary["loss_rise_at_0.5_std"] == pytest.approx(pd.Series(rises).std())
-    assert summary["relative_rise"] == pytest.approx(sum(rises) / 5 / 2)
-
-
-def _claims(plain: list[float], residual: list[float], plain_loss: float = 0.05
-            ) -> pd.DataFrame:
-    rows = [{"model": kind, "seed": seed, "net_depth": 56, "shortcut": kind == "resnet56",
-             "relative_rise": value, "loss_at_0": plain_loss if kind == "plain56" else 0.01}
-            for kind, values in (("plain56", plain), ("resnet56", residual))
-            for seed, value in enumerate(values)]
-    return findings(WhyTables.of({"landscape_summary": pd.DataFrame(rows)}))
-
-
-def test_findings_apply_the_stated_rule():
-    held = _claims([2.0, 2.4, 2.2], [0.2, 0.3, 0.25]).iloc[0]
-    assert held["outcome"] == Outcome.HOLDS and held["seeds"] == 3
-    assert held["mean"] == pytest.approx((1.8 + 2.1 + 1.95) / 3)
-    assert held["ci95_low"] > 0
-    assert _claims([0.2, 0.3, 0.25], [2.0, 2.4, 2.2]).iloc[0]["outcome"] == Outcome.FAILS
-    noisy = _claims([1.0, 0.1, 2.0], [0.5, 0.9, 0.4]).iloc[0]
-    assert noisy["outcome"] == Outcome.NOT_MEASURABLE
-    assert "1 of 3 seeds on the opposite side" in noisy["evidence"]
-    assert _claims([2.0], [0.2]).iloc[0]["outcome"] == Outcome.TOO_FEW_SEEDS
-    # A plain net that sits at a loss of 1.2 is not at a minimum: its slice proves nothing.
-    far = _claims([2.0, 2.4, 2.2], [0.2, 0.3, 0.25], plain_loss=1.2).iloc[0]
-    assert far["outcome"] == Outcome.INCONCLUSIVE and "loss_at_0 1.200" in far["evidence"]
+    assert slice_hessian_ratio(saddle) == pytest.approx(1.0)
 
 
 def test_options_reject_a_grid_without_the_trained_point():
@@ -204,7 +164,7 @@ def test_options_reject_a_grid_without_the_trained_point():
     (["lesion", "--by", "count", "--samples", "2"], "lesion_count",
      ["model", "removed", "error", "error_std", "relative_rise"]),
     (["responses"], "responses", ["model", "layer", "depth", "response_std", "rank"]),
-    (["landscape", "--points", "5", "--limit", "64"], "landscape",
+    (["landscape", "--directions", "2", "--limit", "64"], "landscape",
      ["model", "alpha", "loss", "error"]),
 ])
 def test_commands_on_a_degradation_run(invoke, tiny_degradation, tmp_path, command, table,
@@ -228,12 +188,14 @@ def test_commands_on_a_degradation_run(invoke, tiny_degradation, tmp_path, comma
 def test_degradation_report_has_the_why_section(tiny_degradation):
     page = (tiny_degradation / "degradation.html").read_text()
     assert "Why: what the trained nets show" in page
-    for table in ("lesion_blocks", "lesion_count", "responses", "landscape", "hessian",
-                  "paths", "why_findings"):
+    for table in ("lesion_blocks", "lesion_count", "responses", "landscape",
+                  "landscape_radii", "landscape_summary", "hessian", "paths", "why_findings"):
         assert (tiny_degradation / "data" / f"{table}.csv").exists(), table
     findings_table = pd.read_csv(tiny_degradation / "data" / "why_findings.csv")
     assert set(findings_table["depth"]) == {8, 14}
     assert set(findings_table["outcome"]) <= {o.value for o in Outcome}
+    radius = findings_table[findings_table["claim"] == "landscape_radius"].set_index("depth")
+    assert radius.loc[8, "role"] == "control" and radius.loc[14, "control_depth"] == 8
 
 
 @pytest.mark.slow

@@ -10,15 +10,19 @@ import pytest
 import torch
 from torch import nn
 
-from resnet_probe.labels import gradient_trend
+from resnet_probe.labels import gradient_trend, stage_trend
 from resnet_probe.measure.gradients import (
     GradientConfig,
+    growth_fits,
     lag_correlation,
     layer_grad_norms,
     measure_gradients,
     run_probe,
     shattering,
+    stage_rates,
+    within_stage_ratios,
 )
+from resnet_probe.views import gradient_view
 from resnet_probe.zoo import build_model
 
 
@@ -166,22 +170,64 @@ def test_gradient_shape_fits_exponential_for_plain_and_power_law_for_residual():
     assert rows["plain56"]["r2_power_minus_exp_ci95_high"] < 0
     assert rows["resnet56"]["better_fit"] == "power law"
     assert rows["resnet56"]["r2_power_minus_exp_ci95_low"] > 0
-    plain = rows["plain56"]
-    assert gradient_trend(plain["grad_ratio_first_last"], plain["better_fit"],
-                          plain["exp_rate_per_layer"], plain["power_exponent"]
-                          ).startswith("explodes exponentially")
-    residual = rows["resnet56"]
-    assert gradient_trend(residual["grad_ratio_first_last"], residual["better_fit"],
-                          residual["exp_rate_per_layer"], residual["power_exponent"]
-                          ).startswith("grows polynomially")
-    # Where the interval spans zero, no shape is claimed: only the direction.
+    # The trend is named from the per-stage rates: plain56 grows within each of its stages.
+    trends = gradient_view(result, "model").set_index("model")["gradient_trend"]
+    assert trends["plain56"].startswith("grows toward the input within every stage")
     for row in rows.values():
         if row["better_fit"] == "neither":
             assert row["r2_power_minus_exp_ci95_low"] <= 0 <= \
                 row["r2_power_minus_exp_ci95_high"]
-            assert "not distinguishable" in gradient_trend(
-                row["grad_ratio_first_last"], "neither", row["exp_rate_per_layer"],
-                row["power_exponent"])
+    stages = gradient_view(result, "stage")
+    plain_stages = stages[stages["model"] == "plain56"]
+    assert len(plain_stages) == 3 and (plain_stages["rate_ci95_low"] > 1).all()
+
+
+def _sawtooth(rates: dict[str, float], seeds: int = 3) -> list[dict]:
+    """Block rows whose ||dL/ds|| grows by rates[stage] per layer toward the input inside
+    each stage of five blocks (two layers each) and is reset to 1 at each stage's end, as a
+    projection's BN resets the stream; seed s scales every norm by 1 + s/10."""
+    rows = []
+    for seed in range(seeds):
+        depth = 1
+        for stage, rate in rates.items():
+            depths = [depth + 2 * b for b in range(5)]
+            rows += [{"model": "net", "seed": seed, "stage": stage, "block": f"{stage}.{b}",
+                      "depth": d, "join_grad_norm": (1 + seed / 10) * rate ** (depths[-1] - d)}
+                     for b, d in enumerate(depths)]
+            depth = depths[-1] + 2
+    return rows
+
+
+def test_per_stage_fits_recover_each_stages_rate_from_a_sawtooth():
+    rates = {"layer1": 1.3, "layer2": 1.2, "layer3": 1.1}
+    blocks = _sawtooth(rates)
+    found = {row["stage"]: row for row in stage_rates(within_stage_ratios(blocks))}
+    for stage, rate in rates.items():
+        assert found[stage]["rate_per_layer"] == pytest.approx(rate)
+        assert found[stage]["layers"] == 8 and found[stage]["seeds"] == 3
+        assert found[stage]["rate_ci95_low"] == pytest.approx(rate)  # no spread over seeds
+    # One line across the resets fits none of the teeth.
+    across = growth_fits([r["depth"] for r in blocks], [r["join_grad_norm"] for r in blocks])
+    assert across["exp_r2"] < 0.5
+    label = gradient_trend(4.0, list(found.values()))
+    assert label == ("grows toward the input within every stage (x1.1 to x1.3 per layer); "
+                     "x4 first/last over the whole net")
+
+
+def test_the_trend_rule_per_stage():
+    def stage(rate, low, high, name="layer1", layers=8):
+        return {"stage": name, "rate_per_layer": rate, "rate_ci95_low": low,
+                "rate_ci95_high": high, "layers": layers}
+
+    assert stage_trend(1.05, 1.01, 1.09, 8) == "level"  # 1.05^8 = 1.48, within x2
+    assert stage_trend(1.2, 1.1, 1.3, 8) == "grows"  # 1.2^8 = 4.3
+    assert stage_trend(0.8, 0.7, 0.9, 8) == "shrinks"
+    assert stage_trend(1.2, 0.9, 1.5, 8) == "unsettled"  # the interval holds 1
+    assert stage_trend(1.2, math.nan, math.nan, 8) == "unsettled"  # one seed
+    mixed = gradient_trend(2.0, [stage(1.2, 1.1, 1.3), stage(1.0, 0.99, 1.01, "layer2")])
+    assert mixed.startswith("differs by stage: layer1 grows (x1.2/layer), layer2 level")
+    assert gradient_trend(2.0, []).startswith("no stage has two blocks")
+    assert gradient_trend(math.nan, []) == "not measured"
 
 
 def test_zero_init_residual_net_passes_gradients_unchanged_through_every_join():

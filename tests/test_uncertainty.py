@@ -15,6 +15,8 @@ from resnet_probe.stats import (
     median_difference,
     median_interval,
     paired_mean_difference,
+    positive_mean_interval,
+    positive_seed_estimate,
 )
 
 
@@ -66,6 +68,51 @@ def test_paired_seed_difference_matches_a_hand_computed_t_interval():
     one_seed = paired_mean_difference([0.1], [0.5])
     assert not one_seed.known and "one seed" in one_seed.text()
     assert math.isnan(mean_interval([0.3]).low)
+
+
+def test_the_reported_negative_error_interval_becomes_a_positive_one_by_hand():
+    # Issue 37: three final errors whose t interval ran below zero (-0.0021 to 0.0183).
+    values = [0.0030, 0.0081, 0.0132]
+    t_interval = mean_interval(values)
+    assert t_interval.low < 0
+    interval = positive_mean_interval(values)
+    # log-scale: mean x exp(+-t s / (mean sqrt n)); s = 0.0051, t(2) = 4.303
+    half = 4.302653 * 0.0051 / math.sqrt(3) / 0.0081
+    assert interval.estimate == pytest.approx(0.0081)
+    assert interval.low == pytest.approx(0.0081 * math.exp(-half), rel=1e-4)
+    assert interval.high == pytest.approx(0.0081 * math.exp(half), rel=1e-4)
+    assert 0 < interval.low < 0.0081 < interval.high
+
+
+def test_no_interval_of_a_positive_quantity_is_negative_over_random_small_samples():
+    rng = np.random.default_rng(37)
+    for trial in range(2000):
+        n = int(rng.integers(2, 6))
+        kind = trial % 4
+        if kind == 0:  # errors near zero, some exactly zero
+            values = np.where(rng.random(n) < 0.3, 0.0, rng.exponential(0.01, n))
+        elif kind == 1:  # norms spanning orders of magnitude
+            values = np.exp(rng.normal(0, 3, n))
+        elif kind == 2:  # ratios, one far out
+            values = np.abs(rng.standard_cauchy(n))
+        else:  # bounded: a radius censored at 1
+            values = np.minimum(rng.exponential(0.8, n), 1.0)
+        interval = positive_mean_interval(list(values), upper=1.0 if kind == 3 else None)
+        assert interval.low >= 0, values
+        assert interval.low <= interval.estimate <= interval.high, values
+        if kind == 3:
+            assert interval.high <= 1.0
+
+
+def test_a_positive_interval_needs_positive_values_and_two_of_them():
+    with pytest.raises(ValueError, match="cannot be negative.*-0.1"):
+        positive_mean_interval([0.2, -0.1])
+    single = positive_mean_interval([0.5])
+    assert single.estimate == 0.5 and math.isnan(single.low) and math.isnan(single.high)
+    assert positive_mean_interval([0.0, 0.0]) == positive_mean_interval([0.0, 0.0, 0.0])
+    assert positive_mean_interval([0.0, 0.0]).high == 0.0
+    estimate = positive_seed_estimate("final error", {2: 0.01, 1: 0.02, 3: 0.0})
+    assert list(estimate.per_seed) == [1, 2, 3] and estimate.low > 0 and estimate.above_zero
 
 
 def test_delta_table_blanks_deltas_inside_the_noise():

@@ -5,10 +5,16 @@ In a post-activation net that is the output of the BN paired with each 3x3 conv 
 included); in a pre-activation net, where BN comes before the conv, it is the conv's output,
 the last thing before the addition. The std is taken over every element (images, channels,
 positions) of the evaluation batch, in float64.
+
+Each row also says how far training moved the layer's BN scales: ``gamma_drift``, the mean
+over channels of |γ - 1| (NaN for a layer that is not a BN). A BN output with γ = 1 and β = 0
+has unit variance whatever came before it, so until γ moves the responses of any two nets
+agree; ``analysis.claims`` gates the claim on it.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -49,10 +55,17 @@ def response_layers(net: nn.Module) -> list[tuple[str, nn.Module]]:
     return layers
 
 
+def gamma_drift(module: nn.Module) -> float:
+    """Mean over channels of |γ - 1| of a BN with a learned scale; NaN otherwise."""
+    if not isinstance(module, nn.modules.batchnorm._BatchNorm) or module.weight is None:
+        return math.nan
+    return (module.weight.detach().double() - 1).abs().mean().item()
+
+
 @torch.no_grad()
 def layer_responses(net: nn.Module, x: torch.Tensor) -> list[dict[str, Any]]:
     """One row per 3x3 layer: ``layer``, ``depth`` (weighted layers from the input),
-    ``response_std`` and ``rank`` (1 = the largest response)."""
+    ``response_std``, ``gamma_drift`` and ``rank`` (1 = the largest response)."""
     layers = response_layers(net)
     outputs: dict[str, torch.Tensor] = {}
     handles = [module.register_forward_hook(
@@ -66,8 +79,9 @@ def layer_responses(net: nn.Module, x: torch.Tensor) -> list[dict[str, Any]]:
             handle.remove()
     info = getattr(net, "layer_info", {})
     rows = [{"layer": name, "depth": info[name].depth if name in info else None,
-             "response_std": outputs[name].std(unbiased=False).item()}
-            for name, _ in layers]
+             "response_std": outputs[name].std(unbiased=False).item(),
+             "gamma_drift": gamma_drift(module)}
+            for name, module in layers]
     order = sorted(range(len(rows)), key=lambda i: -rows[i]["response_std"])
     for rank, index in enumerate(order, start=1):
         rows[index]["rank"] = rank

@@ -11,8 +11,8 @@ from typing import Any
 
 import pandas as pd
 
-from resnet_probe.analysis.claims import FINDINGS_RULE, findings
-from resnet_probe.analysis.measurements import WhyTables, analyse, analysed_nets, data_note
+from resnet_probe.analysis.claims import findings
+from resnet_probe.analysis.measurements import WhyTables, analyse, analysis_work, data_note
 from resnet_probe.analysis.options import DEFAULT_OPTIONS, Analysis, AnalysisOptions
 from resnet_probe.analysis.trained import TrainedRuns
 from resnet_probe.cache import DamagedEntry, json_decoder, json_encoder, results_store
@@ -29,7 +29,6 @@ class WhyPart:
     tables: WhyTables
     findings: pd.DataFrame = table("why_findings")
     data: str = ""  # which nets and images, in words
-    rule: str = ""
     not_analysed: tuple[str, ...] = ()
     untrained: tuple[str, ...] = ()
     reused: bool = False
@@ -44,13 +43,14 @@ def why_part(runs: TrainedRuns, analyses: tuple[Analysis, ...] = tuple(Analysis)
              options: AnalysisOptions = DEFAULT_OPTIONS, progress: Progress = NO_PROGRESS
              ) -> WhyPart:
     """The analyses' tables, the papers' claims tested on them, and what the report says
-    about them (data, nets not analysed, nets that did not train, the rule)."""
+    about them (data, nets not analysed, nets that did not train); the rule is
+    ``report.words.FINDINGS_RULE``."""
     started = time.perf_counter()
     tables = analyse(runs, analyses, options, progress)
     bar = TRAINED_FRACTION * (1 - 1 / runs.dataset.num_classes)
     return WhyPart(
         tables, findings(tables, runs.dataset.num_classes), data=data_note(runs, options),
-        rule=FINDINGS_RULE, not_analysed=tuple(runs.skipped),
+        not_analysed=tuple(runs.skipped),
         untrained=tuple(f"{net.model} seed {net.seed} ({net.final_train_error:.3f} ≥ "
                         f"{bar:.3f})" for net in runs.nets if net.final_train_error >= bar),
         seconds=round(time.perf_counter() - started, 1))
@@ -66,15 +66,16 @@ def cached_why_part(runs: TrainedRuns, cached_runs: list[dict[str, Any]],
     keys = [run_keys.get((net.model, net.seed)) for net in runs.nets]
     if not keys or None in keys:
         return why_part(runs, analyses, options, progress)
-    # format 3: the k-curve claim read plain − residual before (a double negation)
-    content = {"format": 3, "runs": sorted(k for k in keys if k),
+    # format 3: the k-curve claim read plain − residual before (a double negation); format
+    # 4: the half-way radius, the controls and typed findings (issue 37)
+    content = {"format": 4, "runs": sorted(k for k in keys if k),
                "analyses": [a.value for a in analyses], "options": asdict(options)}
     started = time.perf_counter()
     cached = results_store(fresh).get_or_compute(
         content, lambda: _encoded(why_part(runs, analyses, options, progress)),
         json_encoder, _checked_why)
     if cached.reused:
-        progress.update(options.work(analyses, len(analysed_nets(runs.nets, options))))
+        progress.update(analysis_work(runs.nets, analyses, options))
     value = cached.value
     tables = {name: pd.DataFrame.from_records(rows) for name, rows in value["tables"].items()}
     facts = {**value["facts"], "not_analysed": tuple(value["facts"]["not_analysed"]),
@@ -87,7 +88,7 @@ def cached_why_part(runs: TrainedRuns, cached_runs: list[dict[str, Any]],
 
 def _encoded(part: WhyPart) -> dict[str, Any]:
     tables = {name: json.loads(to_json_records(df)) for name, df in declared_tables(part).items()}
-    facts = {name: getattr(part, name) for name in ("data", "rule", "seconds")}
+    facts = {name: getattr(part, name) for name in ("data", "seconds")}
     facts.update(not_analysed=list(part.not_analysed), untrained=list(part.untrained))
     return {"tables": tables, "facts": facts}
 
@@ -95,7 +96,7 @@ def _encoded(part: WhyPart) -> dict[str, Any]:
 def _checked_why(folder: Path) -> dict[str, Any]:
     value = json_decoder(folder)
     checked(value, {"tables": dict, "facts": dict}, f"cached analyses {folder}")
-    checked(value["facts"], {"data": str, "rule": str, "seconds": float, "not_analysed": list,
+    checked(value["facts"], {"data": str, "seconds": float, "not_analysed": list,
                              "untrained": list}, f"cached analyses {folder}")
     for name, rows in value["tables"].items():
         if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):

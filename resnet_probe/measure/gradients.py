@@ -11,7 +11,13 @@ first training step) takes one batch and a cross-entropy loss, then one backward
   where first is the block nearest the input. Above 1 means gradients grow toward the input
   (explode), below 1 that they vanish. ``growth_per_layer`` is that ratio spread evenly over
   the weighted layers between the two blocks (Yang et al. 2019 predict about 1.21 for plain
-  BN-ReLU stacks at init).
+  BN-ReLU stacks at init);
+* per stage: ``rate_per_layer``, the factor per layer of ||dL/ds|| fitted within the stage
+  (``stage_rate``), and its mean over seeds with a log-scale interval (``stage_rates``). A
+  projection shortcut's BN resets the stream at each stage, so the whole-net curve is a
+  sawtooth: the per-stage rates, not one fit across stages, say how the gradient grows
+  (``labels.gradient_trend`` names the trend from them). The whole-net fits
+  (``growth_fits``, ``fit_comparison``) are kept as numbers.
 
 Across seeds, results are mean and std. Shattering (Balduzzi et al. 2017): on a 1-D grid of
 interpolated inputs, the gradient of a random projection of a block output with respect to the
@@ -47,7 +53,7 @@ from resnet_probe.progress import NO_PROGRESS, Progress
 from resnet_probe.settings import INPUT_SIZE, check_settings, setting
 from resnet_probe.sources import ModelSource, SourceError, WeightsMismatch, resolve
 from resnet_probe.sources.surgery import block_modules
-from resnet_probe.stats import seed_estimate
+from resnet_probe.stats import positive_mean_interval, seed_estimate
 from resnet_probe.zoo import ResNet
 from resnet_probe.zoo.blocks import _Block
 
@@ -234,8 +240,11 @@ def measure_gradients(models: Iterable[str | nn.Module | ModelSource],
         fits.update(fit_comparison(blocks))
         within = [r["within_stage_ratio"] for r in stages
                   if r["blocks"] > 1 and math.isfinite(r["within_stage_ratio"])]
+        rates = [r["rate_per_layer"] for r in stage_rates(stages)]
         result.models.append({**_model_row(source, config, per_seed), **fits,
-                              "max_within_stage_ratio": max(within, default=math.nan)})
+                              "max_within_stage_ratio": max(within, default=math.nan),
+                              "stage_rate_min": min(rates, default=math.nan),
+                              "stage_rate_max": max(rates, default=math.nan)})
     return result
 
 
@@ -461,7 +470,9 @@ def fit_comparison(blocks: list[dict[str, Any]]) -> dict[str, Any]:
 def within_stage_ratios(blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per model, seed and stage: the join gradient at the stage's first block over its last,
     so the growth inside stages is seen apart from what stage transitions (option A's zero
-    padding, projections) do to the whole-net ratio. 1 for identity blocks."""
+    padding, projections) do to the whole-net ratio (1 for identity blocks); and
+    ``rate_per_layer``, the stage's own exponential fit (``stage_rate``) over its ``layers``
+    (the depth from its first block's output to its last's)."""
     rows = []
     keyed: dict[tuple, list[dict[str, Any]]] = {}
     for row in blocks:
@@ -470,7 +481,43 @@ def within_stage_ratios(blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
         members = sorted(members, key=lambda r: r["depth"])
         first, last = members[0]["join_grad_norm"], members[-1]["join_grad_norm"]
         rows.append({"model": model, "seed": seed, "stage": stage, "blocks": len(members),
-                     "within_stage_ratio": first / last if last else math.nan})
+                     "within_stage_ratio": first / last if last else math.nan,
+                     "layers": members[-1]["depth"] - members[0]["depth"],
+                     "rate_per_layer": stage_rate([r["depth"] for r in members],
+                                                  [r["join_grad_norm"] for r in members])})
+    return rows
+
+
+def stage_rate(depths: list[float], norms: list[float]) -> float:
+    """r in ||dL/ds|| ~ r^-l within one stage: exp(-slope) of the least-squares line of
+    log ||dL/ds|| against depth l (above 1: growing toward the input). A projection
+    shortcut's BN resets the stream at each stage, so the curve of a whole net is a sawtooth
+    and one line across stages fits neither its teeth nor its resets; NaN with fewer than two
+    depths."""
+    points = [(d, g) for d, g in zip(depths, norms, strict=True)
+              if d is not None and math.isfinite(g) and g > 0]
+    if len({d for d, _ in points}) < 2:
+        return math.nan
+    slope = np.polyfit([d for d, _ in points], np.log([g for _, g in points]), 1)[0]
+    return float(np.exp(-slope))
+
+
+def stage_rates(stages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per model and stage (network order), over seeds: ``rate_per_layer``, the mean of the
+    per-seed rates with its 95% interval on the log scale (a rate cannot be negative:
+    ``resnet_probe.stats.positive_mean_interval``), ``rate_ci95_low`` / ``rate_ci95_high``,
+    ``layers``, ``blocks`` and ``seeds``. Stages of one block have no rate and no row."""
+    keyed: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for row in stages:
+        if row.get("rate_per_layer") is not None and math.isfinite(row["rate_per_layer"]):
+            keyed.setdefault((row["model"], row["stage"]), []).append(row)
+    rows = []
+    for (model, stage), members in keyed.items():
+        interval = positive_mean_interval([r["rate_per_layer"] for r in members])
+        rows.append({"model": model, "stage": stage, "blocks": members[0]["blocks"],
+                     "layers": members[0]["layers"], "seeds": len(members),
+                     "rate_per_layer": interval.estimate, "rate_ci95_low": interval.low,
+                     "rate_ci95_high": interval.high})
     return rows
 
 

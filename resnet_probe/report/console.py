@@ -121,6 +121,8 @@ def analysis_notes(part) -> list[str]:
     """The nets left out and why, then each claim's outcome with its evidence (a WhyPart)."""
     notes = [*(f"note: not analysed: {skipped}" for skipped in part.not_analysed),
              *(f"note: did not train: {net}" for net in part.untrained)]
-    for row in part.findings.itertuples():
+    from resnet_probe.report.words import findings_in_words
+
+    for row in findings_in_words(part.findings).itertuples():
         notes.append(f"{row.claim}, depth {row.depth}: {row.outcome} ({row.evidence})")
     return notes

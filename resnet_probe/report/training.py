@@ -11,7 +11,10 @@ from resnet_probe.jobs.parts import InProgress, Skipped, TrainingPart
 from resnet_probe.report import figures
 from resnet_probe.report.html import Section, join, markup
 from resnet_probe.report.words import (
+    FINDINGS_RULE,
+    LANDSCAPE_METHOD,
     VERDICT_RULE,
+    findings_in_words,
     reasons_text,
     recipe_text,
     residual_finding,
@@ -132,13 +135,13 @@ def render_why(part: WhyPart | InProgress | Skipped | None, number: str = "") ->
         section.note(f"These nets did not train (final training error not below the verdict's "
                      f"bar): {', '.join(part.untrained)}. Their rows describe a net stuck "
                      f"near chance, not a trained one.", kind="warning")
-    findings = part.findings
+    findings = findings_in_words(part.findings)
     if not findings.empty:
         held = findings["outcome"].eq("holds")
         lines = join("; ", (markup("{} at depth {}: <b>{}</b> ({})", row.claim, row.depth,
                                    row.outcome, row.evidence) for row in findings.itertuples()))
         section.note(markup("{}.", lines), kind="finding" if held.all() else "warning")
-        section.method(f"Rule: {part.rule}", summary="The rule each claim is tested by")
+        section.method(f"Rule: {FINDINGS_RULE}", summary="The rule each claim is tested by")
         section.table(findings, caption="The papers' claims, tested at this budget")
     if not part.tables.lesion_blocks.empty or not part.tables.lesion_count.empty:
         section.method("A residual block's branch is deleted and its shortcut kept; a plain "
@@ -169,15 +172,14 @@ def render_why(part: WhyPart | InProgress | Skipped | None, number: str = "") ->
                        summary="Layer responses (He et al. 2016, Fig. 7): why")
         section.figure(figures.layer_responses(part.tables.responses))
     if not part.tables.landscape.empty:
-        section.method("The training loss along filter-normalised random directions, each "
-                       "rise relative to the loss at the trained weights and averaged over the "
-                       "directions.", summary="Loss landscape (Li et al. 2018): how")
+        section.method(LANDSCAPE_METHOD, summary="Loss landscape (Li et al. 2018): how")
         section.figure(figures.landscape_slices(part.tables.landscape))
         if "beta" in part.tables.landscape and part.tables.landscape["beta"].notna().any():
             section.figure(figures.landscape_surfaces(part.tables.landscape))
     if not part.tables.landscape_summary.empty:
         section.table(part.tables.landscape_summary, caption="Landscape summary per net: loss "
-                      "at the trained weights, the relative rise at ±0.5 over the directions")
+                      "at the trained weights, the half-way radius r½ over the directions "
+                      "(95% interval over the directions, log scale), Keskar's sharpness")
     if not part.tables.hessian.empty:
         section.method("The largest and smallest eigenvalues of the Hessian of the training "
                        "loss at the trained weights, by Lanczos on Hessian-vector products.",
