@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from resnet_probe.errors import InvalidRequest
+from resnet_probe.train.interventions import Intervention
 from resnet_probe.train.loop import TrainConfig
 
 # --- the degradation experiment (`resnet-probe degradation`) --------------------------------
@@ -20,6 +21,8 @@ from resnet_probe.train.loop import TrainConfig
 DEGRADATION_TUNING_SEEDS = (0, 1, 2)
 DEGRADATION_SEEDS = (3, 4, 5)
 DEGRADATION_STEPS = 300
+# The causal test's intervention (resnet_probe.train.interventions) in this recipe: K steps.
+DEGRADATION_INTERVENTION = Intervention(steps=20)
 # The per-layer dynamics of the first steps, recorded on the runs themselves (the recipe's lr,
 # momentum and warm-up), plus the last step.
 RECORDED_STEPS = (0, 1, 2, 5, 10, 20, 50)
@@ -59,3 +62,4 @@ COMPARE_TRAIN = TrainConfig(steps=180, batch_size=64, lr=0.02, warmup_steps=10,
                             record_steps=(0, 1, 2, 5, 10, 20))
 COMPARE_TUNING_SEEDS = (0, 1, 2, 3, 4, 5, 6, 7)  # every recipe choice was made looking at these
 COMPARE_SEEDS = (8, 9, 10)  # held out: never run before the recipe was fixed; three for a verdict
+COMPARE_INTERVENTION = Intervention(steps=20)  # the causal test's K steps
