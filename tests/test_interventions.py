@@ -248,3 +248,26 @@ def test_missing_intervened_runs_leave_it_untested():
     assert test.outcome is CausalOutcome.UNTESTED
     assert test.reasons[0] == MissingRuns(test.reasons[0].runs)
     assert [(r.model, r.seed) for r in test.reasons[0].runs] == [("resnet56", 2)]
+
+
+def test_a_degradation_run_with_intervene_trains_the_deepest_twins_and_states_the_test(
+        tmp_path, digits_small):
+    from resnet_probe.report.words import verdict_record
+    from resnet_probe.train.degradation import DegradationConfig, run_degradation
+
+    models = ("plain8", "resnet8", "cifar[layers=2-2-2,shortcut=false]", "cifar[layers=2-2-2]")
+    config = DegradationConfig(
+        models=models, seeds=(0, 1, 2), intervene=True, intervention=Intervention(2),
+        train=TrainConfig(steps=4, batch_size=16, warmup_steps=1, eval_every=4,
+                          grad_norm_every=4, checkpoint_every=4, eval_images=32))
+    result = run_degradation(config, tmp_path, dataset=digits_small)
+    assert sorted((r.model, r.seed, len(r.history)) for r in result.intervened_runs) == sorted(
+        (m, s, 2) for m in models[2:] for s in (0, 1, 2))
+    assert len(result.runs) == 12  # the normal runs are untouched
+    test = result.tables().causal
+    assert test is not None and (test.plain, test.control, test.shallow) == (
+        models[2], models[3], "plain8")
+    assert test.plain_change.seeds == 3
+    record = verdict_record(result.verdict(), test)
+    assert record["causal_test"]["outcome"] == test.outcome.value
+    assert record["controls"]["causal_test_control"]["model"] == models[3]

@@ -225,6 +225,7 @@ def test_a_gap_the_t_interval_clears_but_a_worse_deep_run_would_not_is_inconclus
     assert t_interval([0.20, 0.22, 0.9])[1] < 0  # plain56 at error 1 on seed 2
     assert verdict.lowest_low < 0
     assert verdict.verdict is Verdict.INCONCLUSIVE
+    assert "would reach -0.560" in reasons_text(verdict)[0]
 
 
 def test_no_gap_with_a_tight_bound_is_no_degradation():

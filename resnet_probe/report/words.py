@@ -139,13 +139,21 @@ def reason_text(reason: Reason, verdict: DegradationVerdict | None = None) -> st
         if reason.final_errors_differ:
             return (f"the deeper plain net's training error lies above the shallower one's "
                     f"over the budget, and its final training error is higher too; {numbers}")
-        return (f"{SLOWER}: the deeper plain net's training error lies above the shallower "
-                f"one's over the budget, but their final training errors do not differ "
-                f"measurably; {numbers}")
+        return (f"the deeper plain net's training error lies above the shallower one's over "
+                f"the budget, but their final training errors do not differ measurably; "
+                f"{numbers}")
     if isinstance(reason, PlainGapBelowMinimum):
         return (f"the deeper plain net trains as well as the shallower one (the plain gap's "
                 f"interval lies below {reason.minimum}); {numbers}")
     assert isinstance(reason, PlainGapNotAboveZero)
+    if reason.low > 0 and verdict.plain_gap is not None \
+            and verdict.plain_gap.estimate >= reason.minimum:
+        return (f"the plain gap's interval lies above zero for these runs, but had the deeper "
+                f"plain net trained worse on some seeds its interval would reach "
+                f"{reason.lowest_low:+.3f}: a worse deeper plain net could then undo the call, "
+                f"so the rule does not make it (more seeds narrow that reach); {numbers}")
+    if reason.low > 0:
+        return f"the plain gap is above zero but below {reason.minimum}; {numbers}"
     return f"the plain gap is not measurably above zero; {numbers}"
 
 
