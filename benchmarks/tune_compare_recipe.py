@@ -21,6 +21,12 @@ A candidate's keys: batch, steps, lr, and optionally warmup (steps at lr 0.01, d
 milestones (fractions of the budget where lr drops x0.1, default [0.75]), intervene (K) and
 round (a label). Rows from rounds 1-5 (before issue 37) hold final errors only and are skipped
 by the summary.
+
+Other designs of the intervention, explored on tuning seeds against the primary one (rows with
+"design"; the summary lists them apart): "design": "lr" (the learning-rate variant),
+"momentum-keep" / "momentum-clear" (the projection with the momentum buffer left as it is, or
+cleared, instead of divided by c), "early" (the projection on the stem's and first stage's
+convs only).
 """
 
 from __future__ import annotations
@@ -56,6 +62,37 @@ def recipe(candidate: dict[str, Any]) -> TrainConfig:
                        eval_images=512)
 
 
+def designed(candidate: dict[str, Any], steps: int) -> Intervention:
+    """The intervention a candidate asks for; the exploratory designs patch the loop's hook
+    for this process only."""
+    from resnet_probe.train import interventions, loop
+
+    design = candidate.get("design", "primary")
+    if design == "lr":
+        return Intervention(steps, interventions.InterventionVariant.LEARNING_RATE)
+    if design.startswith("momentum-"):
+        def project(model, optimizer, convs, norms):
+            buffers = {p: optimizer.state[p]["momentum_buffer"].clone()
+                       for p in model.parameters()
+                       if optimizer.state.get(p, {}).get("momentum_buffer") is not None}
+            interventions.project_to_norms(model, optimizer, convs, norms)
+            for parameter, buffer in buffers.items():
+                kept = buffer if design == "momentum-keep" else buffer.zero_()
+                optimizer.state[parameter]["momentum_buffer"].copy_(kept)
+        loop.project_to_norms = project
+    elif design == "early":
+        def early(model):
+            info = getattr(model, "layer_info", {}) or {}
+            first = min((i.stage for i in info.values() if i.stage.startswith("stage")),
+                        default=None)
+            return {conv: bn for conv, bn in interventions.bn_fed_convs(model).items()
+                    if conv in info and info[conv].stage in ("stem", first)}
+        loop.bn_fed_convs = early
+    elif design != "primary":
+        raise SystemExit(f"unknown design {design!r}")
+    return Intervention(steps)
+
+
 def train(args: argparse.Namespace) -> None:
     seeds = [int(seed) for seed in args.seeds.split(",")]
     if not set(seeds) <= set(COMPARE_TUNING_SEEDS):
@@ -65,9 +102,10 @@ def train(args: argparse.Namespace) -> None:
     with open(args.out, "a") as out:
         for candidate in map(json.loads, args.candidates):
             config = recipe(candidate)
-            runs = [(net, None) for net in args.nets.split(",")]
+            runs = [] if args.only_intervened else [(net, None) for net in args.nets.split(",")]
             if candidate.get("intervene"):
-                runs += [(net, Intervention(int(candidate["intervene"]))) for net in INTERVENED
+                intervention = designed(candidate, int(candidate["intervene"]))
+                runs += [(net, intervention) for net in INTERVENED
                          if net in args.nets.split(",")]
             for seed in seeds:
                 for net, intervention in runs:
@@ -151,12 +189,16 @@ def summarise(args: argparse.Namespace) -> None:
         print(f"  three-seed subsets ({len(subsets)}): {dict(outcomes)}; "
               f"'slower optimisation' in {slower}")
         intervened = [r for r in group if r["intervention"]]
-        for k in sorted({r["intervention"] for r in intervened}):
-            treated = [as_run(r) for r in intervened if r["intervention"] == k]
+        for design, k in sorted({(r.get("design", "primary"), r["intervention"])
+                                 for r in intervened}):
+            treated = [as_run(r) for r in intervened if r["intervention"] == k
+                       and r.get("design", "primary") == design]
+            treated_seeds = {r.seed for r in treated}
+            runs = [r for r in normal.values() if r.seed in treated_seeds]
+            subsets = list(itertools.combinations(sorted(treated_seeds), 3))
             for upto in sorted({5, 10, 20, 30, 40, k} - {0}):
                 if upto > k:
                     continue
-                runs = list(normal.values())
                 test = causal_test(runs, treated, Intervention(upto), CHANCE)
                 per_subset = defaultdict(int)
                 for subset in subsets:
@@ -166,7 +208,9 @@ def summarise(args: argparse.Namespace) -> None:
                     per_subset[sub.outcome.value] += 1
                 assert test.plain_change and test.control_change and test.gap_before
                 cost = sum(r.seconds for r in treated) * upto / k
-                print(f"  causal test, K={upto} (from runs to {k}): {test.outcome.value}; "
+                diverged = ", ".join(f"{r.model} s{r.seed}@{r.step}" for r in test.diverged)
+                print(f"  causal test [{design}], K={upto} (from runs to {k}): "
+                      f"{test.outcome.value}; diverged: {diverged or 'none'}; "
                       f"plain34 change {test.plain_change.text()}; resnet34 change "
                       f"{test.control_change.text()}; band +-{test.control_band:.3f}; plain "
                       f"gap at K {test.gap_before.text()}; subsets {dict(per_subset)}; "
@@ -184,6 +228,8 @@ def main() -> None:
     run.add_argument("--seeds", default=",".join(map(str, COMPARE_TUNING_SEEDS)),
                      help="tuning seeds only (default: all of COMPARE_TUNING_SEEDS)")
     run.add_argument("--nets", default=",".join(NETS))
+    run.add_argument("--only-intervened", action="store_true",
+                     help="train only the intervened runs (the normal ones are in OUT already)")
     summary = commands.add_parser("summarise")
     summary.add_argument("out")
     args = parser.parse_args()

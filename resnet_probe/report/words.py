@@ -283,11 +283,20 @@ def causal_reason_text(reason: CausalReason, test: CausalTest) -> str:
             f"{test.control_change.text()}")
 
 
+def diverged_text(test: CausalTest) -> str | None:
+    if not test.diverged:
+        return None
+    runs = ", ".join(f"{r.model} seed {r.seed} at step {r.step}" for r in test.diverged)
+    return (f"intervened runs that diverged (each counted at chance error from there on): "
+            f"{runs}")
+
+
 def causal_line(test: CausalTest) -> str:
     """The causal test in one line, as its rule decided."""
-    reasons = "; ".join(causal_reason_text(r, test) for r in test.reasons)
+    parts = [causal_reason_text(r, test) for r in test.reasons]
+    parts += [text for text in (diverged_text(test),) if text]
     return (f"causal test of the early-layer freeze ({intervention_text(test)}): "
-            f"mechanism {test.outcome.value}: {reasons}")
+            f"mechanism {test.outcome.value}: {'; '.join(parts)}")
 
 
 def causal_record(test: CausalTest) -> dict[str, Any]:
@@ -304,6 +313,8 @@ def causal_record(test: CausalTest) -> dict[str, Any]:
             "control_fraction": CONTROL_FRACTION,
             "plain_gap_first_steps": estimate_record(test.gap_before),
             "plain_gap_first_steps_intervened": estimate_record(test.gap_after),
+            "diverged": [{"model": r.model, "seed": r.seed, "step": r.step}
+                         for r in test.diverged],
             "seconds": test.seconds, "rule": CAUSAL_RULE}
 
 

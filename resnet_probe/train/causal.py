@@ -89,6 +89,15 @@ class ControlChangesToo:
     band: float
 
 
+@dataclass(frozen=True)
+class DivergedRun:
+    """An intervened run that diverged: its endpoint counts chance error from ``step`` on."""
+
+    model: str
+    seed: int
+    step: int
+
+
 CausalReason = (MissingRuns | InterventionUnfinished | TooFewPairs | NoGapToExplain
                 | PlainGapShrinks | PlainGapDoesNotShrink | ControlChangesLittle
                 | ControlChangesToo)
@@ -108,6 +117,7 @@ class CausalTest:
     gap_after: SeedEstimate | None = None  # the same with the deep plain net intervened
     control_band: float = math.nan  # CONTROL_FRACTION x |mean plain change|
     seconds: float = 0.0  # the intervened runs' wall time, together
+    diverged: tuple[DivergedRun, ...] = ()  # intervened runs that diverged within K steps
 
     @property
     def steps(self) -> int:
@@ -127,6 +137,8 @@ def causal_test(normal: list[RunResult], intervened: list[RunResult],
     base = {(r.model, r.seed): r for r in normal}
     treated = {(r.model, r.seed): r for r in intervened}
     seconds = sum(r.seconds for r in intervened)
+    diverged = tuple(DivergedRun(r.model, r.seed, r.diverged_at) for r in intervened
+                     if r.diverged_at is not None)
     reasons: list[CausalReason] = []
     unfinished = tuple(RunLabel(r.model, r.seed, str(r.status)) for r in intervened
                        if r.status not in ENDED)
@@ -157,7 +169,7 @@ def causal_test(normal: list[RunResult], intervened: list[RunResult],
 
     def result(outcome: CausalOutcome) -> CausalTest:
         return CausalTest(outcome, tuple(reasons), intervention, plain, control, shallow,
-                          plain_change, control_change, before, after, band, seconds)
+                          plain_change, control_change, before, after, band, seconds, diverged)
 
     if len(paired) < MIN_SEEDS:
         reasons.append(TooFewPairs(len(paired)))

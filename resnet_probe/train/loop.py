@@ -357,8 +357,7 @@ def train_run(
                         seed * 1_000_003 + step)).to(device)
                 if config.channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
-                factors = (lr_factors(model, intervened, initial_norms)
-                           if by_lr and step < config.end_step else {})
+                factors = lr_factors(model, intervened, initial_norms) if by_lr else {}
                 for group in optimizer.param_groups:
                     group["lr"] = config.lr_at(step) * factors.get(str(group.get("conv")), 1.0)
                 optimizer.zero_grad(set_to_none=True)
@@ -410,8 +409,10 @@ def train_run(
                     bn_calls = _bn_calls_per_step(model, step - start_step)
                 if intervention is not None and not by_lr and step <= intervention.steps:
                     project_to_norms(model, optimizer, intervened, initial_norms)
-                if world.is_main and (step % config.eval_every == 0
-                                      or step == config.end_step):
+                # An intervened run is not evaluated at its end: the causal test reads only
+                # its train-mode curve, and the evaluation would cost more than its K steps.
+                if world.is_main and (step % config.eval_every == 0 or (
+                        step == config.end_step and intervention is None)):
                     train_error, train_loss = error_rate(model, train_x[eval_index],
                                                          train_y[eval_index])
                     test_error, test_loss = error_rate(model, test_x, test_y)
