@@ -240,3 +240,81 @@ def positive_seed_estimate(name: str, per_seed: dict[int, float],
     interval = positive_mean_interval(values, upper)
     return SeedEstimate(name, dict(sorted(per_seed.items())), interval.estimate, interval.low,
                         interval.high)
+
+
+# --- tests whose verdict cannot flip when one side gets worse --------------------------------
+
+@dataclass(frozen=True)
+class SignTest:
+    """The exact one-sided sign test over seeds: under "no difference" each seed's value is
+    as likely below zero as above it, so the number above zero is Binomial(n, 1/2) with n the
+    seeds that are not exactly zero. ``p_value`` = P(that many or more above zero). With n
+    seeds it cannot go below 2^-n (0.125 for three)."""
+
+    above: int
+    below: int
+    ties: int
+
+    @property
+    def seeds(self) -> int:
+        return self.above + self.below
+
+    @property
+    def p_value(self) -> float:
+        n = self.seeds
+        return sum(math.comb(n, k) for k in range(self.above, n + 1)) / 2 ** n
+
+    @property
+    def smallest_p(self) -> float:
+        return 0.5 ** self.seeds
+
+
+def sign_test(values: list[float]) -> SignTest:
+    return SignTest(above=sum(v > 0 for v in values), below=sum(v < 0 for v in values),
+                    ties=sum(v == 0 for v in values))
+
+
+EXHAUSTIVE_SEEDS = 20  # 2^20 corners; beyond this the search is local
+
+
+def lowest_lower_bound(values: list[float], ceilings: list[float]) -> float:
+    """The smallest lower bound of the 95% t interval of the mean over every set of values in
+    which each value lies anywhere between its own and its ceiling.
+
+    A verdict that requires this bound (not only the observed one) to clear a threshold
+    cannot be undone by any value growing: the sets it ranges over only shrink as a value
+    grows. The bound mean - t * sd / sqrt(n) is concave in the values (sd is a norm of the
+    centred values), so its smallest value over the box is at one of the 2^n corners, where
+    each value is either its own or its ceiling; they are all checked up to
+    EXHAUSTIVE_SEEDS values, and beyond that a greedy walk over corners (each step raising
+    the one value that lowers the bound most) gives the bound it ends at."""
+    low = np.asarray(values, dtype=float)
+    high = np.maximum(np.asarray(ceilings, dtype=float), low)
+    n = len(low)
+    if n < 2:
+        return math.nan
+    k = float(scipy_stats.t.ppf(0.5 + CONFIDENCE / 2, df=n - 1)) / math.sqrt(n)
+
+    def bounds(corners: np.ndarray) -> np.ndarray:
+        sets = np.where(corners, high, low)
+        return sets.mean(axis=1) - k * sets.std(axis=1, ddof=1)
+
+    if n <= EXHAUSTIVE_SEEDS:
+        lowest = math.inf
+        chunk = 1 << min(n, 14)
+        bits = 1 << np.arange(n)
+        for start in range(0, 1 << n, chunk):
+            codes = np.arange(start, min(start + chunk, 1 << n))[:, None]
+            lowest = min(lowest, float(bounds((codes & bits) != 0).min()))
+        return lowest
+    raised = np.zeros(n, dtype=bool)
+    current = float(bounds(raised[None, :])[0])
+    while not raised.all():
+        candidates = np.repeat(raised[None, :], n, axis=0) | np.eye(n, dtype=bool)
+        options = bounds(candidates)
+        options[raised] = math.inf
+        best = int(options.argmin())
+        if options[best] >= current:
+            break
+        raised[best], current = True, float(options[best])
+    return current

@@ -423,7 +423,8 @@ def test_compare_leaves_no_checkpoints_and_valid_verdict_json(tmp_path):
     text = (page.parent / f"{page.stem}-data" / "verdict.json"
             ).read_text()
     verdict = json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} in JSON"))
-    assert verdict["verdict"] == "inconclusive" and verdict["plain_gap"]["ci95_low"] is None
+    assert verdict["verdict"] == "inconclusive" and \
+        verdict["primary_test"]["plain_gap"]["ci95_low"] is None
     from test_report import check_report_consistency  # all four nets: every comparison checked
 
     check_report_consistency(page.parent / f"{page.stem}-data", page)

@@ -1,7 +1,6 @@
 """The "why" measured without artefacts: each analysis against a fact known by hand.
 
 - the momentum-only curve of ||dW||/||W|| is mu^t / sum_{k<t} mu^k, and SGD follows it;
-- the early-layer rescale keeps the function the net computes, in train and eval mode;
 - shattering's lag-0 correlation is 1, and with BN fixed one grid point's gradient does not
   depend on the other points;
 - effective paths: C(n, k) / 2^n, and equal magnitudes put the effective length at n/2;
@@ -11,7 +10,6 @@
 
 from __future__ import annotations
 
-import copy
 import math
 
 import pytest
@@ -41,26 +39,6 @@ def test_the_momentum_only_curve_is_the_formula_and_what_sgd_does():
         if step:
             ratios.append(((weight - before).norm() / before.norm()).item())
     assert ratios == pytest.approx([curve[t] for t in range(1, 6)], rel=1e-5)
-
-
-def test_the_rescale_test_keeps_the_function_in_train_and_eval_mode():
-    from resnet_probe.train.loop import _early_layers, _rescale_early_layers
-
-    torch.manual_seed(0)
-    model = build_model("resnet8[num_classes=10]")
-    x = torch.randn(8, 3, 32, 32)
-    model.train()
-    model(x)  # running statistics away from their init
-    initial = {name: 0.5 * m.weight.norm().item() for name, m in _early_layers(model).items()}
-    assert len(initial) >= 3  # the stem and the first stage's convs
-    rescaled = copy.deepcopy(model)
-    _rescale_early_layers(rescaled, torch.optim.SGD(rescaled.parameters(), lr=0.1,
-                                                    momentum=0.9), initial)
-    after = {name: m.weight.norm().item() for name, m in _early_layers(rescaled).items()}
-    assert after == pytest.approx(initial)  # the weights did move
-    with torch.no_grad():  # eval first: a train-mode forward moves the running statistics
-        assert torch.allclose(rescaled.eval()(x), model.eval()(x), rtol=1e-4, atol=1e-5)
-        assert torch.allclose(rescaled.train()(x), model.train()(x), rtol=1e-4, atol=1e-4)
 
 
 def test_shattering_with_bn_fixed_is_per_point():

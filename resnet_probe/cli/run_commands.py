@@ -35,7 +35,7 @@ DEFAULT_DEPTHS_TEXT = ", ".join(f"{','.join(map(str, depths))} for {family}"
               help=f"Training steps [default: {DEFAULT_STEPS}].")
 @click.option("--epochs", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Budget in epochs instead of steps.")
-@options.from_config(DegradationConfig, "seeds", "rescale_test")
+@options.from_config(DegradationConfig, "seeds", "intervene")
 @options.from_config(TrainConfig, "batch_size", "lr", "warmup_steps", "warmup_lr", "augment")
 @options.device("auto picks CUDA when present.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoints; "

@@ -24,6 +24,7 @@ from resnet_probe.train.degradation import (
     DegradationConfig,
     DegradationResult,
     fit_dataset_to,
+    intervention_for,
     run_degradation,
 )
 from resnet_probe.train.loop import Distributed, check_batch_fits_dataset, setup_distributed
@@ -54,13 +55,13 @@ class DegradationExperiment:
                 seeds: tuple[int, ...] = DEFAULT_SEEDS, out: Path = Path("reports/degradation"),
                 command_line: str | None = None, inline_plotly: bool = False,
                 steps: int | None = None, epochs: float | None = None, fresh: bool = False,
-                why: bool = True, rescale_test: bool = False, **recipe: Any
+                why: bool = True, intervene: bool = False, **recipe: Any
                 ) -> DegradationExperiment:
         """Validate everything before any training; ``recipe`` takes TrainConfig's fields."""
         depths = depths or DEFAULT_DEPTHS[family]
         config = DegradationConfig(family=family, depths=depths, dataset=dataset, seeds=seeds,
                                    data_dir=str(data_dir) if data_dir else None, preact=preact,
-                                   rescale_test=rescale_test)
+                                   intervene=intervene)
         names = config.model_names()  # validates depths and seeds before data is loaded
         out = check_writable_dir(out)
         world = setup_distributed(str(recipe.get("device", "cpu")))
@@ -84,10 +85,10 @@ class DegradationExperiment:
     @property
     def total_steps(self) -> int:
         runs = len(self.config.model_names()) * len(self.config.seeds)
-        if self.config.rescale_test:
-            runs += len(self.config.model_names()) // 2 * len(self.config.seeds)
         why = self.why.work(tuple(Analysis), runs) if self.why is not None else 0
-        return runs * self.config.train.steps + why
+        intervened = 2 * len(self.config.seeds) * intervention_for(self.config).steps \
+            if self.config.intervene else 0
+        return runs * self.config.train.steps + intervened + why
 
     @property
     def report_path(self) -> Path:

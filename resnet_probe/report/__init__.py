@@ -51,6 +51,7 @@ from resnet_probe.results import (
     frame,
     save_table,
 )
+from resnet_probe.train.causal import CausalTest
 from resnet_probe.train.verdict import DegradationVerdict
 
 INDEX = "index.html"
@@ -71,16 +72,17 @@ def save_parts(parts: list[Any], directory: Path, environment: pd.DataFrame | No
         for name, df in declared_tables(part).items():
             save_table(df, directory, name)
         if isinstance(part, TrainingPart):
-            verdicts.append(part.degradation.verdict)
+            verdicts.append((part.degradation.verdict, part.degradation.causal))
     if environment is not None:
         save_table(environment, directory, "environment")
-    for verdict in verdicts:
-        save_verdict(verdict, directory)
+    for verdict, causal in verdicts:
+        save_verdict(verdict, directory, causal)
 
 
-def save_verdict(verdict: DegradationVerdict, directory: Path) -> None:
+def save_verdict(verdict: DegradationVerdict, directory: Path,
+                 causal: CausalTest | None = None) -> None:
     atomic_write_text(directory / "verdict.json",
-                      json.dumps(_json_ready(verdict_record(verdict)), indent=2) + "\n")
+                      json.dumps(_json_ready(verdict_record(verdict, causal)), indent=2) + "\n")
 
 
 def _json_ready(value: Any) -> Any:

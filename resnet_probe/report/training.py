@@ -14,6 +14,7 @@ from resnet_probe.report.words import (
     FINDINGS_RULE,
     LANDSCAPE_METHOD,
     VERDICT_RULE,
+    causal_line,
     findings_in_words,
     reasons_text,
     recipe_text,
@@ -73,14 +74,8 @@ def render_training(part: TrainingPart, number: str = "6.") -> Section:
             section.table(tables.dynamics_summary, caption="The first conv over the recorded "
                           "steps, mean over seeds with 95% t intervals: ‖W‖ growth, and "
                           "‖∇W‖/‖W‖ and the effective step at the last recorded step")
-    if not tables.rescale.empty:
-        section.text(markup("<b>The causal test.</b> {}", "The same plain nets, same seeds, "
-                            "with the stem's and first stage's convs scaled back to their norm "
-                            "at init (and their momentum cleared) after step 1. BN makes that "
-                            "function-preserving; only the optimiser's view of those layers "
-                            "changes. Paired by seed:"))
-        section.table(tables.rescale, caption="Final training error, rescaled minus normal "
-                                              "(negative: the rescaled net trained faster)")
+    if tables.causal is not None:
+        section.note(causal_line(tables.causal))
     section.method("These are short runs on small data: the gap shows that the deeper plain net "
                  "trains more slowly at this budget, not that it cannot reach a low training "
                  "error. Trained much longer, a deep plain net on data this easy can get low "

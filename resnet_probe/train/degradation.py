@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -25,7 +26,9 @@ from resnet_probe.results import atomic_write_bytes, frame, table
 from resnet_probe.settings import check_settings, setting
 from resnet_probe.sources import ModelSource, resolve
 from resnet_probe.train import run_folder
-from resnet_probe.train.dynamics import dynamics_summary, rescale_comparison
+from resnet_probe.train.causal import CausalTest, causal_test
+from resnet_probe.train.dynamics import dynamics_summary
+from resnet_probe.train.interventions import Intervention
 from resnet_probe.train.loop import (
     ENDED,
     Distributed,
@@ -37,6 +40,7 @@ from resnet_probe.train.loop import (
     train_run,
 )
 from resnet_probe.train.recipes import (
+    DEGRADATION_INTERVENTION,
     DEGRADATION_SEEDS,
     DEGRADATION_STEPS,
     DEGRADATION_TUNING_SEEDS,
@@ -45,6 +49,7 @@ from resnet_probe.train.run_cache import RunCache
 from resnet_probe.train.verdict import (
     DegradationVerdict,
     StoppedEarly,
+    error_auc,
     judge,
     settled_early,
 )
@@ -112,11 +117,13 @@ class DegradationConfig:
     # Skip the remaining seeds once the verdict cannot change (train.verdict.settled_early).
     stop_when_settled: bool = False
     tuning_seeds: tuple[int, ...] = TUNING_SEEDS  # the seeds the recipe was chosen on
-    # The causal test of the early-layer freeze: every plain net trained again per seed with
-    # its early convs rescaled to their init norm after step 1 (resnet_probe.train.dynamics).
-    rescale_test: bool = setting(False, "Also train each plain net with its early convs "
-                                 "rescaled to their init norm after step 1: the causal test "
-                                 "of the early-layer freeze.")
+    # The causal test of the early-layer freeze (resnet_probe.train.causal): per seed, the
+    # deepest plain net and its residual twin trained again with ``intervention``.
+    intervene: bool = setting(False, "Also train the deepest plain net and its residual twin "
+                              "with each conv that feeds a BN projected back to its norm at "
+                              "init after every step, for the first steps: the causal test "
+                              "of the early-layer freeze.")
+    intervention: Intervention = DEGRADATION_INTERVENTION
 
     def __post_init__(self) -> None:
         check_settings(self)
@@ -148,27 +155,50 @@ class DegradationResult:
     # (model, seed, dataset, cache_key) of every run the cache holds: the analyses find
     # a compare's trained weights through them.
     cached_runs: list[dict[str, Any]] = field(default_factory=list)
-    rescaled_runs: list[RunResult] = field(default_factory=list)  # the causal test's runs
+    intervened_runs: list[RunResult] = field(default_factory=list)  # the causal test's runs
 
     @property
     def chance_error(self) -> float:
         return 1 - 1 / self.num_classes
 
+    @property
+    def budget(self) -> int | None:
+        return self.config.train.steps if self.config is not None else None
+
     def final_rows(self) -> list[dict[str, Any]]:
-        return [final_row(run, self.chance_error) for run in self.runs]
+        return [final_row(run, self.chance_error, self.budget) for run in self.runs]
 
     def verdict(self) -> DegradationVerdict:
         tuning = self.config.tuning_seeds if self.config is not None else ()
         return judge(self.final_rows(), self.chance_error, tuning)
 
+    def causal_test(self) -> CausalTest | None:
+        """The causal test on this run's normal and intervened runs (None: not run)."""
+        if self.config is None or not self.config.intervene:
+            return None
+        return causal_test(self.runs, self.intervened_runs, intervention_for(self.config),
+                           self.chance_error)
+
     def tables(self) -> DegradationTables:
         return degradation_tables(self.runs, self.verdict(), self.cached_runs,
-                                  self.stopped_early, self.rescaled_runs)
+                                  self.stopped_early, self.causal_test(), self.budget)
 
 
-def final_row(run: RunResult, chance_error: float) -> dict[str, Any]:
+def intervention_for(config: DegradationConfig) -> Intervention:
+    """The config's intervention, its K steps within the budget."""
+    steps = min(config.intervention.steps, config.train.steps)
+    return replace(config.intervention, steps=steps)
+
+
+def final_row(run: RunResult, chance_error: float, budget: int | None = None
+              ) -> dict[str, Any]:
+    """A run's final numbers, and the verdict's endpoint over ``budget`` steps (default: the
+    steps it recorded, which is the budget for every run that did not diverge)."""
+    errors = [row["train_error"] for row in run.history]
+    steps = budget or len(errors)
     return {"model": run.model, "depth": run.depth, "shortcut": run.shortcut,
             "seed": run.seed, "chance_error": chance_error, **final_metrics(run),
+            "train_error_auc": error_auc(errors, steps, chance_error) if steps else math.nan,
             "diverged_at": run.diverged_at, "diverged_because": run.diverged_because,
             "processes": len(run.samples_per_rank),
             "samples_per_rank": ",".join(map(str, run.samples_per_rank))}
@@ -188,16 +218,17 @@ class DegradationTables:
     dynamics: pd.DataFrame = table("train_dynamics")  # per layer at the recorded steps
     joins: pd.DataFrame = table("train_joins")  # the whole-net ratio at the recorded steps
     dynamics_summary: pd.DataFrame = table("dynamics_summary")  # per model, over seeds
-    rescale: pd.DataFrame = table("rescale_test")  # the causal test, when it was run
     verdict: DegradationVerdict = field(
         default_factory=lambda: judge([], 0.9))
     stopped_early: StoppedEarly | None = None
+    causal: CausalTest | None = None  # the causal test, when it was run
 
 
 def degradation_tables(runs: list[RunResult], verdict: DegradationVerdict,
                        cached_runs: list[dict[str, Any]] | None = None,
                        stopped_early: StoppedEarly | None = None,
-                       rescaled: list[RunResult] | None = None) -> DegradationTables:
+                       causal: CausalTest | None = None, budget: int | None = None
+                       ) -> DegradationTables:
     chance = verdict.chance_error
     estimates = [{"comparison": e.name, "seeds": e.seeds, "mean": e.estimate,
                   "ci95_low": e.low, "ci95_high": e.high, "in_words": e.text(),
@@ -206,16 +237,14 @@ def degradation_tables(runs: list[RunResult], verdict: DegradationVerdict,
     return DegradationTables(
         history=frame([row for run in runs for row in run.history]),
         evals=frame([row for run in runs for row in run.evals]),
-        final=frame([final_row(run, chance) for run in runs]),
+        final=frame([final_row(run, chance, budget) for run in runs]),
         estimates=frame(estimates),
         grad_norms=frame([row for run in runs for row in run.grad_norms]),
         runs=frame(cached_runs or []),
         dynamics=(dynamics := frame([row for run in runs for row in run.dynamics])),
         joins=frame([row for run in runs for row in run.joins]),
         dynamics_summary=dynamics_summary(dynamics),
-        rescale=rescale_comparison([final_row(run, chance) for run in runs],
-                                   [final_row(run, chance) for run in rescaled or []]),
-        verdict=verdict, stopped_early=stopped_early)
+        verdict=verdict, stopped_early=stopped_early, causal=causal)
 
 
 RUNS = "runs"  # OUT/runs/NAME-seedN.pt: one checkpoint per (model, seed)
@@ -290,12 +319,12 @@ def _train_all(config, sources, data, out_dir: Path, resume, progress, on_run_do
         for source in sources:
             _train_one(source, seed, config, data, runs_dir, resume, progress, done, world,
                        cache, result)
-        if config.rescale_test:
-            rescaled = replace(config, train=replace(config.train, rescale_early_at=1))
-            for source in sources:
-                if not source.traits()[1]:  # plain nets only
-                    _train_one(source, seed, rescaled, data, runs_dir, resume, progress, done,
-                               world, cache, result, rescaled=True)
+        if config.intervene:
+            intervened = replace(config, train=replace(config.train,
+                                                       intervention=intervention_for(config)))
+            for source in deepest_twins(sources):
+                _train_one(source, seed, intervened, data, runs_dir, resume, progress, done,
+                           world, cache, result, intervened=True)
         remaining = len(config.seeds) - position - 1
         if config.stop_when_settled and remaining and world.world_size == 1:
             reason = settled_early(result.final_rows(), result.chance_error)
@@ -306,13 +335,24 @@ def _train_all(config, sources, data, out_dir: Path, resume, progress, on_run_do
     return result
 
 
+def deepest_twins(sources: list[ModelSource]) -> list[ModelSource]:
+    """The deepest plain net and the deepest residual net: the causal test's two."""
+    chosen = []
+    for residual in (False, True):
+        kind = [(depth, s) for s in sources for depth, shortcut in [s.traits()]
+                if shortcut is residual and depth]
+        if kind:
+            chosen.append(max(kind, key=lambda pair: pair[0])[1])
+    return chosen
+
+
 def _train_one(source: ModelSource, seed, config, data, runs_dir, resume, progress, done,
-               world, cache, result: DegradationResult, rescaled: bool = False) -> None:
+               world, cache, result: DegradationResult, intervened: bool = False) -> None:
     """One (model, seed): from the cache if it holds the run, else trained (and cached)."""
-    suffix = "-rescaled" if rescaled else ""
-    checkpoint = (runs_dir / "rescaled" if rescaled else runs_dir) / \
+    suffix = "-intervened" if intervened else ""
+    checkpoint = (runs_dir / "intervened" if intervened else runs_dir) / \
         f"{_safe(source.text)}-seed{seed}{suffix}.pt"
-    runs = result.rescaled_runs if rescaled else result.runs
+    runs = result.intervened_runs if intervened else result.runs
 
     def train() -> tuple[RunResult, Path]:
         progress.set_description(f"train {source.text} seed {seed}")
@@ -338,8 +378,8 @@ def _train_one(source: ModelSource, seed, config, data, runs_dir, resume, progre
         if world.is_main:
             atomic_write_bytes(checkpoint, path.read_bytes())  # the analyses read it there
         result.reused.append(f"{source.text} seed {seed}")
-        progress.update(config.train.steps)
-    if run.status in ENDED and not rescaled:
+        progress.update(config.train.end_step)
+    if run.status in ENDED and not intervened:
         result.cached_runs.append({"model": source.text, "seed": seed, "dataset": data.name,
                                    "cache_key": cached.key})
     runs.append(run)
@@ -428,8 +468,11 @@ def load_degradation_run(directory: Path) -> tuple[DegradationTables, list[RunRe
                                  f"of integers, found {tuning!r:.60}")
     tuning = tuple(tuning or TUNING_SEEDS)
     chance = float(rows[0].get("chance_error", 0.9)) if rows else 0.9
-    verdict = judge([final_row(run, chance) for run in runs], chance, tuning)
-    return degradation_tables(runs, verdict), runs
+    recorded = (manifest.get("config") or {}).get("train")
+    budget = recorded.get("steps") if isinstance(recorded, dict) else None
+    budget = budget if isinstance(budget, int) and budget > 0 else None
+    verdict = judge([final_row(run, chance, budget) for run in runs], chance, tuning)
+    return degradation_tables(runs, verdict, budget=budget), runs
 
 
 def _same(a: float, b: float) -> bool:

@@ -13,15 +13,12 @@ mu, later updates are mostly the momentum of the first, and ||dW_t|| / ||W_t|| f
 ``momentum_only_curve`` = mu^t / sum_{k<t} mu^k (0.900, 0.426, 0.144, ...) whatever the layer
 does. The report draws that curve beside it and states the finding from ||dL/dW|| / ||W||.
 
-The causal test (``TrainConfig.rescale_early_at``): after step 1 the stem's and the first
-stage's convs are scaled back to their norm at init and their momentum cleared. BN makes this
-function-preserving, so only the optimiser's view changes. If the inflated norms are what
-slows the plain net, the rescaled run ends at a lower training error, paired by seed.
+The causal test of that story is an intervention on training: ``train.interventions`` and
+the rule in ``train.causal``.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import pandas as pd
@@ -74,31 +71,6 @@ def dynamics_summary(dynamics: pd.DataFrame) -> pd.DataFrame:
             row.update({name: estimate.estimate, f"{name}_ci95_low": estimate.low,
                         f"{name}_ci95_high": estimate.high})
         rows.append(row)
-    return frame(rows)
-
-
-def rescale_comparison(normal: list[dict[str, Any]], rescaled: list[dict[str, Any]]
-                       ) -> pd.DataFrame:
-    """Per model: final training error of the rescaled runs minus the normal ones, paired by
-    seed, with its t interval; negative means the rescaled net trained faster."""
-    rows = []
-    by_model: dict[str, dict[int, float]] = {}
-    for row in rescaled:
-        match = next((r for r in normal if r["model"] == row["model"]
-                      and r["seed"] == row["seed"]), None)
-        if match is None or math.isnan(row["final_train_error"]):
-            continue
-        by_model.setdefault(row["model"], {})[int(row["seed"])] = (
-            row["final_train_error"] - match["final_train_error"])
-    for model, per_seed in by_model.items():
-        estimate = seed_estimate("rescaled minus normal", per_seed)
-        outcome = ("trains faster when rescaled" if estimate.below_zero else
-                   "trains slower when rescaled" if estimate.above_zero else
-                   "no measurable difference" if estimate.known else "needs 2 seeds")
-        rows.append({"model": model, "seeds": estimate.seeds,
-                     "per_seed": ", ".join(f"{s}: {v:+.3f}" for s, v in per_seed.items()),
-                     "difference": estimate.estimate, "ci95_low": estimate.low,
-                     "ci95_high": estimate.high, "outcome": outcome})
     return frame(rows)
 
 

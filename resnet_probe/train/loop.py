@@ -46,6 +46,15 @@ from resnet_probe.progress import NO_PROGRESS, Progress
 from resnet_probe.results import atomic_write_bytes
 from resnet_probe.settings import check_settings, setting
 from resnet_probe.sources import ModelSource, resolve
+from resnet_probe.train.interventions import (
+    Intervention,
+    InterventionVariant,
+    bn_fed_convs,
+    lr_factors,
+    parameter_groups,
+    project_to_norms,
+    weight_norms,
+)
 from resnet_probe.train.run_folder import json_safe
 from resnet_probe.untrusted import (
     UnsafeFileError,
@@ -93,9 +102,9 @@ class TrainConfig:
                                minimum=1)
     # Steps whose own forward and backward are watched (per-layer dynamics, the join ratio).
     record_steps: tuple[int, ...] = ()
-    # The causal test of the early-layer freeze: at this step the stem's and first stage's
-    # convs are scaled back to their norm at init (resnet_probe.train.dynamics).
-    rescale_early_at: int | None = None
+    # The causal test of the early-layer freeze (resnet_probe.train.interventions): applied
+    # after each of the first K steps, and the run ends at step K.
+    intervention: Intervention | None = None
     device: str = "cpu"
     channels_last: bool = False
 
@@ -106,6 +115,11 @@ class TrainConfig:
                              f"takes the whole budget of {self.steps} steps, so lr {self.lr} "
                              f"would never be used: warmup_steps={self.warmup_steps}, "
                              f"steps={self.steps}; give fewer warm-up steps or more steps")
+        if self.intervention is not None and self.intervention.steps > self.steps:
+            raise InvalidRequest(f"the intervention's {self.intervention.steps} steps reach "
+                                 f"past the budget of {self.steps} steps: "
+                                 f"intervention.steps={self.intervention.steps}, "
+                                 f"steps={self.steps}")
         first_milestone = min(self.milestones, default=1.0) * self.steps
         if self.warmup_steps > first_milestone:
             raise InvalidRequest(f"the warm-up ({self.warmup_steps} steps) reaches past the first "
@@ -119,6 +133,12 @@ class TrainConfig:
         first = min(self.milestones, default=1.0)
         by_milestone = math.ceil(self.warmup_steps / first) if first > 0 else 0
         return max(self.warmup_steps + 1, by_milestone, 1)
+
+    @property
+    def end_step(self) -> int:
+        """Where the run stops: the budget, or the end of the intervention (an intervened
+        run follows the budget's schedule for its K steps)."""
+        return self.steps if self.intervention is None else self.intervention.steps
 
     def lr_at(self, step: int) -> float:
         if step < self.warmup_steps:
@@ -219,16 +239,20 @@ def build_for_dataset(source: ModelSource | str, dataset: ImageDataset) -> nn.Mo
                                  in_channels=dataset.in_channels)
 
 
-def sgd(model: nn.Module, config: TrainConfig) -> torch.optim.SGD:
+def sgd(model: nn.Module, config: TrainConfig, groups: list[dict] | None = None
+        ) -> torch.optim.SGD:
     """The recipe's SGD, fused where torch has the kernel for the device: one pass over each
     parameter instead of four, 3x faster on resnet34's 21.8M parameters on a 2-core CPU
     (about 15% of a training step at 32 px; benchmarks/train_throughput.py). Its results
-    differ from the unfused update only in rounding."""
+    differ from the unfused update only in rounding. ``groups``: parameter groups instead of
+    one (the learning-rate intervention sets each intervened conv's lr)."""
     arguments = dict(lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    params = groups if groups is not None else model.parameters()
     try:
-        return torch.optim.SGD(model.parameters(), fused=True, **arguments)
+        return torch.optim.SGD(params, fused=True, **arguments)
     except (RuntimeError, TypeError):  # no fused kernel for this device or torch
-        return torch.optim.SGD(model.parameters(), **arguments)
+        return torch.optim.SGD(groups if groups is not None else model.parameters(),
+                               **arguments)
 
 
 def augment_batch(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -291,12 +315,15 @@ def train_run(
     model = build_for_dataset(source, dataset)
     memory_format = torch.channels_last if config.channels_last else torch.preserve_format
     model = model.to(device=device, memory_format=memory_format)
-    optimizer = sgd(model, config)
+    intervention = config.intervention
+    intervened = bn_fed_convs(model) if intervention is not None else {}
+    initial_norms = weight_norms(model, intervened)
+    by_lr = intervention is not None and intervention.variant is InterventionVariant.LEARNING_RATE
+    optimizer = sgd(model, config, parameter_groups(model, intervened) if by_lr else None)
     depth, shortcut = source.traits()
     result = RunResult(model=source.text, seed=seed, status=RunStatus.RUNNING, depth=depth,
                        shortcut=shortcut)
     start_step, samples_seen, bn_calls = 0, 0, None
-    initial_norms = _early_weight_norms(model) if config.rescale_early_at is not None else {}
     if resume:
         if checkpoint is None or not checkpoint.exists():
             raise NothingToResume(f"nothing to resume: no checkpoint at {checkpoint}")
@@ -343,7 +370,7 @@ def train_run(
     trained.train()
     with _interrupts_at_step_boundaries() as interrupt:
         try:
-            while step < config.steps:
+            while step < config.end_step:
                 step_started = time.perf_counter()
                 epoch, position = divmod(step, steps_per_epoch)
                 if epoch != order_epoch:
@@ -358,8 +385,9 @@ def train_run(
                         seed * 1_000_003 + step)).to(device)
                 if config.channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
+                factors = lr_factors(model, intervened, initial_norms) if by_lr else {}
                 for group in optimizer.param_groups:
-                    group["lr"] = config.lr_at(step)
+                    group["lr"] = config.lr_at(step) * factors.get(str(group.get("conv")), 1.0)
                 optimizer.zero_grad(set_to_none=True)
                 if step in recorded:  # the step's own forward and backward, watched
                     with probing_blocks(model) as probe:
@@ -383,7 +411,7 @@ def train_run(
                 if step not in recorded:
                     loss.backward()
                 if world.is_main and (step % config.grad_norm_every == 0
-                                      or step == config.steps - 1):
+                                      or step == config.end_step - 1):
                     for row in layer_grad_norms(model):
                         result.grad_norms.append({"model": source.text, "seed": seed,
                                                   "step": step, **row})
@@ -407,9 +435,12 @@ def train_run(
                 # The step boundary: the state below belongs to `step`.
                 if bn_calls is None:
                     bn_calls = _bn_calls_per_step(model, step - start_step)
-                if config.rescale_early_at is not None and step == config.rescale_early_at:
-                    _rescale_early_layers(model, optimizer, initial_norms)
-                if world.is_main and (step % config.eval_every == 0 or step == config.steps):
+                if intervention is not None and not by_lr and step <= intervention.steps:
+                    project_to_norms(model, optimizer, intervened, initial_norms)
+                # An intervened run is not evaluated at its end: the causal test reads only
+                # its train-mode curve, and the evaluation would cost more than its K steps.
+                if world.is_main and (step % config.eval_every == 0 or (
+                        step == config.end_step and intervention is None)):
                     train_error, train_loss = error_rate(model, train_x[eval_index],
                                                          train_y[eval_index])
                     test_error, test_loss = error_rate(model, test_x, test_y)
@@ -417,9 +448,9 @@ def train_run(
                                          "train_error_eval": train_error,
                                          "train_loss_eval": train_loss,
                                          "test_error": test_error, "test_loss": test_loss})
-                if step < config.steps and step % config.checkpoint_every == 0:
+                if step < config.end_step and step % config.checkpoint_every == 0:
                     save(RunStatus.RUNNING)
-                if step < config.steps and _any_rank(interrupt.pending is not None, world):
+                if step < config.end_step and _any_rank(interrupt.pending is not None, world):
                     interrupt.pending = interrupt.pending or signal.SIGINT  # another rank's
                     interrupt.raise_now(lambda: save(RunStatus.INTERRUPTED))
                 try:
@@ -490,52 +521,6 @@ def _dynamics_rows(model_name: str, seed: int, step: int, model: nn.Module,
                      "grad_to_weight": grad_to_weight, "effective_step": lr * grad_to_weight,
                      "update_to_weight": moved / weight_norm if weight_norm else math.nan})
     return rows
-
-
-def _early_layers(model: nn.Module) -> dict[str, nn.Module]:
-    """The convs of the stem and the first stage: the layers whose weights the first steps'
-    exploding gradients inflate most."""
-    info = getattr(model, "layer_info", {}) or {}
-    first_stage = min((i.stage for i in info.values() if i.stage.startswith("stage")),
-                      default=None)
-    return {name: module for name, module in weighted_layers(model)
-            if isinstance(module, nn.Conv2d) and name in info
-            and info[name].stage in ("stem", first_stage)}
-
-
-def _early_weight_norms(model: nn.Module) -> dict[str, float]:
-    return {name: module.weight.detach().norm().item()
-            for name, module in _early_layers(model).items()}
-
-
-def _rescale_early_layers(model: nn.Module, optimizer: torch.optim.Optimizer,
-                          initial_norms: dict[str, float]) -> None:
-    """The causal test: scale each early conv's weights back to their norm at init and clear
-    their momentum. Each is followed by a BN: in train mode its output ignores its input's
-    scale, and its running mean and variance are scaled with the conv (by c and c^2), so the
-    net computes the same function in both modes (tests/test_why.py); only the optimiser's
-    view of those weights changes."""
-    modules = dict(model.named_modules())
-    with torch.no_grad():
-        for name, module in _early_layers(model).items():
-            norm = module.weight.norm().item()
-            bn = modules.get(_following_norm(name))
-            if norm <= 0 or not isinstance(bn, nn.modules.batchnorm._BatchNorm):
-                continue  # without a BN after it, rescaling would change the function
-            scale = initial_norms[name] / norm
-            module.weight.mul_(scale)
-            if bn.running_mean is not None:
-                bn.running_mean.mul_(scale)
-                bn.running_var.mul_(scale ** 2)
-            state = optimizer.state.get(module.weight)
-            if state and state.get("momentum_buffer") is not None:
-                state["momentum_buffer"].zero_()
-
-
-def _following_norm(conv: str) -> str:
-    """The zoo's name for the BN after a conv: conv1 -> bn1, layer1.0.conv2 -> layer1.0.bn2."""
-    head, _, leaf = conv.rpartition(".")
-    return f"{head}.{leaf.replace('conv', 'bn')}" if head else leaf.replace("conv", "bn")
 
 
 def _bn_calls_per_step(model: nn.Module, steps: int) -> dict[str, int]:

@@ -1,27 +1,35 @@
 """The degradation verdict: one of three outcomes, from a stated rule applied to the runs.
 
+The endpoint is the area under the training-error curve: a run's mean train-mode (minibatch)
+error over every step of the budget, a run that diverged counting chance error from its
+divergence on. A deeper plain net that trains worse at any step can only raise it, and a net
+that never left chance counts with its endpoint (the worst there is), not set aside.
+
 The rule, as He et al. (2016) frame degradation: the deeper plain net against the shallower
-plain net, the same for the residual pair, compared seed by seed (paired) with the 95% t
-intervals of ``resnet_probe.stats``. Per seed, with E the final training error:
+plain net, compared seed by seed (paired). Per seed, with A the endpoint,
 
-* plain gap = E(deep plain) - E(shallow plain); residual gap = the same for the residual nets;
-* difference of differences = plain gap - residual gap;
-* twin gap = E(deep plain) - E(deep residual).
+    plain gap = A(deep plain) - A(shallow plain),
 
-Then:
+and the one primary test is the 95% Student-t interval of its mean over seeds
+(``resnet_probe.stats``), taken so that it cannot be undone by a worse deep plain net:
 
 * ``inconclusive`` when fewer than MIN_SEEDS (3) seeds have all four runs, when a run did not
-  finish, or when a plain run did not train (its final training error is not below
-  TRAINED_FRACTION, 3/4, of chance error, 1 - 1/classes);
-* ``degradation observed`` when the plain gap is at least MIN_GAP (0.01) and its interval lies
-  above zero, and the intervals of the difference of differences and of the twin gap lie above
-  zero too: the deeper plain net trains worse than the shallower one, by more than the residual
-  pair changes, and worse than its own residual twin;
-* ``no degradation`` when the plain gap's interval lies wholly below MIN_GAP;
-* ``inconclusive`` otherwise: the reason names the comparison whose interval contains zero.
+  finish, or when a reference did not train: a shallow net or a residual net whose final
+  training error is not below TRAINED_FRACTION (3/4) of chance error, or that diverged. The
+  budget is then too small to compare anything; the deep plain net is never set aside.
+* ``degradation observed`` when the plain gap is at least MIN_GAP (0.01) and its interval
+  lies above zero for these runs and for every run set in which the deeper plain net did
+  worse, on any seeds, by any amount (up to error 1 at every step). The t bound is concave in
+  the per-seed gaps, so the lowest such bound is at a corner of that box and is computed
+  exactly (``stats.lowest_lower_bound``); a worse deep plain net can only shrink the box.
+* ``no degradation`` when the plain gap's interval lies wholly below MIN_GAP.
+* ``inconclusive`` otherwise.
 
-The residual pair's own gap is reported beside the verdict with its interval ("the residual
-pair degrades too" when it lies above zero); it does not decide the verdict.
+Beside the test, not as further gates: the exact sign test over seeds on the plain gap (with
+three seeds its p-value cannot go below 0.125), the residual pair's gap, the difference of
+differences (plain gap - residual gap), the twin gap (deep plain - deep residual), and the
+plain gap in final training error. When that last one is not measurably above zero but the
+endpoint's is, the verdict says "slower optimisation at this budget".
 """
 
 from __future__ import annotations
@@ -32,16 +40,25 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from resnet_probe.stats import SeedEstimate, seed_estimate
+from resnet_probe.stats import SeedEstimate, SignTest, lowest_lower_bound, seed_estimate, sign_test
 from resnet_probe.train.loop import RunStatus
 
 MIN_SEEDS = 3
 MIN_GAP = 0.01  # one digit-image in a hundred: below this a gap is not worth a verdict
-# "Trained" = final training error below 3/4 of chance (0.675 for ten classes). The rule exists
-# to set aside nets stuck at chance (plain34 at 0.867 of 0.9). It was first set at 1/2 and
-# raised to 3/4 in an earlier round after a plain56 run read 0.450; it has been frozen since,
-# and every seed reported now is one it was not chosen on.
+# A reference net (shallow, or residual) has trained when its final training error is below
+# 3/4 of chance (0.675 for ten classes); below that the budget is too small to compare. The
+# deeper plain net is not held to it: its endpoint counts whatever it is.
 TRAINED_FRACTION = 0.75
+WORST_ERROR = 1.0  # the highest a training error, and so the endpoint, can be
+
+
+def error_auc(errors: list[float], steps: int, chance_error: float) -> float:
+    """The endpoint: the mean train-mode error over ``steps`` steps, the steps the run did
+    not reach (it diverged) counted at chance error."""
+    if steps < 1:
+        raise ValueError(f"the endpoint needs a budget of at least one step: steps={steps}")
+    done = list(errors[:steps])
+    return (math.fsum(done) + chance_error * (steps - len(done))) / steps
 
 
 class Verdict(StrEnum):
@@ -73,8 +90,9 @@ class Unfinished:
 
 
 @dataclass(frozen=True)
-class Untrained:
-    """Plain runs whose final training error is not below ``bar`` (TRAINED_FRACTION of chance)."""
+class ReferenceUntrained:
+    """Reference runs (shallow or residual) whose final training error is not below ``bar``
+    (TRAINED_FRACTION of chance), or that diverged: the budget is too small."""
 
     runs: tuple[RunLabel, ...]
     bar: float
@@ -92,16 +110,23 @@ class TooFewSeeds:
 
 
 @dataclass(frozen=True)
-class NotAboveZero:
-    """The comparisons (by name) whose interval is not wholly above zero."""
+class PlainGapAboveZero:
+    """``degradation observed``. ``final_errors_differ``: the plain gap in final training
+    error is measurably above zero too; when it is not, the deeper plain net is slower to
+    optimise at this budget, not (yet) stuck higher."""
 
-    comparisons: tuple[str, ...]
+    final_errors_differ: bool
 
 
 @dataclass(frozen=True)
-class DegradesMoreThanResidual:
-    """``degradation observed``: the deeper plain net trains worse than the shallower one, by
-    more than the residual pair changes, and worse than its residual twin."""
+class PlainGapNotAboveZero:
+    """``inconclusive``: the plain gap's interval (``low``), or its lowest bound over the
+    run sets with a worse deep plain net (``lowest_low``), does not clear zero, or the gap is
+    below MIN_GAP."""
+
+    low: float
+    lowest_low: float
+    minimum: float = MIN_GAP
 
 
 @dataclass(frozen=True)
@@ -117,11 +142,11 @@ class StoppedEarly:
 
     after_seed: int
     skipped: int  # seeds left untrained
-    reason: Unfinished | Untrained
+    reason: Unfinished | ReferenceUntrained
 
 
-Reason = (Unfinished | Untrained | MissingDepths | TooFewSeeds | NotAboveZero
-          | DegradesMoreThanResidual | PlainGapBelowMinimum)
+Reason = (Unfinished | ReferenceUntrained | MissingDepths | TooFewSeeds | PlainGapAboveZero
+          | PlainGapNotAboveZero | PlainGapBelowMinimum)
 
 
 @dataclass(frozen=True)
@@ -129,17 +154,27 @@ class DegradationVerdict:
     verdict: Verdict
     reasons: tuple[Reason, ...]
     depths: dict[str, int] = field(default_factory=dict)  # shallow and deep
-    plain_gap: SeedEstimate | None = None
-    residual_gap: SeedEstimate | None = None
+    plain_gap: SeedEstimate | None = None  # the primary test, on the endpoint
+    lowest_low: float = math.nan  # its lowest interval bound with a worse deep plain net
+    sign_test: SignTest | None = None  # beside it, on the same per-seed gaps
+    residual_gap: SeedEstimate | None = None  # supporting numbers, all on the endpoint
     difference_of_differences: SeedEstimate | None = None
     twin_gap: SeedEstimate | None = None
+    final_plain_gap: SeedEstimate | None = None  # the plain gap in final training error
     seed_roles: dict[int, SeedRole] = field(default_factory=dict)
     chance_error: float = 0.9
 
     @property
     def estimates(self) -> list[SeedEstimate]:
         return [e for e in (self.plain_gap, self.residual_gap, self.difference_of_differences,
-                            self.twin_gap) if e is not None]
+                            self.twin_gap, self.final_plain_gap) if e is not None]
+
+    @property
+    def slower_optimisation(self) -> bool:
+        """Observed on the endpoint, while the final training errors do not differ
+        measurably: "slower optimisation at this budget"."""
+        return any(isinstance(r, PlainGapAboveZero) and not r.final_errors_differ
+                   for r in self.reasons)
 
 
 def seed_roles(seeds: list[int], tuning: tuple[int, ...]) -> dict[int, SeedRole]:
@@ -147,12 +182,12 @@ def seed_roles(seeds: list[int], tuning: tuple[int, ...]) -> dict[int, SeedRole]
 
 
 def settled_early(finals: list[dict[str, Any]], chance_error: float
-                  ) -> Unfinished | Untrained | None:
-    """Why more seeds cannot change the verdict, or None: once a plain run did not train or a
-    run did not finish, the rule says inconclusive whatever later seeds show."""
-    untrained = _untrained(finals, chance_error)
+                  ) -> Unfinished | ReferenceUntrained | None:
+    """Why more seeds cannot change the verdict, or None: once a reference did not train or
+    a run did not finish, the rule says inconclusive whatever later seeds show."""
+    untrained = _untrained_references(finals, chance_error)
     if untrained:
-        return Untrained(untrained, TRAINED_FRACTION * chance_error)
+        return ReferenceUntrained(untrained, TRAINED_FRACTION * chance_error)
     unfinished = _unfinished(finals)
     if unfinished:
         return Unfinished(unfinished)
@@ -161,83 +196,101 @@ def settled_early(finals: list[dict[str, Any]], chance_error: float
 
 def judge(finals: list[dict[str, Any]], chance_error: float,
           tuning_seeds: tuple[int, ...] = ()) -> DegradationVerdict:
-    """``finals`` are final_rows(): model, depth, shortcut, seed, final_train_error, status."""
+    """``finals`` are final_rows(): model, depth, shortcut, seed, status, final_train_error
+    and train_error_auc (the endpoint)."""
     roles = seed_roles(sorted({int(r["seed"]) for r in finals}), tuning_seeds)
     reasons: list[Reason] = []
     unfinished = _unfinished(finals)
     if unfinished:
         reasons.append(Unfinished(unfinished))
-    untrained = _untrained(finals, chance_error)
+    untrained = _untrained_references(finals, chance_error)
     if untrained:
-        reasons.append(Untrained(untrained, TRAINED_FRACTION * chance_error))
-    errors = _errors_by_kind(finals)
-    depths = sorted({depth for (_, depth) in errors})
-    if len(depths) < 2 or not all((kind, d) in errors for kind in ("plain", "residual")
+        reasons.append(ReferenceUntrained(untrained, TRAINED_FRACTION * chance_error))
+    auc = _values_by_kind(finals, "train_error_auc")
+    final = _values_by_kind(finals, "final_train_error")
+    depths = sorted({depth for (_, depth) in auc})
+    if len(depths) < 2 or not all((kind, d) in auc for kind in ("plain", "residual")
                                   for d in (depths[0], depths[-1])):
         reasons.append(MissingDepths())
         return DegradationVerdict(Verdict.INCONCLUSIVE, tuple(reasons), seed_roles=roles,
                                   chance_error=chance_error)
     shallow, deep = depths[0], depths[-1]
-    seeds = sorted(set.intersection(*(set(errors[(kind, d)]) for kind in ("plain", "residual")
+    seeds = sorted(set.intersection(*(set(auc[(kind, d)]) for kind in ("plain", "residual")
                                       for d in (shallow, deep))))
 
     def per_seed(value: Callable[[int], float]) -> dict[int, float]:
         return {seed: value(seed) for seed in seeds}
 
-    def e(kind: str, depth: int, seed: int) -> float:
-        return errors[(kind, depth)][seed]
+    def a(kind: str, depth: int, seed: int) -> float:
+        return auc[(kind, depth)][seed]
 
     plain = seed_estimate("plain gap", per_seed(
-        lambda s: e("plain", deep, s) - e("plain", shallow, s)))
+        lambda s: a("plain", deep, s) - a("plain", shallow, s)))
     residual = seed_estimate("residual gap", per_seed(
-        lambda s: e("residual", deep, s) - e("residual", shallow, s)))
+        lambda s: a("residual", deep, s) - a("residual", shallow, s)))
     both = seed_estimate("difference of differences", per_seed(
         lambda s: plain.per_seed[s] - residual.per_seed[s]))
     twins = seed_estimate("twin gap", per_seed(
-        lambda s: e("plain", deep, s) - e("residual", deep, s)))
+        lambda s: a("plain", deep, s) - a("residual", deep, s)))
+    final_seeds = [s for s in seeds if s in final.get(("plain", deep), {})
+                   and s in final.get(("plain", shallow), {})]
+    final_plain = seed_estimate("plain gap in final training error", {
+        s: final[("plain", deep)][s] - final[("plain", shallow)][s] for s in final_seeds})
+    gaps = [plain.per_seed[s] for s in seeds]
+    lowest = lowest_lower_bound(gaps, [WORST_ERROR - a("plain", shallow, s) for s in seeds])
 
     def verdict(outcome: Verdict, why: list[Reason]) -> DegradationVerdict:
         return DegradationVerdict(
             outcome, tuple(why), depths={"shallow": shallow, "deep": deep}, plain_gap=plain,
-            residual_gap=residual, difference_of_differences=both, twin_gap=twins,
+            lowest_low=lowest, sign_test=sign_test(gaps), residual_gap=residual,
+            difference_of_differences=both, twin_gap=twins, final_plain_gap=final_plain,
             seed_roles={s: roles[s] for s in seeds}, chance_error=chance_error)
 
     if len(seeds) < MIN_SEEDS:
         reasons.append(TooFewSeeds(len(seeds)))
     if reasons:
         return verdict(Verdict.INCONCLUSIVE, reasons)
-    if plain.estimate >= MIN_GAP and plain.above_zero and both.above_zero and twins.above_zero:
-        return verdict(Verdict.OBSERVED, [DegradesMoreThanResidual()])
+    if plain.estimate >= MIN_GAP and lowest > 0:
+        return verdict(Verdict.OBSERVED, [PlainGapAboveZero(final_plain.above_zero)])
     if plain.known and plain.high < MIN_GAP:
         return verdict(Verdict.NONE, [PlainGapBelowMinimum()])
-    open_ = tuple(name for name, estimate in (("the plain gap", plain),
-                                              ("the difference of differences", both),
-                                              ("the twin gap", twins))
-                  if not estimate.above_zero)
-    return verdict(Verdict.INCONCLUSIVE, [NotAboveZero(open_ or ("the plain gap",))])
+    return verdict(Verdict.INCONCLUSIVE, [PlainGapNotAboveZero(plain.low, lowest)])
 
 
-def _errors_by_kind(finals: list[dict[str, Any]]) -> dict[tuple[str, int], dict[int, float]]:
-    errors: dict[tuple[str, int], dict[int, float]] = {}
+def _kind(row: dict[str, Any]) -> str:
+    return "residual" if row["shortcut"] else "plain"
+
+
+def _values_by_kind(finals: list[dict[str, Any]], column: str
+                    ) -> dict[tuple[str, int], dict[int, float]]:
+    values: dict[tuple[str, int], dict[int, float]] = {}
     for row in finals:
-        value = row["final_train_error"]
+        value = row.get(column)
         if row["depth"] is None or value is None or math.isnan(value):
             continue
-        kind = "residual" if row["shortcut"] else "plain"
-        errors.setdefault((kind, int(row["depth"])), {})[int(row["seed"])] = float(value)
-    return errors
+        values.setdefault((_kind(row), int(row["depth"])), {})[int(row["seed"])] = float(value)
+    return values
 
 
 def _unfinished(finals: list[dict[str, Any]]) -> tuple[RunLabel, ...]:
+    ended = (RunStatus.FINISHED, RunStatus.DIVERGED)
     runs = {(r["model"], int(r["seed"]), str(r["status"])) for r in finals
-            if r["status"] != RunStatus.FINISHED}
+            if r["status"] not in ended}
     return tuple(RunLabel(model, seed, status) for model, seed, status in
                  sorted(runs, key=lambda run: f"{run[0]} seed {run[1]} ({run[2]})"))
 
 
-def _untrained(finals: list[dict[str, Any]], chance_error: float) -> tuple[RunLabel, ...]:
+def _untrained_references(finals: list[dict[str, Any]], chance_error: float
+                          ) -> tuple[RunLabel, ...]:
+    """Shallow nets (of either kind) and residual nets that did not train; the deepest
+    plain net is the one under test and is never one of them."""
+    depths = [int(r["depth"]) for r in finals if r["depth"] is not None and not r["shortcut"]]
+    deep_plain = max(depths, default=None)
     bar = TRAINED_FRACTION * chance_error
-    runs = {(r["model"], int(r["seed"]), float(r["final_train_error"])) for r in finals
-            if not r["shortcut"] and not r["final_train_error"] < bar}
-    return tuple(RunLabel(model, seed, final_train_error=error) for model, seed, error in
-                 sorted(runs, key=lambda run: f"{run[0]} seed {run[1]} ({run[2]:.3f})"))
+    runs = {(r["model"], int(r["seed"]), str(r["status"]), float(r["final_train_error"]))
+            for r in finals
+            if (r["shortcut"] or r["depth"] is None or int(r["depth"]) != deep_plain)
+            and (r["status"] == RunStatus.DIVERGED or (r["status"] == RunStatus.FINISHED
+                                                       and not r["final_train_error"] < bar))}
+    return tuple(RunLabel(model, seed, status, error) for model, seed, status, error in
+                 sorted(runs, key=lambda run: f"{run[0]} seed {run[1]} ({run[3]:.3f})"))
