@@ -42,7 +42,7 @@ from typing import Any
 from resnet_probe.data import load_dataset
 from resnet_probe.sources import resolve
 from resnet_probe.train.causal import causal_test
-from resnet_probe.train.degradation import fit_dataset_to
+from resnet_probe.train.fitted_data import fit_dataset_to
 from resnet_probe.train.interventions import Intervention
 from resnet_probe.train.loop import RunResult, RunStatus, TrainConfig, final_metrics, train_run
 from resnet_probe.train.recipes import COMPARE_TUNING_SEEDS

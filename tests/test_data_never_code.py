@@ -668,7 +668,7 @@ def test_lesion_names_a_nan_checkpoint_and_analyses_the_rest(invoke, run_copy, t
 
 def _interrupted_checkpoint(tmp_path: Path) -> tuple[Path, object, object]:
     from resnet_probe.data import load_dataset
-    from resnet_probe.train.degradation import fit_dataset_to
+    from resnet_probe.train.fitted_data import fit_dataset_to
     from resnet_probe.train.loop import TrainConfig, train_run
 
     class StopAt:

@@ -32,9 +32,9 @@ from resnet_probe.train.degradation import (
     RUNS,
     TRAIN_RUNS,
     DegradationConfig,
-    fit_dataset_to,
     run_degradation,
 )
+from resnet_probe.train.fitted_data import fit_dataset_to
 from resnet_probe.train.loop import (
     CorruptCheckpoint,
     RunStatus,

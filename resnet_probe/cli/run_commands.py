@@ -74,15 +74,21 @@ def degradation(device, resume, force_new, no_why, out, fmt, **settings) -> None
         why=not no_why, **settings)
     bar = (options.progress_bar(experiment.total_steps, "degradation") if experiment.is_main
            else NO_PROGRESS)
+
+    def write(part) -> None:
+        from resnet_probe.report import write_degradation_report
+
+        write_degradation_report(part, experiment.environment, experiment.out,
+                                 experiment.title, experiment.inline_plotly)
     try:
         try:
-            result = experiment.run(resume=resume, progress=bar)
+            result = experiment.run(resume=resume, progress=bar, on_snapshot=write)
         except ManifestMismatch as mismatch:
             if not force_new:
                 raise click.UsageError(f"{mismatch} (--force-new discards the old run)"
                                        ) from None
             click.echo(f"--force-new: {mismatch}; starting over", err=True)
-            result = experiment.run(resume=False, progress=bar)
+            result = experiment.run(resume=False, progress=bar, on_snapshot=write)
     except KeyboardInterrupt as error:
         what, code = options.interrupt_exit(error)
         if experiment.is_main and has_checkpoints(out):

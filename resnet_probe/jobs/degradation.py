@@ -4,6 +4,7 @@ and the report rewritten after every finished run (so an interruption loses noth
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,6 @@ from resnet_probe.data import ImageDataset, load_dataset
 from resnet_probe.environment import current_environment
 from resnet_probe.jobs.parts import CacheReport, InProgress, TrainingPart
 from resnet_probe.progress import NO_PROGRESS, Progress
-from resnet_probe.report import write_degradation_report
 from resnet_probe.results import check_writable_dir
 from resnet_probe.sources import resolve
 from resnet_probe.train.degradation import (
@@ -23,10 +23,10 @@ from resnet_probe.train.degradation import (
     RUNS,
     DegradationConfig,
     DegradationResult,
-    fit_dataset_to,
     intervention_for,
     run_degradation,
 )
+from resnet_probe.train.fitted_data import fit_dataset_to
 from resnet_probe.train.loop import Distributed, check_batch_fits_dataset, setup_distributed
 from resnet_probe.train.recipes import degradation_recipe
 from resnet_probe.train.run_cache import RunCache
@@ -94,12 +94,21 @@ class DegradationExperiment:
     def report_path(self) -> Path:
         return self.out / "degradation.html"
 
-    def run(self, resume: bool = False, progress: Progress = NO_PROGRESS) -> TrainingPart:
-        """Train (the report is rewritten after every run), then analyse the trained nets
-        and write the report with its Why section."""
+    def run(self, resume: bool = False, progress: Progress = NO_PROGRESS,
+            on_snapshot: Callable[[TrainingPart], Any] | None = None) -> TrainingPart:
+        """Train, then analyse the trained nets. ``on_snapshot`` gets the part as it stands
+        after every finished run (training in progress: no Why part yet) and the final part
+        (the caller writes the report; only the main process of a distributed run calls it)."""
         started = time.perf_counter()
+        snapshot = on_snapshot if on_snapshot is not None and self.is_main else None
+
+        def after_run(result: DegradationResult) -> None:
+            if snapshot is not None:
+                why = InProgress(WHY_AFTER_TRAINING) if self.why is not None else None
+                snapshot(self.part(result, why))
+
         result = run_degradation(self.config, self.out, resume=resume, progress=progress,
-                                 on_run_done=self.write_report, dataset=self.dataset,
+                                 on_run_done=after_run, dataset=self.dataset,
                                  cache=self.cache)
         why = None
         if self.why is not None and self.is_main:
@@ -108,9 +117,8 @@ class DegradationExperiment:
             why = cached_why_part(nets, result.cached_runs, tuple(Analysis), self.why,
                                  progress, fresh=self.cache.fresh)
         part = self.part(result, why, round(time.perf_counter() - started, 1))
-        if self.is_main:
-            write_degradation_report(part, self.environment, self.out, self.title,
-                                     self.inline_plotly)
+        if snapshot is not None:
+            snapshot(part)
         return part
 
     def part(self, result: DegradationResult, why: WhyPart | InProgress | None,
@@ -121,9 +129,3 @@ class DegradationExperiment:
             cache=CacheReport(str(self.cache.path), tuple(result.reused),
                               tuple(result.cache_problems), str(self.cache.usage())),
             source=f"trained into {self.out}", seconds=seconds)
-
-    def write_report(self, result: DegradationResult) -> Path:
-        """The page as it stands after a run (training in progress: no Why part yet)."""
-        why = InProgress(WHY_AFTER_TRAINING) if self.why is not None else None
-        return write_degradation_report(self.part(result, why), self.environment, self.out,
-                                        self.title, self.inline_plotly)

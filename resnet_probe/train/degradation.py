@@ -28,6 +28,7 @@ from resnet_probe.sources import ModelSource, resolve
 from resnet_probe.train import run_folder
 from resnet_probe.train.causal import CausalTest, causal_test
 from resnet_probe.train.dynamics import dynamics_summary
+from resnet_probe.train.fitted_data import fit_dataset_to
 from resnet_probe.train.interventions import Intervention
 from resnet_probe.train.loop import (
     ENDED,
@@ -89,15 +90,6 @@ def twin_names(family: str, depth: int, preact: bool = False) -> tuple[str, str]
 
 
 DEFAULT_STEPS = DEGRADATION_STEPS
-
-
-def fit_dataset_to(dataset: ImageDataset, sources: list[ModelSource]) -> ImageDataset:
-    """Upscale when a model's stride stack needs more pixels (ImageNet stems need 32), and
-    give the images the channels a foreign model takes (zoo models adapt to the data)."""
-    needed = max(source.min_input_size for source in sources)
-    dataset = dataset.resized(needed) if dataset.image_size < needed else dataset
-    foreign = {source.in_channels for source in sources if not source.is_zoo}
-    return dataset.with_channels(max(foreign)) if foreign else dataset
 
 
 @dataclass(frozen=True)

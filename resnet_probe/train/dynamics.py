@@ -87,7 +87,7 @@ def measure_recipe_dynamics(sources: list[ModelSource], steps: tuple[int, ...],
                             ) -> tuple[pd.DataFrame, pd.DataFrame, str]:
     """Train each model in its recipe up to the last of ``steps``, watching those steps:
     (per-layer rows, whole-net join rows, what was trained on, in words)."""
-    from resnet_probe.train.degradation import fit_dataset_to
+    from resnet_probe.train.fitted_data import fit_dataset_to
 
     dataset = fit_dataset_to(load_dataset("digits"), sources)
     layers, joins = [], []

@@ -17,9 +17,9 @@ from resnet_probe.train.degradation import (
     RUNS,
     DegradationConfig,
     DegradationResult,
-    fit_dataset_to,
     run_degradation,
 )
+from resnet_probe.train.fitted_data import fit_dataset_to
 from resnet_probe.train.run_cache import RunCache
 
 ANALYSES_INTERRUPTED = ("The analyses of the trained nets did not run: the comparison was "

@@ -19,7 +19,6 @@ from resnet_probe.sources.surgery.adds import (
     WEIGHTED,
     KeptAdd,
     ResidualAdd,
-    has_residual_adds,
     residual_adds,
 )
 from resnet_probe.sources.surgery.examples import Example
@@ -46,6 +45,6 @@ __all__ = [
     "ADD_FUNCTIONS", "ADD_METHODS", "BLOCK_OUTPUT", "LAYER_SCALE_BELOW", "WEIGHTED",
     "BlockOutput", "Concatenation", "DeadTwinWarning", "Example", "KeptAdd", "ResidualAdd",
     "SurgeryError", "TwinProblem", "TwinReport", "block_modules", "deletable_blocks",
-    "discover_structure", "has_residual_adds", "has_shortcuts", "lesioned_graph",
+    "discover_structure", "has_shortcuts", "lesioned_graph",
     "plain_twin", "residual_adds", "trace", "trace_with_blocks", "traced", "unit_branches",
 ]

@@ -299,9 +299,3 @@ def mutated(node: fx.Node) -> fx.Node | None:
                                         or node.kwargs.get("inplace") is True))
     first = node.args[0] if node.args else None
     return first if in_place and isinstance(first, fx.Node) else None
-
-
-def has_residual_adds(model: nn.Module) -> bool:
-    from resnet_probe.sources.surgery.tracing import traced
-
-    return bool(residual_adds(traced(model))[0])
