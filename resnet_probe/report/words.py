@@ -718,15 +718,15 @@ def _known(value: Any) -> bool:
 def finding_evidence(row: Any) -> str:
     """One findings row (analysis.claims.findings) in words: the mean, its interval, the
     per-seed values, what blocked it, and the control."""
-    def number(value: float) -> str:
-        return f"{value:+.3f}"
+    def number(value: float | None) -> str:
+        return f"{value:+.3f}" if _known(value) else "n/a"  # NaN reads back from JSON as null
 
     interval = (f"95% CI {number(row.ci95_low)} to {number(row.ci95_high)}, "
                 if _known(row.ci95_low) else "")
     values = list(row.per_seed)
     text = (f"mean {number(row.mean)}, {interval}seeds "
             f"{', '.join(number(v) for v in values)}")
-    opposite = sum(v < 0 for v in values)
+    opposite = sum(_known(v) and v < 0 for v in values)
     if opposite and row.outcome_at_depth != Outcome.HOLDS:
         text += f"; {opposite} of {len(values)} seeds on the opposite side to the claim"
     blocked = list(row.blocked) if isinstance(row.blocked, (list, tuple)) else []

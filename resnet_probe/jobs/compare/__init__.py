@@ -42,7 +42,12 @@ from resnet_probe.jobs.parts import (
     TrainingPart,
 )
 from resnet_probe.progress import NO_PROGRESS, Progress
-from resnet_probe.train.recipes import COMPARE_SEEDS, COMPARE_TRAIN, COMPARE_TUNING_SEEDS
+from resnet_probe.train.recipes import (
+    COMPARE_INTERVENTION,
+    COMPARE_SEEDS,
+    COMPARE_TRAIN,
+    COMPARE_TUNING_SEEDS,
+)
 
 __all__ = ["COMPARE_LATENCY", "COMPARE_SEEDS", "COMPARE_TRAIN", "COMPARE_TUNING_SEEDS",
            "CompareOptions", "Plan", "progress_total", "run_compare"]
@@ -138,6 +143,9 @@ def progress_total(plan: Plan) -> int:
     if options.trains and options.train is not None:
         nets = len(plan.trained) * len(options.train_seeds)
         total += nets * options.train.steps
+        # the causal test: the deepest plain net and its residual twin for K steps per seed
+        total += 2 * len(options.train_seeds) * min(COMPARE_INTERVENTION.steps,
+                                                    options.train.steps)
         if options.why is not None:
             analysed = nets // 2 if options.why.deep_pair_only and plan.siblings else nets
             total += options.why.work(WHY_ANALYSES, analysed)

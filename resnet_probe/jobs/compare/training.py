@@ -20,6 +20,7 @@ from resnet_probe.train.degradation import (
     run_degradation,
 )
 from resnet_probe.train.fitted_data import fit_dataset_to
+from resnet_probe.train.recipes import COMPARE_INTERVENTION
 from resnet_probe.train.run_cache import RunCache
 
 ANALYSES_INTERRUPTED = ("The analyses of the trained nets did not run: the comparison was "
@@ -48,7 +49,8 @@ def training_part(plan: Plan, progress: Progress) -> TrainingPart | Skipped:
     cache = RunCache(fresh=options.fresh)
     config = DegradationConfig(models=tuple(sources), train=options.train,
                                seeds=options.train_seeds, stop_when_settled=True,
-                               tuning_seeds=options.tuning_seeds)
+                               tuning_seeds=options.tuning_seeds, intervene=True,
+                               intervention=COMPARE_INTERVENTION)
     latest: list[DegradationResult] = []  # after each finished run; kept if interrupted
     interruption: KeyboardInterrupt | None = None
     why: WhyPart | Skipped | None = None
