@@ -34,7 +34,6 @@ if TYPE_CHECKING:
     from resnet_probe.data import ImageDataset
     from resnet_probe.sources import ModelSource
 
-EXECUTORS = ("local", "ray")
 RAY_EXTRA = "pip install 'resnet-probe[ray]'"
 
 
@@ -81,7 +80,7 @@ class InProcess:
     """Every run here, one after another (progress advances per step)."""
 
     def describe(self) -> str:
-        return f"in-process, {torch.get_num_threads()} torch threads"
+        return f"in this process, {torch.get_num_threads()} torch threads"
 
     def train_batch(self, runs: Sequence[PendingRun], data: ImageDataset,
                     callbacks: BatchCallbacks, progress: Progress) -> None:
@@ -142,8 +141,9 @@ class RayExecutor:
         return 1 if self.workers is not None else self.threads
 
     def describe(self) -> str:
-        where = (f"Ray, {self.workers} local workers of {os.cpu_count() or 1} cores"
-                 if self.workers is not None else f"Ray at {self.address or 'the default address'}")
+        where = (f"as Ray tasks on {self.workers} local workers ({os.cpu_count() or 1} cores)"
+                 if self.workers is not None
+                 else f"as Ray tasks at {self.address or 'the default address'}")
         return (f"{where}; each run {self.threads} torch thread{'s' * (self.threads > 1)}, "
                 f"{self.cpus_per_run} CPU, {self.gpus_per_run:g} GPU when on CUDA")
 
@@ -175,14 +175,7 @@ class RayExecutor:
         ray = self.connect()
         task = ray.remote(train_task)
         data_ref = ray.put(data)  # once per batch, shared by its tasks
-        pending = {}
-        for run in to_send:
-            resume_from = run.checkpoint.read_bytes() if run.resume \
-                and run.checkpoint.exists() else None
-            ref = task.options(**self.resources(run.recipe), max_retries=1,
-                               retry_exceptions=True, name=f"train {run.label}").remote(
-                run.source, data_ref, run.recipe, run.seed, self.threads, resume_from)
-            pending[ref] = run
+        pending = {self.submit(task, run, data_ref): run for run in to_send}
         try:
             while pending:
                 progress.set_description(f"train: {len(pending)} runs on Ray")
@@ -200,6 +193,15 @@ class RayExecutor:
             for ref in pending:  # the runs recorded so far are kept by the caller
                 ray.cancel(ref, force=True)
             raise
+
+
+    def submit(self, task: Any, run: PendingRun, data_ref: Any) -> Any:
+        """Send one run (with its checkpoint's bytes when it resumes); its object ref."""
+        resume_from = run.checkpoint.read_bytes() if run.resume and run.checkpoint.exists() \
+            else None
+        return task.options(**self.resources(run.recipe), max_retries=1, retry_exceptions=True,
+                            name=f"train {run.label}").remote(
+            run.source, data_ref, run.recipe, run.seed, self.threads, resume_from)
 
 
 def train_task(source: ModelSource, data: ImageDataset, recipe: TrainConfig, seed: int,
