@@ -163,6 +163,26 @@ def test_degradation_cli_with_the_ray_executor_records_it(ray_cluster, invoke, t
     assert "as Ray tasks" in (out / "degradation.html").read_text()
 
 
+def test_joining_ray_keeps_the_sigterm_handler_that_keeps_finished_runs(ray_cluster):
+    """ray.init sets a SIGTERM handler that exits at once; the CLI's raises Terminated, which
+    keeps the finished runs and exits 143. Runs last: it restarts the module's Ray."""
+    import signal
+
+    ray_cluster.shutdown()
+
+    def ours(signum, frame):
+        pass
+
+    previous = signal.signal(signal.SIGTERM, ours)
+    try:
+        RayExecutor(workers=2).connect()
+        assert signal.getsignal(signal.SIGTERM) is ours
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        ray_cluster.shutdown()
+    ray_cluster.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+
+
 # --- the flags, checked before anything runs (no ray needed) ---------------------------------
 
 def test_zero_workers_is_refused(invoke, tmp_path):

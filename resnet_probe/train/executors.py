@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import signal
 import tempfile
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -152,14 +154,24 @@ class RayExecutor:
         return {"num_cpus": self.cpus_per_run, "num_gpus": self.gpus_per_run if on_gpu else 0}
 
     def connect(self) -> Any:
+        """Ray, started or joined. ``ray.init`` replaces the driver's SIGTERM handler with an
+        exit; ours is put back, so SIGTERM still keeps the finished runs (Ray's own atexit
+        hook stops what it started)."""
         import ray
 
-        if not ray.is_initialized():
+        if ray.is_initialized():
+            return ray
+        main = threading.current_thread() is threading.main_thread()
+        sigterm = signal.getsignal(signal.SIGTERM) if main else None
+        try:
             if self.workers is not None:
                 ray.init(num_cpus=self.workers, include_dashboard=False,
                          log_to_driver=False, configure_logging=False)
             else:
                 ray.init(address=self.address, log_to_driver=False, configure_logging=False)
+        finally:
+            if sigterm is not None:
+                signal.signal(signal.SIGTERM, sigterm)
         return ray
 
     def train_batch(self, runs: Sequence[PendingRun], data: ImageDataset,
