@@ -206,7 +206,6 @@ class RayExecutor:
                 ray.cancel(ref, force=True)
             raise
 
-
     def submit(self, task: Any, run: PendingRun, data_ref: Any) -> Any:
         """Send one run (with its checkpoint's bytes when it resumes); its object ref."""
         resume_from = run.checkpoint.read_bytes() if run.resume and run.checkpoint.exists() \
