@@ -52,7 +52,7 @@ README = ROOT / "README.md"
 # The benchmarks the performance page shows, in its order; each is recorded by
 # `record benchmark NAME` into docs/results/benchmarks/NAME.json.
 BENCHMARKS = ("compare_walltime", "flops_census", "foreign_counting", "latency_overhead",
-              "latency_engines", "train_throughput", "gpu_latency")
+              "latency_engines", "train_throughput", "ray_workers", "gpu_latency")
 GPU_BENCHMARKS = ("gpu_latency",)
 # Lines of a benchmark's output that state its conclusion (the scripts print them this way).
 CONCLUSION = re.compile(r"^(==>|goal)")

@@ -221,6 +221,55 @@ def device(help_text: str):
                         show_default=True, help=help_text)
 
 
+EXECUTOR_CHOICES = ("local", "ray")  # resnet_probe.train.executors: InProcess, RayExecutor
+
+
+def executor_options(fn):
+    """Where a sweep's training runs execute: ``--executor``, ``--address``, ``--gpus-per-run``,
+    ``--workers`` (resnet_probe.train.executors); ``run_executor`` turns them into one."""
+    fn = click.option("--workers", type=click.IntRange(min=1), default=None,
+                      help="Start a local Ray with N workers, each run with cores/N torch "
+                           "threads (implies --executor ray).")(fn)
+    fn = click.option("--gpus-per-run", type=click.FloatRange(min=0, max=1, min_open=True),
+                      default=None, help="The fraction of a GPU each run asks Ray for, so "
+                      "several small nets share one, e.g. 0.25 [default: 1] (CUDA only; "
+                      "implies --executor ray).")(fn)
+    fn = click.option("--address", default=None, metavar="ADDR",
+                      help="A running Ray cluster to send the runs to, e.g. 10.0.0.1:6379 "
+                           "(implies --executor ray) [default: RAY_ADDRESS, else a new local "
+                           "Ray].")(fn)
+    return click.option("--executor", type=click.Choice(EXECUTOR_CHOICES), default=None,
+                        help="Train the (model, seed) runs one after another in this process, "
+                             "or each as a Ray task (pip install 'resnet-probe[ray]'; "
+                             "docs: ray.md) [default: local].")(fn)
+
+
+
+def run_executor(executor: str | None, address: str | None, gpus_per_run: float | None,
+                 workers: int | None, device: str):
+    """The executor the flags ask for; a combination that cannot work exits 2, naming it."""
+    from resnet_probe.train.executors import IN_PROCESS, RAY_EXTRA, RayExecutor, ray_available
+
+    ray_flags = [f"{flag} {value}" for flag, value in (("--address", address),
+                 ("--gpus-per-run", gpus_per_run), ("--workers", workers)) if value is not None]
+    if executor == "local" and ray_flags:
+        raise click.UsageError(f"{', '.join(ray_flags)}: these ask for Ray, but --executor "
+                               f"local was given; give --executor ray or drop them")
+    if executor != "ray" and not ray_flags:
+        return IN_PROCESS
+    asked = ", ".join(ray_flags) or "--executor ray"
+    if not ray_available():
+        raise click.UsageError(f"{asked} needs the ray package, which is not installed: "
+                               f"{RAY_EXTRA}")
+    if gpus_per_run is not None and device == "cpu":
+        raise click.UsageError(f"--gpus-per-run {gpus_per_run} shares a GPU between runs, but "
+                               f"they train on the cpu; give --device cuda or drop it")
+    try:
+        return RayExecutor(address=address, workers=workers, gpus_per_run=gpus_per_run or 1.0)
+    except InvalidRequest as error:
+        raise click.UsageError(str(error)) from None
+
+
 def default_of(owner, name: str):
     """The library's default for a config field or a function parameter: the CLI shows it and
     never restates it."""

@@ -38,6 +38,7 @@ DEFAULT_DEPTHS_TEXT = ", ".join(f"{','.join(map(str, depths))} for {family}"
 @options.from_config(DegradationConfig, "seeds", "intervene")
 @options.from_config(TrainConfig, "batch_size", "lr", "warmup_steps", "warmup_lr", "augment")
 @options.device("auto picks CUDA when present.")
+@options.executor_options
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoints; "
               "only a run started with the same arguments (its manifest.json) continues.")
 @click.option("--force-new", is_flag=True, help="With --resume: discard a run whose arguments "
@@ -47,7 +48,8 @@ DEFAULT_DEPTHS_TEXT = ", ".join(f"{','.join(map(str, depths))} for {family}"
 @options.out(Path("reports/degradation"), "Report, data tables and checkpoints go here.")
 @options.inline_plotly
 @options.output_format
-def degradation(device, resume, force_new, no_why, out, fmt, **settings) -> None:
+def degradation(device, executor, address, gpus_per_run, workers, resume, force_new, no_why,
+                out, fmt, **settings) -> None:
     """Train plain and residual twins at each depth and report the degradation problem.
 
     \b
@@ -63,15 +65,16 @@ def degradation(device, resume, force_new, no_why, out, fmt, **settings) -> None
       resnet-probe degradation --depths 20,32,44,56 --seeds 0,1,2 --steps 600
       resnet-probe degradation --dataset cifar10 --augment --epochs 10 --device cuda
       torchrun --nproc_per_node 4 -m resnet_probe degradation --device cuda --seeds 0,1
+      resnet-probe degradation --device cuda --address 10.0.0.1:6379 --gpus-per-run 0.25
     """
-    from resnet_probe.device import training_device
     from resnet_probe.jobs.degradation import DegradationExperiment
     from resnet_probe.train.degradation import has_checkpoints
     from resnet_probe.train.run_folder import ManifestMismatch
 
+    runs_on = options.run_executor(executor, address, gpus_per_run, workers, device)
     experiment = DegradationExperiment.prepare(
-        out=out, command_line=options.command_line(), device=training_device(device),
-        why=not no_why, **settings)
+        out=out, command_line=options.command_line(), device=_run_device(device, runs_on),
+        why=not no_why, executor=runs_on, **settings)
     bar = (options.progress_bar(experiment.total_steps, "degradation") if experiment.is_main
            else NO_PROGRESS)
 
@@ -113,6 +116,21 @@ def degradation(device, resume, force_new, no_why, out, fmt, **settings) -> None
                  ["model", "depth", "shortcut", "seed", "final_train_error",
                   "final_train_error_eval", "final_test_error", "status", "seconds"])
     click.echo(verdict_line(result.degradation.verdict), err=True)
+    for failed in result.failed_runs:
+        click.echo(f"error: the run {failed}; the report keeps the other runs", err=True)
+    if result.failed_runs:
+        sys.exit(options.EXIT_CHECK_FAILED)
+
+
+def _run_device(device: str, runs_on) -> str:
+    """The device the runs' recipe names. Ray tasks see only the GPUs Ray gives them, as
+    cuda:0, so --device cuda need not find a GPU on the driver's own machine."""
+    from resnet_probe.device import training_device
+    from resnet_probe.train.executors import IN_PROCESS
+
+    if device == "cuda" and runs_on is not IN_PROCESS:
+        return "cuda:0"
+    return training_device(device)
 
 
 @options.command()
@@ -134,14 +152,15 @@ def degradation(device, resume, force_new, no_why, out, fmt, **settings) -> None
 @options.trust_sources
 @click.option("--no-latency", is_flag=True, help="Skip the latency section.")
 @options.device("Device for the latency and training sections; auto picks CUDA when present.")
+@options.executor_options
 @options.in_channels("Input channels of the foreign models")
 @options.fresh
 @options.no_why
 @options.inline_plotly
 @options.output_format_with_markdown
 def compare(models, out, input_size, no_train, train_steps, seeds, from_degradation,
-            trust_sources, no_latency, device, in_channels, fresh, no_why, inline_plotly,
-            fmt) -> None:
+            trust_sources, no_latency, device, executor, address, gpus_per_run, workers,
+            in_channels, fresh, no_why, inline_plotly, fmt) -> None:
     """Compare MODELS in one HTML report; the first model is the baseline.
 
     \b
@@ -167,7 +186,10 @@ def compare(models, out, input_size, no_train, train_steps, seeds, from_degradat
                                      train=not no_train, train_steps=train_steps,
                                      train_seeds=seeds, degradation_dir=from_degradation,
                                      fresh=fresh, why=not no_why,
-                                     trust_sources=trust_sources)
+                                     trust_sources=trust_sources,
+                                     executor=options.run_executor(executor, address,
+                                                                   gpus_per_run, workers,
+                                                                   device))
     plan = Plan.build(list(models), options_, in_channels)
     out = check_writable_dir(out)
     path = report.compare_report_path(out, plan.models)

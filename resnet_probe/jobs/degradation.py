@@ -13,6 +13,7 @@ from resnet_probe.analysis import Analysis, AnalysisOptions, WhyPart, cached_why
 from resnet_probe.analysis.trained import collect
 from resnet_probe.data import ImageDataset, load_dataset
 from resnet_probe.environment import current_environment
+from resnet_probe.errors import InvalidRequest
 from resnet_probe.jobs.parts import CacheReport, InProgress, TrainingPart
 from resnet_probe.progress import NO_PROGRESS, Progress
 from resnet_probe.results import check_writable_dir
@@ -26,6 +27,7 @@ from resnet_probe.train.degradation import (
     intervention_for,
     run_degradation,
 )
+from resnet_probe.train.executors import IN_PROCESS, Executor
 from resnet_probe.train.fitted_data import fit_dataset_to
 from resnet_probe.train.loop import Distributed, check_batch_fits_dataset, setup_distributed
 from resnet_probe.train.recipes import degradation_recipe
@@ -48,6 +50,7 @@ class DegradationExperiment:
     cache: RunCache
     inline_plotly: bool = False
     why: AnalysisOptions | None = AnalysisOptions()  # analyses of the trained nets
+    executor: Executor = IN_PROCESS  # where the runs train (train.executors)
 
     @classmethod
     def prepare(cls, family: str = "cifar", depths: tuple[int, ...] | None = None,
@@ -55,8 +58,8 @@ class DegradationExperiment:
                 seeds: tuple[int, ...] = DEFAULT_SEEDS, out: Path = Path("reports/degradation"),
                 command_line: str | None = None, inline_plotly: bool = False,
                 steps: int | None = None, epochs: float | None = None, fresh: bool = False,
-                why: bool = True, intervene: bool = False, **recipe: Any
-                ) -> DegradationExperiment:
+                why: bool = True, intervene: bool = False,
+                executor: Executor = IN_PROCESS, **recipe: Any) -> DegradationExperiment:
         """Validate everything before any training; ``recipe`` takes TrainConfig's fields."""
         depths = depths or DEFAULT_DEPTHS[family]
         config = DegradationConfig(family=family, depths=depths, dataset=dataset, seeds=seeds,
@@ -65,6 +68,10 @@ class DegradationExperiment:
         names = config.model_names()  # validates depths and seeds before data is loaded
         out = check_writable_dir(out)
         world = setup_distributed(str(recipe.get("device", "cpu")))
+        if world.world_size > 1 and executor is not IN_PROCESS:
+            raise InvalidRequest(f"the Ray executor sends whole runs elsewhere, while under "
+                                 f"torchrun every process trains one run together (DDP): "
+                                 f"world_size={world.world_size}; use one or the other")
         data = fit_dataset_to(load_dataset(dataset, data_dir), [resolve(n) for n in names])
         train = degradation_recipe(steps, epochs, len(data.train_y), **recipe)
         check_batch_fits_dataset(train.batch_size, data)
@@ -72,11 +79,12 @@ class DegradationExperiment:
         environment = {"dataset": data.description, "recipe": asdict(train),
                        "world_size": world.world_size, "seeds": list(seeds),
                        "tuning_seeds": list(config.tuning_seeds),
+                       "executor": executor.describe(),
                        **dict(current_environment(command_line).rows())}
         title = (f"resnet-probe degradation: {family}{', pre-activation' if preact else ''}, "
                  f"depths {', '.join(map(str, depths))}")
         return cls(config, data, out, environment, title, world, RunCache(fresh=fresh),
-                   inline_plotly, AnalysisOptions() if why else None)
+                   inline_plotly, AnalysisOptions() if why else None, executor)
 
     @property
     def is_main(self) -> bool:
@@ -109,7 +117,7 @@ class DegradationExperiment:
 
         result = run_degradation(self.config, self.out, resume=resume, progress=progress,
                                  on_run_done=after_run, dataset=self.dataset,
-                                 cache=self.cache)
+                                 cache=self.cache, executor=self.executor)
         why = None
         if self.why is not None and self.is_main:
             nets = collect(sorted((self.out / RUNS).glob("*.pt")), self.dataset,
@@ -128,4 +136,5 @@ class DegradationExperiment:
             recipe=self.config.train, seeds=tuple(self.config.seeds),
             cache=CacheReport(str(self.cache.path), tuple(result.reused),
                               tuple(result.cache_problems), str(self.cache.usage())),
-            source=f"trained into {self.out}", seconds=seconds)
+            source=f"trained into {self.out}", seconds=seconds, executor=result.executor,
+            failed_runs=tuple(result.failed_runs))

@@ -151,6 +151,8 @@ class TrainingPart:
     source: str = ""  # where the runs come from, in words
     interrupted: bool = False
     seconds: float = 0.0
+    executor: str = ""  # where the runs trained, with how many threads each
+    failed_runs: tuple[str, ...] = ()  # "MODEL seed N: why": tasks that failed twice
 
 
 @dataclass(frozen=True)

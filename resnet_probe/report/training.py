@@ -15,6 +15,7 @@ from resnet_probe.report.words import (
     LANDSCAPE_METHOD,
     VERDICT_RULE,
     causal_line,
+    failed_runs_text,
     findings_in_words,
     reasons_text,
     recipe_text,
@@ -29,6 +30,8 @@ def render_training(part: TrainingPart, number: str = "6.") -> Section:
     section = Section("degradation", f"{number} Degradation: training error by depth",
                       nav="Degradation")
     tables = part.degradation
+    if part.failed_runs:
+        section.note(failed_runs_text(part.failed_runs) + ".", kind="warning")
     if tables.final.empty:
         return section.note("Training was interrupted before any run recorded a step; "
                             "nothing to show.", kind="warning")
@@ -49,7 +52,8 @@ def render_training(part: TrainingPart, number: str = "6.") -> Section:
     if part.recipe is not None:
         section.text(f"Data: {part.dataset}. Recipe: {recipe_text(part.recipe)}. "
                      f"The primary curve is the train-mode minibatch error; eval-mode errors "
-                     f"are beside it.")
+                     f"are beside it." + (f" Trained {part.executor}." if part.executor
+                                          else ""))
     elif part.source:
         section.text(f"Runs {part.source}.")
     text, kind = verdict_note(tables.verdict, tables.stopped_early)

@@ -182,6 +182,13 @@ def stopped_early_text(stopped: StoppedEarly) -> str:
             f"so no later seed can change the verdict")
 
 
+def failed_runs_text(failed: tuple[str, ...]) -> str:
+    """Runs whose task failed twice (train.executors): named, with why; the rest stand."""
+    return (f"{len(failed)} run{'s' * (len(failed) > 1)} failed twice and "
+            f"{'are' if len(failed) > 1 else 'is'} missing from the tables ({'; '.join(failed)}); "
+            f"the other runs are complete, and a rerun trains only the missing ones")
+
+
 def residual_finding(verdict: DegradationVerdict) -> str | None:
     """The residual pair's own change in words, from its interval."""
     gap = verdict.residual_gap
@@ -379,6 +386,8 @@ def compare_notes(result: CompareResult) -> list[str]:
         stopped = training.degradation.stopped_early
         if stopped:
             notes.append(f"Training {stopped_early_text(stopped)}.")
+        if training.failed_runs:
+            notes.append(f"Training: {failed_runs_text(training.failed_runs)}.")
     if result.interruption is not None:
         notes.append(interruption_text(result))
     return notes

@@ -28,6 +28,13 @@ from resnet_probe.sources import ModelSource, resolve
 from resnet_probe.train import run_folder
 from resnet_probe.train.causal import CausalTest, causal_test
 from resnet_probe.train.dynamics import dynamics_summary
+from resnet_probe.train.executors import (
+    IN_PROCESS,
+    BatchCallbacks,
+    Executor,
+    PendingRun,
+    Trainer,
+)
 from resnet_probe.train.fitted_data import fit_dataset_to
 from resnet_probe.train.interventions import Intervention
 from resnet_probe.train.loop import (
@@ -148,6 +155,9 @@ class DegradationResult:
     # a compare's trained weights through them.
     cached_runs: list[dict[str, Any]] = field(default_factory=list)
     intervened_runs: list[RunResult] = field(default_factory=list)  # the causal test's runs
+    # "MODEL seed N: why" of each run whose task failed twice (an executor's); the others stand
+    failed_runs: list[str] = field(default_factory=list)
+    executor: str = ""  # where the runs trained, with how many threads
 
     @property
     def chance_error(self) -> float:
@@ -273,11 +283,13 @@ def run_degradation(
     dataset: ImageDataset | None = None,
     cache: RunCache | None = None,
     sources: Mapping[str, ModelSource] | None = None,
+    executor: Executor = IN_PROCESS,
 ) -> DegradationResult:
     """Train every (model, seed). ``on_run_done`` is called after each run (to save tables).
     With a ``cache``, a run finished before with the same content is reused, and every newly
     finished run is stored there. ``sources`` are the models already resolved, by label
-    (default: each of the config's names resolved here)."""
+    (default: each of the config's names resolved here). ``executor`` says where each seed's
+    runs train (``train.executors``: in this process, or as Ray tasks)."""
     names = config.model_names()
     resolved = dict(sources or {})
     for name in names:
@@ -287,11 +299,11 @@ def run_degradation(
     world = Distributed.from_env()
     with (run_folder.locked(out_dir) if world.is_main else contextlib.nullcontext()):
         return _train_all(config, [resolved[name] for name in names], data, Path(out_dir),
-                          resume, progress, on_run_done, world, cache)
+                          resume, progress, on_run_done, world, cache, executor)
 
 
 def _train_all(config, sources, data, out_dir: Path, resume, progress, on_run_done, world,
-               cache: RunCache | None) -> DegradationResult:
+               cache: RunCache | None, executor: Executor = IN_PROCESS) -> DegradationResult:
     runs_dir = runs_folder(out_dir)  # refused before anything is deleted or written
     wanted = run_folder.manifest(config, data.description)
     if resume:
@@ -303,20 +315,23 @@ def _train_all(config, sources, data, out_dir: Path, resume, progress, on_run_do
         discard_checkpoints(out_dir)  # another run's checkpoints must not be resumed
         run_folder.write_manifest(out_dir, wanted)
     result = DegradationResult(dataset_description=data.description, config=config,
-                               num_classes=data.num_classes)
+                               num_classes=data.num_classes, executor=executor.describe())
     done = (lambda: on_run_done(result)) if on_run_done is not None and world.is_main \
         else (lambda: None)
     # Seed by seed, so an interruption or an early stop leaves whole seeds of every model.
     for position, seed in enumerate(config.seeds):
-        for source in sources:
-            _train_one(source, seed, config, data, runs_dir, resume, progress, done, world,
-                       cache, result)
+        batch = [PendingRun(source, seed, config.train, _checkpoint(runs_dir, source, seed),
+                            resume) for source in sources]
         if config.intervene:
-            intervened = replace(config, train=replace(config.train,
-                                                       intervention=intervention_for(config)))
-            for source in deepest_twins(sources):
-                _train_one(source, seed, intervened, data, runs_dir, resume, progress, done,
-                           world, cache, result, intervened=True)
+            intervened = replace(config.train, intervention=intervention_for(config))
+            batch += [PendingRun(source, seed, intervened,
+                                 _checkpoint(runs_dir, source, seed, True), resume, True)
+                      for source in deepest_twins(sources)]
+        try:
+            executor.train_batch(batch, data, _callbacks(
+                config, data, runs_dir, resume, progress, done, world, cache, result), progress)
+        finally:  # runs recorded as they finished: back in the order of an in-process sweep
+            _in_sweep_order(result, config.seeds, sources)
         remaining = len(config.seeds) - position - 1
         if config.stop_when_settled and remaining and world.world_size == 1:
             reason = settled_early(result.final_rows(), result.chance_error)
@@ -338,19 +353,54 @@ def deepest_twins(sources: list[ModelSource]) -> list[ModelSource]:
     return chosen
 
 
-def _train_one(source: ModelSource, seed, config, data, runs_dir, resume, progress, done,
-               world, cache, result: DegradationResult, intervened: bool = False) -> None:
-    """One (model, seed): from the cache if it holds the run, else trained (and cached)."""
+def _checkpoint(runs_dir: Path, source: ModelSource, seed: int, intervened: bool = False
+                ) -> Path:
     suffix = "-intervened" if intervened else ""
-    checkpoint = (runs_dir / "intervened" if intervened else runs_dir) / \
+    return (runs_dir / "intervened" if intervened else runs_dir) / \
         f"{_safe(source.text)}-seed{seed}{suffix}.pt"
+
+
+def _callbacks(config, data, runs_dir, resume, progress, done, world, cache,
+               result: DegradationResult) -> BatchCallbacks:
+    """What an executor does with a batch's runs: each recorded by ``_train_one``."""
+    def record(run: PendingRun, trainer: Trainer) -> None:
+        _train_one(run.source, run.seed, replace(config, train=run.recipe), data, runs_dir,
+                   resume, progress, done, world, cache, result, run.intervened, trainer)
+
+    def failed(run: PendingRun, reason: str) -> None:
+        result.failed_runs.append(f"{run.label}: {reason}")
+        done()
+
+    def settled(run: PendingRun) -> bool:
+        if run.resume and run.checkpoint.exists() and \
+                load_checkpoint(run.checkpoint)["result"].status in ENDED:
+            return True
+        return cache is not None and cache.holds(
+            cache.content(run.source, data, run.recipe, run.seed, world.world_size))
+
+    return BatchCallbacks(record, failed, settled)
+
+
+def _in_sweep_order(result: DegradationResult, seeds, sources) -> None:
+    order = {(seed, source.text): index for index, (seed, source) in
+             enumerate((seed, source) for seed in seeds for source in sources)}
+    for runs in (result.runs, result.intervened_runs):
+        runs.sort(key=lambda run: order.get((run.seed, run.model), len(order)))
+
+
+def _train_one(source: ModelSource, seed, config, data, runs_dir, resume, progress, done,
+               world, cache, result: DegradationResult, intervened: bool = False,
+               trainer: Trainer = train_run) -> None:
+    """One (model, seed): from the cache if it holds the run, else trained by ``trainer``
+    (``train_run``, or an executor's hand-back of a run trained elsewhere) and cached."""
+    checkpoint = _checkpoint(runs_dir, source, seed, intervened)
     runs = result.intervened_runs if intervened else result.runs
 
     def train() -> tuple[RunResult, Path]:
         progress.set_description(f"train {source.text} seed {seed}")
         try:
-            run = train_run(source, data, config.train, seed=seed, checkpoint=checkpoint,
-                            resume=resume and checkpoint.exists(), progress=progress)
+            run = trainer(source, data, config.train, seed=seed, checkpoint=checkpoint,
+                          resume=resume and checkpoint.exists(), progress=progress)
         except KeyboardInterrupt:
             if checkpoint.exists():  # the loop's last whole checkpoint: its partial history
                 runs.append(load_checkpoint(checkpoint)["result"])

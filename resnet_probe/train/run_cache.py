@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from resnet_probe.cache import Cached, CacheUsage, Store
+from resnet_probe.cache import Cached, CacheUsage, Store, content_key
 from resnet_probe.data import ImageDataset
 from resnet_probe.sources import ModelSource
 from resnet_probe.train.loop import ENDED, RunResult, TrainConfig, load_checkpoint
@@ -56,6 +56,11 @@ class RunCache:
         return self.store.get_or_compute(
             content, train, encode=_copy_checkpoint, decode=_read_run,
             keep=lambda trained: trained[0].status in ENDED)
+
+    def holds(self, content: dict[str, Any]) -> bool:
+        """Whether a usable run is stored for ``content`` (a damaged entry is deleted and
+        named in ``problems``, as a lookup does), so an executor need not send it."""
+        return self.store.lookup(content_key(content), _read_run) is not None
 
     def checkpoint(self, key: str) -> Path | None:
         """The cached checkpoint of ``key`` (as a compare's data folder records it)."""

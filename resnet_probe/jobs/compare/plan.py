@@ -16,6 +16,7 @@ from resnet_probe.measure.gradients import GradientConfig
 from resnet_probe.measure.latency import LatencyConfig
 from resnet_probe.sources import ModelSource, resolve
 from resnet_probe.train.degradation import DegradationTables, load_degradation_run
+from resnet_probe.train.executors import IN_PROCESS, Executor
 from resnet_probe.train.loop import RunResult, TrainConfig
 from resnet_probe.train.recipes import COMPARE_SEEDS, COMPARE_TRAIN, COMPARE_TUNING_SEEDS
 from resnet_probe.zoo import name_of
@@ -48,6 +49,7 @@ class CompareOptions:
     # --from-degradation: a FILE.py:factory the earlier run's files name (inside its folder)
     # may run; without it only zoo, spec, torchvision: and timm: models are rebuilt from them
     trust_sources: bool = False
+    executor: Executor = IN_PROCESS  # where the training runs execute (train.executors)
 
     def __post_init__(self) -> None:
         if len(set(self.train_seeds)) != len(self.train_seeds):
@@ -58,7 +60,8 @@ class CompareOptions:
                train: bool = True, train_steps: int | None = None,
                train_seeds: tuple[int, ...] = COMPARE_SEEDS,
                degradation_dir: Path | None = None, fresh: bool = False, why: bool = True,
-               latency_engine: str | None = None, trust_sources: bool = False
+               latency_engine: str | None = None, trust_sources: bool = False,
+               executor: Executor = IN_PROCESS
                ) -> CompareOptions:
         """The defaults with a user's choices applied (what the CLI's flags say)."""
         latency_config = replace(COMPARE_LATENCY, device=device)
@@ -73,7 +76,8 @@ class CompareOptions:
                           record_steps=tuple(s for s in COMPARE_TRAIN.record_steps
                                              if s < steps)) if train else None,
             train_seeds=tuple(train_seeds), degradation_dir=degradation_dir, fresh=fresh,
-            why=COMPARE_WHY if why else None, trust_sources=trust_sources)
+            why=COMPARE_WHY if why else None, trust_sources=trust_sources,
+            executor=executor)
 
     @property
     def trains(self) -> bool:

@@ -62,7 +62,7 @@ def training_part(plan: Plan, progress: Progress) -> TrainingPart | Skipped:
             try:
                 run_degradation(config, out_dir=Path(runs), progress=progress,
                                 dataset=dataset, on_run_done=latest.append, cache=cache,
-                                sources=sources)
+                                sources=sources, executor=options.executor)
                 if options.why is not None and latest:
                     nets = collect(sorted((Path(runs) / RUNS).glob("*.pt")), dataset,
                                    "this comparison's training runs (their final weights)",
@@ -86,7 +86,8 @@ def training_part(plan: Plan, progress: Progress) -> TrainingPart | Skipped:
         cache=CacheReport(str(cache.path), tuple(done.reused), tuple(done.cache_problems),
                           str(cache.usage())),
         source="trained here", interrupted=interruption is not None,
-        seconds=round(time.perf_counter() - started, 1))
+        seconds=round(time.perf_counter() - started, 1), executor=done.executor,
+        failed_runs=tuple(done.failed_runs))
     if interruption is not None:
         raise Interrupted(part, interruption)
     return part
