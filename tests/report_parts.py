@@ -18,6 +18,7 @@ import math
 import pandas as pd
 
 from resnet_probe.analysis import WhyPart
+from resnet_probe.analysis.claims import findings
 from resnet_probe.analysis.measurements import WhyTables
 from resnet_probe.jobs.compare.summary import summary_part
 from resnet_probe.jobs.parts import (
@@ -39,12 +40,17 @@ BASELINE, PLAIN = "resnet8", "plain8"
 MODELS = (BASELINE, PLAIN)
 PARAMS = {BASELINE: 78_042, PLAIN: 78_042, "resnet14": 10_064_936}
 MACS = {BASELINE: 12_239_360, PLAIN: 12_239_360, "resnet14": 31_981_440}
-FINAL_TRAIN = {"plain8": (0.10, 0.12, 0.11), "plain14": (0.40, 0.46, 0.43),
+# plain14 near chance (0.9), as under compare's recipe: the verdict's rule then holds even
+# against a worse plain14 on some seeds (train.verdict).
+FINAL_TRAIN = {"plain8": (0.10, 0.12, 0.11), "plain14": (0.80, 0.86, 0.83),
                "resnet8": (0.08, 0.09, 0.10), "resnet14": (0.05, 0.06, 0.07)}
-FINAL_TEST = {"plain8": (0.11, 0.13, 0.12), "plain14": (0.41, 0.47, 0.44),
+FINAL_TEST = {"plain8": (0.11, 0.13, 0.12), "plain14": (0.81, 0.87, 0.84),
               "resnet8": (0.09, 0.10, 0.11), "resnet14": (0.06, 0.07, 0.08)}
 DEPTH = {"plain8": 8, "plain14": 14, "resnet8": 8, "resnet14": 14}
 SEEDS = (0, 1, 2)
+# How much more a plain14 block's deletion raises its error, per seed: plain minus residual
+# 0.30, 0.34, 0.32 (mean 0.32, sd 0.02; 95% CI +0.270 to +0.370).
+PLAIN_EXTRA_RISE = {0: 0.30, 1: 0.34, 2: 0.32}
 # The gradient ratio first/last block at init, per seed: plain8 grows toward the input.
 GRAD_RATIOS = {BASELINE: (1.5, 1.7, 1.6), PLAIN: (17.0, 19.0, 18.0)}
 FORWARD_MS = {BASELINE: 1.20, PLAIN: 1.18}
@@ -207,31 +213,23 @@ def degradation_tables() -> DegradationTables:
     return DegradationTables(history=history, evals=evals, final=frame(rows),
                              estimates=estimates, grad_norms=empty, runs=empty,
                              dynamics=dynamics, joins=joins, dynamics_summary=empty,
-                             rescale=empty, verdict=verdict)
+                             verdict=verdict)
 
 
 def why_part() -> WhyPart:
     lesion_blocks = frame([{"model": m, "seed": s, "net_depth": 14, "shortcut": m[0] == "r",
                             "block": f"layer{i}.0", "downsampling": i > 1,
                             "error": 0.2 + 0.1 * i, "baseline_error": 0.1,
-                            "relative_rise": 0.1 * i, "not_deletable_because": None}
+                            "relative_rise": 0.1 * i + (PLAIN_EXTRA_RISE[s] if m[0] == "p"
+                                                        else 0.0),
+                            "not_deletable_because": None}
                            for m in ("plain14", "resnet14") for s in SEEDS for i in (1, 2, 3)])
     paths = frame([{"model": "resnet14", "seed": s, "net_depth": 14, "path_length": k,
                     "gradient_magnitude": 10.0 ** -k, "fraction": math.comb(3, k) / 8,
-                    "blocks": 3, "effective_length": 1.0} for s in SEEDS for k in range(4)])
-    findings = frame([
-        {"claim": "one block deleted: relative error rise (plain − residual)", "depth": 14,
-         "seeds": 3, "per_seed": "+0.300, +0.340, +0.320", "mean": 0.32, "ci95_low": 0.27,
-         "ci95_high": 0.37, "spread_std": 0.02, "outcome": "holds",
-         "evidence": "mean +0.320, 95% CI +0.270 to +0.370, seeds +0.300, +0.340, +0.320"},
-        {"claim": "paths: half the blocks − the effective path length (residual)", "depth": 14,
-         "seeds": 3, "per_seed": "+0.500, +0.500, +0.500", "mean": 0.5, "ci95_low": math.nan,
-         "ci95_high": math.nan, "spread_std": 0.0, "outcome": "too few seeds",
-         "evidence": "mean +0.500, seeds +0.500, +0.500, +0.500"}])
-    tables = WhyTables(lesion_blocks=lesion_blocks, lesion_count=frame([]),
-                       responses=frame([]), landscape=frame([]),
-                       landscape_summary=frame([]), paths=paths, hessian=frame([]))
-    return WhyPart(tables, findings, data="Nets: this run's. Data: 32 digits.", rule="A rule.")
+                    "blocks": 3, "effective_length": 1.0} for s in SEEDS[:1] for k in range(4)])  # one seed: "needs 2 seeds"
+    tables = WhyTables.of({"lesion_blocks": lesion_blocks, "paths": paths})
+    # the claims tested by the real rule on the hand-built tables (analysis.claims)
+    return WhyPart(tables, findings(tables), data="Nets: this run's. Data: 32 digits.")
 
 
 def training_part() -> TrainingPart:

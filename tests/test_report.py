@@ -408,9 +408,9 @@ def test_degrade_answer_is_two_sentences_with_the_plain_gap_and_its_interval():
 
     section = degrade_answer(hand_result(), [])
     headline = section.paragraphs[0]
-    # plain gaps 0.30, 0.34, 0.32: mean 0.32, sd 0.02, t(0.975, 2) = 4.302653
+    # plain gaps 0.70, 0.74, 0.72: mean 0.72, sd 0.02, t(0.975, 2) = 4.302653
     half = T_975[2] * 0.02 / math.sqrt(3)
-    assert f"+0.320 (95% CI {0.32 - half:+.3f} to {0.32 + half:+.3f})" in headline
+    assert f"+0.720 (95% CI {0.72 - half:+.3f} to {0.72 + half:+.3f})" in headline
     assert headline.startswith("Yes: the deeper plain net, plain14, trains worse than the "
                                "shallower plain8.")
     assert headline.endswith("held-out seeds 0, 1, 2.")
@@ -448,7 +448,7 @@ def test_why_answer_says_gradients_grow_toward_the_input_with_their_interval():
     assert "mechanism test" in items[1] and "not run" in items[1]
     assert "Deleting one block (lesions) at depth 14: holds (mean +0.320, 95% CI +0.270 to " \
            "+0.370, 3 seeds)" in items[2] and 'href="#why"' in items[2]
-    assert "Effective paths at depth 14: too few seeds" in items[3]
+    assert "Effective paths at depth 14: needs 2 seeds" in items[3]
 
 
 def test_the_mechanism_slot_reads_the_outcome_when_a_test_arrives():
@@ -483,7 +483,7 @@ def test_tutorials_block_answers_each_claim_from_the_run():
 
     answers = tutorial_answers(hand_result())
     assert set(answers) == set("abcdefg")
-    assert "training error 0.110 → 0.430, test error 0.120 → 0.440" in answers["a"]
+    assert "training error 0.110 → 0.830, test error 0.120 → 0.840" in answers["a"]
     assert answers["a"].startswith("No: the plain nets' training error itself rises")
     assert "18×" in answers["b"] and answers["b"].startswith("Not with BN")
     assert "resnet8 ×1.25" in answers["c"]
@@ -565,9 +565,9 @@ def test_why_section_shows_each_finding_and_folds_its_rule():
     from resnet_probe.report.training import render_why
 
     html = rendered(render_why(hand_result().training.why, number="6b."))
-    assert "<b>holds</b>" in html and "<b>too few seeds</b>" in html
+    assert "<b>holds</b>" in html and "<b>needs 2 seeds</b>" in html
     rule = html.split("The rule each claim is tested by")[1].split("</details>")[0]
-    assert "A rule." in rule
+    assert "paired by seed, with a Student-t 95% interval" in rule
 
 
 def test_bottleneck_section_says_the_measured_numbers():
