@@ -135,9 +135,9 @@ def test_a_recorded_compare_run_renders_its_verdict_seeds_and_machine(tmp_path, 
 
     finals = [{"model": f"{kind}{depth}", "depth": depth, "shortcut": kind == "resnet",
                "seed": seed, "final_train_error": error, "final_test_error": error + 0.05,
-               "status": "finished"}
+               "train_error_auc": error, "chance_error": 0.9, "status": "finished"}
               for seed in (8, 9, 10)
-              for kind, depth, error in (("plain", 18, 0.01), ("plain", 34, 0.4 + seed / 100),
+              for kind, depth, error in (("plain", 18, 0.01), ("plain", 34, 0.8 + seed / 100),
                                          ("resnet", 18, 0.01), ("resnet", 34, 0.012))]
     data = tmp_path / "compare-resnet34-vs-plain34-data"
     data.mkdir()
@@ -155,8 +155,8 @@ def test_a_recorded_compare_run_renders_its_verdict_seeds_and_machine(tmp_path, 
         snippets["compare-verdict"])
     assert "plain gap" in snippets["compare-verdict"] and "Measured on" in (
         snippets["compare-verdict"])
-    # plain34's training error, mean over seeds 8-10: 0.4 + 0.09
-    assert "| plain34 | 34 | 0.490 | 0.540 | 3 |" in snippets["tutorial-measured"]
+    # plain34's training error, mean over seeds 8-10: 0.8 + 0.09
+    assert "| plain34 | 34 | 0.890 | 0.940 | 3 |" in snippets["tutorial-measured"]
 
 
 def test_recording_a_folder_without_a_verdict_names_what_to_give(tmp_path):

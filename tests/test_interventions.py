@@ -142,7 +142,7 @@ def test_an_intervened_run_stops_at_k_with_its_convs_at_their_init_norm(tmp_path
     torch.manual_seed(0)
     fresh = build_for_dataset("plain8", digits_small)
     convs = bn_fed_convs(fresh)
-    weights = load_checkpoint(tmp_path / "run.pt")["model"]
+    weights = load_checkpoint(tmp_path / "run.pt", model=fresh)["model"]
     for conv, norm in weight_norms(fresh, convs).items():
         assert weights[f"{conv}.weight"].float().norm().item() == pytest.approx(norm, rel=2e-3)
 
