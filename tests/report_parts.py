@@ -226,7 +226,8 @@ def why_part() -> WhyPart:
                            for m in ("plain14", "resnet14") for s in SEEDS for i in (1, 2, 3)])
     paths = frame([{"model": "resnet14", "seed": s, "net_depth": 14, "path_length": k,
                     "gradient_magnitude": 10.0 ** -k, "fraction": math.comb(3, k) / 8,
-                    "blocks": 3, "effective_length": 1.0} for s in SEEDS[:1] for k in range(4)])  # one seed: "needs 2 seeds"
+                    "blocks": 3, "effective_length": 1.0}
+                   for s in SEEDS[:1] for k in range(4)])  # one seed: "needs 2 seeds"
     tables = WhyTables.of({"lesion_blocks": lesion_blocks, "paths": paths})
     # the claims tested by the real rule on the hand-built tables (analysis.claims)
     return WhyPart(tables, findings(tables), data="Nets: this run's. Data: 32 digits.")

@@ -320,8 +320,13 @@ def test_compare_keeps_no_checkpoints_in_the_report_folder_and_reuses_runs(tiny_
                      gradients=None, train=recipe, input_size=32,
                      train_seeds=result.training.seeds, why=None)
     trained = result.training.degradation.final
-    assert list(again.training.cache.reused) == [f"{r.model} seed {r.seed}"
-                                                 for r in trained.itertuples()]
+    reused = list(again.training.cache.reused)
+    assert [r for r in reused if not r.endswith(" (intervened)")] == [
+        f"{r.model} seed {r.seed}" for r in trained.itertuples()]
+    # the causal test's runs of the deepest pair are reused too, and named as such
+    assert sorted(r for r in reused if r.endswith(" (intervened)")) == sorted(
+        f"{m} seed {s} (intervened)" for m in ("plain8", "resnet8")
+        for s in set(trained["seed"]))
     assert (again.training.degradation.final["final_train_error"].tolist()
             == trained["final_train_error"].tolist())
     html = (tmp_path / "compare-resnet8-vs-plain8-vs-resnet14.html").read_text()

@@ -343,13 +343,20 @@ def _train_all(config, sources, data, out_dir: Path, resume, progress, on_run_do
 
 
 def deepest_twins(sources: list[ModelSource]) -> list[ModelSource]:
-    """The deepest plain net and the deepest residual net: the causal test's two."""
+    """The causal test's two: the deepest plain net and, as its control, the residual net of
+    its depth (else the deepest residual net)."""
+    nets = [(depth, shortcut, s) for s in sources for depth, shortcut in [s.traits()] if depth]
+    plain = [(depth, s) for depth, shortcut, s in nets if not shortcut]
+    residual = [(depth, s) for depth, shortcut, s in nets if shortcut]
     chosen = []
-    for residual in (False, True):
-        kind = [(depth, s) for s in sources for depth, shortcut in [s.traits()]
-                if shortcut is residual and depth]
-        if kind:
-            chosen.append(max(kind, key=lambda pair: pair[0])[1])
+    if plain:
+        deepest = max(plain, key=lambda pair: pair[0])
+        chosen.append(deepest[1])
+        twin = [s for depth, s in residual if depth == deepest[0]]
+        if twin:
+            return [*chosen, twin[0]]
+    if residual:
+        chosen.append(max(residual, key=lambda pair: pair[0])[1])
     return chosen
 
 
@@ -397,7 +404,8 @@ def _train_one(source: ModelSource, seed, config, data, runs_dir, resume, progre
     runs = result.intervened_runs if intervened else result.runs
 
     def train() -> tuple[RunResult, Path]:
-        progress.set_description(f"train {source.text} seed {seed}")
+        progress.set_description(f"train {source.text} seed {seed}"
+                                 + " (intervened)" * intervened)
         try:
             run = trainer(source, data, config.train, seed=seed, checkpoint=checkpoint,
                           resume=resume and checkpoint.exists(), progress=progress)
@@ -419,7 +427,7 @@ def _train_one(source: ModelSource, seed, config, data, runs_dir, resume, progre
     if cached.reused:
         if world.is_main:
             atomic_write_bytes(checkpoint, path.read_bytes())  # the analyses read it there
-        result.reused.append(f"{source.text} seed {seed}")
+        result.reused.append(f"{source.text} seed {seed}" + " (intervened)" * intervened)
         progress.update(config.train.end_step)
     if run.status in ENDED and not intervened:
         result.cached_runs.append({"model": source.text, "seed": seed, "dataset": data.name,
