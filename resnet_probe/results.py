@@ -334,6 +334,14 @@ def rollup(df: pd.DataFrame, by: str, values: list[str], how: str = "sum",
     return grouped[present].sum(min_count=1) if how == "sum" else grouped[present].mean()
 
 
+def _nonzero_number(value: object) -> float | None:
+    """A baseline Δ% can be taken against: a number (not a bool), neither zero nor NaN."""
+    if isinstance(value, numbers.Real) and not isinstance(value, bool) and value \
+            and not math.isnan(value):
+        return float(value)
+    return None
+
+
 def delta_table(summary: pd.DataFrame, columns: list[str], key: str = "model",
                 uncertainty: pd.DataFrame | None = None) -> pd.DataFrame:
     """Baseline (first row) first, then value and Δ% against it for each column.
@@ -348,9 +356,8 @@ def delta_table(summary: pd.DataFrame, columns: list[str], key: str = "model",
         if column not in summary:
             continue
         out[column] = summary[column]
-        base = baseline[column]
-        if isinstance(base, numbers.Number) and not isinstance(base, bool) and base \
-                and not pd.isna(base):
+        base = _nonzero_number(baseline[column])
+        if base is not None:
             out[f"{column}_delta_pct"] = (summary[column] - base) / base * 100.0
         else:
             out[f"{column}_delta_pct"] = math.nan

@@ -111,7 +111,8 @@ def declared_fields(config: type) -> dict[str, Declared]:
 def check_settings(config: Any) -> None:
     """Every declared field of ``config`` holds an accepted value, or InvalidRequest names the
     field, the value and what is accepted. A list given for a sequence becomes a tuple."""
-    for name, field in declared_fields(type(config)).items():
+    # mypy does not take a class for Hashable, though every class hashes.
+    for name, field in declared_fields(type(config)).items():  # type: ignore[arg-type]
         value = getattr(config, name)
         if field.sequence and isinstance(value, list):
             value = tuple(value)

@@ -4,7 +4,9 @@ gets the same columns."""
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from dataclasses import replace
+from typing import cast
 
 import pandas as pd
 
@@ -65,7 +67,9 @@ def rolled_up_times(layers: pd.DataFrame, samples: pd.DataFrame, by: str) -> pd.
     per_repeat = (samples.merge(places, on=["model", "module"])
                   .groupby(["model", "direction", by, "repeat"], sort=False)["ms"].sum())
     intervals = []
-    for (model, direction, place), totals in per_repeat.groupby(level=[0, 1, 2], sort=False):
+    for key, totals in per_repeat.groupby(level=[0, 1, 2], sort=False):
+        # pandas-stubs type a group's key as one scalar; three levels give three parts.
+        model, direction, place = cast(tuple[Hashable, Hashable, Hashable], key)
         interval = median_interval(totals.tolist())
         intervals.append({"model": model, "direction": direction, by: place,
                           "median_ms": interval.estimate, "ci95_low_ms": interval.low,

@@ -17,6 +17,7 @@ products, each about two forward-backward passes on the batch.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -74,7 +75,8 @@ def lanczos(hvp, size: int, iterations: int, seed: int = 0, full: bool = True
     vector = torch.randn(size, generator=generator)
     vector /= vector.norm()
     basis = [vector]
-    alphas, betas = [], []
+    alphas: list[float] = []
+    betas: list[float] = []
     for step in range(iterations):
         w = hvp(basis[-1]).float()
         alpha = _dot(w, basis[-1])
@@ -99,7 +101,7 @@ def _dot(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(torch.dot(a.double(), b.double()))
 
 
-def _split(vector: torch.Tensor, parameters: list[torch.Tensor]) -> list[torch.Tensor]:
+def _split(vector: torch.Tensor, parameters: Sequence[torch.Tensor]) -> list[torch.Tensor]:
     pieces, start = [], 0
     for p in parameters:
         pieces.append(vector[start:start + p.numel()].view_as(p).to(p.dtype))

@@ -25,13 +25,13 @@ import math
 import random
 import statistics
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
 
 from resnet_probe.sources.surgery import deletable_blocks, lesioned_graph
-from resnet_probe.zoo import ResNet
+from resnet_probe.zoo import LayerInfo, ResNet
 from resnet_probe.zoo.blocks import ZeroPadShortcut, _Block
 
 
@@ -39,7 +39,9 @@ def block_table(net: nn.Module) -> list[dict[str, Any]]:
     """One row per block: its name, stage, whether it downsamples, and why it cannot be
     deleted (None when it can)."""
     if not isinstance(net, ResNet):
-        return [{"block": block, "stage": net.layer_info[block].stage,
+        # A foreign model or twin carries the structure discovered when it was built.
+        return [{"block": block,
+                 "stage": cast(dict[str, LayerInfo], net.layer_info)[block].stage,
                  "downsampling": downsampling, "not_deletable_because": reason}
                 for block, (downsampling, reason) in deletable_blocks(net).items()]
     rows = []
@@ -92,7 +94,7 @@ def lesioned(net: nn.Module, names: list[str]) -> Iterator[nn.Module]:
         raise ValueError("; ".join(refused))
     try:
         for name in names:
-            blocks[name].forward = _deleted_forward(blocks[name])  # instance attribute wins
+            vars(blocks[name])["forward"] = _deleted_forward(blocks[name])  # instance wins
         yield net
     finally:
         for name in names:

@@ -69,7 +69,7 @@ def routed(net: ResNet, branches: set[str]) -> Iterator[ResNet]:
     blocks = dict(net.blocks())
     try:
         for name, block in blocks.items():
-            block.forward = _path_forward(block, name in branches)  # instance attribute wins
+            vars(block)["forward"] = _path_forward(block, name in branches)  # instance wins
         yield net
     finally:
         for block in blocks.values():

@@ -78,10 +78,11 @@ def layer_responses(net: nn.Module, x: torch.Tensor) -> list[dict[str, Any]]:
         for handle in handles:
             handle.remove()
     info = getattr(net, "layer_info", {})
-    rows = [{"layer": name, "depth": info[name].depth if name in info else None,
-             "response_std": outputs[name].std(unbiased=False).item(),
-             "gamma_drift": gamma_drift(module)}
-            for name, module in layers]
+    rows: list[dict[str, Any]] = [
+        {"layer": name, "depth": info[name].depth if name in info else None,
+         "response_std": outputs[name].std(unbiased=False).item(),
+         "gamma_drift": gamma_drift(module)}
+        for name, module in layers]
     order = sorted(range(len(rows)), key=lambda i: -rows[i]["response_std"])
     for rank, index in enumerate(order, start=1):
         rows[index]["rank"] = rank

@@ -27,7 +27,9 @@ def _read_batches(archive: Path, names: list[str]) -> tuple[np.ndarray, np.ndarr
             if name not in members:
                 raise ValueError(f"{str(archive)!r} has no {name}; is it the python release?")
             # The archive's checksum was verified before this load, so unpickling is trusted.
-            batch = pickle.load(tar.extractfile(members[name]), encoding="latin1")
+            file = tar.extractfile(members[name])
+            assert file is not None  # only regular files are members here
+            batch = pickle.load(file, encoding="latin1")
             images.append(np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
             labels.extend(batch["labels"])
     return np.concatenate(images), np.asarray(labels, dtype=np.int64)

@@ -39,6 +39,7 @@ from resnet_probe._version import __version__
 from resnet_probe.errors import InvalidRequest
 from resnet_probe.measure.costs import CostResult, count_costs
 from resnet_probe.measure.memory import MEMORY_COLUMNS
+from resnet_probe.progress import Progress
 from resnet_probe.results import atomic_write_text, cannot_write
 from resnet_probe.sources import InputSpec, ModelSource, resolve
 from resnet_probe.sources.recorded import Recorded
@@ -129,7 +130,8 @@ def entry_of(request: Request, result: CostResult, baseline_dir: Path) -> dict[s
     }
 
 
-def _groups(result: CostResult, metrics: tuple[str, ...]) -> tuple[str, dict[str, dict]]:
+def _groups(result: CostResult, metrics: tuple[str, ...]
+            ) -> tuple[str, dict[str, dict[str, Any]]]:
     """Per stage for a zoo net, else per top-level module: the sum of its rows."""
     pinned = [m for m in metrics if m in GROUP_METRICS]
     staged = result.summary["family"] not in FOREIGN_KINDS
@@ -260,7 +262,7 @@ def load_baseline(path: str | Path) -> Baseline:
     return Baseline(path, entries, data)
 
 
-def _from_format_1(path: Path, data: dict) -> dict:
+def _from_format_1(path: Path, data: dict[str, Any]) -> dict[str, Any]:
     models = data.get("models")
     if not isinstance(models, dict) or not models:
         raise BaselineError(f"baseline file {str(path)!r} has no \"models\" object; expected "
@@ -328,7 +330,7 @@ def _check_entry(path: Path, name: str, entry: Any) -> int:
     return len(metrics) + sum(len(values) for values in groups.values())
 
 
-def _check_values(where: str, values: dict) -> None:
+def _check_values(where: str, values: dict[str, Any]) -> None:
     for metric, value in values.items():
         if metric not in METRICS:
             raise BaselineError(f"{where}: unknown metric {metric!r}; a baseline pins "
@@ -481,7 +483,7 @@ def _arrow(before: int | None, after: int | None) -> str:
 def check_baseline(path: str | Path, models: list[str] | None = None,
                    tolerance: Tolerance = Tolerance(),
                    counted: dict[str, CostResult] | None = None,
-                   metrics: tuple[str, ...] | None = None, progress=None,
+                   metrics: tuple[str, ...] | None = None, progress: Progress | None = None,
                    trust_sources: bool = False) -> CheckResult:
     """Rebuild and count every entry (or those named in ``models``) and compare; ``counted``
     reuses counts already made, by entry name. ``trust_sources``: an entry's FILE.py:factory
@@ -552,8 +554,8 @@ class BaselineUpdate:
     kept: list[str]  # entries already in the file that this update did not touch
 
 
-def measure_entries(requests: dict[str, Request], baseline_dir: Path, progress=None
-                    ) -> dict[str, dict[str, Any]]:
+def measure_entries(requests: dict[str, Request], baseline_dir: Path,
+                    progress: Progress | None = None) -> dict[str, dict[str, Any]]:
     entries = {}
     for name, request in requests.items():
         entries[name] = entry_of(request, request.measure(), baseline_dir)
@@ -563,8 +565,8 @@ def measure_entries(requests: dict[str, Request], baseline_dir: Path, progress=N
 
 
 def update_baseline(path: str | Path, requests: list[Request] | None = None,
-                   replace: bool = False, progress=None, trust_sources: bool = False
-                   ) -> BaselineUpdate:
+                   replace: bool = False, progress: Progress | None = None,
+                   trust_sources: bool = False) -> BaselineUpdate:
     """Measure ``requests`` and merge them into the baseline at ``path`` (``replace``: start
     the file afresh). With no requests, an existing file's own entries are re-measured from
     their records (the whole zoo for a new file), resolved as data (``trust_sources`` as in

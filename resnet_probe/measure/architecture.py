@@ -22,21 +22,21 @@ def architecture_rows(model: str | ModelSource, input_size: int | None = None
     """One row per stage (stem and head too); a foreign model's stages are the ones its
     structure discovery found (blocks between changes of spatial size)."""
     source = resolve(model)
-    if not source.is_zoo:
+    if source.spec is None:  # not a zoo model
         return _discovered_rows(source, input_size)
     name = source.text
-    model = build_on_meta(source.spec).eval()
-    spec = model.spec
+    built = build_on_meta(source.spec).eval()
+    spec = built.spec
     size = spec.default_input_size if input_size is None else input_size
     spec.check_input_size(size)
     shapes: dict[str, tuple[int, ...]] = {}
     handles = [module.register_forward_hook(
         lambda m, a, out, key=key: shapes.__setitem__(key, tuple(out.shape)))
-        for key, module in (("stem", list(model.stem_modules().values())[-1]),
-                            *((f"layer{i + 1}", s) for i, s in enumerate(model.stages)))]
+        for key, module in (("stem", list(built.stem_modules().values())[-1]),
+                            *((f"layer{i + 1}", s) for i, s in enumerate(built.stages)))]
     try:
         with torch.no_grad():
-            model(torch.empty(1, spec.in_channels, size, size, device="meta"))
+            built(torch.empty(1, spec.in_channels, size, size, device="meta"))
     finally:
         for handle in handles:
             handle.remove()
@@ -44,9 +44,9 @@ def architecture_rows(model: str | ModelSource, input_size: int | None = None
     rows = [{**common, "stage": "stem", "blocks": 0, "block": spec.stem.value,
              "width": spec.stem_width, "out_channels": shapes["stem"][1],
              "output_size": f"{shapes['stem'][2]}x{shapes['stem'][3]}",
-             "params": sum(p.numel() for m in model.stem_modules().values()
+             "params": sum(p.numel() for m in built.stem_modules().values()
                            for p in m.parameters())}]
-    for index, stage in enumerate(model.stages):
+    for index, stage in enumerate(built.stages):
         shape = shapes[f"layer{index + 1}"]
         rows.append({
             **common, "stage": f"stage{index + 1}", "blocks": len(stage),
@@ -56,7 +56,7 @@ def architecture_rows(model: str | ModelSource, input_size: int | None = None
             "shortcut": spec.shortcut, **_shortcut_kinds(stage),
             "params": sum(p.numel() for p in stage.parameters()),
         })
-    head = model.head_modules()
+    head = built.head_modules()
     rows.append({**common, "stage": "head", "blocks": 0, "block": "head",
                  "width": spec.num_classes, "out_channels": spec.num_classes,
                  "output_size": "1x1",
@@ -134,7 +134,7 @@ def torchinfo_summary(model: str | ModelSource, input_size: int | None = None,
 
     source = resolve(model)
     size = source.default_input_size if input_size is None else input_size
-    if source.is_zoo and source.inputs is None:
+    if source.spec is not None and source.inputs is None:  # a zoo model fed one image
         source.spec.check_input_size(size)
     shape = (1, source.in_channels, size, size)
     check_source_fits(source, shape, torch.device("cpu"), training=False,

@@ -26,7 +26,7 @@ from resnet_probe.zoo.spec import BlockType, ResNetSpec
 RESNEXT_TEMPLATE = (32, 4)  # Xie et al. Table 1: cardinality 32, 4 channels per group at d=64
 
 
-def block_designs(width: int) -> list[tuple[str, str, nn.Module]]:
+def block_designs(width: int) -> list[tuple[str, str, BasicBlock | Bottleneck]]:
     """Basic at d, bottleneck at 4d (inner d), basic at 4d, and the ResNeXt 32x4d bottleneck at
     4d when the template has at least one channel per group (d >= 16). Each comes as (design,
     template, module): the design names its widths, the template is the same at every width."""
@@ -36,7 +36,7 @@ def block_designs(width: int) -> list[tuple[str, str, nn.Module]]:
     groups, per_group = RESNEXT_TEMPLATE
     resnext = bottleneck.replace(groups=groups, width_per_group=per_group)
     with torch.device("meta"):
-        designs = [
+        designs: list[tuple[str, str, BasicBlock | Bottleneck]] = [
             (f"basic {width}-d", "basic at d", BasicBlock(width, width, 1, basic)),
             (f"bottleneck {wide}-d", "bottleneck at 4d", Bottleneck(wide, width, 1, bottleneck)),
             (f"basic {wide}-d", "basic at 4d", BasicBlock(wide, wide, 1, basic)),

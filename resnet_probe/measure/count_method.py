@@ -171,7 +171,7 @@ def count_with_fvcore(model: nn.Module, args: tuple, kwargs: dict) -> Counted:
     with warnings.catch_warnings(), in_mode(model, training=False):
         warnings.simplefilter("ignore", DeprecationWarning)  # fvcore traces with TorchScript
         warnings.simplefilter("ignore", FutureWarning)
-        from fvcore.nn import FlopCountAnalysis  # type: ignore[import-untyped]
+        from fvcore.nn import FlopCountAnalysis
 
         analysis = FlopCountAnalysis(model, args if len(args) != 1 else args[0])
         analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)

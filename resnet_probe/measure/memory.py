@@ -162,7 +162,7 @@ def meta_structure(source: ModelSource, num_classes: int | None = None,
                    in_channels: int | None = None) -> nn.Module:
     """The model's shapes without storage: a zoo model from its spec; a foreign one by its
     constructor on the meta device, else (a constructor that needs real tensors) built."""
-    if source.is_zoo:
+    if source.spec is not None:  # a zoo model
         from resnet_probe.zoo import build_on_meta
 
         fields = {k: v for k, v in (("num_classes", num_classes),

@@ -151,7 +151,7 @@ class _Shape:
         handler = _HANDLERS.get(func)
         if handler is None:
             raise NoFormula(getattr(func, "__name__", repr(func)))
-        run = _ShapePass.active
+        run = _active()
         for arg in args:
             if isinstance(arg, _Shape):
                 run.consume(arg)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from html import unescape
 from pathlib import Path
 from typing import Any
@@ -220,7 +220,8 @@ def write_degradation_report(part: TrainingPart, environment: Environment | dict
                              out_dir: Path, title: str, inline_plotly: bool = False) -> Path:
     out_dir = check_writable_dir(out_dir)
     save_parts([part], out_dir / "data", environment_table(environment))
-    trained = part.degradation.final["model"] if not part.degradation.final.empty else []
+    trained: Iterable[str] = \
+        part.degradation.final["model"] if not part.degradation.final.empty else []
     with figures.consistent_colours(trained):
         sections = [render_training(part, number="1."),
                     render_why(part.why, number="2."),

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pandas as pd
 
 from resnet_probe.report.html import format_value
 from resnet_probe.results import display_scales
+
+if TYPE_CHECKING:
+    from resnet_probe.analysis.why import WhyPart
+    from resnet_probe.jobs.regression import BaselineUpdate, CheckResult
+    from resnet_probe.measure.latency import LatencyResult
+    from resnet_probe.sources import ModelSource
 
 
 def _shown(df: pd.DataFrame, columns: list[str] | None,
@@ -63,7 +71,7 @@ def console_table(df: pd.DataFrame, columns: list[str] | None = None,
     return "\n".join([line(headers), rule, *(line(r) for r in cells)])
 
 
-def describe_model(source, input_size: int) -> str:
+def describe_model(source: ModelSource, input_size: int) -> str:
     """One line saying what a MODEL (a ModelSource) is: family, design, blocks, shortcuts,
     depth, input."""
     spec = source.spec
@@ -83,7 +91,7 @@ def describe_model(source, input_size: int) -> str:
             f"{fed}")
 
 
-def describe_baseline_update(update) -> str:
+def describe_baseline_update(update: BaselineUpdate) -> str:
     """One line for a BaselineUpdate: what was written, added, replaced and kept."""
     line = (f"wrote {update.path}: {len(update.added)} added, {len(update.replaced)} replaced, "
             f"{len(update.kept)} kept")
@@ -92,7 +100,7 @@ def describe_baseline_update(update) -> str:
     return line
 
 
-def describe_check(result) -> str:
+def describe_check(result: CheckResult) -> str:
     """One line for a regression CheckResult."""
     entries = len({r["model"] for r in result.rows})
     unusable = f"; {len(result.errors)} entries could not be checked" if result.errors else ""
@@ -107,7 +115,7 @@ def describe_check(result) -> str:
             f"{result.path} ({result.tolerance.text()})")
 
 
-def latency_notes(result) -> list[str]:
+def latency_notes(result: LatencyResult) -> list[str]:
     """What a LatencyResult says beside its tables: warnings, failed models, the setting."""
     env = result.environment
     return [*(f"warning: {warning}" for warning in result.warnings),
@@ -117,7 +125,7 @@ def latency_notes(result) -> list[str]:
             f"dtype {env['dtype']}, torch {env['torch_version']}"]
 
 
-def analysis_notes(part) -> list[str]:
+def analysis_notes(part: WhyPart) -> list[str]:
     """The nets left out and why, then each claim's outcome with its evidence (a WhyPart)."""
     notes = [*(f"note: not analysed: {skipped}" for skipped in part.not_analysed),
              *(f"note: did not train: {net}" for net in part.untrained)]

@@ -96,8 +96,8 @@ def render_costs(part: CostsPart, number: str = "3.") -> Section:
         section.note("Every operator that ran has a formula or only moves data: no count "
                      "here is partial.", kind="finding")
     if "count_notes" in part.summary:
-        for row in part.summary[part.summary["count_notes"].fillna("") != ""].itertuples():
-            section.note(f"{row.model}: {row.count_notes}", kind="warning")
+        for noted in part.summary[part.summary["count_notes"].fillna("") != ""].itertuples():
+            section.note(f"{noted.model}: {noted.count_notes}", kind="warning")
     section.figure(figures.conventions(conventions))
     section.figure(figures.stage_macs(part.stages))
     section.table(ordered_pivot(part.stages, "stage", "macs"),

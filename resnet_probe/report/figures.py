@@ -132,7 +132,7 @@ def _band_figure(stats: pd.DataFrame, x: str, title: str, y_title: str, log_y: b
     fig = go.Figure()
     colours = _by_model(stats)
     for model, group in stats.groupby("model", sort=False):
-        color = colours[model]
+        color = colours[str(model)]
         group = group.sort_values(x)
         upper = group["mean"] + group["std"]
         lower = (group["mean"] - group["std"]).clip(lower=group["mean"] * 0.05)
@@ -207,7 +207,8 @@ def recipe_dynamics(dynamics: pd.DataFrame, joins: pd.DataFrame) -> go.Figure:
         for model, group in means.groupby("model", sort=False):
             fig.add_trace(go.Scatter(x=group["step"], y=group[column], mode="lines+markers",
                                      name=model, legendgroup=model, showlegend=index == 0,
-                                     line=dict(color=colours[model])), row=row + 1, col=col + 1)
+                                     line=dict(color=colours[str(model)])),
+                          row=row + 1, col=col + 1)
     steps = sorted(int(s) for s in means["step"].unique() if s > 0)
     if steps:
         momentum = float(dynamics["momentum"].iloc[0]) if "momentum" in dynamics else 0.9
@@ -254,7 +255,7 @@ def training_curves(history: pd.DataFrame, finals: pd.DataFrame, height: int | N
     df = history.sort_values("step").copy()
     df["smoothed"] = df.groupby(["model", "seed"])["train_error"].transform(
         lambda s: s.rolling(SMOOTHING_STEPS, min_periods=1).mean())
-    df = df.groupby(["model", "step"], as_index=False)["smoothed"].mean()
+    df = df.groupby(["model", "step"], as_index=False)[["smoothed"]].mean()
     shortcut = finals.drop_duplicates("model").set_index("model")["shortcut"].astype(bool)
     df["kind"] = np.where(df["model"].map(shortcut), "residual", "plain")
     fig = px.line(df, x="step", y="smoothed", color="model",
@@ -293,10 +294,10 @@ def grad_ratio_training(grad_norms: pd.DataFrame) -> go.Figure:
     main = grad_norms[grad_norms["role"].isin(["main", "stem"])]
     rows = []
     for (model, seed, step), group in main.groupby(["model", "seed", "step"]):
-        first = group.loc[group["depth"].idxmin(), "grad_norm"]
-        last = group.loc[group["depth"].idxmax(), "grad_norm"]
+        first = group["grad_norm"].iloc[group["depth"].argmin()]  # what idxmin labels
+        last = group["grad_norm"].iloc[group["depth"].argmax()]
         rows.append({"model": model, "seed": seed, "step": step, "ratio": first / last})
-    df = pd.DataFrame(rows).groupby(["model", "step"], as_index=False)["ratio"].mean()
+    df = pd.DataFrame(rows).groupby(["model", "step"], as_index=False)[["ratio"]].mean()
     fig = px.line(df, x="step", y="ratio", color="model",
                   color_discrete_map=_by_model(df), markers=True, log_y=True,
                   title="Weight-gradient norm, first conv / last conv, during training")
@@ -363,7 +364,7 @@ def lesion_blocks(rows: pd.DataFrame) -> go.Figure:
                      "net's shape-changing blocks cannot be deleted")
     for model, group in df.groupby("model", sort=False):
         fig.add_trace(go.Scatter(x=group["position"], y=group["error"], mode="lines",
-                                 line=dict(color=_by_model(df)[model], width=1),
+                                 line=dict(color=_by_model(df)[str(model)], width=1),
                                  showlegend=False, hoverinfo="skip"))
     return fig.update_layout(xaxis_title="deleted block (position from the input)",
                              yaxis_title="test error", yaxis_range=[0, 1])

@@ -5,6 +5,9 @@ the baseline (folded: it is wide)."""
 from __future__ import annotations
 
 import math
+import numbers
+from collections.abc import Hashable
+from typing import Any
 
 import pandas as pd
 
@@ -45,9 +48,15 @@ def render_summary(part: SummaryPart, number: str = "1.") -> Section:
         "difference\".", baseline))
     deltas = measurable_deltas(part.deltas).dropna(axis=1, how="all")
     section.table(deltas, caption="All deltas against the baseline",
-                  cell_class=lambda column, value: change_direction(column, value)
-                  if column.endswith("_delta_pct") else None, scroll=True, fold=True)
+                  cell_class=_delta_class, scroll=True, fold=True)
     return section
+
+
+def _delta_class(column: str, value: object) -> str | None:
+    """A Δ% cell's class: "better" or "worse" by its metric's direction."""
+    if not column.endswith("_delta_pct") or not isinstance(value, numbers.Real):
+        return None  # not a Δ, or a blank one
+    return change_direction(column, float(value))
 
 
 def headline_cells(part: SummaryPart) -> pd.DataFrame:
@@ -66,8 +75,8 @@ def headline_cells(part: SummaryPart) -> pd.DataFrame:
     return table
 
 
-def _with_interval(record: dict, column: str, divisor: float) -> str:
-    def shown(value) -> str:
+def _with_interval(record: dict[Hashable, Any], column: str, divisor: float) -> str:
+    def shown(value: Any) -> str:
         return format_value(value / divisor if divisor != 1.0 and not _missing(value)
                             else value)
 
@@ -84,5 +93,5 @@ def _with_interval(record: dict, column: str, divisor: float) -> str:
     return shown(value)
 
 
-def _missing(value) -> bool:
+def _missing(value: object) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))

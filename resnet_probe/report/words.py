@@ -7,7 +7,8 @@ become sentences, so the HTML report, the console and ``verdict.json`` say the s
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Hashable
+from typing import Any, TypeGuard
 
 import pandas as pd
 
@@ -490,7 +491,7 @@ def gradient_finding(rows: list[dict[str, Any]]) -> str:
     return f"At init, with BN, {kind} gradients {said}: {'; '.join(each)}."
 
 
-def claim_finding(what: str, row: dict) -> str:
+def claim_finding(what: str, row: dict[Hashable, Any]) -> str:
     """One tested claim of the trained nets (a findings row, analysis.claims) in one line."""
     low, high, mean = row.get("ci95_low"), row.get("ci95_high"), row.get("mean")
     interval = (f"95% CI {low:+.3f} to {high:+.3f}, " if _known(low) and _known(high)
@@ -719,7 +720,7 @@ def _blocked_text(blocked: dict[str, Any]) -> str:
     return f"{blocked['model']} seed {blocked['seed']} ({measure} {value:.3f})"
 
 
-def _known(value: Any) -> bool:
+def _known(value: object) -> TypeGuard[float]:
     """A number, not NaN or a null read back from JSON."""
     return isinstance(value, (int, float)) and not math.isnan(value)
 

@@ -160,6 +160,7 @@ class ModelSource:
         ``layer_info`` (block and stage structure) unless ``structure`` is False (counting a
         total needs none). ``device="meta"`` builds shapes only, where the constructor
         allows it."""
+        model: nn.Module
         if self.spec is not None:
             fields = {k: v for k, v in (("num_classes", num_classes),
                                         ("in_channels", in_channels)) if v is not None}
@@ -465,6 +466,7 @@ def _build_foreign(source: ModelSource, num_classes, in_channels, structure: boo
     if source.kind == "module":  # a copy: measuring or training must not touch the user's
         import copy
 
+        assert source.module is not None  # resolve() gives every "module" source its module
         model = copy.deepcopy(source.module)
         if device == "meta":
             model = model.to("meta")
@@ -509,9 +511,11 @@ def _build_foreign(source: ModelSource, num_classes, in_channels, structure: boo
         if not isinstance(model, nn.Module):
             raise SourceError(f"{source.text!r} returned {type(model).__name__}, not an "
                               f"nn.Module")
-    model.name = source.text
+    # Plain data on the module: nn.Module's __setattr__ is typed for tensors and modules only.
+    labelled: Any = model
+    labelled.name = source.text
     if structure and not hasattr(model, "layer_info"):
-        model.layer_info = source.structure(model, device)
+        labelled.layer_info = source.structure(model, device)
     return model
 
 

@@ -77,7 +77,7 @@ def dynamics_summary(dynamics: pd.DataFrame) -> pd.DataFrame:
 def recipe_for(source: ModelSource) -> TrainConfig:
     """The recipe a model is trained with here: the degradation recipe for CIFAR-style nets,
     the main job's for ImageNet-style and foreign ones."""
-    if source.is_zoo and source.spec.family == "cifar":
+    if source.spec is not None and source.spec.family == "cifar":
         return degradation_recipe()
     return COMPARE_TRAIN
 

@@ -30,7 +30,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DistributedSampler
+from torch.utils.data import DistributedSampler, TensorDataset
 
 from resnet_probe.data import ImageDataset, fit_channels
 from resnet_probe.errors import InvalidRequest, Terminated
@@ -246,13 +246,14 @@ def sgd(model: nn.Module, config: TrainConfig, groups: list[dict] | None = None
     (about 15% of a training step at 32 px; benchmarks/train_throughput.py). Its results
     differ from the unfused update only in rounding. ``groups``: parameter groups instead of
     one (the learning-rate intervention sets each intervened conv's lr)."""
-    arguments = dict(lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
     params = groups if groups is not None else model.parameters()
     try:
-        return torch.optim.SGD(params, fused=True, **arguments)
+        return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum,
+                               weight_decay=config.weight_decay, fused=True)
     except (RuntimeError, TypeError):  # no fused kernel for this device or torch
         return torch.optim.SGD(groups if groups is not None else model.parameters(),
-                               **arguments)
+                               lr=config.lr, momentum=config.momentum,
+                               weight_decay=config.weight_decay)
 
 
 def augment_batch(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -314,7 +315,8 @@ def train_run(
     torch.manual_seed(seed)
     model = build_for_dataset(source, dataset)
     memory_format = torch.channels_last if config.channels_last else torch.preserve_format
-    model = model.to(device=device, memory_format=memory_format)
+    # torch's stub of Module.to omits memory_format, which the method takes.
+    model = model.to(device=device, memory_format=memory_format)  # type: ignore[call-overload]
     intervention = config.intervention
     intervened = bn_fed_convs(model) if intervention is not None else {}
     initial_norms = weight_norms(model, intervened)
@@ -343,8 +345,10 @@ def train_run(
         trained = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
 
-    sampler = DistributedSampler(range(len(dataset.train_y)), num_replicas=world.world_size,
-                                 rank=world.rank, shuffle=True, seed=seed, drop_last=True)
+    # The sampler reads only the length: its indices depend on that, the seed and the epoch.
+    sampler: DistributedSampler[int] = DistributedSampler(
+        TensorDataset(dataset.train_y), num_replicas=world.world_size, rank=world.rank,
+        shuffle=True, seed=seed, drop_last=True)
     steps_per_epoch = max(1, len(sampler) // per_rank_batch)
     train_x = fit_channels(dataset.train_x, channels).to(device)
     train_y = dataset.train_y.to(device)
@@ -395,8 +399,8 @@ def train_run(
                         loss = F.cross_entropy(logits, y)
                         if torch.isfinite(loss):
                             loss.backward()
-                    before = {name: module.weight.detach().clone()
-                              for name, module in weighted_layers(model)}
+                    before = {name: weight.detach().clone()
+                              for name, weight in _layer_weights(model).items()}
                 else:
                     logits = trained(x)
                     loss = F.cross_entropy(logits, y)
@@ -501,6 +505,16 @@ def _interrupts_at_step_boundaries() -> Iterator[_BoundaryInterrupts]:
             signal.signal(sig, handler)
 
 
+def _layer_weights(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Each weighted layer's weight, by module name."""
+    weights = {}
+    for name, module in weighted_layers(model):
+        weight = module.weight
+        assert isinstance(weight, torch.Tensor)  # weighted layers are convs and linears
+        weights[name] = weight
+    return weights
+
+
 def _dynamics_rows(model_name: str, seed: int, step: int, model: nn.Module,
                    before: dict[str, torch.Tensor], lr: float, momentum: float
                    ) -> list[dict[str, Any]]:
@@ -508,14 +522,14 @@ def _dynamics_rows(model_name: str, seed: int, step: int, model: nn.Module,
     step lr * ||dL/dW|| / ||W|| (what plain SGD would move the layer by, relative to it), and
     ||dW|| / ||W|| of the update the optimizer made (momentum and weight decay included)."""
     rows = []
-    after = dict(weighted_layers(model))
+    after = _layer_weights(model)
     for row in layer_grad_norms(model):
         if row["module"] not in before:
             continue
         # ||W|| of the weights the gradient was taken at, not of the updated ones
         weight_norm = before[row["module"]].norm().item()
         grad_to_weight = row["grad_norm"] / weight_norm if weight_norm else math.nan
-        moved = (after[row["module"]].weight.detach() - before[row["module"]]).norm().item()
+        moved = (after[row["module"]].detach() - before[row["module"]]).norm().item()
         rows.append({"model": model_name, "seed": seed, "step": step, "lr": lr,
                      "momentum": momentum, **row, "weight_norm": weight_norm,
                      "grad_to_weight": grad_to_weight, "effective_step": lr * grad_to_weight,

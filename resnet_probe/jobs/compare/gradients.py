@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import asdict, replace
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -35,7 +36,7 @@ def gradients_part(plan: Plan, progress: Progress) -> GradientsPart | Skipped:
                "gradients": asdict(config)}
     store = results_store(fresh=plan.options.fresh)
 
-    def measure() -> dict:
+    def measure() -> dict[str, Any]:
         return asdict(measure_gradients(list(plan.sources), config, progress))
 
     cached = store.get_or_compute(content, measure, json_encoder, _decoded)
@@ -53,7 +54,7 @@ def gradients_part(plan: Plan, progress: Progress) -> GradientsPart | Skipped:
         seed_list=tuple(config.seeds), reused=cached.reused)
 
 
-def _decoded(folder: Path) -> dict:
+def _decoded(folder: Path) -> dict[str, Any]:
     value = json_decoder(folder)
     checked(value, {name: list for name in ("layers", "blocks", "models", "seeds", "stages",
                                             "shattering")}, f"cached gradients {folder}")
@@ -69,7 +70,7 @@ def _sha256(path: Path | None) -> str | None:
 def seed_differences(per_seed: pd.DataFrame, models: list[str], metric: str) -> pd.DataFrame:
     """Each model's ``metric`` against the first model's, paired by seed, with a t interval
     over the seeds both have (``resnet_probe.stats``)."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     if per_seed.empty:
         return frame(rows)
     values = per_seed.pivot_table(index="seed", columns="model", values=metric)

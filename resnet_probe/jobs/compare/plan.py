@@ -131,7 +131,7 @@ class Plan:
             notes.append(SharedInputSize(tuple(sorted(defaults)), input_size))
         if input_size is not None:
             for source in sources:
-                if source.is_zoo:
+                if source.spec is not None:  # a zoo model
                     source.spec.check_input_size(input_size)
         foreign = tuple(source.text for source in sources if not source.is_zoo)
         if foreign:
@@ -149,9 +149,9 @@ def siblings(sources: tuple[ModelSource, ...]) -> tuple[ModelSource, ...]:
     names = [source.text for source in sources]
     extra: list[ModelSource] = []
     for source in sources:
-        if not source.is_zoo:
-            continue  # no layout to shorten
         spec = source.spec
+        if spec is None:
+            continue  # a foreign model: no layout to shorten
         layers = (3, 3, 3) if spec.family == "cifar" else (2, 2, 2, 2)
         if sum(layers) >= sum(spec.layers) or len(layers) != len(spec.layers):
             continue
