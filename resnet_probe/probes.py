@@ -17,7 +17,8 @@ Those come from ``resnet_probe.report.notebook``, imported when first shown.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import copy
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 import pandas as pd
@@ -212,7 +213,7 @@ def _as_list(models: Model | Sequence[Model]) -> list[Model]:
     return list(models) if isinstance(models, (list, tuple)) else [cast(Model, models)]
 
 
-class PlainTwin(_Shows):
+class PlainTwin(_Shows, fx.GraphModule):
     """What ``plain_twin`` returns: the twin, an ``fx.GraphModule`` to call, count, time and
     train like any module, that also says what was removed (``repr()``, a notebook's HTML).
     ``residual_blocks`` names the blocks whose shortcuts were removed."""
@@ -225,27 +226,43 @@ class PlainTwin(_Shows):
     def _shown(self) -> Shown:
         from resnet_probe.report.notebook import twin_shown
 
-        params = sum(p.numel() for p in self.parameters())  # type: ignore[attr-defined]
-        return twin_shown(self.original_name, self.original_params, params,
+        return twin_shown(self.original_name, self.original_params,
+                          sum(p.numel() for p in self.parameters()),
                           list(self.residual_blocks), list(self.kept_adds))
 
     def __repr__(self) -> str:  # the summary, then the module tree a module prints
-        return f"{self._shown().text()}\n{nn.Module.__repr__(self)}"  # type: ignore[arg-type]
+        return f"{self._shown().text()}\n{nn.Module.__repr__(self)}"
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> PlainTwin:
+        # fx copies the graph and its modules only: keep the class name and what was recorded
+        copied = cast(PlainTwin, super().__deepcopy__(memo))  # fx makes it of type(self)
+        _keep_facts(self, copied, lambda value: copy.deepcopy(value, memo))
+        return copied
+
+
+def _keep_facts(twin: fx.GraphModule, into: fx.GraphModule,
+                copied: Callable[[Any], Any] = lambda value: value) -> None:
+    """What surgery and ``plain_twin`` recorded on ``twin`` (blocks, layer_info, the
+    original's name), set on ``into``, a PlainTwin of the same graph."""
+    type(into).__name__ = "PlainTwin"
+    for key, value in vars(twin).items():
+        if not key.startswith("_") and key not in vars(into):
+            setattr(into, key, copied(value))
+    into.training = twin.training
 
 
 def plain_twin(model: nn.Module, example: torch.Tensor | None = None,
-               reinit: bool = False, *, name: str | None = None) -> fx.GraphModule:
+               reinit: bool = False, *, name: str | None = None) -> PlainTwin:
     """``model`` without its shortcuts: every residual addition found in its fx graph is
     replaced by its branch (``resnet_probe.sources.surgery``). The twin shares no
     parameters with ``model`` and carries its block structure in ``layer_info`` (given an
     ``example`` input); with ``reinit``, branches that start at zero get a unit init first.
-    The twin is a ``PlainTwin`` too: it shows what was removed, naming the original
-    ``name`` (by default a zoo model's name, else its class)."""
+    The twin is a ``PlainTwin``: it shows what was removed, naming the original ``name`` (by
+    default a zoo model's name, else its class)."""
     twin = _plain_twin(model, example, reinit)
-    # fx gives every GraphModule a class of its own; the twin's adds the display to it.
-    twin.__class__ = type("PlainTwin", (PlainTwin, type(twin)), {})
-    shown = cast(PlainTwin, twin)
+    shown = PlainTwin(twin, twin.graph)  # the same modules and graph
+    _keep_facts(twin, shown)
     shown.original_name = name or (model.name if isinstance(model, ResNet)
                                    else type(model).__name__)
     shown.original_params = sum(p.numel() for p in model.parameters())
-    return twin
+    return shown

@@ -277,3 +277,16 @@ def test_the_result_and_config_types_are_exported():
 def test_old_calls_still_work():
     rows = rp.flops(["resnet8"], 32, 1, "stage")
     assert isinstance(rows, pd.DataFrame) and rows["macs"].sum() == 12_239_488
+
+
+def test_a_copied_twin_keeps_what_it_shows():
+    import copy
+
+    twin = rp.plain_twin(rp.build_model("resnet8"), torch.zeros(1, 3, 32, 32))
+    copied = copy.deepcopy(twin)
+    assert isinstance(copied, rp.PlainTwin)
+    assert copied.residual_blocks == twin.residual_blocks == ["layer1.0", "layer2.0",
+                                                               "layer3.0"]
+    assert repr(copied).splitlines()[:4] == repr(twin).splitlines()[:4]
+    x = torch.randn(2, 3, 32, 32)
+    assert torch.equal(copied.eval()(x), twin.eval()(x))

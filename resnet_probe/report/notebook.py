@@ -135,10 +135,11 @@ def latency_shown(result: LatencyResult) -> Shown:
 
 
 def latency_figure(result: LatencyResult) -> go.Figure:
-    """The report's time-by-stage figure (per-layer where no stage is known)."""
-    stages = latency_view(result, "stage")
+    """The report's time-by-stage figure; per layer where a model's stages are not known
+    (a plain model whose graph shows no blocks)."""
+    stages = latency_view(result, "stage").dropna(subset=["stage"])
     device = device_label(result.environment)
-    if stages.empty or stages["stage"].isna().all():
+    if set(stages["model"]) != {row["model"] for row in result.models}:
         return figures.latency_layers(latency_view(result, "layer"), device)
     return figures.latency_stages(stages, device)
 
