@@ -12,6 +12,10 @@ DataFrame and says what it counted.
     >>> rp.gradients(["plain56", "resnet56"])                  # grad_ratio_first_last
     >>> rp.compare(["resnet34", "plain34"], out="reports")     # the full HTML report
 
+In a notebook each result shows itself as a table (``FlopAnalysis(model, inputs)``, a
+``LatencyAnalysis``, a ``GradientAnalysis``, a ``plain_twin``, what ``compare`` returns), and
+``.figure()`` gives the plotly figure the report draws for it.
+
 Counting conventions, timing method and gradient semantics are spelled out in the
 docstrings of ``resnet_probe.measure.costs``, ``.latency`` and ``.gradients``.
 
@@ -28,11 +32,16 @@ from resnet_probe._version import __version__
 
 # name -> the module that defines it
 _EXPORTS = {
-    "compare": "resnet_probe.api", "flops": "resnet_probe.api",
-    "gradients": "resnet_probe.api", "latency": "resnet_probe.api",
+    "flops": "resnet_probe.api", "gradients": "resnet_probe.api", "latency": "resnet_probe.api",
+    "compare": "resnet_probe.comparison", "Comparison": "resnet_probe.comparison",
     "FlopAnalysis": "resnet_probe.probes", "GradientAnalysis": "resnet_probe.probes",
-    "LatencyAnalysis": "resnet_probe.probes",
-    "plain_twin": "resnet_probe.sources.surgery",
+    "LatencyAnalysis": "resnet_probe.probes", "PlainTwin": "resnet_probe.probes",
+    "plain_twin": "resnet_probe.probes",
+    # the settings the measurements and compare take, and compare's result
+    "LatencyConfig": "resnet_probe.measure.latency",
+    "GradientConfig": "resnet_probe.measure.gradients",
+    "TrainConfig": "resnet_probe.train.loop", "AnalysisOptions": "resnet_probe.analysis",
+    "CompareOptions": "resnet_probe.jobs.compare", "CompareResult": "resnet_probe.jobs.parts",
     "ResNet": "resnet_probe.zoo", "ResNetSpec": "resnet_probe.zoo",
     "UnknownModelError": "resnet_probe.zoo", "build_model": "resnet_probe.zoo",
     "get_spec": "resnet_probe.zoo", "list_models": "resnet_probe.zoo",
@@ -41,10 +50,22 @@ _EXPORTS = {
 _RENAMED = {"resolve_model": ("resnet_probe.sources", "resolve")}
 
 if TYPE_CHECKING:
-    from resnet_probe.api import compare, flops, gradients, latency
-    from resnet_probe.probes import FlopAnalysis, GradientAnalysis, LatencyAnalysis
+    from resnet_probe.analysis import AnalysisOptions
+    from resnet_probe.api import flops, gradients, latency
+    from resnet_probe.comparison import Comparison, compare
+    from resnet_probe.jobs.compare import CompareOptions
+    from resnet_probe.jobs.parts import CompareResult
+    from resnet_probe.measure.gradients import GradientConfig
+    from resnet_probe.measure.latency import LatencyConfig
+    from resnet_probe.probes import (
+        FlopAnalysis,
+        GradientAnalysis,
+        LatencyAnalysis,
+        PlainTwin,
+        plain_twin,
+    )
     from resnet_probe.sources import resolve as resolve_model
-    from resnet_probe.sources.surgery import plain_twin
+    from resnet_probe.train.loop import TrainConfig
     from resnet_probe.zoo import (
         ResNet,
         ResNetSpec,
@@ -55,10 +76,11 @@ if TYPE_CHECKING:
         register_model,
     )
 
-__all__ = ["FlopAnalysis", "GradientAnalysis", "LatencyAnalysis", "ResNet", "ResNetSpec",
-           "UnknownModelError", "__version__", "build_model", "compare", "flops", "get_spec",
-           "gradients", "latency", "list_models", "plain_twin", "register_model",
-           "resolve_model"]
+__all__ = ["AnalysisOptions", "CompareOptions", "CompareResult", "Comparison", "FlopAnalysis",
+           "GradientAnalysis", "GradientConfig", "LatencyAnalysis", "LatencyConfig",
+           "PlainTwin", "ResNet", "ResNetSpec", "TrainConfig", "UnknownModelError",
+           "__version__", "build_model", "compare", "flops", "get_spec", "gradients",
+           "latency", "list_models", "plain_twin", "register_model", "resolve_model"]
 
 
 def __getattr__(name: str) -> Any:

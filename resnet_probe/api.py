@@ -1,26 +1,37 @@
-"""The Python API's functions: a MODEL (or a list) in, a tidy DataFrame or a report out.
+"""The Python API's functions: a MODEL (or a list) in, a tidy DataFrame out; ``compare``, the
+whole job, lives in ``resnet_probe.comparison``.
 
-Names are resolved once, here at the edge; the measurements take resolved sources.
+Names are resolved once, here at the edge; the measurements take resolved sources. Every
+setting is a typed keyword parameter (what ``LatencyConfig`` and ``GradientConfig`` hold, with
+their defaults: tests/test_api.py checks that the two agree), so ``help()`` and an IDE show
+them all.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from resnet_probe.progress import NO_PROGRESS, Progress
+if TYPE_CHECKING:
+    from torch import nn
+
+    from resnet_probe.sources import ModelSource
+    from resnet_probe.views import CostView, GradientView, LatencyView
+
+    Model = str | nn.Module | ModelSource
 
 
-def flops(models, input_size: int | None = None, batch_size: int = 1,
-          by: str = "model", engine: str = "torch", inputs=None,
-          memory: bool = False) -> pd.DataFrame:
+def flops(models: Model | Sequence[Model], input_size: int | None = None,
+          batch_size: int = 1, by: CostView = "model", engine: str = "torch",
+          inputs: Any = None, memory: bool = False) -> pd.DataFrame:
     """Params, MACs and FLOPs in every convention; ``by`` is model, module, block, stage or
     operator (block and stage rows sum the modules, so every view's totals agree).
     ``models``: one MODEL or a list; each a name, a source text or an nn.Module. ``inputs``:
     example inputs as fvcore and torchinfo take them (a tensor, a tuple of positional
     tensors, a dict of keyword tensors), used as given, for a forward that takes more than
-    one image.
+    one image. ``engine``: torch (FlopCounterMode) or fvcore.
     ``memory`` adds the memory columns (bytes of parameters, buffers, gradients, saved
     activations and a training step's peak). A model that cannot be built, twinned or
     counted gets a row of its own naming the failure (the ``error`` column) and the others
@@ -28,8 +39,9 @@ def flops(models, input_size: int | None = None, batch_size: int = 1,
     from resnet_probe.measure.costs import count_costs
     from resnet_probe.results import frame
     from resnet_probe.sources import InputSpec, resolve
-    from resnet_probe.views import STRUCTURED_VIEWS, cost_view
+    from resnet_probe.views import COST_VIEWS, STRUCTURED_VIEWS, check_view, cost_view
 
+    check_view(by, COST_VIEWS)
     spec = InputSpec.of(inputs) if inputs is not None else None
     results, failed = [], []
     for model in _models(models):
@@ -62,43 +74,52 @@ def _label(model) -> str:
     return str(model)
 
 
-def _models(models) -> list:
+def _models(models: Any) -> list:
     return list(models) if isinstance(models, (list, tuple)) else [models]
 
 
-def latency(models, by: str = "model", **config) -> pd.DataFrame:
-    """Latency per model, layer, block, stage, raw sample or sweep batch size; ``config``
-    takes LatencyConfig's fields."""
+def latency(models: Model | Sequence[Model], by: LatencyView = "model", *,
+            device: str = "auto", engine: str = "hooks", batch_size: int = 1,
+            input_size: int | None = None, repeats: int = 20, warmup: int = 5,
+            dtype: str = "fp32", threads: int | None = None, channels_last: bool = False,
+            backward: bool = True, sweep_batch_sizes: tuple[int, ...] = (),
+            peak_gflops: float | None = None, peak_gbytes_per_s: float | None = None
+            ) -> pd.DataFrame:
+    """Latency per model, layer, block, stage, raw sample, sweep batch size, or each
+    model's difference from the first. The settings are ``LatencyConfig``'s fields:
+    ``device`` auto, cpu or cuda; ``engine`` hooks or profiler (where per-layer times come
+    from); ``repeats`` timed passes kept as raw samples after ``warmup`` discarded ones;
+    ``dtype`` fp32, bf16 or fp16; ``threads`` None uses every core; ``backward`` False times
+    the forward only; ``sweep_batch_sizes`` the throughput sweep; ``peak_gflops`` and
+    ``peak_gbytes_per_s`` the roofline, measured when None."""
     from resnet_probe.measure.latency import LatencyConfig, measure_latency
-    from resnet_probe.views import latency_view
+    from resnet_probe.views import LATENCY_VIEWS, check_view, latency_view
 
-    return latency_view(measure_latency(_models(models), LatencyConfig(**config)), by)
+    check_view(by, LATENCY_VIEWS)
+    config = LatencyConfig(
+        device=device, engine=engine, batch_size=batch_size, input_size=input_size,
+        repeats=repeats, warmup=warmup, dtype=dtype, threads=threads,
+        channels_last=channels_last, backward=backward,
+        sweep_batch_sizes=sweep_batch_sizes, peak_gflops=peak_gflops,
+        peak_gbytes_per_s=peak_gbytes_per_s)
+    return latency_view(measure_latency(_models(models), config), by)
 
 
-def gradients(models, by: str = "model", **config) -> pd.DataFrame:
-    """Gradient norms at init per model, block, stage, layer, or the shattering curve by lag;
-    ``config`` takes GradientConfig's fields. The shattering grid is only computed for
-    ``by="shattering"`` (it costs far more than the rest)."""
+def gradients(models: Model | Sequence[Model], by: GradientView = "model", *,
+              batch_size: int = 32, seeds: tuple[int, ...] = (0, 1, 2),
+              input_size: int | None = None, input: str = "data", shatter_points: int = 256,
+              shatter_projections: int = 2, head: str = "trained") -> pd.DataFrame:
+    """Gradient norms at init per model, block, stage, layer, or the shattering curve by lag.
+    The settings are ``GradientConfig``'s fields: ``seeds`` (mean ± std across them);
+    ``input`` data (the embedded digits) or random; ``head`` trained (the net as training
+    builds it) or imagenet (the model's own head at its standard input). The shattering
+    grid (``shatter_points``, ``shatter_projections``) is only computed for
+    ``by="shattering"``: it costs far more than the rest."""
     from resnet_probe.measure.gradients import GradientConfig, measure_gradients
-    from resnet_probe.views import gradient_view, measured_for
+    from resnet_probe.views import GRADIENT_VIEWS, check_view, gradient_view, measured_for
 
-    config = measured_for(by, GradientConfig(**config))
+    check_view(by, GRADIENT_VIEWS)
+    config = measured_for(by, GradientConfig(
+        batch_size=batch_size, seeds=seeds, input_size=input_size, input=input,
+        shatter_points=shatter_points, shatter_projections=shatter_projections, head=head))
     return gradient_view(measure_gradients(_models(models), config), by)
-
-
-def compare(models: list, out: str | Path | None = "reports", inline_plotly: bool = False, *,
-            options=None, progress: Progress = NO_PROGRESS, command_line: str | None = None,
-            in_channels: int | None = None, **fields):
-    """Run every measurement on ``models`` (the first is the baseline; names, sources or
-    nn.Modules) and return the frozen CompareResult (``resnet_probe.jobs.parts``). With
-    ``out``, the HTML report is written there before training starts and again at the end
-    (``report.compare_report_path(out, result.models)``). ``options`` is a CompareOptions,
-    else ``fields`` are its fields (``train=None`` skips training)."""
-    from resnet_probe import report
-    from resnet_probe.jobs.compare import CompareOptions, Plan, run_compare
-
-    plan = Plan.build(list(models), options or CompareOptions(**fields), in_channels)
-    folder = Path(out) if out is not None else None
-    write = (lambda snapshot: report.write(snapshot, folder, inline_plotly)) \
-        if folder is not None else None
-    return run_compare(plan, progress, write, command_line)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable
 from dataclasses import replace
-from typing import cast
+from typing import Literal, cast, get_args
 
 import pandas as pd
 
@@ -15,15 +15,20 @@ from resnet_probe.results import CONVENTIONS, frame, rollup
 from resnet_probe.stats import median_interval
 
 COST_COLUMNS = ["params", *(m.column for m in CONVENTIONS)]
-COST_VIEWS = ("model", "module", "block", "stage", "operator")
+# Each measurement's views: the Literal types the API's ``by=`` takes, and their values.
+CostView = Literal["model", "module", "block", "stage", "operator"]
+LatencyView = Literal["model", "difference", "layer", "block", "stage", "sample", "sweep"]
+GradientView = Literal["model", "block", "stage", "layer", "shattering"]
+COST_VIEWS: tuple[str, ...] = get_args(CostView)
+LATENCY_VIEWS: tuple[str, ...] = get_args(LatencyView)
+GRADIENT_VIEWS: tuple[str, ...] = get_args(GradientView)
 # The views whose rows need a foreign model's blocks and stages (found from its graph).
 STRUCTURED_VIEWS = ("module", "block", "stage")
-LATENCY_VIEWS = ("model", "difference", "layer", "block", "stage", "sample", "sweep")
-GRADIENT_VIEWS = ("model", "block", "stage", "layer", "shattering")
 DYNAMICS_VIEWS = ("dynamics", "dynamics_layer")
 
 
-def _check(by: str, views: tuple[str, ...]) -> None:
+def check_view(by: str, views: tuple[str, ...]) -> None:
+    """Before anything is measured: a bad ``by`` names itself and the accepted views."""
     if by not in views:
         raise ValueError(f"unknown by={by!r}; choose one of: {', '.join(views)}")
 
@@ -31,7 +36,7 @@ def _check(by: str, views: tuple[str, ...]) -> None:
 def cost_view(results: list, by: str = "model") -> pd.DataFrame:
     """``results`` are CostResults. Block and stage rows are sums of module rows, so every
     view's totals equal the model's."""
-    _check(by, COST_VIEWS)
+    check_view(by, COST_VIEWS)
     if by == "model":
         return frame([r.summary for r in results])
     if by == "operator":
@@ -45,7 +50,7 @@ def latency_view(result, by: str = "model") -> pd.DataFrame:
     stage rows: ``sum_of_median_ms`` sums the layers' medians; ``median_ms`` with its 95%
     interval is the median over repeats of the block's (stage's) total in each repeat.
     ``difference``: each model against the first."""
-    _check(by, LATENCY_VIEWS)
+    check_view(by, LATENCY_VIEWS)
     if by in ("block", "stage"):
         return rolled_up_times(frame(result.layers), frame(result.samples), by)
     if by == "layer":
@@ -83,7 +88,7 @@ def gradient_view(result, by: str = "model") -> pd.DataFrame:
     within-stage ratio."""
     from resnet_probe.measure.gradients import stage_rates  # the result came from there
 
-    _check(by, GRADIENT_VIEWS)
+    check_view(by, GRADIENT_VIEWS)
     if by == "stage" and not result.blocks:  # no residual blocks: nothing to roll up
         return frame([])
     if by == "model":
