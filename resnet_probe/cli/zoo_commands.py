@@ -282,14 +282,22 @@ def _check(path, models, tolerance, metrics, fmt, trust_sources=False):
     for note in result.notes:
         click.echo(f"note: {note}", err=True)
     line = describe_check(result)
-    if result.exit_code:
-        click.echo(line, err=True)
+    columns = ["model", "stage", "metric", "change", "delta_pct"]
+    if fmt == "markdown":  # one block, PASS or FAIL first, to stdout and the step summary
+        from resnet_probe.report.console import check_summary_markdown
+
+        if result.exit_code:
+            click.echo(line, err=True)
+        summary = check_summary_markdown(result, line, columns)
+        options.echo_result(summary)
+        options.append_step_summary(summary, f"resnet-probe cost check: {path}")
     else:
-        options.echo_result(line)
-    if result.drifts:
-        options.emit(frame(result.drift_rows()), fmt,
-                     ["model", "stage", "metric", "change", "delta_pct"], exact=True,
-                     title=f"resnet-probe cost check: {path}")
+        if result.exit_code:
+            click.echo(line, err=True)
+        else:
+            options.echo_result(line)
+        if result.drifts:
+            options.emit(frame(result.drift_rows()), fmt, columns, exact=True)
     if result.exit_code:
         sys.exit(result.exit_code)
 

@@ -107,6 +107,21 @@ def describe_check(result) -> str:
             f"{result.path} ({result.tolerance.text()})")
 
 
+def check_summary_markdown(result, line: str, columns: list[str]) -> str:
+    """A cost check as Markdown for a CI summary page: a PASS or FAIL line first (whatever
+    the outcome, so a passing run says so too), then the drift table, if any."""
+    from resnet_probe.results import frame
+
+    verdict = "FAIL" if result.exit_code else "PASS"
+    block = f"**{verdict}**: {line}"
+    if result.errors:
+        block += "\n\n" + "\n".join(f"- entry `{name}` could not be checked: {reason}"
+                                      for name, reason in result.errors.items())
+    if result.drifts:
+        block += "\n\n" + markdown_table(frame(result.drift_rows()), columns, scale={})
+    return block
+
+
 def latency_notes(result) -> list[str]:
     """What a LatencyResult says beside its tables: warnings, failed models, the setting."""
     env = result.environment
