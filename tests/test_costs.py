@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -230,11 +231,50 @@ def test_cli_resolution_sweep(invoke):
 
 
 def test_cli_table_names_conventions(invoke):
+    """The default table has a row per convention, each count in readable units."""
     result = invoke("flops", "resnet50")
-    for header in ("macs (G)", "macs_v1 (G)", "macs_fvcore_default (G)", "flops (G)",
-                   "backward_flops (G)", "partial"):
-        assert header in result.stdout
-    assert "4.089" in result.stdout and "3.858" in result.stdout and "4.112" in result.stdout
+    facts = {line.split()[0]: line.split()[1:] for line in result.stdout.splitlines()[2:]}
+    assert facts["params"] == ["25,557,032"]
+    assert facts["macs"] == ["4.089", "G"] and facts["macs_v1"] == ["3.858", "G"]
+    assert facts["macs_fvcore_default"] == ["4.112", "G"] and facts["flops"] == ["8.178", "G"]
+    assert "backward_flops" in facts and "partial" not in facts  # said only when one is
+
+
+TRANSFORMER = str(Path(__file__).parent / "user_models" / "tiny_transformer.py") + ":build"
+TRANSFORMER_INPUTS = ("--input", "input_ids=2x16:int64[0,1000)",
+                      "--input", "attention_mask=2x16:bool")
+UNET = str(Path(__file__).parent / "user_models" / "unet.py") + ":build"
+
+
+def test_the_default_flops_table_fits_in_100_columns(invoke):
+    """Conventions as rows, models as columns, wrapped into blocks: no line passes 100
+    characters, however many models; every model is still there."""
+    names = ["resnet50", "plain50", "resnet18", "resnet8", "plain8", "resnet110", UNET]
+    result = invoke("flops", *names)
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert max(map(len, lines)) <= 100
+    headers = [line for line in lines if line.startswith("model ")]
+    assert len(headers) >= 2  # wrapped
+    assert [n for line in headers for n in line.split()[1:]] == names
+
+
+def test_the_table_shows_only_conventions_that_apply(invoke):
+    """macs_v1 is the zoo's stride placement: no row for a foreign model, no cell beside a
+    zoo net; a small count reads in M, where G would print 0.003409."""
+    unet = invoke("flops", UNET).stdout
+    assert "macs_v1" not in unet
+    mixed = invoke("flops", "resnet50", UNET).stdout
+    v1 = next(line for line in mixed.splitlines() if line.startswith("macs_v1"))
+    assert v1.split()[1:] == ["3.858", "G", "—"]
+    transformer = invoke("flops", TRANSFORMER, *TRANSFORMER_INPUTS)
+    assert transformer.exit_code == 0, transformer.output
+    macs = next(line for line in transformer.stdout.splitlines() if line.startswith("macs "))
+    exact = json.loads(invoke("flops", TRANSFORMER, *TRANSFORMER_INPUTS, "--format",
+                              "json").stdout)[0]
+    assert isinstance(exact["macs"], int) and 1e5 < exact["macs"] < 1e6  # JSON: exact
+    # the table: readable, in K, not 0.000852 G (the mask's draw moves the last digits)
+    assert macs.split()[1:] == [f"{exact['macs'] / 1e3:.4g}", "K"]
 
 
 @pytest.mark.parametrize("args, message", [
@@ -272,7 +312,8 @@ def test_sweep_headers_name_each_convention(invoke):
     for title in ("macs", "macs_v1", "macs_fvcore_default", "macs_with_elementwise", "flops",
                   "backward_flops"):
         assert title in header
-    assert header.count("(G)") == 6 and "G" not in header
+    # Each column in the units its size needs: resnet8's 12-49 M MACs in M, not 0.012 G.
+    assert header.count("(M)") == 6 and "(G)" not in header
 
 
 def test_breakdowns_show_exact_counts_to_check_by_hand(invoke):

@@ -42,21 +42,29 @@ def list_command(include, exclude, fmt) -> None:
 @options.foreign_inputs
 @options.model_inputs
 def show(model, input_size, depth, in_channels, weights, num_classes, inputs) -> None:
-    """Print MODEL's architecture summary (torchinfo): layers, output shapes, params.
+    """Print MODEL's architecture summary (torchinfo): layers, output shapes, params; then
+    resnet-probe's counts in each convention, and torchinfo's mult-adds labelled as its own.
 
     \b
     Examples:
       resnet-probe show resnet50 --input-size 224 --depth 2
       resnet-probe show my_model.py:build --input x=1x3x64x64 --input mask=1x64x64:bool
     """
-    from resnet_probe.report.console import describe_model
+    from resnet_probe.report.console import describe_counts, describe_model, torchinfo_text
 
     (source,) = options.sources([model], in_channels, weights, input_size, inputs, num_classes)
     summary, size = torchinfo_summary(source, input_size, depth)
     options.echo_result(describe_model(source, size))
     if source.twin_report is not None:  # what the surgery removed and kept
         options.echo_result(source.twin_report.description())
-    options.echo_result(str(summary))
+    text, torchinfo_total = torchinfo_text(summary)
+    options.echo_result(text)
+    # The same inputs torchinfo was fed: --input's tensors, or one image of its size.
+    counted = count_costs(source, None if inputs else size)
+    for line in describe_counts(counted.summary, torchinfo_total):
+        options.echo_result(line)
+    for note in counted.notes:
+        click.echo(f"note: {note}", err=True)
 
 
 @options.command()
@@ -182,10 +190,14 @@ def flops(models, input_size, batch_size, by, convention, engine, sweep, check, 
     df = _with_failures(cost_view(results, by), failed, fmt)
     memory_columns = [c for c in MEMORY_COLUMNS if c in df and df[c].notna().any()] \
         if memory else []
-    if by == "model":
+    if by == "model" and fmt == "table":  # conventions as rows: fits 100 columns
+        from resnet_probe.report.console import conventions_table
+
+        options.echo_result(conventions_table(df, shown, memory_columns))
+    elif by == "model":
         columns = ["model", "inputs", "params", *shown, *memory_columns, "partial",
                    *(["error"] if failed else [])]
-        if fmt != "table" and convention != "all":
+        if convention != "all":
             df = df[[*columns, "batch_size", "uncounted_operators", "count_method"]]
         options.emit(df, fmt, columns, title="resnet-probe flops")
     elif by == "module":
