@@ -13,6 +13,7 @@ A model is anything MODEL names (``"resnet50"``, ``"torchvision:resnext50_32x4d"
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import pandas as pd
@@ -21,7 +22,13 @@ from torch import nn
 
 from resnet_probe.measure.costs import DEFAULT_ENGINE, count_costs
 from resnet_probe.sources import InputSpec, ModelSource, resolve
-from resnet_probe.views import cost_view, gradient_view, latency_view
+from resnet_probe.views import (
+    EmptyViewWarning,
+    cost_view,
+    gradient_view,
+    latency_view,
+    missing_structure,
+)
 
 Model = str | nn.Module | ModelSource
 
@@ -77,10 +84,18 @@ class FlopAnalysis:
         return cost_view([self.result], "module")
 
     def by_block(self) -> pd.DataFrame:
-        return cost_view([self.result], "block")
+        """Rows per block; a model with no blocks found warns (EmptyViewWarning)."""
+        return self._rolled_up("block")
 
     def by_stage(self) -> pd.DataFrame:
-        return cost_view([self.result], "stage")
+        """Rows per stage; a model with no stages found warns (EmptyViewWarning)."""
+        return self._rolled_up("stage")
+
+    def _rolled_up(self, by: str) -> pd.DataFrame:
+        message = missing_structure([self.result], by)
+        if message is not None:  # not a silent empty frame: say why, and what works
+            warnings.warn(message, EmptyViewWarning, stacklevel=3)
+        return cost_view([self.result], by)
 
     def by_operator(self) -> pd.DataFrame:
         return cost_view([self.result], "operator")

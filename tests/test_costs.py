@@ -558,3 +558,69 @@ def test_attention_is_counted_as_its_two_matmuls():
     assert result.summary["macs"] == 2 * 5 * 7 * 8 + 2 * 5 * 7 * 4
     assert result.summary["flops"] == 2 * result.summary["macs"]
     assert not result.uncounted
+
+
+class _AttentionBlock(nn.Module):
+    """nn.MultiheadAttention reads its out_proj's weights itself (a functional call), and an
+    auxiliary head that this forward never calls."""
+
+    def __init__(self):
+        super().__init__()
+        self.attn = nn.MultiheadAttention(32, 4, batch_first=True)
+        self.aux = nn.Linear(32, 3)
+
+    def forward(self, x):
+        return x + self.attn(x, x, x, need_weights=False)[0]
+
+
+def test_parameters_a_parent_reads_are_counted_inside_it_not_idle():
+    """out_proj never runs as a module, yet its 32*32+32 = 1,056 params do work inside
+    MultiheadAttention: said so, and only aux's 32*3+3 = 99 params did not run."""
+    from resnet_probe import FlopAnalysis
+
+    result = FlopAnalysis(_AttentionBlock(), torch.zeros(1, 8, 32)).result
+    assert result.notes[0].startswith("1,056 params of attn.out_proj are counted inside "
+                                      "MultiheadAttention (attn)")
+    assert "did not run" not in result.notes[0]
+    assert result.notes[1].startswith("99 params are in modules that did not run in this "
+                                      "forward (aux)")
+    attention = next(r for r in result.modules if r["module"] == "attn")
+    # in_proj 8*32*96 + scores 4*8*8*8 + weighted values 4*8*8*8 + out_proj 8*32*32
+    assert attention["macs"] == 8 * 32 * 96 + 2 * 4 * 8 * 8 * 8 + 8 * 32 * 32
+
+
+class _NoStructure(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 4))
+
+    def forward(self, x):
+        return self.body(x)
+
+
+@pytest.mark.parametrize("view", ["by_stage", "by_block"])
+def test_a_view_that_finds_nothing_says_so_and_offers_the_module_view(view):
+    from resnet_probe import FlopAnalysis
+    from resnet_probe.views import EmptyViewWarning
+
+    analysis = FlopAnalysis(_NoStructure(), torch.zeros(1, 8))
+    with pytest.warns(EmptyViewWarning, match=r"no (stage|block)s found in _NoStructure.*"
+                                              r"by_module\(\)"):
+        assert getattr(analysis, view)().empty
+    assert len(analysis.by_module()) == 3  # the view that works
+
+
+def test_flops_by_stage_on_a_net_with_no_stages_says_so(invoke, tmp_path):
+    model = tmp_path / "mlp.py"
+    model.write_text("from torch import nn\n\n\nclass MLP(nn.Module):\n"
+                     "    def __init__(self):\n        super().__init__()\n"
+                     "        self.body = nn.Sequential(nn.Linear(8, 16), nn.ReLU())\n\n"
+                     "    def forward(self, x):\n        return self.body(x)\n\n\n"
+                     "def build():\n    return MLP()\n")
+    result = invoke("flops", f"{model}:build", "--input", "x=1x8", "--by", "stage")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == "(no rows)"
+    assert f"note: no stages found in {model}:build" in result.stderr
+    assert "--by module" in result.stderr
+    staged = invoke("flops", "resnet8", "--by", "stage")
+    assert "no stages found" not in staged.stderr  # a net with stages: no note

@@ -140,7 +140,7 @@ def flops(models, input_size, batch_size, by, convention, engine, sweep, check, 
       resnet-probe flops my_model.py:build --input x=1x3x64x64 --input mask=1x64x64:bool
     """
     from resnet_probe.results import frame
-    from resnet_probe.views import STRUCTURED_VIEWS, cost_view
+    from resnet_probe.views import STRUCTURED_VIEWS, cost_view, missing_structure
 
     if replace and update_baseline is None:
         raise click.UsageError("--replace goes with --update-baseline FILE")
@@ -188,6 +188,9 @@ def flops(models, input_size, batch_size, by, convention, engine, sweep, check, 
         if source.twin_report is not None:  # what the surgery removed and kept
             click.echo(f"note: {source.text}: {source.twin_report.description()}", err=True)
     df = _with_failures(cost_view(results, by), failed, fmt)
+    empty = missing_structure(results, by)
+    if empty is not None:  # not a silent "(no rows)": why, and the view that has them
+        click.echo(f"note: {empty}", err=True)
     memory_columns = [c for c in MEMORY_COLUMNS if c in df and df[c].notna().any()] \
         if memory else []
     if by == "model" and fmt == "table":  # conventions as rows: fits 100 columns
