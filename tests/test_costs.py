@@ -624,3 +624,28 @@ def test_flops_by_stage_on_a_net_with_no_stages_says_so(invoke, tmp_path):
     assert "--by module" in result.stderr
     staged = invoke("flops", "resnet8", "--by", "stage")
     assert "no stages found" not in staged.stderr  # a net with stages: no note
+
+
+def test_console_flops_table(golden):
+    """The default flops table, from hand-made summaries: resnet50's published counts, a
+    foreign model (no macs_v1 cell), a partial count and a failed row."""
+    import pandas as pd
+
+    from resnet_probe.report.console import conventions_table
+
+    rows = pd.DataFrame([
+        {"model": "resnet50", "inputs": "1x3x224x224", "params": 25_557_032,
+         "macs": 4_089_184_256, "macs_v1": 3_857_973_248, "macs_fvcore_default": 4_111_512_576,
+         "macs_with_elementwise": 4_117_132_288, "flops": 8_178_368_512,
+         "backward_flops": 16_120_709_120, "partial": False, "stride_placement": "3x3"},
+        {"model": "unet.py:build", "inputs": "1x3x64x64", "params": 122_546,
+         "macs": 81_084_416, "macs_v1": 81_084_416, "macs_fvcore_default": 81_736_704,
+         "macs_with_elementwise": 81_956_288, "flops": 162_168_832,
+         "backward_flops": 321_335_296, "partial": True, "stride_placement": None},
+        {"model": "broken.py:build", "error": "no plain twin of Net: the join add in the root"},
+    ])
+    conventions = ["macs", "macs_v1", "macs_fvcore_default", "macs_with_elementwise", "flops",
+                   "backward_flops"]
+    text = conventions_table(rows, conventions)
+    assert max(map(len, text.splitlines())) <= 100
+    golden("flops_console", text + "\n")

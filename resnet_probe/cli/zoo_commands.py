@@ -119,7 +119,9 @@ def flops(models, input_size, batch_size, by, convention, engine, sweep, check, 
     Columns: macs = conv+linear multiply-accumulates (the paper's "FLOPs");
     flops = 2 x macs; macs_with_elementwise adds BN/ReLU/add/pool (1 per element);
     macs_fvcore_default = what fvcore reports; backward_flops measured; macs_v1 with
-    the stride on the bottleneck's 1x1 conv. 'partial' marks counts with unknown operators.
+    the stride on the bottleneck's 1x1 conv (zoo nets only). 'partial' marks counts with
+    unknown operators. The table has a row per convention and a column per model, counts
+    in K, M or G, within 100 columns; CSV and JSON have a row per model, exact integers.
 
     \b
     A model that cannot be built, twinned or counted fails its own row (the 'error'

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import numpy as np
 import pandas as pd
 
 from resnet_probe.report.html import format_value
@@ -66,7 +69,7 @@ def console_table(df: pd.DataFrame, columns: list[str] | None = None,
 TABLE_WIDTH = 100
 
 
-def conventions_table(df: pd.DataFrame, conventions: list[str], extra: list[str] = (),
+def conventions_table(df: pd.DataFrame, conventions: list[str], extra: Sequence[str] = (),
                       width: int = TABLE_WIDTH) -> str:
     """The `flops` summary for a console: one row per fact (inputs, params, each convention
     that applies, ``extra`` columns such as memory, partial, error), one column per model,
@@ -98,10 +101,12 @@ def conventions_table(df: pd.DataFrame, conventions: list[str], extra: list[str]
             return "yes" if value else "no"
         if column in ("params", "trainable_params"):
             return f"{value:,.0f}"  # exact: a parameter count is checked to the unit
-        if pd.api.types.is_number(value) and not pd.api.types.is_bool(value):
+        if isinstance(value, (int, float, np.integer, np.floating)) and \
+                not isinstance(value, (bool, np.bool_)):
+            number = float(value)
             unit = " B" if column.endswith("_bytes") else ""
-            return readable_count(value, digits=4) + unit if abs(value) >= 1e4 else \
-                f"{value:,.0f}{unit}"
+            return readable_count(number, digits=4) + unit if abs(number) >= 1e4 else \
+                f"{number:,.0f}{unit}"
         return str(value)
 
     models = [str(m) for m in df["model"]]
@@ -117,7 +122,9 @@ def conventions_table(df: pd.DataFrame, conventions: list[str], extra: list[str]
     label = max(len("model"), *(len(f) for f in facts))
     widths = [max(len(m), *(len(c) for c in column)) for m, column in zip(models, cells,
                                                                            strict=True)]
-    blocks, current, used = [], [], label
+    blocks: list[list[int]] = []
+    current: list[int] = []
+    used = label
     for index, column_width in enumerate(widths):
         if current and used + 2 + column_width > width:
             blocks.append(current)
