@@ -241,9 +241,9 @@ def _table(header: list[str], rows: list[list[Any]], align: str | None = None) -
 COST_GATE = (
     "resnet-probe flops --update-baseline costs.json mynet.py:build --input-size 32 "
     "--metrics params,macs",
-    "resnet-probe flops --check costs.json",
+    "resnet-probe flops --check costs.json --trust-sources",
     "sed -i 's/width: int = 32/width: int = 48/' mynet.py",
-    "resnet-probe flops --check costs.json --rtol macs=0.5% --format markdown",
+    "resnet-probe flops --check costs.json --trust-sources --rtol macs=0.5% --format markdown",
 )
 
 
