@@ -18,6 +18,7 @@ Those come from ``resnet_probe.report.notebook``, imported when first shown.
 from __future__ import annotations
 
 import copy
+import warnings
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
@@ -28,7 +29,13 @@ from torch import fx, nn
 from resnet_probe.measure.costs import DEFAULT_ENGINE, count_costs
 from resnet_probe.sources import InputSpec, ModelSource, resolve
 from resnet_probe.sources.surgery import plain_twin as _plain_twin
-from resnet_probe.views import cost_view, gradient_view, latency_view
+from resnet_probe.views import (
+    EmptyViewWarning,
+    cost_view,
+    gradient_view,
+    latency_view,
+    missing_structure,
+)
 from resnet_probe.zoo import ResNet
 
 if TYPE_CHECKING:
@@ -101,10 +108,18 @@ class FlopAnalysis(_Shows):
         return cost_view([self.result], "module")
 
     def by_block(self) -> pd.DataFrame:
-        return cost_view([self.result], "block")
+        """Rows per block; a model with no blocks found warns (EmptyViewWarning)."""
+        return self._rolled_up("block")
 
     def by_stage(self) -> pd.DataFrame:
-        return cost_view([self.result], "stage")
+        """Rows per stage; a model with no stages found warns (EmptyViewWarning)."""
+        return self._rolled_up("stage")
+
+    def _rolled_up(self, by: str) -> pd.DataFrame:
+        message = missing_structure([self.result], by)
+        if message is not None:  # not a silent empty frame: say why, and what works
+            warnings.warn(message, EmptyViewWarning, stacklevel=3)
+        return cost_view([self.result], by)
 
     def by_operator(self) -> pd.DataFrame:
         return cost_view([self.result], "operator")

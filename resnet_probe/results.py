@@ -293,11 +293,19 @@ def uncatalogued(columns) -> list[str]:
     return [c for c in columns if isinstance(c, str) and metric_for(c) is None]
 
 
-def display_scales(columns) -> dict[str, tuple[float, str]]:
-    """(divisor, header) for every catalogued column shown scaled in the console: ``macs``
-    -> "macs (G)"."""
-    return {c: (METRICS[c].scale, METRICS[c].header) for c in columns
-            if c in METRICS and METRICS[c].scale != 1.0}
+def display_scales(df: pd.DataFrame) -> dict[str, tuple[float, str]]:
+    """(divisor, header) for every catalogued count column the console shows scaled: in K, M
+    or G as the column's largest value needs (``macs`` -> "macs (G)", a small net's
+    "macs (M)"); CSV and JSON keep the exact integers."""
+    scales = {}
+    for column in df.columns:
+        if column not in METRICS or METRICS[column].scale == 1.0 or \
+                not pd.api.types.is_numeric_dtype(df[column]) or \
+                pd.api.types.is_bool_dtype(df[column]):
+            continue
+        divisor, prefix = readable_prefix(df[column])
+        scales[column] = (divisor, f"{column} ({prefix})" if prefix else column)
+    return scales
 
 
 def frame(rows: list[dict[str, Any]]) -> pd.DataFrame:

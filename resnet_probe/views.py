@@ -45,6 +45,27 @@ def cost_view(results: list, by: str = "model") -> pd.DataFrame:
     return modules if by == "module" else rollup(modules, by, COST_COLUMNS)
 
 
+class EmptyViewWarning(UserWarning):
+    """A block or stage view has no rows for a model: none of its structure was found."""
+
+
+def missing_structure(results: list, by: str) -> str | None:
+    """Which models (CostResults) a block or stage view has no rows for, why, and the view
+    that has them; None when every model has rows (or the view is not a roll-up)."""
+    if by not in ("block", "stage"):
+        return None
+    missing = [r.summary["model"] for r in results
+               if r.modules and not any(row.get("stage") or row.get("block")
+                                        for row in r.modules)]
+    if not missing:
+        return None
+    return (f"no {by}s found in {', '.join(map(str, missing))}: blocks are found by their "
+            f"residual adds and stages between changes of spatial size, and "
+            f"{'this model has' if len(missing) == 1 else 'these models have'} neither, so "
+            f"the {by} view has no rows for {'it' if len(missing) == 1 else 'them'}; the "
+            f"module view has them (--by module, or by_module())")
+
+
 def latency_view(result, by: str = "model") -> pd.DataFrame:
     """``result`` is a LatencyResult. Layer rows carry their roofline ``bound``. Block and
     stage rows: ``sum_of_median_ms`` sums the layers' medians; ``median_ms`` with its 95%

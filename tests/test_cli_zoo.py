@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 from resnet_probe._version import __version__
 
@@ -42,6 +43,43 @@ def test_show_prints_torchinfo_summary(invoke):
     result = invoke("show", "resnet20")
     assert result.exit_code == 0
     assert "Total params: 269,722" in result.stdout
+
+
+def test_show_prints_the_projects_counts_and_labels_torchinfos_total(invoke):
+    """One number per fact: show's MACs are resnet-probe's; torchinfo's total stays, labelled
+    as torchinfo's, with the difference and its cause. On resnet50 that difference is every
+    BN weight and bias plus the fc bias (torchinfo counts those, convention (a) does not)."""
+    from torch import nn
+
+    from resnet_probe.zoo import build_model
+
+    result = invoke("show", "resnet50", "--depth", "1")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert not any(line.startswith("Total mult-adds") for line in lines)
+    assert "Mult-Adds" not in result.stdout  # no per-layer column of torchinfo's rule
+    assert "  macs                   4.089 G (4,089,184,256)" in result.stdout
+    assert "  macs_v1                3.858 G (3,857,973,248)" in result.stdout
+    model = build_model("resnet50")
+    extra = sum(p.numel() for m in model.modules() if isinstance(m, nn.BatchNorm2d)
+                for p in m.parameters()) + model.fc.bias.numel()
+    torchinfo = next(line for line in lines if line.startswith("torchinfo's Total mult-adds"))
+    assert f"({4_089_184_256 + extra:,}), {extra / 1e3:.4g} K ({extra:,}) more than macs" \
+        in torchinfo
+    assert "torchinfo multiplies each module's weights and biases by its output's batch" \
+        in torchinfo
+
+
+def test_show_on_a_transformer_says_why_torchinfo_counts_fewer(invoke):
+    model = str(Path(__file__).parent / "user_models" / "tiny_transformer.py") + ":build"
+    result = invoke("show", model, "--input", "input_ids=2x16:int64[0,1000)",
+                    "--input", "attention_mask=2x16:bool")
+    assert result.exit_code == 0, result.output
+    torchinfo = next(line for line in result.stdout.splitlines()
+                     if line.startswith("torchinfo's Total mult-adds"))
+    assert "fewer than macs" in torchinfo and "once per sample" in torchinfo
+    assert "(attention) count nothing" in torchinfo
+    assert "macs_v1" not in result.stdout  # a stride placement is the zoo's
 
 
 def test_help_everywhere_has_an_example(invoke):

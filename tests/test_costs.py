@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -230,11 +231,50 @@ def test_cli_resolution_sweep(invoke):
 
 
 def test_cli_table_names_conventions(invoke):
+    """The default table has a row per convention, each count in readable units."""
     result = invoke("flops", "resnet50")
-    for header in ("macs (G)", "macs_v1 (G)", "macs_fvcore_default (G)", "flops (G)",
-                   "backward_flops (G)", "partial"):
-        assert header in result.stdout
-    assert "4.089" in result.stdout and "3.858" in result.stdout and "4.112" in result.stdout
+    facts = {line.split()[0]: line.split()[1:] for line in result.stdout.splitlines()[2:]}
+    assert facts["params"] == ["25,557,032"]
+    assert facts["macs"] == ["4.089", "G"] and facts["macs_v1"] == ["3.858", "G"]
+    assert facts["macs_fvcore_default"] == ["4.112", "G"] and facts["flops"] == ["8.178", "G"]
+    assert "backward_flops" in facts and "partial" not in facts  # said only when one is
+
+
+TRANSFORMER = str(Path(__file__).parent / "user_models" / "tiny_transformer.py") + ":build"
+TRANSFORMER_INPUTS = ("--input", "input_ids=2x16:int64[0,1000)",
+                      "--input", "attention_mask=2x16:bool")
+UNET = str(Path(__file__).parent / "user_models" / "unet.py") + ":build"
+
+
+def test_the_default_flops_table_fits_in_100_columns(invoke):
+    """Conventions as rows, models as columns, wrapped into blocks: no line passes 100
+    characters, however many models; every model is still there."""
+    names = ["resnet50", "plain50", "resnet18", "resnet8", "plain8", "resnet110", UNET]
+    result = invoke("flops", *names)
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert max(map(len, lines)) <= 100
+    headers = [line for line in lines if line.startswith("model ")]
+    assert len(headers) >= 2  # wrapped
+    assert [n for line in headers for n in line.split()[1:]] == names
+
+
+def test_the_table_shows_only_conventions_that_apply(invoke):
+    """macs_v1 is the zoo's stride placement: no row for a foreign model, no cell beside a
+    zoo net; a small count reads in M, where G would print 0.003409."""
+    unet = invoke("flops", UNET).stdout
+    assert "macs_v1" not in unet
+    mixed = invoke("flops", "resnet50", UNET).stdout
+    v1 = next(line for line in mixed.splitlines() if line.startswith("macs_v1"))
+    assert v1.split()[1:] == ["3.858", "G", "—"]
+    transformer = invoke("flops", TRANSFORMER, *TRANSFORMER_INPUTS)
+    assert transformer.exit_code == 0, transformer.output
+    macs = next(line for line in transformer.stdout.splitlines() if line.startswith("macs "))
+    exact = json.loads(invoke("flops", TRANSFORMER, *TRANSFORMER_INPUTS, "--format",
+                              "json").stdout)[0]
+    assert isinstance(exact["macs"], int) and 1e5 < exact["macs"] < 1e6  # JSON: exact
+    # the table: readable, in K, not 0.000852 G (the mask's draw moves the last digits)
+    assert macs.split()[1:] == [f"{exact['macs'] / 1e3:.4g}", "K"]
 
 
 @pytest.mark.parametrize("args, message", [
@@ -272,7 +312,8 @@ def test_sweep_headers_name_each_convention(invoke):
     for title in ("macs", "macs_v1", "macs_fvcore_default", "macs_with_elementwise", "flops",
                   "backward_flops"):
         assert title in header
-    assert header.count("(G)") == 6 and "G" not in header
+    # Each column in the units its size needs: resnet8's 12-49 M MACs in M, not 0.012 G.
+    assert header.count("(M)") == 6 and "(G)" not in header
 
 
 def test_breakdowns_show_exact_counts_to_check_by_hand(invoke):
@@ -517,3 +558,94 @@ def test_attention_is_counted_as_its_two_matmuls():
     assert result.summary["macs"] == 2 * 5 * 7 * 8 + 2 * 5 * 7 * 4
     assert result.summary["flops"] == 2 * result.summary["macs"]
     assert not result.uncounted
+
+
+class _AttentionBlock(nn.Module):
+    """nn.MultiheadAttention reads its out_proj's weights itself (a functional call), and an
+    auxiliary head that this forward never calls."""
+
+    def __init__(self):
+        super().__init__()
+        self.attn = nn.MultiheadAttention(32, 4, batch_first=True)
+        self.aux = nn.Linear(32, 3)
+
+    def forward(self, x):
+        return x + self.attn(x, x, x, need_weights=False)[0]
+
+
+def test_parameters_a_parent_reads_are_counted_inside_it_not_idle():
+    """out_proj never runs as a module, yet its 32*32+32 = 1,056 params do work inside
+    MultiheadAttention: said so, and only aux's 32*3+3 = 99 params did not run."""
+    from resnet_probe import FlopAnalysis
+
+    result = FlopAnalysis(_AttentionBlock(), torch.zeros(1, 8, 32)).result
+    assert result.notes[0].startswith("1,056 params of attn.out_proj are counted inside "
+                                      "MultiheadAttention (attn)")
+    assert "did not run" not in result.notes[0]
+    assert result.notes[1].startswith("99 params are in modules that did not run in this "
+                                      "forward (aux)")
+    attention = next(r for r in result.modules if r["module"] == "attn")
+    # in_proj 8*32*96 + scores 4*8*8*8 + weighted values 4*8*8*8 + out_proj 8*32*32
+    assert attention["macs"] == 8 * 32 * 96 + 2 * 4 * 8 * 8 * 8 + 8 * 32 * 32
+
+
+class _NoStructure(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 4))
+
+    def forward(self, x):
+        return self.body(x)
+
+
+@pytest.mark.parametrize("view", ["by_stage", "by_block"])
+def test_a_view_that_finds_nothing_says_so_and_offers_the_module_view(view):
+    from resnet_probe import FlopAnalysis
+    from resnet_probe.views import EmptyViewWarning
+
+    analysis = FlopAnalysis(_NoStructure(), torch.zeros(1, 8))
+    with pytest.warns(EmptyViewWarning, match=r"no (stage|block)s found in _NoStructure.*"
+                                              r"by_module\(\)"):
+        assert getattr(analysis, view)().empty
+    assert len(analysis.by_module()) == 3  # the view that works
+
+
+def test_flops_by_stage_on_a_net_with_no_stages_says_so(invoke, tmp_path):
+    model = tmp_path / "mlp.py"
+    model.write_text("from torch import nn\n\n\nclass MLP(nn.Module):\n"
+                     "    def __init__(self):\n        super().__init__()\n"
+                     "        self.body = nn.Sequential(nn.Linear(8, 16), nn.ReLU())\n\n"
+                     "    def forward(self, x):\n        return self.body(x)\n\n\n"
+                     "def build():\n    return MLP()\n")
+    result = invoke("flops", f"{model}:build", "--input", "x=1x8", "--by", "stage")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == "(no rows)"
+    assert f"note: no stages found in {model}:build" in result.stderr
+    assert "--by module" in result.stderr
+    staged = invoke("flops", "resnet8", "--by", "stage")
+    assert "no stages found" not in staged.stderr  # a net with stages: no note
+
+
+def test_console_flops_table(golden):
+    """The default flops table, from hand-made summaries: resnet50's published counts, a
+    foreign model (no macs_v1 cell), a partial count and a failed row."""
+    import pandas as pd
+
+    from resnet_probe.report.console import conventions_table
+
+    rows = pd.DataFrame([
+        {"model": "resnet50", "inputs": "1x3x224x224", "params": 25_557_032,
+         "macs": 4_089_184_256, "macs_v1": 3_857_973_248, "macs_fvcore_default": 4_111_512_576,
+         "macs_with_elementwise": 4_117_132_288, "flops": 8_178_368_512,
+         "backward_flops": 16_120_709_120, "partial": False, "stride_placement": "3x3"},
+        {"model": "unet.py:build", "inputs": "1x3x64x64", "params": 122_546,
+         "macs": 81_084_416, "macs_v1": 81_084_416, "macs_fvcore_default": 81_736_704,
+         "macs_with_elementwise": 81_956_288, "flops": 162_168_832,
+         "backward_flops": 321_335_296, "partial": True, "stride_placement": None},
+        {"model": "broken.py:build", "error": "no plain twin of Net: the join add in the root"},
+    ])
+    conventions = ["macs", "macs_v1", "macs_fvcore_default", "macs_with_elementwise", "flops",
+                   "backward_flops"]
+    text = conventions_table(rows, conventions)
+    assert max(map(len, text.splitlines())) <= 100
+    golden("flops_console", text + "\n")

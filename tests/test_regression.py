@@ -77,6 +77,27 @@ def test_a_changed_model_fails_with_a_drift_table(invoke, perturbable, monkeypat
     assert drift.delta_pct == pytest.approx((after - before) / before * 100)
 
 
+def test_markdown_summary_says_pass_or_fail_and_a_pass_writes_it_too(invoke, perturbable,
+                                                                     monkeypatch, tmp_path):
+    """--format markdown gives one block, a PASS or FAIL line first, to stdout and to
+    $GITHUB_STEP_SUMMARY, on a pass as on a fail; a fail adds the drift table."""
+    summary = tmp_path / "summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    passed = invoke("flops", "--check", str(perturbable), "--format", "markdown")
+    assert passed.exit_code == 0
+    assert passed.stdout.startswith("**PASS**: cost check passed: 2 entries")
+    written = summary.read_text()
+    assert written.startswith(f"### resnet-probe cost check: {perturbable}\n\n**PASS**")
+    monkeypatch.setitem(zoo_registry._REGISTRY, "my_net", get_spec("resnet8[widths=16-32-72]"))
+    failed = invoke("flops", "--check", str(perturbable), "--format", "markdown")
+    assert failed.exit_code == 1
+    assert failed.stdout.startswith("**FAIL**: cost check FAILED")
+    assert "| model | stage | metric | change | delta_pct |" in failed.stdout
+    appended = summary.read_text()[len(written):]
+    assert appended.count("**FAIL**") == 1 and "| my_net | stage3 | macs |" in appended
+    assert "**PASS**" not in appended
+
+
 def test_tolerances_per_metric_and_increase_only(invoke, perturbable, monkeypatch):
     monkeypatch.setitem(zoo_registry._REGISTRY, "my_net", get_spec("resnet8[num_classes=11]"))
     path = str(perturbable)

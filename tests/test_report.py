@@ -245,7 +245,7 @@ def test_cli_compare_prints_report_path_first(invoke, tmp_path):
     report = f"report: {tmp_path / 'compare-resnet8-vs-plain8.html'}"
     assert result.stderr.splitlines()[0] == report  # before any work starts
     assert result.stdout.splitlines()[0] == report  # and first among the results
-    assert "macs (G)" in result.stdout
+    assert "macs (M)" in result.stdout  # 12.2 M MACs: the column in the units its size needs
 
 
 def test_cli_compare_markdown_goes_to_the_step_summary(invoke, tmp_path, monkeypatch):

@@ -42,21 +42,29 @@ def list_command(include, exclude, fmt) -> None:
 @options.foreign_inputs
 @options.model_inputs
 def show(model, input_size, depth, in_channels, weights, num_classes, inputs) -> None:
-    """Print MODEL's architecture summary (torchinfo): layers, output shapes, params.
+    """Print MODEL's architecture summary (torchinfo): layers, output shapes, params; then
+    resnet-probe's counts in each convention, and torchinfo's mult-adds labelled as its own.
 
     \b
     Examples:
       resnet-probe show resnet50 --input-size 224 --depth 2
       resnet-probe show my_model.py:build --input x=1x3x64x64 --input mask=1x64x64:bool
     """
-    from resnet_probe.report.console import describe_model
+    from resnet_probe.report.console import describe_counts, describe_model, torchinfo_text
 
     (source,) = options.sources([model], in_channels, weights, input_size, inputs, num_classes)
     summary, size = torchinfo_summary(source, input_size, depth)
     options.echo_result(describe_model(source, size))
     if source.twin_report is not None:  # what the surgery removed and kept
         options.echo_result(source.twin_report.description())
-    options.echo_result(str(summary))
+    text, torchinfo_total = torchinfo_text(summary)
+    options.echo_result(text)
+    # The same inputs torchinfo was fed: --input's tensors, or one image of its size.
+    counted = count_costs(source, None if inputs else size)
+    for line in describe_counts(counted.summary, torchinfo_total):
+        options.echo_result(line)
+    for note in counted.notes:
+        click.echo(f"note: {note}", err=True)
 
 
 @options.command()
@@ -111,7 +119,9 @@ def flops(models, input_size, batch_size, by, convention, engine, sweep, check, 
     Columns: macs = conv+linear multiply-accumulates (the paper's "FLOPs");
     flops = 2 x macs; macs_with_elementwise adds BN/ReLU/add/pool (1 per element);
     macs_fvcore_default = what fvcore reports; backward_flops measured; macs_v1 with
-    the stride on the bottleneck's 1x1 conv. 'partial' marks counts with unknown operators.
+    the stride on the bottleneck's 1x1 conv (zoo nets only). 'partial' marks counts with
+    unknown operators. The table has a row per convention and a column per model, counts
+    in K, M or G, within 100 columns; CSV and JSON have a row per model, exact integers.
 
     \b
     A model that cannot be built, twinned or counted fails its own row (the 'error'
@@ -132,7 +142,7 @@ def flops(models, input_size, batch_size, by, convention, engine, sweep, check, 
       resnet-probe flops my_model.py:build --input x=1x3x64x64 --input mask=1x64x64:bool
     """
     from resnet_probe.results import frame
-    from resnet_probe.views import STRUCTURED_VIEWS, cost_view
+    from resnet_probe.views import STRUCTURED_VIEWS, cost_view, missing_structure
 
     if replace and update_baseline is None:
         raise click.UsageError("--replace goes with --update-baseline FILE")
@@ -180,12 +190,19 @@ def flops(models, input_size, batch_size, by, convention, engine, sweep, check, 
         if source.twin_report is not None:  # what the surgery removed and kept
             click.echo(f"note: {source.text}: {source.twin_report.description()}", err=True)
     df = _with_failures(cost_view(results, by), failed, fmt)
+    empty = missing_structure(results, by)
+    if empty is not None:  # not a silent "(no rows)": why, and the view that has them
+        click.echo(f"note: {empty}", err=True)
     memory_columns = [c for c in MEMORY_COLUMNS if c in df and df[c].notna().any()] \
         if memory else []
-    if by == "model":
+    if by == "model" and fmt == "table":  # conventions as rows: fits 100 columns
+        from resnet_probe.report.console import conventions_table
+
+        options.echo_result(conventions_table(df, shown, memory_columns))
+    elif by == "model":
         columns = ["model", "inputs", "params", *shown, *memory_columns, "partial",
                    *(["error"] if failed else [])]
-        if fmt != "table" and convention != "all":
+        if convention != "all":
             df = df[[*columns, "batch_size", "uncounted_operators", "count_method"]]
         options.emit(df, fmt, columns, title="resnet-probe flops")
     elif by == "module":
@@ -282,14 +299,22 @@ def _check(path, models, tolerance, metrics, fmt, trust_sources=False):
     for note in result.notes:
         click.echo(f"note: {note}", err=True)
     line = describe_check(result)
-    if result.exit_code:
-        click.echo(line, err=True)
+    columns = ["model", "stage", "metric", "change", "delta_pct"]
+    if fmt == "markdown":  # one block, PASS or FAIL first, to stdout and the step summary
+        from resnet_probe.report.console import check_summary_markdown
+
+        if result.exit_code:
+            click.echo(line, err=True)
+        summary = check_summary_markdown(result, line, columns)
+        options.echo_result(summary)
+        options.append_step_summary(summary, f"resnet-probe cost check: {path}")
     else:
-        options.echo_result(line)
-    if result.drifts:
-        options.emit(frame(result.drift_rows()), fmt,
-                     ["model", "stage", "metric", "change", "delta_pct"], exact=True,
-                     title=f"resnet-probe cost check: {path}")
+        if result.exit_code:
+            click.echo(line, err=True)
+        else:
+            options.echo_result(line)
+        if result.drifts:
+            options.emit(frame(result.drift_rows()), fmt, columns, exact=True)
     if result.exit_code:
         sys.exit(result.exit_code)
 

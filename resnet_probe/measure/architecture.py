@@ -140,7 +140,9 @@ def torchinfo_summary(model: str | ModelSource, input_size: int | None = None,
     check_source_fits(source, shape, torch.device("cpu"), training=False,
                       what=f"showing {source.text}")
     built = source.build(structure=False)
-    columns = ("output_size", "num_params", "mult_adds")
+    # No per-layer mult_adds: torchinfo's rule is not the project's count, which `show`
+    # prints beside the summary (its total is kept there, labelled as torchinfo's).
+    columns = ("output_size", "num_params")
     if source.inputs is not None:  # torchinfo feeds a tuple by position, the rest by keyword
         args, kwargs = source.example_inputs()
         data, kwargs = (list(args), kwargs) if args else (kwargs, {})  # a dict: by keyword

@@ -64,22 +64,45 @@ def _column_total(rows: list[dict[str, Any]], key: str) -> int | None:
     return None if any(v is None for v in values) else sum(values)
 
 
-def idle_parameters(model: nn.Module, called: frozenset[str] | None) -> str | None:
-    """Modules holding parameters whose forward never ran in the counted pass (googlenet's
-    auxiliary classifiers in eval mode): their params are in the total, their work is not."""
+def idle_parameters(model: nn.Module, called: frozenset[str] | None,
+                    read_by: dict[str, str] | None = None) -> list[str]:
+    """Notes on modules holding parameters whose forward never ran in the counted pass.
+    Those a running parent read itself (``read_by``: nn.MultiheadAttention calls its
+    out_proj's weights through a functional call) are counted inside that parent, and said
+    so; the others (googlenet's auxiliary classifiers in eval mode) are in params but do no
+    work here."""
     if called is None:
-        return None
-    idle = [(name, sum(p.numel() for p in module.parameters()))
-            for name, module in model.named_modules()
+        return []
+    read_by = read_by or {}
+    idle = [(name, module) for name, module in model.named_modules()
             if name and name not in called  # nor any module inside it (a ModuleList)
             and not any(c.startswith(f"{name}.") for c in called)
             and any(True for _ in module.parameters())]
-    top = [(n, c) for n, c in idle if not any(n.startswith(f"{o}.") for o, _ in idle)]
-    if not top:
-        return None
-    return (f"{sum(c for _, c in top):,} params are in modules that did not run in this "
-            f"forward ({', '.join(n for n, _ in top[:6])}{', ...' if len(top) > 6 else ''}): "
-            f"they are counted in params and do no work here")
+    top = [(n, m) for n, m in idle if not any(n.startswith(f"{o}.") for o, _ in idle)]
+    inside: dict[str, list[tuple[str, int]]] = {}  # reading module -> (child, params)
+    unused = []
+    for name, module in top:
+        readers = {read_by.get(f"{name}.{p}") for p, _ in module.named_parameters()}
+        count = sum(p.numel() for p in module.parameters())
+        if len(readers) == 1 and None not in readers:
+            inside.setdefault(readers.pop() or "", []).append((name, count))
+        else:
+            unused.append((name, count))
+    modules = dict(model.named_modules())
+    notes = []
+    for reader, children in inside.items():
+        kind = type(modules[reader]).__name__ if reader in modules else "the model"
+        notes.append(
+            f"{sum(c for _, c in children):,} params of {', '.join(n for n, _ in children)} "
+            f"are counted inside {kind} ({reader or 'the model'}): its forward reads their "
+            f"weights itself instead of calling the module, so their work is on its row")
+    if unused:
+        notes.append(
+            f"{sum(c for _, c in unused):,} params are in modules that did not run in this "
+            f"forward ({', '.join(n for n, _ in unused[:6])}"
+            f"{', ...' if len(unused) > 6 else ''}): they are counted in params and do no "
+            f"work here")
+    return notes
 
 
 def add_memory(result: CostResult, model: nn.Module, args: tuple, kwargs: dict,

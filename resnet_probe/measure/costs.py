@@ -285,9 +285,7 @@ def _foreign_result(model: nn.Module, counted: Counted, label: str, engine: str,
         row["model"] = label
     result = CostResult(summary, modules, operator_rows(label, counted),
                         uncounted_calls(counted.calls))
-    idle = idle_parameters(model, counted.called)
-    if idle:
-        result.notes.append(idle)
+    result.notes.extend(idle_parameters(model, counted.called, counted.parameters_read_by))
     return result
 
 

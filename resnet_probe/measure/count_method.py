@@ -57,6 +57,7 @@ class Counted:
     called: frozenset[str] | None = None  # every module whose forward ran (None: unknown)
     fvcore: Counts | None = None
     backward_failure: str | None = None
+    parameters_read_by: dict[str, str] | None = None  # parameter -> module (None: unknown)
 
     @property
     def backward_counted(self) -> bool:
@@ -147,7 +148,8 @@ def _counted(counts: PassCounts, method: str, note: str | None = None) -> Counte
         note = f"{note}; {failure}" if note else failure
     return Counted(counts.forward, counts.backward, counts.calls, method,
                    called=frozenset(counts.called), note=note, fvcore=counts.fvcore,
-                   backward_failure=counts.backward_failure)
+                   backward_failure=counts.backward_failure,
+                   parameters_read_by=counts.parameters_read_by)
 
 
 def _as_meta(value: Any) -> Any:

@@ -72,6 +72,9 @@ class PassCounts:
     called: set[str] = field(default_factory=set)  # every module whose forward ran
     fvcore: Counts = field(default_factory=dict)
     backward_failure: str | None = None
+    # parameter -> the module running when a forward operator first read it: a parent that
+    # calls a child's weights itself (nn.MultiheadAttention's out_proj) shows here
+    parameters_read_by: dict[str, str] = field(default_factory=dict)
 
 
 # Eval-mode batch norm as CPU and CUDA kernels (and FlopCounterMode, and the shape pass) name
@@ -93,6 +96,7 @@ class _CountingMode(TorchDispatchMode):
         # Batch norm in eval mode: the meta kernel returns batch statistics that the CPU and
         # CUDA kernels do not compute, and autograd saves them; they are not counted.
         self.not_saved: set[int] = set()
+        self.read_by: dict[int, str] = {}  # id of a tensor a forward operator read -> module
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -104,6 +108,9 @@ class _CountingMode(TorchDispatchMode):
         node = torch._C._current_autograd_node()
         if node is None:  # the forward's operators: what a convention counts or misses
             self.calls[op] += 1
+            for leaf in tree_flatten((args, kwargs))[0]:
+                if isinstance(leaf, torch.Tensor):
+                    self.read_by.setdefault(id(leaf), self.stack[-1])
         # A view or an in-place result aliases memory already held: not a new tensor.
         aliases = any(r.alias_info is not None for r in func._schema.returns)
         for leaf in [] if aliases else tree_flatten(out)[0]:
@@ -198,9 +205,12 @@ def count_pass(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any] |
             handle.remove()
         for parameter, gradient in gradients:
             parameter.grad = gradient
+    parameters = tensors if tensors is not None else dict(model.named_parameters())
+    read_by = {name: mode.read_by[id(tensor)] for name, tensor in parameters.items()
+               if id(tensor) in mode.read_by}
     return PassCounts(forward, {} if backward_failure else nested_counts(mode.backward),
                       mode.calls, dict(saved), sum(saved.values()), mode.largest_output,
-                      called, fvcore, backward_failure)
+                      called, fvcore, backward_failure, read_by)
 
 
 def _backward(outputs: Any) -> str | None:

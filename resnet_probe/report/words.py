@@ -534,11 +534,11 @@ BIAS_TEST = "tests/test_docs.py::test_a_conv_bias_before_bn_folds_into_the_bn_sh
 EVAL_BN_TEST = "tests/test_docs.py::test_eval_outputs_are_deterministic_and_batch_independent"
 
 
-def readable_count(value: float) -> str:
-    """A count in K, M or G: "21.8 M", "4.09 G", "512"."""
+def readable_count(value: float, digits: int = 3) -> str:
+    """A count in K, M or G to ``digits`` significant digits: "21.8 M", "4.09 G", "512"."""
     for divisor, prefix in ((1e9, "G"), (1e6, "M"), (1e3, "K")):
         if abs(value) >= divisor:
-            return f"{value / divisor:.3g} {prefix}"
+            return f"{value / divisor:.{digits}g} {prefix}"
     return f"{value:,.0f}"
 
 

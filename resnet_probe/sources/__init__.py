@@ -362,6 +362,11 @@ def _load_factory(source: ModelSource):
                     raise SourceError(f"{source.text!r}: {str(path)!r} is not a Python file")
                 module = importlib.util.module_from_spec(spec)
                 sys.modules[module_name] = module
+                # As `python FILE.py` does: the file's folder first on the path, so a model
+                # imports the packages that sit beside it (a pre-commit hook runs the
+                # installed console script, whose path holds no repository folder).
+                if str(path.parent) not in sys.path:
+                    sys.path.insert(0, str(path.parent))
                 try:
                     spec.loader.exec_module(module)
                 except BaseException:

@@ -35,7 +35,16 @@ from torch import nn
 
 from resnet_probe.device import CPU_CORES, free_device_memory, resolve_device
 from resnet_probe.measure.latency.hooked import profile_layers, summarize
-from resnet_probe.measure.latency.machine import busy_warning, environment, spread_warning
+from resnet_probe.measure.latency.machine import (
+    START_INTERVAL_S,
+    START_READINGS,
+    ThreadGuard,
+    busy_warning,
+    environment,
+    others_running,
+    spread_warning,
+    timing_threads,
+)
 from resnet_probe.measure.latency.profiled import profile_with_profiler
 from resnet_probe.measure.latency.roofline import peaks
 from resnet_probe.measure.latency.rounds import interleaved_rounds, latency_differences
@@ -66,14 +75,21 @@ def measure_latency(models: list[str | nn.Module | ModelSource],
     sources = {source.text: source for source in map(resolve, models)}
     device = resolve_device(config.device)
     check_dtype_supported(config.dtype, device)
-    threads = config.threads or CPU_CORES
+    # On a CPU, other work on the machine decides the default thread count (machine.py).
+    others = (others_running(START_READINGS, START_INTERVAL_S) if device.type == "cpu"
+              else None)
+    choice = timing_threads(config.threads, CPU_CORES, others)
+    threads = choice.threads
+    guard = ThreadGuard(config.threads, CPU_CORES, threads) if others is not None else None
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     result = LatencyResult()
     try:
         peak = peaks(device, config)
-        result.environment = environment(device, config, threads, peak)
-        busy = busy_warning(result.environment, threads)
+        result.environment = {**environment(device, config, threads, peak),
+                              "threads_requested": config.threads, "others_running": others}
+        busy = (choice.warning if others is not None
+                else busy_warning(result.environment, threads))
         if busy is not None:
             result.warnings.append(busy)
         profiled: dict[str, tuple[torch.nn.Module, torch.Tensor, list, dict]] = {}
@@ -97,8 +113,11 @@ def measure_latency(models: list[str | nn.Module | ModelSource],
             progress.update(1)
         progress.set_description("latency: interleaved rounds")
         rounds, lost = interleaved_rounds(
-            {name: entry[:2] for name, entry in profiled.items()}, config, device)
+            {name: entry[:2] for name, entry in profiled.items()}, config, device, guard)
         result.rounds.extend(rounds)
+        if guard is not None and guard.notes:
+            result.warnings.extend(guard.notes)
+            threads = guard.threads  # what the last rounds and the sweep run at
         for name, error in lost.items():
             result.failures.append({"model": name, "batch_size": config.batch_size,
                                     "error": error})

@@ -11,19 +11,23 @@ from typing import Any
 import torch
 
 from resnet_probe.device import free_device_memory, synchronize
+from resnet_probe.measure.latency.machine import ThreadGuard
 from resnet_probe.measure.latency.setup import LatencyConfig
 from resnet_probe.stats import Difference, difference_row, median_difference
 
 
 def interleaved_rounds(prepared: dict[str, tuple[torch.nn.Module, torch.Tensor]],
-                        config: LatencyConfig, device: torch.device
+                        config: LatencyConfig, device: torch.device,
+                        guard: ThreadGuard | None = None
                         ) -> tuple[list[dict[str, Any]], dict[str, str]]:
     """Un-hooked whole-model passes in rounds: each round times every model once, in a fresh
     random order (seeded), so drift on a shared machine hits every model alike and round r of
     one model pairs with round r of another. Forward rounds (eval mode, autograd on, output
     dropped) run first, then, if asked, backward rounds: as in the hooked passes, forward and
     backward are timed apart (a forward right after a backward runs ~15% slower on this CPU).
-    Returns the rows and the models dropped for running out of GPU memory (with the error)."""
+    ``guard`` reads the run queue before each round and may lower the threads (each row
+    says how many it ran at). Returns the rows and the models dropped for running out of GPU
+    memory (with the error)."""
     phases = ("forward", "backward") if config.backward else ("forward",)
     shuffle = random.Random(0)
     times: dict[tuple[str, int], dict[str, Any]] = {}
@@ -31,6 +35,10 @@ def interleaved_rounds(prepared: dict[str, tuple[torch.nn.Module, torch.Tensor]]
     for phase in phases:
         order = list(prepared)
         for round_index in range(-config.warmup, config.repeats):
+            if guard is not None:
+                threads = guard.between_rounds(f"{phase} round {max(round_index, 0)}")
+                if threads != torch.get_num_threads():
+                    torch.set_num_threads(threads)
             shuffle.shuffle(order)
             for position, name in enumerate(order):
                 if name in lost:
@@ -42,7 +50,8 @@ def interleaved_rounds(prepared: dict[str, tuple[torch.nn.Module, torch.Tensor]]
                     continue
                 if round_index >= 0:  # warm-up rounds are discarded
                     row = times.setdefault((name, round_index), {
-                        "model": name, "round": round_index, "backward_ms": None})
+                        "model": name, "round": round_index, "backward_ms": None,
+                        "threads": torch.get_num_threads()})
                     row[f"{phase}_ms"] = ms
                     row[f"{phase}_position"] = position
             if lost:

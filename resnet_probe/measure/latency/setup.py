@@ -27,7 +27,9 @@ class LatencyConfig:
     warmup: int = setting(5, "Passes run first and discarded.", minimum=0)
     dtype: str = setting("fp32", "Precision of weights and inputs.", choices=tuple(DTYPES))
     threads: int | None = setting(None, "CPU threads, at most the cores available here.",
-                                  minimum=1, maximum=CPU_CORES, none_means="every core")
+                                  minimum=1, maximum=CPU_CORES,
+                                  none_means="every core, or the cores left free when other "
+                                  "work is running")
     channels_last: bool = setting(False, "Use the channels_last memory format.")
     backward: bool = setting(True, "Time backward too, or the forward only.",
                              flag="--backward/--forward-only")
