@@ -108,11 +108,14 @@ def latency(models: Model | Sequence[Model], by: LatencyView = "model", *,
 def gradients(models: Model | Sequence[Model], by: GradientView = "model", *,
               batch_size: int = 32, seeds: tuple[int, ...] = (0, 1, 2),
               input_size: int | None = None, input: str = "data", shatter_points: int = 256,
-              shatter_projections: int = 2, head: str = "trained") -> pd.DataFrame:
+              shatter_projections: int = 2, head: str = "trained",
+              num_classes: int | None = None, in_channels: int | None = None
+              ) -> pd.DataFrame:
     """Gradient norms at init per model, block, stage, layer, or the shattering curve by lag.
     The settings are ``GradientConfig``'s fields: ``seeds`` (mean ± std across them);
     ``input`` data (the embedded digits) or random; ``head`` trained (the net as training
-    builds it) or imagenet (the model's own head at its standard input). The shattering
+    builds it) or imagenet (the model's own head at its standard input); ``num_classes`` and
+    ``in_channels`` build the probed net to fit other weights. The shattering
     grid (``shatter_points``, ``shatter_projections``) is only computed for
     ``by="shattering"``: it costs far more than the rest."""
     from resnet_probe.measure.gradients import GradientConfig, measure_gradients
@@ -121,5 +124,6 @@ def gradients(models: Model | Sequence[Model], by: GradientView = "model", *,
     check_view(by, GRADIENT_VIEWS)
     config = measured_for(by, GradientConfig(
         batch_size=batch_size, seeds=seeds, input_size=input_size, input=input,
-        shatter_points=shatter_points, shatter_projections=shatter_projections, head=head))
+        shatter_points=shatter_points, shatter_projections=shatter_projections, head=head,
+        num_classes=num_classes, in_channels=in_channels))
     return gradient_view(measure_gradients(_models(models), config), by)

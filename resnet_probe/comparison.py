@@ -25,6 +25,7 @@ from resnet_probe.jobs.parts import CompareResult
 from resnet_probe.measure.gradients import GradientConfig
 from resnet_probe.measure.latency import LatencyConfig
 from resnet_probe.progress import NO_PROGRESS, Progress
+from resnet_probe.train.executors import IN_PROCESS, Executor
 from resnet_probe.train.loop import TrainConfig
 from resnet_probe.train.recipes import COMPARE_SEEDS, COMPARE_TRAIN, COMPARE_TUNING_SEEDS
 
@@ -72,7 +73,8 @@ def compare(models: Sequence[Model], out: str | Path | None = "reports",
             tuning_seeds: tuple[int, ...] = COMPARE_TUNING_SEEDS,
             degradation_dir: str | Path | None = None, bottleneck_width: int = 64,
             bottleneck_size: int = 56, fresh: bool = False,
-            why: AnalysisOptions | None = COMPARE_WHY) -> Comparison:
+            why: AnalysisOptions | None = COMPARE_WHY, trust_sources: bool = False,
+            executor: Executor = IN_PROCESS) -> Comparison:
     """Run every measurement on ``models`` (the first is the baseline; names, sources or
     nn.Modules) and return the frozen result (a ``CompareResult``, shown in a notebook as its
     verdict and summary). With ``out``, the HTML report is written there before training
@@ -80,7 +82,10 @@ def compare(models: Sequence[Model], out: str | Path | None = "reports",
 
     The keywords after ``in_channels`` are ``CompareOptions``' fields, with its defaults:
     ``latency``, ``gradients``, ``train`` and ``why`` take their configs, or None to skip the
-    section; ``degradation_dir`` reuses a previous ``degradation`` run instead of training.
+    section; ``degradation_dir`` reuses a previous ``degradation`` run instead of training;
+    ``trust_sources`` lets an earlier run's records name a ``FILE.py:factory`` from inside
+    its folder; ``executor`` is where the training runs execute (``train.executors``: in this
+    process, or as Ray tasks).
     ``options``, a whole ``CompareOptions``, is the starting point when given: each keyword
     that differs from its default replaces that field."""
     from resnet_probe import report
@@ -91,7 +96,7 @@ def compare(models: Sequence[Model], out: str | Path | None = "reports",
         train_seeds=train_seeds, tuning_seeds=tuning_seeds,
         degradation_dir=Path(degradation_dir) if degradation_dir is not None else None,
         bottleneck_width=bottleneck_width, bottleneck_size=bottleneck_size, fresh=fresh,
-        why=why)
+        why=why, trust_sources=trust_sources, executor=executor)
     defaults = CompareOptions()
     changed = {name: value for name, value in given.items()
                if value != getattr(defaults, name)}

@@ -192,12 +192,14 @@ class GradientAnalysis(_Shows):
     def __init__(self, models: Model | Sequence[Model], *, batch_size: int = 32,
                  seeds: tuple[int, ...] = (0, 1, 2), input_size: int | None = None,
                  input: str = "data", shatter_points: int = 0, shatter_projections: int = 2,
-                 head: str = "trained") -> None:
+                 head: str = "trained", num_classes: int | None = None,
+                 in_channels: int | None = None) -> None:
         from resnet_probe.measure.gradients import GradientConfig, measure_gradients
 
         config = GradientConfig(batch_size=batch_size, seeds=seeds, input_size=input_size,
                                 input=input, shatter_points=shatter_points,
-                                shatter_projections=shatter_projections, head=head)
+                                shatter_projections=shatter_projections, head=head,
+                                num_classes=num_classes, in_channels=in_channels)
         self.result = measure_gradients(_as_list(models), config)
 
     def by_model(self) -> pd.DataFrame:

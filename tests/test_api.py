@@ -99,7 +99,7 @@ def test_a_twin_shows_what_was_removed_and_is_still_a_module():
 
 def test_compare_shows_the_verdict_and_the_summary(tiny_compare):
     from resnet_probe.report.html import esc
-    from resnet_probe.report.words import verdict_line
+    from resnet_probe.report.words import readable_count, verdict_line
 
     result, _ = tiny_compare
     assert isinstance(result, rp.CompareResult) and isinstance(result, rp.Comparison)
@@ -107,8 +107,9 @@ def test_compare_shows_the_verdict_and_the_summary(tiny_compare):
     params = result.summary.headline.set_index("model")["params"]
     html, text = result._repr_html_(), repr(result)
     assert esc(line) in html and line in text
-    for model in ("resnet8", "plain8", "resnet14"):
-        assert f"{params[model]:,}" in html and f"{params[model]:,}" in text
+    for model in ("resnet8", "plain8", "resnet14"):  # counts in K/M/G, as the report shows
+        shown = readable_count(params[model])
+        assert shown in html and shown in text
     assert "<table" in html and "final training error" in html
 
 
