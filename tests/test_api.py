@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import re
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -99,7 +100,7 @@ def test_a_twin_shows_what_was_removed_and_is_still_a_module():
 
 def test_compare_shows_the_verdict_and_the_summary(tiny_compare):
     from resnet_probe.report.html import esc
-    from resnet_probe.report.words import readable_count, verdict_line
+    from resnet_probe.report.words import verdict_line
 
     result, _ = tiny_compare
     assert isinstance(result, rp.CompareResult) and isinstance(result, rp.Comparison)
@@ -107,8 +108,11 @@ def test_compare_shows_the_verdict_and_the_summary(tiny_compare):
     params = result.summary.headline.set_index("model")["params"]
     html, text = result._repr_html_(), repr(result)
     assert esc(line) in html and line in text
-    for model in ("resnet8", "plain8", "resnet14"):  # counts in K/M/G, as the report shows
-        shown = readable_count(params[model])
+    # counts in one unit per column (K, M or G), as the console shows them
+    prefix = re.search(r"params \((K|M|G)\)", text).group(1)
+    scale = {"K": 1e3, "M": 1e6, "G": 1e9}[prefix]
+    for model in ("resnet8", "plain8", "resnet14"):
+        shown = f"{params[model] / scale:.4g}"
         assert shown in html and shown in text
     assert "<table" in html and "final training error" in html
 
