@@ -105,7 +105,8 @@ class PathName(click.Path):
 
         path = super().convert(value, param, ctx)
         try:
-            check_path_name(path, "path")
+            check_path_name(os.fspath(path) if not isinstance(path, bytes) else path.decode(),
+                            "path")
         except InvalidRequest as error:
             self.fail(str(error), param, ctx)
         return path
@@ -298,6 +299,7 @@ def _option(field):
     if field.kind is bool:
         return click.option(flag, field.name, is_flag=True, default=default,
                             show_default="/" in flag, help=help_text)
+    kind: click.ParamType | type
     if field.sequence:
         kind = IntList(None if declared.minimum is None else int(declared.minimum))
         default = ",".join(map(str, default))

@@ -75,8 +75,8 @@ def degradation(device, executor, address, gpus_per_run, workers, resume, force_
     experiment = DegradationExperiment.prepare(
         out=out, command_line=options.command_line(), device=_run_device(device, runs_on),
         why=not no_why, executor=runs_on, **settings)
-    bar = (options.progress_bar(experiment.total_steps, "degradation") if experiment.is_main
-           else NO_PROGRESS)
+    bar = options.progress_bar(experiment.total_steps, "degradation") \
+        if experiment.is_main else None  # the other ranks show no bar
 
     def write(part) -> None:
         from resnet_probe.report import write_degradation_report
@@ -85,13 +85,15 @@ def degradation(device, executor, address, gpus_per_run, workers, resume, force_
                                  experiment.title, experiment.inline_plotly)
     try:
         try:
-            result = experiment.run(resume=resume, progress=bar, on_snapshot=write)
+            result = experiment.run(resume=resume, progress=bar if bar is not None else NO_PROGRESS,
+                                    on_snapshot=write)
         except ManifestMismatch as mismatch:
             if not force_new:
                 raise click.UsageError(f"{mismatch} (--force-new discards the old run)"
                                        ) from None
             click.echo(f"--force-new: {mismatch}; starting over", err=True)
-            result = experiment.run(resume=False, progress=bar, on_snapshot=write)
+            result = experiment.run(resume=False, progress=bar if bar is not None else NO_PROGRESS,
+                                    on_snapshot=write)
     except KeyboardInterrupt as error:
         what, code = options.interrupt_exit(error)
         if experiment.is_main and has_checkpoints(out):
@@ -103,7 +105,7 @@ def degradation(device, executor, address, gpus_per_run, workers, resume, force_
                        err=True)
         sys.exit(code)
     finally:
-        if experiment.is_main:
+        if bar is not None:
             bar.close()
     if not experiment.is_main:
         return

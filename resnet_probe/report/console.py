@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -101,7 +101,7 @@ def conventions_table(df: pd.DataFrame, conventions: list[str], extra: Sequence[
     if "error" in df and df["error"].notna().any():
         facts.append("error")
 
-    def cell(column: str, value) -> str:
+    def cell(column: str, value: Any) -> str:
         if value is None or (not isinstance(value, str) and pd.isna(value)):
             return "—"
         if column == "partial":
@@ -117,7 +117,8 @@ def conventions_table(df: pd.DataFrame, conventions: list[str], extra: Sequence[
         return str(value)
 
     models = [str(m) for m in df["model"]]
-    def value(fact: str, index: int):
+
+    def value(fact: str, index: int) -> Any:
         if fact not in df:
             return None
         if fact == "macs_v1" and "stride_placement" in df and \
@@ -159,7 +160,7 @@ TORCHINFO_RULE = ("torchinfo multiplies each module's weights and biases by its 
                   "forward makes itself (attention) count nothing")
 
 
-def describe_counts(summary: dict, torchinfo_total: int | None) -> list[str]:
+def describe_counts(summary: dict[str, Any], torchinfo_total: int | None) -> list[str]:
     """What `show` prints beside torchinfo's summary: the project's counts in each convention
     (a CostResult's summary), then torchinfo's total labelled as its own, with the
     difference and its cause."""
@@ -195,7 +196,7 @@ def describe_counts(summary: dict, torchinfo_total: int | None) -> list[str]:
     return lines
 
 
-def torchinfo_text(summary) -> tuple[str, int]:
+def torchinfo_text(summary: Any) -> tuple[str, int]:
     """torchinfo's summary as text without its own "Total mult-adds" line (describe_counts
     says it, labelled), and that total."""
     text = "\n".join(line for line in str(summary).splitlines()
@@ -247,7 +248,7 @@ def describe_check(result: CheckResult) -> str:
             f"{result.path} ({result.tolerance.text()})")
 
 
-def check_summary_markdown(result, line: str, columns: list[str]) -> str:
+def check_summary_markdown(result: CheckResult, line: str, columns: list[str]) -> str:
     """A cost check as Markdown for a CI summary page: a PASS or FAIL line first (whatever
     the outcome, so a passing run says so too), then the drift table, if any."""
     from resnet_probe.results import frame
