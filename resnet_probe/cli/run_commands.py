@@ -83,16 +83,17 @@ def degradation(device, executor, address, gpus_per_run, workers, resume, force_
 
         write_degradation_report(part, experiment.environment, experiment.out,
                                  experiment.title, experiment.inline_plotly)
+    progress = bar if bar is not None else NO_PROGRESS
     try:
         try:
-            result = experiment.run(resume=resume, progress=bar if bar is not None else NO_PROGRESS,
+            result = experiment.run(resume=resume, progress=progress,
                                     on_snapshot=write)
         except ManifestMismatch as mismatch:
             if not force_new:
                 raise click.UsageError(f"{mismatch} (--force-new discards the old run)"
                                        ) from None
             click.echo(f"--force-new: {mismatch}; starting over", err=True)
-            result = experiment.run(resume=False, progress=bar if bar is not None else NO_PROGRESS,
+            result = experiment.run(resume=False, progress=progress,
                                     on_snapshot=write)
     except KeyboardInterrupt as error:
         what, code = options.interrupt_exit(error)
