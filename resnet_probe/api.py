@@ -66,38 +66,54 @@ def _models(models) -> list:
     return list(models) if isinstance(models, (list, tuple)) else [models]
 
 
-def latency(models, by: str = "model", **config) -> pd.DataFrame:
+def _fed(models, inputs) -> list:
+    """The models, each fed ``inputs`` (a tensor, a tuple or a dict: their spec) if given."""
+    if inputs is None:
+        return _models(models)
+    from resnet_probe.sources import InputSpec, resolve
+
+    spec = InputSpec.of(inputs)
+    return [resolve(model, inputs=spec) for model in _models(models)]
+
+
+def latency(models, by: str = "model", inputs=None, **config) -> pd.DataFrame:
     """Latency per model, layer, block, stage, raw sample or sweep batch size; ``config``
-    takes LatencyConfig's fields."""
+    takes LatencyConfig's fields; ``inputs`` as ``flops`` takes them."""
     from resnet_probe.measure.latency import LatencyConfig, measure_latency
     from resnet_probe.views import latency_view
 
-    return latency_view(measure_latency(_models(models), LatencyConfig(**config)), by)
+    return latency_view(measure_latency(_fed(models, inputs), LatencyConfig(**config)), by)
 
 
-def gradients(models, by: str = "model", **config) -> pd.DataFrame:
+def gradients(models, by: str = "model", inputs=None, **config) -> pd.DataFrame:
     """Gradient norms at init per model, block, stage, layer, or the shattering curve by lag;
-    ``config`` takes GradientConfig's fields. The shattering grid is only computed for
-    ``by="shattering"`` (it costs far more than the rest)."""
+    ``config`` takes GradientConfig's fields; ``inputs`` as ``flops`` takes them. The
+    shattering grid is only computed for ``by="shattering"`` (it costs far more than the
+    rest)."""
     from resnet_probe.measure.gradients import GradientConfig, measure_gradients
     from resnet_probe.views import gradient_view, measured_for
 
     config = measured_for(by, GradientConfig(**config))
-    return gradient_view(measure_gradients(_models(models), config), by)
+    return gradient_view(measure_gradients(_fed(models, inputs), config), by)
 
 
 def compare(models: list, out: str | Path | None = "reports", inline_plotly: bool = False, *,
             options=None, progress: Progress = NO_PROGRESS, command_line: str | None = None,
-            in_channels: int | None = None, **fields):
+            in_channels: int | None = None, inputs=None, **fields):
     """Run every measurement on ``models`` (the first is the baseline; names, sources or
     nn.Modules) and return the frozen CompareResult (``resnet_probe.jobs.parts``). With
     ``out``, the HTML report is written there before training starts and again at the end
     (``report.compare_report_path(out, result.models)``). ``options`` is a CompareOptions,
-    else ``fields`` are its fields (``train=None`` skips training)."""
+    else ``fields`` are its fields (``train=None`` skips training). ``inputs`` (as ``flops``
+    takes them) feed every model, in every section, for a forward that takes more than one
+    image."""
     from resnet_probe import report
     from resnet_probe.jobs.compare import CompareOptions, Plan, run_compare
 
-    plan = Plan.build(list(models), options or CompareOptions(**fields), in_channels)
+    from resnet_probe.sources import InputSpec
+
+    spec = InputSpec.of(inputs) if inputs is not None else None
+    plan = Plan.build(list(models), options or CompareOptions(**fields), in_channels, spec)
     folder = Path(out) if out is not None else None
     write = (lambda snapshot: report.write(snapshot, folder, inline_plotly)) \
         if folder is not None else None

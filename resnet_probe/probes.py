@@ -88,12 +88,15 @@ class FlopAnalysis:
 
 class LatencyAnalysis:
     """Per-layer and whole-model latency of one or more models, timed in interleaved rounds;
-    ``config`` takes LatencyConfig's fields."""
+    ``config`` takes LatencyConfig's fields. ``inputs``: example inputs as FlopAnalysis takes
+    them (a tensor, a tuple of positional tensors, a dict of keyword tensors), for a forward
+    that does not take one image; each timed pass feeds tensors of their shapes and dtypes
+    (integers from the range they hold)."""
 
-    def __init__(self, models: Model | list[Model], **config: Any) -> None:
+    def __init__(self, models: Model | list[Model], inputs: Any = None, **config: Any) -> None:
         from resnet_probe.measure.latency import LatencyConfig, measure_latency
 
-        self.result = measure_latency(_as_list(models), LatencyConfig(**config))
+        self.result = measure_latency(_with_inputs(models, inputs), LatencyConfig(**config))
 
     def by_model(self) -> pd.DataFrame:
         return latency_view(self.result, "model")
@@ -113,13 +116,21 @@ class LatencyAnalysis:
 
 class GradientAnalysis:
     """Gradient norms at initialisation per model, block, stage and layer; ``config`` takes
-    GradientConfig's fields (shattering off unless ``shatter_points`` is given)."""
+    GradientConfig's fields (shattering off unless ``shatter_points`` is given). ``inputs``:
+    example inputs as LatencyAnalysis takes them, drawn at the probe's batch size. A model
+    whose output is not class logits takes a stated surrogate loss (``notes``)."""
 
-    def __init__(self, models: Model | list[Model], **config: Any) -> None:
+    def __init__(self, models: Model | list[Model], inputs: Any = None, **config: Any
+                 ) -> None:
         from resnet_probe.measure.gradients import GradientConfig, measure_gradients
 
         config.setdefault("shatter_points", 0)
-        self.result = measure_gradients(_as_list(models), GradientConfig(**config))
+        self.result = measure_gradients(_with_inputs(models, inputs), GradientConfig(**config))
+
+    @property
+    def notes(self) -> list[str]:
+        """What the measurement did differently, and why (a surrogate loss, ...)."""
+        return list(self.result.notes)
 
     def by_model(self) -> pd.DataFrame:
         return gradient_view(self.result, "model")
@@ -136,3 +147,11 @@ class GradientAnalysis:
 
 def _as_list(models: Model | list[Model]) -> list[Model]:
     return list(models) if isinstance(models, (list, tuple)) else [models]
+
+
+def _with_inputs(models: Model | list[Model], inputs: Any) -> list[Model]:
+    """The models resolved, each fed ``inputs`` (their spec) when given."""
+    if inputs is None:
+        return _as_list(models)
+    spec = InputSpec.of(inputs)
+    return [resolve(model, inputs=spec) for model in _as_list(models)]

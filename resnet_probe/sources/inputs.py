@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -148,6 +148,13 @@ class InputSpec:
     @property
     def batch_size(self) -> int:
         return self.tensors[0].shape[0] if self.tensors else 1
+
+    def with_batch(self, batch_size: int | None) -> InputSpec:
+        """The same tensors with ``batch_size`` as every first dimension (None: as given)."""
+        if batch_size is None:
+            return self
+        return InputSpec(tuple(replace(t, shape=(batch_size, *t.shape[1:]))
+                               for t in self.tensors))
 
     def text(self) -> str:
         return " ".join(t.text() for t in self.tensors)
