@@ -232,7 +232,7 @@ def inputs_batch(model: nn.Module, source: ModelSource, seed: int, batch: int
     y = torch.randint(0, output_classes(model), (batch,),
                       generator=torch.Generator().manual_seed(seed))
     return (args, kwargs), y, (f"the --input tensors {spec.text()} (floats N(0,1), integers "
-                               f"from their range), random labels")
+                               f"from their range, masks all True), random labels")
 
 
 def run_forward(model: nn.Module, x: Fed) -> Any:
