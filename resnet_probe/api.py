@@ -109,7 +109,6 @@ def compare(models: list, out: str | Path | None = "reports", inline_plotly: boo
     image."""
     from resnet_probe import report
     from resnet_probe.jobs.compare import CompareOptions, Plan, run_compare
-
     from resnet_probe.sources import InputSpec
 
     spec = InputSpec.of(inputs) if inputs is not None else None

@@ -667,12 +667,13 @@ def grid_gradients(source: ModelSource, seed: int, config: GradientConfig,
     setting_ = probe_setting(source, config)
     torch.manual_seed(seed)
     model = setting_.build(source)
-    x, _, _ = make_batch(model, config, seed, source, setting_.size, batch_size=2)
+    x = _images(make_batch(model, config, seed, source, setting_.size, batch_size=2)[0])
     if points is None:
         t = torch.linspace(0, 1, config.shatter_points).view(-1, 1, 1, 1)
         points = (1 - t) * x[0:1] + t * x[1:2]
-    fix_bn_statistics(model, make_batch(model, config, seed + 1, source, setting_.size,
-                                        batch_size=BN_STATISTICS_IMAGES)[0])
+    fix_bn_statistics(model, _images(make_batch(model, config, seed + 1, source,
+                                                setting_.size,
+                                                batch_size=BN_STATISTICS_IMAGES)[0]))
     line = points.clone().requires_grad_(True)
     blocks = block_modules(model)
     stage_ends: dict[str, str] = {}
@@ -702,6 +703,15 @@ def grid_gradients(source: ModelSource, seed: int, config: GradientConfig,
                 grads.append(grad.flatten(1))
             depth = block_depth(model, block_name)
             yield block_name, model.layer_info[block_name].stage, depth, torch.stack(grads)
+
+
+def _images(batch: Fed) -> torch.Tensor:
+    """The image batch shattering moves along (measure_gradients skips it for a model fed
+    --input tensors)."""
+    if not isinstance(batch, torch.Tensor):
+        raise InvalidRequest("shattering moves along a line between two images; this model "
+                             "is fed --input tensors")
+    return batch
 
 
 def fix_bn_statistics(model: nn.Module, batch: torch.Tensor) -> None:

@@ -105,11 +105,12 @@ def untrainable_reason(plan: Plan) -> str | None:
     """Why the models cannot be trained on the digits here, or None. Training is image
     classification: a model fed other --input tensors, or whose output is not class logits
     (N, classes), is skipped, and the reason says which and why."""
-    fed = [source.text for source in plan.trained if source.inputs is not None]
+    fed = {source.text: source.inputs for source in plan.trained if source.inputs is not None}
     if fed:
+        spec = next(iter(fed.values()))
         return (f"not trained: the training section classifies digit images, and "
-                f"{', '.join(fed)} take(s) --input tensors ({plan.trained[0].inputs.text()}"
-                f"), not one image; the other sections measured them on those tensors")
+                f"{', '.join(fed)} take(s) --input tensors ({spec.text()}), not one image; "
+                f"the other sections measured them on those tensors")
     for source in plan.trained:
         if source.is_zoo:
             continue
