@@ -483,3 +483,25 @@ def test_compare_on_a_user_pair_gives_a_twin_verdict_at_one_input_size(invoke, t
                                                    "the twin trains better",
                                                    "no measurable difference", "inconclusive"}
     assert table("lesion_blocks")  # the why analyses ran on the user's nets
+
+
+def test_the_cost_gate_counts_the_tensors_it_is_given_as_they_are(tmp_path):
+    """A forward that needs sorted lengths (as pack_padded_sequence does) is counted on the
+    tensors given, not on values redrawn from their range."""
+    from resnet_probe.testing import assert_costs
+
+    class Packed(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.head = torch.nn.Linear(4, 2)
+
+        def forward(self, x, lengths):
+            if not bool((lengths[:-1] >= lengths[1:]).all()):
+                raise ValueError("lengths must be sorted, longest first")
+            return self.head(x.sum(1))
+
+    inputs = {"x": torch.zeros(3, 5, 4), "lengths": torch.tensor([5, 3, 1])}
+    path = tmp_path / "costs.json"
+    result = assert_costs(Packed(), inputs, baseline=path, name="packed", update=True)
+    assert result.summary["macs"] == 3 * 4 * 2  # the head on 3 sequences: 24
+    assert_costs(Packed(), inputs, baseline=path, name="packed")
