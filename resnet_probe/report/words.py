@@ -450,9 +450,18 @@ def plan_note_text(note: PlanNote) -> str:
                 f"model is measured at the shared size {note.size}x{note.size}. Pass "
                 f"--input-size to choose another.")
     assert isinstance(note, ForeignModels)
-    return (f"Foreign models ({', '.join(note.models)}): their blocks and stages were found "
-            f"from their graphs; they train on the digits at {note.size}x{note.size} with no "
-            f"shallower sibling, so the degradation verdict has one depth to go on.")
+    images = [model for model in note.models if model not in note.fed]
+    sentences = [f"Foreign models ({', '.join(note.models)}): their blocks and stages were "
+                 f"found from their graphs, and they have no shallower sibling: a model and "
+                 f"its plain twin get the twin verdict."]
+    if images:
+        sentences.append(f"{', '.join(images)}: counted, timed, probed and trained at one "
+                         f"size, {note.size}x{note.size}, the one training feeds.")
+    if note.fed:
+        sentences.append(f"{', '.join(note.fed)}: fed --input tensors, counted, timed and "
+                         f"probed at their shapes (training, which classifies images, is "
+                         f"skipped).")
+    return " ".join(sentences)
 
 
 def interruption_text(result: CompareResult) -> str:
