@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from resnet_probe.device import CPU_CORES, DEVICES, DTYPES
-from resnet_probe.measure.memory import check_source_fits
+from resnet_probe.measure.memory import check_fits, check_source_fits, meta_structure
 from resnet_probe.settings import INPUT_SIZE, check_settings, setting
 from resnet_probe.sources import ModelSource
 
@@ -126,8 +126,8 @@ def prepared_input(source: ModelSource, config: LatencyConfig, device: torch.dev
     element_bytes = torch.finfo(dtype).bits // 8
     if source.inputs is not None:
         spec = source.inputs.with_batch(batch)
-        check_source_fits(source, spec.tensors[0].shape, device, training,
-                          f"timing {source.text}", element_bytes=element_bytes)
+        check_fits(meta_structure(source), spec.tensors[0].shape, device, training,
+                   f"timing {source.text}", element_bytes, inputs=spec)  # at this batch
         args, kwargs = spec.example(device, random=True)
 
         def cast(t: torch.Tensor) -> torch.Tensor:
