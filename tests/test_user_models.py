@@ -505,3 +505,11 @@ def test_the_cost_gate_counts_the_tensors_it_is_given_as_they_are(tmp_path):
     result = assert_costs(Packed(), inputs, baseline=path, name="packed", update=True)
     assert result.summary["macs"] == 3 * 4 * 2  # the head on 3 sequences: 24
     assert_costs(Packed(), inputs, baseline=path, name="packed")
+
+
+def test_compare_refuses_input_tensors_beside_an_input_size(invoke, tmp_path):
+    result = invoke("compare", TRANSFORMER.text, f"plain:{TRANSFORMER.text}",
+                    *TRANSFORMER.flags(), "--input-size", "32", "--out", str(tmp_path))
+    assert result.exit_code == 2
+    assert "--input replaces --input-size and --in-channels" in result.output
+    assert not list(tmp_path.iterdir())  # refused before anything ran
