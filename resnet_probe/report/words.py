@@ -314,11 +314,15 @@ def twin_reason_text(reason: TwinReason, verdict: TwinVerdict) -> str:
             f"or steps narrow it); {numbers}")
 
 
+def twin_reasons_text(verdict: TwinVerdict) -> str:
+    return "; ".join(twin_reason_text(r, verdict) for r in verdict.reasons)
+
+
 def twin_verdict_line(verdict: TwinVerdict) -> str:
     """The twin verdict in one line: what compare prints and the summary shows."""
     roles = sorted({role.value for role in verdict.seed_roles.values()})
     seeds = ", ".join(str(s) for s in verdict.seed_roles)
-    reasons = "; ".join(twin_reason_text(r, verdict) for r in verdict.reasons)
+    reasons = twin_reasons_text(verdict)
     return (f"twin verdict: {verdict.verdict.value}, {verdict.twin} against {verdict.model} "
             f"(seeds {seeds or 'none'}, {' and '.join(roles) or 'none'}): {reasons}")
 
