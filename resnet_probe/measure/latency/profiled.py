@@ -41,7 +41,7 @@ from torch import nn
 from resnet_probe.device import synchronize
 from resnet_probe.measure.hooks import is_leaf
 from resnet_probe.measure.latency.hooked import summarize
-from resnet_probe.measure.latency.setup import Fed, scalar_loss
+from resnet_probe.measure.latency.setup import Fed, fed, scalar_loss
 
 MODULE_RANGE = "module::"
 PASS_RANGE = "pass::"
@@ -222,12 +222,15 @@ def module_ranges(model: nn.Module, device: torch.device,
             handle.remove()
 
 
-def profiled_pass(model: nn.Module, x: Fed, direction: str, device: torch.device,
+def profiled_pass(model: nn.Module, x: Fed | torch.Tensor, direction: str,
+                  device: torch.device,
                   memory: dict[str, list[int]] | None = None,
                   shapes: dict[str, tuple[int, int]] | None = None
                   ) -> tuple[list[TraceEvent], torch.profiler.profile]:
     """One pass under the profiler (a backward pass profiles its forward too, for the
-    sequence-number links), with module ranges."""
+    sequence-number links), with module ranges. ``x``: what the model is fed (a tensor is
+    one image batch)."""
+    x = fed(x)
     activities = [torch.profiler.ProfilerActivity.CPU]
     if device.type == "cuda":
         activities.append(torch.profiler.ProfilerActivity.CUDA)

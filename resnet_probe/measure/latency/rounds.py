@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from resnet_probe.device import free_device_memory, synchronize
-from resnet_probe.measure.latency.setup import Fed, LatencyConfig, scalar_loss
+from resnet_probe.measure.latency.setup import Fed, LatencyConfig, fed, scalar_loss
 from resnet_probe.stats import Difference, difference_row, median_difference
 
 
@@ -51,9 +51,10 @@ def interleaved_rounds(prepared: dict[str, tuple[torch.nn.Module, Fed]],
     return rows, lost
 
 
-def timed_pass(model: torch.nn.Module, x: Fed, phase: str,
+def timed_pass(model: torch.nn.Module, x: Fed | torch.Tensor, phase: str,
                 device: torch.device) -> float:
     """A forward, or the backward of a fresh forward's output, between synchronizations."""
+    x = fed(x)
     model.eval()
     out = x(model) if phase == "backward" else None
     synchronize(device)

@@ -94,6 +94,14 @@ class Fed:
         return model(*self.args, **self.kwargs)
 
 
+def fed(x: Fed | torch.Tensor) -> Fed:
+    """``x`` as a Fed: one image batch given as a tensor is fed by position."""
+    if isinstance(x, Fed):
+        return x
+    return Fed((x,), {}, int(x.shape[0]), int(x.shape[-1]) if x.dim() == 4 else None,
+               "x".join(map(str, x.shape)))
+
+
 def fed_batch(source: ModelSource, batch: int) -> int | None:
     """The batch to feed: ``batch``, except that a source with ``--input`` tensors keeps
     their own batch at the default 1 (None), as counting does."""
