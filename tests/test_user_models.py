@@ -9,6 +9,7 @@ each projection's BN). Sizes: every image model takes 1x3x32x32 here.
 from __future__ import annotations
 
 import json
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -452,7 +453,7 @@ def test_the_transformer_goes_through_compare_on_its_inputs(invoke, tmp_path):
     assert [row["inputs"] for row in costs] == [fed, fed]  # counted on its tensors
     assert [row["inputs"] for row in timed] == [fed, fed]  # and timed on them
     assert {row["threads"] for row in timed} == {1}
-    page = next(tmp_path.glob("*.html")).read_text()
+    page = next(tmp_path.glob("compare-*.html")).read_text()
     assert "not trained: the training section classifies digit images" in page
 
 
@@ -472,8 +473,12 @@ def test_compare_on_a_user_pair_gives_a_twin_verdict_at_one_input_size(invoke, t
 
     assert {row["input_size"] for row in table("costs_summary")} == {32}
     assert {row["input_size"] for row in table("latency_models")} == {32}
-    trained = table("train_history")
-    assert trained and "32x32" in result.stderr + next(tmp_path.glob("*.html")).read_text()
+    assert table("train_history")
+    page = " ".join(re.sub(r"<[^>]+>", " ", next(tmp_path.glob("compare-*.html")).read_text())
+                    .split())
+    assert re.search(r"Data: [^.]*resized to 32x32", page)  # trained at 32x32
+    assert "10 classes, 32x32 input" in page  # and probed at it
+    assert "Does the plain twin train worse?" in page
     # resnet8-sized at 32x32: the counts are those of a 32x32 image (hand count, flops test)
     macs = {row["model"]: row["macs"] for row in table("costs_summary")}
     assert macs[PAIR.text] - macs[f"plain:{PAIR.text}"] == PAIR.projection_macs
