@@ -78,20 +78,31 @@ def _models(models: Any) -> list:
     return list(models) if isinstance(models, (list, tuple)) else [models]
 
 
+def _fed(models, inputs) -> list:
+    """The models, each fed ``inputs`` (a tensor, a tuple or a dict: their spec) if given."""
+    if inputs is None:
+        return _models(models)
+    from resnet_probe.sources import InputSpec, resolve
+
+    spec = InputSpec.of(inputs)
+    return [resolve(model, inputs=spec) for model in _models(models)]
+
+
 def latency(models: Model | Sequence[Model], by: LatencyView = "model", *,
             device: str = "auto", engine: str = "hooks", batch_size: int = 1,
             input_size: int | None = None, repeats: int = 20, warmup: int = 5,
             dtype: str = "fp32", threads: int | None = None, channels_last: bool = False,
             backward: bool = True, sweep_batch_sizes: tuple[int, ...] = (),
-            peak_gflops: float | None = None, peak_gbytes_per_s: float | None = None
-            ) -> pd.DataFrame:
+            peak_gflops: float | None = None, peak_gbytes_per_s: float | None = None,
+            inputs: Any = None) -> pd.DataFrame:
     """Latency per model, layer, block, stage, raw sample, sweep batch size, or each
     model's difference from the first. The settings are ``LatencyConfig``'s fields:
     ``device`` auto, cpu or cuda; ``engine`` hooks or profiler (where per-layer times come
     from); ``repeats`` timed passes kept as raw samples after ``warmup`` discarded ones;
     ``dtype`` fp32, bf16 or fp16; ``threads`` None uses every core; ``backward`` False times
     the forward only; ``sweep_batch_sizes`` the throughput sweep; ``peak_gflops`` and
-    ``peak_gbytes_per_s`` the roofline, measured when None."""
+    ``peak_gbytes_per_s`` the roofline, measured when None. ``inputs``, as ``flops`` takes
+    them, feed a forward that does not take one image."""
     from resnet_probe.measure.latency import LatencyConfig, measure_latency
     from resnet_probe.views import LATENCY_VIEWS, check_view, latency_view
 
@@ -102,20 +113,21 @@ def latency(models: Model | Sequence[Model], by: LatencyView = "model", *,
         channels_last=channels_last, backward=backward,
         sweep_batch_sizes=sweep_batch_sizes, peak_gflops=peak_gflops,
         peak_gbytes_per_s=peak_gbytes_per_s)
-    return latency_view(measure_latency(_models(models), config), by)
+    return latency_view(measure_latency(_fed(models, inputs), config), by)
 
 
 def gradients(models: Model | Sequence[Model], by: GradientView = "model", *,
               batch_size: int = 32, seeds: tuple[int, ...] = (0, 1, 2),
               input_size: int | None = None, input: str = "data", shatter_points: int = 256,
               shatter_projections: int = 2, head: str = "trained",
-              num_classes: int | None = None, in_channels: int | None = None
-              ) -> pd.DataFrame:
+              num_classes: int | None = None, in_channels: int | None = None,
+              inputs: Any = None) -> pd.DataFrame:
     """Gradient norms at init per model, block, stage, layer, or the shattering curve by lag.
     The settings are ``GradientConfig``'s fields: ``seeds`` (mean ± std across them);
     ``input`` data (the embedded digits) or random; ``head`` trained (the net as training
     builds it) or imagenet (the model's own head at its standard input); ``num_classes`` and
-    ``in_channels`` build the probed net to fit other weights. The shattering
+    ``in_channels`` build the probed net to fit other weights; ``inputs``, as ``flops``
+    takes them, feed a forward that does not take one image. The shattering
     grid (``shatter_points``, ``shatter_projections``) is only computed for
     ``by="shattering"``: it costs far more than the rest."""
     from resnet_probe.measure.gradients import GradientConfig, measure_gradients
@@ -126,4 +138,4 @@ def gradients(models: Model | Sequence[Model], by: GradientView = "model", *,
         batch_size=batch_size, seeds=seeds, input_size=input_size, input=input,
         shatter_points=shatter_points, shatter_projections=shatter_projections, head=head,
         num_classes=num_classes, in_channels=in_channels))
-    return gradient_view(measure_gradients(_models(models), config), by)
+    return gradient_view(measure_gradients(_fed(models, inputs), config), by)

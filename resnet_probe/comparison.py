@@ -65,7 +65,8 @@ class Comparison(CompareResult):
 def compare(models: Sequence[Model], out: str | Path | None = "reports",
             inline_plotly: bool = False, *, options: CompareOptions | None = None,
             progress: Progress = NO_PROGRESS, command_line: str | None = None,
-            in_channels: int | None = None, input_size: int | None = None,
+            in_channels: int | None = None, inputs: Any = None,
+            input_size: int | None = None,
             latency: LatencyConfig | None = COMPARE_LATENCY,
             gradients: GradientConfig | None = COMPARE_GRADIENTS,
             train: TrainConfig | None = COMPARE_TRAIN,
@@ -80,7 +81,10 @@ def compare(models: Sequence[Model], out: str | Path | None = "reports",
     verdict and summary). With ``out``, the HTML report is written there before training
     starts and again at the end (``report.compare_report_path(out, result.models)``).
 
-    The keywords after ``in_channels`` are ``CompareOptions``' fields, with its defaults:
+    ``inputs`` (a tensor, a tuple or a dict, as ``flops`` takes them) feed every model, in
+    every section, for a forward that takes more than one image.
+
+    The keywords after ``inputs`` are ``CompareOptions``' fields, with its defaults:
     ``latency``, ``gradients``, ``train`` and ``why`` take their configs, or None to skip the
     section; ``degradation_dir`` reuses a previous ``degradation`` run instead of training;
     ``trust_sources`` lets an earlier run's records name a ``FILE.py:factory`` from inside
@@ -90,6 +94,7 @@ def compare(models: Sequence[Model], out: str | Path | None = "reports",
     that differs from its default replaces that field."""
     from resnet_probe import report
     from resnet_probe.jobs.compare import Plan, run_compare
+    from resnet_probe.sources import InputSpec
 
     given: dict[str, Any] = dict(
         input_size=input_size, latency=latency, gradients=gradients, train=train,
@@ -101,7 +106,8 @@ def compare(models: Sequence[Model], out: str | Path | None = "reports",
     changed = {name: value for name, value in given.items()
                if value != getattr(defaults, name)}
     chosen = dataclasses.replace(options or defaults, **changed)
-    plan = Plan.build(list(models), chosen, in_channels)
+    spec = InputSpec.of(inputs) if inputs is not None else None
+    plan = Plan.build(list(models), chosen, in_channels, spec)
     folder = Path(out) if out is not None else None
     write = (lambda snapshot: report.write(snapshot, folder, inline_plotly)) \
         if folder is not None else None

@@ -138,9 +138,13 @@ class FlopAnalysis(_Shows):
 
 class LatencyAnalysis(_Shows):
     """Per-layer and whole-model latency of one or more models, timed in interleaved rounds.
-    The settings are ``LatencyConfig``'s fields, as ``resnet_probe.latency`` takes them."""
+    The settings are ``LatencyConfig``'s fields, as ``resnet_probe.latency`` takes them.
+    ``inputs``: example inputs as FlopAnalysis takes them (a tensor, a tuple of positional
+    tensors, a dict of keyword tensors), for a forward that does not take one image; each
+    timed pass feeds tensors of their shapes and dtypes (integers from the range they hold)."""
 
-    def __init__(self, models: Model | Sequence[Model], *, device: str = "auto",
+    def __init__(self, models: Model | Sequence[Model], inputs: Any = None, *,
+                 device: str = "auto",
                  engine: str = "hooks", batch_size: int = 1, input_size: int | None = None,
                  repeats: int = 20, warmup: int = 5, dtype: str = "fp32",
                  threads: int | None = None, channels_last: bool = False,
@@ -155,7 +159,7 @@ class LatencyAnalysis(_Shows):
             channels_last=channels_last, backward=backward,
             sweep_batch_sizes=sweep_batch_sizes, peak_gflops=peak_gflops,
             peak_gbytes_per_s=peak_gbytes_per_s)
-        self.result = measure_latency(_as_list(models), config)
+        self.result = measure_latency(_with_inputs(models, inputs), config)
 
     def by_model(self) -> pd.DataFrame:
         return latency_view(self.result, "model")
@@ -187,9 +191,12 @@ class LatencyAnalysis(_Shows):
 class GradientAnalysis(_Shows):
     """Gradient norms at initialisation per model, block, stage and layer. The settings are
     ``GradientConfig``'s fields, as ``resnet_probe.gradients`` takes them, except that the
-    shattering grid is off unless ``shatter_points`` is given."""
+    shattering grid is off unless ``shatter_points`` is given. ``inputs``: example inputs as
+    LatencyAnalysis takes them, drawn at the probe's batch size; a model whose output is not
+    class logits takes a stated surrogate loss (``notes``)."""
 
-    def __init__(self, models: Model | Sequence[Model], *, batch_size: int = 32,
+    def __init__(self, models: Model | Sequence[Model], inputs: Any = None, *,
+                 batch_size: int = 32,
                  seeds: tuple[int, ...] = (0, 1, 2), input_size: int | None = None,
                  input: str = "data", shatter_points: int = 0, shatter_projections: int = 2,
                  head: str = "trained", num_classes: int | None = None,
@@ -200,7 +207,12 @@ class GradientAnalysis(_Shows):
                                 input=input, shatter_points=shatter_points,
                                 shatter_projections=shatter_projections, head=head,
                                 num_classes=num_classes, in_channels=in_channels)
-        self.result = measure_gradients(_as_list(models), config)
+        self.result = measure_gradients(_with_inputs(models, inputs), config)
+
+    @property
+    def notes(self) -> list[str]:
+        """What the measurement did differently, and why (a surrogate loss, ...)."""
+        return list(self.result.notes)
 
     def by_model(self) -> pd.DataFrame:
         return gradient_view(self.result, "model")
@@ -228,6 +240,14 @@ class GradientAnalysis(_Shows):
 
 def _as_list(models: Model | Sequence[Model]) -> list[Model]:
     return list(models) if isinstance(models, (list, tuple)) else [cast(Model, models)]
+
+
+def _with_inputs(models: Model | Sequence[Model], inputs: Any) -> list[Model]:
+    """The models resolved, each fed ``inputs`` (their spec) when given."""
+    if inputs is None:
+        return _as_list(models)
+    spec = InputSpec.of(inputs)
+    return [resolve(model, inputs=spec) for model in _as_list(models)]
 
 
 class PlainTwin(_Shows, fx.GraphModule):

@@ -46,7 +46,8 @@ def measure_entry(model: str | nn.Module, inputs: Any = None, *, input_size: int
     """A baseline entry for ``model`` on example ``inputs`` (a tensor, a tuple of positional
     tensors, or a dict of keyword tensors) or on one image of ``input_size``."""
     spec = InputSpec.of(inputs) if inputs is not None else None
-    request = Request(model, input_size, in_channels, spec, batch_size, tuple(metrics))
+    request = Request(model, input_size, in_channels, spec, batch_size, tuple(metrics),
+                      example=inputs)
     result = request.measure()
     entry = entry_of(request, result, baseline_dir)
     if isinstance(model, nn.Module):  # no MODEL text to rebuild it from: the test checks it

@@ -247,18 +247,18 @@ def _keywords(function, skip: set[str]) -> dict:
 
 @pytest.mark.parametrize("function", [rp.latency, rp.LatencyAnalysis])
 def test_latency_settings_are_latency_configs_fields_with_its_defaults(function):
-    assert _keywords(function, set()) == _defaults(rp.LatencyConfig)
+    assert _keywords(function, {"inputs"}) == _defaults(rp.LatencyConfig)
 
 
 def test_gradient_settings_are_gradient_configs_fields_with_its_defaults():
-    assert _keywords(rp.gradients, set()) == _defaults(rp.GradientConfig)
+    assert _keywords(rp.gradients, {"inputs"}) == _defaults(rp.GradientConfig)
     # the analysis object leaves the costly shattering grid off unless asked
-    assert _keywords(rp.GradientAnalysis, set()) == {**_defaults(rp.GradientConfig),
+    assert _keywords(rp.GradientAnalysis, {"inputs"}) == {**_defaults(rp.GradientConfig),
                                                       "shatter_points": 0}
 
 
 def test_compare_settings_are_compare_options_fields_with_its_defaults():
-    keywords = _keywords(rp.compare, {"options", "progress", "command_line", "in_channels"})
+    keywords = _keywords(rp.compare, {"options", "progress", "command_line", "in_channels", "inputs"})
     assert keywords == _defaults(rp.CompareOptions)
 
 

@@ -9,6 +9,7 @@ each projection's BN). Sizes: every image model takes 1x3x32x32 here.
 from __future__ import annotations
 
 import json
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -367,3 +368,153 @@ def test_a_join_whose_shortcut_is_passed_in_through_two_layers_is_refused(tmp_pa
     from resnet_probe.sources.surgery import has_shortcuts
 
     assert has_shortcuts(twin)  # a partial twin that still adds is not called plain
+
+
+# --- inputs as the model takes them, through every command that runs it --------------------
+
+TRANSFORMER = CASES[[c.name for c in CASES].index("tiny_transformer")]
+UNET = CASES[[c.name for c in CASES].index("unet")]
+PAIR = CASES[0]  # sequential_shortcut: a CIFAR ResNet of three blocks
+
+
+def _json(text: str) -> list[dict]:
+    return json.loads(text[text.index("["):])
+
+
+def test_the_transformer_is_timed_on_its_ids_and_mask(invoke):
+    result = invoke("latency", TRANSFORMER.text, *TRANSFORMER.flags(), "--threads", "1",
+                    "--repeats", "2", "--warmup", "0", "--format", "json")
+    assert result.exit_code == 0, result.output
+    (row,) = _json(result.stdout)
+    # the batch is the --input tensors' own (2), and the row names what was fed
+    assert row["batch_size"] == 2 and row["input_size"] is None
+    assert row["inputs"] == " ".join(TOKENS)
+    assert row["forward_ms"] > 0 and row["backward_ms"] > 0
+
+
+def test_the_transformers_gradients_are_probed_on_its_inputs(invoke):
+    result = invoke("gradients", TRANSFORMER.text, *TRANSFORMER.flags(), "--seeds", "0",
+                    "--batch-size", "4", "--format", "json")
+    assert result.exit_code == 0, result.output
+    (row,) = _json(result.stdout)
+    assert row["input"] == "--input" and row["loss"] == "cross-entropy"
+    assert "input_ids=4x16:int64[0,1000) attention_mask=4x16:bool" in result.stderr
+    assert row["grad_ratio_first_last"] > 0  # its two encoder layers, found on the tensors
+
+
+def test_a_non_classifier_is_probed_with_the_surrogate_loss_it_names(invoke):
+    result = invoke("gradients", UNET.text, "--input-size", "32", "--seeds", "0",
+                    "--batch-size", "2", "--shatter-points", "0", "--format", "json")
+    assert result.exit_code == 0, result.output
+    (row,) = _json(result.stdout)
+    assert row["loss"] == "surrogate" and row["grad_ratio_first_last"] > 0
+    assert "fixed random projection of the output" in result.stderr
+
+
+def test_gradient_analysis_takes_a_dict_of_inputs_and_says_when_the_loss_is_a_surrogate():
+    from resnet_probe.measure.gradients import probe_loss
+
+    unet = UNET.source().build()
+    analysis = rp.GradientAnalysis(unet, torch.randn(2, 3, 32, 32), seeds=(0,))
+    assert analysis.by_model()["loss"].item() == "surrogate"
+    assert any("fixed random projection" in note for note in analysis.notes)
+    # the surrogate is <P, f(x)> / N: for f(x) = ones, the sum of P over one example
+    output = torch.ones(2, 3, 4)
+    loss, kind = probe_loss(output, torch.zeros(2, dtype=torch.long), seed=7)
+    expected = torch.randn(3, 4, generator=torch.Generator().manual_seed(7)).sum()
+    assert kind == "surrogate" and torch.isclose(loss, expected)
+    (_, kwargs) = _example(TRANSFORMER)
+    model = TRANSFORMER.source().build()
+    assert rp.GradientAnalysis(model, kwargs, seeds=(0,)).by_model()["loss"].item() == \
+        "cross-entropy"
+
+
+def test_latency_analysis_and_plain_twin_take_a_dict_of_inputs():
+    from resnet_probe.sources.surgery import plain_twin
+
+    (_, kwargs) = _example(TRANSFORMER)
+    model = TRANSFORMER.source().build(structure=False).eval()
+    row = rp.LatencyAnalysis(model, kwargs, repeats=2, warmup=0, threads=1).by_model()
+    assert row["inputs"].item() == "input_ids=2x16:int64[0,1000) attention_mask=2x16:bool" \
+        or row["inputs"].item().startswith("input_ids=2x16:int64[")
+    twin = plain_twin(model, kwargs)
+    assert not residual_adds(twin)[0] and twin(**kwargs).shape == (2, 2)
+
+
+def test_the_transformer_goes_through_compare_on_its_inputs(invoke, tmp_path):
+    result = invoke("compare", TRANSFORMER.text, f"plain:{TRANSFORMER.text}",
+                    *TRANSFORMER.flags(), "--threads", "1", "--no-why", "--out",
+                    str(tmp_path), "--format", "json")
+    assert result.exit_code == 0, result.output
+    data = next(tmp_path.glob("*-data"))
+    costs = json.loads((data / "costs_summary.json").read_text())
+    timed = json.loads((data / "latency_models.json").read_text())
+    fed = " ".join(TOKENS)
+    assert [row["inputs"] for row in costs] == [fed, fed]  # counted on its tensors
+    assert [row["inputs"] for row in timed] == [fed, fed]  # and timed on them
+    assert {row["threads"] for row in timed} == {1}
+    page = next(tmp_path.glob("compare-*.html")).read_text()
+    assert "not trained: the training section classifies digit images" in page
+
+
+def test_compare_on_a_user_pair_gives_a_twin_verdict_at_one_input_size(invoke, tmp_path):
+    """The model and its plain twin: counted, timed, probed and trained at 32x32, the size
+    training takes (not a foreign model's default 224), the why analyses run on the foreign
+    nets, and the verdict is the twin's."""
+    result = invoke("compare", PAIR.text, f"plain:{PAIR.text}", "--train-steps", "14",
+                    "--threads", "1", "--out", str(tmp_path), "--format", "json")
+    assert result.exit_code == 0, result.output
+    assert "twin verdict: " in result.stdout and "needs a plain and a residual" \
+        not in result.stdout
+    data = next(tmp_path.glob("*-data"))
+
+    def table(name: str) -> list[dict]:
+        return json.loads((data / f"{name}.json").read_text())
+
+    assert {row["input_size"] for row in table("costs_summary")} == {32}
+    assert {row["input_size"] for row in table("latency_models")} == {32}
+    assert table("train_history")
+    page = " ".join(re.sub(r"<[^>]+>", " ", next(tmp_path.glob("compare-*.html")).read_text())
+                    .split())
+    assert re.search(r"Data: [^.]*resized to 32x32", page)  # trained at 32x32
+    assert "10 classes, 32x32 input" in page  # and probed at it
+    assert "Does the plain twin train worse?" in page
+    # resnet8-sized at 32x32: the counts are those of a 32x32 image (hand count, flops test)
+    macs = {row["model"]: row["macs"] for row in table("costs_summary")}
+    assert macs[PAIR.text] - macs[f"plain:{PAIR.text}"] == PAIR.projection_macs
+    verdict = json.loads((data / "verdict.json").read_text())
+    assert verdict["twin_verdict"]["model"] == PAIR.text
+    assert verdict["twin_verdict"]["verdict"] in {"the twin trains worse",
+                                                   "the twin trains better",
+                                                   "no measurable difference", "inconclusive"}
+    assert table("lesion_blocks")  # the why analyses ran on the user's nets
+
+
+def test_the_cost_gate_counts_the_tensors_it_is_given_as_they_are(tmp_path):
+    """A forward that needs sorted lengths (as pack_padded_sequence does) is counted on the
+    tensors given, not on values redrawn from their range."""
+    from resnet_probe.testing import assert_costs
+
+    class Packed(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.head = torch.nn.Linear(4, 2)
+
+        def forward(self, x, lengths):
+            if not bool((lengths[:-1] >= lengths[1:]).all()):
+                raise ValueError("lengths must be sorted, longest first")
+            return self.head(x.sum(1))
+
+    inputs = {"x": torch.zeros(3, 5, 4), "lengths": torch.tensor([5, 3, 1])}
+    path = tmp_path / "costs.json"
+    result = assert_costs(Packed(), inputs, baseline=path, name="packed", update=True)
+    assert result.summary["macs"] == 3 * 4 * 2  # the head on 3 sequences: 24
+    assert_costs(Packed(), inputs, baseline=path, name="packed")
+
+
+def test_compare_refuses_input_tensors_beside_an_input_size(invoke, tmp_path):
+    result = invoke("compare", TRANSFORMER.text, f"plain:{TRANSFORMER.text}",
+                    *TRANSFORMER.flags(), "--input-size", "32", "--out", str(tmp_path))
+    assert result.exit_code == 2
+    assert "--input replaces --input-size and --in-channels" in result.output
+    assert not list(tmp_path.iterdir())  # refused before anything ran

@@ -360,3 +360,100 @@ def test_compare_stops_after_the_first_seed_once_a_reference_did_not_train(tmp_p
     assert tables.verdict.verdict is Verdict.INCONCLUSIVE
     assert (tables.stopped_early.after_seed, tables.stopped_early.skipped) == (0, 2)
     assert isinstance(tables.stopped_early.reason, ReferenceUntrained)
+
+
+# --- the twin verdict: a model against its plain twin, one depth -----------------------------
+
+def _twin_rows(gaps: list[float], model_auc: float = 0.30, model_final: float = 0.20,
+               status: str = "finished") -> list[dict]:
+    """A residual model and its plain twin at depth 8: the twin's endpoint is the model's
+    plus ``gaps[seed]``."""
+    rows = []
+    for seed, gap in enumerate(gaps):
+        rows.append({"model": "net.py:build", "depth": 8, "shortcut": True, "seed": seed,
+                     "status": status, "final_train_error": model_final,
+                     "train_error_auc": model_auc})
+        rows.append({"model": "plain:net.py:build", "depth": 8, "shortcut": False,
+                     "seed": seed, "status": "finished",
+                     "final_train_error": model_final + gap,
+                     "train_error_auc": model_auc + gap})
+    return rows
+
+
+def test_a_model_and_its_twin_get_a_twin_verdict_not_a_missing_depth():
+    from resnet_probe.train.verdict import MissingDepths, judge, judge_twins
+
+    rows = _twin_rows([0.001, -0.001, 0.002])
+    assert MissingDepths() in judge(rows, 0.9).reasons
+    twin = judge_twins(rows, 0.9)
+    assert twin is not None and (twin.model, twin.twin, twin.depth) == \
+        ("net.py:build", "plain:net.py:build", 8)
+
+
+def test_the_twin_verdict_is_no_difference_when_the_interval_lies_within_the_minimum():
+    from resnet_probe.train.verdict import TwinOutcome, judge_twins
+
+    # gaps 0.001, -0.001, 0.002: mean 0.000667, sd 0.001528, t(2) 4.303:
+    # half-width 4.303 * 0.001528 / sqrt(3) = 0.003795, inside +-0.01
+    twin = judge_twins(_twin_rows([0.001, -0.001, 0.002]), 0.9)
+    assert twin.verdict is TwinOutcome.NO_DIFFERENCE
+    assert twin.twin_gap.estimate == pytest.approx(0.002 / 3)
+    assert twin.twin_gap.high == pytest.approx(0.002 / 3 + 0.003795, abs=1e-5)
+
+
+def test_the_twin_trains_better_when_its_interval_lies_below_zero():
+    from resnet_probe.train.verdict import TwinOutcome, judge_twins
+
+    twin = judge_twins(_twin_rows([-0.05, -0.06, -0.07]), 0.9)
+    assert twin.verdict is TwinOutcome.BETTER
+    assert twin.twin_gap.high < 0
+
+
+def test_the_twin_trains_worse_only_when_a_worse_twin_cannot_undo_the_call():
+    from resnet_probe.train.verdict import TwinOutcome, judge_twins
+
+    # a large, tight gap: even a twin at error 1 on any seed keeps the bound above zero
+    worse = judge_twins(_twin_rows([0.6, 0.6, 0.6], model_auc=0.1), 0.9)
+    assert worse.verdict is TwinOutcome.WORSE and worse.lowest_low > 0
+    # +0.05 to +0.07 clears zero for these runs, but a worse twin on one seed would not
+    unsettled = judge_twins(_twin_rows([0.05, 0.06, 0.07]), 0.9)
+    assert unsettled.twin_gap.low > 0 and unsettled.lowest_low < 0
+    assert unsettled.verdict is TwinOutcome.INCONCLUSIVE
+
+
+def test_the_twin_verdict_needs_three_seeds_and_a_model_that_trained():
+    from resnet_probe.train.verdict import (
+        ReferenceUntrained,
+        TooFewSeeds,
+        TwinOutcome,
+        judge_twins,
+    )
+
+    few = judge_twins(_twin_rows([-0.05, -0.06]), 0.9)
+    assert few.verdict is TwinOutcome.INCONCLUSIVE and TooFewSeeds(2) in few.reasons
+    # the model ends at 0.7, not below 3/4 of chance (0.675): the budget is too small
+    untrained = judge_twins(_twin_rows([-0.05, -0.06, -0.07], model_final=0.7), 0.9)
+    assert untrained.verdict is TwinOutcome.INCONCLUSIVE
+    assert isinstance(untrained.reasons[0], ReferenceUntrained)
+
+
+def test_two_depths_or_two_residual_models_are_not_a_twin_pair():
+    from resnet_probe.train.verdict import judge_twins
+
+    rows = _twin_rows([0.0, 0.0, 0.0])
+    deeper = [{**row, "depth": 14} if not row["shortcut"] else row for row in rows]
+    assert judge_twins(deeper, 0.9) is None
+    both_residual = [{**row, "shortcut": True} for row in rows]
+    assert judge_twins(both_residual, 0.9) is None
+
+
+def test_the_twin_verdict_is_said_in_one_line_with_its_interval():
+    from resnet_probe.report.words import twin_headline, twin_verdict_line
+    from resnet_probe.train.verdict import judge_twins
+
+    twin = judge_twins(_twin_rows([-0.05, -0.06, -0.07]), 0.9)
+    line = twin_verdict_line(twin)
+    assert line.startswith("twin verdict: the twin trains better, plain:net.py:build against "
+                           "net.py:build (seeds 0, 1, 2")
+    assert "95% CI -0.085 to -0.035" in line
+    assert twin_headline(twin).startswith("No, the reverse: the plain twin")

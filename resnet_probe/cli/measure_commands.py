@@ -29,8 +29,10 @@ DYNAMICS_STEPS = (0, 1, 2, 5, 10, 20)
                    "against the first, per leaf layer, per block or stage (with intervals "
                    "over repeats), raw samples, or the batch sweep.")
 @options.foreign_inputs
+@options.model_inputs
 @options.output_format
-def latency(models, by, trace_dir, in_channels, weights, num_classes, fmt, **settings) -> None:
+def latency(models, by, trace_dir, in_channels, weights, num_classes, inputs, fmt,
+            **settings) -> None:
     """Time every layer of MODELS, forward and backward, on CPU or GPU.
 
     \b
@@ -50,6 +52,8 @@ def latency(models, by, trace_dir, in_channels, weights, num_classes, fmt, **set
       resnet-probe latency resnet50 --batch-size 8 --repeats 30
       resnet-probe latency resnet50 plain50 --device cuda --dtype bf16 --by layer
       resnet-probe latency resnet50 --engine profiler --trace traces/ --by layer
+      resnet-probe latency encoder.py:build --input input_ids=8x128:int64[0,30522) \\
+          --input attention_mask=8x128:bool --threads 1
     """
     from resnet_probe.measure.latency import measure_latency
     from resnet_probe.report.console import latency_notes
@@ -60,7 +64,7 @@ def latency(models, by, trace_dir, in_channels, weights, num_classes, fmt, **set
         raise click.UsageError("--trace writes the profiler's traces: add --engine profiler")
     with options.progress_bar(config.work(len(models)), "latency") as bar:
         result = measure_latency(options.sources(models, in_channels, weights, config.input_size,
-                                                 num_classes=num_classes),
+                                                 inputs, num_classes),
                                  config, bar, trace_dir)
     for note in latency_notes(result):
         click.echo(note, err=True)
@@ -70,7 +74,8 @@ def latency(models, by, trace_dir, in_channels, weights, num_classes, fmt, **set
     columns = {"layer": ["model", "module", "direction", "median_ms", "iqr_ms", "min_ms",
                          *(["kernels", "dispatch_ms"] if profiler else []),
                          "noisy", "achieved_gflops_per_s", "bound"],
-               "model": ["model", "engine", "device", "batch_size", "forward_ms",
+               "model": ["model", "engine", "device", *(["inputs"] if inputs else []),
+                         "batch_size", "forward_ms",
                          "forward_ms_ci95_low", "forward_ms_ci95_high", "backward_ms",
                          "hook_overhead_ratio", "layer_sum_to_total", "images_per_s",
                          *(["forward_launch_bound_fraction"] if profiler else []),
@@ -100,8 +105,10 @@ def latency(models, by, trace_dir, in_channels, weights, num_classes, fmt, **set
                    "or the first steps per model or per layer [default: model, or dynamics "
                    "with --steps].")
 @options.foreign_inputs
+@options.model_inputs
 @options.output_format
-def gradients(models, steps, by, in_channels, weights, num_classes, fmt, **settings) -> None:
+def gradients(models, steps, by, in_channels, weights, num_classes, inputs, fmt,
+              **settings) -> None:
     """Measure gradient norms by depth at initialization, plain vs residual.
 
     \b
@@ -121,6 +128,12 @@ def gradients(models, steps, by, in_channels, weights, num_classes, fmt, **setti
       resnet-probe gradients plain56 resnet56 --seeds 0,1,2
       resnet-probe gradients plain56 resnet56 --steps 0,1,2,5,10,20
       resnet-probe gradients plain20 resnet20 --by shattering --format json
+      resnet-probe gradients encoder.py:build --input input_ids=2x128:int64[0,30522) \\
+          --input attention_mask=2x128:bool
+
+    \b
+    A model whose output is not class logits (a U-Net's map) takes a surrogate loss, a
+    fixed random projection of its output, and the rows and notes say so.
     """
     from resnet_probe.measure.gradients import measure_gradients
     from resnet_probe.train.dynamics import dynamics_summary, measure_recipe_dynamics
@@ -129,8 +142,8 @@ def gradients(models, steps, by, in_channels, weights, num_classes, fmt, **setti
     by = by or ("dynamics" if steps else "model")
     # The probe builds each net for the digits it feeds, unless told its head and channels.
     config = GradientConfig(**settings, num_classes=num_classes, in_channels=in_channels)
-    models = options.sources(models, in_channels, weights, config.input_size,
-                             num_classes=num_classes)
+    models = options.sources(models, in_channels, weights, config.input_size, inputs,
+                             num_classes)
     if by in DYNAMICS_VIEWS:
         watched = steps or DYNAMICS_STEPS
         with options.progress_bar(len(models) * len(config.seeds), "dynamics") as bar:
@@ -157,4 +170,5 @@ def gradients(models, steps, by, in_channels, weights, num_classes, fmt, **setti
         click.echo(f"note: {note}", err=True)
     options.emit(gradient_view(result, by), fmt,
                  ["model", "depth", "shortcut", "grad_ratio_first_last", "grad_ratio_std",
-                  "max_within_stage_ratio", "gradient_trend"] if by == "model" else None)
+                  "max_within_stage_ratio", "gradient_trend", "loss"] if by == "model"
+                 else None)

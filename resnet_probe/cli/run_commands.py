@@ -14,8 +14,9 @@ from resnet_probe.jobs.compare import (
     COMPARE_TUNING_SEEDS,
     CompareOptions,
 )
+from resnet_probe.measure.latency import LatencyConfig
 from resnet_probe.progress import NO_PROGRESS
-from resnet_probe.report.words import verdict_line
+from resnet_probe.report.words import twin_verdict_line, verdict_line
 from resnet_probe.train.degradation import DEFAULT_DEPTHS, DEFAULT_STEPS, DegradationConfig
 from resnet_probe.train.loop import TrainConfig
 
@@ -156,14 +157,16 @@ def _run_device(device: str, runs_on) -> str:
 @click.option("--no-latency", is_flag=True, help="Skip the latency section.")
 @options.device("Device for the latency and training sections; auto picks CUDA when present.")
 @options.executor_options
+@options.from_config(LatencyConfig, "threads")
 @options.in_channels("Input channels of the foreign models")
+@options.model_inputs
 @options.fresh
 @options.no_why
 @options.inline_plotly
 @options.output_format_with_markdown
 def compare(models, out, input_size, no_train, train_steps, seeds, from_degradation,
             trust_sources, no_latency, device, executor, address, gpus_per_run, workers,
-            in_channels, fresh, no_why, inline_plotly, fmt) -> None:
+            threads, in_channels, inputs, fresh, no_why, inline_plotly, fmt) -> None:
     """Compare MODELS in one HTML report; the first model is the baseline.
 
     \b
@@ -173,17 +176,27 @@ def compare(models, out, input_size, no_train, train_steps, seeds, from_degradat
     cheaper, environment. Tables go to a data folder beside the report.
 
     \b
+    Every section feeds a model one input: with a model of your own, the size the
+    training section trains it at (or --input-size), or its --input tensors, which are
+    counted, timed and probed at their shapes (training, which classifies digit images,
+    is then skipped and says why). A model and its plain twin (plain:MODEL) get a twin
+    verdict: the twin trains worse, better, or no measurable difference.
+
+    \b
     Examples:
       resnet-probe compare resnet34 plain34
       resnet-probe compare resnet18 resnet34 resnet50 plain34 --no-train
       resnet-probe compare plain56 resnet56 --from-degradation reports/degradation
       resnet-probe compare my_model.py:build plain:my_model.py:build --format markdown
+      resnet-probe compare encoder.py:build plain:encoder.py:build --threads 1 \\
+          --input input_ids=2x128:int64[0,30522) --input attention_mask=2x128:bool
     """
     from resnet_probe import report
     from resnet_probe.jobs.compare import Plan, progress_total, run_compare
     from resnet_probe.jobs.parts import CompareResult, InProgress
     from resnet_probe.report.words import compare_notes
     from resnet_probe.results import check_writable_dir, measurable_deltas
+    from resnet_probe.sources import InputSpec
 
     options_ = CompareOptions.choose(input_size, device, latency=not no_latency,
                                      train=not no_train, train_steps=train_steps,
@@ -192,8 +205,13 @@ def compare(models, out, input_size, no_train, train_steps, seeds, from_degradat
                                      trust_sources=trust_sources,
                                      executor=options.run_executor(executor, address,
                                                                    gpus_per_run, workers,
-                                                                   device))
-    plan = Plan.build(list(models), options_, in_channels)
+                                                                   device),
+                                     threads=threads)
+    spec = InputSpec.parse(list(inputs)) if inputs else None
+    if spec is not None and (input_size is not None or in_channels is not None):
+        raise click.UsageError("--input replaces --input-size and --in-channels (the shorthand "
+                               "for one image): give one or the other")
+    plan = Plan.build(list(models), options_, in_channels, spec)
     out = check_writable_dir(out)
     path = report.compare_report_path(out, plan.models)
     click.echo(f"report: {path}", err=True)
@@ -216,7 +234,9 @@ def compare(models, out, input_size, no_train, train_steps, seeds, from_degradat
                  ["model", "params", "params_delta_pct", "macs", "macs_delta_pct", "forward_ms",
                   "forward_ms_change", "grad_ratio_first_last", "final_train_error",
                   "final_train_error_change"], title="resnet-probe compare")
-    if result.summary.verdict is not None:
+    if result.summary.twin_verdict is not None:
+        options.echo_result(twin_verdict_line(result.summary.twin_verdict))
+    elif result.summary.verdict is not None:
         options.echo_result(verdict_line(result.summary.verdict))
     options.echo_result(f"data: {path.with_name(path.stem + '-data')}")
     for failed in result.failures:

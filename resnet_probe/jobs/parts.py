@@ -19,7 +19,7 @@ from resnet_probe.interrupts import Interruption
 from resnet_probe.results import frame, table
 from resnet_probe.train.degradation import DegradationTables
 from resnet_probe.train.loop import TrainConfig
-from resnet_probe.train.verdict import DegradationVerdict
+from resnet_probe.train.verdict import DegradationVerdict, TwinVerdict
 
 __all__ = ["CacheReport", "CompareResult", "CostsPart", "Failed", "GradientsPart", "InProgress",
            "LatencyEnvironment", "LatencyPart", "Skipped", "SummaryPart", "TrainingPart",
@@ -128,6 +128,9 @@ class GradientsPart:
     input_description: str = ""
     setting: str = ""  # what net was measured: the trained one, or the ImageNet head
     seed_list: tuple[int, ...] = ()
+    # what the measurement had to do differently, and why: a surrogate loss for a model
+    # that is not a classifier, shattering skipped for a model fed --input tensors
+    notes: tuple[str, ...] = ()
     reused: bool = False  # taken from the cache of results
     seconds: float = 0.0
 
@@ -164,6 +167,7 @@ class SummaryPart:
     deltas: pd.DataFrame = table("deltas")  # every summary column, value and change
     differences: pd.DataFrame = table("differences")  # each measured change's interval
     verdict: DegradationVerdict | None = None  # when training ran
+    twin_verdict: TwinVerdict | None = None  # when the runs are a model and its plain twin
     rule: str = ""  # the statistical standard every interval follows
     # The first screen's figure: the training curves across seeds (also saved, as
     # train_history, by the training part).
@@ -181,10 +185,14 @@ class SharedInputSize:
 
 @dataclass(frozen=True)
 class ForeignModels:
-    """Models not from the zoo: structure found from their graphs, trained at ``size``."""
+    """Models not from the zoo: structure found from their graphs; every section (counts,
+    latency, gradients, training) feeds them one image size, ``size``, the one training
+    takes. ``fed`` are the models given their own ``--input`` tensors instead, used at their
+    shapes in every section."""
 
     models: tuple[str, ...]
     size: int
+    fed: tuple[str, ...] = ()
 
 
 PlanNote = SharedInputSize | ForeignModels

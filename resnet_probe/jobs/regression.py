@@ -86,6 +86,9 @@ class Request:
     metrics: tuple[str, ...] = DEFAULT_METRICS
     # Where ``model`` was read, when a file named it: then it is resolved as data.
     recorded: Recorded | None = None
+    # The tensors ``inputs`` was taken from (the pytest fixture's): counted as given, values
+    # too (a sorted lengths tensor stays sorted), rather than redrawn from the spec.
+    example: Any = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         unknown = [m for m in self.metrics if m not in METRICS]
@@ -105,6 +108,9 @@ class Request:
 
     def measure(self) -> CostResult:
         memory = any(m in MEMORY_METRICS for m in self.metrics)
+        if self.example is not None:
+            return count_costs(self.source(), structure=False, memory=memory,
+                               example=self.example)
         return count_costs(self.source(), None if self.inputs else self.input_size,
                            self.batch_size, structure=False, memory=memory)
 

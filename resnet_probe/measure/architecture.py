@@ -73,8 +73,9 @@ def _discovered_rows(source: ModelSource, input_size: int | None) -> list[dict[s
         lambda m, a, out, key=key: outputs.__setitem__(key, tuple(out.shape)))
         for key, module in blocks.items()]
     try:
+        args, kwargs = source.example_inputs(input_size)  # one image, or its --input tensors
         with torch.no_grad():
-            model(source.example(input_size))
+            model(*args, **kwargs)
     finally:
         for handle in handles:
             handle.remove()

@@ -1,7 +1,12 @@
 """Gradient norms and signal propagation at each depth, at initialization.
 
 Measurement semantics. For each seed a freshly initialized model (BN in train mode, as in the
-first training step) takes one batch and a cross-entropy loss, then one backward pass:
+first training step) takes one batch and a cross-entropy loss, then one backward pass. A model
+whose output is not class logits (N, classes), such as a U-Net's per-pixel map, takes a stated
+surrogate loss instead (``SURROGATE_LOSS``), named in the rows and the notes. A model fed
+``--input`` tensors (token ids and a mask, ...) is probed on those, drawn at the probe's batch
+size, with random labels; shattering, which moves along a line between two images, is then
+skipped and said so.
 
 * per weighted layer (conv, linear): ``grad_norm`` = ||dL/dW||_2 and ``grad_to_weight`` =
   ||dL/dW|| / ||W||;
@@ -58,6 +63,11 @@ from resnet_probe.zoo import ResNet
 from resnet_probe.zoo.blocks import _Block
 
 INPUTS = ("data", "random")
+CROSS_ENTROPY = "cross-entropy"
+SURROGATE_LOSS = ("surrogate: a fixed random projection of the output, L = <P, f(x)> / N with "
+                  "P drawn from N(0, 1) in the shape of one example's output, seeded by the "
+                  "seed (the output is not class logits (N, classes))")
+Fed = torch.Tensor | tuple[tuple[Any, ...], dict[str, Any]]  # one image batch, or (args, kwargs)
 HEADS = ("trained", "imagenet")
 BN_STATISTICS_IMAGES = 64  # the data batch that fixes BN statistics for shattering
 
@@ -69,8 +79,9 @@ class GradientConfig:
     seeds: tuple[int, ...] = setting((0, 1, 2), "Comma-separated seeds; results are mean ± std "
                                      "across them.")
     input_size: int | None = setting(None, INPUT_SIZE)
+    # --probe-input: --input NAME=SHAPE[:DTYPE] is what a model's forward takes
     input: str = setting("data", "A batch of the embedded digits, or Gaussian noise.",
-                         choices=INPUTS)
+                         choices=INPUTS, flag="--probe-input")
     shatter_points: int = setting(256, "Points on the 1-D input grid of the shattering "
                                   "measurement (0 skips it); correlations are reported at "
                                   "lags up to 128.", minimum=0)
@@ -158,6 +169,10 @@ class ProbeSetting:
                 f"for the model as it is defined") from None
 
     def describe(self, source: ModelSource) -> str:
+        if source.inputs is not None:
+            head = ("the model's own head" if self.num_classes is None
+                    else f"{self.num_classes} classes")
+            return f"{head}, fed its --input tensors"
         if self.num_classes is None:
             return (f"the model's own head (labelled: not the trained net) at "
                     f"{self.size}x{self.size}")
@@ -181,10 +196,12 @@ def probe_setting(source: ModelSource, config: GradientConfig) -> ProbeSetting:
 
 def make_batch(model: nn.Module, config: GradientConfig, seed: int,
                source: ModelSource | None = None, size: int | None = None,
-               batch_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor, str]:
+               batch_size: int | None = None) -> tuple[Fed, torch.Tensor, str]:
     source = source or resolve(model)
-    size = size or config.input_size or source.default_input_size
     batch = batch_size or config.batch_size
+    if source.inputs is not None:
+        return inputs_batch(model, source, seed, batch)
+    size = size or config.input_size or source.default_input_size
     channels, classes = input_channels(model, source), output_classes(model)
     check_fits(model, (batch, channels, size, size), torch.device("cpu"),
                training=True, what=f"the gradient probe of {source.text}")
@@ -198,6 +215,53 @@ def make_batch(model: nn.Module, config: GradientConfig, seed: int,
     x = fit_channels(data.train_x[index], channels)
     y = data.train_y[index] % classes  # the ImageNet head's labels: digit k is class k
     return x, y, f"a batch of {batch} from {data.description}"
+
+
+def inputs_batch(model: nn.Module, source: ModelSource, seed: int, batch: int
+                 ) -> tuple[Fed, torch.Tensor, str]:
+    """The source's ``--input`` tensors at ``batch`` (floats N(0, 1), integers from their
+    range, seeded), and random labels."""
+    assert source.inputs is not None
+    spec = source.inputs.with_batch(batch)
+    check_fits(model, spec.tensors[0].shape, torch.device("cpu"), training=True,
+               what=f"the gradient probe of {source.text}", inputs=spec)
+    made = {t.name: t.make(batch_size=batch, random=True, seed=seed * 1000 + index)
+            for index, t in enumerate(spec.tensors)}
+    args = tuple(made[str(i)] for i in range(sum(t.positional for t in spec.tensors)))
+    kwargs = {k: v for k, v in made.items() if not k.isdigit()}
+    y = torch.randint(0, output_classes(model), (batch,),
+                      generator=torch.Generator().manual_seed(seed))
+    return (args, kwargs), y, (f"the --input tensors {spec.text()} (floats N(0,1), integers "
+                               f"from their range, masks all True), random labels")
+
+
+def run_forward(model: nn.Module, x: Fed) -> Any:
+    if isinstance(x, torch.Tensor):
+        return model(x)
+    args, kwargs = x
+    return model(*args, **kwargs)
+
+
+def probe_loss(output: Any, y: torch.Tensor, seed: int = 0) -> tuple[torch.Tensor, str]:
+    """(loss, its kind): cross-entropy on class logits (N, classes); on any other output the
+    surrogate ``SURROGATE_LOSS``, so that the gradient by depth is still measured."""
+    if isinstance(output, torch.Tensor) and output.dim() == 2 and \
+            output.is_floating_point() and output.shape[0] == y.shape[0]:
+        return F.cross_entropy(output, y % output.shape[1]), CROSS_ENTROPY
+    tensor = _first_float_tensor(output)
+    if tensor is None:
+        raise InvalidRequest(f"the model's output ({type(output).__name__}) holds no floating "
+                             f"tensor, so no loss can be taken from it")
+    projection = torch.randn(tensor.shape[1:], generator=torch.Generator().manual_seed(seed))
+    return (tensor.float() * projection.to(tensor.device)).sum() / tensor.shape[0], "surrogate"
+
+
+def _first_float_tensor(output: Any) -> torch.Tensor | None:
+    if isinstance(output, torch.Tensor):
+        return output if output.is_floating_point() and output.dim() >= 1 else None
+    items = output.values() if isinstance(output, dict) else output \
+        if isinstance(output, (tuple, list)) else ()
+    return next((t for t in map(_first_float_tensor, items) if t is not None), None)
 
 
 def input_channels(model: nn.Module, source: ModelSource) -> int:
@@ -231,7 +295,11 @@ def measure_gradients(models: Iterable[str | nn.Module | ModelSource],
             result.seeds.append({"model": name, "seed": seed,
                                  "grad_ratio_first_last": per_seed[-1]["ratio"]})
             progress.update(1)
-        if config.shatter_points:
+        if config.shatter_points and source.inputs is not None:
+            note = (f"{name}: no shattering: it moves along a line between two images, and "
+                    f"this model is fed --input tensors")
+            result.notes.append(note)
+        elif config.shatter_points:
             result.shattering.extend(shattering(source, config))
         blocks = [r for r in result.blocks if r["model"] == name]
         stages = within_stage_ratios(blocks)
@@ -254,7 +322,7 @@ def check_probe_fits(source: ModelSource, config: GradientConfig) -> None:
     setting_ = probe_setting(source, config)
     channels = setting_.in_channels or source.in_channels
     passes = [(config.batch_size, f"the gradient probe of {source.text}", "a batch size")]
-    if config.shatter_points:
+    if config.shatter_points and source.inputs is None:  # no line between --input tensors
         passes.append((config.shatter_points, f"the shattering measurement of {source.text}",
                        "--shatter-points"))
     for batch, what, option in passes:
@@ -272,7 +340,11 @@ def _one_seed(source: ModelSource, seed: int, config: GradientConfig, result: Gr
     model = setting_.build(source)
     x, y, description = make_batch(model, config, seed, source, setting_.size)
     result.input_description = f"{description}; {setting_.describe(source)}"
-    block_rows, findings = run_probe(model, x, y)
+    block_rows, findings = run_probe(model, x, y, seed)
+    if findings["loss_kind"] != CROSS_ENTROPY:
+        note = f"{name}: the loss is a {SURROGATE_LOSS}"
+        if note not in result.notes:
+            result.notes.append(note)
     for row in block_rows:
         result.blocks.append({"model": name, "seed": seed, **row})
     for row in layer_grad_norms(model):
@@ -291,14 +363,15 @@ def _one_seed(source: ModelSource, seed: int, config: GradientConfig, result: Gr
             "loss": findings["loss"], **findings}
 
 
-def run_probe(model: nn.Module, x: torch.Tensor, y: torch.Tensor
+def run_probe(model: nn.Module, x: Fed, y: torch.Tensor, seed: int = 0
               ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """One forward/backward in train mode, recording block outputs and their gradients."""
+    """One forward/backward in train mode, recording block outputs and their gradients;
+    the loss is cross-entropy on class logits, else the surrogate (``probe_loss``)."""
     with probing_blocks(model) as probe:
-        loss = F.cross_entropy(model(x), y)
+        loss, kind = probe_loss(run_forward(model, x), y, seed)
         if torch.isfinite(loss):
             loss.backward()
-    return probe.rows(), probe.findings(loss)
+    return probe.rows(), {**probe.findings(loss), "loss_kind": kind}
 
 
 class BlockProbe:
@@ -536,7 +609,10 @@ def _model_row(source: ModelSource, config: GradientConfig, per_seed: list[dict[
         "grad_ratio_first_last": mean,
         "grad_ratio_std": statistics.stdev(finite) if len(finite) > 1 else 0.0,
         "growth_per_layer": statistics.fmean(growth),
-        "seeds": len(per_seed), "batch_size": config.batch_size, "input": config.input,
+        "seeds": len(per_seed), "batch_size": config.batch_size,
+        "input": "--input" if source.inputs is not None else config.input,
+        "loss": SURROGATE_LOSS.split(":")[0] if any(s.get("loss_kind") != CROSS_ENTROPY
+                                                    for s in per_seed) else CROSS_ENTROPY,
         "loss_at_init": statistics.fmean(s["loss"] for s in per_seed),
         "first_nonfinite_forward": next((s["first_nonfinite_forward"] for s in per_seed
                                          if s["first_nonfinite_forward"]), None),
@@ -591,12 +667,13 @@ def grid_gradients(source: ModelSource, seed: int, config: GradientConfig,
     setting_ = probe_setting(source, config)
     torch.manual_seed(seed)
     model = setting_.build(source)
-    x, _, _ = make_batch(model, config, seed, source, setting_.size, batch_size=2)
+    x = _images(make_batch(model, config, seed, source, setting_.size, batch_size=2)[0])
     if points is None:
         t = torch.linspace(0, 1, config.shatter_points).view(-1, 1, 1, 1)
         points = (1 - t) * x[0:1] + t * x[1:2]
-    fix_bn_statistics(model, make_batch(model, config, seed + 1, source, setting_.size,
-                                        batch_size=BN_STATISTICS_IMAGES)[0])
+    fix_bn_statistics(model, _images(make_batch(model, config, seed + 1, source,
+                                                setting_.size,
+                                                batch_size=BN_STATISTICS_IMAGES)[0]))
     line = points.clone().requires_grad_(True)
     blocks = block_modules(model)
     stage_ends: dict[str, str] = {}
@@ -626,6 +703,15 @@ def grid_gradients(source: ModelSource, seed: int, config: GradientConfig,
                 grads.append(grad.flatten(1))
             depth = block_depth(model, block_name)
             yield block_name, model.layer_info[block_name].stage, depth, torch.stack(grads)
+
+
+def _images(batch: Fed) -> torch.Tensor:
+    """The image batch shattering moves along (measure_gradients skips it for a model fed
+    --input tensors)."""
+    if not isinstance(batch, torch.Tensor):
+        raise InvalidRequest("shattering moves along a line between two images; this model "
+                             "is fed --input tensors")
+    return batch
 
 
 def fix_bn_statistics(model: nn.Module, batch: torch.Tensor) -> None:

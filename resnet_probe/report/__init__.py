@@ -43,7 +43,7 @@ from resnet_probe.report.html import Section, join, markup, render_page, write_p
 from resnet_probe.report.latency import render_latency
 from resnet_probe.report.summary import render_summary
 from resnet_probe.report.training import render_training, render_why
-from resnet_probe.report.words import compare_notes, verdict_record
+from resnet_probe.report.words import compare_notes, twin_verdict_record, verdict_record
 from resnet_probe.results import (
     atomic_write_text,
     check_writable_dir,
@@ -52,7 +52,7 @@ from resnet_probe.results import (
     save_table,
 )
 from resnet_probe.train.causal import CausalTest
-from resnet_probe.train.verdict import DegradationVerdict
+from resnet_probe.train.verdict import DegradationVerdict, TwinVerdict
 
 INDEX = "index.html"
 
@@ -72,17 +72,21 @@ def save_parts(parts: list[Any], directory: Path, environment: pd.DataFrame | No
         for name, df in declared_tables(part).items():
             save_table(df, directory, name)
         if isinstance(part, TrainingPart):
-            verdicts.append((part.degradation.verdict, part.degradation.causal))
+            verdicts.append((part.degradation.verdict, part.degradation.causal,
+                             part.degradation.twin_verdict))
     if environment is not None:
         save_table(environment, directory, "environment")
-    for verdict, causal in verdicts:
-        save_verdict(verdict, directory, causal)
+    for verdict, causal, twin in verdicts:
+        save_verdict(verdict, directory, causal, twin)
 
 
 def save_verdict(verdict: DegradationVerdict, directory: Path,
-                 causal: CausalTest | None = None) -> None:
+                 causal: CausalTest | None = None, twin: TwinVerdict | None = None) -> None:
+    record = verdict_record(verdict, causal)
+    if twin is not None:  # a model and its plain twin: the verdict their pair asks for
+        record["twin_verdict"] = twin_verdict_record(twin)
     atomic_write_text(directory / "verdict.json",
-                      json.dumps(_json_ready(verdict_record(verdict, causal)), indent=2) + "\n")
+                      json.dumps(_json_ready(record), indent=2) + "\n")
 
 
 def _json_ready(value: Any) -> Any:

@@ -34,6 +34,7 @@ from resnet_probe.report.words import (
     mechanism_finding,
     overfitting_answer,
     shortcut_cost_answer,
+    twin_headline,
     vanishing_answer,
     verdict_headline,
 )
@@ -52,7 +53,9 @@ def render_answers(result: CompareResult, notes: list[str]) -> list[Section]:
 
 
 def degrade_answer(result: CompareResult, notes: list[str]) -> Section:
-    section = Section("degrade", "Does the deeper plain net degrade?", nav="Degrade?",
+    twin = result.summary.twin_verdict
+    section = Section("degrade", "Does the plain twin train worse?" if twin is not None
+                      else "Does the deeper plain net degrade?", nav="Degrade?",
                       answer=True)
     for note in notes:
         section.note(note)
@@ -63,7 +66,9 @@ def degrade_answer(result: CompareResult, notes: list[str]) -> Section:
             training.note if isinstance(training, InProgress) else "training did not finish"
         return section.text(f"Not answered in this report: {why}", css_class="lead")
     deep, shallow = plain_nets(training.degradation.final)
-    section.text(verdict_headline(verdict, deep, shallow), css_class="lead")
+    # A model and its twin are one depth: their own question, not "needs two depths".
+    section.text(twin_headline(twin) if twin is not None
+                 else verdict_headline(verdict, deep, shallow), css_class="lead")
     if not training.degradation.history.empty:
         section.figure(figures.training_curves(training.degradation.history,
                                                training.degradation.final,

@@ -19,6 +19,8 @@ def render_gradients(part: GradientsPart, number: str = "5.") -> Section:
               "versions were measured before (--fresh measures again)." if part.reused else "")
     section.text(f"At initialization, BN in train mode, on {part.setting}; input: "
                  f"{part.input_description}; seeds {list(part.seed_list)}.{reused}")
+    for note in part.notes:  # a surrogate loss, a measurement that could not be taken
+        section.note(note)
     section.method("‖∂L/∂s‖ is taken at each block's join, the sum of shortcut and branch before "
                    "the block's last ReLU. Only through an identity block whose branch starts at "
                    "zero (zero-initialised last BN) does it pass unchanged; with the usual init "

@@ -13,7 +13,7 @@ import pandas as pd
 
 from resnet_probe.jobs.parts import SummaryPart
 from resnet_probe.report.html import Section, format_value, markup
-from resnet_probe.report.words import verdict_line
+from resnet_probe.report.words import twin_verdict_line, verdict_line
 from resnet_probe.results import (
     COUNTED_UNITS,
     SUMMARY_METRICS,
@@ -22,12 +22,16 @@ from resnet_probe.results import (
     measurable_deltas,
     readable_prefix,
 )
-from resnet_probe.train.verdict import Verdict
+from resnet_probe.train.verdict import TwinOutcome, Verdict
 
 
 def render_summary(part: SummaryPart, number: str = "1.") -> Section:
     section = Section("summary", f"{number} Summary", nav="Summary")
-    if part.verdict is not None:
+    if part.twin_verdict is not None:
+        kind = ("warning" if part.twin_verdict.verdict is TwinOutcome.INCONCLUSIVE
+                else "finding")
+        section.note(twin_verdict_line(part.twin_verdict), kind=kind)
+    elif part.verdict is not None:
         kind = "warning" if part.verdict.verdict is Verdict.INCONCLUSIVE else "finding"
         section.note(verdict_line(part.verdict), kind=kind)
     cells = headline_cells(part)

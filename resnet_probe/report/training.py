@@ -13,6 +13,7 @@ from resnet_probe.report.html import Section, join, markup
 from resnet_probe.report.words import (
     FINDINGS_RULE,
     LANDSCAPE_METHOD,
+    TWIN_RULE,
     VERDICT_RULE,
     causal_line,
     failed_runs_text,
@@ -21,9 +22,10 @@ from resnet_probe.report.words import (
     recipe_text,
     residual_finding,
     stopped_early_text,
+    twin_reasons_text,
 )
 from resnet_probe.stats import RULE
-from resnet_probe.train.verdict import DegradationVerdict, StoppedEarly, Verdict
+from resnet_probe.train.verdict import DegradationVerdict, StoppedEarly, TwinOutcome, Verdict
 
 
 def render_training(part: TrainingPart, number: str = "6.") -> Section:
@@ -56,10 +58,19 @@ def render_training(part: TrainingPart, number: str = "6.") -> Section:
                                           else ""))
     elif part.source:
         section.text(f"Runs {part.source}.")
-    text, kind = verdict_note(tables.verdict, tables.stopped_early)
-    section.note(text, kind=kind)
-    section.method(f"Rule, {verdict_rule_text()}", f"Intervals: {RULE}",
-                   summary="The rule the verdict follows, and its intervals")
+    if tables.twin_verdict is not None:  # a model and its plain twin: their own question
+        twin = tables.twin_verdict
+        section.note(markup("<b>Twin verdict: {}</b>, {} against {}: {}.", twin.verdict.value,
+                            twin.twin, twin.model, twin_reasons_text(twin)),
+                     kind="warning" if twin.verdict is TwinOutcome.INCONCLUSIVE
+                     else "finding")
+        section.method(f"Rule, {TWIN_RULE}", f"Intervals: {RULE}",
+                       summary="The rule the twin verdict follows, and its intervals")
+    else:
+        text, kind = verdict_note(tables.verdict, tables.stopped_early)
+        section.note(text, kind=kind)
+        section.method(f"Rule, {verdict_rule_text()}", f"Intervals: {RULE}",
+                       summary="The rule the verdict follows, and its intervals")
     if not tables.estimates.empty:
         section.table(tables.estimates, caption="The comparisons the verdict rests on: per "
                                                 "seed, mean, and 95% t interval")

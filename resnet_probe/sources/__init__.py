@@ -540,20 +540,22 @@ def _twin_example(source: ModelSource, original: nn.Module, device: str):
 
 
 def _discovered(source: ModelSource, model: nn.Module, device: str | None) -> dict:
-    """The blocks and stages found from the model's graph (empty when it has none, cannot be
-    traced, or takes more than one image). The discovery runs the model, so it is the input
-    check too."""
+    """The blocks and stages found from the model's graph, on one image or the --input
+    tensors (empty when it has none, or cannot be traced). The discovery runs the model, so
+    it is the input check too."""
     from resnet_probe.sources.surgery import SurgeryError, discover_structure
 
     where = "meta" if device == "meta" else "cpu"
-    if source.inputs is None:
+    args, kwargs = source.example_inputs(device=where)
+    # as fvcore takes inputs: positional ones as a tuple, keyword ones as a dict
+    example = args[0] if source.inputs is None else kwargs if not args else \
+        args if not kwargs else None
+    if example is not None:
         try:
-            example = source.example(device=where)
             return forward_step(source, "finding its blocks",
-                                 lambda: discover_structure(model, example))
+                                lambda: discover_structure(model, example))
         except SurgeryError:  # untraceable, or no residual blocks: per-module rows only
             pass
-    args, kwargs = source.example_inputs(device=where)
     forward_step(source, "a forward on its example input", lambda: model.eval()(*args, **kwargs))
     return {}
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -48,7 +48,9 @@ class TensorSpec:
     def make(self, device: str | torch.device = "cpu", batch_size: int | None = None,
              random: bool = False, seed: int = 0) -> torch.Tensor:
         """The tensor, on ``device`` (meta: shape only); ``batch_size`` replaces the first
-        dimension; ``random`` draws floats from N(0, 1) (integers always use their range)."""
+        dimension; ``random`` draws floats from N(0, 1) and sets a bool tensor (a mask) all
+        True, every position real, so that a probe's signal is not masked away (integers
+        always use their range)."""
         shape = (batch_size, *self.shape[1:]) if batch_size is not None else self.shape
         if str(device) == "meta":
             return torch.empty(shape, dtype=self.dtype, device="meta")
@@ -58,6 +60,8 @@ class TensorSpec:
                                  dtype=self.dtype).to(device)
         if self.dtype.is_floating_point and random:
             return torch.randn(shape, generator=generator).to(device=device, dtype=self.dtype)
+        if self.dtype is torch.bool and random:
+            return torch.ones(shape, dtype=torch.bool, device=device)
         return torch.zeros(shape, dtype=self.dtype, device=device)
 
     def text(self) -> str:
@@ -148,6 +152,13 @@ class InputSpec:
     @property
     def batch_size(self) -> int:
         return self.tensors[0].shape[0] if self.tensors else 1
+
+    def with_batch(self, batch_size: int | None) -> InputSpec:
+        """The same tensors with ``batch_size`` as every first dimension (None: as given)."""
+        if batch_size is None:
+            return self
+        return InputSpec(tuple(replace(t, shape=(batch_size, *t.shape[1:]))
+                               for t in self.tensors))
 
     def text(self) -> str:
         return " ".join(t.text() for t in self.tensors)

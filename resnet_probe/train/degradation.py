@@ -57,8 +57,10 @@ from resnet_probe.train.run_cache import RunCache
 from resnet_probe.train.verdict import (
     DegradationVerdict,
     StoppedEarly,
+    TwinVerdict,
     error_auc,
     judge,
+    judge_twins,
     settled_early,
 )
 from resnet_probe.untrusted import UntrustedFileError, checked, read_json
@@ -181,9 +183,15 @@ class DegradationResult:
         return causal_test(self.runs, self.intervened_runs, intervention_for(self.config),
                            self.chance_error)
 
+    def twin_verdict(self) -> TwinVerdict | None:
+        """The twin verdict, when the runs are of one model and its plain twin."""
+        tuning = self.config.tuning_seeds if self.config is not None else ()
+        return judge_twins(self.final_rows(), self.chance_error, tuning)
+
     def tables(self) -> DegradationTables:
         return degradation_tables(self.runs, self.verdict(), self.cached_runs,
-                                  self.stopped_early, self.causal_test(), self.budget)
+                                  self.stopped_early, self.causal_test(), self.budget,
+                                  self.twin_verdict())
 
 
 def intervention_for(config: DegradationConfig) -> Intervention:
@@ -224,18 +232,26 @@ class DegradationTables:
         default_factory=lambda: judge([], 0.9))
     stopped_early: StoppedEarly | None = None
     causal: CausalTest | None = None  # the causal test, when it was run
+    # one model against its plain twin (no second depth): the question the pair asks
+    twin_verdict: TwinVerdict | None = None
 
 
 def degradation_tables(runs: list[RunResult], verdict: DegradationVerdict,
                        cached_runs: list[dict[str, Any]] | None = None,
                        stopped_early: StoppedEarly | None = None,
-                       causal: CausalTest | None = None, budget: int | None = None
-                       ) -> DegradationTables:
+                       causal: CausalTest | None = None, budget: int | None = None,
+                       twin_verdict: TwinVerdict | None = None) -> DegradationTables:
     chance = verdict.chance_error
     estimates = [{"comparison": e.name, "seeds": e.seeds, "mean": e.estimate,
                   "ci95_low": e.low, "ci95_high": e.high, "in_words": e.text(),
                   "per_seed": ", ".join(f"{s}: {v:+.3f}" for s, v in e.per_seed.items())}
                  for e in verdict.estimates]
+    if twin_verdict is not None:
+        estimates += [{"comparison": e.name, "seeds": e.seeds, "mean": e.estimate,
+                       "ci95_low": e.low, "ci95_high": e.high, "in_words": e.text(),
+                       "per_seed": ", ".join(f"{s}: {v:+.3f}" for s, v in e.per_seed.items())}
+                      for e in (twin_verdict.twin_gap, twin_verdict.final_twin_gap)
+                      if e is not None]
     return DegradationTables(
         history=frame([row for run in runs for row in run.history]),
         evals=frame([row for run in runs for row in run.evals]),
@@ -246,7 +262,8 @@ def degradation_tables(runs: list[RunResult], verdict: DegradationVerdict,
         dynamics=(dynamics := frame([row for run in runs for row in run.dynamics])),
         joins=frame([row for run in runs for row in run.joins]),
         dynamics_summary=dynamics_summary(dynamics),
-        verdict=verdict, stopped_early=stopped_early, causal=causal)
+        verdict=verdict, stopped_early=stopped_early, causal=causal,
+        twin_verdict=twin_verdict)
 
 
 RUNS = "runs"  # OUT/runs/NAME-seedN.pt: one checkpoint per (model, seed)
@@ -521,8 +538,9 @@ def load_degradation_run(directory: Path) -> tuple[DegradationTables, list[RunRe
     recorded = (manifest.get("config") or {}).get("train")
     budget = recorded.get("steps") if isinstance(recorded, dict) else None
     budget = budget if isinstance(budget, int) and budget > 0 else None
-    verdict = judge([final_row(run, chance, budget) for run in runs], chance, tuning)
-    return degradation_tables(runs, verdict, budget=budget), runs
+    finals = [final_row(run, chance, budget) for run in runs]
+    return degradation_tables(runs, judge(finals, chance, tuning), budget=budget,
+                              twin_verdict=judge_twins(finals, chance, tuning)), runs
 
 
 def _same(a: float, b: float) -> bool:

@@ -294,3 +294,144 @@ def _untrained_references(finals: list[dict[str, Any]], chance_error: float
                                                        and not r["final_train_error"] < bar))}
     return tuple(RunLabel(model, seed, status, error) for model, seed, status, error in
                  sorted(runs, key=lambda run: f"{run[0]} seed {run[1]} ({run[3]:.3f})"))
+
+
+# --- a model against its plain twin ------------------------------------------------------------
+#
+# A pair of one residual model and its plain twin (the same depth, the shortcuts removed) has
+# no second depth, so the degradation rule cannot apply; the question asked is the twin's.
+# The same standard, on the same endpoint: per seed, paired,
+#
+#     twin gap = A(plain twin) - A(model),
+#
+# with its 95% Student-t interval over at least MIN_SEEDS seeds, every run finished and the
+# residual model trained (TRAINED_FRACTION of chance; the twin is the net under test and
+# counts whatever it reaches). ``worse`` when the gap is at least MIN_GAP and its interval
+# lies above zero for these runs and for every run set with a worse twin (the same lowest
+# bound as the plain gap's); ``better`` when it is at most -MIN_GAP and its interval lies
+# below zero; ``no measurable difference`` when the interval lies within +-MIN_GAP;
+# ``inconclusive`` otherwise.
+
+class TwinOutcome(StrEnum):
+    WORSE = "the twin trains worse"
+    BETTER = "the twin trains better"
+    NO_DIFFERENCE = "no measurable difference"
+    INCONCLUSIVE = "inconclusive"
+
+
+@dataclass(frozen=True)
+class TwinGapAboveZero:
+    """``worse``: the twin gap is at least MIN_GAP and its interval (and its lowest bound
+    with a worse twin) lies above zero."""
+
+
+@dataclass(frozen=True)
+class TwinGapBelowZero:
+    """``better``: the twin gap is at most -MIN_GAP and its interval lies below zero."""
+
+
+@dataclass(frozen=True)
+class TwinGapWithinMinimum:
+    """``no measurable difference``: the interval lies within +-MIN_GAP."""
+
+    minimum: float = MIN_GAP
+
+
+@dataclass(frozen=True)
+class TwinGapUnsettled:
+    """``inconclusive``: the interval reaches past +-MIN_GAP without clearing zero (or clears
+    it by less than MIN_GAP, or only for these runs: ``lowest_low``)."""
+
+    low: float
+    high: float
+    lowest_low: float
+    minimum: float = MIN_GAP
+
+
+TwinReason = (Unfinished | ReferenceUntrained | TooFewSeeds | TwinGapAboveZero
+              | TwinGapBelowZero | TwinGapWithinMinimum | TwinGapUnsettled)
+
+
+@dataclass(frozen=True)
+class TwinVerdict:
+    """A residual model against its plain twin, trained on the same seeds."""
+
+    verdict: TwinOutcome
+    reasons: tuple[TwinReason, ...]
+    model: str  # the residual model
+    twin: str  # its plain twin
+    depth: int | None
+    twin_gap: SeedEstimate | None = None  # the test, on the endpoint
+    lowest_low: float = math.nan
+    sign_test: SignTest | None = None
+    final_twin_gap: SeedEstimate | None = None  # the same gap in final training error
+    seed_roles: dict[int, SeedRole] = field(default_factory=dict)
+    chance_error: float = 0.9
+
+
+def twin_pair(finals: list[dict[str, Any]]) -> tuple[str, str, int | None] | None:
+    """(model, twin, depth) when the runs are of one residual model and one plain model of
+    the same depth (a model and its plain twin); None otherwise, where the depth rule
+    applies or there is no pair to judge."""
+    models = {(str(r["model"]), bool(r["shortcut"]),
+               None if r["depth"] is None else int(r["depth"])) for r in finals}
+    residual = [m for m in models if m[1]]
+    plain = [m for m in models if not m[1]]
+    if len(residual) != 1 or len(plain) != 1 or residual[0][2] != plain[0][2]:
+        return None
+    return residual[0][0], plain[0][0], residual[0][2]
+
+
+def judge_twins(finals: list[dict[str, Any]], chance_error: float,
+                tuning_seeds: tuple[int, ...] = ()) -> TwinVerdict | None:
+    """The twin verdict on ``finals`` (as ``judge`` takes them), or None when they are not
+    one model and its plain twin."""
+    pair = twin_pair(finals)
+    if pair is None:
+        return None
+    model, twin, depth = pair
+    roles = seed_roles(sorted({int(r["seed"]) for r in finals}), tuning_seeds)
+    reasons: list[TwinReason] = []
+    unfinished = _unfinished(finals)
+    if unfinished:
+        reasons.append(Unfinished(unfinished))
+    bar = TRAINED_FRACTION * chance_error
+    untrained = tuple(
+        RunLabel(str(r["model"]), int(r["seed"]), str(r["status"]),
+                 float(r["final_train_error"])) for r in finals
+        if r["model"] == model and (r["status"] == RunStatus.DIVERGED or (
+            r["status"] == RunStatus.FINISHED and not r["final_train_error"] < bar)))
+    if untrained:
+        reasons.append(ReferenceUntrained(untrained, bar))
+
+    def by_seed(name: str, column: str) -> dict[int, float]:
+        return {int(r["seed"]): float(r[column]) for r in finals if r["model"] == name
+                and r.get(column) is not None and not math.isnan(r[column])}
+
+    auc = {name: by_seed(name, "train_error_auc") for name in (model, twin)}
+    final = {name: by_seed(name, "final_train_error") for name in (model, twin)}
+    seeds = sorted(set(auc[model]) & set(auc[twin]))
+    gap = seed_estimate("twin gap", {s: auc[twin][s] - auc[model][s] for s in seeds})
+    final_seeds = sorted(set(final[model]) & set(final[twin]))
+    final_gap = seed_estimate("twin gap in final training error",
+                              {s: final[twin][s] - final[model][s] for s in final_seeds})
+    gaps = [gap.per_seed[s] for s in seeds]
+    lowest = lowest_lower_bound(gaps, [WORST_ERROR - auc[model][s] for s in seeds]) \
+        if seeds else math.nan
+
+    def verdict(outcome: TwinOutcome, why: list[TwinReason]) -> TwinVerdict:
+        return TwinVerdict(outcome, tuple(why), model, twin, depth, gap, lowest,
+                           sign_test(gaps) if gaps else None, final_gap,
+                           {s: roles[s] for s in seeds}, chance_error)
+
+    if len(seeds) < MIN_SEEDS:
+        reasons.append(TooFewSeeds(len(seeds)))
+    if reasons:
+        return verdict(TwinOutcome.INCONCLUSIVE, reasons)
+    if gap.estimate >= MIN_GAP and lowest > 0:
+        return verdict(TwinOutcome.WORSE, [TwinGapAboveZero()])
+    if gap.estimate <= -MIN_GAP and gap.known and gap.high < 0:
+        return verdict(TwinOutcome.BETTER, [TwinGapBelowZero()])
+    if gap.known and -MIN_GAP < gap.low and gap.high < MIN_GAP:
+        return verdict(TwinOutcome.NO_DIFFERENCE, [TwinGapWithinMinimum()])
+    return verdict(TwinOutcome.INCONCLUSIVE, [TwinGapUnsettled(gap.low, gap.high, lowest)])

@@ -140,7 +140,8 @@ def progress_total(plan: Plan) -> int:
         total += options.latency.work(len(plan.sources))
     if options.gradients is not None:
         total += options.gradients.work(len(plan.sources))
-    if options.trains and options.train is not None:
+    fed = any(source.inputs is not None for source in plan.sources)  # not trained: no images
+    if options.trains and options.train is not None and not fed:
         nets = len(plan.trained) * len(options.train_seeds)
         total += nets * options.train.steps
         # the causal test: the deepest plain net and its residual twin for K steps per seed

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from resnet_probe.jobs.compare.plan import Plan
+from resnet_probe.jobs.compare.plan import Plan, size_for
 from resnet_probe.jobs.parts import BottleneckPart, CostsPart
 from resnet_probe.measure.architecture import architecture_rows
 from resnet_probe.measure.block_cost import block_cost_rows, block_cost_totals
@@ -16,7 +16,7 @@ from resnet_probe.results import CONVENTIONS, frame
 
 def costs_part(plan: Plan, progress: Progress) -> CostsPart:
     progress.set_description("counting params and MACs")
-    costs = [count_costs(source, input_size=plan.input_size, memory=True)
+    costs = [count_costs(source, input_size=size_for(plan, source), memory=True)
              for source in plan.sources]
     rows = block_cost_rows(plan.options.bottleneck_width, plan.options.bottleneck_size)
     progress.update(1)
@@ -28,7 +28,7 @@ def costs_part(plan: Plan, progress: Progress) -> CostsPart:
         conventions=frame([row for c in costs for row in convention_rows(c.summary)]),
         memory=frame([row for c in costs for row in c.memory]),
         architecture=frame([row for source in plan.sources
-                            for row in architecture_rows(source, plan.input_size)]),
+                            for row in architecture_rows(source, size_for(plan, source))]),
         bottleneck=BottleneckPart(frame(rows), frame(block_cost_totals(rows))))
 
 

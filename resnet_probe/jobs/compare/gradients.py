@@ -26,12 +26,15 @@ def gradients_part(plan: Plan, progress: Progress) -> GradientsPart | Skipped:
     config = plan.options.gradients
     if config is None:
         return Skipped("gradients were not measured")
-    if plan.input_size is not None and config.head == "imagenet":
+    foreign = any(not source.is_zoo for source in plan.sources)
+    if plan.input_size is not None and (config.head == "imagenet" or foreign):
+        # probed at the size every other section feeds (a foreign model trains at it too)
         config = replace(config, input_size=plan.input_size)
     content = {"format": 2, "measurement": "gradients at init",
                "models": [{"label": s.text, "identity": s.identity(),
                            "in_channels": s.in_channels,
                            "default_input_size": s.default_input_size,
+                           **({"inputs": s.inputs.record()} if s.inputs is not None else {}),
                            "weights_sha256": _sha256(s.weights)} for s in plan.sources],
                "gradients": asdict(config)}
     store = results_store(fresh=plan.options.fresh)
@@ -51,7 +54,7 @@ def gradients_part(plan: Plan, progress: Progress) -> GradientsPart | Skipped:
         shattering=frame(result.shattering),
         differences=seed_differences(seeds, plan.models, "grad_ratio_first_last"),
         input_description=result.input_description, setting=setting,
-        seed_list=tuple(config.seeds), reused=cached.reused)
+        seed_list=tuple(config.seeds), notes=tuple(result.notes), reused=cached.reused)
 
 
 def _decoded(folder: Path) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from resnet_probe.errors import InvalidRequest
 from resnet_probe.jobs.parts import ForeignModels, PlanNote, SharedInputSize
 from resnet_probe.measure.gradients import GradientConfig
 from resnet_probe.measure.latency import LatencyConfig
-from resnet_probe.sources import ModelSource, resolve
+from resnet_probe.sources import InputSpec, ModelSource, resolve
 from resnet_probe.train.degradation import DegradationTables, load_degradation_run
 from resnet_probe.train.executors import IN_PROCESS, Executor
 from resnet_probe.train.loop import RunResult, TrainConfig
@@ -61,10 +61,10 @@ class CompareOptions:
                train_seeds: tuple[int, ...] = COMPARE_SEEDS,
                degradation_dir: Path | None = None, fresh: bool = False, why: bool = True,
                latency_engine: str | None = None, trust_sources: bool = False,
-               executor: Executor = IN_PROCESS
+               executor: Executor = IN_PROCESS, threads: int | None = None
                ) -> CompareOptions:
         """The defaults with a user's choices applied (what the CLI's flags say)."""
-        latency_config = replace(COMPARE_LATENCY, device=device)
+        latency_config = replace(COMPARE_LATENCY, device=device, threads=threads)
         if latency_engine is not None:
             latency_config = replace(latency_config, engine=latency_engine)
         steps = train_steps or COMPARE_TRAIN.steps
@@ -108,15 +108,20 @@ class Plan:
 
     @classmethod
     def build(cls, models: list[str | nn.Module | ModelSource],
-              options: CompareOptions = CompareOptions(), in_channels: int | None = None
-              ) -> Plan:
+              options: CompareOptions = CompareOptions(), in_channels: int | None = None,
+              inputs: InputSpec | None = None) -> Plan:
         """Resolve and check the model list once: two or more, distinct, and an input size
-        every zoo model takes."""
+        every zoo model takes. ``inputs``: what each model's forward takes, when it is not
+        one image (--input); those tensors are used at their shapes in every section."""
         if len(models) < 2:
             raise InvalidRequest(f"compare needs at least two models (the first is the "
                                  f"baseline): got {list(map(str, models))}; e.g. "
                                  f"`resnet-probe compare resnet34 plain34`")
-        sources = tuple(resolve(model, in_channels, options.input_size) for model in models)
+        if inputs is not None and options.input_size is not None:
+            raise InvalidRequest(f"give the models' inputs (--input) or --input-size, not "
+                                 f"both: input_size={options.input_size}")
+        sources = tuple(resolve(model, in_channels, options.input_size, inputs=inputs)
+                        for model in models)
         seen: set[str] = set()
         for source in sources:
             if source.text in seen:
@@ -126,20 +131,37 @@ class Plan:
         notes: list[PlanNote] = []
         input_size = options.input_size
         defaults = {source.default_input_size for source in sources}
-        if input_size is None and len(defaults) > 1:
+        foreign = tuple(source.text for source in sources if not source.is_zoo)
+        if foreign and input_size is None:
+            # One size for every section: the one training feeds (the digits upscaled to
+            # what every stride stack needs), never a foreign model's 224 beside it.
+            input_size = trained_size(sources)
+        elif input_size is None and len(defaults) > 1:
             input_size = max(defaults)
             notes.append(SharedInputSize(tuple(sorted(defaults)), input_size))
         if input_size is not None:
             for source in sources:
                 if source.spec is not None:  # a zoo model
                     source.spec.check_input_size(input_size)
-        foreign = tuple(source.text for source in sources if not source.is_zoo)
         if foreign:
-            notes.append(ForeignModels(foreign, max(32, input_size or 0)))
+            notes.append(ForeignModels(foreign, input_size or trained_size(sources), tuple(
+                source.text for source in sources if source.inputs is not None)))
         earlier = None
         if options.degradation_dir is not None:
             earlier = load_degradation_run(options.degradation_dir)
         return cls(sources, options, input_size, siblings(sources), tuple(notes), earlier)
+
+
+def size_for(plan: Plan, source: ModelSource) -> int | None:
+    """The image size a section feeds ``source``: the plan's, or None where its --input
+    tensors say what it takes."""
+    return None if source.inputs is not None else plan.input_size
+
+
+def trained_size(sources: tuple[ModelSource, ...]) -> int:
+    """The image size the training section feeds these models: the digits upscaled to 32,
+    or to what a stride stack needs (``train.fitted_data.fit_dataset_to``)."""
+    return max(32, *(source.min_input_size for source in sources))
 
 
 def siblings(sources: tuple[ModelSource, ...]) -> tuple[ModelSource, ...]:

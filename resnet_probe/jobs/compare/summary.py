@@ -46,7 +46,7 @@ def summary_part(models: list[str], costs: CostsPart | Failed | Skipped,
         headline = headline.merge(_seed_means(gradients.seeds, "grad_ratio_first_last"),
                                   on="model", how="left")
         differences.append(gradients.differences)
-    verdict = None
+    verdict = twin_verdict = None
     history = finals = frame([])
     if isinstance(training, TrainingPart):
         history, finals = training.degradation.history, training.degradation.final
@@ -59,6 +59,7 @@ def summary_part(models: list[str], costs: CostsPart | Failed | Skipped,
                 headline = headline.merge(_seed_means(final, metric), on="model", how="left")
             differences.append(seed_differences(final, models, "final_train_error"))
         verdict = training.degradation.verdict
+        twin_verdict = training.degradation.twin_verdict
     merged = frame([{"model": model} for model in models])
     for part in columns:
         merged = merged.merge(part, on="model", how="left")
@@ -66,7 +67,8 @@ def summary_part(models: list[str], costs: CostsPart | Failed | Skipped,
     all_differences = pd.concat(found, ignore_index=True) if found else frame([])
     return SummaryPart(headline=headline,
                        deltas=delta_table(merged, SUMMARY_COLUMNS, uncertainty=all_differences),
-                       differences=all_differences, verdict=verdict, rule=RULE,
+                       differences=all_differences, verdict=verdict,
+                       twin_verdict=twin_verdict, rule=RULE,
                        history=history, finals=finals)
 
 

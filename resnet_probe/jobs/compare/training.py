@@ -7,12 +7,15 @@ import tempfile
 import time
 from pathlib import Path
 
+import torch
+
 from resnet_probe.analysis import WhyPart, cached_why_part, why_part
 from resnet_probe.analysis.trained import collect, load_trained
 from resnet_probe.data import load_dataset
 from resnet_probe.jobs.compare.plan import WHY_ANALYSES, Plan
 from resnet_probe.jobs.parts import CacheReport, Skipped, TrainingPart
 from resnet_probe.progress import Progress
+from resnet_probe.sources import ModelSource
 from resnet_probe.train.degradation import (
     RUNS,
     DegradationConfig,
@@ -43,9 +46,14 @@ def training_part(plan: Plan, progress: Progress) -> TrainingPart | Skipped:
     if options.train is None:
         return Skipped("no training was run in this comparison (--no-train); an earlier "
                        "degradation run can be shown here instead (--from-degradation DIR)")
+    untrainable = untrainable_reason(plan)
+    if untrainable is not None:
+        return Skipped(untrainable)
     started = time.perf_counter()
     sources = {source.text: source for source in plan.trained}
     dataset = fit_dataset_to(load_dataset("digits"), list(plan.trained))
+    if plan.input_size is not None and any(not s.is_zoo for s in plan.trained):
+        dataset = dataset.resized(plan.input_size)  # the size every other section fed
     cache = RunCache(fresh=options.fresh)
     config = DegradationConfig(models=tuple(sources), train=options.train,
                                seeds=options.train_seeds, stop_when_settled=True,
@@ -91,6 +99,37 @@ def training_part(plan: Plan, progress: Progress) -> TrainingPart | Skipped:
     if interruption is not None:
         raise Interrupted(part, interruption)
     return part
+
+
+def untrainable_reason(plan: Plan) -> str | None:
+    """Why the models cannot be trained on the digits here, or None. Training is image
+    classification: a model fed other --input tensors, or whose output is not class logits
+    (N, classes), is skipped, and the reason says which and why."""
+    fed = {source.text: source.inputs for source in plan.trained if source.inputs is not None}
+    if fed:
+        spec = next(iter(fed.values()))
+        return (f"not trained: the training section classifies digit images, and "
+                f"{', '.join(fed)} take(s) --input tensors ({spec.text()}), not one image; "
+                f"the other sections measured them on those tensors")
+    for source in plan.trained:
+        if source.is_zoo:
+            continue
+        shape = output_shape(source, plan.input_size or 32)
+        if shape is not None and len(shape) != 2:
+            return (f"not trained: {source.text} is not a classifier (its output is "
+                    f"{'x'.join(map(str, shape))}, not class logits N x classes), and the "
+                    f"training section trains image classifiers with cross-entropy; its "
+                    f"gradients were measured with a stated surrogate loss instead")
+    return None
+
+
+def output_shape(source: ModelSource, size: int) -> tuple[int, ...] | None:
+    """The shape of the model's output on two images of ``size``, built as training builds
+    it (10 classes); None when that output is not one tensor."""
+    model = source.build(num_classes=10, structure=False).eval()
+    with torch.no_grad():
+        output = model(source.example(size, batch_size=2))
+    return tuple(output.shape) if isinstance(output, torch.Tensor) else None
 
 
 def _earlier_run(plan: Plan, progress: Progress) -> TrainingPart:

@@ -50,6 +50,7 @@ from resnet_probe.measure.latency.roofline import peaks
 from resnet_probe.measure.latency.rounds import interleaved_rounds, latency_differences
 from resnet_probe.measure.latency.setup import (
     LATENCY_DEFAULTS,
+    Fed,
     LatencyConfig,
     LatencyResult,
     check_dtype_supported,
@@ -92,7 +93,7 @@ def measure_latency(models: list[str | nn.Module | ModelSource],
                 else busy_warning(result.environment, threads))
         if busy is not None:
             result.warnings.append(busy)
-        profiled: dict[str, tuple[torch.nn.Module, torch.Tensor, list, dict]] = {}
+        profiled: dict[str, tuple[torch.nn.Module, Fed, list, dict]] = {}
         for name, source in sources.items():
             progress.set_description(f"latency {name}")
             failure = None
@@ -122,16 +123,17 @@ def measure_latency(models: list[str | nn.Module | ModelSource],
             result.failures.append({"model": name, "batch_size": config.batch_size,
                                     "error": error})
             del profiled[name]
-        for name, (_, _, layer_rows, whole) in profiled.items():
+        for name, (_, fed, layer_rows, whole) in profiled.items():
             result.models.append(_model_row(sources[name], device, config, threads, whole,
-                                            layer_rows,
+                                            layer_rows, fed,
                                             [r for r in rounds if r["model"] == name],
                                             [p for p in result.passes if p["model"] == name]))
             spread = spread_warning(name, result.models)
             if spread is not None:
                 result.warnings.append(spread)
-        result.comparisons.extend(latency_differences(result.rounds, list(profiled),
-                                                      config.batch_size))
+        batch = next((fed.batch_size for _, fed, _, _ in profiled.values()),
+                     config.batch_size)
+        result.comparisons.extend(latency_differences(result.rounds, list(profiled), batch))
         del profiled
         free_device_memory()
         for source in sources.values():
@@ -143,7 +145,7 @@ def measure_latency(models: list[str | nn.Module | ModelSource],
     return result
 
 
-def _model_row(source, device, config, threads, whole, layer_rows, rounds,
+def _model_row(source, device, config, threads, whole, layer_rows, fed: Fed, rounds,
                passes_of: list[dict[str, Any]]) -> dict[str, Any]:
     name = source.text
     forward = [r for r in layer_rows if r["direction"] == "forward"]
@@ -165,8 +167,9 @@ def _model_row(source, device, config, threads, whole, layer_rows, rounds,
     return {
         "model": name, "engine": config.engine, "device": device.type, "dtype": config.dtype,
         "threads": threads,
-        "batch_size": config.batch_size,
-        "input_size": config.input_size or source.default_input_size,
+        "batch_size": fed.batch_size,
+        "input_size": fed.input_size,
+        "inputs": fed.description,
         "channels_last": config.channels_last,
         "forward_ms": unhooked_ms,
         "forward_ms_ci95_low": forward_interval.low,
@@ -182,7 +185,7 @@ def _model_row(source, device, config, threads, whole, layer_rows, rounds,
         "hook_overhead_ratio": hooked_ms / unhooked_ms,
         "layer_sum_forward_ms": layer_sum,
         "layer_sum_to_total": layer_sum / hooked_ms,
-        "images_per_s": config.batch_size / (unhooked_ms / 1e3),
+        "images_per_s": fed.batch_size / (unhooked_ms / 1e3),
         "noisy_layers": sum(r["noisy"] for r in layer_rows),
         "repeats": config.repeats, "warmup": config.warmup, **launch_bound,
     }

@@ -15,7 +15,12 @@ import torch
 from resnet_probe.device import DTYPES
 from resnet_probe.measure.costs import count_costs
 from resnet_probe.measure.hooks import ForwardFailed, HookSession, hooked
-from resnet_probe.measure.latency.setup import prepared_input, prepared_model
+from resnet_probe.measure.latency.setup import (
+    fed_batch,
+    prepared_input,
+    prepared_model,
+    scalar_loss,
+)
 from resnet_probe.sources import ModelSource
 
 NOISY_IQR_FRACTION = 0.25
@@ -76,7 +81,8 @@ def _install_timing_hooks(timers: _Timers, shapes: dict[str, Any], direction: st
 
                 def post(module, args, output, name=name):
                     timers.stop((name, "forward"))
-                    if name not in shapes and args and isinstance(args[0], torch.Tensor):
+                    if name not in shapes and args and isinstance(args[0], torch.Tensor) \
+                            and isinstance(output, torch.Tensor):
                         shapes[name] = (args[0].numel(), output.numel())
 
                 session.add(module.register_forward_pre_hook(pre))
@@ -95,9 +101,11 @@ def _install_timing_hooks(timers: _Timers, shapes: dict[str, Any], direction: st
 
 def profile_layers(source: ModelSource, config, device, peak, result):
     """Hooked passes: every leaf's forward (and backward) samples. Returns what the
-    interleaved rounds and the model row need: (model, input, layer rows, whole-pass ms)."""
+    interleaved rounds and the model row need: (model, what it is fed, layer rows, whole-pass
+    ms)."""
     name = source.text
-    x = prepared_input(source, config, device, config.batch_size, config.backward)  # guards first
+    x = prepared_input(source, config, device, fed_batch(source, config.batch_size),
+                       config.backward)  # guards first
     built = None if source.is_zoo else source.build()
     model = prepared_model(source, config, device, built)
     timers = _Timers(device)
@@ -123,7 +131,7 @@ def profile_layers(source: ModelSource, config, device, peak, result):
                     f"hooked module's output in place ({str(error).split(':')[0]}); the "
                     f"whole-model backward is still timed in the interleaved rounds")
     costs = {row["module"]: row for row in count_costs(
-        source, input_size=x.shape[-1], batch_size=config.batch_size).modules}
+        source, input_size=x.input_size, batch_size=x.batch_size).modules}
     element_bytes = torch.finfo(DTYPES[config.dtype]).bits // 8
     rows = layer_rows(name, model, kept, costs, shapes, element_bytes, peak)
     result.layers.extend(rows)
@@ -137,10 +145,10 @@ def _hooked_passes(model, x, install, direction, config, timers, whole, kept, re
         for index in range(config.warmup + config.repeats):
             timers.reset()
             start = timers.mark()
-            out = model(x)
+            out = x(model)
             end = timers.mark()
             if direction == "backward":
-                loss = out.float().sum()
+                loss = scalar_loss(out)
                 start = timers.mark()
                 loss.backward()
                 end = timers.mark()

@@ -41,6 +41,7 @@ from torch import nn
 from resnet_probe.device import synchronize
 from resnet_probe.measure.hooks import is_leaf
 from resnet_probe.measure.latency.hooked import summarize
+from resnet_probe.measure.latency.setup import Fed, fed, scalar_loss
 
 MODULE_RANGE = "module::"
 PASS_RANGE = "pass::"
@@ -221,12 +222,15 @@ def module_ranges(model: nn.Module, device: torch.device,
             handle.remove()
 
 
-def profiled_pass(model: nn.Module, x: torch.Tensor, direction: str, device: torch.device,
+def profiled_pass(model: nn.Module, x: Fed | torch.Tensor, direction: str,
+                  device: torch.device,
                   memory: dict[str, list[int]] | None = None,
                   shapes: dict[str, tuple[int, int]] | None = None
                   ) -> tuple[list[TraceEvent], torch.profiler.profile]:
     """One pass under the profiler (a backward pass profiles its forward too, for the
-    sequence-number links), with module ranges."""
+    sequence-number links), with module ranges. ``x``: what the model is fed (a tensor is
+    one image batch)."""
+    x = fed(x)
     activities = [torch.profiler.ProfilerActivity.CPU]
     if device.type == "cuda":
         activities.append(torch.profiler.ProfilerActivity.CUDA)
@@ -238,13 +242,13 @@ def profiled_pass(model: nn.Module, x: torch.Tensor, direction: str, device: tor
                            shapes):
             if direction == "forward":
                 with torch.profiler.record_function(PASS_RANGE + "forward"):
-                    model(x)
+                    x(model)
                     synchronize(device)
             else:
-                out = model(x)
+                out = x(model)
                 synchronize(device)
                 with torch.profiler.record_function(PASS_RANGE + "backward"):
-                    out.float().sum().backward()
+                    scalar_loss(out).backward()
                     synchronize(device)
     finally:
         with _quiet_native_log():
@@ -270,7 +274,7 @@ def _quiet_native_log() -> Iterator[None]:
             os.close(saved)
 
 
-def profile_modules(name: str, model: nn.Module, x: torch.Tensor, config, device: torch.device,
+def profile_modules(name: str, model: nn.Module, x: Fed, config, device: torch.device,
                     result, trace_dir: Path | None = None,
                     shapes: dict[str, tuple[int, int]] | None = None
                     ) -> tuple[list[dict], dict]:
@@ -340,9 +344,10 @@ def profile_with_profiler(source, config, device: torch.device, peak, result,
     module's row carrying its place, its FLOPs and its kernel count."""
     from resnet_probe.device import DTYPES
     from resnet_probe.measure.costs import count_costs
-    from resnet_probe.measure.latency.setup import prepared_input, prepared_model
+    from resnet_probe.measure.latency.setup import fed_batch, prepared_input, prepared_model
 
-    x = prepared_input(source, config, device, config.batch_size, config.backward)  # guards first
+    x = prepared_input(source, config, device, fed_batch(source, config.batch_size),
+                       config.backward)  # guards first
     built = None if source.is_zoo else source.build()
     model = prepared_model(source, config, device, built)
     shapes: dict[str, tuple[int, int]] = {}
@@ -350,7 +355,7 @@ def profile_with_profiler(source, config, device: torch.device, peak, result,
                                   shapes)
     element_bytes = torch.finfo(DTYPES[config.dtype]).bits // 8
     costs = {row["module"]: row for row in count_costs(
-        source, input_size=x.shape[-1], batch_size=config.batch_size).modules}
+        source, input_size=x.input_size, batch_size=x.batch_size).modules}
     info = getattr(model, "layer_info", {}) or {}
     modules = dict(model.named_modules())
     for row in rows:

@@ -12,11 +12,11 @@ import torch
 
 from resnet_probe.device import free_device_memory, synchronize
 from resnet_probe.measure.latency.machine import ThreadGuard
-from resnet_probe.measure.latency.setup import LatencyConfig
+from resnet_probe.measure.latency.setup import Fed, LatencyConfig, fed, scalar_loss
 from resnet_probe.stats import Difference, difference_row, median_difference
 
 
-def interleaved_rounds(prepared: dict[str, tuple[torch.nn.Module, torch.Tensor]],
+def interleaved_rounds(prepared: dict[str, tuple[torch.nn.Module, Fed]],
                         config: LatencyConfig, device: torch.device,
                         guard: ThreadGuard | None = None
                         ) -> tuple[list[dict[str, Any]], dict[str, str]]:
@@ -60,17 +60,18 @@ def interleaved_rounds(prepared: dict[str, tuple[torch.nn.Module, torch.Tensor]]
     return rows, lost
 
 
-def timed_pass(model: torch.nn.Module, x: torch.Tensor, phase: str,
+def timed_pass(model: torch.nn.Module, x: Fed | torch.Tensor, phase: str,
                 device: torch.device) -> float:
     """A forward, or the backward of a fresh forward's output, between synchronizations."""
+    x = fed(x)
     model.eval()
-    out = model(x) if phase == "backward" else None
+    out = x(model) if phase == "backward" else None
     synchronize(device)
     start = time.perf_counter()
     if out is None:
-        out = model(x)
+        out = x(model)
     else:
-        out.float().sum().backward()
+        scalar_loss(out).backward()
     synchronize(device)
     elapsed = (time.perf_counter() - start) * 1e3
     model.zero_grad(set_to_none=True)

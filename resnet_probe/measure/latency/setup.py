@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from resnet_probe.device import CPU_CORES, DEVICES, DTYPES
-from resnet_probe.measure.memory import check_source_fits
+from resnet_probe.measure.memory import check_fits, check_source_fits, meta_structure
 from resnet_probe.settings import INPUT_SIZE, check_settings, setting
 from resnet_probe.sources import ModelSource
 
@@ -81,19 +81,84 @@ def check_dtype_supported(dtype: str, device: torch.device) -> None:
                          f"({str(error).splitlines()[0]}); use fp32") from None
 
 
-def prepared_input(source: ModelSource, config: LatencyConfig, device: torch.device, batch: int,
-                   training: bool) -> torch.Tensor:
-    """The input batch, after checking that the pass it feeds fits in memory; the check runs
-    on a meta build, so call this before building the model."""
+@dataclass(frozen=True)
+class Fed:
+    """What a timed pass feeds the model: its positional and keyword tensors (one image
+    batch, or the source's ``--input`` tensors), and how that is said in a row."""
+
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    batch_size: int
+    input_size: int | None  # the image size; None when the forward takes other inputs
+    description: str  # e.g. 1x3x224x224, or input_ids=2x16:int64[0,1000) attention_mask=...
+
+    def __call__(self, model: nn.Module) -> Any:
+        return model(*self.args, **self.kwargs)
+
+
+def fed(x: Fed | torch.Tensor) -> Fed:
+    """``x`` as a Fed: one image batch given as a tensor is fed by position."""
+    if isinstance(x, Fed):
+        return x
+    return Fed((x,), {}, int(x.shape[0]), int(x.shape[-1]) if x.dim() == 4 else None,
+               "x".join(map(str, x.shape)))
+
+
+def fed_batch(source: ModelSource, batch: int) -> int | None:
+    """The batch to feed: ``batch``, except that a source with ``--input`` tensors keeps
+    their own batch at the default 1 (None), as counting does."""
+    return batch if source.inputs is None or batch != 1 else None
+
+
+def scalar_loss(output: Any) -> torch.Tensor:
+    """The sum of every floating value in a forward's output (a tensor, or a tuple, list or
+    dict of them): what a timed backward differentiates."""
+    if isinstance(output, torch.Tensor):
+        return output.float().sum()
+    parts = output.values() if isinstance(output, dict) else output \
+        if isinstance(output, (tuple, list)) else ()
+    found = [scalar_loss(part) for part in parts
+             if isinstance(part, (torch.Tensor, tuple, list, dict))]
+    found = [f for f in found if f.requires_grad] or found
+    if not found:
+        raise ValueError(f"the model's output is a {type(output).__name__} with no tensor "
+                         f"in it, so its backward cannot be timed; use --forward-only")
+    return torch.stack(found).sum()
+
+
+def prepared_input(source: ModelSource, config: LatencyConfig, device: torch.device,
+                   batch: int | None, training: bool) -> Fed:
+    """What the model is fed, after checking that the pass it feeds fits in memory; the
+    check runs on a meta build, so call this before building the model. ``batch`` None: the
+    ``--input`` tensors' own batch. Floating inputs take the run's dtype; integer ones (token
+    ids, masks) keep theirs."""
+    dtype = DTYPES[config.dtype]
+    element_bytes = torch.finfo(dtype).bits // 8
+    if source.inputs is not None:
+        spec = source.inputs.with_batch(batch)
+        check_fits(meta_structure(source), spec.tensors[0].shape, device, training,
+                   f"timing {source.text}", element_bytes, inputs=spec)  # at this batch
+        args, kwargs = spec.example(device, random=True)
+
+        def cast(t: torch.Tensor) -> torch.Tensor:
+            if not t.is_floating_point():
+                return t
+            t = t.to(dtype)
+            return t.to(memory_format=torch.channels_last) \
+                if config.channels_last and t.dim() == 4 else t
+
+        return Fed(tuple(cast(a) for a in args), {k: cast(v) for k, v in kwargs.items()},
+                   spec.batch_size, None, spec.text())
+    batch = batch or 1
     size = config.input_size or source.default_input_size
     if source.is_zoo:
         source.spec.check_input_size(size)
     channels = source.in_channels
     check_source_fits(source, (batch, channels, size, size), device, training,
-                      f"timing {source.text}",
-                      element_bytes=torch.finfo(DTYPES[config.dtype]).bits // 8)
-    x = torch.randn(batch, channels, size, size, device=device, dtype=DTYPES[config.dtype])
-    return x.to(memory_format=torch.channels_last) if config.channels_last else x
+                      f"timing {source.text}", element_bytes=element_bytes)
+    x = torch.randn(batch, channels, size, size, device=device, dtype=dtype)
+    x = x.to(memory_format=torch.channels_last) if config.channels_last else x
+    return Fed((x,), {}, batch, size, source.input_description(size, batch))
 
 
 def prepared_model(source: ModelSource, config: LatencyConfig, device: torch.device,

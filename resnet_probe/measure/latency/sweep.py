@@ -20,13 +20,13 @@ def throughput(source, batch, config, device, threads) -> dict[str, Any]:
         x = prepared_input(source, config, device, batch, False)  # guards first
         built = None if source.is_zoo else source.build()
         model = prepared_model(source, config, device, built).eval()
-        timer = torch_benchmark.Timer("model(x)", globals={"model": model, "x": x},
+        timer = torch_benchmark.Timer("x(model)", globals={"model": model, "x": x},
                                       num_threads=threads)
         with torch.no_grad():
             timer.timeit(1)
             times = [timer.timeit(1).median for _ in range(max(3, config.repeats // 4))]
         row.update(forward_ms=statistics.median(times) * 1e3,
-                   images_per_s=batch / statistics.median(times), error=None)
+                   images_per_s=x.batch_size / statistics.median(times), error=None)
     except torch.cuda.OutOfMemoryError as error:
         row.update(forward_ms=None, images_per_s=None,
                    error=f"out of GPU memory: {str(error).splitlines()[0]}")
