@@ -258,7 +258,8 @@ def test_gradient_settings_are_gradient_configs_fields_with_its_defaults():
 
 
 def test_compare_settings_are_compare_options_fields_with_its_defaults():
-    keywords = _keywords(rp.compare, {"options", "progress", "command_line", "in_channels", "inputs"})
+    keywords = _keywords(rp.compare, {"options", "progress", "command_line", "in_channels",
+                                      "inputs"})
     assert keywords == _defaults(rp.CompareOptions)
 
 
