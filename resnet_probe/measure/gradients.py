@@ -41,7 +41,7 @@ import math
 import statistics
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -133,7 +133,7 @@ def layer_grad_norms(model: nn.Module) -> list[dict[str, Any]]:
     layer_info = getattr(model, "layer_info", {})
     for name, module in weighted_layers(model):
         info = layer_info.get(name)
-        weight = module.weight
+        weight = cast(torch.Tensor, module.weight)
         grad_norm = weight.grad.norm().item() if weight.grad is not None else math.nan
         weight_norm = weight.detach().norm().item()
         rows.append({"module": name, "stage": info.stage if info else None,
@@ -189,7 +189,7 @@ def probe_setting(source: ModelSource, config: GradientConfig) -> ProbeSetting:
         size = config.input_size or max(digits.image_size, source.min_input_size)
         channels = config.in_channels or (digits.in_channels if source.is_zoo else None)
         setting_ = ProbeSetting(config.num_classes or digits.num_classes, channels, size)
-    if source.is_zoo:
+    if source.spec is not None:  # a zoo net: its stride stack needs enough pixels
         source.spec.check_input_size(setting_.size)
     return setting_
 
@@ -404,10 +404,10 @@ class BlockProbe:
     def rows(self) -> list[dict[str, Any]]:
         rows = []
         for name in self.blocks:
-            info = self.model.layer_info[name]
+            info = _layer_info(self.model)[name]
             join = self.joins.get(name, {})
             rows.append({"block": name, "stage": info.stage,
-                         "depth": block_depth(self.model, name),
+                         "depth": block_depth(cast(ResNet, self.model), name),
                          "act_grad_norm": self.grads.get(name, math.nan),
                          "act_std": self.stds.get(name),
                          "join_grad_norm": join.get("grad_norm",
@@ -442,6 +442,11 @@ def first_last_ratio(rows: list[dict[str, Any]]) -> float:
     return first / last if last else math.inf
 
 
+def _layer_info(model: nn.Module) -> dict[str, Any]:
+    """The per-module facts the zoo and surgery record on a built model (``layer_info``)."""
+    return cast(dict[str, Any], model.layer_info)
+
+
 def block_depth(model: ResNet, block: str) -> int:
     """The depth of a block's output: that of its deepest weighted layer."""
     return max(v.depth for k, v in model.layer_info.items()
@@ -461,7 +466,7 @@ def _block_hook(name, grads, stds, order, nonfinite):
     return hook
 
 
-def _watch_join(session, name: str, block: nn.Module, record: dict[str, float]) -> None:
+def _watch_join(session, name: str, block: Any, record: dict[str, float]) -> None:
     """The block's join, where shortcut and branch meet: the gradient at the sum before the
     block's last ReLU (the block output for pre-activation blocks, whose sum is last), and
     the branch-to-stream variance Var F(x) / Var x of De & Smith (2020); for a block without
@@ -496,7 +501,7 @@ def _finite_hook(name, found):
     return hook
 
 
-def growth_fits(depths: list[float], norms: list[float]) -> dict[str, float]:
+def growth_fits(depths: list[float], norms: list[float]) -> dict[str, Any]:
     """Fit ||dL/ds|| against depth l (weighted layers from the input) two ways, each a
     straight line in log space with two parameters, so their R² (of log g) compare directly:
 
@@ -678,7 +683,7 @@ def grid_gradients(source: ModelSource, seed: int, config: GradientConfig,
     blocks = block_modules(model)
     stage_ends: dict[str, str] = {}
     for block_name in blocks:
-        stage_ends[model.layer_info[block_name].stage] = block_name
+        stage_ends[_layer_info(model)[block_name].stage] = block_name
     watched = {block: blocks[block] for block in stage_ends.values()}
     outputs: dict[str, torch.Tensor] = {}
 
@@ -701,8 +706,9 @@ def grid_gradients(source: ModelSource, seed: int, config: GradientConfig,
                 (grad,) = torch.autograd.grad((out * projection).sum(), line,
                                               retain_graph=not last)
                 grads.append(grad.flatten(1))
-            depth = block_depth(model, block_name)
-            yield block_name, model.layer_info[block_name].stage, depth, torch.stack(grads)
+            depth = block_depth(cast(ResNet, model), block_name)
+            yield (block_name, _layer_info(model)[block_name].stage, depth,
+                   torch.stack(grads))
 
 
 def _images(batch: Fed) -> torch.Tensor:

@@ -119,9 +119,9 @@ def measure_latency(models: list[str | nn.Module | ModelSource],
         if guard is not None and guard.notes:
             result.warnings.extend(guard.notes)
             threads = guard.threads  # what the last rounds and the sweep run at
-        for name, error in lost.items():
+        for name, lost_because in lost.items():
             result.failures.append({"model": name, "batch_size": config.batch_size,
-                                    "error": error})
+                                    "error": lost_because})
             del profiled[name]
         for name, (_, fed, layer_rows, whole) in profiled.items():
             result.models.append(_model_row(sources[name], device, config, threads, whole,

@@ -28,7 +28,8 @@ BUSY_SPREAD_FRACTION = 0.5
 
 def machine_load() -> dict[str, Any]:
     """Load average and CPU frequency now, where the platform tells them."""
-    load = {"load_average_1min": None, "cpu_mhz": None, "cores": os.cpu_count()}
+    load: dict[str, Any] = {"load_average_1min": None, "cpu_mhz": None,
+                            "cores": os.cpu_count()}
     with contextlib.suppress(OSError, AttributeError):
         load["load_average_1min"] = os.getloadavg()[0]
     with contextlib.suppress(OSError, ValueError):

@@ -209,7 +209,7 @@ def module_ranges(model: nn.Module, device: torch.device,
             if shapes is not None and leaf and name not in shapes and args and \
                     isinstance(args[0], torch.Tensor) and isinstance(output, torch.Tensor):
                 shapes[name] = (args[0].numel(), output.numel())
-            if cuda and leaf:
+            if cuda and leaf and memory is not None:
                 memory.setdefault(name, []).append(
                     torch.cuda.max_memory_allocated(device) - starts.pop())
 

@@ -151,7 +151,7 @@ def prepared_input(source: ModelSource, config: LatencyConfig, device: torch.dev
                    spec.batch_size, None, spec.text())
     batch = batch or 1
     size = config.input_size or source.default_input_size
-    if source.is_zoo:
+    if source.spec is not None:  # a zoo net: its stride stack needs enough pixels
         source.spec.check_input_size(size)
     channels = source.in_channels
     check_source_fits(source, (batch, channels, size, size), device, training,
@@ -165,5 +165,6 @@ def prepared_model(source: ModelSource, config: LatencyConfig, device: torch.dev
                     model: nn.Module | None = None):
     model = (model or source.build()).to(device=device, dtype=DTYPES[config.dtype])
     if config.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+        # torch's stub of Module.to omits memory_format, which the method takes.
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     return model
