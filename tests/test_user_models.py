@@ -280,8 +280,11 @@ def test_one_model_that_cannot_be_twinned_fails_its_own_row(invoke):
 def test_the_flops_table_names_a_failed_rows_error(invoke):
     result = invoke("flops", f"plain:{SHARED}", SHARED, "--input-size", "32")
     assert result.exit_code == 0
-    line = next(line for line in result.stdout.splitlines() if line.startswith("plain:"))
-    assert "no plain twin of SharedShortcutNet" in line
+    # conventions are rows, models columns: the failed model's column holds its error
+    lines = result.stdout.splitlines()
+    assert any(f"plain:{SHARED}" in line for line in lines if line.startswith("model"))
+    error = next(line for line in lines if line.startswith("error"))
+    assert "no plain twin of SharedShortcutNet" in error
 
 
 def test_flops_exits_with_the_error_when_every_row_failed(invoke):
