@@ -16,6 +16,8 @@ from resnet_probe.train.causal import (
     CausalOutcome,
     ControlChangesLittle,
     ControlChangesToo,
+    DivergedRun,
+    InterventionDiverged,
     MissingRuns,
     NoGapToExplain,
     PlainGapDoesNotShrink,
@@ -228,15 +230,27 @@ def test_a_control_that_speeds_up_as_much_is_not_supported():
 def test_an_intervention_that_slows_the_plain_net_is_not_supported():
     normal = runs_for([0.70, 0.72, 0.71], [0.40, 0.42, 0.41])
     treated = runs_for([0.85, 0.86, 0.88], [0.40, 0.42, 0.41], intervened=True)
+    test = causal_test(normal, treated, Intervention(4), CHANCE)
+    assert test.plain_change.per_seed[1] == pytest.approx(0.86 - 0.72)
+    assert test.outcome is CausalOutcome.NOT_SUPPORTED
+    assert test.reasons[0] == PlainGapDoesNotShrink(slower=True)
+    assert "makes it train slower" in causal_line(test)
+
+
+def test_an_intervened_run_that_diverged_leaves_the_mechanism_untested():
+    """The main job's first held-out run: every intervened plain34 diverged at step 7, and
+    counting them at chance had called the mechanism 'not supported'."""
+    normal = runs_for([0.70, 0.72, 0.71], [0.40, 0.42, 0.41])
+    treated = runs_for([0.85, 0.86, 0.88], [0.40, 0.42, 0.41], intervened=True)
     # plain56 seed 1 diverged after two of four steps: counted at chance for the other two
     diverged = treated[2]
     diverged.history, diverged.status, diverged.diverged_at = (
         diverged.history[:2], RunStatus.DIVERGED, 2)
     test = causal_test(normal, treated, Intervention(4), CHANCE)
     assert test.plain_change.per_seed[1] == pytest.approx((2 * 0.86 + 2 * 0.9) / 4 - 0.72)
-    assert test.outcome is CausalOutcome.NOT_SUPPORTED
-    assert test.reasons[0] == PlainGapDoesNotShrink(slower=True)
-    assert "makes it train slower" in causal_line(test)
+    assert test.outcome is CausalOutcome.UNTESTED
+    assert InterventionDiverged((DivergedRun("plain56", 1, 2),)) in test.reasons
+    assert "mechanism not tested" in causal_line(test)
     assert "plain56 seed 1 at step 2" in causal_line(test)
 
 

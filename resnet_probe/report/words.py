@@ -38,6 +38,7 @@ from resnet_probe.train.causal import (
     CausalTest,
     ControlChangesLittle,
     ControlChangesToo,
+    InterventionDiverged,
     InterventionUnfinished,
     MissingRuns,
     NoGapToExplain,
@@ -114,7 +115,9 @@ CAUSAL_RULE = (
     "shrinks the plain gap) and the control changes little: its change's interval lies "
     f"within +-{CONTROL_FRACTION:g} of the plain change's size. Otherwise it is *not "
     "supported*. It is *not tested* when the plain gap over the first K steps is not above "
-    "zero (nothing to explain there), or runs are missing.")
+    "zero (nothing to explain there), when runs are missing, or when an intervened run "
+    "diverged (non-finite loss): the projection then broke training, and a broken run says "
+    "nothing about the mechanism.")
 
 
 # --- the degradation verdict -----------------------------------------------------------------
@@ -377,6 +380,10 @@ def causal_reason_text(reason: CausalReason, test: CausalTest) -> str:
     if isinstance(reason, InterventionUnfinished):
         runs = ", ".join(f"{r.model} seed {r.seed} ({r.status})" for r in reason.runs)
         return f"intervened runs that did not finish: {runs}"
+    if isinstance(reason, InterventionDiverged):
+        runs = ", ".join(f"{r.model} seed {r.seed} at step {r.step}" for r in reason.runs)
+        return (f"the intervention made runs diverge ({runs}): a run the projection broke "
+                f"says nothing about the mechanism")
     if isinstance(reason, TooFewPairs):
         return (f"{reason.seeds} seed(s) have the runs the test pairs; it needs at least "
                 f"{reason.needed}")
@@ -412,7 +419,8 @@ def diverged_text(test: CausalTest) -> str | None:
 def causal_line(test: CausalTest) -> str:
     """The causal test in one line, as its rule decided."""
     parts = [causal_reason_text(r, test) for r in test.reasons]
-    parts += [text for text in (diverged_text(test),) if text]
+    if not any(isinstance(r, InterventionDiverged) for r in test.reasons):
+        parts += [text for text in (diverged_text(test),) if text]
     return (f"causal test of the early-layer freeze ({intervention_text(test)}): "
             f"mechanism {test.outcome.value}: {'; '.join(parts)}")
 

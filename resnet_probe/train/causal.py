@@ -98,7 +98,15 @@ class DivergedRun:
     step: int
 
 
-CausalReason = (MissingRuns | InterventionUnfinished | TooFewPairs | NoGapToExplain
+@dataclass(frozen=True)
+class InterventionDiverged:
+    """Intervened runs that diverged: the projection, not the mechanism, decided them."""
+
+    runs: tuple[DivergedRun, ...]
+
+
+CausalReason = (MissingRuns | InterventionUnfinished | InterventionDiverged | TooFewPairs
+                | NoGapToExplain
                 | PlainGapShrinks | PlainGapDoesNotShrink | ControlChangesLittle
                 | ControlChangesToo)
 
@@ -149,6 +157,8 @@ def causal_test(normal: list[RunResult], intervened: list[RunResult],
                     if (model, seed) not in treated)
     if missing:
         reasons.append(MissingRuns(missing))
+    if diverged:  # the intervention broke training: it tests nothing about the mechanism
+        reasons.append(InterventionDiverged(diverged))
     paired = [s for s in seeds if all((m, s) in base for m in (plain, shallow, control))
               and all((m, s) in treated and treated[(m, s)].status in ENDED
                       for m in (plain, control))]

@@ -55,6 +55,7 @@ from resnet_probe.train.interventions import (
     project_to_norms,
     weight_norms,
 )
+from resnet_probe.train.precise_bn import recalibrate_bn
 from resnet_probe.train.run_folder import json_safe
 from resnet_probe.untrusted import (
     UnsafeFileError,
@@ -445,6 +446,7 @@ def train_run(
                 # its train-mode curve, and the evaluation would cost more than its K steps.
                 if world.is_main and (step % config.eval_every == 0 or (
                         step == config.end_step and intervention is None)):
+                    recalibrate_bn(model, train_x[eval_index])
                     train_error, train_loss = error_rate(model, train_x[eval_index],
                                                          train_y[eval_index])
                     test_error, test_loss = error_rate(model, test_x, test_y)

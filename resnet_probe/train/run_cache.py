@@ -21,7 +21,7 @@ from resnet_probe.train.loop import ENDED, RunResult, TrainConfig, load_checkpoi
 from resnet_probe.train.run_folder import json_safe
 
 RUN_FILE = "run.pt"
-RUN_FORMAT = 2  # part of every key: format-1 entries pickled their record
+RUN_FORMAT = 3  # part of every key: format 1 pickled its record; 3: precise BN before evals
 
 
 class RunCache:
