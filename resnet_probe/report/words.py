@@ -557,8 +557,8 @@ def verdict_headline(verdict: DegradationVerdict, deep: str | None = None,
     gap = verdict.plain_gap
     if gap is None or not gap.per_seed:
         return f"{outcome} No plain gap was measured ({seeds_in_words(verdict)})."
-    return (f"{outcome} Plain gap in training error, {deep} minus {shallow}: "
-            f"{gap.estimate:+.3f} ({_signed_interval(gap)}), {seeds_in_words(verdict)}.")
+    return (f"{outcome} Plain gap in training error averaged over the run, {deep} minus "
+            f"{shallow}: {gap.estimate:+.3f} ({_signed_interval(gap)}), {seeds_in_words(verdict)}.")
 
 
 def ratio_interval(ratio: float, low: float, high: float, seeds: int | None = None) -> str:
