@@ -437,13 +437,15 @@ def test_why_answer_says_gradients_grow_toward_the_input_with_their_interval():
     html = rendered(why_answer(hand_result()))
     items = [unescape(item) for item in re.findall(r"<li>(.*?)</li>", html)]
     assert 3 <= len(items) <= 5
-    # plain8's ratios 17, 19, 18: mean 18, sd 1; resnet8's 1.5, 1.7, 1.6: mean 1.6, sd 0.1
-    half, residual_half = T_975[2] / math.sqrt(3), T_975[2] * 0.1 / math.sqrt(3)
+    # plain8's ratios 17, 19, 18: mean 18, sd 1; resnet8's 1.5, 1.7, 1.6: mean 1.6, sd 0.1;
+    # a ratio's interval is on the log scale: m·exp(±t·s/(m√n))
+    factor = math.exp(T_975[2] * 1 / (18 * math.sqrt(3)))
+    residual_factor = math.exp(T_975[2] * 0.1 / (1.6 * math.sqrt(3)))
     gradients = items[0]
     assert "grow toward the input, they do not vanish" in gradients
-    assert (f"plain8's gradient at the first block is 18× (95% CI {18 - half:.3g}× to "
-            f"{18 + half:.3g}×, 3 seeds) its gradient at the last") in gradients
-    assert f"resnet8's 1.6× (95% CI {1.6 - residual_half:.3g}× to " in gradients
+    assert (f"plain8's gradient at the first block is 18× (95% CI {18 / factor:.3g}× to "
+            f"{18 * factor:.3g}×, 3 seeds) its gradient at the last") in gradients
+    assert f"resnet8's 1.6× (95% CI {1.6 / residual_factor:.3g}× to " in gradients
     assert 'href="#gradients"' in gradients
     assert "mechanism test" in items[1] and "not run" in items[1]
     assert "Deleting one block (lesions) at depth 14: holds (mean +0.320, 95% CI +0.270 to " \

@@ -19,7 +19,7 @@ from resnet_probe.jobs.parts import (
     TrainingPart,
 )
 from resnet_probe.results import SUMMARY_COLUMNS, delta_table, frame
-from resnet_probe.stats import RULE, mean_interval
+from resnet_probe.stats import RULE, positive_mean_interval
 
 
 def summary_part(models: list[str], costs: CostsPart | Failed | Skipped,
@@ -73,11 +73,15 @@ def summary_part(models: list[str], costs: CostsPart | Failed | Skipped,
 
 
 def _seed_means(per_seed: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """Per model: the mean of ``metric`` over seeds with its t interval and seed count."""
+    """Per model: the mean of ``metric`` over seeds with its 95% interval and seed count. Every
+    summary metric is a positive quantity (a gradient ratio, an error rate at most 1): its
+    interval is on the log scale (stats.positive_mean_interval), never below zero, and an
+    error's never above 1."""
+    upper = 1.0 if metric.endswith("_error") else None
     rows = []
     for model, group in per_seed.groupby("model", sort=False):
         values = [v for v in group[metric].tolist() if v == v and math.isfinite(v)]
-        interval = mean_interval(values) if values else None
+        interval = positive_mean_interval(values, upper) if values else None
         rows.append({"model": model, metric: interval.estimate if interval else math.nan,
                      f"{metric}_ci95_low": interval.low if interval else math.nan,
                      f"{metric}_ci95_high": interval.high if interval else math.nan,
