@@ -713,3 +713,12 @@ def test_console_verdict_and_headline(golden):
     verdict = degradation_tables().verdict
     golden("verdict", verdict_line(verdict) + "\n" + verdict_headline(verdict, "plain14",
                                                                       "plain8") + "\n")
+
+
+def test_cost_answer_carries_a_busy_machine_warning_beside_its_times():
+    from resnet_probe.report.answers import cost_answer
+
+    warning = "the machine was busy before timing (1-minute load average 3.1 on 2 cores)"
+    html = rendered(cost_answer(hand_result().summary, (warning,)))
+    assert f"The times below: {warning}" in html and 'class="warning"' in html
+    assert "The times below" not in rendered(cost_answer(hand_result().summary))

@@ -15,6 +15,7 @@ from resnet_probe.jobs.parts import (
     CostsPart,
     GradientsPart,
     InProgress,
+    LatencyPart,
     Skipped,
     SummaryPart,
     TrainingPart,
@@ -48,8 +49,11 @@ WHY_CLAIMS = (("lesion_blocks", "one block deleted", "Deleting one block (lesion
 
 
 def render_answers(result: CompareResult, notes: list[str]) -> list[Section]:
-    return [degrade_answer(result, notes), why_answer(result), cost_answer(result.summary),
-            tutorials_block(result)]
+    latency = result.latency
+    timing_warnings = latency.environment.warnings if isinstance(latency, LatencyPart) \
+        and latency.environment is not None else ()
+    return [degrade_answer(result, notes), why_answer(result),
+            cost_answer(result.summary, timing_warnings), tutorials_block(result)]
 
 
 def degrade_answer(result: CompareResult, notes: list[str]) -> Section:
@@ -135,11 +139,15 @@ def claim_lines(result: CompareResult) -> list[tuple[str, str, str]]:
     return lines
 
 
-def cost_answer(summary: SummaryPart) -> Section:
+def cost_answer(summary: SummaryPart, timing_warnings: tuple[str, ...] = ()) -> Section:
+    """The cost table; the latency section's warnings (a busy machine) carried up beside the
+    times they qualify."""
     section = Section("cost", "What does the shortcut cost?", nav="Cost?", answer=True)
     table = cost_table(summary)
     if table.empty:
         return section.text("Nothing was measured against a baseline in this report.")
+    for warning in timing_warnings:
+        section.note(f"The times below: {warning}", kind="warning")
     baseline = summary.deltas["model"].iloc[0]
     return section.table(table, caption=markup(
         "Each model against the baseline <b>{}</b>: counts are exact; times are medians "
