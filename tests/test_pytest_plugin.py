@@ -7,6 +7,8 @@ import json
 
 import pytest
 
+# Each case runs pytest in a subprocess: in-process, a second session re-registers torch's
+# operator libraries, which fails depending on what ran before it.
 pytest_plugins = ["pytester"]
 
 GATED = """
@@ -54,11 +56,11 @@ def _write(pytester: pytest.Pytester, width: int) -> None:
 
 def test_update_then_pass_then_fail_with_the_table(pytester: pytest.Pytester):
     _write(pytester, 8)
-    missing = pytester.runpytest("-p", "no:cacheprovider")
+    missing = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     missing.assert_outcomes(failed=4)
     missing.stdout.fnmatch_lines(["*no cost baseline at*--costs-update*"])
 
-    pytester.runpytest("--costs-update").assert_outcomes(passed=4)
+    pytester.runpytest_subprocess("--costs-update").assert_outcomes(passed=4)
     baseline = json.loads((pytester.path / "costs-baseline.json").read_text())
     assert set(baseline["entries"]) == {f"test_gated.py::{t}" for t in (
         "test_module", "test_zoo_net", "test_two_inputs", "test_loose")}
@@ -66,10 +68,10 @@ def test_update_then_pass_then_fail_with_the_table(pytester: pytest.Pytester):
     # conv 3*3*3*8*16*16 + linear 8*10, by hand; params 3*3*3*8+8 + 8*10+10
     assert module["metrics"] == {"params": 314, "macs": 55_376}
     assert module["checked_by"] == "pytest"
-    pytester.runpytest().assert_outcomes(passed=4)
+    pytester.runpytest_subprocess().assert_outcomes(passed=4)
 
     _write(pytester, 12)  # one layer wider
-    drifted = pytester.runpytest()
+    drifted = pytester.runpytest_subprocess()
     drifted.assert_outcomes(passed=2, failed=2)  # the zoo net, and the loose marker
     drifted.stdout.fnmatch_lines([
         "*costs of 'test_gated.py::test_module' drifted from*",
@@ -85,18 +87,19 @@ def test_update_then_pass_then_fail_with_the_table(pytester: pytest.Pytester):
 
 def test_compare_fail_sets_the_tolerance(pytester: pytest.Pytester):
     _write(pytester, 8)
-    pytester.runpytest("--costs-update").assert_outcomes(passed=4)
+    pytester.runpytest_subprocess("--costs-update").assert_outcomes(passed=4)
     _write(pytester, 9)  # +12.5% MACs, +12.5% params in the conv
-    pytester.runpytest("--costs-compare-fail=macs:20%").assert_outcomes(passed=2, failed=2)
-    pytester.runpytest("--costs-compare-fail=20%").assert_outcomes(passed=4)
+    pytester.runpytest_subprocess("--costs-compare-fail=macs:20%").assert_outcomes(
+        passed=2, failed=2)
+    pytester.runpytest_subprocess("--costs-compare-fail=20%").assert_outcomes(passed=4)
 
 
 def test_updates_merge_under_xdist(pytester: pytest.Pytester):
     _write(pytester, 8)
-    pytester.runpytest("-n", "2", "--costs-update").assert_outcomes(passed=4)
+    pytester.runpytest_subprocess("-n", "2", "--costs-update").assert_outcomes(passed=4)
     entries = json.loads((pytester.path / "costs-baseline.json").read_text())["entries"]
     assert len(entries) == 4  # both workers' entries, merged under the lock
-    pytester.runpytest("-n", "2").assert_outcomes(passed=4)
+    pytester.runpytest_subprocess("-n", "2").assert_outcomes(passed=4)
 
 
 def test_a_named_baseline_and_the_function_form(pytester: pytest.Pytester, tmp_path):
@@ -118,7 +121,7 @@ def test_a_named_baseline_and_the_function_form(pytester: pytest.Pytester, tmp_p
 def test_a_damaged_baseline_fails_the_gate_naming_the_file(pytester: pytest.Pytester):
     _write(pytester, 8)
     (pytester.path / "costs-baseline.json").write_text('{"format": 2, "entries": [1, 2')
-    result = pytester.runpytest("-p", "no:cacheprovider")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(failed=4)
     result.stdout.fnmatch_lines(["*cost gate: the baseline*costs-baseline.json*cannot be used*"
                                  "not valid JSON*"])
@@ -130,7 +133,7 @@ def test_costs_update_over_a_damaged_baseline_keeps_it_and_loses_no_update(
     _write(pytester, 8)
     damaged = '{"format": 2, "entries": {"x": 1'
     (pytester.path / "costs-baseline.json").write_text(damaged)
-    result = pytester.runpytest("-p", "no:cacheprovider", "--costs-update")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--costs-update")
     result.assert_outcomes(passed=4)
     assert result.ret == 0
     result.stdout.fnmatch_lines(["*4 cost entries written to*costs-baseline.json; the "
@@ -138,13 +141,13 @@ def test_costs_update_over_a_damaged_baseline_keeps_it_and_loses_no_update(
     assert (pytester.path / "costs-baseline.json.damaged").read_text() == damaged
     entries = json.loads((pytester.path / "costs-baseline.json").read_text())["entries"]
     assert len(entries) == 4  # every update written
-    pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=4)
+    pytester.runpytest_subprocess("-p", "no:cacheprovider").assert_outcomes(passed=4)
 
 
 def test_costs_update_into_an_unwritable_baseline_is_a_usage_error(pytester: pytest.Pytester,
                                                                     tmp_path):
     _write(pytester, 8)
-    result = pytester.runpytest("-p", "no:cacheprovider", "--costs-update",
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--costs-update",
                                 f"--costs-baseline={tmp_path}")  # a directory
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*--costs-update: the cost baseline*is a directory, not a "
@@ -161,6 +164,7 @@ def test_a_write_that_fails_at_the_end_is_said_and_fails_the_session(
 
     monkeypatch.setattr(regression, "merge_entries", full_disk)
     _write(pytester, 8)
+    # in-process: the monkeypatched write must be the one the session calls
     result = pytester.runpytest("-p", "no:cacheprovider", "--costs-update")
     result.assert_outcomes(passed=4)
     assert result.ret == pytest.ExitCode.TESTS_FAILED
