@@ -17,12 +17,14 @@ RECALIBRATION_BATCH = 128
 def recalibrate_bn(model: nn.Module, images: torch.Tensor,
                    batch: int = RECALIBRATION_BATCH) -> None:
     """Set every BN's running mean and variance to their average over ``images`` (train-mode
-    forwards, no gradient), then restore each BN's momentum."""
+    forwards, no gradient), then restore each BN's momentum and batch counter."""
     norms = [m for m in model.modules()
              if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
     if not norms or len(images) == 0:
         return
     momenta = [norm.momentum for norm in norms]
+    # the step counter stays the training's: a checkpoint's BN counters must match its step
+    counts = [norm.num_batches_tracked.clone() for norm in norms]
     for norm in norms:
         norm.reset_running_stats()
         norm.momentum = None  # a cumulative average over the batches below
@@ -31,5 +33,6 @@ def recalibrate_bn(model: nn.Module, images: torch.Tensor,
             for start in range(0, len(images), batch):
                 model(images[start:start + batch])
     finally:
-        for norm, momentum in zip(norms, momenta, strict=True):
+        for norm, momentum, count in zip(norms, momenta, counts, strict=True):
             norm.momentum = momentum
+            norm.num_batches_tracked.copy_(count)
