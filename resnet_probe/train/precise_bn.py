@@ -24,7 +24,8 @@ def recalibrate_bn(model: nn.Module, images: torch.Tensor,
         return
     momenta = [norm.momentum for norm in norms]
     # the step counter stays the training's: a checkpoint's BN counters must match its step
-    counts = [norm.num_batches_tracked.clone() for norm in norms]
+    counts = [None if norm.num_batches_tracked is None else norm.num_batches_tracked.clone()
+              for norm in norms]
     for norm in norms:
         norm.reset_running_stats()
         norm.momentum = None  # a cumulative average over the batches below
@@ -35,4 +36,5 @@ def recalibrate_bn(model: nn.Module, images: torch.Tensor,
     finally:
         for norm, momentum, count in zip(norms, momenta, counts, strict=True):
             norm.momentum = momentum
-            norm.num_batches_tracked.copy_(count)
+            if norm.num_batches_tracked is not None and count is not None:
+                norm.num_batches_tracked.copy_(count)
