@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from enum import StrEnum
 from types import FrameType
 
@@ -43,19 +43,26 @@ class Deferred:
 
 
 @contextlib.contextmanager
+def signals_handled_by(handler: Callable[[int, FrameType | None], None]) -> Iterator[None]:
+    """Ctrl-C and SIGTERM go to ``handler`` inside the block, and the previous handlers come
+    back after it. Outside the main thread signals cannot arrive, so nothing is installed."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, restored in previous.items():
+            signal.signal(sig, restored)
+
+
+@contextlib.contextmanager
 def deferred_interrupts() -> Iterator[Deferred]:
     """Run the block to its end, then raise the Ctrl-C or SIGTERM that arrived during it (a
     second signal interrupts at once). Outside the main thread, signals cannot arrive here."""
     deferred = Deferred()
-    if threading.current_thread() is not threading.main_thread():
+    with signals_handled_by(deferred.handle):
         yield deferred
-        return
-    previous = {sig: signal.signal(sig, deferred.handle)
-                for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield deferred
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
     if deferred.pending is not None:
         raise deferred.pending.error()

@@ -18,7 +18,6 @@ import json
 import math
 import os
 import signal
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -34,6 +33,7 @@ from torch.utils.data import DistributedSampler, TensorDataset
 
 from resnet_probe.data import ImageDataset, fit_channels
 from resnet_probe.errors import InvalidRequest, Terminated
+from resnet_probe.interrupts import signals_handled_by
 from resnet_probe.measure.gradients import (
     first_last_ratio,
     layer_grad_norms,
@@ -495,16 +495,8 @@ class _BoundaryInterrupts:
 @contextlib.contextmanager
 def _interrupts_at_step_boundaries() -> Iterator[_BoundaryInterrupts]:
     interrupts = _BoundaryInterrupts()
-    if threading.current_thread() is not threading.main_thread():
-        yield interrupts  # signals reach only the main thread: nothing to defer
-        return
-    previous = {sig: signal.signal(sig, interrupts.handle)
-                for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
+    with signals_handled_by(interrupts.handle):
         yield interrupts
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 def _layer_weights(model: nn.Module) -> dict[str, torch.Tensor]:
