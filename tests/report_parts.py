@@ -103,8 +103,9 @@ def costs_part(models: tuple[str, ...] = MODELS) -> CostsPart:
         {"model": m, "preact": False, "stage": stage, "blocks": blocks, "block": block,
          "width": 16, "out_channels": 16 * scale, "output_size": size, "params": 1000,
          "groups": 1, "width_per_group": 64, "shortcut": m.startswith("resnet"),
-         "shortcut_blocks": "zero-pad@0" if stage == "stage2" and m.startswith("resnet")
-         else "", "identity_blocks": 1 if stage == "stage1" and m.startswith("resnet") else 0}
+         "zero_pad_blocks": int(stage == "stage2" and m.startswith("resnet")),
+         "projection_blocks": 0, "pooled_projection_blocks": 0,
+         "identity_blocks": 1 if stage == "stage1" and m.startswith("resnet") else 0}
         for m in models
         for stage, blocks, block, scale, size in (
             ("stem", 0, "cifar", 1, "32x32"), ("stage1", 1, "basic", 1, "32x32"),

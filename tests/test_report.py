@@ -514,8 +514,11 @@ def test_summary_section_heads_every_column_with_a_label_and_its_unit():
 def test_architecture_section_keeps_model_names_as_headers():
     from resnet_probe.report.costs import render_architecture
 
-    found = headers(rendered(render_architecture(hand_result().costs)))
-    assert found == ["stage", "resnet8", "plain8"]
+    html = rendered(render_architecture(hand_result().costs))
+    assert headers(html) == ["stage", "resnet8", "plain8"]
+    # The hand-built counts, in words: resnet8's stage 2 pads its one changing shortcut.
+    assert "zero-pad identity (A) on 1 block" in html and "identity on 1 block" in html
+    assert "none (plain)" in html
 
 
 def test_the_conventions_story_shows_only_with_a_bottleneck_net():

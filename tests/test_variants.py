@@ -225,8 +225,11 @@ def test_variant_compare_costs_read_well():
     assert summary.loc["resnext50_32x4d", "macs"] == REFERENCE["resnext50_32x4d"]["macs_224"]
     assert list(summary["design"]) == ["resnet", "resnext", "wide", "resnet-d"]
     stages = result.costs.architecture.set_index(["model", "stage"])
-    assert stages.loc[("resnet50d", "stage2"), "shortcut_blocks"] == "pooled-projection@0"
-    assert "2x2 avg-pool + 1x1 projection (D) at block 0; identity on 3 blocks" == \
+    stage2 = stages.loc[("resnet50d", "stage2")]
+    # resnet50d's stage 2 has 4 bottlenecks: the first changes shape through avg-pool + 1x1
+    assert (stage2["pooled_projection_blocks"], stage2["projection_blocks"],
+            stage2["identity_blocks"]) == (1, 0, 3)
+    assert "2x2 avg-pool + 1x1 projection (D) on 1 block; identity on 3 blocks" == \
         shortcut_words(stages.loc[("resnet50d", "stage2")])
     deltas = result.summary.deltas.set_index("model")
     assert deltas.loc["wide_resnet50_2", "params_delta_pct"] > 150

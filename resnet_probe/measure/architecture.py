@@ -101,15 +101,23 @@ def _discovered_rows(source: ModelSource, input_size: int | None) -> list[dict[s
 
 
 class ShortcutKind(StrEnum):
+    """How a block's shortcut changes shape (an unchanged shortcut is the identity)."""
+
     ZERO_PAD = "zero-pad"  # option A
     PROJECTION = "projection"  # 1x1 conv + BN
     POOLED_PROJECTION = "pooled-projection"  # ResNet-D: 2x2 avg-pool, 1x1 conv + BN
 
+    @property
+    def column(self) -> str:
+        """The architecture row's count of this stage's blocks with this shortcut."""
+        return f"{self.name.lower()}_blocks"
 
-def _shortcut_kinds(stage) -> dict[str, Any]:
-    """Which blocks of a stage change shape on the shortcut, how, and how many are identity."""
-    changed = []
-    for index, block in enumerate(stage):
+
+def _shortcut_kinds(stage) -> dict[str, int]:
+    """How many blocks of a stage change shape on the shortcut, by kind, and how many are
+    identity: typed counts, so nobody parses them back out of text."""
+    counts = dict.fromkeys((kind.column for kind in ShortcutKind), 0)
+    for block in stage:
         shortcut = block.downsample
         if shortcut is None:
             continue
@@ -119,9 +127,10 @@ def _shortcut_kinds(stage) -> dict[str, Any]:
             kind = ShortcutKind.POOLED_PROJECTION
         else:
             kind = ShortcutKind.PROJECTION
-        changed.append(f"{kind.value}@{index}")
-    identities = sum(block.residual and block.downsample is None for block in stage)
-    return {"shortcut_blocks": ";".join(changed), "identity_blocks": identities}
+        counts[kind.column] += 1
+    counts["identity_blocks"] = sum(block.residual and block.downsample is None
+                                    for block in stage)
+    return counts
 
 
 def torchinfo_summary(model: str | ModelSource, input_size: int | None = None,

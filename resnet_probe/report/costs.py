@@ -6,6 +6,7 @@ from __future__ import annotations
 import pandas as pd
 
 from resnet_probe.jobs.parts import BottleneckPart, CostsPart
+from resnet_probe.measure.architecture import ShortcutKind
 from resnet_probe.measure.memory import MEMORY_METHOD
 from resnet_probe.report import figures
 from resnet_probe.report.html import Section, format_value, ordered_pivot
@@ -34,8 +35,9 @@ def render_architecture(part: CostsPart, number: str = "2.") -> Section:
 
 STEM_WORDS = {"imagenet": "7x7/2 conv + 3x3/2 max-pool",
               "deep": "three 3x3 convs (first /2) + 3x3/2 max-pool", "cifar": "3x3 conv"}
-SHORTCUT_WORDS = {"zero-pad": "zero-pad identity (A)", "projection": "1x1 projection",
-                  "pooled-projection": "2x2 avg-pool + 1x1 projection (D)"}
+SHORTCUT_WORDS = {ShortcutKind.ZERO_PAD: "zero-pad identity (A)",
+                  ShortcutKind.PROJECTION: "1x1 projection",
+                  ShortcutKind.POOLED_PROJECTION: "2x2 avg-pool + 1x1 projection (D)"}
 
 
 def _architecture_cell(row: pd.Series) -> str:
@@ -62,12 +64,16 @@ def _architecture_cell(row: pd.Series) -> str:
 def shortcut_words(row: pd.Series) -> str:
     if not row["shortcut"]:
         return "none (plain)"
-    parts = [f"{SHORTCUT_WORDS[kind]} at block {index}" for kind, index in
-             (item.split("@") for item in filter(None, str(row["shortcut_blocks"]).split(";")))]
+    parts = [f"{SHORTCUT_WORDS[kind]} on {_blocks(int(row[kind.column]))}"
+             for kind in ShortcutKind if row.get(kind.column)]
     identities = int(row["identity_blocks"])
     if identities:
-        parts.append(f"identity on {identities} block{'s' if identities > 1 else ''}")
+        parts.append(f"identity on {_blocks(identities)}")
     return "; ".join(parts)
+
+
+def _blocks(count: int) -> str:
+    return f"{count} block{'s' if count > 1 else ''}"
 
 
 def render_costs(part: CostsPart, number: str = "3.") -> Section:
