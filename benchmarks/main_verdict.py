@@ -35,10 +35,11 @@ from compare_walltime import raw_steps_per_second
 
 from resnet_probe.data import load_dataset
 from resnet_probe.jobs.compare.plan import CompareOptions
+from resnet_probe.jobs.sweep import run_degradation
 from resnet_probe.report.words import recipe_text, verdict_line, verdict_record
 from resnet_probe.results import atomic_write_text
 from resnet_probe.sources import resolve
-from resnet_probe.train.degradation import DegradationConfig, run_degradation
+from resnet_probe.train.degradation import DegradationConfig
 from resnet_probe.train.fitted_data import fit_dataset_to
 from resnet_probe.train.recipes import COMPARE_INTERVENTION, COMPARE_SEEDS, COMPARE_TUNING_SEEDS
 from resnet_probe.train.run_folder import json_safe

@@ -29,8 +29,10 @@ import torch
 
 from resnet_probe.data import load_dataset
 from resnet_probe.jobs.compare import CompareOptions, Plan
-from resnet_probe.train.degradation import DegradationConfig, fit_dataset_to, run_degradation
+from resnet_probe.jobs.sweep import run_degradation
+from resnet_probe.train.degradation import DegradationConfig
 from resnet_probe.train.executors import IN_PROCESS, RayExecutor
+from resnet_probe.train.fitted_data import fit_dataset_to
 
 
 def sweep_seconds(config, dataset, sources, executor) -> float:

@@ -121,6 +121,30 @@ def test_nothing_below_the_report_knows_a_report_or_a_command_line_exists(layer)
     assert {name: found for name, found in offenders.items() if found} == {}
 
 
+# The layers from the bottom; a module may import its own layer or one below. train may use
+# measure (the loop records gradient norms and checks memory), not the other way round.
+LAYERS = ("zoo", "sources", "measure", "train", "analysis", "jobs")
+
+
+@pytest.mark.parametrize("layer", LAYERS)
+def test_each_layer_imports_only_layers_below_it(layer):
+    above = LAYERS[LAYERS.index(layer) + 1:]
+    offenders = {name: sorted(t for t in _internal(name) if _under(t, *above))
+                 for name in MODULES if _under(name, layer)}
+    assert {name: found for name, found in offenders.items() if found} == {}
+
+
+def test_jobs_are_the_only_orchestrators():
+    """The sweep that trains (model, seed) runs lives in jobs/; analysis and train below it
+    only load and train one run: they cannot reach the sweep."""
+    assert "resnet_probe.jobs.sweep" in _internal("resnet_probe.jobs.degradation")
+    assert "resnet_probe.jobs.sweep" in _internal("resnet_probe.jobs.compare.training")
+    defined = sorted(name for name, path in MODULES.items()
+                     if "def run_degradation(" in path.read_text()
+                     or "def train_default(" in path.read_text())
+    assert defined == ["resnet_probe.jobs.sweep"]
+
+
 @pytest.mark.parametrize("library, allowed", [
     ("plotly", ("report",)),
     ("click", ("cli",)),

@@ -16,8 +16,9 @@ from conftest import page_of
 
 from resnet_probe.cache import ENTRY, PARTIAL, Store, json_decoder, json_encoder
 from resnet_probe.data import load_dataset
+from resnet_probe.jobs.sweep import run_degradation
 from resnet_probe.sources import resolve
-from resnet_probe.train.degradation import DegradationConfig, run_degradation
+from resnet_probe.train.degradation import DegradationConfig
 from resnet_probe.train.fitted_data import fit_dataset_to
 from resnet_probe.train.loop import RunStatus, TrainConfig, load_checkpoint
 from resnet_probe.train.run_cache import RUN_FILE, RunCache

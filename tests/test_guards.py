@@ -341,11 +341,12 @@ def test_a_file_name_too_long_is_named_before_any_work(invoke, tmp_path, args):
 
 
 def test_a_long_model_label_makes_a_short_distinct_checkpoint_name():
-    from resnet_probe.train.degradation import SAFE_NAME_BYTES, _safe
+    from resnet_probe.train.run_folder import SAFE_NAME_BYTES, safe_name
 
-    one, other = _safe("/x/" + "a" * 400 + ".py:build"), _safe("/x/" + "a" * 399 + "b.py:build")
+    one = safe_name("/x/" + "a" * 400 + ".py:build")
+    other = safe_name("/x/" + "a" * 399 + "b.py:build")
     assert len(one.encode()) <= SAFE_NAME_BYTES and one != other
-    assert _safe("resnet20") == "resnet20" and _safe("plain:resnet8") == "plain_resnet8"
+    assert safe_name("resnet20") == "resnet20" and safe_name("plain:resnet8") == "plain_resnet8"
 
 
 FLAT = ("from torch import nn\n"

@@ -272,8 +272,9 @@ def test_missing_intervened_runs_leave_it_untested():
 
 def test_a_degradation_run_with_intervene_trains_the_deepest_twins_and_states_the_test(
         tmp_path, digits_small):
+    from resnet_probe.jobs.sweep import run_degradation
     from resnet_probe.report.words import verdict_record
-    from resnet_probe.train.degradation import DegradationConfig, run_degradation
+    from resnet_probe.train.degradation import DegradationConfig
 
     models = ("plain8", "resnet8", "cifar[layers=2-2-2,shortcut=false]", "cifar[layers=2-2-2]")
     config = DegradationConfig(

@@ -12,8 +12,9 @@ import pytest
 import torch
 
 from resnet_probe.data import load_dataset
+from resnet_probe.jobs.sweep import run_degradation
 from resnet_probe.train import executors
-from resnet_probe.train.degradation import DegradationConfig, run_degradation
+from resnet_probe.train.degradation import DegradationConfig
 from resnet_probe.train.executors import IN_PROCESS, RayExecutor
 from resnet_probe.train.loop import TrainConfig
 from resnet_probe.train.run_cache import RunCache

@@ -12,12 +12,9 @@ import pytest
 import torch
 
 from resnet_probe.data import load_dataset
+from resnet_probe.jobs.sweep import run_degradation
 from resnet_probe.train import loop
-from resnet_probe.train.degradation import (
-    DegradationConfig,
-    run_degradation,
-    twin_names,
-)
+from resnet_probe.train.degradation import DegradationConfig, twin_names
 from resnet_probe.train.loop import (
     NothingToResume,
     TrainConfig,

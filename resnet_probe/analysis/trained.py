@@ -1,6 +1,6 @@
-"""Trained nets to analyse: from a `degradation --out DIR` folder, from compare's runs (found in
-the run cache through the keys its data folder records), or trained on demand through the same
-path and cache as `degradation`.
+"""Trained nets to analyse: from a `degradation --out DIR` folder, or from compare's runs (found
+in the run cache through the keys its data folder records). Nothing is trained here: the
+default run an analysis trains on demand comes from ``jobs.sweep.train_default``.
 
 Finished runs keep their final weights in half precision (train/loop.py); they are loaded back
 into float32 models in eval mode, so BN uses the running statistics the run ended with.
@@ -14,7 +14,6 @@ checked against the net its record names (and for NaN and infinities) before any
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,15 +24,9 @@ from torch import nn
 from resnet_probe.contained import cache_key
 from resnet_probe.data import DATASETS, ChecksumError, ImageDataset, load_dataset
 from resnet_probe.errors import InvalidRequest
-from resnet_probe.progress import NO_PROGRESS, Progress
-from resnet_probe.sources import ModelSource, resolve
+from resnet_probe.sources import ModelSource
 from resnet_probe.sources.recorded import resolve_recorded
-from resnet_probe.train.degradation import (
-    RUNS,
-    TRAIN_RUNS,
-    DegradationConfig,
-    run_degradation,
-)
+from resnet_probe.train.degradation import DegradationConfig
 from resnet_probe.train.fitted_data import fit_dataset_to
 from resnet_probe.train.loop import (
     CorruptCheckpoint,
@@ -43,7 +36,7 @@ from resnet_probe.train.loop import (
     load_checkpoint,
 )
 from resnet_probe.train.run_cache import RunCache
-from resnet_probe.train.run_folder import MANIFEST
+from resnet_probe.train.run_folder import MANIFEST, RUNS, TRAIN_RUNS
 from resnet_probe.untrusted import UntrustedFileError, checked, read_json
 
 MAX_RECORDED_RUNS = 100_000  # rows of a train_runs.json: more is not a file we wrote
@@ -101,15 +94,13 @@ def net_from_checkpoint(path: Path, dataset: ImageDataset,
                       bool(shortcut), int(depth or 0))
 
 
-def load_trained(run: Path | None, progress: Progress = NO_PROGRESS,
-                 cache: RunCache | None = None, trust_sources: bool = False) -> TrainedRuns:
-    """RUN as the analysis commands take it: a degradation folder, a compare report or its
-    data folder, or None to train (or reuse from the cache) the default degradation run.
+def load_trained(run: Path, cache: RunCache | None = None, trust_sources: bool = False
+                 ) -> TrainedRuns:
+    """RUN as the analysis commands take it: a degradation folder, or a compare report or its
+    data folder (given no RUN, they train the default run through ``jobs.sweep``).
     ``trust_sources``: a FILE.py:factory the run's files name, inside their folder, may run
     (the CLI's --trust-sources); without it only zoo, spec, torchvision: and timm: models
     are built."""
-    if run is None:
-        return train_default(progress, cache)
     run = Path(run)
     if not run.exists():
         raise InvalidRequest(f"RUN {str(run)!r} does not exist; give a `degradation --out DIR` "
@@ -125,22 +116,6 @@ def load_trained(run: Path | None, progress: Progress = NO_PROGRESS,
     raise InvalidRequest(f"{str(run)!r} holds no trained runs: expected a `degradation --out "
                          f"DIR` folder ({MANIFEST} and {RUNS}/) or a compare data folder "
                          f"({TRAIN_RUNS}.json)")
-
-
-def train_default(progress: Progress = NO_PROGRESS, cache: RunCache | None = None,
-                  config: DegradationConfig | None = None) -> TrainedRuns:
-    """The default degradation run, from the run cache where it holds the runs."""
-    from resnet_probe.train.recipes import degradation_recipe
-
-    config = config or DegradationConfig(train=degradation_recipe())
-    dataset = fit_dataset_to(load_dataset(config.dataset, config.data_dir),
-                             [resolve(name) for name in config.model_names()])
-    with tempfile.TemporaryDirectory(prefix="resnet-probe-analysis-") as folder:
-        run_degradation(config, Path(folder), progress=progress, dataset=dataset,
-                        cache=cache or RunCache())
-        return collect(sorted((Path(folder) / RUNS).glob("*.pt")), dataset,
-                        "the default degradation run (trained on demand, kept in the run "
-                        "cache)")
 
 
 MANIFEST_CONFIG = {"family": str, "depths": list, "seeds": list, "models": list,

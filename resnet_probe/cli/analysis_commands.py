@@ -26,12 +26,13 @@ def _analyse(run, analysis, chosen, out, inline_plotly, title, trust_sources=Fal
     """Load the nets, run one analysis with a progress bar, write its report."""
     from resnet_probe.analysis import load_trained, why_part
     from resnet_probe.environment import current_environment
+    from resnet_probe.jobs.sweep import train_default
     from resnet_probe.report import write_analysis_report
     from resnet_probe.report.console import analysis_notes
 
     if run is None:
         with options.progress_bar(None, "default degradation run") as bar:  # a count
-            runs = load_trained(None, progress=bar)
+            runs = train_default(progress=bar)
     else:
         runs = load_trained(run, trust_sources=trust_sources)
     with options.progress_bar(chosen.work((analysis,), len(runs.nets)), analysis.value) as bar:

@@ -69,8 +69,7 @@ def degradation(device, executor, address, gpus_per_run, workers, resume, force_
       resnet-probe degradation --device cuda --address 10.0.0.1:6379 --gpus-per-run 0.25
     """
     from resnet_probe.jobs.degradation import DegradationExperiment
-    from resnet_probe.train.degradation import has_checkpoints
-    from resnet_probe.train.run_folder import ManifestMismatch
+    from resnet_probe.train.run_folder import ManifestMismatch, has_checkpoints
 
     runs_on = options.run_executor(executor, address, gpus_per_run, workers, device)
     experiment = DegradationExperiment.prepare(

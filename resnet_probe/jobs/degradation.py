@@ -15,23 +15,23 @@ from resnet_probe.data import ImageDataset, load_dataset
 from resnet_probe.environment import current_environment
 from resnet_probe.errors import InvalidRequest
 from resnet_probe.jobs.parts import CacheReport, InProgress, TrainingPart
+from resnet_probe.jobs.sweep import run_degradation
 from resnet_probe.progress import NO_PROGRESS, Progress
 from resnet_probe.results import check_writable_dir
 from resnet_probe.sources import resolve
 from resnet_probe.train.degradation import (
     DEFAULT_DEPTHS,
     DEFAULT_SEEDS,
-    RUNS,
     DegradationConfig,
     DegradationResult,
     intervention_for,
-    run_degradation,
 )
 from resnet_probe.train.executors import IN_PROCESS, Executor
 from resnet_probe.train.fitted_data import fit_dataset_to
 from resnet_probe.train.loop import Distributed, check_batch_fits_dataset, setup_distributed
 from resnet_probe.train.recipes import degradation_recipe
 from resnet_probe.train.run_cache import RunCache
+from resnet_probe.train.run_folder import RUNS
 
 __all__ = ["DEFAULT_DEPTHS", "DEFAULT_SEEDS", "DegradationExperiment"]
 

@@ -1,51 +1,33 @@
 """The degradation experiment: plain and residual twins at several depths, several seeds.
 
-Each (model, seed) run has its own checkpoint under ``OUT/runs/``; the caller's ``on_run_done``
-rewrites the result tables after every run, so an interrupted sweep keeps everything already
-measured and ``resume=True`` continues where it stopped. Models arrive resolved (``sources``):
-names are resolved once, at the edge.
+Here live its records: the configuration, the result a sweep fills in (``jobs.sweep`` runs it),
+the tables and verdicts made from it, and the reading back of a finished run's folder for
+``compare --from-degradation``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import math
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from resnet_probe.contained import contained, remove_inside
-from resnet_probe.data import DATASETS, DEFAULT_DATASET, ImageDataset, load_dataset
+from resnet_probe.data import DATASETS, DEFAULT_DATASET
 from resnet_probe.errors import InvalidRequest
-from resnet_probe.progress import NO_PROGRESS, Progress
-from resnet_probe.results import atomic_write_bytes, frame, table
+from resnet_probe.results import frame, table
 from resnet_probe.settings import check_settings, setting
-from resnet_probe.sources import ModelSource, resolve
 from resnet_probe.train import run_folder
 from resnet_probe.train.causal import CausalTest, causal_test
 from resnet_probe.train.dynamics import dynamics_summary
-from resnet_probe.train.executors import (
-    IN_PROCESS,
-    BatchCallbacks,
-    Executor,
-    PendingRun,
-    Trainer,
-)
-from resnet_probe.train.fitted_data import fit_dataset_to
 from resnet_probe.train.interventions import Intervention
 from resnet_probe.train.loop import (
     ENDED,
-    Distributed,
-    NothingToResume,
     RunResult,
     TrainConfig,
     final_metrics,
     load_checkpoint,
-    train_run,
 )
 from resnet_probe.train.recipes import (
     DEGRADATION_INTERVENTION,
@@ -53,7 +35,6 @@ from resnet_probe.train.recipes import (
     DEGRADATION_STEPS,
     DEGRADATION_TUNING_SEEDS,
 )
-from resnet_probe.train.run_cache import RunCache
 from resnet_probe.train.verdict import (
     DegradationVerdict,
     StoppedEarly,
@@ -61,7 +42,6 @@ from resnet_probe.train.verdict import (
     error_auc,
     judge,
     judge_twins,
-    settled_early,
 )
 from resnet_probe.untrusted import UntrustedFileError, checked, read_json
 from resnet_probe.zoo import Family, get_spec, name_of
@@ -266,212 +246,6 @@ def degradation_tables(runs: list[RunResult], verdict: DegradationVerdict,
         twin_verdict=twin_verdict)
 
 
-RUNS = "runs"  # OUT/runs/NAME-seedN.pt: one checkpoint per (model, seed)
-TRAIN_RUNS = "train_runs"  # the table naming each run's cache entry
-
-
-def runs_folder(out_dir: Path) -> Path:
-    """``OUT/runs``, once ``contained`` confirms it (and ``runs/rescaled``) lie inside OUT
-    through no symlink: checkpoints are deleted and written there."""
-    contained(out_dir, Path(out_dir) / RUNS / "rescaled", "the checkpoint folder")
-    return Path(out_dir) / RUNS
-
-
-def has_checkpoints(out_dir: Path) -> bool:
-    """Whether a run folder holds a checkpoint, the one thing a resume continues from."""
-    return any((Path(out_dir) / RUNS).glob("*.pt"))
-
-
-def discard_checkpoints(out_dir: Path) -> None:
-    """Delete a run folder's checkpoints (weights and optimizer state), keeping its tables;
-    only inside OUT (a checkpoint that is a symlink is unlinked, never followed)."""
-    runs = runs_folder(out_dir)
-    for folder in (runs, runs / "rescaled"):
-        for checkpoint in folder.glob("*.pt"):
-            remove_inside(out_dir, checkpoint)
-
-
-def run_degradation(
-    config: DegradationConfig,
-    out_dir: Path,
-    resume: bool = False,
-    progress: Progress = NO_PROGRESS,
-    on_run_done: Callable[[DegradationResult], Any] | None = None,
-    dataset: ImageDataset | None = None,
-    cache: RunCache | None = None,
-    sources: Mapping[str, ModelSource] | None = None,
-    executor: Executor = IN_PROCESS,
-) -> DegradationResult:
-    """Train every (model, seed). ``on_run_done`` is called after each run (to save tables).
-    With a ``cache``, a run finished before with the same content is reused, and every newly
-    finished run is stored there. ``sources`` are the models already resolved, by label
-    (default: each of the config's names resolved here). ``executor`` says where each seed's
-    runs train (``train.executors``: in this process, or as Ray tasks)."""
-    names = config.model_names()
-    resolved = dict(sources or {})
-    for name in names:
-        resolved.setdefault(name, resolve(name))
-    data = fit_dataset_to(dataset or load_dataset(config.dataset, config.data_dir),
-                          [resolved[name] for name in names])
-    world = Distributed.from_env()
-    with (run_folder.locked(out_dir) if world.is_main else contextlib.nullcontext()):
-        return _train_all(config, [resolved[name] for name in names], data, Path(out_dir),
-                          resume, progress, on_run_done, world, cache, executor)
-
-
-def _train_all(config, sources, data, out_dir: Path, resume, progress, on_run_done, world,
-               cache: RunCache | None, executor: Executor = IN_PROCESS) -> DegradationResult:
-    runs_dir = runs_folder(out_dir)  # refused before anything is deleted or written
-    wanted = run_folder.manifest(config, data.description)
-    if resume:
-        if not has_checkpoints(out_dir):
-            raise NothingToResume(f"nothing to resume in {str(out_dir)!r}: no checkpoints "
-                                  f"under {str(runs_dir)!r}; start a fresh run first")
-        run_folder.check_resume(out_dir, wanted)
-    elif world.is_main:
-        discard_checkpoints(out_dir)  # another run's checkpoints must not be resumed
-        run_folder.write_manifest(out_dir, wanted)
-    result = DegradationResult(dataset_description=data.description, config=config,
-                               num_classes=data.num_classes, executor=executor.describe())
-    done = (lambda: on_run_done(result)) if on_run_done is not None and world.is_main \
-        else (lambda: None)
-    # Seed by seed, so an interruption or an early stop leaves whole seeds of every model.
-    for position, seed in enumerate(config.seeds):
-        batch = [PendingRun(source, seed, config.train, _checkpoint(runs_dir, source, seed),
-                            resume) for source in sources]
-        if config.intervene:
-            intervened = replace(config.train, intervention=intervention_for(config))
-            batch += [PendingRun(source, seed, intervened,
-                                 _checkpoint(runs_dir, source, seed, True), resume, True)
-                      for source in deepest_twins(sources)]
-        try:
-            executor.train_batch(batch, data, _callbacks(
-                config, data, runs_dir, resume, progress, done, world, cache, result), progress)
-        finally:  # runs recorded as they finished: back in the order of an in-process sweep
-            _in_sweep_order(result, config.seeds, sources)
-        remaining = len(config.seeds) - position - 1
-        if config.stop_when_settled and remaining and world.world_size == 1:
-            reason = settled_early(result.final_rows(), result.chance_error)
-            if reason is not None:
-                result.stopped_early = StoppedEarly(seed, remaining, reason)
-                progress.update(remaining * len(sources) * config.train.steps)
-                break
-    return result
-
-
-def deepest_twins(sources: list[ModelSource]) -> list[ModelSource]:
-    """The causal test's two: the deepest plain net and, as its control, the residual net of
-    its depth (else the deepest residual net)."""
-    nets = [(depth, shortcut, s) for s in sources for depth, shortcut in [s.traits()] if depth]
-    plain = [(depth, s) for depth, shortcut, s in nets if not shortcut]
-    residual = [(depth, s) for depth, shortcut, s in nets if shortcut]
-    chosen = []
-    if plain:
-        deepest = max(plain, key=lambda pair: pair[0])
-        chosen.append(deepest[1])
-        twin = [s for depth, s in residual if depth == deepest[0]]
-        if twin:
-            return [*chosen, twin[0]]
-    if residual:
-        chosen.append(max(residual, key=lambda pair: pair[0])[1])
-    return chosen
-
-
-def _checkpoint(runs_dir: Path, source: ModelSource, seed: int, intervened: bool = False
-                ) -> Path:
-    suffix = "-intervened" if intervened else ""
-    return (runs_dir / "intervened" if intervened else runs_dir) / \
-        f"{_safe(source.text)}-seed{seed}{suffix}.pt"
-
-
-def _callbacks(config, data, runs_dir, resume, progress, done, world, cache,
-               result: DegradationResult) -> BatchCallbacks:
-    """What an executor does with a batch's runs: each recorded by ``_train_one``."""
-    def record(run: PendingRun, trainer: Trainer) -> None:
-        _train_one(run.source, run.seed, replace(config, train=run.recipe), data, runs_dir,
-                   resume, progress, done, world, cache, result, run.intervened, trainer)
-
-    def failed(run: PendingRun, reason: str) -> None:
-        result.failed_runs.append(f"{run.label}: {reason}")
-        done()
-
-    def settled(run: PendingRun) -> bool:
-        if run.resume and run.checkpoint.exists() and \
-                load_checkpoint(run.checkpoint)["result"].status in ENDED:
-            return True
-        return cache is not None and cache.holds(
-            cache.content(run.source, data, run.recipe, run.seed, world.world_size))
-
-    return BatchCallbacks(record, failed, settled)
-
-
-def _in_sweep_order(result: DegradationResult, seeds, sources) -> None:
-    order = {(seed, source.text): index for index, (seed, source) in
-             enumerate((seed, source) for seed in seeds for source in sources)}
-    for runs in (result.runs, result.intervened_runs):
-        runs.sort(key=lambda run: order.get((run.seed, run.model), len(order)))
-
-
-def _train_one(source: ModelSource, seed, config, data, runs_dir, resume, progress, done,
-               world, cache, result: DegradationResult, intervened: bool = False,
-               trainer: Trainer = train_run) -> None:
-    """One (model, seed): from the cache if it holds the run, else trained by ``trainer``
-    (``train_run``, or an executor's hand-back of a run trained elsewhere) and cached."""
-    checkpoint = _checkpoint(runs_dir, source, seed, intervened)
-    runs = result.intervened_runs if intervened else result.runs
-
-    def train() -> tuple[RunResult, Path]:
-        progress.set_description(f"train {source.text} seed {seed}"
-                                 + " (intervened)" * intervened)
-        try:
-            run = trainer(source, data, config.train, seed=seed, checkpoint=checkpoint,
-                          resume=resume and checkpoint.exists(), progress=progress)
-        except KeyboardInterrupt:
-            if checkpoint.exists():  # the loop's last whole checkpoint: its partial history
-                runs.append(load_checkpoint(checkpoint)["result"])
-            done()
-            raise
-        return run, checkpoint
-
-    if cache is None:
-        runs.append(train()[0])
-        done()
-        return
-    cached = cache.get_or_train(cache.content(source, data, config.train, seed,
-                                              world.world_size), train)
-    result.cache_problems = list(cache.problems)
-    run, path = cached.value
-    if cached.reused:
-        if world.is_main:
-            atomic_write_bytes(checkpoint, path.read_bytes())  # the analyses read it there
-        result.reused.append(f"{source.text} seed {seed}" + " (intervened)" * intervened)
-        progress.update(config.train.end_step)
-    if run.status in ENDED and not intervened:
-        result.cached_runs.append({"model": source.text, "seed": seed, "dataset": data.name,
-                                   "cache_key": cached.key})
-    runs.append(run)
-    done()
-
-
-def cache_record(result: DegradationResult, cache: RunCache) -> dict[str, Any]:
-    """What the report says about the run cache: where, what was reused, what was damaged."""
-    return {"path": str(cache.path), "reused": list(result.reused),
-            "problems": list(result.cache_problems), "usage": str(cache.usage())}
-
-
-def _safe(name: str) -> str:
-    """A model's label as a file name; a long one (a factory's full path) keeps its start and
-    a digest of the whole, so it stays distinct and within the file system's 255 bytes."""
-    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
-    if len(safe.encode()) <= SAFE_NAME_BYTES:
-        return safe
-    digest = hashlib.sha256(name.encode()).hexdigest()[:16]
-    return safe.encode()[:SAFE_NAME_BYTES - 17].decode(errors="ignore") + "-" + digest
-
-
-SAFE_NAME_BYTES = 160  # leaves room for "-seedN-rescaled.pt" and a temporary file's affixes
-
-
 # --- an earlier run's folder, for compare --from-degradation ---------------------------------
 
 FINAL_FIELDS = {"model": str, "seed": int, "final_train_error": (float, "nan"),
@@ -485,7 +259,7 @@ def load_degradation_run(directory: Path) -> tuple[DegradationTables, list[RunRe
     and the differing value are named."""
     directory = Path(directory)
     table_path = directory / "data" / "train_final.json"
-    if not table_path.exists() or not (directory / RUNS).is_dir():
+    if not table_path.exists() or not (directory / run_folder.RUNS).is_dir():
         raise ValueError(f"{str(directory)!r} does not hold a finished degradation run (no "
                          f"data/train_final.json or runs/); make one with a degradation run "
                          f"first")
@@ -508,7 +282,8 @@ def load_degradation_run(directory: Path) -> tuple[DegradationTables, list[RunRe
                          f"{', '.join(unfinished)}; resume it to the end first")
     runs: list[RunResult] = []
     for row in rows:
-        checkpoint = directory / RUNS / f"{_safe(row['model'])}-seed{row['seed']}.pt"
+        checkpoint = run_folder.checkpoint_path(directory / run_folder.RUNS, row["model"],
+                                                row["seed"])
         if not checkpoint.exists():
             raise ValueError(f"{str(table_path)!r} names {row['model']} seed {row['seed']}, "
                              f"but {str(checkpoint)!r} is missing, so the table cannot be "

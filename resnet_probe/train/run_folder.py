@@ -1,4 +1,5 @@
-"""A training run folder: one writer at a time, and a manifest that a resume must match.
+"""A training run folder: one writer at a time, a manifest that a resume must match, and where
+each run's checkpoint lives (``OUT/runs/NAME-seedN.pt``).
 
 The manifest records everything that changes a result (models, seeds, recipe, data, versions)
 and a hash of it. A resume continues only a folder whose manifest matches the new request;
@@ -19,7 +20,7 @@ from typing import Any
 
 import torch
 
-from resnet_probe.contained import OutsideError
+from resnet_probe.contained import OutsideError, contained, remove_inside
 from resnet_probe.errors import InvalidRequest
 from resnet_probe.results import atomic_write_text
 from resnet_probe.untrusted import UntrustedFileError, read_json
@@ -123,3 +124,51 @@ def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 def json_safe(value: Any) -> Any:
     """``value`` as plain JSON types (tuples become lists, other objects their str)."""
     return json.loads(json.dumps(value, default=str))
+
+
+# --- the folder's layout: OUT/runs/NAME-seedN.pt, one checkpoint per (model, seed) ---------
+
+RUNS = "runs"  # OUT/runs/NAME-seedN.pt: one checkpoint per (model, seed)
+TRAIN_RUNS = "train_runs"  # the table naming each run's cache entry
+
+
+def runs_folder(out_dir: Path) -> Path:
+    """``OUT/runs``, once ``contained`` confirms it (and ``runs/rescaled``) lie inside OUT
+    through no symlink: checkpoints are deleted and written there."""
+    contained(out_dir, Path(out_dir) / RUNS / "rescaled", "the checkpoint folder")
+    return Path(out_dir) / RUNS
+
+
+def has_checkpoints(out_dir: Path) -> bool:
+    """Whether a run folder holds a checkpoint, the one thing a resume continues from."""
+    return any((Path(out_dir) / RUNS).glob("*.pt"))
+
+
+def discard_checkpoints(out_dir: Path) -> None:
+    """Delete a run folder's checkpoints (weights and optimizer state), keeping its tables;
+    only inside OUT (a checkpoint that is a symlink is unlinked, never followed)."""
+    runs = runs_folder(out_dir)
+    for folder in (runs, runs / "rescaled"):
+        for checkpoint in folder.glob("*.pt"):
+            remove_inside(out_dir, checkpoint)
+
+
+def checkpoint_path(runs_dir: Path, label: str, seed: int, intervened: bool = False) -> Path:
+    """Where one (model, seed) run keeps its checkpoint: ``runs/NAME-seedN.pt``, an intervened
+    run's under ``runs/intervened/``."""
+    suffix = "-intervened" if intervened else ""
+    return (runs_dir / "intervened" if intervened else runs_dir) / \
+        f"{safe_name(label)}-seed{seed}{suffix}.pt"
+
+
+def safe_name(name: str) -> str:
+    """A model's label as a file name; a long one (a factory's full path) keeps its start and
+    a digest of the whole, so it stays distinct and within the file system's 255 bytes."""
+    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
+    if len(safe.encode()) <= SAFE_NAME_BYTES:
+        return safe
+    digest = hashlib.sha256(name.encode()).hexdigest()[:16]
+    return safe.encode()[:SAFE_NAME_BYTES - 17].decode(errors="ignore") + "-" + digest
+
+
+SAFE_NAME_BYTES = 160  # leaves room for "-seedN-rescaled.pt" and a temporary file's affixes

@@ -14,17 +14,14 @@ from resnet_probe.analysis.trained import collect, load_trained
 from resnet_probe.data import load_dataset
 from resnet_probe.jobs.compare.plan import WHY_ANALYSES, Plan
 from resnet_probe.jobs.parts import CacheReport, Skipped, TrainingPart
+from resnet_probe.jobs.sweep import run_degradation
 from resnet_probe.progress import Progress
 from resnet_probe.sources import ModelSource
-from resnet_probe.train.degradation import (
-    RUNS,
-    DegradationConfig,
-    DegradationResult,
-    run_degradation,
-)
+from resnet_probe.train.degradation import DegradationConfig, DegradationResult
 from resnet_probe.train.fitted_data import fit_dataset_to
 from resnet_probe.train.recipes import COMPARE_INTERVENTION
 from resnet_probe.train.run_cache import RunCache
+from resnet_probe.train.run_folder import RUNS
 
 ANALYSES_INTERRUPTED = ("The analyses of the trained nets did not run: the comparison was "
                         "interrupted first.")
