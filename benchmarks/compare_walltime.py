@@ -13,7 +13,10 @@ of each run, and the goals of issue 24:
   - cold <= 420 s on a machine whose raw resnet34 runs 1.8 steps/s (scaled to this machine's
     measured speed); rerun <= 60 s.
 
-    python benchmarks/compare_walltime.py [extra compare arguments...]
+    python benchmarks/compare_walltime.py [--keep DIR] [extra compare arguments...]
+
+--keep DIR writes the reports into DIR and keeps them (for `docs/generate.py record compare`):
+the numbers the docs show then come from the very run that was timed.
 """
 
 from __future__ import annotations
@@ -69,10 +72,11 @@ def raw_training_cost() -> tuple[float, dict[str, float], int]:
     return sum(COMPARE_TRAIN.steps * seeds / s for s in speeds.values()), speeds, seeds
 
 
-def run_once(out: Path, cache: Path) -> tuple[float, int, dict[str, str], float]:
+def run_once(out: Path, cache: Path, extra: list[str]
+             ) -> tuple[float, int, dict[str, str], float]:
     """(wall s, exit code, the report's environment table, peak RSS in GB)."""
     command = [sys.executable, "-m", "resnet_probe", "compare", "resnet34", "plain34",
-               "--out", str(out), *sys.argv[1:]]
+               "--out", str(out), *extra]
     start = time.perf_counter()
     child = subprocess.Popen(command, stdout=subprocess.PIPE, text=True,
                              env={**os.environ, "RESNET_PROBE_CACHE_DIR": str(cache)})
@@ -90,6 +94,14 @@ def run_once(out: Path, cache: Path) -> tuple[float, int, dict[str, str], float]
 def main() -> int:
     import torch
 
+    extra = sys.argv[1:]
+    keep = None
+    if extra[:1] == ["--keep"]:
+        if len(extra) < 2:
+            print("--keep needs a folder: --keep DIR", file=sys.stderr)
+            return 2
+        keep, extra = Path(extra[1]), extra[2:]
+
     raw_s, speeds, seeds = raw_training_cost()
     steps_per_s = speeds["resnet34"]
     cold_budget = REFERENCE_COLD_BUDGET_S * REFERENCE_STEPS_PER_S / steps_per_s
@@ -97,9 +109,9 @@ def main() -> int:
           + ", ".join(f"{name} {speed:.2f} steps/s" for name, speed in speeds.items()))
     print(f"raw cost of the job's training ({len(TRAINED)} nets x {seeds} seeds): {raw_s:.0f} s")
     with tempfile.TemporaryDirectory() as scratch:
-        out, cache = Path(scratch) / "reports", Path(scratch) / "cache"
-        cold = run_once(out, cache)
-        rerun = run_once(out, cache)
+        out, cache = keep or Path(scratch) / "reports", Path(scratch) / "cache"
+        cold = run_once(out, cache, extra)
+        rerun = run_once(out, cache, extra)
         checkpoints = sorted(str(p.relative_to(out)) for p in out.rglob("*.pt"))
         report_mb = sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) / 1e6
         cache_mb = sum(p.stat().st_size for p in cache.rglob("*") if p.is_file()) / 1e6
