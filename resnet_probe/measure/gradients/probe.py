@@ -28,6 +28,7 @@ from resnet_probe.measure.gradients.config import (
     probe_setting,
 )
 from resnet_probe.measure.gradients.fits import (
+    first_last_ratio,
     fit_comparison,
     growth_fits,
     stage_rates,
@@ -116,12 +117,11 @@ def _one_seed(source: ModelSource, seed: int, config: GradientConfig, result: Gr
                 f"--by layer has its weighted layers")
         if note not in result.notes:
             result.notes.append(note)
-        return {"ratio": math.nan, "growth": math.nan, "loss": findings["loss"], **findings}
-    first, last = block_rows[0]["join_grad_norm"], block_rows[-1]["join_grad_norm"]
-    ratio = first / last if last else math.inf
+        return {"ratio": math.nan, "growth": math.nan, **findings}
+    ratio = first_last_ratio(block_rows)
     depth_span = (block_rows[-1]["depth"] - block_rows[0]["depth"]) or 1
     return {"ratio": ratio, "growth": ratio ** (1 / depth_span) if ratio > 0 else math.nan,
-            "loss": findings["loss"], **findings}
+            **findings}
 
 
 def _model_row(source: ModelSource, config: GradientConfig, per_seed: list[dict[str, Any]]
