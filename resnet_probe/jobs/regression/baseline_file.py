@@ -16,7 +16,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +53,6 @@ class Baseline:
 
     path: Path
     entries: dict[str, dict[str, Any]]
-    data: dict[str, Any] = field(default_factory=dict)
 
     def request(self, name: str, trust_sources: bool = False) -> Request:
         """The request an entry was measured with, its file paths made local again; its
@@ -104,7 +103,7 @@ def load_baseline(path: str | Path) -> Baseline:
                                 f"{MAX_BASELINE_VALUES:,} values (at entry {name!r}); a check "
                                 f"compares each, so a baseline may hold at most that many; "
                                 f"split it")
-    return Baseline(path, entries, data)
+    return Baseline(path, entries)
 
 
 def _from_format_1(path: Path, data: dict[str, Any]) -> dict[str, Any]:
