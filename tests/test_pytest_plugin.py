@@ -127,7 +127,7 @@ def test_a_damaged_baseline_fails_the_gate_naming_the_file(pytester: pytest.Pyte
     result.assert_outcomes(failed=4)
     result.stdout.fnmatch_lines(["*cost gate: the baseline*costs-baseline.json*cannot be used*"
                                  "not valid JSON*"])
-    assert "Traceback" not in result.stdout.str() and "regression.py" not in result.stdout.str()
+    assert "Traceback" not in result.stdout.str() and "jobs/regression" not in result.stdout.str()
 
 
 def test_costs_update_over_a_damaged_baseline_keeps_it_and_loses_no_update(
