@@ -15,11 +15,8 @@ and ``train.ingredients`` (the model for the dataset, SGD, augmentation, the eva
 
 from __future__ import annotations
 
-import contextlib
 import math
-import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +26,7 @@ from torch import nn
 from torch.utils.data import DistributedSampler, TensorDataset
 
 from resnet_probe.data import ImageDataset, fit_channels
-from resnet_probe.errors import Terminated
-from resnet_probe.interrupts import signals_handled_by
+from resnet_probe.interrupts import Interruption, deferred_interrupts
 from resnet_probe.measure.gradients import (
     first_last_ratio,
     layer_grad_norms,
@@ -171,11 +167,13 @@ def train_run(
         result.seconds = time.perf_counter() - started
         if checkpoint is not None and world.is_main:
             save_checkpoint(checkpoint, model, optimizer, step, result, config, samples_seen,
-                             bn_calls, initial_norms)
+                            bn_calls, initial_norms)
 
     step = start_step
     trained.train()
-    with _interrupts_at_step_boundaries() as interrupt:
+    # A signal waits for the step boundary; one that came during the last step is raised
+    # when the block ends, after the finished run is saved.
+    with deferred_interrupts() as interrupt:
         try:
             while step < config.end_step:
                 step_started = time.perf_counter()
@@ -259,8 +257,9 @@ def train_run(
                 if step < config.end_step and step % config.checkpoint_every == 0:
                     save(RunStatus.RUNNING)
                 if step < config.end_step and any_rank(interrupt.pending is not None, world):
-                    interrupt.pending = interrupt.pending or signal.SIGINT  # another rank's
-                    interrupt.raise_now(lambda: save(RunStatus.INTERRUPTED))
+                    interrupt.pending = interrupt.pending or Interruption.CTRL_C  # another rank's
+                    save(RunStatus.INTERRUPTED)
+                    raise interrupt.pending.error()
                 try:
                     progress.update(1)
                 except KeyboardInterrupt:  # raised at the boundary: the state is whole
@@ -272,33 +271,7 @@ def train_run(
         except KeyboardInterrupt:
             result.status = RunStatus.INTERRUPTED  # the checkpoint on disk is whole
             raise
-        if interrupt.pending is not None:  # came during the last step: finished, then stop
-            interrupt.raise_now(lambda: None)
     return result
-
-
-class _BoundaryInterrupts:
-    """SIGINT and SIGTERM noted while a step runs, acted on at its end. A second signal
-    while one is pending interrupts at once (the last checkpoint then stands)."""
-
-    def __init__(self) -> None:
-        self.pending: int | None = None
-
-    def handle(self, signum, frame) -> None:
-        if self.pending is not None:
-            raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
-        self.pending = signum
-
-    def raise_now(self, before: Any) -> None:
-        before()
-        raise Terminated() if self.pending == signal.SIGTERM else KeyboardInterrupt()
-
-
-@contextlib.contextmanager
-def _interrupts_at_step_boundaries() -> Iterator[_BoundaryInterrupts]:
-    interrupts = _BoundaryInterrupts()
-    with signals_handled_by(interrupts.handle):
-        yield interrupts
 
 
 def _layer_weights(model: nn.Module) -> dict[str, torch.Tensor]:
