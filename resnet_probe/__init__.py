@@ -40,7 +40,7 @@ _EXPORTS = {
     # the settings the measurements and compare take, and compare's result
     "LatencyConfig": "resnet_probe.measure.latency",
     "GradientConfig": "resnet_probe.measure.gradients",
-    "TrainConfig": "resnet_probe.train.loop", "AnalysisOptions": "resnet_probe.analysis",
+    "TrainConfig": "resnet_probe.train.config", "AnalysisOptions": "resnet_probe.analysis",
     "CompareOptions": "resnet_probe.jobs.compare", "CompareResult": "resnet_probe.jobs.parts",
     "ResNet": "resnet_probe.zoo", "ResNetSpec": "resnet_probe.zoo",
     "UnknownModelError": "resnet_probe.zoo", "build_model": "resnet_probe.zoo",
@@ -65,7 +65,7 @@ if TYPE_CHECKING:
         plain_twin,
     )
     from resnet_probe.sources import resolve as resolve_model
-    from resnet_probe.train.loop import TrainConfig
+    from resnet_probe.train.config import TrainConfig
     from resnet_probe.zoo import (
         ResNet,
         ResNetSpec,
