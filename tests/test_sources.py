@@ -12,7 +12,7 @@ from torch import nn
 
 import resnet_probe as rp
 from resnet_probe.measure.costs import count_costs
-from resnet_probe.sources import SourceError, resolve
+from resnet_probe.sources import ModelSource, SourceError, resolve
 from resnet_probe.sources.surgery import SurgeryError, discover_structure, plain_twin
 from resnet_probe.zoo import build_model
 
@@ -349,14 +349,13 @@ def test_structure_discovery_leaves_batch_norm_statistics_alone():
 def test_a_foreign_models_traits_are_found_once_per_source(user_file, monkeypatch):
     """A MODEL is resolved once; its traits (depth, shortcuts) need one build, kept on the
     resolved source."""
-    import resnet_probe.sources as sources
-
     builds = []
-    real_build = sources._build_foreign
-    monkeypatch.setattr(sources, "_build_foreign",
+    real_build = ModelSource.build
+    monkeypatch.setattr(ModelSource, "build",
                         lambda *args, **kwargs: builds.append(1) or real_build(*args, **kwargs))
     source = resolve(f"{user_file}:build", 1, 28)
     assert source.traits() == source.traits() == (6, True)
+    assert source.traits().depth == 6 and source.traits().shortcut is True
     assert len(builds) == 1
 
 
@@ -394,3 +393,4 @@ def test_user_code_that_exits_or_raises_is_named_without_a_traceback(invoke, tmp
     assert raises.exit_code == 2 and "Traceback" not in raises.stderr
     assert "fails on a 1x3x224x224 input during counting its operators (KeyError: 'x')" \
         in raises.stderr
+
