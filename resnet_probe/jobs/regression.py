@@ -41,7 +41,7 @@ from resnet_probe.measure.costs import CostResult, count_costs
 from resnet_probe.measure.memory import MEMORY_COLUMNS
 from resnet_probe.progress import Progress
 from resnet_probe.results import atomic_write_text, cannot_write
-from resnet_probe.sources import InputSpec, ModelSource, resolve
+from resnet_probe.sources import InputSpec, ModelSource, SourceKind, resolve
 from resnet_probe.sources.recorded import Recorded
 from resnet_probe.untrusted import UntrustedFileError, read_json
 from resnet_probe.zoo import list_models
@@ -163,14 +163,15 @@ def _groups(result: CostResult, metrics: tuple[str, ...]
     return ("stage" if staged else "top-level module"), groups
 
 
-FOREIGN_KINDS = ("torchvision", "timm", "factory", "module", "plain")
+# A count summary's family: a zoo family (imagenet, cifar), or the kind of a foreign source.
+FOREIGN_KINDS = tuple(kind for kind in SourceKind if kind is not SourceKind.ZOO)
 
 
 def versions(kind: str) -> dict[str, str]:
     """The libraries whose code decides this entry's counts, at their installed versions."""
     found = {"torch": torch.__version__, "resnet_probe": __version__}
     for library in ("torchvision", "timm"):
-        if kind in (library, "plain"):
+        if kind in (library, SourceKind.PLAIN):
             with contextlib.suppress(Exception):  # a plain twin of a zoo net needs neither
                 found[library] = __import__(library).__version__
     return found
