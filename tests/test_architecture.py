@@ -99,7 +99,8 @@ def _cycles() -> list[list[str]]:
 def test_the_graph_is_read():
     """The walk finds what it must: a test that cannot see imports would pass vacuously."""
     assert len(MODULES) > 50
-    assert "resnet_probe.zoo" in _internal("resnet_probe.sources")
+    assert "resnet_probe.zoo" in _internal("resnet_probe.sources.source")
+    assert "resnet_probe.sources.source" in _internal("resnet_probe.sources")
     assert "resnet_probe.jobs.parts" in _internal("resnet_probe.jobs.compare")
     assert "torch" in GRAPH["resnet_probe.zoo.blocks"]
 

@@ -294,6 +294,18 @@ def test_any_model_and_inputs_round_trip(invoke, tmp_path, monkeypatch, case):
     assert invoke(*check).exit_code == 0
 
 
+def test_a_zoo_entry_is_grouped_by_stage_and_a_foreign_one_by_top_level_module(tmp_path):
+    """A count's family is a zoo family or a foreign source's kind (plain: here); only a
+    foreign kind is grouped per top-level module."""
+    path = tmp_path / "b.json"
+    regression.write_baseline(path, ["resnet8", "plain:resnet8"])
+    entries = json.loads(path.read_text())["entries"]
+    assert entries["resnet8"]["grouped_by"] == "stage"
+    assert entries["plain:resnet8"]["grouped_by"] == "top-level module"
+    assert set(entries["plain:resnet8"]["groups"]) >= {"conv1", "layer1", "fc"}
+    assert regression.check_baseline(path).exit_code == 0
+
+
 def test_check_rebuilds_from_the_record_not_from_flags(invoke, perturbable):
     result = invoke("flops", "--check", str(perturbable), "--input-size", "64")
     assert result.exit_code == 2 and "rebuilds each entry" in result.stderr

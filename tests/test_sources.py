@@ -12,7 +12,7 @@ from torch import nn
 
 import resnet_probe as rp
 from resnet_probe.measure.costs import count_costs
-from resnet_probe.sources import SourceError, resolve
+from resnet_probe.sources import ModelSource, SourceError, SourceKind, resolve
 from resnet_probe.sources.surgery import SurgeryError, discover_structure, plain_twin
 from resnet_probe.zoo import build_model
 
@@ -349,14 +349,13 @@ def test_structure_discovery_leaves_batch_norm_statistics_alone():
 def test_a_foreign_models_traits_are_found_once_per_source(user_file, monkeypatch):
     """A MODEL is resolved once; its traits (depth, shortcuts) need one build, kept on the
     resolved source."""
-    import resnet_probe.sources as sources
-
     builds = []
-    real_build = sources._build_foreign
-    monkeypatch.setattr(sources, "_build_foreign",
+    real_build = ModelSource.build
+    monkeypatch.setattr(ModelSource, "build",
                         lambda *args, **kwargs: builds.append(1) or real_build(*args, **kwargs))
     source = resolve(f"{user_file}:build", 1, 28)
     assert source.traits() == source.traits() == (6, True)
+    assert source.traits().depth == 6 and source.traits().shortcut is True
     assert len(builds) == 1
 
 
@@ -394,3 +393,36 @@ def test_user_code_that_exits_or_raises_is_named_without_a_traceback(invoke, tmp
     assert raises.exit_code == 2 and "Traceback" not in raises.stderr
     assert "fails on a 1x3x224x224 input during counting its operators (KeyError: 'x')" \
         in raises.stderr
+
+
+@pytest.mark.parametrize("model, kind", [
+    ("resnet8", SourceKind.ZOO),
+    ("cifar[layers=1-1-1]", SourceKind.ZOO),
+    ("plain:resnet8", SourceKind.PLAIN),
+    ("{file}:build", SourceKind.FACTORY),
+])
+def test_every_model_form_resolves_to_its_kind(user_file, model, kind):
+    assert resolve(model.format(file=user_file), 1, 28).kind is kind
+
+
+def test_a_module_given_to_the_api_is_of_kind_module():
+    assert resolve(nn.Linear(2, 2)).kind is SourceKind.MODULE
+
+
+def test_a_kind_is_written_to_records_and_tables_as_the_text_it_always_was(user_file):
+    """A StrEnum: json and the count summary's family/design columns hold the plain text."""
+    assert json.dumps([SourceKind.ZOO, SourceKind.PLAIN]) == '["zoo", "plain"]'
+    summary = count_costs(f"{user_file}:build", in_channels=1, input_size=28,
+                          structure=False).summary
+    assert type(summary["family"]) is str and summary["family"] == "factory"
+    assert type(summary["design"]) is str and summary["design"] == "factory"
+
+
+def test_a_kind_given_as_its_text_is_taken_as_the_member():
+    assert ModelSource("net", "module", module=nn.Linear(1, 1)).kind is SourceKind.MODULE
+
+
+def test_a_model_source_of_an_unknown_kind_is_refused_naming_the_kinds():
+    with pytest.raises(SourceError, match="unknown source kind 'zooo'; the kinds are zoo, "
+                                          "torchvision, timm, factory, module, plain"):
+        ModelSource("resnet8", "zooo")  # type: ignore[arg-type]

@@ -96,7 +96,7 @@ def _discovered_rows(source: ModelSource, input_size: int | None) -> list[dict[s
         if owner is not None and owner.stage in stages:
             stages[owner.stage]["params"] += parameter.numel()
     shortcut = has_shortcuts(model)
-    return [{**row, "block": source.kind, "shortcut": shortcut if row["blocks"] else None,
+    return [{**row, "block": source.kind.value, "shortcut": shortcut if row["blocks"] else None,
              "discovered": True} for row in stages.values()]
 
 

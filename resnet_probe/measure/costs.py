@@ -78,7 +78,14 @@ from resnet_probe.measure.count_method import (
 )
 from resnet_probe.measure.zoo_costs import count_model_costs
 from resnet_probe.modes import in_mode
-from resnet_probe.sources import ModelSource, check_weights, forward_step, read_weights, resolve
+from resnet_probe.sources import (
+    ModelSource,
+    SourceKind,
+    check_weights,
+    forward_step,
+    read_weights,
+    resolve,
+)
 from resnet_probe.sources.surgery import has_shortcuts
 from resnet_probe.zoo import ResNetSpec, build_on_meta
 
@@ -101,7 +108,7 @@ def count_costs(
     memory: bool = False,
     example: Any = None,
 ) -> CostResult:
-    """Count one model: a zoo name or spec, any MODEL source (sources.py), or an nn.Module.
+    """Count one model: a zoo name or spec, any MODEL (resnet_probe.sources), or an nn.Module.
     ``input_size`` defaults to the model's standard (224, or 32 for CIFAR-style nets); a
     source with an ``inputs`` spec is fed those tensors. ``example``: inputs as fvcore and
     torchinfo take them (a tensor, a tuple of positional tensors, a dict of keyword
@@ -115,7 +122,7 @@ def count_costs(
     if isinstance(model, ResNetSpec):
         if example is not None:
             return count_module_costs(build_on_meta(model), example, name or "custom", engine,
-                                      kind="zoo")
+                                      kind=SourceKind.ZOO)
         return count_model_costs(build_on_meta(model), input_size, batch_size, name or "custom",
                                  engine, source=model, memory=memory)
     image = _image_shape(example)  # blocks and stages are found at its size
@@ -159,16 +166,17 @@ def count_source(source: ModelSource, input_size: int | None = None, batch_size:
         return given if given is not None else source.example_inputs(input_size, batch, device)
 
     notes = []
-    if source.kind == "module":  # the user's own module, as it is: no copy
-        model = source.module
-        assert model is not None
+    if source.kind is SourceKind.MODULE:  # the user's own module, as it is: no copy
+        module = source.module
+        assert module is not None
+        model = module
         with in_mode(model, training=False):  # discovery runs it; its modes come back
             layer_info = source.structure() if structure else {}
         args, kwargs = inputs()
         started = time.perf_counter()
         counted = count_with_fvcore(model, args, kwargs) if engine == "fvcore" else \
             forward_step(source, "counting its operators",
-                         lambda: count_inputs(model, args, kwargs), grad=True)
+                         lambda: count_inputs(module, args, kwargs), grad=True)
     elif engine == "fvcore":
         model = source.build(structure=structure)
         args, kwargs = inputs()
@@ -188,7 +196,7 @@ def count_source(source: ModelSource, input_size: int | None = None, batch_size:
     seconds = time.perf_counter() - started
     if counted.note:
         notes.append(counted.note)
-    if source.kind != "module":
+    if source.kind is not SourceKind.MODULE:
         layer_info = getattr(model, "layer_info", {}) or {}
     if given is not None:
         description, input_size, batch_size = _example_facts(*given)
@@ -222,7 +230,8 @@ def _count_built(source: ModelSource, model: nn.Module, inputs: Any, structure: 
 
 
 def count_module_costs(model: nn.Module, example: Any, name: str,
-                       engine: str = DEFAULT_ENGINE, kind: str = "module") -> CostResult:
+                       engine: str = DEFAULT_ENGINE,
+                       kind: SourceKind = SourceKind.MODULE) -> CostResult:
     """Count a built module on example inputs as fvcore and torchinfo take them (a tensor, a
     tuple of positional tensors, or a dict of keyword tensors). The module is not changed:
     the count runs on meta stand-ins of its tensors where it can."""
@@ -266,13 +275,13 @@ def _example_facts(args: tuple, kwargs: dict) -> tuple[str, int | None, int]:
 
 
 def _foreign_result(model: nn.Module, counted: Counted, label: str, engine: str,
-                    seconds: float, layer_info: dict, *, kind: str, inputs: str,
+                    seconds: float, layer_info: dict, *, kind: SourceKind, inputs: str,
                     input_size: int | None, batch_size: int, structure: bool) -> CostResult:
     """The rows and the summary of a foreign model's count (``layer_info``: its discovered
     structure, empty when none was asked for or found)."""
     modules = module_rows(model, counted, engine, layer_info=layer_info)
     depth = max((i.depth for i in layer_info.values() if i.depth is not None), default=None)
-    summary = {"model": label, "family": kind, "design": kind, "block": None,
+    summary = {"model": label, "family": kind.value, "design": kind.value, "block": None,
                "depth": depth,
                "shortcut": has_shortcuts(model, layer_info) if structure else None,
                "groups": None, "width_per_group": None, "widths": None, "preact": None,

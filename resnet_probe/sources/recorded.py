@@ -21,16 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from resnet_probe.contained import OutsideError, contained
-from resnet_probe.sources import (
-    TIMM,
-    TORCHVISION,
-    ModelSource,
-    SourceError,
-    _builder_arguments,
-    _is_file,
-    resolve,
-)
+from resnet_probe.sources.errors import SourceError
+from resnet_probe.sources.grammar import TIMM, TORCHVISION, builder_arguments, is_file_location
 from resnet_probe.sources.inputs import InputSpec
+from resnet_probe.sources.resolving import resolve
+from resnet_probe.sources.source import ModelSource
 
 # Longer texts are refused unread: no model name needs more, and a nested plain:plain:... or a
 # builder argument nested thousands deep would otherwise reach the parser.
@@ -68,7 +63,7 @@ class Recorded:
         assert match is not None  # the pattern matches any text
         prefix, inner = match.groups()
         try:
-            base, _ = _builder_arguments(inner)
+            base, _ = builder_arguments(inner)
         except (RecursionError, MemoryError):
             raise SourceError(f"{self.where}: the builder arguments of {_shown(text)} nest too "
                               f"deeply; values are Python literals such as 42, 0.1, 'name'"
@@ -78,7 +73,7 @@ class Recorded:
         if base.startswith((TORCHVISION, TIMM)) or ":" not in base:
             return text  # a library's model, a zoo name or a spec text
         location, _, function = base.rpartition(":")
-        if not _is_file(location):
+        if not is_file_location(location):
             raise SourceError(
                 f"{self.where}: {_shown(text)} would import the Python module {location!r} "
                 f"and call its {function!r}; a model read from a file never imports a module "

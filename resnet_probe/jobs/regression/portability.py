@@ -17,15 +17,17 @@ from pathlib import Path
 import torch
 
 from resnet_probe._version import __version__
+from resnet_probe.sources import SourceKind
 
-FOREIGN_KINDS = ("torchvision", "timm", "factory", "module", "plain")
+# A count summary's family: a zoo family (imagenet, cifar), or the kind of a foreign source.
+FOREIGN_KINDS = tuple(kind for kind in SourceKind if kind is not SourceKind.ZOO)
 
 
 def versions(kind: str) -> dict[str, str]:
     """The libraries whose code decides this entry's counts, at their installed versions."""
     found = {"torch": torch.__version__, "resnet_probe": __version__}
     for library in ("torchvision", "timm"):
-        if kind in (library, "plain"):
+        if kind in (library, SourceKind.PLAIN):
             with contextlib.suppress(Exception):  # a plain twin of a zoo net needs neither
                 found[library] = __import__(library).__version__
     return found

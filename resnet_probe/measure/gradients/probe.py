@@ -133,8 +133,8 @@ def _model_row(source: ModelSource, config: GradientConfig, per_seed: list[dict[
     spec = source.spec
     return {
         "model": source.text, "depth": spec.depth if spec else None,
-        "shortcut": source.traits()[1],
-        "design": spec.design.value if spec else source.kind,
+        "shortcut": source.traits().shortcut,
+        "design": spec.design.value if spec else source.kind.value,
         "preact": spec.preact if spec else None,
         "grad_ratio_first_last": mean,
         "grad_ratio_std": statistics.stdev(finite) if len(finite) > 1 else 0.0,
