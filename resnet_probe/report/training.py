@@ -18,11 +18,9 @@ from resnet_probe.report.words import (
     causal_line,
     failed_runs_text,
     findings_in_words,
-    reasons_text,
     recipe_text,
-    residual_finding,
-    stopped_early_text,
-    twin_reasons_text,
+    twin_note_text,
+    verdict_note_text,
 )
 from resnet_probe.stats import RULE
 from resnet_probe.train.verdict import DegradationVerdict, StoppedEarly, TwinOutcome, Verdict
@@ -60,8 +58,7 @@ def render_training(part: TrainingPart, number: str = "6.") -> Section:
         section.text(f"Runs {part.source}.")
     if tables.twin_verdict is not None:  # a model and its plain twin: their own question
         twin = tables.twin_verdict
-        section.note(markup("<b>Twin verdict: {}</b>, {} against {}: {}.", twin.verdict.value,
-                            twin.twin, twin.model, twin_reasons_text(twin)),
+        section.note(markup("<b>{}</b>{}", *twin_note_text(twin)),
                      kind="warning" if twin.verdict is TwinOutcome.INCONCLUSIVE
                      else "finding")
         section.method(f"Rule, {TWIN_RULE}", f"Intervals: {RULE}",
@@ -109,13 +106,7 @@ FIRST_STEPS = (
 def verdict_note(verdict: DegradationVerdict, stopped_early: StoppedEarly | None
                  ) -> tuple[Markup, str]:
     """The verdict as train/verdict.py made it, with the numbers it rests on."""
-    roles = ", ".join(f"{seed} ({role.value})" for seed, role in verdict.seed_roles.items())
-    reasons = "; ".join(reasons_text(verdict) +
-                        ([stopped_early_text(stopped_early)] if stopped_early else []))
-    finding = residual_finding(verdict)
-    residual = f" {finding[0].upper()}{finding[1:]}." if finding else ""
-    text = markup("<b>Verdict: {}</b> on seeds {}: {}.{}", verdict.verdict.value,
-                  roles or "none", reasons, residual)
+    text = markup("<b>{}</b>{}", *verdict_note_text(verdict, stopped_early))
     return text, ("finding" if verdict.verdict is not Verdict.INCONCLUSIVE else "warning")
 
 

@@ -51,6 +51,7 @@ from resnet_probe.report.words.tutorials import (
 from resnet_probe.report.words.twin import (
     TWIN_RULE,
     twin_headline,
+    twin_note_text,
     twin_reasons_text,
     twin_verdict_line,
     twin_verdict_record,
@@ -62,6 +63,7 @@ from resnet_probe.report.words.verdict import (
     stopped_early_text,
     verdict_headline,
     verdict_line,
+    verdict_note_text,
     verdict_record,
 )
 
@@ -94,11 +96,13 @@ __all__ = [
     "shortcut_cost_answer",
     "stopped_early_text",
     "twin_headline",
+    "twin_note_text",
     "twin_reasons_text",
     "twin_verdict_line",
     "twin_verdict_record",
     "vanishing_answer",
     "verdict_headline",
     "verdict_line",
+    "verdict_note_text",
     "verdict_record",
 ]

@@ -106,6 +106,13 @@ def twin_headline(verdict: TwinVerdict) -> str:
             f"{gap.estimate:+.3f} ({signed_interval(gap)}), {len(gap.per_seed)} seed(s).")
 
 
+def twin_note_text(verdict: TwinVerdict) -> tuple[str, str]:
+    """The twin verdict as the report's training section states it: its title, shown in bold
+    ("Twin verdict: the twin trains worse"), and the rest (", plain8 against resnet8: why.")."""
+    return (f"Twin verdict: {verdict.verdict.value}",
+            f", {verdict.twin} against {verdict.model}: {twin_reasons_text(verdict)}.")
+
+
 def twin_verdict_record(verdict: TwinVerdict) -> dict[str, Any]:
     """What verdict.json holds of the twin verdict."""
     return {"verdict": verdict.verdict.value, "model": verdict.model, "twin": verdict.twin,

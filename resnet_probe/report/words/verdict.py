@@ -213,6 +213,18 @@ def verdict_headline(verdict: DegradationVerdict, deep: str | None = None,
             f"{shallow}: {gap.estimate:+.3f} ({signed_interval(gap)}), {seeds_in_words(verdict)}.")
 
 
+def verdict_note_text(verdict: DegradationVerdict, stopped_early: StoppedEarly | None = None
+                 ) -> tuple[str, str]:
+    """The verdict as the report's training section states it: its title, shown in bold
+    ("Verdict: degradation observed"), and the rest (" on seeds 0 (held-out), ...: why.")."""
+    reasons = "; ".join(reasons_text(verdict) +
+                        ([stopped_early_text(stopped_early)] if stopped_early else []))
+    finding = residual_finding(verdict)
+    residual = f" {finding[0].upper()}{finding[1:]}." if finding else ""
+    return (f"Verdict: {verdict.verdict.value}",
+            f" on seeds {seeds_with_roles(verdict.seed_roles) or 'none'}: {reasons}.{residual}")
+
+
 def verdict_record(verdict: DegradationVerdict, causal: CausalTest | None = None
                    ) -> dict[str, Any]:
     """What verdict.json holds: the outcome, its reasons and rule; the primary endpoint and
