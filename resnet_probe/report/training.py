@@ -14,7 +14,7 @@ from resnet_probe.report.words import (
     FINDINGS_RULE,
     LANDSCAPE_METHOD,
     TWIN_RULE,
-    VERDICT_RULE,
+    VERDICT_RULE_PARAGRAPH,
     causal_line,
     failed_runs_text,
     findings_in_words,
@@ -66,7 +66,7 @@ def render_training(part: TrainingPart, number: str = "6.") -> Section:
     else:
         text, kind = verdict_note(tables.verdict, tables.stopped_early)
         section.note(text, kind=kind)
-        section.method(f"Rule, {verdict_rule_text()}", f"Intervals: {RULE}",
+        section.method(f"Rule, {VERDICT_RULE_PARAGRAPH}", f"Intervals: {RULE}",
                        summary="The rule the verdict follows, and its intervals")
     if not tables.estimates.empty:
         section.table(tables.estimates, caption="The comparisons the verdict rests on: per "
@@ -108,12 +108,6 @@ def verdict_note(verdict: DegradationVerdict, stopped_early: StoppedEarly | None
     """The verdict as train/verdict.py made it, with the numbers it rests on."""
     text = markup("<b>{}</b>{}", *verdict_note_text(verdict, stopped_early))
     return text, ("finding" if verdict.verdict is not Verdict.INCONCLUSIVE else "warning")
-
-
-def verdict_rule_text() -> str:
-    """The verdict's rule as one paragraph (its list items marked •)."""
-    return " ".join(VERDICT_RULE.replace("``", "").split()).replace(" * ", " • ")
-
 
 
 def render_why(part: WhyPart | InProgress | Skipped | None, number: str = "") -> Section:

@@ -72,7 +72,7 @@ class SeedRole(StrEnum):
     HELD_OUT = "held-out"  # nothing was tuned on it
 
 
-# --- why the rule decided as it did: typed, put into words by report/words.py ---------------
+# --- why the rule decided as it did: typed, put into words by report/words/ -----------------
 
 @dataclass(frozen=True)
 class RunLabel:

@@ -25,6 +25,7 @@ from resnet_probe.report.words.causal import (
     mechanism_finding,
 )
 from resnet_probe.report.words.findings import (
+    CLAIM_NAMES,
     FINDINGS_RULE,
     LANDSCAPE_METHOD,
     claim_finding,
@@ -58,6 +59,7 @@ from resnet_probe.report.words.twin import (
 )
 from resnet_probe.report.words.verdict import (
     VERDICT_RULE,
+    VERDICT_RULE_PARAGRAPH,
     reasons_text,
     residual_finding,
     stopped_early_text,
@@ -68,12 +70,14 @@ from resnet_probe.report.words.verdict import (
 )
 
 __all__ = [
+    "CLAIM_NAMES",
     "FINDINGS_RULE",
     "LANDSCAPE_METHOD",
     "MECHANISM_NOT_RUN",
     "TUTORIAL_CLAIMS",
     "TWIN_RULE",
     "VERDICT_RULE",
+    "VERDICT_RULE_PARAGRAPH",
     "bias_answer",
     "bottleneck_answer",
     "causal_line",

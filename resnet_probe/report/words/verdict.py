@@ -33,30 +33,43 @@ ENDPOINT = ("the area under the training-error curve: a run's mean train-mode (m
             "from its divergence on")
 SLOWER = "slower optimisation at this budget"
 
-VERDICT_RULE = (
+# The rule in three paragraphs, its outcomes a list between the second and the third.
+_RULE_ENDPOINT = (
     f"The endpoint is {ENDPOINT}. A deeper plain net that trains worse at any step can only "
-    f"raise it; one that never left chance counts with its endpoint, the worst there is.\n\n"
-    f"As He et al. (2016) frame degradation: the deeper plain net against the shallower plain "
-    f"net, seed by seed (paired). The one primary test is the 95% Student-t interval of the "
-    f"mean plain gap = endpoint(deep plain) - endpoint(shallow plain) over seeds:\n\n"
-    f"* ``inconclusive`` when fewer than {MIN_SEEDS} seeds have all four runs, when a run did "
-    f"not finish, or when a reference did not train (a shallow or residual net whose final "
-    f"training error is not below {TRAINED_FRACTION:g} of chance error, 1 - 1/classes, or "
-    f"that diverged): the budget is then too small. The deeper plain net is never set "
-    f"aside;\n"
-    f"* ``degradation observed`` when the plain gap is at least {MIN_GAP} and its interval "
-    f"lies above zero, for these runs and for every run set in which the deeper plain net "
-    f"did worse on any seeds by any amount (the lowest such bound is found exactly: the t "
-    f"bound is concave in the per-seed gaps, so it is lowest at a corner of that box). So a "
-    f"worse deeper plain net can never turn the verdict off. When the plain gap in final "
-    f"training error is not measurably above zero, the verdict says \"{SLOWER}\";\n"
-    f"* ``no degradation`` when the plain gap's interval lies wholly below {MIN_GAP};\n"
-    f"* ``inconclusive`` otherwise.\n\n"
-    f"Beside it, not further tests: the exact one-sided sign test over seeds on the same "
-    f"gaps (with n seeds its p-value cannot go below 2^-n, 0.125 for three), the residual "
-    f"pair's gap, the difference of differences (plain gap - residual gap), the twin gap "
-    f"(deep plain - deep residual), all on the endpoint, and the plain gap in final training "
-    f"error.")
+    f"raise it; one that never left chance counts with its endpoint, the worst there is.")
+_RULE_TEST = (
+    "As He et al. (2016) frame degradation: the deeper plain net against the shallower plain "
+    "net, seed by seed (paired). The one primary test is the 95% Student-t interval of the "
+    "mean plain gap = endpoint(deep plain) - endpoint(shallow plain) over seeds:")
+_RULE_OUTCOMES = (
+    ("inconclusive",
+     f"when fewer than {MIN_SEEDS} seeds have all four runs, when a run did not finish, or "
+     f"when a reference did not train (a shallow or residual net whose final training error "
+     f"is not below {TRAINED_FRACTION:g} of chance error, 1 - 1/classes, or that diverged): "
+     f"the budget is then too small. The deeper plain net is never set aside;"),
+    ("degradation observed",
+     f"when the plain gap is at least {MIN_GAP} and its interval lies above zero, for these "
+     f"runs and for every run set in which the deeper plain net did worse on any seeds by any "
+     f"amount (the lowest such bound is found exactly: the t bound is concave in the per-seed "
+     f"gaps, so it is lowest at a corner of that box). So a worse deeper plain net can never "
+     f"turn the verdict off. When the plain gap in final training error is not measurably "
+     f"above zero, the verdict says \"{SLOWER}\";"),
+    ("no degradation", f"when the plain gap's interval lies wholly below {MIN_GAP};"),
+    ("inconclusive", "otherwise."),
+)
+_RULE_BESIDE = (
+    "Beside it, not further tests: the exact one-sided sign test over seeds on the same gaps "
+    "(with n seeds its p-value cannot go below 2^-n, 0.125 for three), the residual pair's "
+    "gap, the difference of differences (plain gap - residual gap), the twin gap (deep plain "
+    "- deep residual), all on the endpoint, and the plain gap in final training error.")
+
+VERDICT_RULE = "\n\n".join([
+    _RULE_ENDPOINT, _RULE_TEST,
+    "\n".join(f"* ``{outcome}`` {when}" for outcome, when in _RULE_OUTCOMES), _RULE_BESIDE])
+# The same rule as one paragraph, its outcomes marked •: the report's method note.
+VERDICT_RULE_PARAGRAPH = " ".join([
+    _RULE_ENDPOINT, _RULE_TEST,
+    *(f"• {outcome} {when}" for outcome, when in _RULE_OUTCOMES), _RULE_BESIDE])
 
 
 # --- each reason, with its numbers ---------------------------------------------------------------
