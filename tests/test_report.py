@@ -566,6 +566,24 @@ def test_training_section_keeps_every_character_of_its_paragraphs():
     assert "<b>Verdict: degradation observed</b>" in html
 
 
+def test_the_training_sections_verdict_says_slower_optimisation_where_that_is_what_it_is():
+    """Observed on the endpoint while the final errors do not differ measurably: the bold
+    verdict says so, as the console line and verdict.json do."""
+    import dataclasses
+
+    from resnet_probe.report.training import render_training
+    from resnet_probe.train.verdict import PlainGapAboveZero
+
+    training = hand_result().training
+    verdict = training.degradation.verdict
+    slower = dataclasses.replace(verdict, reasons=[PlainGapAboveZero(False)])
+    part = dataclasses.replace(training, degradation=dataclasses.replace(
+        training.degradation, verdict=slower))
+    html = rendered(render_training(part))
+    assert ("<b>Verdict: degradation observed (slower optimisation at this budget)</b>"
+            in html)
+
+
 def test_why_section_shows_each_finding_and_folds_its_rule():
     from resnet_probe.report.training import render_why
 

@@ -234,7 +234,7 @@ def verdict_note_text(verdict: DegradationVerdict, stopped_early: StoppedEarly |
                         ([stopped_early_text(stopped_early)] if stopped_early else []))
     finding = residual_finding(verdict)
     residual = f" {finding[0].upper()}{finding[1:]}." if finding else ""
-    return (f"Verdict: {verdict.verdict.value}",
+    return (f"Verdict: {verdict_outcome(verdict)}",
             f" on seeds {seeds_with_roles(verdict.seed_roles) or 'none'}: {reasons}.{residual}")
 
 
