@@ -61,8 +61,34 @@ def test_finished_checkpoints_keep_half_precision_weights_and_no_optimizer(tmp_p
     state = load_checkpoint(tmp_path / "run" / "runs" / "resnet8-seed0.pt")
     assert state["result"].status == RunStatus.FINISHED
     assert "optimizer" not in state
-    floats = [v for v in state["model"].values() if v.is_floating_point()]
-    assert floats and all(v.dtype == torch.float16 for v in floats)
+    parameters = {name for name, _ in resolve("resnet8").build(num_classes=10).named_parameters()}
+    halves = [v for k, v in state["model"].items() if k in parameters]
+    assert halves and all(v.dtype == torch.float16 for v in halves)
+    # BN's running statistics stay at full precision
+    assert state["model"]["bn1.running_var"].dtype == torch.float32
+
+
+def test_an_ended_checkpoint_keeps_bn_statistics_beyond_half_precisions_range(tmp_path):
+    """Precise BN's exact variance of a deep plain net's activations can exceed 65,504, where
+    half precision holds inf: the analyses would refuse the run as not a trained net."""
+    from torch import nn
+
+    from resnet_probe.train.checkpoint import save_checkpoint
+    from resnet_probe.train.run_result import RunResult
+
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
+    with torch.no_grad():
+        model[1].running_var.fill_(1e6)
+        model[0].weight[0, 0, 0, 0] = 1e5  # a parameter beyond half's range stays float32
+    result = RunResult(model="net", seed=0, status=RunStatus.FINISHED)
+    path = tmp_path / "net-seed0.pt"
+    save_checkpoint(path, model, torch.optim.SGD(model.parameters(), lr=0.1), 4, result,
+                    RECIPE, 64, None, {})
+    weights = torch.load(path, weights_only=True)["model"]
+    assert weights["1.running_var"].dtype == torch.float32
+    assert torch.equal(weights["1.running_var"], torch.full((4,), 1e6))
+    assert weights["0.weight"].dtype == torch.float32 and weights["0.weight"].max() == 1e5
+    assert weights["1.weight"].dtype == torch.float16  # what fits is halved
 
 
 def test_key_covers_seed_recipe_data_device_and_model(tmp_path, digits):

@@ -35,9 +35,10 @@ from resnet_probe.untrusted import (
 )
 
 # Format 3: only tensors and plain data (the run's record is a dict), so a checkpoint loads with
-# weights_only=True. An ended run's checkpoint keeps its weights in half precision and no
-# optimizer state (it cannot resume, and the analyses of trained nets need no more). Formats 1
-# and 2 pickled the record as a class, which a safe load refuses.
+# weights_only=True. An ended run's checkpoint keeps its parameters in half precision (buffers
+# such as BN's running statistics at full precision) and no optimizer state (it cannot resume,
+# and the analyses of trained nets need no more). Formats 1 and 2 pickled the record as a
+# class, which a safe load refuses.
 CHECKPOINT_FORMAT = 3
 
 
@@ -50,6 +51,20 @@ class NothingToResume(InvalidRequest):
     """A resume asked for where no checkpoint was written."""
 
 
+def _compact_weights(model: nn.Module, state: dict[str, torch.Tensor]
+                     ) -> dict[str, torch.Tensor]:
+    """An ended run's weights, halved in size: parameters in half precision where they fit in
+    its range; buffers (BN's running statistics) as they are. Precise BN's exact variance of a
+    deep plain net's activations can exceed half precision's 65,504 and would load as inf."""
+    parameters = {name for name, _ in model.named_parameters()}
+    compact = {}
+    for key, value in state.items():
+        half = value.half() if key in parameters and value.is_floating_point() else value
+        compact[key] = half if bool(torch.isfinite(half).all()) or \
+            not bool(torch.isfinite(value).all()) else value
+    return compact
+
+
 def save_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, step: int,
                     result: RunResult, config: TrainConfig, samples_seen: int,
                     bn_calls: dict[str, int] | None, initial_norms: dict[str, float]) -> None:
@@ -60,8 +75,7 @@ def save_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimiz
                              "record": result.record(),
                              "config": json_safe(asdict(config)), "samples_seen": samples_seen}
     if result.status in ENDED:
-        state["model"] = {key: value.half() if value.is_floating_point() else value
-                          for key, value in state["model"].items()}
+        state["model"] = _compact_weights(model, state["model"])
     else:  # what a resume needs to continue exactly
         state.update(optimizer=optimizer.state_dict(), bn_calls_per_step=bn_calls,
                      initial_norms=initial_norms,

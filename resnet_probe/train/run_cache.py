@@ -21,7 +21,8 @@ from resnet_probe.train.loop import ENDED, RunResult, TrainConfig, load_checkpoi
 from resnet_probe.train.run_folder import json_safe
 
 RUN_FILE = "run.pt"
-RUN_FORMAT = 3  # part of every key: format 1 pickled its record; 3: precise BN before evals
+RUN_FORMAT = 4  # part of every key: 1 pickled its record; 3: precise BN before evals; 4: BN
+# running statistics kept at full precision (3 could hold inf where they left half's range)
 
 
 class RunCache:
