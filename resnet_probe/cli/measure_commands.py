@@ -62,10 +62,10 @@ def latency(models, by, trace_dir, in_channels, weights, num_classes, inputs, fm
     config = LatencyConfig(**settings)
     if trace_dir is not None and config.engine != "profiler":
         raise click.UsageError("--trace writes the profiler's traces: add --engine profiler")
+    sources = options.sources(models, in_channels, weights, config.input_size, inputs,
+                              num_classes)  # resolved once, before any bar: a bad MODEL exits 2
     with options.progress_bar(config.work(len(models)), "latency") as bar:
-        result = measure_latency(options.sources(models, in_channels, weights, config.input_size,
-                                                 inputs, num_classes),
-                                 config, bar, trace_dir)
+        result = measure_latency(sources, config, bar, trace_dir)
     for note in latency_notes(result):
         click.echo(note, err=True)
     for path in result.trace_files:

@@ -48,18 +48,16 @@ DEBUG: contextvars.ContextVar[bool] = contextvars.ContextVar("debug", default=Fa
 
 class ModelName(click.ParamType):
     """A MODEL as resnet_probe.sources resolves it (zoo name, spec text, torchvision:NAME,
-    timm:NAME, FILE.py:factory, package.module:factory, plain:MODEL); unknown names suggest
-    close matches."""
+    timm:NAME, FILE.py:factory, package.module:factory, plain:MODEL). The text is resolved
+    once, by the job the command calls, with every option that shapes it (--in-channels,
+    --input ...); an unknown name is refused there with close matches, exit 2."""
 
     name = "MODEL"
 
     def convert(self, value, param, ctx):
-        from resnet_probe.sources import resolve
-
-        try:
-            resolve(value)
-        except InvalidRequest as error:  # an unknown name, or the user's code failing
-            self.fail(str(error), param, ctx)
+        if not str(value).strip():
+            self.fail("a MODEL is a name such as resnet34, plain34, resnet50[groups=32] or "
+                      "FILE.py:factory; got an empty text", param, ctx)
         return value
 
 
