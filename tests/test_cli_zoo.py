@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from resnet_probe._version import __version__
 
 
@@ -152,3 +154,24 @@ def test_every_listed_command_exists_with_its_listed_help():
         assert command is not None and command.name == name
         assert command.get_short_help_str(limit=200) == short_help
     assert cli.get_command(ctx, "no-such-command") is None
+
+
+@pytest.mark.parametrize("command", [("flops", "resnet20", "plain:resnet20"),
+                                     ("show", "resnet20")])
+def test_each_model_is_resolved_once(invoke, monkeypatch, command):
+    """The click type leaves a MODEL as text; the command resolves it once, with every
+    option that shapes it (plain:MODEL resolves its inner MODEL as part of that one)."""
+    from resnet_probe.sources import resolving
+
+    calls: list[str] = []
+    original = resolving._resolve
+
+    def counted(model, *args, **kwargs):
+        calls.append(str(model))
+        return original(model, *args, **kwargs)
+
+    monkeypatch.setattr(resolving, "_resolve", counted)
+    assert invoke(*command).exit_code == 0
+    expected = [m for m in command[1:] for m in ([m, m.removeprefix("plain:")]
+                                                if m.startswith("plain:") else [m])]
+    assert sorted(calls) == sorted(expected)
