@@ -272,8 +272,17 @@ def test_ctrl_c_in_user_code_still_interrupts():
 # --- interrupts: --resume advised only where a checkpoint exists -------------------------------
 
 
+@pytest.fixture
+def python_ctrl_c():
+    """Ctrl-C as a fresh `resnet-probe` process meets it (Python's KeyboardInterrupt),
+    whatever handler the test session holds."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 def test_ctrl_c_before_the_first_checkpoint_does_not_advise_resume(invoke, tmp_path,
-                                                                   monkeypatch):
+                                                                   monkeypatch, python_ctrl_c):
     from resnet_probe.train import loop
 
     real = loop.build_for_dataset
